@@ -1,0 +1,449 @@
+#include "cfg.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <warren/status.h>
+
+#include "../framework/log.h"
+
+/* Collected problems; every message names file, line and setting. */
+typedef struct ctx {
+  const char *file;
+  char *buf;
+  size_t cap, len;
+  int errors;
+} ctx;
+
+/* Resolved paths and secrets go into one bounded arena. */
+#define OWNED_MAX (64 * 1024)
+
+static void setting_path(const config_setting_t *s, char *buf, size_t len) {
+  const config_setting_t *chain[32];
+  size_t n = 0;
+  for (; s && config_setting_parent(s) && n < 32; s = config_setting_parent(s))
+    chain[n++] = s;
+  size_t off = 0;
+  buf[0] = '\0';
+  while (n-- > 0 && off < len) {
+    const char *name = config_setting_name(chain[n]);
+    int w = name ? snprintf(buf + off, len - off, "%s%s", off ? "." : "", name)
+                 : snprintf(buf + off, len - off, "[%d]",
+                            config_setting_index(chain[n]));
+    if (w < 0) break;
+    off += (size_t)w;
+  }
+}
+
+static void problem(ctx *c, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void problem(ctx *c, const config_setting_t *s, const char *fmt, ...) {
+  char path[256], msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  setting_path(s, path, sizeof path);
+  c->errors++;
+  if (c->len >= c->cap) return;
+  int w = snprintf(c->buf + c->len, c->cap - c->len, "%s%s:%d: %s: %s",
+                   c->len ? "\n" : "", c->file,
+                   s ? (int)config_setting_source_line(s) : 0,
+                   path[0] ? path : "(top level)", msg);
+  if (w > 0) c->len += (size_t)w;
+  if (c->len > c->cap) c->len = c->cap;
+}
+
+/* Every key in `group` must be in `allowed`: a typo is an error, never a
+ * silently ignored setting. */
+static void check_keys(ctx *c, const config_setting_t *group,
+                       const char *const *allowed) {
+  if (!group) return;
+  for (int i = 0; i < config_setting_length(group); i++) {
+    const config_setting_t *e = config_setting_get_elem(group, (unsigned)i);
+    const char *name = config_setting_name(e);
+    int ok = 0;
+    for (const char *const *a = allowed; *a && !ok; a++)
+      ok = strcmp(*a, name) == 0;
+    if (!ok) problem(c, e, "unknown setting");
+  }
+}
+
+static config_setting_t *get_group(ctx *c, config_setting_t *parent,
+                                   const char *name, int required) {
+  config_setting_t *s = config_setting_get_member(parent, name);
+  if (!s) {
+    if (required) problem(c, parent, "missing group '%s'", name);
+    return NULL;
+  }
+  if (!config_setting_is_group(s)) {
+    problem(c, s, "must be a group { ... }");
+    return NULL;
+  }
+  return s;
+}
+
+static const char *get_str(ctx *c, config_setting_t *g, const char *name,
+                           const char *def, int required) {
+  config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+  if (!s) {
+    if (required) problem(c, g, "missing setting '%s'", name);
+    return def;
+  }
+  if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+    problem(c, s, "must be a string");
+    return def;
+  }
+  const char *v = config_setting_get_string(s);
+  if (required && v[0] == '\0') problem(c, s, "must not be empty");
+  return v;
+}
+
+static long long get_int(ctx *c, config_setting_t *g, const char *name,
+                         long long def, long long min, long long max) {
+  config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+  if (!s) return def;
+  int t = config_setting_type(s);
+  if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
+    problem(c, s, "must be an integer");
+    return def;
+  }
+  long long v = config_setting_get_int64(s);
+  if (v < min || v > max) {
+    problem(c, s, "must be %lld..%lld (got %lld)", min, max, v);
+    return def;
+  }
+  return v;
+}
+
+static double get_double(ctx *c, config_setting_t *g, const char *name,
+                         double def, double min, double max) {
+  config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+  if (!s) return def;
+  double v;
+  switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+      v = (double)config_setting_get_int64(s);
+      break;
+    case CONFIG_TYPE_FLOAT:
+      v = config_setting_get_float(s);
+      break;
+    default:
+      problem(c, s, "must be a number");
+      return def;
+  }
+  if (!(v >= min && v <= max)) {
+    problem(c, s, "must be %g..%g (got %g)", min, max, v);
+    return def;
+  }
+  return v;
+}
+
+static int get_bool(ctx *c, config_setting_t *g, const char *name, int def) {
+  config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+  if (!s) return def;
+  if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+    problem(c, s, "must be true or false");
+    return def;
+  }
+  return config_setting_get_bool(s);
+}
+
+static config_setting_t *get_list(ctx *c, config_setting_t *g,
+                                  const char *name) {
+  config_setting_t *s = config_setting_get_member(g, name);
+  if (!s) return NULL;
+  if (!config_setting_is_list(s)) {
+    problem(c, s, "must be a list ( {...}, {...} )");
+    return NULL;
+  }
+  return s;
+}
+
+/* Copies into the arena; NULL when it is full (reported as an error). */
+static const char *own(wr_cfg *cfg, size_t *used, ctx *c,
+                       const config_setting_t *s, const char *a,
+                       const char *b) {
+  size_t need = strlen(a) + strlen(b) + 1;
+  if (*used + need > OWNED_MAX) {
+    problem(c, s, "too many or too long paths");
+    return NULL;
+  }
+  char *dst = cfg->owned + *used;
+  memcpy(dst, a, strlen(a));
+  memcpy(dst + strlen(a), b, strlen(b) + 1);
+  *used += need;
+  return dst;
+}
+
+static const char *resolve_path(wr_cfg *cfg, size_t *used, ctx *c,
+                                const config_setting_t *s, const char *p) {
+  if (!p || p[0] == '/' || p[0] == '\0') return p;
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", cfg->path);
+  char *slash = strrchr(dir, '/');
+  if (!slash) return p;
+  slash[1] = '\0';
+  return own(cfg, used, c, s, dir, p);
+}
+
+static const char *read_secret(wr_cfg *cfg, size_t *used, ctx *c,
+                               const config_setting_t *s, const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    problem(c, s, "cannot read '%s': %s", path, strerror(errno));
+    return NULL;
+  }
+  char buf[1024];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = '\0';
+  return own(cfg, used, c, s, buf, "");
+}
+
+static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
+                        config_setting_t *root) {
+  static const char *const keys[] = {
+      "host",      "port",          "vhost", "user", "password",
+      "password_file", "heartbeat", "connect_timeout", "tls", NULL};
+  static const char *const tls_keys[] = {"enabled",   "ca_file",
+                                         "cert_file", "key_file",
+                                         "verify_peer", "verify_hostname",
+                                         NULL};
+  wr_broker_cfg *b = &cfg->broker;
+  config_setting_t *g = get_group(c, root, "broker", 0);
+  check_keys(c, g, keys);
+  b->host = get_str(c, g, "host", "127.0.0.1", 0);
+  b->port = (int)get_int(c, g, "port", 5672, 1, 65535);
+  b->vhost = get_str(c, g, "vhost", "/", 0);
+  b->user = get_str(c, g, "user", "guest", 0);
+  b->heartbeat = (int)get_int(c, g, "heartbeat", 30, 0, 3600);
+  b->connect_timeout = get_double(c, g, "connect_timeout", 5, 0.1, 600);
+  config_setting_t *pf = g ? config_setting_get_member(g, "password_file") : NULL;
+  config_setting_t *pw = g ? config_setting_get_member(g, "password") : NULL;
+  if (pf && pw) problem(c, pf, "set either password or password_file");
+  if (pf) {
+    const char *p = resolve_path(cfg, used, c, pf,
+                                 get_str(c, g, "password_file", NULL, 1));
+    b->password = p ? read_secret(cfg, used, c, pf, p) : NULL;
+  } else {
+    b->password = get_str(c, g, "password", "guest", 0);
+  }
+  config_setting_t *t = g ? get_group(c, g, "tls", 0) : NULL;
+  check_keys(c, t, tls_keys);
+  b->tls.enabled = get_bool(c, t, "enabled", 0);
+  b->tls.ca_file = resolve_path(cfg, used, c, t, get_str(c, t, "ca_file", NULL, 0));
+  b->tls.cert_file =
+      resolve_path(cfg, used, c, t, get_str(c, t, "cert_file", NULL, 0));
+  b->tls.key_file = resolve_path(cfg, used, c, t, get_str(c, t, "key_file", NULL, 0));
+  b->tls.verify_peer = get_bool(c, t, "verify_peer", 1);
+  b->tls.verify_hostname = get_bool(c, t, "verify_hostname", 1);
+  if (t && (!b->tls.cert_file) != (!b->tls.key_file))
+    problem(c, t, "cert_file and key_file go together");
+}
+
+static void load_exchanges(ctx *c, wr_cfg *cfg, config_setting_t *root) {
+  static const char *const keys[] = {"name", "type", "durable", NULL};
+  static const char *const types[] = {"direct", "topic", "fanout", "headers",
+                                      NULL};
+  config_setting_t *l = get_list(c, root, "exchanges");
+  int n = l ? config_setting_length(l) : 0;
+  if (n == 0) return;
+  cfg->exchanges = calloc((size_t)n, sizeof *cfg->exchanges);
+  if (!cfg->exchanges) {
+    problem(c, l, "out of memory");
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+    if (!config_setting_is_group(e)) {
+      problem(c, e, "must be a group { name = ...; }");
+      continue;
+    }
+    check_keys(c, e, keys);
+    wr_exchange_cfg *x = &cfg->exchanges[cfg->n_exchanges++];
+    x->name = get_str(c, e, "name", "", 1);
+    x->type = get_str(c, e, "type", "direct", 0);
+    x->durable = get_bool(c, e, "durable", 1);
+    int ok = 0;
+    for (const char *const *t = types; *t; t++) ok |= strcmp(*t, x->type) == 0;
+    if (!ok) problem(c, e, "type must be direct, topic, fanout or headers");
+    for (size_t j = 0; j + 1 < cfg->n_exchanges; j++)
+      if (strcmp(cfg->exchanges[j].name, x->name) == 0)
+        problem(c, e, "exchange '%s' is declared twice", x->name);
+  }
+}
+
+static void load_bindings(ctx *c, wr_handler_cfg *h, config_setting_t *g) {
+  static const char *const keys[] = {"exchange", "routing_key", NULL};
+  config_setting_t *l = get_list(c, g, "bindings");
+  int n = l ? config_setting_length(l) : 0;
+  if (n == 0) return;
+  h->bindings = calloc((size_t)n, sizeof *h->bindings);
+  if (!h->bindings) {
+    problem(c, l, "out of memory");
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+    if (!config_setting_is_group(e)) {
+      problem(c, e, "must be a group { exchange = ...; }");
+      continue;
+    }
+    check_keys(c, e, keys);
+    wr_binding_cfg *b = &h->bindings[h->n_bindings++];
+    b->exchange = get_str(c, e, "exchange", "", 1);
+    b->routing_key = get_str(c, e, "routing_key", "", 0);
+  }
+}
+
+static void load_handler(ctx *c, wr_cfg *cfg, size_t *used,
+                         config_setting_t *e, wr_handler_cfg *h) {
+  static const char *const keys[] = {
+      "name",    "queue",   "plugin",     "prefetch", "concurrency",
+      "declare", "durable", "queue_type", "bindings", "settings", NULL};
+  check_keys(c, e, keys);
+  h->line = config_setting_source_line(e);
+  h->name = get_str(c, e, "name", "", 1);
+  h->queue = get_str(c, e, "queue", h->name, 0);
+  h->plugin = resolve_path(cfg, used, c, e, get_str(c, e, "plugin", "", 1));
+  h->concurrency =
+      (int)get_int(c, e, "concurrency", 1, 1, WR_CFG_MAX_CONCURRENCY);
+  config_setting_t *pf = config_setting_get_member(e, "prefetch");
+  h->prefetch = (int)get_int(c, e, "prefetch", 10, 1, WR_CFG_MAX_PREFETCH);
+  if (pf && h->prefetch < h->concurrency)
+    wr_warn("%s:%d: handlers.%s.prefetch %d is below concurrency %d: %d "
+            "worker(s) will sit idle",
+            c->file, config_setting_source_line(pf), h->name, h->prefetch,
+            h->concurrency, h->concurrency - h->prefetch);
+  if (!pf && h->prefetch < h->concurrency) h->prefetch = h->concurrency;
+  h->declare = get_bool(c, e, "declare", 1);
+  h->durable = get_bool(c, e, "durable", 1);
+  const char *qt = get_str(c, e, "queue_type", "quorum", 0);
+  h->quorum = strcmp(qt, "quorum") == 0;
+  if (!h->quorum && strcmp(qt, "classic") != 0)
+    problem(c, config_setting_get_member(e, "queue_type"),
+            "must be \"quorum\" or \"classic\"");
+  if (h->quorum && !h->durable)
+    problem(c, config_setting_get_member(e, "durable"),
+            "quorum queues are always durable");
+  load_bindings(c, h, e);
+  config_setting_t *s = config_setting_get_member(e, "settings");
+  if (s && !config_setting_is_group(s))
+    problem(c, s, "must be a group { ... }");
+  else
+    h->settings = s;
+}
+
+static void load_handlers(ctx *c, wr_cfg *cfg, size_t *used,
+                          config_setting_t *root) {
+  config_setting_t *l = get_list(c, root, "handlers");
+  int n = l ? config_setting_length(l) : 0;
+  if (n == 0) {
+    problem(c, l ? l : root, "at least one handler is required");
+    return;
+  }
+  if (n > WR_CFG_MAX_HANDLERS) {
+    problem(c, l, "at most %d handlers", WR_CFG_MAX_HANDLERS);
+    return;
+  }
+  cfg->handlers = calloc((size_t)n, sizeof *cfg->handlers);
+  if (!cfg->handlers) {
+    problem(c, l, "out of memory");
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+    if (!config_setting_is_group(e)) {
+      problem(c, e, "must be a group { name = ...; }");
+      continue;
+    }
+    wr_handler_cfg *h = &cfg->handlers[cfg->n_handlers++];
+    load_handler(c, cfg, used, e, h);
+    for (size_t j = 0; j + 1 < cfg->n_handlers; j++) {
+      if (strcmp(cfg->handlers[j].name, h->name) == 0)
+        problem(c, config_setting_get_member(e, "name"),
+                "handler name '%s' is used twice (first at line %d)", h->name,
+                cfg->handlers[j].line);
+      else if (strcmp(cfg->handlers[j].queue, h->queue) == 0)
+        problem(c, e, "queue '%s' is consumed by two handlers", h->queue);
+    }
+  }
+}
+
+static void load_worker(ctx *c, wr_cfg *cfg, config_setting_t *root) {
+  static const char *const keys[] = {"shutdown_grace", "reconnect_min",
+                                     "reconnect_max", "restart_min",
+                                     "restart_max", NULL};
+  config_setting_t *g = get_group(c, root, "worker", 0);
+  check_keys(c, g, keys);
+  cfg->shutdown_grace = get_double(c, g, "shutdown_grace", 30, 0, 86400);
+  cfg->reconnect_min = get_double(c, g, "reconnect_min", 0.5, 0.01, 3600);
+  cfg->reconnect_max = get_double(c, g, "reconnect_max", 30, 0.01, 3600);
+  cfg->restart_min = get_double(c, g, "restart_min", 0.1, 0.01, 3600);
+  cfg->restart_max = get_double(c, g, "restart_max", 10, 0.01, 3600);
+  if (cfg->reconnect_max < cfg->reconnect_min)
+    problem(c, g, "reconnect_max must be >= reconnect_min");
+  if (cfg->restart_max < cfg->restart_min)
+    problem(c, g, "restart_max must be >= restart_min");
+}
+
+int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
+  static const char *const top_keys[] = {"broker", "worker", "exchanges",
+                                         "handlers", NULL};
+  if (errlen) err[0] = '\0';
+  wr_cfg *cfg = calloc(1, sizeof *cfg);
+  if (cfg) config_init(&cfg->lc);
+  if (cfg) cfg->path = strdup(path);
+  if (cfg) cfg->owned = malloc(OWNED_MAX);
+  if (!cfg || !cfg->path || !cfg->owned) {
+    snprintf(err, errlen, "%s: out of memory", path);
+    wr_cfg_free(cfg);
+    return WARREN_NOMEM;
+  }
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    wr_cfg_free(cfg);
+    return WARREN_CONFIG_READ;
+  }
+  int parsed = config_read(&cfg->lc, f);
+  fclose(f);
+  if (!parsed) {
+    snprintf(err, errlen, "%s:%d: syntax error: %s", path,
+             config_error_line(&cfg->lc), config_error_text(&cfg->lc));
+    wr_cfg_free(cfg);
+    return WARREN_CONFIG_SYNTAX;
+  }
+  ctx c = {path, err, errlen ? errlen - 1 : 0, 0, 0};
+  size_t used = 0;
+  config_setting_t *root = config_root_setting(&cfg->lc);
+  check_keys(&c, root, top_keys);
+  load_broker(&c, cfg, &used, root);
+  load_worker(&c, cfg, root);
+  load_exchanges(&c, cfg, root);
+  load_handlers(&c, cfg, &used, root);
+  if (c.errors) {
+    wr_cfg_free(cfg);
+    return WARREN_CONFIG_INVALID;
+  }
+  *out = cfg;
+  return WARREN_OK;
+}
+
+void wr_cfg_free(wr_cfg *cfg) {
+  if (!cfg) return;
+  for (size_t i = 0; i < cfg->n_handlers; i++) free(cfg->handlers[i].bindings);
+  free(cfg->handlers);
+  free(cfg->exchanges);
+  config_destroy(&cfg->lc);
+  free(cfg->owned);
+  free(cfg->path);
+  free(cfg);
+}

@@ -1,0 +1,91 @@
+/*
+ * Loading and validating the worker's one libconfig file.
+ *
+ * Strings in these structs point into the libconfig tree (or, for resolved
+ * paths and secrets, into memory owned by the wr_cfg) and live until
+ * wr_cfg_free(). docs/config.md lists every setting; keep it in step with
+ * the tables in cfg.c.
+ */
+#ifndef WR_CFG_H
+#define WR_CFG_H
+
+#include <libconfig.h>
+#include <stddef.h>
+
+#define WR_CFG_MAX_PREFETCH 65535
+#define WR_CFG_MAX_CONCURRENCY 1024
+#define WR_CFG_MAX_HANDLERS 64
+
+typedef struct wr_tls_cfg {
+  int enabled;
+  const char *ca_file; /* NULL: system default store */
+  const char *cert_file;
+  const char *key_file;
+  int verify_peer;
+  int verify_hostname;
+} wr_tls_cfg;
+
+typedef struct wr_broker_cfg {
+  const char *host;
+  int port;
+  const char *vhost;
+  const char *user;
+  const char *password; /* from password or password_file */
+  int heartbeat;        /* seconds, 0 disables */
+  double connect_timeout;
+  wr_tls_cfg tls;
+} wr_broker_cfg;
+
+typedef struct wr_exchange_cfg {
+  const char *name;
+  const char *type; /* direct, topic, fanout, headers */
+  int durable;
+} wr_exchange_cfg;
+
+typedef struct wr_binding_cfg {
+  const char *exchange;
+  const char *routing_key;
+} wr_binding_cfg;
+
+typedef struct wr_handler_cfg {
+  const char *name;
+  const char *queue;
+  const char *plugin;      /* resolved against the config file's folder */
+  int prefetch;            /* 1..65535 */
+  int concurrency;         /* worker processes, 1..1024 */
+  int declare;             /* declare the queue and its bindings */
+  int durable;
+  int quorum;              /* queue_type = "quorum" */
+  wr_binding_cfg *bindings;
+  size_t n_bindings;
+  config_setting_t *settings; /* the handler's own group, or NULL */
+  int line;                   /* where the handler is defined */
+} wr_handler_cfg;
+
+typedef struct wr_cfg {
+  config_t lc;
+  char *path;
+  wr_broker_cfg broker;
+  double shutdown_grace;  /* seconds in-flight jobs get on SIGTERM */
+  double reconnect_min;   /* backoff after a lost connection, seconds */
+  double reconnect_max;
+  double restart_min;     /* backoff before restarting a dead worker */
+  double restart_max;
+  wr_exchange_cfg *exchanges;
+  size_t n_exchanges;
+  wr_handler_cfg *handlers;
+  size_t n_handlers;
+  char *owned;   /* resolved plugin paths and password, one block */
+} wr_cfg;
+
+/**
+ * Parse and validate `path`. On success *out owns everything; free with
+ * wr_cfg_free(). On failure returns a negative warren_status and writes
+ * every problem found, one per line as "FILE:LINE: setting: what", into
+ * err (truncated to errlen).
+ * Warnings (prefetch below concurrency) go to the log, not err.
+ */
+int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen);
+void wr_cfg_free(wr_cfg *cfg);
+
+#endif

@@ -1,0 +1,211 @@
+#include "conn.h"
+
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <warren/status.h>
+
+#include "log.h"
+
+#define RPC_TIMEOUT_S 10
+
+int wr_conn_reply(amqp_connection_state_t c, amqp_rpc_reply_t r,
+                  const char *what, char *err, size_t errlen) {
+  switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+      return WARREN_OK;
+    case AMQP_RESPONSE_NONE:
+      snprintf(err, errlen, "%s: no reply from the broker", what);
+      return WARREN_BROKER_PROTOCOL;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+      snprintf(err, errlen, "%s: %s", what, amqp_error_string2(r.library_error));
+      return r.library_error == AMQP_STATUS_TIMEOUT ? WARREN_BROKER_TIMEOUT
+                                                    : WARREN_BROKER_CLOSED;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+      break;
+  }
+  if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+    amqp_connection_close_t *m = r.reply.decoded;
+    snprintf(err, errlen, "%s: broker closed the connection: %u %.*s", what,
+             m->reply_code, (int)m->reply_text.len,
+             (const char *)m->reply_text.bytes);
+    amqp_connection_close_ok_t ok = {0};
+    amqp_send_method(c, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+  } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+    amqp_channel_close_t *m = r.reply.decoded;
+    snprintf(err, errlen, "%s: broker closed the channel: %u %.*s", what,
+             m->reply_code, (int)m->reply_text.len,
+             (const char *)m->reply_text.bytes);
+    /* The channel number that failed is the one the caller used; rabbitmq-c
+     * does not report it, so callers that care close-ok it themselves. */
+  } else {
+    snprintf(err, errlen, "%s: unexpected method 0x%08x from the broker", what,
+             r.reply.id);
+  }
+  return WARREN_BROKER_CLOSED;
+}
+
+static void close_ok(amqp_connection_state_t c, amqp_channel_t ch) {
+  amqp_channel_close_ok_t ok = {0};
+  amqp_send_method(c, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+}
+
+int wr_conn_open(const wr_broker_cfg *b, amqp_connection_state_t *out,
+                 char *err, size_t errlen) {
+  *out = NULL;
+  amqp_connection_state_t c = amqp_new_connection();
+  if (!c) {
+    snprintf(err, errlen, "out of memory");
+    return WARREN_NOMEM;
+  }
+  amqp_socket_t *s = b->tls.enabled ? amqp_ssl_socket_new(c) : amqp_tcp_socket_new(c);
+  if (!s) {
+    snprintf(err, errlen, "cannot create %s socket", b->tls.enabled ? "TLS" : "TCP");
+    amqp_destroy_connection(c);
+    return WARREN_NOMEM;
+  }
+  if (b->tls.enabled) {
+    amqp_ssl_socket_set_verify_peer(s, b->tls.verify_peer);
+    amqp_ssl_socket_set_verify_hostname(s, b->tls.verify_hostname);
+    int rc = AMQP_STATUS_OK;
+    if (b->tls.ca_file) rc = amqp_ssl_socket_set_cacert(s, b->tls.ca_file);
+    if (rc == AMQP_STATUS_OK && b->tls.cert_file)
+      rc = amqp_ssl_socket_set_key(s, b->tls.cert_file, b->tls.key_file);
+    if (rc != AMQP_STATUS_OK) {
+      snprintf(err, errlen, "TLS set-up: %s", amqp_error_string2(rc));
+      amqp_destroy_connection(c);
+      return WARREN_BROKER_TLS;
+    }
+  }
+  double t = b->connect_timeout;
+  struct timeval tv = {(time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6)};
+  int rc = amqp_socket_open_noblock(s, b->host, b->port, &tv);
+  if (rc != AMQP_STATUS_OK) {
+    snprintf(err, errlen, "connect to %s:%d: %s", b->host, b->port,
+             amqp_error_string2(rc));
+    amqp_destroy_connection(c);
+    return WARREN_BROKER_CONNECT;
+  }
+  amqp_set_handshake_timeout(c, &tv);
+  struct timeval rpc = {RPC_TIMEOUT_S, 0};
+  amqp_set_rpc_timeout(c, &rpc);
+  amqp_rpc_reply_t r = amqp_login(c, b->vhost, 0, 131072, b->heartbeat,
+                                  AMQP_SASL_METHOD_PLAIN, b->user, b->password);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    char why[384];
+    wr_conn_reply(c, r, "login", why, sizeof why);
+    snprintf(err, errlen, "%s:%d vhost '%s' user '%s': %s", b->host, b->port,
+             b->vhost, b->user, why);
+    amqp_destroy_connection(c);
+    return WARREN_BROKER_LOGIN;
+  }
+  *out = c;
+  return WARREN_OK;
+}
+
+void wr_conn_close(amqp_connection_state_t c) {
+  if (!c) return;
+  amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(c);
+}
+
+static int open_channel(amqp_connection_state_t c, amqp_channel_t ch,
+                        char *err, size_t errlen) {
+  amqp_channel_open(c, ch);
+  return wr_conn_reply(c, amqp_get_rpc_reply(c), "channel.open", err, errlen);
+}
+
+/* On a channel-level error the broker has closed ch: acknowledge it so the
+ * number can be opened again. */
+static int checked(amqp_connection_state_t c, amqp_channel_t ch,
+                   const char *what, char *err, size_t errlen) {
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+  int rc = wr_conn_reply(c, r, what, err, errlen);
+  if (rc != WARREN_OK && r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+      r.reply.id == AMQP_CHANNEL_CLOSE_METHOD)
+    close_ok(c, ch);
+  return rc;
+}
+
+static int declare_queue(amqp_connection_state_t c, amqp_channel_t ch,
+                         const wr_handler_cfg *h, char *err, size_t errlen) {
+  char what[300];
+  amqp_bytes_t q = amqp_cstring_bytes(h->queue);
+  snprintf(what, sizeof what, "queue '%s' (handler %s)", h->queue, h->name);
+  amqp_queue_declare(c, ch, q, 1, 0, 0, 0, amqp_empty_table);
+  if (checked(c, ch, what, err, errlen) == WARREN_OK) {
+    wr_debug("%s exists; using it as declared", what);
+  } else {
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+    if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION ||
+        r.reply.id != AMQP_CHANNEL_CLOSE_METHOD ||
+        ((amqp_channel_close_t *)r.reply.decoded)->reply_code != AMQP_NOT_FOUND)
+      return WARREN_BROKER_CLOSED;
+    if (!h->declare) {
+      snprintf(err, errlen, "%s does not exist and declare = false", what);
+      return WARREN_BROKER_CLOSED;
+    }
+    int rc = open_channel(c, ch, err, errlen);
+    if (rc != WARREN_OK) return rc;
+    amqp_table_entry_t e = {amqp_cstring_bytes("x-queue-type"),
+                            {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes("quorum")}}};
+    amqp_table_t args = {h->quorum ? 1 : 0, &e};
+    amqp_queue_declare(c, ch, q, 0, h->durable, 0, 0, args);
+    if ((rc = checked(c, ch, what, err, errlen)) != WARREN_OK) return rc;
+    wr_info("declared %s %s queue '%s'", h->durable ? "durable" : "transient",
+            h->quorum ? "quorum" : "classic", h->queue);
+  }
+  for (size_t i = 0; h->declare && i < h->n_bindings; i++) {
+    const wr_binding_cfg *b = &h->bindings[i];
+    amqp_queue_bind(c, ch, q, amqp_cstring_bytes(b->exchange),
+                    amqp_cstring_bytes(b->routing_key), amqp_empty_table);
+    snprintf(what, sizeof what, "bind queue '%s' to exchange '%s' key '%s'",
+             h->queue, b->exchange, b->routing_key);
+    int rc = checked(c, ch, what, err, errlen);
+    if (rc != WARREN_OK) return rc;
+  }
+  return WARREN_OK;
+}
+
+int wr_conn_declare(amqp_connection_state_t c, const wr_cfg *cfg,
+                    amqp_channel_t ch, char *err, size_t errlen) {
+  int rc = open_channel(c, ch, err, errlen);
+  for (size_t i = 0; rc == WARREN_OK && i < cfg->n_exchanges; i++) {
+    const wr_exchange_cfg *x = &cfg->exchanges[i];
+    char what[300];
+    snprintf(what, sizeof what, "declare %s exchange '%s'", x->type, x->name);
+    amqp_exchange_declare(c, ch, amqp_cstring_bytes(x->name),
+                          amqp_cstring_bytes(x->type), 0, x->durable, 0, 0,
+                          amqp_empty_table);
+    rc = checked(c, ch, what, err, errlen);
+  }
+  for (size_t i = 0; rc == WARREN_OK && i < cfg->n_handlers; i++)
+    rc = declare_queue(c, ch, &cfg->handlers[i], err, errlen);
+  if (rc == WARREN_OK) {
+    amqp_channel_close(c, ch, AMQP_REPLY_SUCCESS);
+    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "channel.close", err, errlen);
+  }
+  return rc;
+}
+
+int wr_conn_consume(amqp_connection_state_t c, amqp_channel_t ch,
+                    const wr_handler_cfg *h, const char *tag, char *err,
+                    size_t errlen) {
+  char what[300];
+  int rc = open_channel(c, ch, err, errlen);
+  if (rc != WARREN_OK) return rc;
+  /* global=false: RabbitMQ applies the limit per consumer, and each
+   * handler has exactly one consumer on its own channel. */
+  amqp_basic_qos(c, ch, 0, (uint16_t)h->prefetch, 0);
+  snprintf(what, sizeof what, "basic.qos prefetch %d (handler %s)", h->prefetch,
+           h->name);
+  if ((rc = checked(c, ch, what, err, errlen)) != WARREN_OK) return rc;
+  amqp_basic_consume(c, ch, amqp_cstring_bytes(h->queue), amqp_cstring_bytes(tag),
+                     0, 0, 0, amqp_empty_table);
+  snprintf(what, sizeof what, "consume queue '%s' (handler %s)", h->queue,
+           h->name);
+  return checked(c, ch, what, err, errlen);
+}

@@ -1,0 +1,97 @@
+#include "ipc.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* writev until every iovec is out; adjusts iov in place. */
+static int writev_all(int fd, struct iovec *iov, int n) {
+  while (n > 0) {
+    ssize_t w = writev(fd, iov, n > IOV_MAX ? IOV_MAX : n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    size_t left = (size_t)w;
+    while (n > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      iov++;
+      n--;
+    }
+    if (n > 0) {
+      iov->iov_base = (char *)iov->iov_base + left;
+      iov->iov_len -= left;
+    }
+  }
+  return 0;
+}
+
+int wr_ipc_send_job(int fd, const wr_ipc_job *job,
+                    const wr_ipc_field fields[WR_JOB_NFIELDS]) {
+  static const char nul = 0;
+  wr_ipc_job j = *job;
+  wr_ipc_hdr h = {WR_IPC_JOB, 0, sizeof j};
+  struct iovec iov[2 + 2 * WR_JOB_NFIELDS];
+  int n = 0;
+  for (int i = 0; i < WR_JOB_NFIELDS; i++) {
+    j.field_len[i] = fields[i].len;
+    h.len += fields[i].len + 1;
+  }
+  iov[n++] = (struct iovec){&h, sizeof h};
+  iov[n++] = (struct iovec){&j, sizeof j};
+  for (int i = 0; i < WR_JOB_NFIELDS; i++) {
+    if (fields[i].len) iov[n++] = (struct iovec){(void *)fields[i].ptr, fields[i].len};
+    iov[n++] = (struct iovec){(void *)&nul, 1};
+  }
+  return writev_all(fd, iov, n);
+}
+
+int wr_ipc_send(int fd, uint32_t type, const void *fixed, size_t fixed_len,
+                const void *tail, size_t tail_len) {
+  wr_ipc_hdr h = {type, 0, fixed_len + tail_len};
+  struct iovec iov[3] = {{&h, sizeof h},
+                         {(void *)fixed, fixed_len},
+                         {(void *)tail, tail_len}};
+  return writev_all(fd, iov, 3);
+}
+
+int wr_ipc_read_full(int fd, void *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, (char *)buf + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -1;
+    if (r == 0) return got == 0 ? 1 : -1;
+    got += (size_t)r;
+  }
+  return 0;
+}
+
+long wr_ipc_reader_fill(wr_ipc_reader *r, int fd) {
+  if (r->consumed) {
+    memmove(r->buf, r->buf + r->consumed, r->len - r->consumed);
+    r->len -= r->consumed;
+    r->consumed = 0;
+  }
+  if (r->len == sizeof r->buf) return -1;
+  ssize_t n;
+  do {
+    n = read(fd, r->buf + r->len, sizeof r->buf - r->len);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) r->len += (size_t)n;
+  return (long)n;
+}
+
+int wr_ipc_reader_next(wr_ipc_reader *r, wr_ipc_hdr *hdr,
+                       const unsigned char **payload) {
+  size_t avail = r->len - r->consumed;
+  if (avail < sizeof *hdr) return 0;
+  memcpy(hdr, r->buf + r->consumed, sizeof *hdr);
+  if (hdr->len > WR_IPC_RBUF - sizeof *hdr) return -1;
+  if (avail < sizeof *hdr + hdr->len) return 0;
+  *payload = r->buf + r->consumed + sizeof *hdr;
+  r->consumed += sizeof *hdr + (size_t)hdr->len;
+  return 1;
+}

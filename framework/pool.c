@@ -1,0 +1,330 @@
+#include "pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <warren/status.h>
+
+#include "headers.h"
+#include "log.h"
+#include "worker.h"
+
+double wr_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int wr_pool_init(wr_pool *p, const char *name, const warren_handler *def,
+                 const config_setting_t *settings, int n, double restart_min,
+                 double restart_max, const wr_pool_events *ev, void *ctx) {
+  memset(p, 0, sizeof *p);
+  p->children = calloc((size_t)n, sizeof *p->children);
+  if (!p->children) return WARREN_NOMEM;
+  for (int i = 0; i < n; i++) p->children[i].fd = -1;
+  p->name = name;
+  p->def = def;
+  p->settings = settings;
+  p->n = n;
+  p->restart_min = restart_min;
+  p->restart_max = restart_max;
+  p->ev = ev;
+  p->ctx = ctx;
+  return WARREN_OK;
+}
+
+/* In the child: become a clean worker process and never return. */
+static _Noreturn void child(wr_pool *p, int fd, pid_t parent) {
+  /* If the supervisor dies, its workers must not keep running jobs whose
+   * acks nobody can send. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(0);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  /* Ctrl-C reaches the whole process group; the supervisor alone decides
+   * when a worker stops, so a running job is not cut short. */
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGPIPE, SIG_DFL);
+  if (fd != 3) {
+    if (dup2(fd, 3) < 0) _exit(WR_WORKER_EXIT_PROTOCOL);
+  } else {
+    fcntl(3, F_SETFD, 0);
+  }
+  /* The AMQP socket and other workers' sockets stay with the supervisor. */
+  close_range(4, ~0U, 0);
+  wr_worker_main(3, p->name, p->def, p->settings);
+}
+
+static int spawn(wr_pool *p, wr_child *c) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -1;
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(sv[0]);
+    close(sv[1]);
+    return -1;
+  }
+  if (pid == 0) child(p, sv[1], parent);
+  close(sv[1]);
+  memset(&c->rd, 0, sizeof c->rd);
+  c->pid = pid;
+  c->fd = sv[0];
+  c->state = WR_CHILD_STARTING;
+  c->job = NULL;
+  return 0;
+}
+
+int wr_pool_start(wr_pool *p, double timeout_s, char *err, size_t errlen) {
+  for (int i = 0; i < p->n; i++) {
+    if (spawn(p, &p->children[i]) != 0) {
+      snprintf(err, errlen, "handler %s: fork: %s", p->name, strerror(errno));
+      return WARREN_WORKER_SPAWN;
+    }
+  }
+  double deadline = wr_now() + timeout_s;
+  for (int i = 0; i < p->n; i++) {
+    wr_child *c = &p->children[i];
+    while (c->state == WR_CHILD_STARTING) {
+      int ms = (int)((deadline - wr_now()) * 1000);
+      struct pollfd pfd = {c->fd, POLLIN, 0};
+      if (ms <= 0 || poll(&pfd, 1, ms) == 0) {
+        snprintf(err, errlen, "handler %s: worker %d did not finish init() "
+                 "within %.0f s", p->name, (int)c->pid, timeout_s);
+        return WARREN_PLUGIN_INIT;
+      }
+      wr_ipc_hdr h;
+      const unsigned char *pl;
+      long n = wr_ipc_reader_fill(&c->rd, c->fd);
+      int got = n > 0 ? wr_ipc_reader_next(&c->rd, &h, &pl) : -1;
+      if (got == 0) continue;
+      if (got < 0 || h.type != WR_IPC_READY) {
+        snprintf(err, errlen, "handler %s: worker %d failed to start: %.*s",
+                 p->name, (int)c->pid,
+                 got > 0 && h.type == WR_IPC_INIT_FAILED ? (int)h.len : 19,
+                 got > 0 && h.type == WR_IPC_INIT_FAILED ? (const char *)pl
+                                                         : "it exited early");
+        return WARREN_PLUGIN_INIT;
+      }
+      c->state = WR_CHILD_IDLE;
+      p->idle++;
+    }
+  }
+  return WARREN_OK;
+}
+
+wr_child *wr_pool_idle(wr_pool *p) {
+  if (p->idle == 0) return NULL;
+  for (int i = 0; i < p->n; i++)
+    if (p->children[i].state == WR_CHILD_IDLE) return &p->children[i];
+  return NULL;
+}
+
+static const char *field(amqp_bytes_t b, size_t *len) {
+  *len = b.len;
+  return b.bytes;
+}
+
+/* Scratch space for the flattened headers of the job being sent; the
+ * content header frame bounds its size (frame_max 131072). */
+static unsigned char hdr_scratch[256 * 1024];
+
+int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
+  const amqp_basic_properties_t *pr = &job->env.message.properties;
+  wr_ipc_field f[WR_JOB_NFIELDS] = {{0}};
+  f[WR_JOB_EXCHANGE].ptr = field(job->env.exchange, &f[WR_JOB_EXCHANGE].len);
+  f[WR_JOB_ROUTING_KEY].ptr =
+      field(job->env.routing_key, &f[WR_JOB_ROUTING_KEY].len);
+  if (pr->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+    f[WR_JOB_MESSAGE_ID].ptr = field(pr->message_id, &f[WR_JOB_MESSAGE_ID].len);
+  if (pr->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
+    f[WR_JOB_CORRELATION_ID].ptr =
+        field(pr->correlation_id, &f[WR_JOB_CORRELATION_ID].len);
+  if (pr->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
+    f[WR_JOB_CONTENT_TYPE].ptr =
+        field(pr->content_type, &f[WR_JOB_CONTENT_TYPE].len);
+  amqp_table_t none = {0, NULL};
+  const amqp_table_t *t = (pr->_flags & AMQP_BASIC_HEADERS_FLAG) ? &pr->headers : &none;
+  size_t hlen = wr_hdr_encoded_size(t);
+  if (hlen > sizeof hdr_scratch) t = &none, hlen = wr_hdr_encoded_size(t);
+  wr_hdr_encode(t, hdr_scratch);
+  f[WR_JOB_HEADERS] = (wr_ipc_field){hdr_scratch, hlen};
+  f[WR_JOB_BODY] = (wr_ipc_field){job->env.message.body.bytes,
+                                  job->env.message.body.len};
+  wr_ipc_job j = {.job_id = job->id,
+                  .delivery_tag = job->env.delivery_tag,
+                  .attempt = job->attempt,
+                  .redelivered = job->env.redelivered ? 1u : 0u};
+  if (wr_ipc_send_job(c->fd, &j, f) != 0) {
+    wr_warn("handler %s: worker %d is gone (%s); job stays queued", p->name,
+            (int)c->pid, strerror(errno));
+    kill(c->pid, SIGKILL);
+    return WARREN_WORKER_CRASHED;
+  }
+  c->job = job;
+  c->state = WR_CHILD_BUSY;
+  p->idle--;
+  p->busy++;
+  job->started = wr_now();
+  return WARREN_OK;
+}
+
+/* A worker that broke protocol or hung up: kill it; reaping reports its
+ * job. Its fd is closed now so poll() does not spin on the hang-up. */
+static void discard(wr_pool *p, wr_child *c, const char *why) {
+  wr_warn("handler %s: worker %d %s; killing it", p->name, (int)c->pid, why);
+  kill(c->pid, SIGKILL);
+  close(c->fd);
+  c->fd = -1;
+  if (c->state == WR_CHILD_IDLE) p->idle--;
+  if (c->state == WR_CHILD_BUSY) p->busy--;
+  c->state = WR_CHILD_EXITING;
+}
+
+void wr_pool_readable(wr_pool *p, wr_child *c) {
+  long n = wr_ipc_reader_fill(&c->rd, c->fd);
+  if (n <= 0) {
+    discard(p, c, n == 0 ? "closed its socket" : "socket failed");
+    return;
+  }
+  wr_ipc_hdr h;
+  const unsigned char *pl;
+  int got;
+  while ((got = wr_ipc_reader_next(&c->rd, &h, &pl)) == 1) {
+    if (h.type == WR_IPC_READY && c->state == WR_CHILD_STARTING) {
+      c->state = WR_CHILD_IDLE;
+      p->idle++;
+      wr_info("handler %s: worker %d ready", p->name, (int)c->pid);
+    } else if (h.type == WR_IPC_INIT_FAILED) {
+      wr_error("handler %s: worker %d: %.*s", p->name, (int)c->pid, (int)h.len,
+               (const char *)pl);
+    } else if (h.type == WR_IPC_RESULT && c->state == WR_CHILD_BUSY &&
+               h.len >= sizeof(wr_ipc_result)) {
+      wr_ipc_result r;
+      memcpy(&r, pl, sizeof r);
+      wr_job *job = c->job;
+      if (r.job_id != job->id || r.err_len != h.len - sizeof r) {
+        discard(p, c, "answered for another job");
+        return;
+      }
+      c->job = NULL;
+      c->state = WR_CHILD_IDLE;
+      c->failures = 0;
+      p->busy--;
+      p->idle++;
+      p->ev->done(p->ctx, p, job, r.result, (const char *)pl + sizeof r,
+                  r.err_len);
+    } else {
+      discard(p, c, "sent an unexpected frame");
+      return;
+    }
+  }
+  if (got < 0) discard(p, c, "sent a malformed frame");
+}
+
+static void describe(int status, char *buf, size_t len) {
+  if (WIFSIGNALED(status))
+    snprintf(buf, len, "killed by signal %d (%s)%s", WTERMSIG(status),
+             strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
+  else if (WIFEXITED(status) && WEXITSTATUS(status) == WR_WORKER_EXIT_INIT)
+    snprintf(buf, len, "init() failed");
+  else
+    snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+}
+
+static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
+  char why[128];
+  describe(status, why, sizeof why);
+  if (c->fd >= 0) close(c->fd);
+  if (c->state == WR_CHILD_IDLE) p->idle--;
+  if (c->state == WR_CHILD_BUSY) p->busy--;
+  wr_job *job = c->job;
+  pid_t pid = c->pid;
+  c->fd = -1;
+  c->job = NULL;
+  c->pid = 0;
+  c->state = WR_CHILD_DOWN;
+  if (restart) {
+    double delay = p->restart_min;
+    for (unsigned i = 0; i < c->failures && delay < p->restart_max; i++) delay *= 2;
+    if (delay > p->restart_max) delay = p->restart_max;
+    c->failures++;
+    c->restart_at = wr_now() + delay;
+    wr_error("handler %s: worker %d %s%s; restarting in %.1f s", p->name,
+             (int)pid, why, job ? " while running a job" : "", delay);
+  }
+  if (job) p->ev->lost(p->ctx, p, job, why);
+}
+
+int wr_pool_reap(wr_pool *p, pid_t pid, int status) {
+  for (int i = 0; i < p->n; i++) {
+    if (p->children[i].pid == pid && pid > 0) {
+      reaped(p, &p->children[i], status, 1);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+double wr_pool_tick(wr_pool *p, double now) {
+  double next = 0;
+  for (int i = 0; i < p->n; i++) {
+    wr_child *c = &p->children[i];
+    if (c->state != WR_CHILD_DOWN) continue;
+    if (c->restart_at <= now) {
+      if (spawn(p, c) == 0) {
+        p->restarts++;
+        continue;
+      }
+      wr_error("handler %s: cannot fork a worker: %s", p->name, strerror(errno));
+      c->restart_at = now + p->restart_max;
+    }
+    if (next == 0 || c->restart_at < next) next = c->restart_at;
+  }
+  return next;
+}
+
+void wr_pool_stop(wr_pool *p, double grace_s) {
+  for (int i = 0; i < p->n; i++) {
+    wr_child *c = &p->children[i];
+    if (c->pid <= 0) continue;
+    /* A worker still running a job past the drain deadline is killed now;
+     * idle ones see EOF, run shutdown() and exit. */
+    if (c->state == WR_CHILD_BUSY) kill(c->pid, SIGKILL);
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+  }
+  double deadline = wr_now() + grace_s;
+  for (int i = 0; i < p->n; i++) {
+    wr_child *c = &p->children[i];
+    if (c->pid <= 0) continue;
+    int status = 0;
+    pid_t r;
+    while ((r = waitpid(c->pid, &status, WNOHANG)) == 0 && wr_now() < deadline)
+      nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+    if (r == 0) {
+      wr_warn("handler %s: worker %d did not stop in %.1f s; killing it",
+              p->name, (int)c->pid, grace_s);
+      kill(c->pid, SIGKILL);
+      r = waitpid(c->pid, &status, 0);
+    }
+    if (r == c->pid) reaped(p, c, status, 0);
+  }
+}
+
+void wr_pool_free(wr_pool *p) {
+  free(p->children);
+  p->children = NULL;
+}

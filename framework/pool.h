@@ -1,0 +1,96 @@
+/*
+ * A handler's pool of supervised worker processes (worker.c).
+ *
+ * `concurrency` processes per handler, each running one job at a time, so
+ * at most `concurrency` jobs run at once by construction. The pool tracks
+ * which job each process holds: when a process dies, exactly that job is
+ * reported lost and the process is restarted with backoff. Single
+ * threaded: called only from the supervisor's event loop (loop.c).
+ */
+#ifndef WR_POOL_H
+#define WR_POOL_H
+
+#include <libconfig.h>
+#include <sys/types.h>
+
+#include <warren/handler.h>
+
+#include "ipc.h"
+#include "job.h"
+
+typedef enum wr_child_state {
+  WR_CHILD_DOWN = 0,  /* not running; restart_at says when */
+  WR_CHILD_STARTING,  /* forked, init() not confirmed yet */
+  WR_CHILD_IDLE,
+  WR_CHILD_BUSY,
+  WR_CHILD_EXITING,   /* killed or told to stop; waiting to reap */
+} wr_child_state;
+
+typedef struct wr_child {
+  pid_t pid;
+  int fd;
+  wr_child_state state;
+  wr_job *job;          /* the job it runs, or NULL */
+  double restart_at;    /* monotonic seconds, when DOWN */
+  unsigned failures;    /* consecutive deaths, for backoff */
+  wr_ipc_reader rd;
+} wr_child;
+
+struct wr_pool;
+typedef struct wr_pool_events {
+  /* The worker finished `job` with `result`; err is its set_error text. */
+  void (*done)(void *ctx, struct wr_pool *p, wr_job *job, int result,
+               const char *err, size_t err_len);
+  /* The worker running `job` died; `why` describes how. */
+  void (*lost)(void *ctx, struct wr_pool *p, wr_job *job, const char *why);
+} wr_pool_events;
+
+typedef struct wr_pool {
+  const char *name;
+  const warren_handler *def;
+  const config_setting_t *settings;
+  int n;
+  wr_child *children;
+  int idle;               /* children in WR_CHILD_IDLE */
+  int busy;               /* children in WR_CHILD_BUSY */
+  double restart_min, restart_max;
+  const wr_pool_events *ev;
+  void *ctx;
+  unsigned long restarts; /* total, for status */
+} wr_pool;
+
+int wr_pool_init(wr_pool *p, const char *name, const warren_handler *def,
+                 const config_setting_t *settings, int n, double restart_min,
+                 double restart_max, const wr_pool_events *ev, void *ctx);
+
+/* Fork every worker and wait (up to timeout_s) until each has run init().
+ * Fails if any worker refuses to start. */
+int wr_pool_start(wr_pool *p, double timeout_s, char *err, size_t errlen);
+
+/* An idle worker, or NULL. */
+wr_child *wr_pool_idle(wr_pool *p);
+
+/* Give `job` to idle worker c. On failure (worker gone) the job is not
+ * taken: it stays the caller's. */
+int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job);
+
+/* c->fd is readable (or hung up). */
+void wr_pool_readable(wr_pool *p, wr_child *c);
+
+/* A child exited; returns 1 if pid was one of this pool's. */
+int wr_pool_reap(wr_pool *p, pid_t pid, int status);
+
+/* Restart workers whose backoff is over. Returns the earliest future
+ * restart time, or 0 when none is scheduled. */
+double wr_pool_tick(wr_pool *p, double now);
+
+/* Stop every worker: close their sockets so they run shutdown() and exit;
+ * after grace_s SIGKILL what is left. Jobs still held are reported lost. */
+void wr_pool_stop(wr_pool *p, double grace_s);
+
+void wr_pool_free(wr_pool *p);
+
+/* Monotonic clock in seconds. */
+double wr_now(void);
+
+#endif

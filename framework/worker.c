@@ -1,0 +1,179 @@
+#include "worker.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <warren/status.h>
+
+#include "headers.h"
+#include "ipc.h"
+#include "log.h"
+
+/* One worker process runs one handler, so these are per-process state. */
+static const char *g_name;
+static char g_tag[128];
+static char g_err[WR_IPC_MAX_ERROR];
+static size_t g_err_len;
+static const warren_message *g_current;
+
+static void api_log(warren_log_level level, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  wr_logv(level, g_tag, fmt, ap);
+  va_end(ap);
+}
+
+static void api_set_error(const warren_message *msg, const char *fmt, ...) {
+  if (!msg || msg != g_current) return; /* only the running job */
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(g_err, sizeof g_err, fmt, ap);
+  va_end(ap);
+  g_err_len = n < 0 ? 0 : (size_t)n < sizeof g_err ? (size_t)n : sizeof g_err - 1;
+}
+
+static int api_setting_get(const warren_settings *s, const char *path,
+                           warren_value *out) {
+  memset(out, 0, sizeof *out);
+  const config_setting_t *g = (const config_setting_t *)s;
+  config_setting_t *v = g ? config_setting_lookup((config_setting_t *)g, path) : NULL;
+  if (!v) return WARREN_NOT_FOUND;
+  switch (config_setting_type(v)) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+      out->type = WARREN_VALUE_INT;
+      out->i = config_setting_get_int64(v);
+      return WARREN_OK;
+    case CONFIG_TYPE_FLOAT:
+      out->type = WARREN_VALUE_DOUBLE;
+      out->d = config_setting_get_float(v);
+      return WARREN_OK;
+    case CONFIG_TYPE_BOOL:
+      out->type = WARREN_VALUE_BOOL;
+      out->i = config_setting_get_bool(v);
+      return WARREN_OK;
+    case CONFIG_TYPE_STRING:
+      out->type = WARREN_VALUE_STRING;
+      out->str = config_setting_get_string(v);
+      out->len = strlen(out->str);
+      return WARREN_OK;
+    default:
+      out->type = WARREN_VALUE_OTHER;
+      return WARREN_WRONG_TYPE;
+  }
+}
+
+static const warren_api g_api = {
+    .size = sizeof(warren_api),
+    .abi_version = WARREN_ABI_VERSION,
+    .log = api_log,
+    .header_get = wr_hdr_get,
+    .header_count = wr_hdr_count,
+    .header_at = wr_hdr_at,
+    .setting_get = api_setting_get,
+    .set_error = api_set_error,
+};
+
+static _Noreturn void die(int code) {
+  _exit(code);
+}
+
+/* Points msg's fields into the frame payload; 0 or -1 if malformed. */
+static int unpack(unsigned char *p, size_t len, warren_message *msg,
+                  struct warren_headers *hdrs, uint64_t *job_id) {
+  wr_ipc_job j;
+  if (len < sizeof j) return -1;
+  memcpy(&j, p, sizeof j);
+  size_t off = sizeof j;
+  const char *f[WR_JOB_NFIELDS];
+  for (int i = 0; i < WR_JOB_NFIELDS; i++) {
+    if (j.field_len[i] >= len - off || p[off + j.field_len[i]] != 0) return -1;
+    f[i] = (const char *)p + off;
+    off += j.field_len[i] + 1;
+  }
+  if (off != len) return -1;
+  if (wr_hdr_parse(hdrs, (const unsigned char *)f[WR_JOB_HEADERS],
+                   j.field_len[WR_JOB_HEADERS]) != WARREN_OK)
+    return -1;
+  *msg = (warren_message){
+      .size = sizeof(warren_message),
+      .body = f[WR_JOB_BODY],
+      .body_len = j.field_len[WR_JOB_BODY],
+      .exchange = f[WR_JOB_EXCHANGE],
+      .routing_key = f[WR_JOB_ROUTING_KEY],
+      .message_id = f[WR_JOB_MESSAGE_ID],
+      .correlation_id = f[WR_JOB_CORRELATION_ID],
+      .content_type = f[WR_JOB_CONTENT_TYPE],
+      .headers = hdrs,
+      .attempt = j.attempt,
+      .redelivered = j.redelivered,
+      .delivery_tag = j.delivery_tag,
+  };
+  *job_id = j.job_id;
+  return 0;
+}
+
+void wr_worker_main(int fd, const char *handler_name, const warren_handler *def,
+                    const config_setting_t *settings) {
+  g_name = handler_name;
+  snprintf(g_tag, sizeof g_tag, "%s:", g_name);
+  void *state = NULL;
+  if (def->init &&
+      def->init(&g_api, (const warren_settings *)settings, &state) != 0) {
+    const char *why = "init() returned non-zero";
+    wr_ipc_send(fd, WR_IPC_INIT_FAILED, NULL, 0, why, strlen(why));
+    die(WR_WORKER_EXIT_INIT);
+  }
+  if (wr_ipc_send(fd, WR_IPC_READY, NULL, 0, NULL, 0) != 0) die(WR_WORKER_EXIT_OK);
+
+  /* The frame buffer is reused across jobs and grows to the largest job
+   * seen, bounded by WR_IPC_MAX_FRAME. */
+  static struct warren_headers hdrs;
+  unsigned char *buf = NULL;
+  size_t cap = 0;
+  for (;;) {
+    wr_ipc_hdr h;
+    int rc = wr_ipc_read_full(fd, &h, sizeof h);
+    if (rc == 1) break; /* supervisor closed: clean stop */
+    if (rc != 0 || h.type != WR_IPC_JOB || h.len > WR_IPC_MAX_FRAME) {
+      wr_error("%s worker: bad frame from supervisor", g_name);
+      die(WR_WORKER_EXIT_PROTOCOL);
+    }
+    if (h.len > cap) {
+      unsigned char *nb = realloc(buf, (size_t)h.len);
+      if (!nb) {
+        wr_error("%s worker: out of memory for a %llu-byte job", g_name,
+                 (unsigned long long)h.len);
+        abort(); /* counted as a crash of this job, which is what it is */
+      }
+      buf = nb;
+      cap = (size_t)h.len;
+    }
+    if (wr_ipc_read_full(fd, buf, (size_t)h.len) != 0) die(WR_WORKER_EXIT_PROTOCOL);
+    warren_message msg;
+    wr_ipc_result res = {0};
+    if (unpack(buf, (size_t)h.len, &msg, &hdrs, &res.job_id) != 0) {
+      wr_error("%s worker: malformed job frame", g_name);
+      die(WR_WORKER_EXIT_PROTOCOL);
+    }
+    g_err_len = 0;
+    g_current = &msg;
+    res.result = (int32_t)def->handle(state, &msg);
+    g_current = NULL;
+    if (res.result < WARREN_ACK || res.result > WARREN_REJECT) {
+      g_err_len = (size_t)snprintf(g_err, sizeof g_err,
+                                   "handler returned invalid result %d",
+                                   (int)res.result);
+      res.result = WARREN_RETRY;
+    }
+    res.err_len = (uint32_t)g_err_len;
+    if (wr_ipc_send(fd, WR_IPC_RESULT, &res, sizeof res, g_err, g_err_len) != 0)
+      break;
+  }
+  free(buf);
+  if (def->shutdown) def->shutdown(state);
+  die(WR_WORKER_EXIT_OK);
+}

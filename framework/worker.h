@@ -1,0 +1,25 @@
+/*
+ * The worker process: runs one handler's callbacks, one job at a time.
+ *
+ * Started by pool.c with fork(); talks to the supervisor over `fd` only
+ * (ipc.h). It never touches the AMQP connection. If it crashes or hangs,
+ * only the job it was running is affected: the supervisor knows which.
+ */
+#ifndef WR_WORKER_H
+#define WR_WORKER_H
+
+#include <libconfig.h>
+
+#include <warren/handler.h>
+
+/* Exit codes a worker uses on purpose (anything else is a crash). */
+#define WR_WORKER_EXIT_OK 0
+#define WR_WORKER_EXIT_INIT 3     /* init() refused; INIT_FAILED was sent */
+#define WR_WORKER_EXIT_PROTOCOL 4 /* bad frame from the supervisor */
+
+/* Never returns. `settings` may be NULL. */
+_Noreturn void wr_worker_main(int fd, const char *handler_name,
+                              const warren_handler *def,
+                              const config_setting_t *settings);
+
+#endif

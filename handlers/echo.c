@@ -1,0 +1,42 @@
+/*
+ * echo: the smallest useful handler. Logs each job and acknowledges it.
+ * Settings: prefix (string, optional) put in front of every line.
+ */
+#include <stdlib.h>
+
+#include <warren/handler.h>
+
+typedef struct echo {
+  const warren_api *api;
+  const char *prefix;
+} echo;
+
+static int echo_init(const warren_api *api, const warren_settings *settings,
+                     void **state) {
+  echo *e = calloc(1, sizeof *e);
+  if (!e) return -1;
+  warren_value v;
+  e->api = api;
+  e->prefix = api->setting_get(settings, "prefix", &v) == 0 &&
+                      v.type == WARREN_VALUE_STRING
+                  ? v.str
+                  : "echo";
+  *state = e;
+  return 0;
+}
+
+static warren_result echo_handle(void *state, const warren_message *m) {
+  echo *e = state;
+  int shown = m->body_len > 200 ? 200 : (int)m->body_len;
+  e->api->log(WARREN_LOG_INFO, "%s: job %s (key %s, attempt %u): %.*s%s",
+              e->prefix, m->message_id[0] ? m->message_id : "-",
+              m->routing_key, m->attempt, shown, (const char *)m->body,
+              m->body_len > 200 ? "..." : "");
+  return WARREN_ACK;
+}
+
+static void echo_shutdown(void *state) {
+  free(state);
+}
+
+WARREN_HANDLER_DEFINE("echo", echo_init, echo_handle, echo_shutdown);

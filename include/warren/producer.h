@@ -1,0 +1,86 @@
+/*
+ * libwarren producer: publish jobs that a Warren worker consumes.
+ *
+ * Every publish is mandatory and confirmed (publisher confirms): a job
+ * counts as sent only once the broker has taken responsibility for it. A job
+ * no queue is bound for comes back as WARREN_BROKER_NACK instead of
+ * vanishing.
+ *
+ * Threading: a producer owns one AMQP connection and is not thread-safe;
+ * use one producer per thread.
+ */
+#ifndef WARREN_PRODUCER_H
+#define WARREN_PRODUCER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <warren/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct warren_producer warren_producer;
+
+/** Where to connect. Strings are copied; NULL fields take the default. */
+typedef struct warren_producer_opts {
+  uint32_t size;        /**< sizeof(warren_producer_opts) */
+  const char *host;     /**< default "127.0.0.1" */
+  int port;             /**< default 5672 */
+  const char *vhost;    /**< default "/" */
+  const char *user;     /**< default "guest" */
+  const char *password; /**< default "guest" */
+  int heartbeat;        /**< seconds, default 30 */
+} warren_producer_opts;
+
+/** One extra string header on a job. */
+typedef struct warren_header_kv {
+  const char *name;
+  const char *value;
+} warren_header_kv;
+
+/** Per-job properties; every field optional (NULL/0). */
+typedef struct warren_publish_opts {
+  uint32_t size;             /**< sizeof(warren_publish_opts) */
+  const char *message_id;
+  const char *correlation_id;
+  const char *content_type;
+  const warren_header_kv *headers; /**< n_headers entries, copied */
+  size_t n_headers;
+  int transient;             /**< 1: delivery_mode 1 (default persistent) */
+} warren_publish_opts;
+
+/**
+ * Connect and enable publisher confirms.
+ * @param opts  read during the call only; may be NULL for all defaults.
+ * @param out   receives the producer, owned by the caller; free it with
+ *              warren_producer_close(). Untouched on error.
+ * @return 0 or a negative warren_status.
+ */
+WARREN_EXPORT int warren_producer_open(const warren_producer_opts *opts,
+                                       warren_producer **out);
+
+/**
+ * Publish one job. Returns once it is written; the confirm is awaited by
+ * warren_producer_flush(), or here when too many are outstanding.
+ * body is read during the call only.
+ * @return 0 or a negative warren_status (WARREN_BROKER_NACK when the broker
+ *         refused or could not route a job published so far).
+ */
+WARREN_EXPORT int warren_producer_publish(warren_producer *p,
+                                          const char *exchange,
+                                          const char *routing_key,
+                                          const void *body, size_t len,
+                                          const warren_publish_opts *opts);
+
+/** Wait until every job published so far is confirmed. 0 or an error. */
+WARREN_EXPORT int warren_producer_flush(warren_producer *p, int timeout_ms);
+
+/** Flush (up to 10 s), close and free. NULL is allowed. */
+WARREN_EXPORT int warren_producer_close(warren_producer *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WARREN_PRODUCER_H */
