@@ -50,9 +50,11 @@ static void problem(ctx *c, const config_setting_t *s, const char *fmt, ...) {
   setting_path(s, path, sizeof path);
   c->errors++;
   if (c->len >= c->cap) return;
-  int w = snprintf(c->buf + c->len, c->cap - c->len, "%s%s:%d: %s: %s",
-                   c->len ? "\n" : "", c->file,
-                   s ? (int)config_setting_source_line(s) : 0,
+  int line = s ? (int)config_setting_source_line(s) : 0;
+  char at[16] = "";
+  if (line > 0) snprintf(at, sizeof at, ":%d", line);
+  int w = snprintf(c->buf + c->len, c->cap - c->len, "%s%s%s: %s: %s",
+                   c->len ? "\n" : "", c->file, at,
                    path[0] ? path : "(top level)", msg);
   if (w > 0) c->len += (size_t)w;
   if (c->len > c->cap) c->len = c->cap;
@@ -346,7 +348,7 @@ static void load_handlers(ctx *c, wr_cfg *cfg, size_t *used,
   config_setting_t *l = get_list(c, root, "handlers");
   int n = l ? config_setting_length(l) : 0;
   if (n == 0) {
-    problem(c, l ? l : root, "at least one handler is required");
+    problem(c, l ? l : root, "%s", l ? "at least one handler is required" : "handlers: at least one handler is required");
     return;
   }
   if (n > WR_CFG_MAX_HANDLERS) {

@@ -1,0 +1,71 @@
+/*
+ * record: a test handler that leaves evidence. For each job it appends
+ *   start <message_id> <monotonic ns> <pid>
+ *   end <message_id> <monotonic ns> <pid>
+ * to the file in settings.log (O_APPEND, one write per line, so lines from
+ * several worker processes never interleave), sleeping settings.sleep_ms in
+ * between. settings.crash_on: a message id whose job segfaults the worker.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <warren/handler.h>
+
+typedef struct rec {
+  int fd;
+  long sleep_ms;
+  const char *crash_on;
+} rec;
+
+static int rec_init(const warren_api *api, const warren_settings *s,
+                    void **state) {
+  warren_value v;
+  rec *r = calloc(1, sizeof *r);
+  if (!r) return -1;
+  if (api->setting_get(s, "log", &v) != 0 || v.type != WARREN_VALUE_STRING) {
+    free(r);
+    return -1;
+  }
+  r->fd = open(v.str, O_WRONLY | O_APPEND | O_CREAT, 0644);
+  if (api->setting_get(s, "sleep_ms", &v) == 0 && v.type == WARREN_VALUE_INT)
+    r->sleep_ms = (long)v.i;
+  if (api->setting_get(s, "crash_on", &v) == 0 && v.type == WARREN_VALUE_STRING)
+    r->crash_on = v.str;
+  *state = r;
+  return r->fd < 0 ? -1 : 0;
+}
+
+static void line(rec *r, const char *what, const char *id) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  char buf[512];
+  int n = snprintf(buf, sizeof buf, "%s %s %lld %d\n", what, id,
+                   (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec,
+                   (int)getpid());
+  if (n > 0 && write(r->fd, buf, (size_t)n) != n) abort();
+}
+
+static warren_result rec_handle(void *state, const warren_message *m) {
+  rec *r = state;
+  line(r, "start", m->message_id);
+  if (r->crash_on && strcmp(r->crash_on, m->message_id) == 0) raise(SIGSEGV);
+  if (r->sleep_ms > 0) {
+    struct timespec d = {r->sleep_ms / 1000, (r->sleep_ms % 1000) * 1000000L};
+    nanosleep(&d, NULL);
+  }
+  line(r, "end", m->message_id);
+  return WARREN_ACK;
+}
+
+static void rec_shutdown(void *state) {
+  rec *r = state;
+  close(r->fd);
+  free(r);
+}
+
+WARREN_HANDLER_DEFINE("record", rec_init, rec_handle, rec_shutdown);

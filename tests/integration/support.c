@@ -1,0 +1,200 @@
+#include "support.h"
+
+#include <amqp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <warren/producer.h>
+#include <warren/status.h>
+
+#include "cfg.h"
+#include "conn.h"
+#include "pool.h"
+
+int tw_port(void) {
+  const char *p = getenv("WARREN_TEST_PORT");
+  return p ? atoi(p) : 5683;
+}
+
+const char *tw_dir(const char *test) {
+  static char dir[256];
+  snprintf(dir, sizeof dir, "/tmp/warren-it-%s-%d", test, (int)getpid());
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0) return NULL;
+  mkdir(dir, 0755);
+  return dir;
+}
+
+pid_t tw_warren_start(const char *dir, const char *rest) {
+  char cfg[300], log[300];
+  snprintf(cfg, sizeof cfg, "%s/warren.cfg", dir);
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  FILE *f = fopen(cfg, "w");
+  if (!f) return -1;
+  fprintf(f,
+          "broker = { host = \"127.0.0.1\"; port = %d; heartbeat = 5; };\n"
+          "worker = { reconnect_min = 0.2; reconnect_max = 2.0; "
+          "shutdown_grace = 20.0; };\n%s",
+          tw_port(), rest);
+  fclose(f);
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE *lf = freopen(log, "w", stderr);
+    (void)lf;
+    /* WARREN_WRAPPER lets scripts/test run the worker under valgrind. */
+    const char *wrap = getenv("WARREN_WRAPPER");
+    if (wrap && *wrap) {
+      char cmd[1024];
+      snprintf(cmd, sizeof cmd, "exec %s %s %s", wrap, WARREN_BIN, cfg);
+      execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    } else {
+      execl(WARREN_BIN, WARREN_BIN, cfg, (char *)NULL);
+    }
+    _exit(127);
+  }
+  return pid;
+}
+
+int tw_warren_stop(pid_t pid, int sig, double timeout_s) {
+  if (sig) kill(pid, sig);
+  double until = wr_now() + timeout_s;
+  int status;
+  while (wr_now() < until) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return -1;
+}
+
+int tw_publish(const char *queue, int n, const char *prefix) {
+  warren_producer_opts o = {.size = sizeof o, .port = tw_port()};
+  warren_producer *p;
+  int rc = warren_producer_open(&o, &p);
+  if (rc) return rc;
+  char id[128];
+  for (int i = 1; i <= n && rc == 0; i++) {
+    snprintf(id, sizeof id, "%s%d", prefix, i);
+    warren_publish_opts po = {.size = sizeof po, .message_id = id};
+    rc = warren_producer_publish(p, "", queue, id, strlen(id), &po);
+  }
+  if (rc == 0) rc = warren_producer_flush(p, 30000);
+  int rc2 = warren_producer_close(p);
+  return rc ? rc : rc2;
+}
+
+int tw_ctl(char *out, size_t outlen, const char *args) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s ctl test %d %s 2>&1", WARREN_BROKER_SCRIPT,
+           tw_port(), args);
+  FILE *p = popen(cmd, "r");
+  if (!p) return -1;
+  size_t n = fread(out, 1, outlen - 1, p);
+  out[n] = '\0';
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int job_number(const char *s, const char *prefix, int n) {
+  size_t pl = strlen(prefix);
+  if (strncmp(s, prefix, pl) != 0) return -1;
+  int k = atoi(s + pl);
+  return k >= 1 && k <= n ? k : -1;
+}
+
+int tw_count(const char *path, const char *what, const char *prefix,
+             int *counts, int n) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  char line[512], word[64], id[256];
+  int total = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "%63s %255s", word, id) != 2 || strcmp(word, what) != 0)
+      continue;
+    int k = job_number(id, prefix, n);
+    if (k < 0) continue;
+    if (counts) counts[k]++;
+    total++;
+  }
+  fclose(f);
+  return total;
+}
+
+int tw_wait_count(const char *path, const char *what, const char *prefix,
+                  int n, int want, double timeout_s) {
+  double until = wr_now() + timeout_s;
+  int got;
+  while ((got = tw_count(path, what, prefix, NULL, n)) < want &&
+         wr_now() < until)
+    nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+  return got;
+}
+
+int tw_wait_text(const char *path, const char *needle, double timeout_s) {
+  double until = wr_now() + timeout_s;
+  do {
+    FILE *f = fopen(path, "r");
+    char line[2048];
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f)) found = strstr(line, needle) != NULL;
+    if (f) fclose(f);
+    if (found) return 1;
+    nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+  } while (wr_now() < until);
+  return 0;
+}
+
+int tw_drain(const char *queue, const char *prefix, int *counts, int n) {
+  wr_broker_cfg b = {.host = "127.0.0.1", .port = tw_port(), .vhost = "/",
+                     .user = "guest", .password = "guest", .heartbeat = 0,
+                     .connect_timeout = 5};
+  amqp_connection_state_t c;
+  char err[512];
+  if (wr_conn_open(&b, &c, err, sizeof err) != WARREN_OK) {
+    fprintf(stderr, "drain: %s\n", err);
+    return -1;
+  }
+  amqp_channel_open(c, 1);
+  int taken = 0;
+  for (;;) {
+    amqp_maybe_release_buffers(c);
+    amqp_rpc_reply_t r = amqp_basic_get(c, 1, amqp_cstring_bytes(queue), 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL ||
+        r.reply.id != AMQP_BASIC_GET_OK_METHOD)
+      break;
+    uint64_t tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
+    amqp_message_t m;
+    if (amqp_read_message(c, 1, &m, 0).reply_type != AMQP_RESPONSE_NORMAL) break;
+    char id[256] = "";
+    if (m.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+      snprintf(id, sizeof id, "%.*s", (int)m.properties.message_id.len,
+               (const char *)m.properties.message_id.bytes);
+    int k = job_number(id, prefix, n);
+    if (k > 0) counts[k]++;
+    taken++;
+    amqp_destroy_message(&m);
+    amqp_basic_ack(c, 1, tag, 0);
+  }
+  wr_conn_close(c);
+  return taken;
+}
+
+int tw_missing(const int *a, const int *b, int n, int *dupes) {
+  int missing = 0;
+  *dupes = 0;
+  for (int i = 1; i <= n; i++) {
+    int seen = a[i] + (b ? b[i] : 0);
+    if (seen == 0) missing++;
+    if (seen > 1) *dupes += seen - 1;
+  }
+  return missing;
+}

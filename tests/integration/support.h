@@ -1,0 +1,37 @@
+/* Helpers for integration tests against the real broker node that the
+ * ctest fixture starts (scripts/broker, port $WARREN_TEST_PORT). */
+#ifndef TW_SUPPORT_H
+#define TW_SUPPORT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+int tw_port(void);
+/* A fresh folder for this test's files; returns its path (static). */
+const char *tw_dir(const char *test);
+/* Write FILE=dir/warren.cfg with the broker section for the test node
+ * followed by `rest`, start the worker with stderr to dir/warren.log. */
+pid_t tw_warren_start(const char *dir, const char *rest);
+/* Send sig, wait up to timeout_s; returns the exit status or -1. */
+int tw_warren_stop(pid_t pid, int sig, double timeout_s);
+/* Publish n persistent jobs to queue via the default exchange with ids
+ * prefix1..prefixN (confirmed). Returns 0 on success. */
+int tw_publish(const char *queue, int n, const char *prefix);
+/* rabbitmqctl against the test node; output into out. Returns exit code. */
+int tw_ctl(char *out, size_t outlen, const char *args);
+/* Lines in path starting with "what prefix" counted per job number into
+ * counts[1..n]; returns the number of matching lines. */
+int tw_count(const char *path, const char *what, const char *prefix,
+             int *counts, int n);
+/* Wait until at least want lines of `what prefix` are in path. */
+int tw_wait_count(const char *path, const char *what, const char *prefix,
+                  int n, int want, double timeout_s);
+/* 1 if `needle` occurs in file path (waiting up to timeout_s). */
+int tw_wait_text(const char *path, const char *needle, double timeout_s);
+/* Take every message left in queue (basic.get + ack), counting ids like
+ * tw_count. Returns how many were taken. */
+int tw_drain(const char *queue, const char *prefix, int *counts, int n);
+/* Report and return the number of ids never seen and seen twice. */
+int tw_missing(const int *a, const int *b, int n, int *dupes);
+
+#endif

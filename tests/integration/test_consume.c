@@ -1,0 +1,178 @@
+/*
+ * The worker against a real RabbitMQ node: prefetch as the broker reports
+ * it, the concurrency bound, SIGTERM mid-batch and a broker restart
+ * mid-batch. Every job id is counted in (published) and out (handled or
+ * still queued): none may be missing; duplicates are reported.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "support.h"
+
+#define RECORD TEST_HANDLER_DIR "/record.so"
+
+static char text[8192];
+
+Test(consume, prefetch_per_consumer_matches_config, .timeout = 120) {
+  const char *dir = tw_dir("prefetch");
+  snprintf(text, sizeof text,
+           "handlers = (\n"
+           " { name = \"a\"; queue = \"it.prefetch.a\"; plugin = \"" RECORD "\";\n"
+           "   prefetch = 7; concurrency = 2; settings = { log = \"%s/a\"; }; },\n"
+           " { name = \"b\"; queue = \"it.prefetch.b\"; plugin = \"" RECORD "\";\n"
+           "   prefetch = 13; queue_type = \"classic\"; settings = { log = \"%s/b\"; }; }\n"
+           ");\n",
+           dir, dir);
+  pid_t w = tw_warren_start(dir, text);
+  char log[300];
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  cr_assert(tw_wait_text(log, "consuming 2 queue(s)", 30), "worker did not connect");
+  char out[4096];
+  cr_assert_eq(tw_ctl(out, sizeof out, "list_consumers -q queue_name prefetch_count"),
+               0, "%s", out);
+  cr_assert(strstr(out, "it.prefetch.a\t7\n"), "broker reports:\n%s", out);
+  cr_assert(strstr(out, "it.prefetch.b\t13\n"), "broker reports:\n%s", out);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
+
+typedef struct ev {
+  long long t;
+  int d;
+} ev;
+
+static int by_time(const void *a, const void *b) {
+  const ev *x = a, *y = b;
+  if (x->t != y->t) return x->t < y->t ? -1 : 1;
+  return x->d - y->d; /* an end before a start at the same instant */
+}
+
+Test(consume, concurrency_is_honoured, .timeout = 120) {
+  const char *dir = tw_dir("concurrency");
+  enum { N = 12 };
+  cr_assert_eq(tw_publish("it.concurrency", 0, "c"), 0);
+  snprintf(text, sizeof text,
+           "handlers = ( { name = \"slow\"; queue = \"it.concurrency\";\n"
+           "  plugin = \"" RECORD "\"; prefetch = 10; concurrency = 3;\n"
+           "  settings = { log = \"%s/rec\"; sleep_ms = 300; }; } );\n",
+           dir);
+  pid_t w = tw_warren_start(dir, text);
+  char log[300], rec[300];
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  snprintf(rec, sizeof rec, "%s/rec", dir);
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
+  cr_assert_eq(tw_publish("it.concurrency", N, "c"), 0);
+  cr_assert_eq(tw_wait_count(rec, "end", "c", N, N, 60), N);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+
+  ev evs[2 * N];
+  int n = 0, pids[N * 2], npids = 0;
+  FILE *f = fopen(rec, "r");
+  char what[16], id[64];
+  long long t;
+  int pid;
+  while (f && fscanf(f, "%15s %63s %lld %d", what, id, &t, &pid) == 4 && n < 2 * N) {
+    evs[n++] = (ev){t, strcmp(what, "start") == 0 ? 1 : -1};
+    int known = 0;
+    for (int i = 0; i < npids; i++) known |= pids[i] == pid;
+    if (!known) pids[npids++] = pid;
+  }
+  if (f) fclose(f);
+  cr_assert_eq(n, 2 * N);
+  qsort(evs, (size_t)n, sizeof *evs, by_time);
+  int running = 0, peak = 0;
+  for (int i = 0; i < n; i++) {
+    running += evs[i].d;
+    if (running > peak) peak = running;
+  }
+  cr_log_info("peak concurrency %d over %d worker processes", peak, npids);
+  cr_assert_eq(peak, 3, "peak concurrency %d, want exactly 3", peak);
+  cr_assert_eq(npids, 3);
+}
+
+/* Publish N, start the worker, let `head` jobs finish, disturb it, and
+ * return the per-id tallies of handled (rec "end") and still queued. */
+enum { BATCH = 1000 };
+
+static void batch_config(const char *dir, const char *queue, int sleep_ms) {
+  snprintf(text, sizeof text,
+           "handlers = ( { name = \"batch\"; queue = \"%s\";\n"
+           "  plugin = \"" RECORD "\"; prefetch = 50; concurrency = 2;\n"
+           "  settings = { log = \"%s/rec\"; sleep_ms = %d; }; } );\n",
+           queue, dir, sleep_ms);
+}
+
+Test(consume, sigterm_mid_batch_loses_nothing, .timeout = 300) {
+  const char *dir = tw_dir("sigterm");
+  char log[300], rec[300];
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  snprintf(rec, sizeof rec, "%s/rec", dir);
+  /* Declare the queue by starting once with nothing to do. */
+  batch_config(dir, "it.sigterm", 2);
+  pid_t w = tw_warren_start(dir, text);
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert_eq(tw_publish("it.sigterm", BATCH, "job"), 0);
+
+  w = tw_warren_start(dir, text);
+  int head = tw_wait_count(rec, "end", "job", BATCH, 150, 60);
+  cr_assert_geq(head, 150);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 60), 0, "clean exit after SIGTERM");
+
+  static int done[BATCH + 1], queued[BATCH + 1], started[BATCH + 1];
+  int ndone = tw_count(rec, "end", "job", done, BATCH);
+  int nstart = tw_count(rec, "start", "job", started, BATCH);
+  int nq = tw_drain("it.sigterm", "job", queued, BATCH);
+  int dupes, missing = tw_missing(done, queued, BATCH, &dupes);
+  cr_log_info("SIGTERM: %d handled, %d still queued, %d missing, %d duplicates",
+              ndone, nq, missing, dupes);
+  cr_assert_lt(ndone, BATCH, "the signal must land mid-batch");
+  cr_assert_gt(nq, 0);
+  cr_assert_eq(nstart, ndone, "every started job finished within the grace");
+  cr_assert_eq(missing, 0, "%d job(s) lost", missing);
+  cr_assert_eq(dupes, 0, "a clean stop acks every finished job");
+}
+
+Test(consume, broker_restart_mid_batch_loses_nothing, .timeout = 300) {
+  const char *dir = tw_dir("restart");
+  char log[300], rec[300], out[4096];
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  snprintf(rec, sizeof rec, "%s/rec", dir);
+  batch_config(dir, "it.restart", 10);
+  pid_t w = tw_warren_start(dir, text);
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
+  cr_assert_eq(tw_publish("it.restart", BATCH, "job"), 0);
+  cr_assert_geq(tw_wait_count(rec, "end", "job", BATCH, 100, 60), 100);
+
+  cr_assert_eq(tw_ctl(out, sizeof out, "stop_app"), 0, "%s", out);
+  int during = tw_count(rec, "end", "job", NULL, BATCH);
+  cr_assert(tw_wait_text(log, "broker connection lost", 30),
+            "the worker noticed the broker going away");
+  sleep(1);
+  cr_assert_eq(tw_ctl(out, sizeof out, "start_app"), 0, "%s", out);
+  cr_assert_lt(during, BATCH, "the restart must land mid-batch");
+
+  /* Every id must be handled in the end: none left behind in the queue. */
+  static int done[BATCH + 1];
+  double until = time(NULL) + 120;
+  int missing, dupes;
+  do {
+    memset(done, 0, sizeof done);
+    tw_count(rec, "end", "job", done, BATCH);
+    missing = tw_missing(done, NULL, BATCH, &dupes);
+    if (missing) usleep(100 * 1000);
+  } while (missing && time(NULL) < until);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 60), 0);
+  static int queued[BATCH + 1];
+  int nq = tw_drain("it.restart", "job", queued, BATCH);
+  cr_log_info("broker restart: %d handled before stop_app, %d missing, "
+              "%d duplicates (redelivered after the reconnect), %d left queued",
+              during, missing, dupes, nq);
+  cr_assert_eq(missing, 0, "%d job(s) lost", missing);
+  cr_assert_eq(nq, 0);
+  cr_assert(tw_wait_text(log, "connected to", 1));
+}

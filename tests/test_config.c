@@ -1,0 +1,175 @@
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <warren/status.h>
+
+#include "cfg.h"
+
+static char path[64];
+static char err[4096];
+
+static const char *write_cfg(const char *text) {
+  strcpy(path, "/tmp/warren-cfg-XXXXXX");
+  int fd = mkstemp(path);
+  cr_assert(fd >= 0);
+  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+  return path;
+}
+
+static int load(const char *text, wr_cfg **cfg) {
+  *cfg = NULL;
+  int rc = wr_cfg_load(write_cfg(text), cfg, err, sizeof err);
+  unlink(path);
+  return rc;
+}
+
+/* Asserts the load fails and the error names the line and setting. */
+static void expect_error(const char *text, int line, const char *needle) {
+  wr_cfg *cfg;
+  int rc = load(text, &cfg);
+  cr_assert_lt(rc, 0, "expected failure for:\n%s", text);
+  cr_assert_null(cfg);
+  char at[128];
+  if (line > 0)
+    snprintf(at, sizeof at, "%s:%d:", path, line);
+  else
+    snprintf(at, sizeof at, "%s: ", path); /* no line: the setting is absent */
+  cr_assert(strstr(err, at), "error '%s' lacks '%s'", err, at);
+  cr_assert(strstr(err, needle), "error '%s' lacks '%s'", err, needle);
+}
+
+#define H(extra) \
+  "handlers = ( { name = \"a\"; plugin = \"/x/a.so\"; " extra " } );\n"
+
+Test(config, full_file_is_read) {
+  wr_cfg *cfg;
+  int rc = load(
+      "broker = { host = \"10.1.2.3\"; port = 5673; vhost = \"jobs\";\n"
+      "  user = \"u\"; password = \"p\"; heartbeat = 15;\n"
+      "  tls = { enabled = true; ca_file = \"ca.pem\"; verify_hostname = false; }; };\n"
+      "worker = { shutdown_grace = 12.5; };\n"
+      "exchanges = ( { name = \"jobs\"; type = \"topic\"; } );\n"
+      "handlers = (\n"
+      "  { name = \"mail\"; queue = \"q.mail\"; plugin = \"lib/mail.so\";\n"
+      "    prefetch = 20; concurrency = 4; queue_type = \"classic\";\n"
+      "    bindings = ( { exchange = \"jobs\"; routing_key = \"mail.#\"; } );\n"
+      "    settings = { smtp = { host = \"mx\"; }; }; },\n"
+      "  { name = \"b\"; plugin = \"/abs/b.so\"; }\n"
+      ");\n",
+      &cfg);
+  cr_assert_eq(rc, WARREN_OK, "%s", err);
+  cr_assert_str_eq(cfg->broker.host, "10.1.2.3");
+  cr_assert_eq(cfg->broker.port, 5673);
+  cr_assert_str_eq(cfg->broker.vhost, "jobs");
+  cr_assert_eq(cfg->broker.heartbeat, 15);
+  cr_assert(cfg->broker.tls.enabled);
+  cr_assert_eq(cfg->broker.tls.ca_file[0], '/', "relative paths are resolved");
+  cr_assert_not(cfg->broker.tls.verify_hostname);
+  cr_assert_float_eq(cfg->shutdown_grace, 12.5, 1e-9);
+  cr_assert_eq(cfg->n_exchanges, 1);
+  cr_assert_eq(cfg->n_handlers, 2);
+  const wr_handler_cfg *h = &cfg->handlers[0];
+  cr_assert_str_eq(h->queue, "q.mail");
+  cr_assert_str_eq(h->plugin, "/tmp/lib/mail.so");
+  cr_assert_eq(h->prefetch, 20);
+  cr_assert_eq(h->concurrency, 4);
+  cr_assert_not(h->quorum);
+  cr_assert_eq(h->n_bindings, 1);
+  cr_assert_str_eq(h->bindings[0].routing_key, "mail.#");
+  cr_assert_not_null(h->settings);
+  /* defaults */
+  const wr_handler_cfg *b = &cfg->handlers[1];
+  cr_assert_str_eq(b->queue, "b");
+  cr_assert_eq(b->prefetch, 10);
+  cr_assert_eq(b->concurrency, 1);
+  cr_assert(b->quorum);
+  cr_assert(b->declare);
+  wr_cfg_free(cfg);
+}
+
+Test(config, password_file_is_read_and_trimmed) {
+  char secret[] = "/tmp/warren-secret-XXXXXX";
+  int fd = mkstemp(secret);
+  cr_assert_eq(write(fd, "s3cret\n", 7), 7);
+  close(fd);
+  char text[512];
+  snprintf(text, sizeof text,
+           "broker = { password_file = \"%s\"; };\n" H(""), secret);
+  wr_cfg *cfg;
+  cr_assert_eq(load(text, &cfg), WARREN_OK, "%s", err);
+  cr_assert_str_eq(cfg->broker.password, "s3cret");
+  wr_cfg_free(cfg);
+  unlink(secret);
+}
+
+Test(config, syntax_error_names_line) {
+  expect_error("broker = { port = 5672; };\n\nhandlers = ( { name = ; } );\n", 3,
+               "syntax error");
+}
+
+Test(config, unknown_key_is_an_error) {
+  expect_error("broker = { hots = \"x\"; };\n" H(""), 1, "broker.hots: unknown setting");
+  expect_error("\n" H("prefecth = 3;"), 2, "unknown setting");
+  expect_error("colour = 1;\n" H(""), 1, "colour: unknown setting");
+}
+
+Test(config, wrong_type_is_an_error) {
+  expect_error("broker = { port = \"5672\"; };\n" H(""), 1,
+               "broker.port: must be an integer");
+  expect_error(H("prefetch = 2.5;"), 1, "prefetch: must be an integer");
+  expect_error(H("declare = 1;"), 1, "declare: must be true or false");
+  expect_error(H("settings = 3;"), 1, "settings: must be a group");
+}
+
+Test(config, prefetch_bounds) {
+  expect_error(H("prefetch = 0;"), 1, "prefetch: must be 1..65535 (got 0)");
+  expect_error(H("prefetch = 65536;"), 1, "must be 1..65535 (got 65536)");
+  expect_error(H("concurrency = 0;"), 1, "concurrency: must be 1..1024");
+}
+
+Test(config, duplicate_names_are_refused) {
+  expect_error("handlers = (\n { name = \"a\"; plugin = \"/a.so\"; },\n"
+               " { name = \"a\"; plugin = \"/b.so\"; queue = \"other\"; }\n);\n",
+               3, "handler name 'a' is used twice (first at line 2)");
+  expect_error("handlers = (\n { name = \"a\"; plugin = \"/a.so\"; },\n"
+               " { name = \"b\"; plugin = \"/b.so\"; queue = \"a\"; }\n);\n",
+               3, "queue 'a' is consumed by two handlers");
+  expect_error("exchanges = ( { name = \"x\"; },\n { name = \"x\"; } );\n" H(""),
+               2, "exchange 'x' is declared twice");
+}
+
+Test(config, missing_required_settings) {
+  expect_error("broker = { };\n", 0, "handlers: at least one handler");
+  expect_error("handlers = ( { plugin = \"/a.so\"; } );\n", 1,
+               "missing setting 'name'");
+  expect_error("handlers = ( { name = \"a\"; } );\n", 1,
+               "missing setting 'plugin'");
+  expect_error(H("queue_type = \"stream\";"), 1, "must be \"quorum\" or \"classic\"");
+  expect_error(H("durable = false;"), 1, "quorum queues are always durable");
+}
+
+Test(config, missing_file_is_reported) {
+  wr_cfg *cfg;
+  int rc = wr_cfg_load("/nonexistent/warren.cfg", &cfg, err, sizeof err);
+  cr_assert_eq(rc, WARREN_CONFIG_READ);
+  cr_assert(strstr(err, "/nonexistent/warren.cfg: cannot open"), "%s", err);
+}
+
+Test(config, several_errors_are_all_reported) {
+  expect_error("broker = { port = 0; heartbeat = -1; };\n" H("prefetch = 0;"), 1,
+               "port");
+  cr_assert(strstr(err, "heartbeat"), "%s", err);
+  cr_assert(strstr(err, ":2: handlers[0].prefetch"), "%s", err);
+}
+
+Test(config, shipped_example_is_valid) {
+  wr_cfg *cfg;
+  int rc = wr_cfg_load(WARREN_SOURCE_DIR "/config/warren.cfg", &cfg, err,
+                       sizeof err);
+  cr_assert_eq(rc, WARREN_OK, "%s", err);
+  wr_cfg_free(cfg);
+}

@@ -1,0 +1,134 @@
+/* Worker processes without a broker: results, crash isolation, restart. */
+#include <criterion/criterion.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <warren/status.h>
+
+#include "plugin.h"
+#include "pool.h"
+
+static wr_job *done_job, *lost_job;
+static int done_result;
+static char lost_why[128];
+
+static void on_done(void *ctx, wr_pool *p, wr_job *job, int result,
+                    const char *err, size_t err_len) {
+  (void)ctx, (void)p, (void)err, (void)err_len;
+  done_job = job;
+  done_result = result;
+}
+
+static void on_lost(void *ctx, wr_pool *p, wr_job *job, const char *why) {
+  (void)ctx, (void)p;
+  lost_job = job;
+  snprintf(lost_why, sizeof lost_why, "%s", why);
+}
+
+static const wr_pool_events ev = {on_done, on_lost};
+static config_t lc;
+static wr_plugin plug;
+static char logpath[] = "/tmp/warren-pool-XXXXXX";
+
+static config_setting_t *settings(void) {
+  int fd = mkstemp(logpath);
+  close(fd);
+  char text[256];
+  snprintf(text, sizeof text, "log = \"%s\"; crash_on = \"boom\";", logpath);
+  config_init(&lc);
+  cr_assert(config_read_string(&lc, text));
+  return config_root_setting(&lc);
+}
+
+static void job_init(wr_job *j, uint64_t id, const char *mid) {
+  memset(j, 0, sizeof *j);
+  j->id = id;
+  j->attempt = 1;
+  j->env.routing_key = amqp_cstring_bytes("rk");
+  j->env.message.properties._flags = AMQP_BASIC_MESSAGE_ID_FLAG;
+  j->env.message.properties.message_id = amqp_cstring_bytes(mid);
+  j->env.message.body = amqp_cstring_bytes("payload");
+}
+
+/* Serve the pool until cond or 10 s: results via the socket, deaths via
+ * waitpid, restarts via tick. */
+#define SERVE(p, cond)                                                    \
+  do {                                                                    \
+    double until_ = wr_now() + 10;                                        \
+    while (!(cond) && wr_now() < until_) {                                \
+      for (int i_ = 0; i_ < (p)->n; i_++) {                               \
+        wr_child *c_ = &(p)->children[i_];                                \
+        struct pollfd pf_ = {c_->fd, POLLIN, 0};                          \
+        if (c_->fd >= 0 && poll(&pf_, 1, 10) > 0) wr_pool_readable(p, c_); \
+      }                                                                   \
+      int st_;                                                            \
+      pid_t pid_;                                                         \
+      while ((pid_ = waitpid(-1, &st_, WNOHANG)) > 0)                     \
+        wr_pool_reap(p, pid_, st_);                                       \
+      wr_pool_tick(p, wr_now());                                          \
+    }                                                                     \
+    cr_assert(cond, "timed out waiting for " #cond);                      \
+  } while (0)
+
+Test(pool, runs_jobs_and_isolates_a_crash) {
+  char err[512];
+  cr_assert_eq(wr_plugin_load(TEST_HANDLER_DIR "/record.so", &plug, err, sizeof err),
+               WARREN_OK, "%s", err);
+  wr_pool p;
+  cr_assert_eq(wr_pool_init(&p, "rec", plug.def, settings(), 2, 0.05, 1, &ev, NULL),
+               WARREN_OK);
+  cr_assert_eq(wr_pool_start(&p, 10, err, sizeof err), WARREN_OK, "%s", err);
+  cr_assert_eq(p.idle, 2);
+
+  wr_job ok, boom;
+  job_init(&ok, 1, "fine");
+  job_init(&boom, 2, "boom");
+  wr_child *c = wr_pool_idle(&p);
+  cr_assert_eq(wr_pool_dispatch(&p, c, &ok), WARREN_OK);
+  cr_assert_eq(p.busy, 1);
+  cr_assert_eq(c->job, &ok, "the pool knows which job the worker runs");
+  SERVE(&p, done_job == &ok);
+  cr_assert_eq(done_result, WARREN_ACK);
+  cr_assert_eq(p.idle, 2);
+
+  c = wr_pool_idle(&p);
+  pid_t victim = c->pid;
+  cr_assert_eq(wr_pool_dispatch(&p, c, &boom), WARREN_OK);
+  SERVE(&p, lost_job == &boom);
+  cr_assert(strstr(lost_why, "signal 11"), "%s", lost_why);
+  cr_assert_eq(p.busy, 0);
+  /* The other worker was untouched, and the dead one comes back. */
+  SERVE(&p, p.idle == 2);
+  cr_assert_neq(c->pid, victim);
+  cr_assert_eq(p.restarts, 1);
+
+  done_job = NULL;
+  c = wr_pool_idle(&p);
+  job_init(&ok, 3, "again");
+  cr_assert_eq(wr_pool_dispatch(&p, c, &ok), WARREN_OK);
+  SERVE(&p, done_job == &ok);
+  wr_pool_stop(&p, 5);
+  cr_assert_eq(p.idle, 0);
+  wr_pool_free(&p);
+  wr_plugin_unload(&plug);
+  config_destroy(&lc);
+  unlink(logpath);
+}
+
+Test(pool, init_failure_is_reported_at_start) {
+  char err[512];
+  cr_assert_eq(wr_plugin_load(TEST_HANDLER_DIR "/init_fail.so", &plug, err, sizeof err),
+               WARREN_OK, "%s", err);
+  wr_pool p;
+  wr_pool_init(&p, "bad", plug.def, NULL, 1, 0.05, 1, &ev, NULL);
+  cr_assert_eq(wr_pool_start(&p, 10, err, sizeof err), WARREN_PLUGIN_INIT);
+  cr_assert(strstr(err, "handler bad: worker"), "%s", err);
+  cr_assert(strstr(err, "init() returned non-zero"), "%s", err);
+  wr_pool_stop(&p, 1);
+  wr_pool_free(&p);
+  wr_plugin_unload(&plug);
+}
