@@ -305,11 +305,50 @@ static void load_bindings(ctx *c, wr_handler_cfg *h, config_setting_t *g) {
   }
 }
 
+static void load_retry(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
+  static const char *const keys[] = {"max_attempts", "backoff", "jitter",
+                                     "max_crashes", NULL};
+  static const double default_backoff[] = {1, 10, 60};
+  config_setting_t *g = get_group(c, e, "retry", 0);
+  check_keys(c, g, keys);
+  wr_retry_cfg *r = &h->retry;
+  r->max_attempts = (int)get_int(c, g, "max_attempts", 5, 1, 1000);
+  r->max_crashes = (int)get_int(c, g, "max_crashes", 3, 1, 1000);
+  r->jitter = get_double(c, g, "jitter", 0.1, 0, 1);
+  config_setting_t *b = g ? config_setting_get_member(g, "backoff") : NULL;
+  if (!b) {
+    r->n_backoff = 3;
+    memcpy(r->backoff, default_backoff, sizeof default_backoff);
+    return;
+  }
+  int n = config_setting_is_aggregate(b) ? config_setting_length(b) : -1;
+  if (n < 1 || n > WR_CFG_MAX_BACKOFF) {
+    problem(c, b, "must be a list of 1..%d delays in seconds, e.g. [1.0, 10.0]",
+            WR_CFG_MAX_BACKOFF);
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    config_setting_t *v = config_setting_get_elem(b, (unsigned)i);
+    int t = config_setting_type(v);
+    double d = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(v)
+               : (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
+                   ? (double)config_setting_get_int64(v)
+                   : -1;
+    if (!(d >= 0.001 && d <= 86400)) {
+      problem(c, v, "each delay must be a number of seconds, 0.001..86400");
+      return;
+    }
+    r->backoff[i] = d;
+  }
+  r->n_backoff = n;
+}
+
 static void load_handler(ctx *c, wr_cfg *cfg, size_t *used,
                          config_setting_t *e, wr_handler_cfg *h) {
   static const char *const keys[] = {
       "name",    "queue",   "plugin",     "prefetch", "concurrency",
-      "declare", "durable", "queue_type", "bindings", "settings", NULL};
+      "declare", "durable", "queue_type", "bindings", "settings", "retry",
+      "timeout", NULL};
   check_keys(c, e, keys);
   h->line = config_setting_source_line(e);
   h->name = get_str(c, e, "name", "", 1);
@@ -336,6 +375,17 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used,
     problem(c, config_setting_get_member(e, "durable"),
             "quorum queues are always durable");
   load_bindings(c, h, e);
+  load_retry(c, h, e);
+  h->timeout = get_double(c, e, "timeout", 0, 0, 86400);
+  /* RabbitMQ closes the channel (or cancels, from 4.3) when a delivery
+   * stays unacked past consumer_timeout, 30 min by default. A job can wait
+   * for prefetch/concurrency jobs ahead of it before running. */
+  double worst = h->timeout * ((h->prefetch + h->concurrency - 1) / h->concurrency);
+  if (h->timeout > 0 && worst > 1800)
+    wr_warn("%s:%d: handler %s: a prefetched job may stay unacked up to %.0f s, "
+            "over RabbitMQ's default consumer_timeout of 1800 s: lower prefetch "
+            "or timeout, or raise consumer_timeout",
+            c->file, h->line, h->name, worst);
   config_setting_t *s = config_setting_get_member(e, "settings");
   if (s && !config_setting_is_group(s))
     problem(c, s, "must be a group { ... }");

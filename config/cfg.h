@@ -47,6 +47,17 @@ typedef struct wr_binding_cfg {
   const char *routing_key;
 } wr_binding_cfg;
 
+#define WR_CFG_MAX_BACKOFF 16
+
+/* Retry policy of one handler (retry.c reads it). */
+typedef struct wr_retry_cfg {
+  int max_attempts;   /* attempts in all, the first included */
+  int max_crashes;    /* consecutive worker deaths before "crashed" */
+  double backoff[WR_CFG_MAX_BACKOFF]; /* seconds before attempt 2, 3, ... */
+  int n_backoff;      /* the last step repeats */
+  double jitter;      /* +- fraction of each delay */
+} wr_retry_cfg;
+
 typedef struct wr_handler_cfg {
   const char *name;
   const char *queue;
@@ -58,6 +69,8 @@ typedef struct wr_handler_cfg {
   int quorum;              /* queue_type = "quorum" */
   wr_binding_cfg *bindings;
   size_t n_bindings;
+  double timeout;              /* seconds a job may run; 0: no limit */
+  wr_retry_cfg retry;
   config_setting_t *settings; /* the handler's own group, or NULL */
   int line;                   /* where the handler is defined */
 } wr_handler_cfg;

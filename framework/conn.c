@@ -9,6 +9,7 @@
 #include <warren/status.h>
 
 #include "log.h"
+#include "retry.h"
 
 #define RPC_TIMEOUT_S 10
 
@@ -130,44 +131,114 @@ static int checked(amqp_connection_state_t c, amqp_channel_t ch,
   return rc;
 }
 
-static int declare_queue(amqp_connection_state_t c, amqp_channel_t ch,
-                         const wr_handler_cfg *h, char *err, size_t errlen) {
+/* Queue arguments, built up per queue; bounded. */
+typedef struct qargs {
+  amqp_table_entry_t e[8];
+  int n;
+} qargs;
+
+static void arg_str(qargs *a, const char *k, const char *v) {
+  a->e[a->n++] = wr_entry_str(k, v);
+}
+
+static void arg_int(qargs *a, const char *k, int64_t v) {
+  a->e[a->n++] = wr_entry_int(k, v);
+}
+
+/* Quorum queues get at-least-once dead-lettering (it needs
+ * reject-publish overflow), so what they dead-letter is not lost. */
+static void type_args(qargs *a, const wr_handler_cfg *h) {
+  if (!h->quorum) return;
+  arg_str(a, "x-queue-type", "quorum");
+  arg_str(a, "x-dead-letter-strategy", "at-least-once");
+  arg_str(a, "x-overflow", "reject-publish");
+}
+
+/* Passive first, so a queue an operator declared is used as it is
+ * (arguments cannot change on redeclare); declared with `a` otherwise. */
+static int ensure_queue(amqp_connection_state_t c, amqp_channel_t ch,
+                        const wr_handler_cfg *h, const char *name,
+                        const qargs *a, char *err, size_t errlen) {
   char what[300];
-  amqp_bytes_t q = amqp_cstring_bytes(h->queue);
-  snprintf(what, sizeof what, "queue '%s' (handler %s)", h->queue, h->name);
+  amqp_bytes_t q = amqp_cstring_bytes(name);
+  snprintf(what, sizeof what, "queue '%s' (handler %s)", name, h->name);
   amqp_queue_declare(c, ch, q, 1, 0, 0, 0, amqp_empty_table);
   if (checked(c, ch, what, err, errlen) == WARREN_OK) {
     wr_debug("%s exists; using it as declared", what);
-  } else {
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-    if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION ||
-        r.reply.id != AMQP_CHANNEL_CLOSE_METHOD ||
-        ((amqp_channel_close_t *)r.reply.decoded)->reply_code != AMQP_NOT_FOUND)
-      return WARREN_BROKER_CLOSED;
-    if (!h->declare) {
-      snprintf(err, errlen, "%s does not exist and declare = false", what);
-      return WARREN_BROKER_CLOSED;
-    }
-    int rc = open_channel(c, ch, err, errlen);
-    if (rc != WARREN_OK) return rc;
-    amqp_table_entry_t e = {amqp_cstring_bytes("x-queue-type"),
-                            {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes("quorum")}}};
-    amqp_table_t args = {h->quorum ? 1 : 0, &e};
-    amqp_queue_declare(c, ch, q, 0, h->durable, 0, 0, args);
-    if ((rc = checked(c, ch, what, err, errlen)) != WARREN_OK) return rc;
-    wr_info("declared %s %s queue '%s'", h->durable ? "durable" : "transient",
-            h->quorum ? "quorum" : "classic", h->queue);
+    return WARREN_OK;
   }
-  for (size_t i = 0; h->declare && i < h->n_bindings; i++) {
-    const wr_binding_cfg *b = &h->bindings[i];
-    amqp_queue_bind(c, ch, q, amqp_cstring_bytes(b->exchange),
-                    amqp_cstring_bytes(b->routing_key), amqp_empty_table);
-    snprintf(what, sizeof what, "bind queue '%s' to exchange '%s' key '%s'",
-             h->queue, b->exchange, b->routing_key);
-    int rc = checked(c, ch, what, err, errlen);
-    if (rc != WARREN_OK) return rc;
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+  if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION ||
+      r.reply.id != AMQP_CHANNEL_CLOSE_METHOD ||
+      ((amqp_channel_close_t *)r.reply.decoded)->reply_code != AMQP_NOT_FOUND)
+    return WARREN_BROKER_CLOSED;
+  if (!h->declare) {
+    snprintf(err, errlen, "%s does not exist and declare = false", what);
+    return WARREN_BROKER_CLOSED;
   }
+  int rc = open_channel(c, ch, err, errlen);
+  if (rc != WARREN_OK) return rc;
+  amqp_queue_declare(c, ch, q, 0, h->durable, 0, 0,
+                     (amqp_table_t){a->n, (amqp_table_entry_t *)a->e});
+  if ((rc = checked(c, ch, what, err, errlen)) != WARREN_OK) return rc;
+  wr_info("declared %s %s queue '%s'", h->durable ? "durable" : "transient",
+          h->quorum ? "quorum" : "classic", name);
   return WARREN_OK;
+}
+
+static int bind(amqp_connection_state_t c, amqp_channel_t ch, const char *queue,
+                const char *exchange, const char *key, char *err,
+                size_t errlen) {
+  char what[400];
+  amqp_queue_bind(c, ch, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
+                  amqp_cstring_bytes(key), amqp_empty_table);
+  snprintf(what, sizeof what, "bind queue '%s' to exchange '%s' key '%s'",
+           queue, exchange, key);
+  return checked(c, ch, what, err, errlen);
+}
+
+/* The work queue, its retry queues, and its dead-letter exchange and
+ * queue (names: retry.h). */
+static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
+                           const wr_handler_cfg *h, char *err, size_t errlen) {
+  char dlx[300], dlq[300], name[300];
+  wr_retry_dlx_name(h->queue, dlx, sizeof dlx);
+  wr_retry_dlq_name(h->queue, dlq, sizeof dlq);
+  int rc = WARREN_OK;
+  if (h->declare) {
+    amqp_exchange_declare(c, ch, amqp_cstring_bytes(dlx),
+                          amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
+                          amqp_empty_table);
+    char what[400];
+    snprintf(what, sizeof what, "declare exchange '%s'", dlx);
+    rc = checked(c, ch, what, err, errlen);
+  }
+  qargs work = {.n = 0};
+  type_args(&work, h);
+  arg_str(&work, "x-dead-letter-exchange", dlx);
+  if (rc == WARREN_OK) rc = ensure_queue(c, ch, h, h->queue, &work, err, errlen);
+  qargs dead = {.n = 0};
+  type_args(&dead, h);
+  /* Browsing the DLQ (warren dlq list) returns messages to it, which a
+   * quorum queue counts as deliveries; RabbitMQ 4 drops a message after 20
+   * by default. Dead letters must wait for an operator however often they
+   * are looked at. */
+  if (h->quorum) arg_int(&dead, "x-delivery-limit", 1000000000);
+  if (rc == WARREN_OK) rc = ensure_queue(c, ch, h, dlq, &dead, err, errlen);
+  if (rc == WARREN_OK && h->declare) rc = bind(c, ch, dlq, dlx, "", err, errlen);
+  for (int i = 0; rc == WARREN_OK && i < h->retry.n_backoff; i++) {
+    qargs rq = {.n = 0};
+    type_args(&rq, h);
+    arg_int(&rq, "x-message-ttl", wr_retry_queue_ttl(&h->retry, i));
+    arg_str(&rq, "x-dead-letter-exchange", "");
+    arg_str(&rq, "x-dead-letter-routing-key", h->queue);
+    wr_retry_queue_name(h->queue, h->retry.backoff[i], name, sizeof name);
+    rc = ensure_queue(c, ch, h, name, &rq, err, errlen);
+  }
+  for (size_t i = 0; rc == WARREN_OK && h->declare && i < h->n_bindings; i++)
+    rc = bind(c, ch, h->queue, h->bindings[i].exchange,
+              h->bindings[i].routing_key, err, errlen);
+  return rc;
 }
 
 int wr_conn_declare(amqp_connection_state_t c, const wr_cfg *cfg,
@@ -183,11 +254,7 @@ int wr_conn_declare(amqp_connection_state_t c, const wr_cfg *cfg,
     rc = checked(c, ch, what, err, errlen);
   }
   for (size_t i = 0; rc == WARREN_OK && i < cfg->n_handlers; i++)
-    rc = declare_queue(c, ch, &cfg->handlers[i], err, errlen);
-  if (rc == WARREN_OK) {
-    amqp_channel_close(c, ch, AMQP_REPLY_SUCCESS);
-    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "channel.close", err, errlen);
-  }
+    rc = declare_handler(c, ch, &cfg->handlers[i], err, errlen);
   return rc;
 }
 

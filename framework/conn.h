@@ -25,9 +25,9 @@ void wr_conn_close(amqp_connection_state_t c);
 int wr_conn_reply(amqp_connection_state_t c, amqp_rpc_reply_t r,
                   const char *what, char *err, size_t errlen);
 
-/* Declare exchanges, queues (passive first, so a queue an operator made
- * is used as it is) and bindings, on channel `ch`, which it opens and
- * closes. */
+/* Declare exchanges, each handler's queues (work, retry, dead-letter;
+ * passive first, so a queue an operator made is used as it is) and
+ * bindings, on channel `ch`, which it opens and leaves open. */
 int wr_conn_declare(amqp_connection_state_t c, const wr_cfg *cfg,
                     amqp_channel_t ch, char *err, size_t errlen);
 

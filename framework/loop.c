@@ -15,6 +15,7 @@
 
 #include "conn.h"
 #include "headers.h"
+#include "retry.h"
 #include "log.h"
 #include "plugin.h"
 #include "pool.h"
@@ -50,6 +51,11 @@ struct wr_loop {
   double drain_deadline;
   double next_connect, backoff;
   double next_service; /* next forced read of the socket (heartbeats) */
+  amqp_channel_t pub_ch; /* confirmed republishing to retry and DLX */
+  uint64_t pub_seq;      /* confirm sequence of the last publish */
+  wr_job *conf_head, *conf_tail; /* jobs whose copy awaits its confirm */
+  unsigned returns;      /* basic.returns not yet matched to a confirm */
+  char host[64];
   int sigfd;
   sigset_t old_mask;
   struct pollfd *pfd;
@@ -84,6 +90,16 @@ static void conn_lost(wr_loop *l, const char *why, int polite) {
     h->pend_tail = NULL;
     h->pending = 0;
   }
+  /* Their originals were never acked: the broker requeues them. A copy
+   * that did reach a retry queue or the DLQ makes a duplicate, not a
+   * loss. */
+  while (l->conf_head) {
+    wr_job *j = l->conf_head;
+    l->conf_head = j->next;
+    release(l, j);
+  }
+  l->conf_tail = NULL;
+  l->returns = 0;
   /* Jitter keeps a fleet of workers from reconnecting in lock-step. */
   double jitter = 0.8 + 0.4 * ((double)rand() / RAND_MAX);
   l->next_connect = wr_now() + l->backoff * jitter;
@@ -93,17 +109,127 @@ static void conn_lost(wr_loop *l, const char *why, int polite) {
   if (l->backoff > l->cfg->reconnect_max) l->backoff = l->cfg->reconnect_max;
 }
 
-static void settle(wr_handler_rt *h, wr_job *job, int result, const char *err,
-                   size_t err_len) {
+static double rand01(void) {
+  return (double)rand() / ((double)RAND_MAX + 1.0);
+}
+
+/*
+ * Publish the copy that carries a failed job on: to its retry queue, or
+ * to its dead-letter exchange with the reason. The original stays unacked
+ * until the broker confirms the copy (confirmed()), so a crash in between
+ * duplicates the job at worst and never loses it.
+ */
+static void republish(wr_handler_rt *h, wr_job *job, wr_outcome o,
+                      const char *err) {
   wr_loop *l = h->loop;
-  static const char *const names[] = {"ack", "retry", "reject"};
-  if (result == WARREN_ACK) h->st.acked++;
-  if (result == WARREN_RETRY) h->st.retried++;
-  if (result == WARREN_REJECT) h->st.rejected++;
-  if (result != WARREN_ACK || err_len)
-    wr_warn("handler %s: job tag %llu attempt %u: %s%s%.*s", h->cfg->name,
-            (unsigned long long)job->env.delivery_tag, job->attempt,
-            names[result], err_len ? ": " : "", (int)err_len, err);
+  const wr_handler_cfg *hc = h->cfg;
+  wr_decision d = wr_retry_decide(&hc->retry, &job->meta, o, rand01());
+  int64_t now = wr_unix_ms();
+  uint32_t crashes = o == WR_OUT_CRASHED ? job->meta.crashes + 1 : 0;
+  amqp_table_entry_t add[12];
+  size_t n = 0;
+  add[n++] = wr_entry_int(WR_H_FIRST_FAILURE,
+                          job->meta.first_failure ? job->meta.first_failure : now);
+  add[n++] = wr_entry_int(WR_H_LAST_FAILURE, now);
+  add[n++] = wr_entry_str(WR_H_LAST_ERROR, err);
+  add[n++] = wr_entry_int(WR_H_CRASHES, crashes);
+  amqp_basic_properties_t pr = job->env.message.properties;
+  char exchange[300], rk[300], expiration[32];
+  if (d.dead) {
+    add[n++] = wr_entry_str(WR_H_REASON, d.reason);
+    add[n++] = wr_entry_str(WR_H_HANDLER, hc->name);
+    add[n++] = wr_entry_int(WR_H_ATTEMPTS, job->meta.attempt);
+    add[n++] = wr_entry_str(WR_H_HOST, l->host);
+    add[n++] = wr_entry_str(WR_H_QUEUE, hc->queue);
+    /* A dead letter waits for an operator: it must not expire. */
+    pr._flags &= ~AMQP_BASIC_EXPIRATION_FLAG;
+    wr_retry_dlx_name(hc->queue, exchange, sizeof exchange);
+    snprintf(rk, sizeof rk, "%.*s", (int)job->env.routing_key.len,
+             (const char *)job->env.routing_key.bytes);
+  } else {
+    add[n++] = wr_entry_int(WR_H_ATTEMPT, (int64_t)job->meta.attempt + 1);
+    snprintf(expiration, sizeof expiration, "%lld", (long long)d.delay_ms);
+    pr._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+    pr.expiration = amqp_cstring_bytes(expiration);
+    exchange[0] = '\0';
+    wr_retry_queue_name(hc->queue, hc->retry.backoff[d.step], rk, sizeof rk);
+  }
+  static amqp_table_entry_t store[WR_HDR_MAX_ENTRIES + 16];
+  const amqp_table_t *orig =
+      (pr._flags & AMQP_BASIC_HEADERS_FLAG) ? &job->env.message.properties.headers : NULL;
+  pr.headers = wr_retry_headers(orig, store, sizeof store / sizeof *store, add, n);
+  pr._flags |= AMQP_BASIC_HEADERS_FLAG;
+  int rc = amqp_basic_publish(l->conn, l->pub_ch, amqp_cstring_bytes(exchange),
+                              amqp_cstring_bytes(rk), 1, 0, &pr,
+                              job->env.message.body);
+  if (rc != AMQP_STATUS_OK) {
+    release(l, job);
+    conn_lost(l, amqp_error_string2(rc), 0);
+    return;
+  }
+  if (d.dead)
+    wr_warn("handler %s: job %.*s dead-lettered to %s after attempt %u: %s (%s)",
+            hc->name, (int)job->env.message.properties.message_id.len,
+            (const char *)job->env.message.properties.message_id.bytes,
+            exchange, job->meta.attempt, d.reason, err);
+  else
+    wr_info("handler %s: job %.*s attempt %u failed (%s); retry in %.1f s",
+            hc->name, (int)job->env.message.properties.message_id.len,
+            (const char *)job->env.message.properties.message_id.bytes,
+            job->meta.attempt, err, (double)d.delay_ms / 1000.0);
+  job->confirm_seq = ++l->pub_seq;
+  job->dead = (uint8_t)d.dead;
+  job->next = NULL;
+  if (l->conf_tail)
+    l->conf_tail->next = job;
+  else
+    l->conf_head = job;
+  l->conf_tail = job;
+}
+
+/* The broker confirmed (ok) or refused publishes up to `tag`. */
+static void confirmed(wr_loop *l, uint64_t tag, int multiple, int ok) {
+  wr_job *prev = NULL, *j = l->conf_head;
+  while (j && l->conn) {
+    wr_job *next = j->next;
+    if (j->confirm_seq == tag || (multiple && j->confirm_seq < tag)) {
+      if (prev)
+        prev->next = next;
+      else
+        l->conf_head = next;
+      if (l->conf_tail == j) l->conf_tail = prev;
+      /* A basic.return comes just before the confirm of the same publish. */
+      int good = ok && l->returns == 0;
+      if (l->returns) l->returns--;
+      wr_handler_rt *h = &l->h[j->handler];
+      int rc;
+      if (good) {
+        if (j->dead) h->st.dead++; else h->st.retried++;
+        rc = amqp_basic_ack(l->conn, h->ch, j->env.delivery_tag, 0);
+      } else {
+        h->st.republish_failed++;
+        wr_error("handler %s: the broker refused the %s copy of job tag %llu; "
+                 "the original goes back to the queue", h->cfg->name,
+                 j->dead ? "dead-letter" : "retry",
+                 (unsigned long long)j->env.delivery_tag);
+        rc = amqp_basic_nack(l->conn, h->ch, j->env.delivery_tag, 0, 1);
+      }
+      release(l, j);
+      if (rc != AMQP_STATUS_OK) {
+        conn_lost(l, amqp_error_string2(rc), 0);
+        return;
+      }
+    } else {
+      prev = j;
+    }
+    j = next;
+  }
+}
+
+/* A job is over for this attempt: ack it, or hand it to the policy. */
+static void finish(wr_handler_rt *h, wr_job *job, int acked, wr_outcome o,
+                   const char *err) {
+  wr_loop *l = h->loop;
   if (job->gen != l->gen || !l->conn) {
     h->st.dropped++;
     wr_debug("handler %s: result for a delivery of a closed connection; the "
@@ -111,56 +237,53 @@ static void settle(wr_handler_rt *h, wr_job *job, int result, const char *err,
     release(l, job);
     return;
   }
-  uint64_t tag = job->env.delivery_tag;
-  int rc;
-  /* Until the retry topology exists, retry means requeue at once and
-   * reject means basic.reject without requeue (the queue's own
-   * dead-letter settings apply). */
-  if (result == WARREN_ACK)
-    rc = amqp_basic_ack(l->conn, h->ch, tag, 0);
-  else if (result == WARREN_RETRY)
-    rc = amqp_basic_nack(l->conn, h->ch, tag, 0, 1);
-  else
-    rc = amqp_basic_reject(l->conn, h->ch, tag, 0);
+  if (!acked) {
+    republish(h, job, o, err);
+    return;
+  }
+  int rc = amqp_basic_ack(l->conn, h->ch, job->env.delivery_tag, 0);
   release(l, job);
   if (rc != AMQP_STATUS_OK) conn_lost(l, amqp_error_string2(rc), 0);
 }
 
 static void on_done(void *ctx, wr_pool *p, wr_job *job, int result,
                     const char *err, size_t err_len) {
-  (void)p;
-  settle(ctx, job, result, err, err_len);
-}
-
-static void on_lost(void *ctx, wr_pool *p, wr_job *job, const char *why) {
   wr_handler_rt *h = ctx;
   (void)p;
-  h->st.lost++;
-  h->st.retried--; /* settle() counts it as a retry; it is a loss */
-  char err[160];
-  int n = snprintf(err, sizeof err, "worker %s", why);
-  settle(h, job, WARREN_RETRY, err, n > 0 ? (size_t)n : 0);
+  char text[WR_IPC_MAX_ERROR + 64];
+  if (err_len)
+    snprintf(text, sizeof text, "%.*s", (int)err_len, err);
+  else
+    snprintf(text, sizeof text, "handler returned %s",
+             result == WARREN_REJECT ? "reject" : "retry");
+  if (result == WARREN_ACK) {
+    h->st.acked++;
+    finish(h, job, 1, WR_OUT_FAILED, NULL);
+  } else if (result == WARREN_REJECT) {
+    h->st.rejected++;
+    finish(h, job, 0, WR_OUT_REJECTED, text);
+  } else {
+    h->st.failed++;
+    finish(h, job, 0, WR_OUT_FAILED, text);
+  }
+}
+
+static void on_lost(void *ctx, wr_pool *p, wr_job *job, const char *why,
+                    int timed_out) {
+  wr_handler_rt *h = ctx;
+  (void)p;
+  char err[192];
+  if (timed_out) {
+    h->st.timeouts++;
+    snprintf(err, sizeof err, "job %s", why);
+  } else {
+    h->st.lost++;
+    snprintf(err, sizeof err, "worker %s", why);
+  }
+  finish(h, job, 0, timed_out ? WR_OUT_TIMEOUT : WR_OUT_CRASHED, err);
 }
 
 static const wr_pool_events pool_events = {on_done, on_lost};
-
-static uint32_t attempt_of(const amqp_basic_properties_t *p) {
-  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return 1;
-  int64_t own = 1, redeliveries = 0;
-  for (int i = 0; i < p->headers.num_entries; i++) {
-    const amqp_table_entry_t *e = &p->headers.entries[i];
-    int64_t n;
-    if (!wr_hdr_amqp_int(&e->value, &n)) continue;
-    if (e->key.len == 16 && memcmp(e->key.bytes, "x-warren-attempt", 16) == 0 &&
-        n >= 1)
-      own = n;
-    else if (e->key.len == 16 &&
-             memcmp(e->key.bytes, "x-delivery-count", 16) == 0 && n >= 0)
-      redeliveries = n; /* quorum queues count returns here */
-  }
-  int64_t a = own + redeliveries;
-  return a > UINT32_MAX ? UINT32_MAX : (uint32_t)a;
-}
 
 static void on_delivery(wr_loop *l, wr_job *job) {
   amqp_channel_t ch = job->env.channel;
@@ -173,15 +296,24 @@ static void on_delivery(wr_loop *l, wr_job *job) {
   wr_handler_rt *h = &l->h[ch - 1];
   job->id = ++l->next_id;
   job->gen = l->gen;
-  job->attempt = attempt_of(&job->env.message.properties);
+  job->handler = (uint16_t)(ch - 1);
+  job->confirm_seq = 0;
   job->next = NULL;
+  h->st.delivered++;
+  /* The seam where every check before running a job goes (signatures
+   * will): a job that fails one never reaches a handler. */
+  char why[160];
+  if (wr_retry_meta(&job->env.message.properties, &job->meta, why, sizeof why) != 0) {
+    h->st.malformed++;
+    finish(h, job, 0, WR_OUT_MALFORMED, why);
+    return;
+  }
   if (h->pend_tail)
     h->pend_tail->next = job;
   else
     h->pend_head = job;
   h->pend_tail = job;
   h->pending++;
-  h->st.delivered++;
 }
 
 /* A method that is not a delivery. Returns -1 when the connection is
@@ -199,7 +331,22 @@ static int on_frame(wr_loop *l) {
                           : "-";
   char why[400];
   switch (f.payload.method.id) {
+    case AMQP_BASIC_ACK_METHOD: {
+      amqp_basic_ack_t *a = f.payload.method.decoded;
+      if (f.channel == l->pub_ch) confirmed(l, a->delivery_tag, a->multiple, 1);
+      return l->conn ? 0 : -1;
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+      amqp_basic_nack_t *a = f.payload.method.decoded;
+      if (f.channel == l->pub_ch) confirmed(l, a->delivery_tag, a->multiple, 0);
+      return l->conn ? 0 : -1;
+    }
     case AMQP_BASIC_RETURN_METHOD: {
+      amqp_basic_return_t *ret = f.payload.method.decoded;
+      wr_error("a republished job came back unroutable: %u %.*s",
+               ret->reply_code, (int)ret->reply_text.len,
+               (const char *)ret->reply_text.bytes);
+      if (f.channel == l->pub_ch) l->returns++;
       amqp_message_t m;
       amqp_rpc_reply_t r = amqp_read_message(l->conn, f.channel, &m, 0);
       if (r.reply_type == AMQP_RESPONSE_NORMAL) amqp_destroy_message(&m);
@@ -278,8 +425,11 @@ static void try_connect(wr_loop *l) {
   amqp_connection_state_t c = NULL;
   const wr_broker_cfg *b = &l->cfg->broker;
   int rc = wr_conn_open(b, &c, err, sizeof err);
-  if (rc == WARREN_OK)
-    rc = wr_conn_declare(c, l->cfg, (amqp_channel_t)(l->nh + 1), err, sizeof err);
+  if (rc == WARREN_OK) rc = wr_conn_declare(c, l->cfg, l->pub_ch, err, sizeof err);
+  if (rc == WARREN_OK) {
+    amqp_confirm_select(c, l->pub_ch);
+    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "confirm.select", err, sizeof err);
+  }
   for (size_t i = 0; rc == WARREN_OK && i < l->nh; i++)
     rc = wr_conn_consume(c, l->h[i].ch, l->h[i].cfg, l->h[i].tag, err, sizeof err);
   if (rc != WARREN_OK) {
@@ -294,6 +444,7 @@ static void try_connect(wr_loop *l) {
   }
   l->conn = c;
   l->sock = amqp_get_sockfd(c);
+  l->pub_seq = 0;
   l->gen++;
   l->ready = 1;
   l->backoff = l->cfg->reconnect_min;
@@ -390,7 +541,10 @@ int wr_loop_run(wr_loop *l) {
   for (;;) {
     double now = wr_now();
     if (!l->conn && !l->draining && now >= l->next_connect) try_connect(l);
-    if (l->draining && (busy_total(l) == 0 || now >= l->drain_deadline)) break;
+    if (l->draining &&
+        ((busy_total(l) == 0 && (!l->conf_head || !l->conn)) ||
+         now >= l->drain_deadline))
+      break;
     int ms = IDLE_WAKE_MS;
     if (!l->conn && !l->draining) ms = min_ms(ms, l->next_connect, now);
     if (l->draining) ms = min_ms(ms, l->drain_deadline, now);
@@ -446,10 +600,11 @@ int wr_loop_run(wr_loop *l) {
   }
   for (size_t i = 0; i < l->nh; i++) {
     const wr_handler_stats *s = &l->h[i].st;
-    wr_info("handler %s: delivered %lu, acked %lu, retried %lu, rejected %lu, "
-            "lost with a worker %lu, unacked at disconnect %lu",
-            l->h[i].cfg->name, s->delivered, s->acked, s->retried, s->rejected,
-            s->lost, s->dropped);
+    wr_info("handler %s: delivered %lu, acked %lu, failed %lu, rejected %lu, "
+            "crashed %lu, timed out %lu, malformed %lu; sent to retry %lu, "
+            "dead-lettered %lu; left to the broker at disconnect %lu",
+            l->h[i].cfg->name, s->delivered, s->acked, s->failed, s->rejected,
+            s->lost, s->timeouts, s->malformed, s->retried, s->dead, s->dropped);
   }
   return 0;
 }
@@ -481,15 +636,15 @@ int wr_loop_create(wr_cfg *cfg, wr_loop **out, char *err, size_t errlen) {
     l->slots[i].next = l->free_list;
     l->free_list = &l->slots[i];
   }
-  char host[64] = "";
-  gethostname(host, sizeof host - 1);
+  gethostname(l->host, sizeof l->host - 1);
+  l->pub_ch = (amqp_channel_t)(l->nh + 1);
   int rc = WARREN_OK;
   for (size_t i = 0; i < l->nh && rc == WARREN_OK; i++) {
     wr_handler_rt *h = &l->h[i];
     h->cfg = &cfg->handlers[i];
     h->loop = l;
     h->ch = (amqp_channel_t)(i + 1);
-    snprintf(h->tag, sizeof h->tag, "warren.%s.%s.%d", h->cfg->name, host,
+    snprintf(h->tag, sizeof h->tag, "warren.%s.%s.%d", h->cfg->name, l->host,
              (int)getpid());
     char why[512];
     rc = wr_plugin_load(h->cfg->plugin, &h->plugin, why, sizeof why);
@@ -500,6 +655,7 @@ int wr_loop_create(wr_cfg *cfg, wr_loop **out, char *err, size_t errlen) {
       rc = wr_pool_init(&h->pool, h->cfg->name, h->plugin.def, h->cfg->settings,
                         h->cfg->concurrency, cfg->restart_min, cfg->restart_max,
                         &pool_events, h);
+    h->pool.timeout = h->cfg->timeout;
   }
   if (rc == WARREN_OK) {
     /* Signals are read through signalfd by the loop; workers unblock them

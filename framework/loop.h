@@ -17,10 +17,15 @@ typedef struct wr_loop wr_loop;
 /* Per-handler counters, updated only by the loop thread. */
 typedef struct wr_handler_stats {
   unsigned long delivered; /* basic.deliver received */
-  unsigned long acked;
-  unsigned long retried;   /* handler said retry */
+  unsigned long acked;     /* handler said ack */
+  unsigned long failed;    /* handler said retry */
   unsigned long rejected;  /* handler said reject */
   unsigned long lost;      /* worker died while running it */
+  unsigned long timeouts;  /* ran past the timeout */
+  unsigned long malformed; /* never given to the handler */
+  unsigned long retried;   /* copies confirmed into a retry queue */
+  unsigned long dead;      /* copies confirmed into the dead-letter queue */
+  unsigned long republish_failed; /* copies the broker refused */
   unsigned long dropped;   /* result arrived after its connection closed */
 } wr_handler_stats;
 

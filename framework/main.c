@@ -7,6 +7,7 @@
 #include <warren/status.h>
 
 #include "../config/cfg.h"
+#include "dlq.h"
 #include "log.h"
 #include "loop.h"
 #include "plugin.h"
@@ -16,6 +17,7 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: warren [--check-config] CONFIG_FILE\n"
+          "       warren dlq list|show|replay|purge CONFIG_FILE HANDLER [...]\n"
           "       warren --version\n"
           "\n"
           "Runs the handlers CONFIG_FILE lists against RabbitMQ.\n"
@@ -49,6 +51,7 @@ int main(int argc, char **argv) {
   wr_log_init_from_env();
   int check = 0;
   const char *path = NULL;
+  if (argc > 1 && strcmp(argv[1], "dlq") == 0) return wr_dlq_main(argc - 2, argv + 2);
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--check-config") == 0) {
       check = 1;

@@ -84,6 +84,7 @@ static int spawn(wr_pool *p, wr_child *c) {
   c->fd = sv[0];
   c->state = WR_CHILD_STARTING;
   c->job = NULL;
+  c->timed_out = 0;
   return 0;
 }
 
@@ -165,7 +166,7 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
                                   job->env.message.body.len};
   wr_ipc_job j = {.job_id = job->id,
                   .delivery_tag = job->env.delivery_tag,
-                  .attempt = job->attempt,
+                  .attempt = job->meta.attempt,
                   .redelivered = job->env.redelivered ? 1u : 0u};
   if (wr_ipc_send_job(c->fd, &j, f) != 0) {
     wr_warn("handler %s: worker %d is gone (%s); job stays queued", p->name,
@@ -246,7 +247,12 @@ static void describe(int status, char *buf, size_t len) {
 
 static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
   char why[128];
-  describe(status, why, sizeof why);
+  int timed_out = c->timed_out;
+  if (timed_out)
+    snprintf(why, sizeof why, "ran past the %.1f s timeout and was killed",
+             p->timeout);
+  else
+    describe(status, why, sizeof why);
   if (c->fd >= 0) close(c->fd);
   if (c->state == WR_CHILD_IDLE) p->idle--;
   if (c->state == WR_CHILD_BUSY) p->busy--;
@@ -261,11 +267,16 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
     for (unsigned i = 0; i < c->failures && delay < p->restart_max; i++) delay *= 2;
     if (delay > p->restart_max) delay = p->restart_max;
     c->failures++;
+    if (timed_out) {
+      delay = 0; /* recycling a hung worker is not a crash */
+      c->failures = 0;
+    }
     c->restart_at = wr_now() + delay;
-    wr_error("handler %s: worker %d %s%s; restarting in %.1f s", p->name,
-             (int)pid, why, job ? " while running a job" : "", delay);
+    wr_log(timed_out ? WARREN_LOG_WARN : WARREN_LOG_ERROR,
+           "handler %s: worker %d %s%s; restarting in %.1f s", p->name,
+           (int)pid, why, job && !timed_out ? " while running a job" : "", delay);
   }
-  if (job) p->ev->lost(p->ctx, p, job, why);
+  if (job) p->ev->lost(p->ctx, p, job, why, timed_out);
 }
 
 int wr_pool_reap(wr_pool *p, pid_t pid, int status) {
@@ -282,6 +293,15 @@ double wr_pool_tick(wr_pool *p, double now) {
   double next = 0;
   for (int i = 0; i < p->n; i++) {
     wr_child *c = &p->children[i];
+    if (c->state == WR_CHILD_BUSY && p->timeout > 0 && !c->timed_out) {
+      double due = c->job->started + p->timeout;
+      if (due <= now) {
+        c->timed_out = 1;
+        kill(c->pid, SIGKILL); /* reaping reports the job */
+      } else if (next == 0 || due < next) {
+        next = due;
+      }
+    }
     if (c->state != WR_CHILD_DOWN) continue;
     if (c->restart_at <= now) {
       if (spawn(p, c) == 0) {

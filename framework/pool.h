@@ -33,6 +33,7 @@ typedef struct wr_child {
   wr_job *job;          /* the job it runs, or NULL */
   double restart_at;    /* monotonic seconds, when DOWN */
   unsigned failures;    /* consecutive deaths, for backoff */
+  int timed_out;        /* killed for running past the job timeout */
   wr_ipc_reader rd;
 } wr_child;
 
@@ -41,8 +42,10 @@ typedef struct wr_pool_events {
   /* The worker finished `job` with `result`; err is its set_error text. */
   void (*done)(void *ctx, struct wr_pool *p, wr_job *job, int result,
                const char *err, size_t err_len);
-  /* The worker running `job` died; `why` describes how. */
-  void (*lost)(void *ctx, struct wr_pool *p, wr_job *job, const char *why);
+  /* The worker running `job` died; `why` describes how. timed_out: the
+   * pool killed it because the job ran past p->timeout. */
+  void (*lost)(void *ctx, struct wr_pool *p, wr_job *job, const char *why,
+               int timed_out);
 } wr_pool_events;
 
 typedef struct wr_pool {
@@ -54,6 +57,7 @@ typedef struct wr_pool {
   int idle;               /* children in WR_CHILD_IDLE */
   int busy;               /* children in WR_CHILD_BUSY */
   double restart_min, restart_max;
+  double timeout;         /* seconds a job may run, 0: no limit */
   const wr_pool_events *ev;
   void *ctx;
   unsigned long restarts; /* total, for status */
@@ -80,8 +84,9 @@ void wr_pool_readable(wr_pool *p, wr_child *c);
 /* A child exited; returns 1 if pid was one of this pool's. */
 int wr_pool_reap(wr_pool *p, pid_t pid, int status);
 
-/* Restart workers whose backoff is over. Returns the earliest future
- * restart time, or 0 when none is scheduled. */
+/* Restart workers whose backoff is over and kill those whose job ran
+ * past the timeout. Returns the earliest future time something is due,
+ * or 0 when nothing is. */
 double wr_pool_tick(wr_pool *p, double now);
 
 /* Stop every worker: close their sockets so they run shutdown() and exit;

@@ -23,8 +23,9 @@ static void on_done(void *ctx, wr_pool *p, wr_job *job, int result,
   done_result = result;
 }
 
-static void on_lost(void *ctx, wr_pool *p, wr_job *job, const char *why) {
-  (void)ctx, (void)p;
+static void on_lost(void *ctx, wr_pool *p, wr_job *job, const char *why,
+                    int timed_out) {
+  (void)ctx, (void)p, (void)timed_out;
   lost_job = job;
   snprintf(lost_why, sizeof lost_why, "%s", why);
 }
@@ -47,7 +48,7 @@ static config_setting_t *settings(void) {
 static void job_init(wr_job *j, uint64_t id, const char *mid) {
   memset(j, 0, sizeof *j);
   j->id = id;
-  j->attempt = 1;
+  j->meta.attempt = 1;
   j->env.routing_key = amqp_cstring_bytes("rk");
   j->env.message.properties._flags = AMQP_BASIC_MESSAGE_ID_FLAG;
   j->env.message.properties.message_id = amqp_cstring_bytes(mid);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,7 +20,9 @@
 typedef struct rec {
   int fd;
   long sleep_ms;
-  const char *crash_on;
+  const char *crash_on, *hang_on, *fail_on, *reject_unless;
+  long fail_below;
+  const warren_api *api;
 } rec;
 
 static int rec_init(const warren_api *api, const warren_settings *s,
@@ -34,31 +37,51 @@ static int rec_init(const warren_api *api, const warren_settings *s,
   r->fd = open(v.str, O_WRONLY | O_APPEND | O_CREAT, 0644);
   if (api->setting_get(s, "sleep_ms", &v) == 0 && v.type == WARREN_VALUE_INT)
     r->sleep_ms = (long)v.i;
-  if (api->setting_get(s, "crash_on", &v) == 0 && v.type == WARREN_VALUE_STRING)
-    r->crash_on = v.str;
+  if (api->setting_get(s, "crash_on", &v) == 0) r->crash_on = v.str;
+  if (api->setting_get(s, "hang_on", &v) == 0) r->hang_on = v.str;
+  if (api->setting_get(s, "fail_on", &v) == 0) r->fail_on = v.str;
+  if (api->setting_get(s, "reject_unless", &v) == 0) r->reject_unless = v.str;
+  if (api->setting_get(s, "fail_below", &v) == 0) r->fail_below = (long)v.i;
+  r->api = api;
   *state = r;
   return r->fd < 0 ? -1 : 0;
 }
 
-static void line(rec *r, const char *what, const char *id) {
+static void line(rec *r, const char *what, const char *id, unsigned attempt) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   char buf[512];
-  int n = snprintf(buf, sizeof buf, "%s %s %lld %d\n", what, id,
+  int n = snprintf(buf, sizeof buf, "%s %s %lld %d %u\n", what, id,
                    (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec,
-                   (int)getpid());
+                   (int)getpid(), attempt);
   if (n > 0 && write(r->fd, buf, (size_t)n) != n) abort();
 }
 
 static warren_result rec_handle(void *state, const warren_message *m) {
   rec *r = state;
-  line(r, "start", m->message_id);
+  line(r, "start", m->message_id, m->attempt);
   if (r->crash_on && strcmp(r->crash_on, m->message_id) == 0) raise(SIGSEGV);
+  while (r->hang_on && strcmp(r->hang_on, m->message_id) == 0) pause();
+  if (r->fail_on && strcmp(r->fail_on, m->message_id) == 0) {
+    r->api->set_error(m, "fails on purpose (attempt %u)", m->attempt);
+    line(r, "fail", m->message_id, m->attempt);
+    return WARREN_RETRY;
+  }
+  if ((long)m->attempt < r->fail_below) {
+    line(r, "fail", m->message_id, m->attempt);
+    return WARREN_RETRY;
+  }
+  struct stat st;
+  if (r->reject_unless && stat(r->reject_unless, &st) != 0) {
+    r->api->set_error(m, "%s is missing", r->reject_unless);
+    line(r, "reject", m->message_id, m->attempt);
+    return WARREN_REJECT;
+  }
   if (r->sleep_ms > 0) {
     struct timespec d = {r->sleep_ms / 1000, (r->sleep_ms % 1000) * 1000000L};
     nanosleep(&d, NULL);
   }
-  line(r, "end", m->message_id);
+  line(r, "end", m->message_id, m->attempt);
   return WARREN_ACK;
 }
 

@@ -15,6 +15,7 @@
 
 #include "cfg.h"
 #include "conn.h"
+#include "headers.h"
 #include "pool.h"
 
 int tw_port(void) {
@@ -186,6 +187,64 @@ int tw_drain(const char *queue, const char *prefix, int *counts, int n) {
   }
   wr_conn_close(c);
   return taken;
+}
+
+int tw_take_one(const char *queue, char *dump, size_t len) {
+  wr_broker_cfg b = {.host = "127.0.0.1", .port = tw_port(), .vhost = "/",
+                     .user = "guest", .password = "guest", .heartbeat = 0,
+                     .connect_timeout = 5};
+  amqp_connection_state_t c;
+  char err[512];
+  if (wr_conn_open(&b, &c, err, sizeof err) != WARREN_OK) return 0;
+  amqp_channel_open(c, 1);
+  amqp_rpc_reply_t r = amqp_basic_get(c, 1, amqp_cstring_bytes(queue), 1);
+  int got = 0;
+  amqp_message_t m;
+  if (r.reply_type == AMQP_RESPONSE_NORMAL && r.reply.id == AMQP_BASIC_GET_OK_METHOD &&
+      amqp_read_message(c, 1, &m, 0).reply_type == AMQP_RESPONSE_NORMAL) {
+    got = 1;
+    const amqp_basic_properties_t *p = &m.properties;
+    size_t o = (size_t)snprintf(dump, len, "id=%.*s\nbody=%.*s\n",
+                                (int)p->message_id.len, (const char *)p->message_id.bytes,
+                                (int)m.body.len, (const char *)m.body.bytes);
+    for (int i = 0; (p->_flags & AMQP_BASIC_HEADERS_FLAG) && i < p->headers.num_entries && o < len; i++) {
+      const amqp_table_entry_t *e = &p->headers.entries[i];
+      int64_t v;
+      if (wr_hdr_amqp_int(&e->value, &v))
+        o += (size_t)snprintf(dump + o, len - o, "h.%.*s=%lld\n", (int)e->key.len,
+                              (const char *)e->key.bytes, (long long)v);
+      else if (e->value.kind == AMQP_FIELD_KIND_UTF8)
+        o += (size_t)snprintf(dump + o, len - o, "h.%.*s=%.*s\n", (int)e->key.len,
+                              (const char *)e->key.bytes, (int)e->value.value.bytes.len,
+                              (const char *)e->value.value.bytes.bytes);
+    }
+    amqp_destroy_message(&m);
+  }
+  wr_conn_close(c);
+  return got;
+}
+
+pid_t tw_child_of(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+  FILE *f = fopen(path, "r");
+  int child = -1;
+  if (f) {
+    if (fscanf(f, "%d", &child) != 1) child = -1;
+    fclose(f);
+  }
+  return child;
+}
+
+int tw_warren_cli(char *out, size_t outlen, const char *args) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s %s 2>&1", WARREN_BIN, args);
+  FILE *p = popen(cmd, "r");
+  if (!p) return -1;
+  size_t n = fread(out, 1, outlen - 1, p);
+  out[n] = '\0';
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 int tw_missing(const int *a, const int *b, int n, int *dupes) {

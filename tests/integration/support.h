@@ -31,6 +31,14 @@ int tw_wait_text(const char *path, const char *needle, double timeout_s);
 /* Take every message left in queue (basic.get + ack), counting ids like
  * tw_count. Returns how many were taken. */
 int tw_drain(const char *queue, const char *prefix, int *counts, int n);
+/* Take one message from queue (acked) and describe it in dump as lines
+ * "id=...", "body=...", "h.<header>=<value>". Returns 1, or 0 if empty. */
+int tw_take_one(const char *queue, char *dump, size_t len);
+/* The first child process of pid (a worker of the supervisor), or -1. */
+pid_t tw_child_of(pid_t pid);
+/* Run `warren ARGS` to completion; returns its exit code, output in out. */
+int tw_warren_cli(char *out, size_t outlen, const char *args);
+
 /* Report and return the number of ids never seen and seen twice. */
 int tw_missing(const int *a, const int *b, int n, int *dupes);
 

@@ -1,0 +1,293 @@
+#include "dlq.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <warren/status.h>
+
+#include "conn.h"
+#include "headers.h"
+#include "log.h"
+#include "retry.h"
+
+#define CH 1
+
+typedef struct dlq_opts {
+  const char *cmd;
+  long count;         /* at most this many (replay, purge); 0: all */
+  const char *reason; /* only this warren-dead-reason */
+  const char *id;     /* only this message id */
+} dlq_opts;
+
+/* A string header as "%.*s" arguments, "" when absent. */
+static amqp_bytes_t header_str(const amqp_basic_properties_t *p,
+                               const char *key) {
+  amqp_bytes_t none = {0, ""};
+  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return none;
+  for (int i = 0; i < p->headers.num_entries; i++) {
+    const amqp_table_entry_t *e = &p->headers.entries[i];
+    if (e->key.len == strlen(key) && memcmp(e->key.bytes, key, e->key.len) == 0 &&
+        (e->value.kind == AMQP_FIELD_KIND_UTF8 ||
+         e->value.kind == AMQP_FIELD_KIND_BYTES))
+      return e->value.value.bytes;
+  }
+  return none;
+}
+
+static int64_t header_int(const amqp_basic_properties_t *p, const char *key) {
+  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return 0;
+  for (int i = 0; i < p->headers.num_entries; i++) {
+    const amqp_table_entry_t *e = &p->headers.entries[i];
+    int64_t v;
+    if (e->key.len == strlen(key) && memcmp(e->key.bytes, key, e->key.len) == 0 &&
+        wr_hdr_amqp_int(&e->value, &v))
+      return v;
+  }
+  return 0;
+}
+
+static int bytes_eq(amqp_bytes_t b, const char *s) {
+  return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
+}
+
+static void fmt_time(int64_t ms, char *buf, size_t len) {
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void print_summary(long n, const amqp_message_t *m) {
+  const amqp_basic_properties_t *p = &m->properties;
+  amqp_bytes_t id = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id
+                                                            : (amqp_bytes_t){1, "-"};
+  amqp_bytes_t reason = header_str(p, WR_H_REASON);
+  amqp_bytes_t err = header_str(p, WR_H_LAST_ERROR);
+  char when[32];
+  fmt_time(header_int(p, WR_H_LAST_FAILURE), when, sizeof when);
+  printf("%-4ld %-24.*s %-12.*s %8lld  %s  %.*s\n", n, (int)id.len,
+         (const char *)id.bytes, (int)reason.len, (const char *)reason.bytes,
+         (long long)header_int(p, WR_H_ATTEMPTS), when, (int)err.len,
+         (const char *)err.bytes);
+}
+
+static void print_full(long n, const amqp_message_t *m) {
+  const amqp_basic_properties_t *p = &m->properties;
+  printf("== message %ld\n", n);
+  if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+    printf("message_id: %.*s\n", (int)p->message_id.len,
+           (const char *)p->message_id.bytes);
+  if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
+    printf("correlation_id: %.*s\n", (int)p->correlation_id.len,
+           (const char *)p->correlation_id.bytes);
+  if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
+    printf("content_type: %.*s\n", (int)p->content_type.len,
+           (const char *)p->content_type.bytes);
+  for (int i = 0; (p->_flags & AMQP_BASIC_HEADERS_FLAG) && i < p->headers.num_entries; i++) {
+    const amqp_table_entry_t *e = &p->headers.entries[i];
+    int64_t v;
+    if (wr_hdr_amqp_int(&e->value, &v))
+      printf("header %.*s: %lld\n", (int)e->key.len, (const char *)e->key.bytes,
+             (long long)v);
+    else if (e->value.kind == AMQP_FIELD_KIND_UTF8 || e->value.kind == AMQP_FIELD_KIND_BYTES)
+      printf("header %.*s: %.*s\n", (int)e->key.len, (const char *)e->key.bytes,
+             (int)e->value.value.bytes.len, (const char *)e->value.value.bytes.bytes);
+    else
+      printf("header %.*s: (table/array)\n", (int)e->key.len,
+             (const char *)e->key.bytes);
+  }
+  printf("body (%zu bytes):\n%.*s\n", m->body.len, (int)m->body.len,
+         (const char *)m->body.bytes);
+}
+
+/* Wait for the confirm of the one publish in flight on CH. */
+static int await_confirm(amqp_connection_state_t c) {
+  int returned = 0;
+  for (;;) {
+    amqp_frame_t f;
+    struct timeval tv = {30, 0};
+    int rc = amqp_simple_wait_frame_noblock(c, &f, &tv);
+    if (rc != AMQP_STATUS_OK) {
+      fprintf(stderr, "dlq: waiting for the broker's confirm: %s\n",
+              amqp_error_string2(rc));
+      return WARREN_BROKER_TIMEOUT;
+    }
+    if (f.frame_type != AMQP_FRAME_METHOD) continue;
+    switch (f.payload.method.id) {
+      case AMQP_BASIC_ACK_METHOD:
+        return returned ? WARREN_BROKER_NACK : WARREN_OK;
+      case AMQP_BASIC_NACK_METHOD:
+        return WARREN_BROKER_NACK;
+      case AMQP_BASIC_RETURN_METHOD: {
+        returned = 1;
+        amqp_message_t m;
+        if (amqp_read_message(c, f.channel, &m, 0).reply_type == AMQP_RESPONSE_NORMAL)
+          amqp_destroy_message(&m);
+        break;
+      }
+      default:
+        fprintf(stderr, "dlq: the broker closed the channel\n");
+        return WARREN_BROKER_CLOSED;
+    }
+  }
+}
+
+/* Back to the work queue, as it was first published: Warren's own headers
+ * go (attempts start again), warren-replays counts the replays. */
+static int replay_one(amqp_connection_state_t c, const wr_handler_cfg *h,
+                      const amqp_message_t *m) {
+  amqp_basic_properties_t pr = m->properties;
+  static amqp_table_entry_t store[WR_HDR_MAX_ENTRIES + 4];
+  amqp_table_entry_t add = wr_entry_int(WR_H_REPLAYS,
+                                        header_int(&m->properties, WR_H_REPLAYS) + 1);
+  pr.headers = wr_retry_headers((pr._flags & AMQP_BASIC_HEADERS_FLAG) ? &m->properties.headers
+                                                                      : NULL,
+                                store, sizeof store / sizeof *store, &add, 1);
+  pr._flags |= AMQP_BASIC_HEADERS_FLAG;
+  int rc = amqp_basic_publish(c, CH, amqp_cstring_bytes(""),
+                              amqp_cstring_bytes(h->queue), 1, 0, &pr, m->body);
+  if (rc != AMQP_STATUS_OK) {
+    fprintf(stderr, "dlq: publish: %s\n", amqp_error_string2(rc));
+    return WARREN_BROKER_CLOSED;
+  }
+  return await_confirm(c);
+}
+
+static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
+  char err[512], dlq[300];
+  wr_retry_dlq_name(h->queue, dlq, sizeof dlq);
+  amqp_connection_state_t c;
+  int rc = wr_conn_open(&cfg->broker, &c, err, sizeof err);
+  if (rc != WARREN_OK) {
+    fprintf(stderr, "dlq: %s\n", err);
+    return rc;
+  }
+  amqp_channel_open(c, CH);
+  rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "channel.open", err, sizeof err);
+  amqp_queue_declare_ok_t *q = NULL;
+  if (rc == WARREN_OK) {
+    q = amqp_queue_declare(c, CH, amqp_cstring_bytes(dlq), 1, 0, 0, 0, amqp_empty_table);
+    char what[400];
+    snprintf(what, sizeof what, "dead-letter queue '%s'", dlq);
+    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), what, err, sizeof err);
+  }
+  if (rc == WARREN_OK) {
+    amqp_confirm_select(c, CH);
+    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "confirm.select", err, sizeof err);
+  }
+  if (rc != WARREN_OK) {
+    fprintf(stderr, "dlq: %s\n", err);
+    amqp_destroy_connection(c);
+    return rc;
+  }
+  long total = (long)q->message_count, matched = 0, done = 0;
+  int filtered = o->reason || o->id;
+  if (!strcmp(o->cmd, "purge") && !filtered && !o->count) {
+    amqp_queue_purge_ok_t *p = amqp_queue_purge(c, CH, amqp_cstring_bytes(dlq));
+    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "queue.purge", err, sizeof err);
+    if (rc == WARREN_OK) printf("purged %u message(s) from %s\n", p->message_count, dlq);
+    else fprintf(stderr, "dlq: %s\n", err);
+    wr_conn_close(c);
+    return rc;
+  }
+  if (!strcmp(o->cmd, "list"))
+    printf("%-4s %-24s %-12s %8s  %-20s  %s\n", "#", "message id", "reason",
+           "attempts", "last failure (UTC)", "last error");
+  /* Messages are taken unacked, so the walk sees each once; what is not
+   * replayed or purged goes back when the channel closes. */
+  for (long n = 1; n <= total && rc == WARREN_OK; n++) {
+    amqp_maybe_release_buffers(c);
+    amqp_rpc_reply_t r = amqp_basic_get(c, CH, amqp_cstring_bytes(dlq), 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL || r.reply.id != AMQP_BASIC_GET_OK_METHOD)
+      break;
+    uint64_t tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
+    amqp_message_t m;
+    if (amqp_read_message(c, CH, &m, 0).reply_type != AMQP_RESPONSE_NORMAL) {
+      rc = WARREN_BROKER_CLOSED;
+      break;
+    }
+    const amqp_basic_properties_t *p = &m.properties;
+    int match = (!o->reason || bytes_eq(header_str(p, WR_H_REASON), o->reason)) &&
+                (!o->id || ((p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) &&
+                            bytes_eq(p->message_id, o->id)));
+    if (match && (!o->count || matched < o->count)) {
+      matched++;
+      if (!strcmp(o->cmd, "list")) {
+        print_summary(n, &m);
+      } else if (!strcmp(o->cmd, "show")) {
+        print_full(n, &m);
+      } else {
+        if (!strcmp(o->cmd, "replay")) rc = replay_one(c, h, &m);
+        /* Removed from the DLQ only once its copy is confirmed. */
+        if (rc == WARREN_OK && amqp_basic_ack(c, CH, tag, 0) == AMQP_STATUS_OK) done++;
+      }
+    }
+    amqp_destroy_message(&m);
+  }
+  if (!strcmp(o->cmd, "replay"))
+    printf("replayed %ld message(s) from %s to queue %s\n", done, dlq, h->queue);
+  else if (!strcmp(o->cmd, "purge"))
+    printf("purged %ld message(s) from %s\n", done, dlq);
+  else
+    printf("%ld of %ld message(s) in %s shown\n", matched, total, dlq);
+  wr_conn_close(c);
+  return rc;
+}
+
+int wr_dlq_main(int argc, char **argv) {
+  dlq_opts o = {0};
+  const char *path = NULL, *handler = NULL;
+  int i = 0;
+  if (argc < 1) goto usage;
+  o.cmd = argv[i++];
+  if (strcmp(o.cmd, "list") && strcmp(o.cmd, "show") && strcmp(o.cmd, "replay") &&
+      strcmp(o.cmd, "purge"))
+    goto usage;
+  for (; i < argc; i++) {
+    if (!strcmp(argv[i], "--count") && i + 1 < argc) {
+      o.count = atol(argv[++i]);
+      if (o.count < 1) goto usage;
+    } else if (!strcmp(argv[i], "--reason") && i + 1 < argc) {
+      o.reason = argv[++i];
+    } else if (!strcmp(argv[i], "--id") && i + 1 < argc) {
+      o.id = argv[++i];
+    } else if (argv[i][0] == '-') {
+      goto usage;
+    } else if (!path) {
+      path = argv[i];
+    } else if (!handler) {
+      handler = argv[i];
+    } else {
+      goto usage;
+    }
+  }
+  if (!path || !handler) goto usage;
+  wr_cfg *cfg;
+  char err[8192];
+  if (wr_cfg_load(path, &cfg, err, sizeof err) != WARREN_OK) {
+    fprintf(stderr, "%s\n", err);
+    return 2;
+  }
+  const wr_handler_cfg *h = NULL;
+  for (size_t k = 0; k < cfg->n_handlers; k++)
+    if (!strcmp(cfg->handlers[k].name, handler)) h = &cfg->handlers[k];
+  int rc = 2;
+  if (!h)
+    fprintf(stderr, "%s: no handler named '%s'\n", path, handler);
+  else
+    rc = run(cfg, h, &o) == WARREN_OK ? 0 : 1;
+  wr_cfg_free(cfg);
+  return rc;
+usage:
+  fprintf(stderr,
+          "usage: warren dlq list|show|replay|purge CONFIG_FILE HANDLER\n"
+          "                  [--count N] [--reason REASON] [--id MESSAGE_ID]\n"
+          "  list    one line per dead letter: id, reason, attempts, last error\n"
+          "  show    every header and the body\n"
+          "  replay  republish to the work queue with attempts reset\n"
+          "          (confirmed by the broker, then removed from the DLQ)\n"
+          "  purge   delete (all, or those matching)\n");
+  return 2;
+}

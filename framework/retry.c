@@ -1,0 +1,130 @@
+#include "retry.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "headers.h"
+
+const char *wr_retry_reason(wr_outcome o) {
+  switch (o) {
+    case WR_OUT_REJECTED: return "rejected";
+    case WR_OUT_CRASHED: return "crashed";
+    case WR_OUT_TIMEOUT: return "timeout";
+    case WR_OUT_MALFORMED: return "malformed";
+    default: return "max-attempts";
+  }
+}
+
+static int key_is(const amqp_table_entry_t *e, const char *k) {
+  size_t n = strlen(k);
+  return e->key.len == n && memcmp(e->key.bytes, k, n) == 0;
+}
+
+int wr_retry_meta(const amqp_basic_properties_t *p, wr_job_meta *m, char *why,
+                  size_t whylen) {
+  m->attempt = 1;
+  m->crashes = 0;
+  m->first_failure = 0;
+  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return 0;
+  int64_t own = 1, redeliveries = 0;
+  for (int i = 0; i < p->headers.num_entries; i++) {
+    const amqp_table_entry_t *e = &p->headers.entries[i];
+    int64_t n;
+    int is_int = wr_hdr_amqp_int(&e->value, &n);
+    const char *bad = NULL;
+    if (key_is(e, WR_H_ATTEMPT)) {
+      if (!is_int || n < 1 || n > 1000000) bad = WR_H_ATTEMPT;
+      else own = n;
+    } else if (key_is(e, WR_H_CRASHES)) {
+      if (!is_int || n < 0 || n > 1000000) bad = WR_H_CRASHES;
+      else m->crashes = (uint32_t)n;
+    } else if (key_is(e, WR_H_FIRST_FAILURE)) {
+      if (!is_int || n < 0) bad = WR_H_FIRST_FAILURE;
+      else m->first_failure = n;
+    } else if (key_is(e, "x-delivery-count") && is_int && n >= 0) {
+      /* Quorum queues count returns to the queue (a supervisor that died
+       * or lost its connection mid-job): evidence of attempts the job's own
+       * header could not record. */
+      redeliveries = n;
+    }
+    if (bad) {
+      snprintf(why, whylen, "header %s is not a valid count", bad);
+      return -1;
+    }
+  }
+  int64_t a = own + redeliveries;
+  m->attempt = a > 1000000 ? 1000000 : (uint32_t)a;
+  return 0;
+}
+
+wr_decision wr_retry_decide(const wr_retry_cfg *p, const wr_job_meta *m,
+                            wr_outcome o, double rnd) {
+  wr_decision d = {0, NULL, 0, 0};
+  if (o == WR_OUT_REJECTED || o == WR_OUT_MALFORMED ||
+      (o == WR_OUT_CRASHED && m->crashes + 1 >= (uint32_t)p->max_crashes) ||
+      m->attempt >= (uint32_t)p->max_attempts) {
+    d.dead = 1;
+    d.reason = wr_retry_reason(o);
+    return d;
+  }
+  d.step = (int)m->attempt - 1;
+  if (d.step >= p->n_backoff) d.step = p->n_backoff - 1;
+  double base = p->backoff[d.step] * 1000.0;
+  double ms = base * (1.0 + p->jitter * (2.0 * rnd - 1.0));
+  d.delay_ms = ms < 1 ? 1 : (int64_t)ms;
+  return d;
+}
+
+char *wr_retry_queue_name(const char *queue, double delay_s, char *buf,
+                          size_t len) {
+  snprintf(buf, len, "%s.retry.%lldms", queue, (long long)(delay_s * 1000.0 + 0.5));
+  return buf;
+}
+
+char *wr_retry_dlx_name(const char *queue, char *buf, size_t len) {
+  snprintf(buf, len, "%s.dlx", queue);
+  return buf;
+}
+
+char *wr_retry_dlq_name(const char *queue, char *buf, size_t len) {
+  snprintf(buf, len, "%s.dlq", queue);
+  return buf;
+}
+
+int64_t wr_retry_queue_ttl(const wr_retry_cfg *p, int step) {
+  return (int64_t)(p->backoff[step] * 1000.0 * (1.0 + p->jitter) + 0.5);
+}
+
+amqp_table_t wr_retry_headers(const amqp_table_t *orig, amqp_table_entry_t *store,
+                              size_t cap, const amqp_table_entry_t *add,
+                              size_t n_add) {
+  size_t n = 0;
+  for (int i = 0; orig && i < orig->num_entries && n + n_add < cap; i++) {
+    const amqp_table_entry_t *e = &orig->entries[i];
+    if (e->key.len >= 7 && memcmp(e->key.bytes, "warren-", 7) == 0) continue;
+    /* The broker's count of returns belongs to the delivery, not the job:
+     * copied onto a new message it would be counted again. */
+    if (key_is(e, "x-delivery-count")) continue;
+    store[n++] = *e;
+  }
+  for (size_t i = 0; i < n_add && n < cap; i++) store[n++] = add[i];
+  return (amqp_table_t){(int)n, store};
+}
+
+amqp_table_entry_t wr_entry_int(const char *key, int64_t v) {
+  amqp_table_entry_t e = {amqp_cstring_bytes(key), {AMQP_FIELD_KIND_I64, {.i64 = v}}};
+  return e;
+}
+
+amqp_table_entry_t wr_entry_str(const char *key, const char *v) {
+  amqp_table_entry_t e = {amqp_cstring_bytes(key),
+                          {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(v)}}};
+  return e;
+}
+
+int64_t wr_unix_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

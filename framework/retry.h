@@ -1,0 +1,99 @@
+/*
+ * Retries and dead letters: topology names, the retry policy, and the
+ * headers Warren reads from and writes to jobs. docs/retries.md explains
+ * the design; README.md lists the names and headers (keep them in step).
+ *
+ * Topology of a handler consuming queue Q:
+ *   Q              work queue; x-dead-letter-exchange = Q.dlx, so what the
+ *                  broker dead-letters itself (quorum delivery limit, TTL)
+ *                  lands in the DLQ too
+ *   Q.retry.<ms>   one per backoff step: x-message-ttl <ms> (+ jitter),
+ *                  dead-lettering to the default exchange with key Q
+ *   Q.dlx          fanout exchange for dead letters
+ *   Q.dlq          the dead-letter queue, bound to Q.dlx
+ */
+#ifndef WR_RETRY_H
+#define WR_RETRY_H
+
+#include <amqp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../config/cfg.h"
+
+/* Headers are not "x-" prefixed: RabbitMQ 3.13+ may drop x-* headers a
+ * client publishes. */
+#define WR_H_ATTEMPT "warren-attempt"             /* int: attempt to come */
+#define WR_H_CRASHES "warren-crashes"             /* int: deaths in a row */
+#define WR_H_FIRST_FAILURE "warren-first-failure" /* int: unix ms */
+#define WR_H_LAST_FAILURE "warren-last-failure"   /* int: unix ms */
+#define WR_H_LAST_ERROR "warren-last-error"       /* string */
+#define WR_H_REASON "warren-dead-reason"          /* string, see below */
+#define WR_H_HANDLER "warren-dead-handler"        /* string */
+#define WR_H_ATTEMPTS "warren-dead-attempts"      /* int: attempts made */
+#define WR_H_HOST "warren-dead-host"              /* string: worker host */
+#define WR_H_QUEUE "warren-dead-queue"            /* string: work queue */
+#define WR_H_REPLAYS "warren-replays"             /* int: DLQ replays */
+
+/* How a run of a job ended, as the policy sees it. */
+typedef enum wr_outcome {
+  WR_OUT_FAILED,    /* handler said retry */
+  WR_OUT_REJECTED,  /* handler said reject */
+  WR_OUT_CRASHED,   /* its worker died */
+  WR_OUT_TIMEOUT,   /* it ran past the handler's timeout */
+  WR_OUT_MALFORMED, /* it could not be given to a handler */
+} wr_outcome;
+
+/* Reasons written to WR_H_REASON. */
+const char *wr_retry_reason(wr_outcome o);
+
+/* What Warren knows of a job from its headers. */
+typedef struct wr_job_meta {
+  uint32_t attempt;        /* this attempt, 1-based */
+  uint32_t crashes;        /* consecutive crashes before this attempt */
+  int64_t first_failure;   /* unix ms, 0 if it never failed */
+} wr_job_meta;
+
+/* Read the meta of a delivery. Returns 0, or -1 with why set when
+ * Warren's own headers are there but unusable (a malformed job). */
+int wr_retry_meta(const amqp_basic_properties_t *p, wr_job_meta *m, char *why,
+                  size_t whylen);
+
+typedef struct wr_decision {
+  int dead;           /* 1: dead-letter; 0: retry after delay_ms */
+  const char *reason; /* when dead */
+  int step;           /* backoff index when retrying */
+  int64_t delay_ms;   /* jittered delay when retrying */
+} wr_decision;
+
+/* Decide what happens after outcome o of attempt m->attempt. rnd is a
+ * uniform number in [0,1) for the jitter. */
+wr_decision wr_retry_decide(const wr_retry_cfg *p, const wr_job_meta *m,
+                            wr_outcome o, double rnd);
+
+/* Names; each returns buf. */
+char *wr_retry_queue_name(const char *queue, double delay_s, char *buf,
+                          size_t len);
+char *wr_retry_dlx_name(const char *queue, char *buf, size_t len);
+char *wr_retry_dlq_name(const char *queue, char *buf, size_t len);
+/* TTL of a retry queue: the step plus its jitter, in ms. */
+int64_t wr_retry_queue_ttl(const wr_retry_cfg *p, int step);
+
+/*
+ * Headers for a republished copy: the original entries with Warren's own
+ * (warren-*) and x-delivery-count removed, then `add`. Entries are written to store (cap
+ * entries); the returned table points into store and into the strings
+ * of orig and add, so it is valid while they are.
+ */
+amqp_table_t wr_retry_headers(const amqp_table_t *orig, amqp_table_entry_t *store,
+                              size_t cap, const amqp_table_entry_t *add,
+                              size_t n_add);
+
+/* Convenience constructors for table entries. */
+amqp_table_entry_t wr_entry_int(const char *key, int64_t v);
+amqp_table_entry_t wr_entry_str(const char *key, const char *v);
+
+/* Unix time in ms. */
+int64_t wr_unix_ms(void);
+
+#endif
