@@ -152,6 +152,32 @@ Test(config, missing_required_settings) {
   expect_error(H("durable = false;"), 1, "quorum queues are always durable");
 }
 
+Test(config, retry_policy_and_timeout) {
+  wr_cfg *cfg;
+  cr_assert_eq(load(H("timeout = 30; retry = { max_attempts = 7; "
+                      "backoff = [0.5, 2.0, 30.0]; jitter = 0.2; max_crashes = 2; };"),
+                    &cfg),
+               WARREN_OK, "%s", err);
+  const wr_handler_cfg *h = &cfg->handlers[0];
+  cr_assert_float_eq(h->timeout, 30, 1e-9);
+  cr_assert_eq(h->retry.max_attempts, 7);
+  cr_assert_eq(h->retry.max_crashes, 2);
+  cr_assert_eq(h->retry.n_backoff, 3);
+  cr_assert_float_eq(h->retry.backoff[1], 2, 1e-9);
+  cr_assert_float_eq(h->retry.jitter, 0.2, 1e-9);
+  wr_cfg_free(cfg);
+  cr_assert_eq(load(H(""), &cfg), WARREN_OK, "%s", err);
+  cr_assert_eq(cfg->handlers[0].retry.max_attempts, 5, "default");
+  cr_assert_eq(cfg->handlers[0].retry.n_backoff, 3, "default 1 s, 10 s, 60 s");
+  cr_assert_float_eq(cfg->handlers[0].retry.backoff[2], 60, 1e-9);
+  wr_cfg_free(cfg);
+  expect_error(H("retry = { backoff = []; };"), 1, "retry.backoff: must be a list");
+  expect_error(H("retry = { backoff = (1.0, \"x\"); };"), 1,
+               "retry.backoff[1]: each delay must be");
+  expect_error(H("retry = { max_attempts = 0; };"), 1, "retry.max_attempts: must be 1..1000");
+  expect_error(H("retry = { tries = 3; };"), 1, "retry.tries: unknown setting");
+}
+
 Test(config, missing_file_is_reported) {
   wr_cfg *cfg;
   int rc = wr_cfg_load("/nonexistent/warren.cfg", &cfg, err, sizeof err);

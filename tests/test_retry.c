@@ -1,0 +1,102 @@
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "retry.h"
+
+static wr_retry_cfg policy(void) {
+  wr_retry_cfg p = {.max_attempts = 4, .max_crashes = 2, .n_backoff = 2,
+                    .jitter = 0.1};
+  p.backoff[0] = 1;
+  p.backoff[1] = 10;
+  return p;
+}
+
+Test(retry, backoff_steps_repeat_the_last_and_jitter_stays_in_bounds) {
+  wr_retry_cfg p = policy();
+  wr_job_meta m = {1, 0, 0};
+  wr_decision d = wr_retry_decide(&p, &m, WR_OUT_FAILED, 0.5);
+  cr_assert_not(d.dead);
+  cr_assert_eq(d.step, 0);
+  cr_assert_eq(d.delay_ms, 1000);
+  m.attempt = 3;
+  d = wr_retry_decide(&p, &m, WR_OUT_FAILED, 0.0);
+  cr_assert_eq(d.step, 1, "past the list, the last step repeats");
+  cr_assert_eq(d.delay_ms, 9000);
+  d = wr_retry_decide(&p, &m, WR_OUT_FAILED, 0.999999);
+  cr_assert(d.delay_ms >= 10999 && d.delay_ms <= 11000);
+  cr_assert_leq(d.delay_ms, wr_retry_queue_ttl(&p, 1),
+                "a message never outlives its retry queue's TTL");
+}
+
+Test(retry, what_ends_in_the_dead_letter_queue) {
+  wr_retry_cfg p = policy();
+  wr_job_meta m = {1, 0, 0};
+  wr_decision d = wr_retry_decide(&p, &m, WR_OUT_REJECTED, 0.5);
+  cr_assert(d.dead);
+  cr_assert_str_eq(d.reason, "rejected");
+  cr_assert_str_eq(wr_retry_decide(&p, &m, WR_OUT_MALFORMED, 0.5).reason, "malformed");
+  cr_assert_not(wr_retry_decide(&p, &m, WR_OUT_CRASHED, 0.5).dead);
+  m.crashes = 1; /* the second crash in a row with max_crashes 2 */
+  d = wr_retry_decide(&p, &m, WR_OUT_CRASHED, 0.5);
+  cr_assert(d.dead);
+  cr_assert_str_eq(d.reason, "crashed");
+  m.crashes = 0;
+  m.attempt = 4;
+  cr_assert_str_eq(wr_retry_decide(&p, &m, WR_OUT_FAILED, 0.5).reason, "max-attempts");
+  cr_assert_str_eq(wr_retry_decide(&p, &m, WR_OUT_TIMEOUT, 0.5).reason, "timeout");
+  m.attempt = 3;
+  cr_assert_not(wr_retry_decide(&p, &m, WR_OUT_TIMEOUT, 0.5).dead);
+}
+
+Test(retry, names_follow_one_pattern) {
+  char b[128];
+  cr_assert_str_eq(wr_retry_queue_name("mail", 1.5, b, sizeof b), "mail.retry.1500ms");
+  cr_assert_str_eq(wr_retry_dlx_name("mail", b, sizeof b), "mail.dlx");
+  cr_assert_str_eq(wr_retry_dlq_name("mail", b, sizeof b), "mail.dlq");
+}
+
+Test(retry, meta_reads_own_headers_and_quorum_redeliveries) {
+  amqp_table_entry_t e[] = {
+      wr_entry_int(WR_H_ATTEMPT, 3), wr_entry_int(WR_H_CRASHES, 1),
+      wr_entry_int(WR_H_FIRST_FAILURE, 1234), wr_entry_int("x-delivery-count", 2)};
+  amqp_basic_properties_t p = {._flags = AMQP_BASIC_HEADERS_FLAG,
+                               .headers = {4, e}};
+  wr_job_meta m;
+  char why[128];
+  cr_assert_eq(wr_retry_meta(&p, &m, why, sizeof why), 0);
+  cr_assert_eq(m.attempt, 5, "own count plus the broker's returns");
+  cr_assert_eq(m.crashes, 1);
+  cr_assert_eq(m.first_failure, 1234);
+  p._flags = 0;
+  cr_assert_eq(wr_retry_meta(&p, &m, why, sizeof why), 0);
+  cr_assert_eq(m.attempt, 1);
+}
+
+Test(retry, unusable_own_header_makes_a_job_malformed) {
+  amqp_table_entry_t e[] = {wr_entry_str(WR_H_ATTEMPT, "three")};
+  amqp_basic_properties_t p = {._flags = AMQP_BASIC_HEADERS_FLAG, .headers = {1, e}};
+  wr_job_meta m;
+  char why[128];
+  cr_assert_eq(wr_retry_meta(&p, &m, why, sizeof why), -1);
+  cr_assert(strstr(why, "warren-attempt"), "%s", why);
+  e[0] = wr_entry_int(WR_H_ATTEMPT, 0);
+  cr_assert_eq(wr_retry_meta(&p, &m, why, sizeof why), -1);
+}
+
+Test(retry, republished_headers_keep_the_users_and_replace_warrens) {
+  amqp_table_entry_t orig_e[] = {wr_entry_str("tenant", "acme"),
+                                 wr_entry_int(WR_H_ATTEMPT, 2),
+                                 wr_entry_int("x-delivery-count", 4),
+                                 wr_entry_str("traceparent", "00-abc")};
+  amqp_table_t orig = {4, orig_e};
+  amqp_table_entry_t add[] = {wr_entry_int(WR_H_ATTEMPT, 3)};
+  amqp_table_entry_t store[8];
+  amqp_table_t t = wr_retry_headers(&orig, store, 8, add, 1);
+  cr_assert_eq(t.num_entries, 3);
+  cr_assert_eq(memcmp(t.entries[0].key.bytes, "tenant", 6), 0);
+  cr_assert_eq(memcmp(t.entries[1].key.bytes, "traceparent", 11), 0);
+  cr_assert_eq(t.entries[2].value.value.i64, 3);
+  t = wr_retry_headers(&orig, store, 2, add, 1);
+  cr_assert_eq(t.num_entries, 2, "bounded by the store");
+  cr_assert_eq(t.entries[1].value.value.i64, 3, "Warren's own entries always fit");
+}
