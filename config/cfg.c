@@ -167,6 +167,31 @@ static config_setting_t *get_list(ctx *c, config_setting_t *g,
   return s;
 }
 
+/* List `name` under g and an array of its length in *arr (elements of
+ * `size` bytes, zeroed). Returns the list, or NULL when it is absent or
+ * empty or memory ran out (reported). */
+static config_setting_t *list_alloc(ctx *c, config_setting_t *g,
+                                    const char *name, size_t size, void **arr,
+                                    int *n) {
+  config_setting_t *l = get_list(c, g, name);
+  *n = l ? config_setting_length(l) : 0;
+  if (*n == 0) return NULL;
+  if (!(*arr = calloc((size_t)*n, size))) {
+    problem(c, l, "out of memory");
+    return NULL;
+  }
+  return l;
+}
+
+/* Element i of list l when it is a group; otherwise reported, NULL. */
+static config_setting_t *group_elem(ctx *c, config_setting_t *l, int i,
+                                    const char *example) {
+  config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+  if (config_setting_is_group(e)) return e;
+  problem(c, e, "must be a group %s", example);
+  return NULL;
+}
+
 /* Copies into the arena; NULL when it is full (reported as an error). */
 static const char *own(wr_cfg *cfg, size_t *used, ctx *c,
                        const config_setting_t *s, const char *a,
@@ -254,20 +279,12 @@ static void load_exchanges(ctx *c, wr_cfg *cfg, config_setting_t *root) {
   static const char *const keys[] = {"name", "type", "durable", NULL};
   static const char *const types[] = {"direct", "topic", "fanout", "headers",
                                       NULL};
-  config_setting_t *l = get_list(c, root, "exchanges");
-  int n = l ? config_setting_length(l) : 0;
-  if (n == 0) return;
-  cfg->exchanges = calloc((size_t)n, sizeof *cfg->exchanges);
-  if (!cfg->exchanges) {
-    problem(c, l, "out of memory");
-    return;
-  }
-  for (int i = 0; i < n; i++) {
-    config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
-    if (!config_setting_is_group(e)) {
-      problem(c, e, "must be a group { name = ...; }");
-      continue;
-    }
+  int n;
+  config_setting_t *l = list_alloc(c, root, "exchanges", sizeof *cfg->exchanges,
+                                   (void **)&cfg->exchanges, &n);
+  for (int i = 0; l && i < n; i++) {
+    config_setting_t *e = group_elem(c, l, i, "{ name = ...; }");
+    if (!e) continue;
     check_keys(c, e, keys);
     wr_exchange_cfg *x = &cfg->exchanges[cfg->n_exchanges++];
     x->name = get_str(c, e, "name", "", 1);
@@ -284,20 +301,12 @@ static void load_exchanges(ctx *c, wr_cfg *cfg, config_setting_t *root) {
 
 static void load_bindings(ctx *c, wr_handler_cfg *h, config_setting_t *g) {
   static const char *const keys[] = {"exchange", "routing_key", NULL};
-  config_setting_t *l = get_list(c, g, "bindings");
-  int n = l ? config_setting_length(l) : 0;
-  if (n == 0) return;
-  h->bindings = calloc((size_t)n, sizeof *h->bindings);
-  if (!h->bindings) {
-    problem(c, l, "out of memory");
-    return;
-  }
-  for (int i = 0; i < n; i++) {
-    config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
-    if (!config_setting_is_group(e)) {
-      problem(c, e, "must be a group { exchange = ...; }");
-      continue;
-    }
+  int n;
+  config_setting_t *l = list_alloc(c, g, "bindings", sizeof *h->bindings,
+                                   (void **)&h->bindings, &n);
+  for (int i = 0; l && i < n; i++) {
+    config_setting_t *e = group_elem(c, l, i, "{ exchange = ...; }");
+    if (!e) continue;
     check_keys(c, e, keys);
     wr_binding_cfg *b = &h->bindings[h->n_bindings++];
     b->exchange = get_str(c, e, "exchange", "", 1);
@@ -398,24 +407,21 @@ static void load_handlers(ctx *c, wr_cfg *cfg, size_t *used,
   config_setting_t *l = get_list(c, root, "handlers");
   int n = l ? config_setting_length(l) : 0;
   if (n == 0) {
-    problem(c, l ? l : root, "%s", l ? "at least one handler is required" : "handlers: at least one handler is required");
+    problem(c, l ? l : root, "%s",
+            l ? "at least one handler is required"
+              : "handlers: at least one handler is required");
     return;
   }
   if (n > WR_CFG_MAX_HANDLERS) {
     problem(c, l, "at most %d handlers", WR_CFG_MAX_HANDLERS);
     return;
   }
-  cfg->handlers = calloc((size_t)n, sizeof *cfg->handlers);
-  if (!cfg->handlers) {
-    problem(c, l, "out of memory");
+  if (!list_alloc(c, root, "handlers", sizeof *cfg->handlers,
+                  (void **)&cfg->handlers, &n))
     return;
-  }
   for (int i = 0; i < n; i++) {
-    config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
-    if (!config_setting_is_group(e)) {
-      problem(c, e, "must be a group { name = ...; }");
-      continue;
-    }
+    config_setting_t *e = group_elem(c, l, i, "{ name = ...; }");
+    if (!e) continue;
     wr_handler_cfg *h = &cfg->handlers[cfg->n_handlers++];
     load_handler(c, cfg, used, e, h);
     for (size_t j = 0; j + 1 < cfg->n_handlers; j++) {

@@ -69,6 +69,21 @@ static void release(wr_loop *l, wr_job *job) {
   l->free_list = job;
 }
 
+/* Forget the deliveries no worker has started; unacked, they go back to
+ * the queue when the connection closes. */
+static void drop_pending(wr_loop *l) {
+  for (size_t i = 0; i < l->nh; i++) {
+    wr_handler_rt *h = &l->h[i];
+    while (h->pend_head) {
+      wr_job *j = h->pend_head;
+      h->pend_head = j->next;
+      release(l, j);
+    }
+    h->pend_tail = NULL;
+    h->pending = 0;
+  }
+}
+
 static void conn_lost(wr_loop *l, const char *why, int polite) {
   if (!l->conn) return;
   wr_warn("broker connection lost: %s; unacked jobs go back to the queue", why);
@@ -80,16 +95,7 @@ static void conn_lost(wr_loop *l, const char *why, int polite) {
   l->conn = NULL;
   l->sock = -1;
   l->gen++;
-  for (size_t i = 0; i < l->nh; i++) {
-    wr_handler_rt *h = &l->h[i];
-    while (h->pend_head) {
-      wr_job *j = h->pend_head;
-      h->pend_head = j->next;
-      release(l, j);
-    }
-    h->pend_tail = NULL;
-    h->pending = 0;
-  }
+  drop_pending(l);
   /* Their originals were never acked: the broker requeues them. A copy
    * that did reach a retry queue or the DLQ makes a duplicate, not a
    * loss. */
@@ -585,16 +591,7 @@ int wr_loop_run(wr_loop *l) {
   for (size_t i = 0; i < l->nh; i++) wr_pool_stop(&l->h[i].pool, WORKER_STOP_S);
   if (l->conn) {
     l->ready = 0;
-    for (size_t i = 0; i < l->nh; i++) {
-      wr_handler_rt *h = &l->h[i];
-      while (h->pend_head) {
-        wr_job *j = h->pend_head;
-        h->pend_head = j->next;
-        release(l, j);
-      }
-      h->pend_tail = NULL;
-      h->pending = 0;
-    }
+    drop_pending(l);
     wr_conn_close(l->conn);
     l->conn = NULL;
   }

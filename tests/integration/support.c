@@ -93,16 +93,21 @@ int tw_publish(const char *queue, int n, const char *prefix) {
   return rc ? rc : rc2;
 }
 
-int tw_ctl(char *out, size_t outlen, const char *args) {
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "%s ctl test %d %s 2>&1", WARREN_BROKER_SCRIPT,
-           tw_port(), args);
+/* Run a shell command; its output (stdout and stderr) into out. */
+static int run(const char *cmd, char *out, size_t outlen) {
   FILE *p = popen(cmd, "r");
   if (!p) return -1;
   size_t n = fread(out, 1, outlen - 1, p);
   out[n] = '\0';
   int st = pclose(p);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int tw_ctl(char *out, size_t outlen, const char *args) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s ctl test %d %s 2>&1", WARREN_BROKER_SCRIPT,
+           tw_port(), args);
+  return run(cmd, out, outlen);
 }
 
 static int job_number(const char *s, const char *prefix, int n) {
@@ -154,17 +159,24 @@ int tw_wait_text(const char *path, const char *needle, double timeout_s) {
   return 0;
 }
 
-int tw_drain(const char *queue, const char *prefix, int *counts, int n) {
+/* A connection to the test node with channel 1 open, or NULL. */
+static amqp_connection_state_t test_conn(void) {
   wr_broker_cfg b = {.host = "127.0.0.1", .port = tw_port(), .vhost = "/",
                      .user = "guest", .password = "guest", .heartbeat = 0,
                      .connect_timeout = 5};
   amqp_connection_state_t c;
   char err[512];
   if (wr_conn_open(&b, &c, err, sizeof err) != WARREN_OK) {
-    fprintf(stderr, "drain: %s\n", err);
-    return -1;
+    fprintf(stderr, "test broker: %s\n", err);
+    return NULL;
   }
   amqp_channel_open(c, 1);
+  return c;
+}
+
+int tw_drain(const char *queue, const char *prefix, int *counts, int n) {
+  amqp_connection_state_t c = test_conn();
+  if (!c) return -1;
   int taken = 0;
   for (;;) {
     amqp_maybe_release_buffers(c);
@@ -190,13 +202,8 @@ int tw_drain(const char *queue, const char *prefix, int *counts, int n) {
 }
 
 int tw_take_one(const char *queue, char *dump, size_t len) {
-  wr_broker_cfg b = {.host = "127.0.0.1", .port = tw_port(), .vhost = "/",
-                     .user = "guest", .password = "guest", .heartbeat = 0,
-                     .connect_timeout = 5};
-  amqp_connection_state_t c;
-  char err[512];
-  if (wr_conn_open(&b, &c, err, sizeof err) != WARREN_OK) return 0;
-  amqp_channel_open(c, 1);
+  amqp_connection_state_t c = test_conn();
+  if (!c) return 0;
   amqp_rpc_reply_t r = amqp_basic_get(c, 1, amqp_cstring_bytes(queue), 1);
   int got = 0;
   amqp_message_t m;
@@ -239,12 +246,20 @@ pid_t tw_child_of(pid_t pid) {
 int tw_warren_cli(char *out, size_t outlen, const char *args) {
   char cmd[1024];
   snprintf(cmd, sizeof cmd, "%s %s 2>&1", WARREN_BIN, args);
-  FILE *p = popen(cmd, "r");
-  if (!p) return -1;
-  size_t n = fread(out, 1, outlen - 1, p);
-  out[n] = '\0';
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return run(cmd, out, outlen);
+}
+
+int tw_wait_all(const char *path, const char *prefix, int *done, int n,
+                double timeout_s) {
+  double until = wr_now() + timeout_s;
+  int missing, dupes;
+  for (;;) {
+    memset(done, 0, sizeof(int) * (size_t)(n + 1));
+    tw_count(path, "end", prefix, done, n);
+    missing = tw_missing(done, NULL, n, &dupes);
+    if (!missing || wr_now() >= until) return missing;
+    nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+  }
 }
 
 int tw_missing(const int *a, const int *b, int n, int *dupes) {

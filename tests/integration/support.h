@@ -39,6 +39,12 @@ pid_t tw_child_of(pid_t pid);
 /* Run `warren ARGS` to completion; returns its exit code, output in out. */
 int tw_warren_cli(char *out, size_t outlen, const char *args);
 
+/* Wait until every job prefix1..prefixN has an "end" line in path, up
+ * to timeout_s; done[1..n] gets the tallies. Returns how many are
+ * missing. */
+int tw_wait_all(const char *path, const char *prefix, int *done, int n,
+                double timeout_s);
+
 /* Report and return the number of ids never seen and seen twice. */
 int tw_missing(const int *a, const int *b, int n, int *dupes);
 

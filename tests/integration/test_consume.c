@@ -159,14 +159,8 @@ Test(consume, broker_restart_mid_batch_loses_nothing, .timeout = 300) {
 
   /* Every id must be handled in the end: none left behind in the queue. */
   static int done[BATCH + 1];
-  double until = time(NULL) + 120;
-  int missing, dupes;
-  do {
-    memset(done, 0, sizeof done);
-    tw_count(rec, "end", "job", done, BATCH);
-    missing = tw_missing(done, NULL, BATCH, &dupes);
-    if (missing) usleep(100 * 1000);
-  } while (missing && time(NULL) < until);
+  int dupes, missing = tw_wait_all(rec, "job", done, BATCH, 120);
+  tw_missing(done, NULL, BATCH, &dupes);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 60), 0);
   static int queued[BATCH + 1];
   int nq = tw_drain("it.restart", "job", queued, BATCH);

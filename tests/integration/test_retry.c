@@ -166,14 +166,7 @@ Test(retry, kill_9_of_a_worker_mid_batch_loses_nothing, .timeout = 300) {
   cr_assert_eq(kill(victim, SIGKILL), 0);
   int before = tw_count(rec, "end", "job", NULL, BATCH);
   static int done[BATCH + 1], dead[BATCH + 1], queued[BATCH + 1];
-  int missing, dupes;
-  double until = (double)time(NULL) + 120;
-  do {
-    memset(done, 0, sizeof done);
-    tw_count(rec, "end", "job", done, BATCH);
-    missing = tw_missing(done, NULL, BATCH, &dupes);
-    if (missing) usleep(50 * 1000);
-  } while (missing && time(NULL) < until);
+  int dupes, missing = tw_wait_all(rec, "job", done, BATCH, 120);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   tw_drain("it.kill9.dlq", "job", dead, BATCH);
   tw_drain("it.kill9", "job", queued, BATCH);
