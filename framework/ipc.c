@@ -57,18 +57,6 @@ int wr_ipc_send(int fd, uint32_t type, const void *fixed, size_t fixed_len,
   return writev_all(fd, iov, 3);
 }
 
-int wr_ipc_read_full(int fd, void *buf, size_t n) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(fd, (char *)buf + got, n - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return -1;
-    if (r == 0) return got == 0 ? 1 : -1;
-    got += (size_t)r;
-  }
-  return 0;
-}
-
 long wr_ipc_reader_fill(wr_ipc_reader *r, int fd) {
   if (r->consumed) {
     memmove(r->buf, r->buf + r->consumed, r->len - r->consumed);

@@ -71,10 +71,6 @@ int wr_ipc_send_job(int fd, const wr_ipc_job *job,
 int wr_ipc_send(int fd, uint32_t type, const void *fixed, size_t fixed_len,
                 const void *tail, size_t tail_len);
 
-/* Read exactly n bytes (blocking). 0, 1 on clean EOF before any byte, or
- * -1 on error / EOF inside the data. */
-int wr_ipc_read_full(int fd, void *buf, size_t n);
-
 /*
  * Incremental frame reader for the supervisor's non-blocking side: feed
  * it what read() returned, then pop complete frames. Frames from workers

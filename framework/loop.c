@@ -24,6 +24,7 @@
 #define IDLE_WAKE_MS 1000     /* heartbeats are serviced at least this often */
 #define WORKER_START_S 30.0   /* time init() gets at start */
 #define WORKER_STOP_S 5.0     /* time idle workers get to run shutdown() */
+#define ACK_DELAY_S 0.001     /* longest a finished job waits for its ack */
 
 typedef struct wr_handler_rt {
   const wr_handler_cfg *cfg;
@@ -34,6 +35,9 @@ typedef struct wr_handler_rt {
   char tag[200];
   wr_job *pend_head, *pend_tail; /* delivered, waiting for a worker */
   size_t pending;
+  uint64_t *done;  /* tags of finished jobs whose ack is not sent yet */
+  size_t n_done, ack_batch;
+  double done_since;
   wr_handler_stats st;
 } wr_handler_rt;
 
@@ -84,6 +88,58 @@ static void drop_pending(wr_loop *l) {
   }
 }
 
+/* Lowest delivery tag of this handler that is held but not finished:
+ * waiting, queued to or running in a worker, or awaiting its copy's
+ * confirm. */
+static uint64_t open_floor(const wr_loop *l, const wr_handler_rt *h) {
+  uint64_t m = UINT64_MAX;
+  for (const wr_job *j = h->pend_head; j; j = j->next)
+    if (j->env.delivery_tag < m) m = j->env.delivery_tag;
+  for (int i = 0; i < h->pool.n; i++) {
+    const wr_child *c = &h->pool.children[i];
+    for (int k = 0; k < c->len; k++) {
+      const wr_job *j = c->q[(c->head + k) % WR_POOL_MAX_DEPTH];
+      if (j->gen == l->gen && j->env.delivery_tag < m) m = j->env.delivery_tag;
+    }
+  }
+  for (const wr_job *j = l->conf_head; j; j = j->next)
+    if (j->handler == h - l->h && j->env.delivery_tag < m) m = j->env.delivery_tag;
+  return m;
+}
+
+static void conn_lost(wr_loop *l, const char *why, int polite);
+
+/*
+ * Send the acks of finished jobs. Every tag below the lowest one still
+ * open is finished, so one basic.ack(multiple=true) covers that run; the
+ * few finished above it are acked one by one. A job is never acked
+ * before its handler finished: only finished tags are ever covered.
+ */
+static void flush_acks(wr_loop *l, wr_handler_rt *h) {
+  if (!h->n_done || !l->conn) return;
+  uint64_t floor = open_floor(l, h);
+  uint64_t *d = h->done;
+  size_t n = h->n_done;
+  for (size_t i = 1; i < n; i++) /* nearly sorted already */
+    for (size_t k = i; k > 0 && d[k - 1] > d[k]; k--) {
+      uint64_t t = d[k];
+      d[k] = d[k - 1];
+      d[k - 1] = t;
+    }
+  size_t run = 0;
+  while (run < n && d[run] < floor) run++;
+  int rc = AMQP_STATUS_OK;
+  if (run) rc = amqp_basic_ack(l->conn, h->ch, d[run - 1], 1);
+  for (size_t i = run; i < n && rc == AMQP_STATUS_OK; i++)
+    rc = amqp_basic_ack(l->conn, h->ch, d[i], 0);
+  h->n_done = 0;
+  if (rc != AMQP_STATUS_OK) conn_lost(l, amqp_error_string2(rc), 0);
+}
+
+static void flush_all_acks(wr_loop *l) {
+  for (size_t i = 0; i < l->nh; i++) flush_acks(l, &l->h[i]);
+}
+
 static void conn_lost(wr_loop *l, const char *why, int polite) {
   if (!l->conn) return;
   wr_warn("broker connection lost: %s; unacked jobs go back to the queue", why);
@@ -96,6 +152,10 @@ static void conn_lost(wr_loop *l, const char *why, int polite) {
   l->sock = -1;
   l->gen++;
   drop_pending(l);
+  for (size_t i = 0; i < l->nh; i++) {
+    l->h[i].st.dropped += l->h[i].n_done;
+    l->h[i].n_done = 0; /* their acks cannot be sent now: redelivered */
+  }
   /* Their originals were never acked: the broker requeues them. A copy
    * that did reach a retry queue or the DLQ makes a duplicate, not a
    * loss. */
@@ -247,9 +307,12 @@ static void finish(wr_handler_rt *h, wr_job *job, int acked, wr_outcome o,
     republish(h, job, o, err);
     return;
   }
-  int rc = amqp_basic_ack(l->conn, h->ch, job->env.delivery_tag, 0);
+  /* Acks are coalesced (flush_acks): sent when a batch is due, after at
+   * most ACK_DELAY_S, or as soon as the loop has nothing else to do. */
+  if (h->n_done == 0) h->done_since = wr_now();
+  h->done[h->n_done++] = job->env.delivery_tag;
   release(l, job);
-  if (rc != AMQP_STATUS_OK) conn_lost(l, amqp_error_string2(rc), 0);
+  if (h->n_done >= h->ack_batch) flush_acks(l, h);
 }
 
 static void on_done(void *ctx, wr_pool *p, wr_job *job, int result,
@@ -289,7 +352,18 @@ static void on_lost(void *ctx, wr_pool *p, wr_job *job, const char *why,
   finish(h, job, 0, timed_out ? WR_OUT_TIMEOUT : WR_OUT_CRASHED, err);
 }
 
-static const wr_pool_events pool_events = {on_done, on_lost};
+/* Queued to a worker that died first: back to the front of the line,
+ * no attempt spent. */
+static void on_unstarted(void *ctx, wr_pool *p, wr_job *job) {
+  wr_handler_rt *h = ctx;
+  (void)p;
+  job->next = h->pend_head;
+  h->pend_head = job;
+  if (!h->pend_tail) h->pend_tail = job;
+  h->pending++;
+}
+
+static const wr_pool_events pool_events = {on_done, on_lost, on_unstarted};
 
 static void on_delivery(wr_loop *l, wr_job *job) {
   amqp_channel_t ch = job->env.channel;
@@ -501,7 +575,7 @@ static void dispatch(wr_loop *l) {
   for (size_t i = 0; i < l->nh; i++) {
     wr_handler_rt *h = &l->h[i];
     wr_child *c;
-    while (h->pend_head && (c = wr_pool_idle(&h->pool))) {
+    while (h->pend_head && (c = wr_pool_pick(&h->pool))) {
       wr_job *job = h->pend_head;
       if (wr_pool_dispatch(&h->pool, c, job) != WARREN_OK) break;
       h->pend_head = job->next;
@@ -558,6 +632,8 @@ int wr_loop_run(wr_loop *l) {
       ms = min_ms(ms, wr_pool_tick(&l->h[i].pool, now), now);
     if (l->conn && (amqp_data_in_buffer(l->conn) || amqp_frames_enqueued(l->conn)))
       ms = 0;
+    for (size_t i = 0; i < l->nh && ms > 0; i++)
+      if (l->h[i].n_done) flush_acks(l, &l->h[i]); /* about to sleep */
     size_t n = build_pollset(l);
     int pr = poll(l->pfd, n, ms);
     if (pr < 0 && errno != EINTR) {
@@ -586,12 +662,17 @@ int wr_loop_run(wr_loop *l) {
       l->next_service = now + IDLE_WAKE_MS / 1000.0;
     }
     dispatch(l);
+    for (size_t i = 0; i < l->nh; i++)
+      if (l->h[i].n_done && now - l->h[i].done_since >= ACK_DELAY_S)
+        flush_acks(l, &l->h[i]);
   }
+  flush_all_acks(l);
   wr_info("stopping workers");
   for (size_t i = 0; i < l->nh; i++) wr_pool_stop(&l->h[i].pool, WORKER_STOP_S);
   if (l->conn) {
     l->ready = 0;
     drop_pending(l);
+    flush_all_acks(l); /* of jobs the stop just settled */
     wr_conn_close(l->conn);
     l->conn = NULL;
   }
@@ -653,6 +734,15 @@ int wr_loop_create(wr_cfg *cfg, wr_loop **out, char *err, size_t errlen) {
                         h->cfg->concurrency, cfg->restart_min, cfg->restart_max,
                         &pool_events, h);
     h->pool.timeout = h->cfg->timeout;
+    h->done = calloc((size_t)(h->cfg->prefetch + h->cfg->concurrency) + 1, sizeof *h->done);
+    if (!h->done) rc = WARREN_NOMEM;
+    /* prefetch 1 acks at once; larger prefetch acks in runs of half of it,
+     * so the broker always has room to send the next ones. */
+    h->ack_batch = (size_t)(h->cfg->prefetch / 2 > 1 ? h->cfg->prefetch / 2 : 1);
+    /* Enough queued per worker to hide the round trip, never more than
+     * its share of the prefetch (so prefetch 1 stays strictly one). */
+    int depth = h->cfg->prefetch / h->cfg->concurrency;
+    h->pool.depth = depth < 1 ? 1 : depth > WR_POOL_MAX_DEPTH ? WR_POOL_MAX_DEPTH : depth;
   }
   if (rc == WARREN_OK) {
     /* Signals are read through signalfd by the loop; workers unblock them
@@ -697,6 +787,7 @@ void wr_loop_destroy(wr_loop *l) {
       wr_pool_free(&h->pool);
     }
     wr_plugin_unload(&h->plugin);
+    free(h->done);
   }
   if (l->conn) amqp_destroy_connection(l->conn);
   if (l->sigfd >= 0) {

@@ -33,6 +33,7 @@ int wr_pool_init(wr_pool *p, const char *name, const warren_handler *def,
   if (!p->children) return WARREN_NOMEM;
   for (int i = 0; i < n; i++) p->children[i].fd = -1;
   p->name = name;
+  p->depth = 1;
   p->def = def;
   p->settings = settings;
   p->n = n;
@@ -83,7 +84,7 @@ static int spawn(wr_pool *p, wr_child *c) {
   c->pid = pid;
   c->fd = sv[0];
   c->state = WR_CHILD_STARTING;
-  c->job = NULL;
+  c->head = c->len = 0;
   c->timed_out = 0;
   return 0;
 }
@@ -126,11 +127,20 @@ int wr_pool_start(wr_pool *p, double timeout_s, char *err, size_t errlen) {
   return WARREN_OK;
 }
 
-wr_child *wr_pool_idle(wr_pool *p) {
-  if (p->idle == 0) return NULL;
-  for (int i = 0; i < p->n; i++)
-    if (p->children[i].state == WR_CHILD_IDLE) return &p->children[i];
-  return NULL;
+wr_child *wr_pool_pick(wr_pool *p) {
+  wr_child *best = NULL;
+  for (int i = 0; i < p->n; i++) {
+    wr_child *c = &p->children[i];
+    if (c->state != WR_CHILD_IDLE && c->state != WR_CHILD_BUSY) continue;
+    if (c->len >= p->depth) continue;
+    if (!best || c->len < best->len) best = c;
+    if (c->len == 0) break;
+  }
+  return best;
+}
+
+wr_job *wr_pool_running(const wr_child *c) {
+  return c->len ? c->q[c->head] : NULL;
 }
 
 static const char *field(amqp_bytes_t b, size_t *len) {
@@ -174,11 +184,13 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
     kill(c->pid, SIGKILL);
     return WARREN_WORKER_CRASHED;
   }
-  c->job = job;
-  c->state = WR_CHILD_BUSY;
-  p->idle--;
-  p->busy++;
-  job->started = wr_now();
+  c->q[(c->head + c->len++) % WR_POOL_MAX_DEPTH] = job;
+  if (c->len == 1) {
+    c->state = WR_CHILD_BUSY;
+    p->idle--;
+    p->busy++;
+    job->started = wr_now();
+  }
   return WARREN_OK;
 }
 
@@ -194,12 +206,11 @@ static void discard(wr_pool *p, wr_child *c, const char *why) {
   c->state = WR_CHILD_EXITING;
 }
 
-void wr_pool_readable(wr_pool *p, wr_child *c) {
+/* Read once and handle every complete frame. Returns what read()
+ * returned (0 on EOF), or -1 when the worker broke protocol (discarded). */
+static long pump(wr_pool *p, wr_child *c) {
   long n = wr_ipc_reader_fill(&c->rd, c->fd);
-  if (n <= 0) {
-    discard(p, c, n == 0 ? "closed its socket" : "socket failed");
-    return;
-  }
+  if (n <= 0) return n;
   wr_ipc_hdr h;
   const unsigned char *pl;
   int got;
@@ -215,24 +226,38 @@ void wr_pool_readable(wr_pool *p, wr_child *c) {
                h.len >= sizeof(wr_ipc_result)) {
       wr_ipc_result r;
       memcpy(&r, pl, sizeof r);
-      wr_job *job = c->job;
+      wr_job *job = c->q[c->head];
       if (r.job_id != job->id || r.err_len != h.len - sizeof r) {
         discard(p, c, "answered for another job");
-        return;
+        return -1;
       }
-      c->job = NULL;
-      c->state = WR_CHILD_IDLE;
+      c->head = (c->head + 1) % WR_POOL_MAX_DEPTH;
       c->failures = 0;
-      p->busy--;
-      p->idle++;
+      if (--c->len == 0) {
+        c->state = WR_CHILD_IDLE;
+        p->busy--;
+        p->idle++;
+      } else {
+        c->q[c->head]->started = wr_now(); /* the next one starts now */
+      }
       p->ev->done(p->ctx, p, job, r.result, (const char *)pl + sizeof r,
                   r.err_len);
     } else {
       discard(p, c, "sent an unexpected frame");
-      return;
+      return -1;
     }
   }
-  if (got < 0) discard(p, c, "sent a malformed frame");
+  if (got < 0) {
+    discard(p, c, "sent a malformed frame");
+    return -1;
+  }
+  return n;
+}
+
+void wr_pool_readable(wr_pool *p, wr_child *c) {
+  long n = pump(p, c);
+  if (n == 0) discard(p, c, "closed its socket");
+  if (n < 0 && c->fd >= 0) discard(p, c, "socket failed");
 }
 
 static void describe(int status, char *buf, size_t len) {
@@ -246,6 +271,11 @@ static void describe(int status, char *buf, size_t len) {
 }
 
 static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
+  /* Results the worker wrote before it died may still be unread: take
+   * them first, or a finished job would be blamed for the death and the
+   * one that really ran would pass for never started. */
+  while (c->fd >= 0 && pump(p, c) > 0) {
+  }
   char why[128];
   int timed_out = c->timed_out;
   if (timed_out)
@@ -256,10 +286,9 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
   if (c->fd >= 0) close(c->fd);
   if (c->state == WR_CHILD_IDLE) p->idle--;
   if (c->state == WR_CHILD_BUSY) p->busy--;
-  wr_job *job = c->job;
+  wr_job *job = wr_pool_running(c);
   pid_t pid = c->pid;
   c->fd = -1;
-  c->job = NULL;
   c->pid = 0;
   c->state = WR_CHILD_DOWN;
   if (restart) {
@@ -277,6 +306,9 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
            (int)pid, why, job && !timed_out ? " while running a job" : "", delay);
   }
   if (job) p->ev->lost(p->ctx, p, job, why, timed_out);
+  for (int k = c->len - 1; k >= 1; k--)
+    p->ev->unstarted(p->ctx, p, c->q[(c->head + k) % WR_POOL_MAX_DEPTH]);
+  c->head = c->len = 0;
 }
 
 int wr_pool_reap(wr_pool *p, pid_t pid, int status) {
@@ -294,7 +326,7 @@ double wr_pool_tick(wr_pool *p, double now) {
   for (int i = 0; i < p->n; i++) {
     wr_child *c = &p->children[i];
     if (c->state == WR_CHILD_BUSY && p->timeout > 0 && !c->timed_out) {
-      double due = c->job->started + p->timeout;
+      double due = c->q[c->head]->started + p->timeout;
       if (due <= now) {
         c->timed_out = 1;
         kill(c->pid, SIGKILL); /* reaping reports the job */

@@ -2,10 +2,13 @@
  * A handler's pool of supervised worker processes (worker.c).
  *
  * `concurrency` processes per handler, each running one job at a time, so
- * at most `concurrency` jobs run at once by construction. The pool tracks
- * which job each process holds: when a process dies, exactly that job is
- * reported lost and the process is restarted with backoff. Single
- * threaded: called only from the supervisor's event loop (loop.c).
+ * at most `concurrency` jobs run at once by construction. To keep workers
+ * busy without a round trip per job, up to `depth` jobs are queued to a
+ * worker; it runs them in order and answers each as it finishes. The pool
+ * keeps that queue, so the job at its head is the one running: when a
+ * process dies, exactly that job is reported lost, the ones behind it
+ * (never started) are handed back, and the process is restarted with
+ * backoff. Single threaded: called only from the supervisor's event loop.
  */
 #ifndef WR_POOL_H
 #define WR_POOL_H
@@ -18,11 +21,13 @@
 #include "ipc.h"
 #include "job.h"
 
+#define WR_POOL_MAX_DEPTH 32
+
 typedef enum wr_child_state {
   WR_CHILD_DOWN = 0,  /* not running; restart_at says when */
   WR_CHILD_STARTING,  /* forked, init() not confirmed yet */
-  WR_CHILD_IDLE,
-  WR_CHILD_BUSY,
+  WR_CHILD_IDLE,      /* no job queued */
+  WR_CHILD_BUSY,      /* running q[head], maybe more queued */
   WR_CHILD_EXITING,   /* killed or told to stop; waiting to reap */
 } wr_child_state;
 
@@ -30,7 +35,8 @@ typedef struct wr_child {
   pid_t pid;
   int fd;
   wr_child_state state;
-  wr_job *job;          /* the job it runs, or NULL */
+  wr_job *q[WR_POOL_MAX_DEPTH]; /* sent, unanswered; q[head] is running */
+  int head, len;
   double restart_at;    /* monotonic seconds, when DOWN */
   unsigned failures;    /* consecutive deaths, for backoff */
   int timed_out;        /* killed for running past the job timeout */
@@ -46,6 +52,10 @@ typedef struct wr_pool_events {
    * pool killed it because the job ran past p->timeout. */
   void (*lost)(void *ctx, struct wr_pool *p, wr_job *job, const char *why,
                int timed_out);
+  /* `job` was queued to a worker that died before starting it. Called
+   * after lost(), last queued first, so pushing each to the front of a
+   * FIFO restores the order. */
+  void (*unstarted)(void *ctx, struct wr_pool *p, wr_job *job);
 } wr_pool_events;
 
 typedef struct wr_pool {
@@ -53,6 +63,7 @@ typedef struct wr_pool {
   const warren_handler *def;
   const config_setting_t *settings;
   int n;
+  int depth;              /* jobs queued per worker, 1..WR_POOL_MAX_DEPTH */
   wr_child *children;
   int idle;               /* children in WR_CHILD_IDLE */
   int busy;               /* children in WR_CHILD_BUSY */
@@ -71,11 +82,14 @@ int wr_pool_init(wr_pool *p, const char *name, const warren_handler *def,
  * Fails if any worker refuses to start. */
 int wr_pool_start(wr_pool *p, double timeout_s, char *err, size_t errlen);
 
-/* An idle worker, or NULL. */
-wr_child *wr_pool_idle(wr_pool *p);
+/* The worker with the fewest queued jobs that can take another, or NULL. */
+wr_child *wr_pool_pick(wr_pool *p);
 
-/* Give `job` to idle worker c. On failure (worker gone) the job is not
- * taken: it stays the caller's. */
+/* The job worker c is running, or NULL. */
+wr_job *wr_pool_running(const wr_child *c);
+
+/* Queue `job` to worker c (from wr_pool_pick). On failure (worker gone)
+ * the job is not taken: it stays the caller's. */
 int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job);
 
 /* c->fd is readable (or hung up). */

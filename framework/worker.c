@@ -1,5 +1,6 @@
 #include "worker.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,41 @@ static _Noreturn void die(int code) {
   _exit(code);
 }
 
+/* The worker's receive buffer: bytes [start, end) are unread. It grows
+ * to the largest job seen, bounded by WR_IPC_MAX_FRAME. */
+typedef struct inbuf {
+  unsigned char *buf;
+  size_t cap, start, end;
+} inbuf;
+
+/* Make `need` unread bytes available. 0, 1 on EOF with nothing unread,
+ * -1 on error or EOF mid-frame. */
+static int fill_to(inbuf *in, int fd, size_t need) {
+  while (in->end - in->start < need) {
+    if (in->start > 0 && (in->start == in->end || in->cap - in->start < need)) {
+      memmove(in->buf, in->buf + in->start, in->end - in->start);
+      in->end -= in->start;
+      in->start = 0;
+    }
+    if (need > in->cap || in->cap == 0) {
+      size_t cap = need > 65536 ? need : 65536;
+      unsigned char *nb = realloc(in->buf, cap);
+      if (!nb) {
+        wr_error("%s worker: out of memory for a %zu-byte job", g_name, need);
+        abort(); /* counted as a crash of this job, which is what it is */
+      }
+      in->buf = nb;
+      in->cap = cap;
+    }
+    ssize_t r = read(fd, in->buf + in->end, in->cap - in->end);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0 && in->end == in->start) return 1;
+    if (r <= 0) return -1;
+    in->end += (size_t)r;
+  }
+  return 0;
+}
+
 /* Points msg's fields into the frame payload; 0 or -1 if malformed. */
 static int unpack(unsigned char *p, size_t len, warren_message *msg,
                   struct warren_headers *hdrs, uint64_t *job_id) {
@@ -129,33 +165,28 @@ void wr_worker_main(int fd, const char *handler_name, const warren_handler *def,
   }
   if (wr_ipc_send(fd, WR_IPC_READY, NULL, 0, NULL, 0) != 0) die(WR_WORKER_EXIT_OK);
 
-  /* The frame buffer is reused across jobs and grows to the largest job
-   * seen, bounded by WR_IPC_MAX_FRAME. */
+  /* Jobs arrive back to back: read as much as the socket holds and take
+   * frames from the buffer, so a run of small jobs costs one read(). */
   static struct warren_headers hdrs;
-  unsigned char *buf = NULL;
-  size_t cap = 0;
+  inbuf in = {0};
   for (;;) {
     wr_ipc_hdr h;
-    int rc = wr_ipc_read_full(fd, &h, sizeof h);
+    int rc = fill_to(&in, fd, sizeof h);
     if (rc == 1) break; /* supervisor closed: clean stop */
-    if (rc != 0 || h.type != WR_IPC_JOB || h.len > WR_IPC_MAX_FRAME) {
-      wr_error("%s worker: bad frame from supervisor", g_name);
+    if (rc == 0) {
+      memcpy(&h, in.buf + in.start, sizeof h);
+      if (h.type != WR_IPC_JOB || h.len > WR_IPC_MAX_FRAME) rc = -1;
+    }
+    if (rc == 0) rc = fill_to(&in, fd, sizeof h + (size_t)h.len);
+    if (rc != 0) {
+      wr_error("%s worker: bad or cut frame from the supervisor", g_name);
       die(WR_WORKER_EXIT_PROTOCOL);
     }
-    if (h.len > cap) {
-      unsigned char *nb = realloc(buf, (size_t)h.len);
-      if (!nb) {
-        wr_error("%s worker: out of memory for a %llu-byte job", g_name,
-                 (unsigned long long)h.len);
-        abort(); /* counted as a crash of this job, which is what it is */
-      }
-      buf = nb;
-      cap = (size_t)h.len;
-    }
-    if (wr_ipc_read_full(fd, buf, (size_t)h.len) != 0) die(WR_WORKER_EXIT_PROTOCOL);
+    unsigned char *frame = in.buf + in.start + sizeof h;
+    in.start += sizeof h + (size_t)h.len;
     warren_message msg;
     wr_ipc_result res = {0};
-    if (unpack(buf, (size_t)h.len, &msg, &hdrs, &res.job_id) != 0) {
+    if (unpack(frame, (size_t)h.len, &msg, &hdrs, &res.job_id) != 0) {
       wr_error("%s worker: malformed job frame", g_name);
       die(WR_WORKER_EXIT_PROTOCOL);
     }
@@ -173,7 +204,7 @@ void wr_worker_main(int fd, const char *handler_name, const warren_handler *def,
     if (wr_ipc_send(fd, WR_IPC_RESULT, &res, sizeof res, g_err, g_err_len) != 0)
       break;
   }
-  free(buf);
+  free(in.buf);
   if (def->shutdown) def->shutdown(state);
   die(WR_WORKER_EXIT_OK);
 }

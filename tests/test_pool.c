@@ -30,7 +30,15 @@ static void on_lost(void *ctx, wr_pool *p, wr_job *job, const char *why,
   snprintf(lost_why, sizeof lost_why, "%s", why);
 }
 
-static const wr_pool_events ev = {on_done, on_lost};
+static wr_job *unstarted[4];
+static int n_unstarted;
+
+static void on_unstarted(void *ctx, wr_pool *p, wr_job *job) {
+  (void)ctx, (void)p;
+  unstarted[n_unstarted++] = job;
+}
+
+static const wr_pool_events ev = {on_done, on_lost, on_unstarted};
 static config_t lc;
 static wr_plugin plug;
 static char logpath[] = "/tmp/warren-pool-XXXXXX";
@@ -88,15 +96,15 @@ Test(pool, runs_jobs_and_isolates_a_crash) {
   wr_job ok, boom;
   job_init(&ok, 1, "fine");
   job_init(&boom, 2, "boom");
-  wr_child *c = wr_pool_idle(&p);
+  wr_child *c = wr_pool_pick(&p);
   cr_assert_eq(wr_pool_dispatch(&p, c, &ok), WARREN_OK);
   cr_assert_eq(p.busy, 1);
-  cr_assert_eq(c->job, &ok, "the pool knows which job the worker runs");
+  cr_assert_eq(wr_pool_running(c), &ok, "the pool knows which job the worker runs");
   SERVE(&p, done_job == &ok);
   cr_assert_eq(done_result, WARREN_ACK);
   cr_assert_eq(p.idle, 2);
 
-  c = wr_pool_idle(&p);
+  c = wr_pool_pick(&p);
   pid_t victim = c->pid;
   cr_assert_eq(wr_pool_dispatch(&p, c, &boom), WARREN_OK);
   SERVE(&p, lost_job == &boom);
@@ -113,12 +121,74 @@ Test(pool, runs_jobs_and_isolates_a_crash) {
   cr_assert_eq(p.restarts, 1);
 
   done_job = NULL;
-  c = wr_pool_idle(&p);
+  c = wr_pool_pick(&p);
   job_init(&ok, 3, "again");
   cr_assert_eq(wr_pool_dispatch(&p, c, &ok), WARREN_OK);
   SERVE(&p, done_job == &ok);
   wr_pool_stop(&p, 5);
   cr_assert_eq(p.idle, 0);
+  wr_pool_free(&p);
+  wr_plugin_unload(&plug);
+  config_destroy(&lc);
+  unlink(logpath);
+}
+
+Test(pool, queued_jobs_behind_a_crash_come_back_unstarted) {
+  char err[512];
+  cr_assert_eq(wr_plugin_load(TEST_HANDLER_DIR "/record.so", &plug, err, sizeof err),
+               WARREN_OK, "%s", err);
+  wr_pool p;
+  wr_pool_init(&p, "rec", plug.def, settings(), 1, 0.05, 1, &ev, NULL);
+  p.depth = 4;
+  cr_assert_eq(wr_pool_start(&p, 10, err, sizeof err), WARREN_OK, "%s", err);
+  wr_job a, boom, b, c2;
+  job_init(&a, 1, "a");
+  job_init(&boom, 2, "boom");
+  job_init(&b, 3, "b");
+  job_init(&c2, 4, "c");
+  wr_job *all[] = {&a, &boom, &b, &c2};
+  for (int i = 0; i < 4; i++) {
+    wr_child *c = wr_pool_pick(&p);
+    cr_assert_not_null(c, "a worker takes up to depth jobs");
+    cr_assert_eq(wr_pool_dispatch(&p, c, all[i]), WARREN_OK);
+  }
+  cr_assert_null(wr_pool_pick(&p), "depth 4 is full");
+  done_job = lost_job = NULL;
+  n_unstarted = 0;
+  SERVE(&p, lost_job == &boom && n_unstarted == 2);
+  cr_assert_eq(done_job, &a, "the job before the crash finished");
+  cr_assert_eq(unstarted[0], &c2, "handed back last first");
+  cr_assert_eq(unstarted[1], &b);
+  wr_pool_stop(&p, 5);
+  wr_pool_free(&p);
+  wr_plugin_unload(&plug);
+  config_destroy(&lc);
+  unlink(logpath);
+}
+
+Test(pool, death_seen_before_results_still_blames_the_right_job) {
+  char err[512];
+  cr_assert_eq(wr_plugin_load(TEST_HANDLER_DIR "/record.so", &plug, err, sizeof err),
+               WARREN_OK, "%s", err);
+  wr_pool p;
+  wr_pool_init(&p, "rec", plug.def, settings(), 1, 0.05, 1, &ev, NULL);
+  p.depth = 2;
+  cr_assert_eq(wr_pool_start(&p, 10, err, sizeof err), WARREN_OK, "%s", err);
+  wr_job a, boom;
+  job_init(&a, 1, "a");
+  job_init(&boom, 2, "boom");
+  wr_child *c = wr_pool_pick(&p);
+  cr_assert_eq(wr_pool_dispatch(&p, c, &a), WARREN_OK);
+  cr_assert_eq(wr_pool_dispatch(&p, c, &boom), WARREN_OK);
+  /* Reap the death before reading a's result from the socket, as the loop
+   * does when SIGCHLD and the result arrive in the same poll round. */
+  int st;
+  pid_t pid = waitpid(c->pid, &st, 0);
+  done_job = lost_job = NULL;
+  cr_assert(wr_pool_reap(&p, pid, st));
+  cr_assert_eq(done_job, &a, "a finished before the crash");
+  cr_assert_eq(lost_job, &boom, "the crash is boom's");
+  wr_pool_stop(&p, 5);
   wr_pool_free(&p);
   wr_plugin_unload(&plug);
   config_destroy(&lc);
