@@ -1,6 +1,7 @@
 /*
  * Load for the benchmarks, through libwarren (publisher confirms).
  *   bench_publish PORT QUEUE N SIZE [RATE]
+ *   bench_publish PORT QUEUE --wait-empty   (until no job is ready; 120 s)
  * N persistent jobs of SIZE bytes to QUEUE via the default exchange. With
  * RATE > 0 they are paced at RATE/s and each body starts "t=<unix ns> "
  * (the publish time, for pickup latency).
@@ -10,9 +11,36 @@
 #include <string.h>
 #include <time.h>
 
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+
 #include <warren/producer.h>
 
+/* Poll the queue's ready count (passive declare) until it is 0. */
+static int wait_empty(int port, const char *queue) {
+  amqp_connection_state_t c = amqp_new_connection();
+  amqp_socket_t *s = amqp_tcp_socket_new(c);
+  if (amqp_socket_open(s, "127.0.0.1", port)) return 1;
+  if (amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest")
+          .reply_type != AMQP_RESPONSE_NORMAL)
+    return 1;
+  amqp_channel_open(c, 1);
+  for (int i = 0; i < 12000; i++) {
+    amqp_queue_declare_ok_t *ok =
+        amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+    if (!ok) return 1;
+    if (ok->message_count == 0) break;
+    amqp_maybe_release_buffers(c);
+    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+  }
+  amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(c);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 4 && !strcmp(argv[3], "--wait-empty"))
+    return wait_empty(atoi(argv[1]), argv[2]);
   if (argc < 5) {
     fprintf(stderr, "usage: bench_publish PORT QUEUE N SIZE [RATE]\n");
     return 2;

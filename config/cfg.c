@@ -454,7 +454,7 @@ static void load_worker(ctx *c, wr_cfg *cfg, config_setting_t *root) {
 
 int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
   static const char *const top_keys[] = {"broker", "worker", "exchanges",
-                                         "handlers", NULL};
+                                         "handlers", "health", NULL};
   if (errlen) err[0] = '\0';
   wr_cfg *cfg = calloc(1, sizeof *cfg);
   if (cfg) config_init(&cfg->lc);
@@ -485,6 +485,11 @@ int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
   check_keys(&c, root, top_keys);
   load_broker(&c, cfg, &used, root);
   load_worker(&c, cfg, root);
+  static const char *const health_keys[] = {"listen", "port", NULL};
+  config_setting_t *hg = get_group(&c, root, "health", 0);
+  check_keys(&c, hg, health_keys);
+  cfg->health_listen = get_str(&c, hg, "listen", "127.0.0.1", 0);
+  cfg->health_port = (int)get_int(&c, hg, "port", 0, 0, 65535);
   load_exchanges(&c, cfg, root);
   load_handlers(&c, cfg, &used, root);
   if (c.errors) {

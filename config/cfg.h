@@ -84,6 +84,8 @@ typedef struct wr_cfg {
   double reconnect_max;
   double restart_min;     /* backoff before restarting a dead worker */
   double restart_max;
+  const char *health_listen; /* liveness/readiness HTTP address */
+  int health_port;           /* 0: not served */
   wr_exchange_cfg *exchanges;
   size_t n_exchanges;
   wr_handler_cfg *handlers;

@@ -189,7 +189,7 @@ static int ensure_queue(amqp_connection_state_t c, amqp_channel_t ch,
 static int bind(amqp_connection_state_t c, amqp_channel_t ch, const char *queue,
                 const char *exchange, const char *key, char *err,
                 size_t errlen) {
-  char what[400];
+  char what[1024];
   amqp_queue_bind(c, ch, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
                   amqp_cstring_bytes(key), amqp_empty_table);
   snprintf(what, sizeof what, "bind queue '%s' to exchange '%s' key '%s'",

@@ -15,6 +15,7 @@
 
 #include "conn.h"
 #include "headers.h"
+#include "health.h"
 #include "retry.h"
 #include "log.h"
 #include "plugin.h"
@@ -50,7 +51,8 @@ struct wr_loop {
   int sock;
   uint64_t gen;     /* bumped per connection: tags of older ones are void */
   uint64_t next_id;
-  int ready;
+  wr_health_state hs; /* read by the health thread */
+  wr_health *health;
   int draining;
   double drain_deadline;
   double next_connect, backoff;
@@ -143,7 +145,7 @@ static void flush_all_acks(wr_loop *l) {
 static void conn_lost(wr_loop *l, const char *why, int polite) {
   if (!l->conn) return;
   wr_warn("broker connection lost: %s; unacked jobs go back to the queue", why);
-  l->ready = 0;
+  atomic_store(&l->hs.ready, 0);
   if (polite)
     wr_conn_close(l->conn);
   else
@@ -526,7 +528,7 @@ static void try_connect(wr_loop *l) {
   l->sock = amqp_get_sockfd(c);
   l->pub_seq = 0;
   l->gen++;
-  l->ready = 1;
+  atomic_store(&l->hs.ready, 1);
   l->backoff = l->cfg->reconnect_min;
   wr_info("connected to %s:%d vhost '%s'; consuming %zu queue(s)", b->host,
           b->port, b->vhost, l->nh);
@@ -539,7 +541,7 @@ static void begin_drain(wr_loop *l) {
     return;
   }
   l->draining = 1;
-  l->ready = 0;
+  atomic_store(&l->hs.ready, 0);
   l->drain_deadline = wr_now() + l->cfg->shutdown_grace;
   int busy = 0;
   for (size_t i = 0; i < l->nh; i++) busy += l->h[i].pool.busy;
@@ -620,6 +622,7 @@ static int busy_total(const wr_loop *l) {
 int wr_loop_run(wr_loop *l) {
   for (;;) {
     double now = wr_now();
+    atomic_store_explicit(&l->hs.tick_ms, (long long)(now * 1000), memory_order_relaxed);
     if (!l->conn && !l->draining && now >= l->next_connect) try_connect(l);
     if (l->draining &&
         ((busy_total(l) == 0 && (!l->conf_head || !l->conn)) ||
@@ -670,7 +673,7 @@ int wr_loop_run(wr_loop *l) {
   wr_info("stopping workers");
   for (size_t i = 0; i < l->nh; i++) wr_pool_stop(&l->h[i].pool, WORKER_STOP_S);
   if (l->conn) {
-    l->ready = 0;
+    atomic_store(&l->hs.ready, 0);
     drop_pending(l);
     flush_all_acks(l); /* of jobs the stop just settled */
     wr_conn_close(l->conn);
@@ -762,6 +765,15 @@ int wr_loop_create(wr_cfg *cfg, wr_loop **out, char *err, size_t errlen) {
   }
   for (size_t i = 0; i < l->nh && rc == WARREN_OK; i++)
     rc = wr_pool_start(&l->h[i].pool, WORKER_START_S, err, errlen);
+  atomic_store(&l->hs.tick_ms, wr_health_now_ms());
+  if (rc == WARREN_OK && cfg->health_port > 0) {
+    /* Started after the workers are forked, and serving only atomics. */
+    l->health = wr_health_start(cfg->health_listen, cfg->health_port, &l->hs,
+                                err, errlen);
+    if (!l->health) rc = WARREN_IO;
+    else wr_info("health endpoints on http://%s:%d/healthz and /readyz",
+                 cfg->health_listen, cfg->health_port);
+  }
   if (rc != WARREN_OK) {
     wr_loop_destroy(l);
     return rc;
@@ -770,8 +782,8 @@ int wr_loop_create(wr_cfg *cfg, wr_loop **out, char *err, size_t errlen) {
   return WARREN_OK;
 }
 
-int wr_loop_ready(const wr_loop *l) {
-  return l->ready;
+int wr_loop_ready(wr_loop *l) {
+  return atomic_load(&l->hs.ready);
 }
 
 const wr_handler_stats *wr_loop_stats(const wr_loop *l, size_t handler) {
@@ -780,6 +792,7 @@ const wr_handler_stats *wr_loop_stats(const wr_loop *l, size_t handler) {
 
 void wr_loop_destroy(wr_loop *l) {
   if (!l) return;
+  wr_health_stop(l->health);
   for (size_t i = 0; l->h && i < l->nh; i++) {
     wr_handler_rt *h = &l->h[i];
     if (h->pool.children) {

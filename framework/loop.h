@@ -38,7 +38,7 @@ int wr_loop_create(wr_cfg *cfg, wr_loop **out, char *err, size_t errlen);
 int wr_loop_run(wr_loop *l);
 
 /* 1 while connected with every consumer registered and not draining. */
-int wr_loop_ready(const wr_loop *l);
+int wr_loop_ready(wr_loop *l);
 
 const wr_handler_stats *wr_loop_stats(const wr_loop *l, size_t handler);
 

@@ -1,6 +1,7 @@
 #include "support.h"
 
 #include <amqp.h>
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,6 +261,26 @@ int tw_wait_all(const char *path, const char *prefix, int *done, int n,
     if (!missing || wr_now() >= until) return missing;
     nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
   }
+}
+
+static size_t discard_body(char *p, size_t size, size_t n, void *ctx) {
+  (void)p, (void)ctx;
+  return size * n;
+}
+
+long tw_http_get(int port, const char *path) {
+  char url[256];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+  CURL *c = curl_easy_init();
+  if (!c) return -1;
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 3000L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+  long code = -1;
+  if (curl_easy_perform(c) == CURLE_OK)
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(c);
+  return code;
 }
 
 int tw_missing(const int *a, const int *b, int n, int *dupes) {

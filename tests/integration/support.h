@@ -45,6 +45,9 @@ int tw_warren_cli(char *out, size_t outlen, const char *args);
 int tw_wait_all(const char *path, const char *prefix, int *done, int n,
                 double timeout_s);
 
+/* HTTP GET http://127.0.0.1:port/path with libcurl; the status, or -1. */
+long tw_http_get(int port, const char *path);
+
 /* Report and return the number of ids never seen and seen twice. */
 int tw_missing(const int *a, const int *b, int n, int *dupes);
 

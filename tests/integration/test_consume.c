@@ -101,10 +101,11 @@ enum { BATCH = 1000 };
 
 static void batch_config(const char *dir, const char *queue, int sleep_ms) {
   snprintf(text, sizeof text,
+           "health = { port = %d; };\n"
            "handlers = ( { name = \"batch\"; queue = \"%s\";\n"
            "  plugin = \"" RECORD "\"; prefetch = 50; concurrency = 2;\n"
            "  settings = { log = \"%s/rec\"; sleep_ms = %d; }; } );\n",
-           queue, dir, sleep_ms);
+           tw_port() + 100, queue, dir, sleep_ms);
 }
 
 Test(consume, sigterm_mid_batch_loses_nothing, .timeout = 300) {
@@ -148,11 +149,16 @@ Test(consume, broker_restart_mid_batch_loses_nothing, .timeout = 300) {
   cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
   cr_assert_eq(tw_publish("it.restart", BATCH, "job"), 0);
   cr_assert_geq(tw_wait_count(rec, "end", "job", BATCH, 100, 60), 100);
+  int health = tw_port() + 100;
+  cr_assert_eq(tw_http_get(health, "/readyz"), 200);
 
   cr_assert_eq(tw_ctl(out, sizeof out, "stop_app"), 0, "%s", out);
   int during = tw_count(rec, "end", "job", NULL, BATCH);
   cr_assert(tw_wait_text(log, "broker connection lost", 30),
             "the worker noticed the broker going away");
+  cr_assert_eq(tw_http_get(health, "/readyz"), 503, "not ready without a broker");
+  cr_assert_eq(tw_http_get(health, "/healthz"), 200, "but alive");
+  cr_assert_eq(tw_http_get(health, "/nope"), 404);
   sleep(1);
   cr_assert_eq(tw_ctl(out, sizeof out, "start_app"), 0, "%s", out);
   cr_assert_lt(during, BATCH, "the restart must land mid-batch");
@@ -161,6 +167,7 @@ Test(consume, broker_restart_mid_batch_loses_nothing, .timeout = 300) {
   static int done[BATCH + 1];
   int dupes, missing = tw_wait_all(rec, "job", done, BATCH, 120);
   tw_missing(done, NULL, BATCH, &dupes);
+  cr_assert_eq(tw_http_get(health, "/readyz"), 200, "ready again after the reconnect");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 60), 0);
   static int queued[BATCH + 1];
   int nq = tw_drain("it.restart", "job", queued, BATCH);
