@@ -28,24 +28,31 @@ static int writev_all(int fd, struct iovec *iov, int n) {
   return 0;
 }
 
-int wr_ipc_send_job(int fd, const wr_ipc_job *job,
-                    const wr_ipc_field fields[WR_JOB_NFIELDS]) {
+void wr_ipc_batch_add(wr_ipc_batch *b, const wr_ipc_job *job,
+                      const wr_ipc_field fields[WR_JOB_NFIELDS]) {
   static const char nul = 0;
-  wr_ipc_job j = *job;
-  wr_ipc_hdr h = {WR_IPC_JOB, 0, sizeof j};
-  struct iovec iov[2 + 2 * WR_JOB_NFIELDS];
-  int n = 0;
+  wr_ipc_job *j = &b->job[b->n];
+  wr_ipc_hdr *h = &b->hdr[b->n++];
+  *j = *job;
+  *h = (wr_ipc_hdr){WR_IPC_JOB, 0, sizeof *j};
   for (int i = 0; i < WR_JOB_NFIELDS; i++) {
-    j.field_len[i] = fields[i].len;
-    h.len += fields[i].len + 1;
+    j->field_len[i] = fields[i].len;
+    h->len += fields[i].len + 1;
   }
-  iov[n++] = (struct iovec){&h, sizeof h};
-  iov[n++] = (struct iovec){&j, sizeof j};
+  struct iovec *iov = b->iov;
+  iov[b->niov++] = (struct iovec){h, sizeof *h};
+  iov[b->niov++] = (struct iovec){j, sizeof *j};
   for (int i = 0; i < WR_JOB_NFIELDS; i++) {
-    if (fields[i].len) iov[n++] = (struct iovec){(void *)fields[i].ptr, fields[i].len};
-    iov[n++] = (struct iovec){(void *)&nul, 1};
+    if (fields[i].len)
+      iov[b->niov++] = (struct iovec){(void *)fields[i].ptr, fields[i].len};
+    iov[b->niov++] = (struct iovec){(void *)&nul, 1};
   }
-  return writev_all(fd, iov, n);
+}
+
+int wr_ipc_batch_send(wr_ipc_batch *b, int fd) {
+  int rc = b->niov ? writev_all(fd, b->iov, b->niov) : 0;
+  b->n = b->niov = 0;
+  return rc;
 }
 
 int wr_ipc_send(int fd, uint32_t type, const void *fixed, size_t fixed_len,

@@ -10,18 +10,48 @@
 #ifndef WR_IPC_H
 #define WR_IPC_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define WR_IPC_MAX_FRAME ((uint64_t)256 << 20) /* above RabbitMQ's 128 MiB */
 #define WR_IPC_MAX_ERROR 1024                  /* error text, bytes */
 
 enum wr_ipc_type {
   WR_IPC_JOB = 1,         /* supervisor -> worker: wr_ipc_job + fields */
-  WR_IPC_RESULT = 2,      /* worker -> supervisor: wr_ipc_result + text */
+  WR_IPC_WAKE = 2,        /* worker -> supervisor: results are published */
   WR_IPC_READY = 3,       /* worker -> supervisor: init done */
   WR_IPC_INIT_FAILED = 4, /* worker -> supervisor: text, then exit */
 };
+
+/*
+ * Results travel through memory shared by the supervisor and one worker,
+ * not the socket. The worker fills slot[k % WR_IPC_SLOTS] for its k-th
+ * job and bumps `published` *before* it starts the next job, so the
+ * supervisor can read every finished result even after the worker died:
+ * the first job without one is the job that was running. A worker sends a
+ * WR_IPC_WAKE frame only when the supervisor set `wake` before sleeping,
+ * so a busy pair exchanges results without a system call. The supervisor
+ * never has more than WR_IPC_SLOTS jobs out to a worker, so a slot is
+ * always read before it is reused.
+ */
+#define WR_IPC_SLOTS 32
+
+typedef struct wr_ipc_slot {
+  uint64_t job_id;
+  int32_t result;   /* warren_result */
+  uint32_t err_len; /* bytes of err used */
+  char err[WR_IPC_MAX_ERROR];
+} wr_ipc_slot;
+
+typedef struct wr_ipc_shm {
+  _Atomic uint32_t published; /* results written; worker stores, seq_cst */
+  char pad1[60];              /* own cache lines for the two counters */
+  _Atomic uint32_t wake;      /* supervisor: 1 = about to sleep */
+  char pad2[60];
+  wr_ipc_slot slot[WR_IPC_SLOTS];
+} wr_ipc_shm;
 
 typedef struct wr_ipc_hdr {
   uint32_t type;
@@ -50,22 +80,29 @@ typedef struct wr_ipc_job {
   uint64_t field_len[WR_JOB_NFIELDS];
 } wr_ipc_job;
 
-typedef struct wr_ipc_result {
-  uint64_t job_id;
-  int32_t result;    /* warren_result */
-  uint32_t err_len;  /* error text bytes that follow */
-} wr_ipc_result;
-
 /* One field of a job as it is sent: pointer and length, not copied. */
 typedef struct wr_ipc_field {
   const void *ptr;
   size_t len;
 } wr_ipc_field;
 
-/* Write a whole job frame with writev, without copying fields. Blocking
- * fd. Returns 0 or -1 (errno set; EPIPE when the worker is gone). */
-int wr_ipc_send_job(int fd, const wr_ipc_job *job,
-                    const wr_ipc_field fields[WR_JOB_NFIELDS]);
+/* Frames for several jobs, written with one writev: the iovecs point at
+ * the caller's fields (not copied) and at the batch's own headers. */
+#define WR_IPC_IOV_PER_JOB (2 + 2 * WR_JOB_NFIELDS)
+typedef struct wr_ipc_batch {
+  int n;                              /* jobs in the batch */
+  int niov;
+  wr_ipc_hdr hdr[WR_IPC_SLOTS];
+  wr_ipc_job job[WR_IPC_SLOTS];
+  struct iovec iov[WR_IPC_SLOTS * WR_IPC_IOV_PER_JOB];
+} wr_ipc_batch;
+
+/* Add a job (at most WR_IPC_SLOTS per batch). */
+void wr_ipc_batch_add(wr_ipc_batch *b, const wr_ipc_job *job,
+                      const wr_ipc_field fields[WR_JOB_NFIELDS]);
+/* Write the batch (blocking fd) and empty it. 0, or -1 with errno (EPIPE
+ * when the worker is gone). */
+int wr_ipc_batch_send(wr_ipc_batch *b, int fd);
 
 /* Write a small frame: header, fixed part and an optional tail. */
 int wr_ipc_send(int fd, uint32_t type, const void *fixed, size_t fixed_len,
@@ -76,7 +113,7 @@ int wr_ipc_send(int fd, uint32_t type, const void *fixed, size_t fixed_len,
  * it what read() returned, then pop complete frames. Frames from workers
  * are small; anything over the buffer is a protocol error.
  */
-#define WR_IPC_RBUF (sizeof(wr_ipc_hdr) + sizeof(wr_ipc_result) + WR_IPC_MAX_ERROR + 64)
+#define WR_IPC_RBUF (sizeof(wr_ipc_hdr) + WR_IPC_MAX_ERROR + 64)
 typedef struct wr_ipc_reader {
   unsigned char buf[WR_IPC_RBUF * 2];
   size_t len;

@@ -579,11 +579,12 @@ static void dispatch(wr_loop *l) {
     wr_child *c;
     while (h->pend_head && (c = wr_pool_pick(&h->pool))) {
       wr_job *job = h->pend_head;
-      if (wr_pool_dispatch(&h->pool, c, job) != WARREN_OK) break;
       h->pend_head = job->next;
       if (!h->pend_head) h->pend_tail = NULL;
       h->pending--;
+      wr_pool_dispatch(&h->pool, c, job);
     }
+    wr_pool_flush(&h->pool);
   }
 }
 
@@ -637,6 +638,8 @@ int wr_loop_run(wr_loop *l) {
       ms = 0;
     for (size_t i = 0; i < l->nh && ms > 0; i++)
       if (l->h[i].n_done) flush_acks(l, &l->h[i]); /* about to sleep */
+    for (size_t i = 0; i < l->nh && ms > 0; i++)
+      if (wr_pool_sleep(&l->h[i].pool)) ms = 0; /* results already in */
     size_t n = build_pollset(l);
     int pr = poll(l->pfd, n, ms);
     if (pr < 0 && errno != EINTR) {
@@ -659,6 +662,7 @@ int wr_loop_run(wr_loop *l) {
         }
       }
     }
+    for (size_t i = 0; i < l->nh; i++) wr_pool_collect(&l->h[i].pool);
     if (l->conn && (amqp_ready || now >= l->next_service ||
                     amqp_data_in_buffer(l->conn) || amqp_frames_enqueued(l->conn))) {
       read_amqp(l);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -18,6 +19,8 @@
 #include "headers.h"
 #include "log.h"
 #include "worker.h"
+
+#define WR_POOL_ARENA (64 * 1024) /* flattened headers of one batch */
 
 double wr_now(void) {
   struct timespec ts;
@@ -31,7 +34,20 @@ int wr_pool_init(wr_pool *p, const char *name, const warren_handler *def,
   memset(p, 0, sizeof *p);
   p->children = calloc((size_t)n, sizeof *p->children);
   if (!p->children) return WARREN_NOMEM;
-  for (int i = 0; i < n; i++) p->children[i].fd = -1;
+  for (int i = 0; i < n; i++) {
+    wr_child *c = &p->children[i];
+    c->fd = -1;
+    c->shm = mmap(NULL, sizeof *c->shm, PROT_READ | PROT_WRITE,
+                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    c->out = malloc(sizeof *c->out);
+    c->arena = malloc(WR_POOL_ARENA);
+    if (c->shm == MAP_FAILED || !c->out || !c->arena) {
+      if (c->shm == MAP_FAILED) c->shm = NULL;
+      p->n = i + 1;
+      wr_pool_free(p);
+      return WARREN_NOMEM;
+    }
+  }
   p->name = name;
   p->depth = 1;
   p->def = def;
@@ -45,7 +61,7 @@ int wr_pool_init(wr_pool *p, const char *name, const warren_handler *def,
 }
 
 /* In the child: become a clean worker process and never return. */
-static _Noreturn void child(wr_pool *p, int fd, pid_t parent) {
+static _Noreturn void child(wr_pool *p, wr_child *self, int fd, pid_t parent) {
   /* If the supervisor dies, its workers must not keep running jobs whose
    * acks nobody can send. */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -63,22 +79,32 @@ static _Noreturn void child(wr_pool *p, int fd, pid_t parent) {
   } else {
     fcntl(3, F_SETFD, 0);
   }
-  /* The AMQP socket and other workers' sockets stay with the supervisor. */
+  /* The AMQP socket and other workers' sockets and result memory stay
+   * with the supervisor. */
   close_range(4, ~0U, 0);
-  wr_worker_main(3, p->name, p->def, p->settings);
+  for (int i = 0; i < p->n; i++)
+    if (&p->children[i] != self && p->children[i].shm)
+      munmap(p->children[i].shm, sizeof *p->children[i].shm);
+  wr_worker_main(3, self->shm, p->name, p->def, p->settings);
 }
 
 static int spawn(wr_pool *p, wr_child *c) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -1;
   pid_t parent = getpid();
+  atomic_store(&c->shm->published, 0);
+  atomic_store(&c->shm->wake, 0);
+  c->collected = 0;
+  c->unsent = 0;
+  c->out->n = c->out->niov = 0;
+  c->arena_used = 0;
   pid_t pid = fork();
   if (pid < 0) {
     close(sv[0]);
     close(sv[1]);
     return -1;
   }
-  if (pid == 0) child(p, sv[1], parent);
+  if (pid == 0) child(p, c, sv[1], parent);
   close(sv[1]);
   memset(&c->rd, 0, sizeof c->rd);
   c->pid = pid;
@@ -148,9 +174,29 @@ static const char *field(amqp_bytes_t b, size_t *len) {
   return b.bytes;
 }
 
-/* Scratch space for the flattened headers of the job being sent; the
- * content header frame bounds its size (frame_max 131072). */
-static unsigned char hdr_scratch[256 * 1024];
+/* Write c's queued jobs. On failure the worker is gone: it is killed, and
+ * reaping hands the unwritten jobs back as never started. */
+static void flush_child(wr_pool *p, wr_child *c) {
+  if (!c->out->n) return;
+  int rc = wr_ipc_batch_send(c->out, c->fd);
+  c->arena_used = 0;
+  if (rc != 0) {
+    wr_warn("handler %s: worker %d is gone (%s)", p->name, (int)c->pid,
+            strerror(errno));
+    kill(c->pid, SIGKILL);
+    return;
+  }
+  c->unsent = 0;
+}
+
+void wr_pool_flush(wr_pool *p) {
+  for (int i = 0; i < p->n; i++)
+    if (p->children[i].fd >= 0 && p->children[i].out->n)
+      flush_child(p, &p->children[i]);
+}
+
+/* Headers too large for a batch's arena (up to a content frame's size). */
+static unsigned char big_scratch[256 * 1024];
 
 int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
   const amqp_basic_properties_t *pr = &job->env.message.properties;
@@ -169,21 +215,27 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
   amqp_table_t none = {0, NULL};
   const amqp_table_t *t = (pr->_flags & AMQP_BASIC_HEADERS_FLAG) ? &pr->headers : &none;
   size_t hlen = wr_hdr_encoded_size(t);
-  if (hlen > sizeof hdr_scratch) t = &none, hlen = wr_hdr_encoded_size(t);
-  wr_hdr_encode(t, hdr_scratch);
-  f[WR_JOB_HEADERS] = (wr_ipc_field){hdr_scratch, hlen};
+  if (hlen > sizeof big_scratch) t = &none, hlen = wr_hdr_encoded_size(t);
+  unsigned char *blob;
+  int alone = hlen > WR_POOL_ARENA;
+  if (alone || c->arena_used + hlen > WR_POOL_ARENA || c->out->n == WR_IPC_SLOTS)
+    flush_child(p, c);
+  if (alone) {
+    blob = big_scratch;
+  } else {
+    blob = c->arena + c->arena_used;
+    c->arena_used += hlen;
+  }
+  wr_hdr_encode(t, blob);
+  f[WR_JOB_HEADERS] = (wr_ipc_field){blob, hlen};
   f[WR_JOB_BODY] = (wr_ipc_field){job->env.message.body.bytes,
                                   job->env.message.body.len};
   wr_ipc_job j = {.job_id = job->id,
                   .delivery_tag = job->env.delivery_tag,
                   .attempt = job->meta.attempt,
                   .redelivered = job->env.redelivered ? 1u : 0u};
-  if (wr_ipc_send_job(c->fd, &j, f) != 0) {
-    wr_warn("handler %s: worker %d is gone (%s); job stays queued", p->name,
-            (int)c->pid, strerror(errno));
-    kill(c->pid, SIGKILL);
-    return WARREN_WORKER_CRASHED;
-  }
+  wr_ipc_batch_add(c->out, &j, f);
+  c->unsent++;
   c->q[(c->head + c->len++) % WR_POOL_MAX_DEPTH] = job;
   if (c->len == 1) {
     c->state = WR_CHILD_BUSY;
@@ -191,7 +243,58 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
     p->busy++;
     job->started = wr_now();
   }
+  if (alone) flush_child(p, c); /* big_scratch is reused by the next one */
   return WARREN_OK;
+}
+
+/* Take c's published results, in order. */
+static void collect(wr_pool *p, wr_child *c) {
+  uint32_t published = atomic_load(&c->shm->published);
+  while (c->collected != published && c->len > c->unsent) {
+    const wr_ipc_slot *s = &c->shm->slot[c->collected % WR_IPC_SLOTS];
+    wr_job *job = c->q[c->head];
+    if (s->job_id != job->id || s->err_len > WR_IPC_MAX_ERROR) {
+      wr_warn("handler %s: worker %d published a result for another job; "
+              "killing it", p->name, (int)c->pid);
+      kill(c->pid, SIGKILL);
+      c->collected = published; /* nothing more is trusted from it */
+      return;
+    }
+    c->collected++;
+    c->head = (c->head + 1) % WR_POOL_MAX_DEPTH;
+    c->failures = 0;
+    if (--c->len == 0) {
+      c->state = WR_CHILD_IDLE;
+      p->busy--;
+      p->idle++;
+    } else {
+      c->q[c->head]->started = wr_now(); /* the next one starts now */
+    }
+    p->ev->done(p->ctx, p, job, s->result, s->err, s->err_len);
+  }
+}
+
+void wr_pool_collect(wr_pool *p) {
+  for (int i = 0; i < p->n; i++) {
+    wr_child *c = &p->children[i];
+    if (c->state != WR_CHILD_BUSY) continue;
+    if (atomic_load_explicit(&c->shm->wake, memory_order_relaxed))
+      atomic_store(&c->shm->wake, 0); /* awake now */
+    collect(p, c);
+  }
+}
+
+int wr_pool_sleep(wr_pool *p) {
+  int ready = 0;
+  for (int i = 0; i < p->n; i++) {
+    wr_child *c = &p->children[i];
+    if (c->state != WR_CHILD_BUSY) continue;
+    /* Store, then load (both seq_cst); the worker stores published, then
+     * loads wake: one of the two always sees the other. */
+    atomic_store(&c->shm->wake, 1);
+    ready |= atomic_load(&c->shm->published) != c->collected;
+  }
+  return ready;
 }
 
 /* A worker that broke protocol or hung up: kill it; reaping reports its
@@ -222,26 +325,8 @@ static long pump(wr_pool *p, wr_child *c) {
     } else if (h.type == WR_IPC_INIT_FAILED) {
       wr_error("handler %s: worker %d: %.*s", p->name, (int)c->pid, (int)h.len,
                (const char *)pl);
-    } else if (h.type == WR_IPC_RESULT && c->state == WR_CHILD_BUSY &&
-               h.len >= sizeof(wr_ipc_result)) {
-      wr_ipc_result r;
-      memcpy(&r, pl, sizeof r);
-      wr_job *job = c->q[c->head];
-      if (r.job_id != job->id || r.err_len != h.len - sizeof r) {
-        discard(p, c, "answered for another job");
-        return -1;
-      }
-      c->head = (c->head + 1) % WR_POOL_MAX_DEPTH;
-      c->failures = 0;
-      if (--c->len == 0) {
-        c->state = WR_CHILD_IDLE;
-        p->busy--;
-        p->idle++;
-      } else {
-        c->q[c->head]->started = wr_now(); /* the next one starts now */
-      }
-      p->ev->done(p->ctx, p, job, r.result, (const char *)pl + sizeof r,
-                  r.err_len);
+    } else if (h.type == WR_IPC_WAKE && h.len == 0) {
+      /* results are collected below */
     } else {
       discard(p, c, "sent an unexpected frame");
       return -1;
@@ -256,6 +341,7 @@ static long pump(wr_pool *p, wr_child *c) {
 
 void wr_pool_readable(wr_pool *p, wr_child *c) {
   long n = pump(p, c);
+  if (c->state == WR_CHILD_BUSY) collect(p, c);
   if (n == 0) discard(p, c, "closed its socket");
   if (n < 0 && c->fd >= 0) discard(p, c, "socket failed");
 }
@@ -271,11 +357,12 @@ static void describe(int status, char *buf, size_t len) {
 }
 
 static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
-  /* Results the worker wrote before it died may still be unread: take
-   * them first, or a finished job would be blamed for the death and the
-   * one that really ran would pass for never started. */
+  /* Results the worker published before it died may not be collected
+   * yet: take them first, or a finished job would be blamed for the death
+   * and the one that really ran would pass for never started. */
   while (c->fd >= 0 && pump(p, c) > 0) {
   }
+  if (c->state == WR_CHILD_BUSY) collect(p, c);
   char why[128];
   int timed_out = c->timed_out;
   if (timed_out)
@@ -286,7 +373,8 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
   if (c->fd >= 0) close(c->fd);
   if (c->state == WR_CHILD_IDLE) p->idle--;
   if (c->state == WR_CHILD_BUSY) p->busy--;
-  wr_job *job = wr_pool_running(c);
+  /* Only a job that was written to the worker can have run. */
+  wr_job *job = c->len > c->unsent ? wr_pool_running(c) : NULL;
   pid_t pid = c->pid;
   c->fd = -1;
   c->pid = 0;
@@ -306,9 +394,11 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
            (int)pid, why, job && !timed_out ? " while running a job" : "", delay);
   }
   if (job) p->ev->lost(p->ctx, p, job, why, timed_out);
-  for (int k = c->len - 1; k >= 1; k--)
+  for (int k = c->len - 1; k >= (job ? 1 : 0); k--)
     p->ev->unstarted(p->ctx, p, c->q[(c->head + k) % WR_POOL_MAX_DEPTH]);
-  c->head = c->len = 0;
+  c->head = c->len = c->unsent = 0;
+  c->out->n = c->out->niov = 0;
+  c->arena_used = 0;
 }
 
 int wr_pool_reap(wr_pool *p, pid_t pid, int status) {
@@ -377,6 +467,12 @@ void wr_pool_stop(wr_pool *p, double grace_s) {
 }
 
 void wr_pool_free(wr_pool *p) {
+  for (int i = 0; p->children && i < p->n; i++) {
+    wr_child *c = &p->children[i];
+    if (c->shm) munmap(c->shm, sizeof *c->shm);
+    free(c->out);
+    free(c->arena);
+  }
   free(p->children);
   p->children = NULL;
 }

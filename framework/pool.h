@@ -21,7 +21,7 @@
 #include "ipc.h"
 #include "job.h"
 
-#define WR_POOL_MAX_DEPTH 32
+#define WR_POOL_MAX_DEPTH WR_IPC_SLOTS
 
 typedef enum wr_child_state {
   WR_CHILD_DOWN = 0,  /* not running; restart_at says when */
@@ -35,8 +35,14 @@ typedef struct wr_child {
   pid_t pid;
   int fd;
   wr_child_state state;
-  wr_job *q[WR_POOL_MAX_DEPTH]; /* sent, unanswered; q[head] is running */
+  wr_job *q[WR_POOL_MAX_DEPTH]; /* given, unanswered; q[head] is running */
   int head, len;
+  int unsent;           /* the last `unsent` of q are still in `out` */
+  wr_ipc_shm *shm;      /* results (ipc.h), shared with the worker */
+  uint32_t collected;   /* results taken from shm */
+  wr_ipc_batch *out;    /* jobs given, not yet written */
+  unsigned char *arena; /* their flattened headers */
+  size_t arena_used;
   double restart_at;    /* monotonic seconds, when DOWN */
   unsigned failures;    /* consecutive deaths, for backoff */
   int timed_out;        /* killed for running past the job timeout */
@@ -88,9 +94,21 @@ wr_child *wr_pool_pick(wr_pool *p);
 /* The job worker c is running, or NULL. */
 wr_job *wr_pool_running(const wr_child *c);
 
-/* Queue `job` to worker c (from wr_pool_pick). On failure (worker gone)
- * the job is not taken: it stays the caller's. */
+/* Queue `job` to worker c (from wr_pool_pick). It is written with the
+ * others given in the same round by wr_pool_flush(). The pool owns the
+ * job from here until done/lost/unstarted hands it back. */
 int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job);
+
+/* Write every worker's queued jobs, one writev each. */
+void wr_pool_flush(wr_pool *p);
+
+/* Take the results workers published (calls `done`). Cheap: one atomic
+ * load per busy worker; call it every turn of the loop. */
+void wr_pool_collect(wr_pool *p);
+
+/* The loop is about to sleep: ask busy workers to wake it. Returns 1 if
+ * results are already waiting (then it must not sleep). */
+int wr_pool_sleep(wr_pool *p);
 
 /* c->fd is readable (or hung up). */
 void wr_pool_readable(wr_pool *p, wr_child *c);

@@ -152,7 +152,23 @@ static int unpack(unsigned char *p, size_t len, warren_message *msg,
   return 0;
 }
 
-void wr_worker_main(int fd, const char *handler_name, const warren_handler *def,
+/* Publish the result of the job that just ran (ipc.h explains the
+ * protocol), then wake the supervisor if it asked to be woken. */
+static int publish(int fd, wr_ipc_shm *shm, uint32_t *done, uint64_t job_id,
+                   int32_t result) {
+  wr_ipc_slot *s = &shm->slot[*done % WR_IPC_SLOTS];
+  s->job_id = job_id;
+  s->result = result;
+  s->err_len = (uint32_t)g_err_len;
+  memcpy(s->err, g_err, g_err_len);
+  atomic_store(&shm->published, ++*done);
+  if (atomic_load(&shm->wake) && atomic_exchange(&shm->wake, 0))
+    return wr_ipc_send(fd, WR_IPC_WAKE, NULL, 0, NULL, 0);
+  return 0;
+}
+
+void wr_worker_main(int fd, wr_ipc_shm *shm, const char *handler_name,
+                    const warren_handler *def,
                     const config_setting_t *settings) {
   g_name = handler_name;
   snprintf(g_tag, sizeof g_tag, "%s:", g_name);
@@ -169,6 +185,7 @@ void wr_worker_main(int fd, const char *handler_name, const warren_handler *def,
    * frames from the buffer, so a run of small jobs costs one read(). */
   static struct warren_headers hdrs;
   inbuf in = {0};
+  uint32_t done = 0;
   for (;;) {
     wr_ipc_hdr h;
     int rc = fill_to(&in, fd, sizeof h);
@@ -185,24 +202,22 @@ void wr_worker_main(int fd, const char *handler_name, const warren_handler *def,
     unsigned char *frame = in.buf + in.start + sizeof h;
     in.start += sizeof h + (size_t)h.len;
     warren_message msg;
-    wr_ipc_result res = {0};
-    if (unpack(frame, (size_t)h.len, &msg, &hdrs, &res.job_id) != 0) {
+    uint64_t job_id;
+    if (unpack(frame, (size_t)h.len, &msg, &hdrs, &job_id) != 0) {
       wr_error("%s worker: malformed job frame", g_name);
       die(WR_WORKER_EXIT_PROTOCOL);
     }
     g_err_len = 0;
     g_current = &msg;
-    res.result = (int32_t)def->handle(state, &msg);
+    int32_t result = (int32_t)def->handle(state, &msg);
     g_current = NULL;
-    if (res.result < WARREN_ACK || res.result > WARREN_REJECT) {
+    if (result < WARREN_ACK || result > WARREN_REJECT) {
       g_err_len = (size_t)snprintf(g_err, sizeof g_err,
                                    "handler returned invalid result %d",
-                                   (int)res.result);
-      res.result = WARREN_RETRY;
+                                   (int)result);
+      result = WARREN_RETRY;
     }
-    res.err_len = (uint32_t)g_err_len;
-    if (wr_ipc_send(fd, WR_IPC_RESULT, &res, sizeof res, g_err, g_err_len) != 0)
-      break;
+    if (publish(fd, shm, &done, job_id, result) != 0) break;
   }
   free(in.buf);
   if (def->shutdown) def->shutdown(state);

@@ -17,8 +17,11 @@
 #define WR_WORKER_EXIT_INIT 3     /* init() refused; INIT_FAILED was sent */
 #define WR_WORKER_EXIT_PROTOCOL 4 /* bad frame from the supervisor */
 
-/* Never returns. `settings` may be NULL. */
-_Noreturn void wr_worker_main(int fd, const char *handler_name,
+struct wr_ipc_shm;
+
+/* Never returns. `settings` may be NULL; results go to `shm` (ipc.h). */
+_Noreturn void wr_worker_main(int fd, struct wr_ipc_shm *shm,
+                              const char *handler_name,
                               const warren_handler *def,
                               const config_setting_t *settings);
 

@@ -73,6 +73,7 @@ static void job_init(wr_job *j, uint64_t id, const char *mid) {
         wr_child *c_ = &(p)->children[i_];                                \
         struct pollfd pf_ = {c_->fd, POLLIN, 0};                          \
         if (c_->fd >= 0 && poll(&pf_, 1, 10) > 0) wr_pool_readable(p, c_); \
+        wr_pool_collect(p);                                               \
       }                                                                   \
       int st_;                                                            \
       pid_t pid_;                                                         \
@@ -98,6 +99,7 @@ Test(pool, runs_jobs_and_isolates_a_crash) {
   job_init(&boom, 2, "boom");
   wr_child *c = wr_pool_pick(&p);
   cr_assert_eq(wr_pool_dispatch(&p, c, &ok), WARREN_OK);
+  wr_pool_flush(&p);
   cr_assert_eq(p.busy, 1);
   cr_assert_eq(wr_pool_running(c), &ok, "the pool knows which job the worker runs");
   SERVE(&p, done_job == &ok);
@@ -107,6 +109,7 @@ Test(pool, runs_jobs_and_isolates_a_crash) {
   c = wr_pool_pick(&p);
   pid_t victim = c->pid;
   cr_assert_eq(wr_pool_dispatch(&p, c, &boom), WARREN_OK);
+  wr_pool_flush(&p);
   SERVE(&p, lost_job == &boom);
 #if defined(__SANITIZE_ADDRESS__)
   /* ASan catches the SEGV, reports it and exits 1 instead. */
@@ -124,6 +127,7 @@ Test(pool, runs_jobs_and_isolates_a_crash) {
   c = wr_pool_pick(&p);
   job_init(&ok, 3, "again");
   cr_assert_eq(wr_pool_dispatch(&p, c, &ok), WARREN_OK);
+  wr_pool_flush(&p);
   SERVE(&p, done_job == &ok);
   wr_pool_stop(&p, 5);
   cr_assert_eq(p.idle, 0);
@@ -153,6 +157,7 @@ Test(pool, queued_jobs_behind_a_crash_come_back_unstarted) {
     cr_assert_eq(wr_pool_dispatch(&p, c, all[i]), WARREN_OK);
   }
   cr_assert_null(wr_pool_pick(&p), "depth 4 is full");
+  wr_pool_flush(&p);
   done_job = lost_job = NULL;
   n_unstarted = 0;
   SERVE(&p, lost_job == &boom && n_unstarted == 2);
@@ -180,8 +185,9 @@ Test(pool, death_seen_before_results_still_blames_the_right_job) {
   wr_child *c = wr_pool_pick(&p);
   cr_assert_eq(wr_pool_dispatch(&p, c, &a), WARREN_OK);
   cr_assert_eq(wr_pool_dispatch(&p, c, &boom), WARREN_OK);
-  /* Reap the death before reading a's result from the socket, as the loop
-   * does when SIGCHLD and the result arrive in the same poll round. */
+  wr_pool_flush(&p);
+  /* Reap the death before collecting a's result, as the loop does when
+   * SIGCHLD and the result arrive in the same poll round. */
   int st;
   pid_t pid = waitpid(c->pid, &st, 0);
   done_job = lost_job = NULL;
