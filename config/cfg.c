@@ -357,7 +357,7 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used,
   static const char *const keys[] = {
       "name",    "queue",   "plugin",     "prefetch", "concurrency",
       "declare", "durable", "queue_type", "bindings", "settings", "retry",
-      "timeout", NULL};
+      "timeout", "isolation", NULL};
   check_keys(c, e, keys);
   h->line = config_setting_source_line(e);
   h->name = get_str(c, e, "name", "", 1);
@@ -386,6 +386,15 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used,
   load_bindings(c, h, e);
   load_retry(c, h, e);
   h->timeout = get_double(c, e, "timeout", 0, 0, 86400);
+  h->isolated = get_bool(c, e, "isolation", 1);
+  if (!h->isolated && h->concurrency != 1)
+    problem(c, config_setting_get_member(e, "isolation"),
+            "isolation = false runs the handler in the supervisor, one job at "
+            "a time: concurrency must be 1");
+  if (!h->isolated && h->timeout > 0)
+    problem(c, config_setting_get_member(e, "isolation"),
+            "a timeout needs isolation (a hung job is stopped by killing its "
+            "worker process)");
   /* RabbitMQ closes the channel (or cancels, from 4.3) when a delivery
    * stays unacked past consumer_timeout, 30 min by default. A job can wait
    * for prefetch/concurrency jobs ahead of it before running. */

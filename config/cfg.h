@@ -67,6 +67,7 @@ typedef struct wr_handler_cfg {
   int declare;             /* declare the queue and its bindings */
   int durable;
   int quorum;              /* queue_type = "quorum" */
+  int isolated;            /* run in worker processes (default) */
   wr_binding_cfg *bindings;
   size_t n_bindings;
   double timeout;              /* seconds a job may run; 0: no limit */

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "plugin.h"
 #include "pool.h"
+#include "worker.h"
 
 #define READ_BUDGET 256       /* deliveries read before serving workers */
 #define IDLE_WAKE_MS 1000     /* heartbeats are serviced at least this often */
@@ -36,6 +37,8 @@ typedef struct wr_handler_rt {
   char tag[200];
   wr_job *pend_head, *pend_tail; /* delivered, waiting for a worker */
   size_t pending;
+  void *inline_state; /* isolation = false: the handler's state */
+  int inline_ready;   /* its init() succeeded */
   uint64_t *done;  /* tags of finished jobs whose ack is not sent yet */
   size_t n_done, ack_batch;
   double done_since;
@@ -572,10 +575,63 @@ static void on_signals(wr_loop *l) {
   }
 }
 
+/* Bounded copy of a short string (AMQP shortstr: at most 255 bytes). */
+static const char *cstr(char buf[256], amqp_bytes_t b) {
+  size_t n = b.len < 255 ? b.len : 255;
+  if (n) memcpy(buf, b.bytes, n);
+  buf[n] = '\0';
+  return buf;
+}
+
+/* isolation = false: run the waiting jobs here, one after the other. A
+ * crash or hang of the handler takes the supervisor with it; the broker
+ * then redelivers its unacked jobs. */
+static void run_inline(wr_loop *l, wr_handler_rt *h) {
+  static struct warren_headers hdrs;
+  static unsigned char blob[256 * 1024];
+  char s[5][256];
+  while (h->pend_head && l->conn && !l->draining) {
+    wr_job *job = h->pend_head;
+    h->pend_head = job->next;
+    if (!h->pend_head) h->pend_tail = NULL;
+    h->pending--;
+    const amqp_basic_properties_t *p = &job->env.message.properties;
+    amqp_bytes_t none = {0, ""};
+    amqp_table_t empty = {0, NULL};
+    const amqp_table_t *t = (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : &empty;
+    if (wr_hdr_encoded_size(t) > sizeof blob) t = &empty;
+    wr_hdr_encode(t, blob);
+    wr_hdr_parse(&hdrs, blob, wr_hdr_encoded_size(t));
+    warren_message m = {
+        .size = sizeof m,
+        .body = job->env.message.body.bytes,
+        .body_len = job->env.message.body.len,
+        .exchange = cstr(s[0], job->env.exchange),
+        .routing_key = cstr(s[1], job->env.routing_key),
+        .message_id = cstr(s[2], (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id : none),
+        .correlation_id = cstr(s[3], (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) ? p->correlation_id : none),
+        .content_type = cstr(s[4], (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) ? p->content_type : none),
+        .headers = &hdrs,
+        .attempt = job->meta.attempt,
+        .redelivered = job->env.redelivered ? 1u : 0u,
+        .delivery_tag = job->env.delivery_tag,
+    };
+    const char *err;
+    size_t err_len;
+    int32_t r = wr_worker_run(h->cfg->name, h->plugin.def, h->inline_state, &m,
+                              &err, &err_len);
+    on_done(h, NULL, job, r, err, err_len);
+  }
+}
+
 static void dispatch(wr_loop *l) {
   if (l->draining) return; /* prefetched jobs go back on close */
   for (size_t i = 0; i < l->nh; i++) {
     wr_handler_rt *h = &l->h[i];
+    if (!h->cfg->isolated) {
+      run_inline(l, h);
+      continue;
+    }
     wr_child *c;
     while (h->pend_head && (c = wr_pool_pick(&h->pool))) {
       wr_job *job = h->pend_head;
@@ -736,7 +792,15 @@ int wr_loop_create(wr_cfg *cfg, wr_loop **out, char *err, size_t errlen) {
     if (rc != WARREN_OK)
       snprintf(err, errlen, "%s:%d: handler %s: %s", cfg->path, h->cfg->line,
                h->cfg->name, why);
-    else
+    else if (!h->cfg->isolated) {
+      if (wr_worker_init(h->cfg->name, h->plugin.def, h->cfg->settings,
+                         &h->inline_state) != 0) {
+        snprintf(err, errlen, "handler %s: init() failed", h->cfg->name);
+        rc = WARREN_PLUGIN_INIT;
+      } else {
+        h->inline_ready = 1;
+      }
+    } else
       rc = wr_pool_init(&h->pool, h->cfg->name, h->plugin.def, h->cfg->settings,
                         h->cfg->concurrency, cfg->restart_min, cfg->restart_max,
                         &pool_events, h);
@@ -803,6 +867,8 @@ void wr_loop_destroy(wr_loop *l) {
       wr_pool_stop(&h->pool, WORKER_STOP_S);
       wr_pool_free(&h->pool);
     }
+    if (h->inline_ready && h->plugin.def->shutdown)
+      h->plugin.def->shutdown(h->inline_state);
     wr_plugin_unload(&h->plugin);
     free(h->done);
   }

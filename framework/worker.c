@@ -13,9 +13,15 @@
 #include "ipc.h"
 #include "log.h"
 
-/* One worker process runs one handler, so these are per-process state. */
+/* The handler being called; one at a time per process. */
 static const char *g_name;
 static char g_tag[128];
+
+static void set_handler(const char *name) {
+  if (g_name == name) return;
+  g_name = name;
+  snprintf(g_tag, sizeof g_tag, "%s:", name);
+}
 static char g_err[WR_IPC_MAX_ERROR];
 static size_t g_err_len;
 static const warren_message *g_current;
@@ -167,14 +173,38 @@ static int publish(int fd, wr_ipc_shm *shm, uint32_t *done, uint64_t job_id,
   return 0;
 }
 
+int wr_worker_init(const char *handler_name, const warren_handler *def,
+                   const config_setting_t *settings, void **state) {
+  set_handler(handler_name);
+  *state = NULL;
+  return def->init ? def->init(&g_api, (const warren_settings *)settings, state)
+                   : 0;
+}
+
+int32_t wr_worker_run(const char *handler_name, const warren_handler *def,
+                      void *state, const warren_message *msg,
+                      const char **err, size_t *err_len) {
+  set_handler(handler_name);
+  g_err_len = 0;
+  g_current = msg;
+  int32_t result = (int32_t)def->handle(state, msg);
+  g_current = NULL;
+  if (result < WARREN_ACK || result > WARREN_REJECT) {
+    g_err_len = (size_t)snprintf(g_err, sizeof g_err,
+                                 "handler returned invalid result %d",
+                                 (int)result);
+    result = WARREN_RETRY;
+  }
+  *err = g_err;
+  *err_len = g_err_len;
+  return result;
+}
+
 void wr_worker_main(int fd, wr_ipc_shm *shm, const char *handler_name,
                     const warren_handler *def,
                     const config_setting_t *settings) {
-  g_name = handler_name;
-  snprintf(g_tag, sizeof g_tag, "%s:", g_name);
   void *state = NULL;
-  if (def->init &&
-      def->init(&g_api, (const warren_settings *)settings, &state) != 0) {
+  if (wr_worker_init(handler_name, def, settings, &state) != 0) {
     const char *why = "init() returned non-zero";
     wr_ipc_send(fd, WR_IPC_INIT_FAILED, NULL, 0, why, strlen(why));
     die(WR_WORKER_EXIT_INIT);
@@ -207,16 +237,9 @@ void wr_worker_main(int fd, wr_ipc_shm *shm, const char *handler_name,
       wr_error("%s worker: malformed job frame", g_name);
       die(WR_WORKER_EXIT_PROTOCOL);
     }
-    g_err_len = 0;
-    g_current = &msg;
-    int32_t result = (int32_t)def->handle(state, &msg);
-    g_current = NULL;
-    if (result < WARREN_ACK || result > WARREN_REJECT) {
-      g_err_len = (size_t)snprintf(g_err, sizeof g_err,
-                                   "handler returned invalid result %d",
-                                   (int)result);
-      result = WARREN_RETRY;
-    }
+    const char *err;
+    size_t err_len;
+    int32_t result = wr_worker_run(handler_name, def, state, &msg, &err, &err_len);
     if (publish(fd, shm, &done, job_id, result) != 0) break;
   }
   free(in.buf);

@@ -9,6 +9,8 @@
 #define WR_WORKER_H
 
 #include <libconfig.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include <warren/handler.h>
 
@@ -24,5 +26,16 @@ _Noreturn void wr_worker_main(int fd, struct wr_ipc_shm *shm,
                               const char *handler_name,
                               const warren_handler *def,
                               const config_setting_t *settings);
+
+/*
+ * The same calls for a handler run inside the supervisor (isolation =
+ * false): init once, then one wr_worker_run per job. The error text of the
+ * last run is in *err (not NUL-terminated), valid until the next run.
+ */
+int wr_worker_init(const char *handler_name, const warren_handler *def,
+                   const config_setting_t *settings, void **state);
+int32_t wr_worker_run(const char *handler_name, const warren_handler *def,
+                      void *state, const warren_message *msg,
+                      const char **err, size_t *err_len);
 
 #endif

@@ -178,6 +178,19 @@ Test(config, retry_policy_and_timeout) {
   expect_error(H("retry = { tries = 3; };"), 1, "retry.tries: unknown setting");
 }
 
+Test(config, in_process_handlers_are_limited) {
+  wr_cfg *cfg;
+  cr_assert_eq(load(H("isolation = false;"), &cfg), WARREN_OK, "%s", err);
+  cr_assert_not(cfg->handlers[0].isolated);
+  wr_cfg_free(cfg);
+  cr_assert_eq(load(H(""), &cfg), WARREN_OK, "%s", err);
+  cr_assert(cfg->handlers[0].isolated, "isolation is the default");
+  wr_cfg_free(cfg);
+  expect_error(H("isolation = false; concurrency = 2;"), 1,
+               "isolation: isolation = false runs the handler in the supervisor");
+  expect_error(H("isolation = false; timeout = 5;"), 1, "a timeout needs isolation");
+}
+
 Test(config, missing_file_is_reported) {
   wr_cfg *cfg;
   int rc = wr_cfg_load("/nonexistent/warren.cfg", &cfg, err, sizeof err);

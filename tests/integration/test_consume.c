@@ -40,6 +40,38 @@ Test(consume, prefetch_per_consumer_matches_config, .timeout = 120) {
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
 
+Test(consume, in_process_handler_runs_in_the_supervisor, .timeout = 120) {
+  const char *dir = tw_dir("inline");
+  enum { N = 50 };
+  snprintf(text, sizeof text,
+           "handlers = ( { name = \"fast\"; queue = \"it.inline\";\n"
+           "  plugin = \"" RECORD "\"; prefetch = 10; isolation = false;\n"
+           "  settings = { log = \"%s/rec\"; }; } );\n",
+           dir);
+  pid_t w = tw_warren_start(dir, text);
+  char log[300], rec[300];
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  snprintf(rec, sizeof rec, "%s/rec", dir);
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
+  cr_assert_eq(tw_publish("it.inline", N, "j"), 0);
+  static int done[N + 1];
+  cr_assert_eq(tw_wait_all(rec, "j", done, N, 30), 0);
+  /* every line's pid is the supervisor's own */
+  FILE *f = fopen(rec, "r");
+  char line[256], what[16], id[64];
+  long long t;
+  int pid, lines = 0, others = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "%15s %63s %lld %d", what, id, &t, &pid) == 4) {
+      lines++;
+      others += pid != w;
+    }
+  if (f) fclose(f);
+  cr_assert_eq(lines, 2 * N);
+  cr_assert_eq(others, 0, "in-process jobs run in pid %d", (int)w);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
+
 typedef struct ev {
   long long t;
   int d;
