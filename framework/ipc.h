@@ -37,6 +37,8 @@ enum wr_ipc_type {
  * always read before it is reused.
  */
 #define WR_IPC_SLOTS 32
+/* Slot result of a job the worker skipped because `stop` was set. */
+#define WR_IPC_SKIPPED (-1)
 
 typedef struct wr_ipc_slot {
   uint64_t job_id;
@@ -49,7 +51,8 @@ typedef struct wr_ipc_shm {
   _Atomic uint32_t published; /* results written; worker stores, seq_cst */
   char pad1[60];              /* own cache lines for the two counters */
   _Atomic uint32_t wake;      /* supervisor: 1 = about to sleep */
-  char pad2[60];
+  _Atomic uint32_t stop;      /* supervisor: start no further job */
+  char pad2[56];
   wr_ipc_slot slot[WR_IPC_SLOTS];
 } wr_ipc_shm;
 

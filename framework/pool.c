@@ -94,6 +94,7 @@ static int spawn(wr_pool *p, wr_child *c) {
   pid_t parent = getpid();
   atomic_store(&c->shm->published, 0);
   atomic_store(&c->shm->wake, 0);
+  atomic_store(&c->shm->stop, p->draining);
   c->collected = 0;
   c->unsent = 0;
   c->out->n = c->out->niov = 0;
@@ -270,8 +271,17 @@ static void collect(wr_pool *p, wr_child *c) {
     } else {
       c->q[c->head]->started = wr_now(); /* the next one starts now */
     }
-    p->ev->done(p->ctx, p, job, s->result, s->err, s->err_len);
+    if (s->result == WR_IPC_SKIPPED)
+      p->ev->unstarted(p->ctx, p, job);
+    else
+      p->ev->done(p->ctx, p, job, s->result, s->err, s->err_len);
   }
+}
+
+void wr_pool_drain(wr_pool *p) {
+  p->draining = 1;
+  for (int i = 0; i < p->n; i++)
+    if (p->children[i].shm) atomic_store(&p->children[i].shm->stop, 1);
 }
 
 void wr_pool_collect(wr_pool *p) {

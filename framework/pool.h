@@ -78,6 +78,7 @@ typedef struct wr_pool {
   const wr_pool_events *ev;
   void *ctx;
   unsigned long restarts; /* total, for status */
+  int draining;           /* wr_pool_drain was called */
 } wr_pool;
 
 int wr_pool_init(wr_pool *p, const char *name, const warren_handler *def,
@@ -109,6 +110,10 @@ void wr_pool_collect(wr_pool *p);
 /* The loop is about to sleep: ask busy workers to wake it. Returns 1 if
  * results are already waiting (then it must not sleep). */
 int wr_pool_sleep(wr_pool *p);
+
+/* Stopping: workers finish the job they run and skip the ones queued
+ * behind it, which come back through `unstarted`. */
+void wr_pool_drain(wr_pool *p);
 
 /* c->fd is readable (or hung up). */
 void wr_pool_readable(wr_pool *p, wr_child *c);

@@ -239,7 +239,11 @@ void wr_worker_main(int fd, wr_ipc_shm *shm, const char *handler_name,
     }
     const char *err;
     size_t err_len;
-    int32_t result = wr_worker_run(handler_name, def, state, &msg, &err, &err_len);
+    /* A stopping supervisor wants the jobs queued here back untouched. */
+    int32_t result = WR_IPC_SKIPPED;
+    g_err_len = 0;
+    if (!atomic_load(&shm->stop))
+      result = wr_worker_run(handler_name, def, state, &msg, &err, &err_len);
     if (publish(fd, shm, &done, job_id, result) != 0) break;
   }
   free(in.buf);

@@ -43,14 +43,19 @@ static config_t lc;
 static wr_plugin plug;
 static char logpath[] = "/tmp/warren-pool-XXXXXX";
 
-static config_setting_t *settings(void) {
+static config_setting_t *settings_with(const char *extra) {
   int fd = mkstemp(logpath);
   close(fd);
   char text[256];
-  snprintf(text, sizeof text, "log = \"%s\"; crash_on = \"boom\";", logpath);
+  snprintf(text, sizeof text, "log = \"%s\"; crash_on = \"boom\"; %s", logpath,
+           extra);
   config_init(&lc);
   cr_assert(config_read_string(&lc, text));
   return config_root_setting(&lc);
+}
+
+static config_setting_t *settings(void) {
+  return settings_with("");
 }
 
 static void job_init(wr_job *j, uint64_t id, const char *mid) {
@@ -194,6 +199,37 @@ Test(pool, death_seen_before_results_still_blames_the_right_job) {
   cr_assert(wr_pool_reap(&p, pid, st));
   cr_assert_eq(done_job, &a, "a finished before the crash");
   cr_assert_eq(lost_job, &boom, "the crash is boom's");
+  wr_pool_stop(&p, 5);
+  wr_pool_free(&p);
+  wr_plugin_unload(&plug);
+  config_destroy(&lc);
+  unlink(logpath);
+}
+
+Test(pool, a_stop_skips_the_jobs_queued_behind_the_running_one) {
+  char err[512];
+  cr_assert_eq(wr_plugin_load(TEST_HANDLER_DIR "/record.so", &plug, err, sizeof err),
+               WARREN_OK, "%s", err);
+  wr_pool p;
+  wr_pool_init(&p, "rec", plug.def, settings_with("sleep_ms = 300;"), 1, 0.05, 1,
+               &ev, NULL);
+  p.depth = 3;
+  cr_assert_eq(wr_pool_start(&p, 10, err, sizeof err), WARREN_OK, "%s", err);
+  wr_job a, b, c3;
+  job_init(&a, 1, "a");
+  job_init(&b, 2, "b");
+  job_init(&c3, 3, "c");
+  wr_job *all[] = {&a, &b, &c3};
+  for (int i = 0; i < 3; i++) wr_pool_dispatch(&p, wr_pool_pick(&p), all[i]);
+  wr_pool_flush(&p);
+  usleep(100 * 1000); /* a is running */
+  wr_pool_drain(&p);
+  done_job = NULL;
+  n_unstarted = 0;
+  SERVE(&p, done_job == &a && n_unstarted == 2);
+  cr_assert_eq(unstarted[0], &b);
+  cr_assert_eq(unstarted[1], &c3);
+  cr_assert_eq(p.busy, 0);
   wr_pool_stop(&p, 5);
   wr_pool_free(&p);
   wr_plugin_unload(&plug);
