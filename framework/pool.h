@@ -58,9 +58,10 @@ typedef struct wr_pool_events {
    * pool killed it because the job ran past p->timeout. */
   void (*lost)(void *ctx, struct wr_pool *p, wr_job *job, const char *why,
                int timed_out);
-  /* `job` was queued to a worker that died before starting it. Called
-   * after lost(), last queued first, so pushing each to the front of a
-   * FIFO restores the order. */
+  /* `job` was queued to a worker that never started it: the worker died
+   * first (called after lost(), last queued first, so pushing each to the
+   * front of a FIFO restores the order), or skipped it after
+   * wr_pool_drain(). No attempt was spent on it. */
   void (*unstarted)(void *ctx, struct wr_pool *p, wr_job *job);
 } wr_pool_events;
 

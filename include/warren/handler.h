@@ -17,6 +17,8 @@
  *
  * Threading: each worker process runs one job at a time on one thread, so a
  * handler's state needs no locking unless the handler starts threads itself.
+ * With `isolation = false` in the config the same callbacks run inside the
+ * supervisor process instead (one job at a time, no crash isolation).
  */
 #ifndef WARREN_HANDLER_H
 #define WARREN_HANDLER_H
