@@ -64,6 +64,21 @@ pid_t tw_warren_start(const char *dir, const char *rest) {
   return pid;
 }
 
+pid_t tw_start_record(const char *test, const char *q, const char *extra,
+                      const char *settings, char *log, char *rec) {
+  const char *dir = tw_dir(test);
+  char text[4096];
+  snprintf(log, 300, "%s/warren.log", dir);
+  snprintf(rec, 300, "%s/rec", dir);
+  snprintf(text, sizeof text,
+           "handlers = ( { name = \"h\"; queue = \"%s\";\n"
+           "  plugin = \"" TEST_HANDLER_DIR "/record.so\";\n"
+           "  %s\n  settings = { log = \"%s\"; %s }; } );\n",
+           q, extra, rec, settings);
+  pid_t w = tw_warren_start(dir, text);
+  return tw_wait_text(log, "consuming 1 queue(s)", 30) ? w : -1;
+}
+
 int tw_warren_stop(pid_t pid, int sig, double timeout_s) {
   if (sig) kill(pid, sig);
   double until = wr_now() + timeout_s;

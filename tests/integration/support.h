@@ -12,6 +12,12 @@ const char *tw_dir(const char *test);
 /* Write FILE=dir/warren.cfg with the broker section for the test node
  * followed by `rest`, start the worker with stderr to dir/warren.log. */
 pid_t tw_warren_start(const char *dir, const char *rest);
+/* Start a worker with one handler "h" running the record test plugin on
+ * queue q: `extra` goes into the handler's group, `settings` into its
+ * settings (log = <dir>/rec is added). Waits until it consumes; the paths
+ * of its log and record file go to log and rec (300 bytes each). */
+pid_t tw_start_record(const char *test, const char *q, const char *extra,
+                      const char *settings, char *log, char *rec);
 /* Send sig, wait up to timeout_s; returns the exit status or -1. */
 int tw_warren_stop(pid_t pid, int sig, double timeout_s);
 /* Publish n persistent jobs to queue via the default exchange with ids

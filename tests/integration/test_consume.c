@@ -41,18 +41,11 @@ Test(consume, prefetch_per_consumer_matches_config, .timeout = 120) {
 }
 
 Test(consume, in_process_handler_runs_in_the_supervisor, .timeout = 120) {
-  const char *dir = tw_dir("inline");
   enum { N = 50 };
-  snprintf(text, sizeof text,
-           "handlers = ( { name = \"fast\"; queue = \"it.inline\";\n"
-           "  plugin = \"" RECORD "\"; prefetch = 10; isolation = false;\n"
-           "  settings = { log = \"%s/rec\"; }; } );\n",
-           dir);
-  pid_t w = tw_warren_start(dir, text);
   char log[300], rec[300];
-  snprintf(log, sizeof log, "%s/warren.log", dir);
-  snprintf(rec, sizeof rec, "%s/rec", dir);
-  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
+  pid_t w = tw_start_record("inline", "it.inline", "prefetch = 10; isolation = false;",
+                            "", log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
   cr_assert_eq(tw_publish("it.inline", N, "j"), 0);
   static int done[N + 1];
   cr_assert_eq(tw_wait_all(rec, "j", done, N, 30), 0);
@@ -84,19 +77,12 @@ static int by_time(const void *a, const void *b) {
 }
 
 Test(consume, concurrency_is_honoured, .timeout = 120) {
-  const char *dir = tw_dir("concurrency");
   enum { N = 12 };
-  cr_assert_eq(tw_publish("it.concurrency", 0, "c"), 0);
-  snprintf(text, sizeof text,
-           "handlers = ( { name = \"slow\"; queue = \"it.concurrency\";\n"
-           "  plugin = \"" RECORD "\"; prefetch = 10; concurrency = 3;\n"
-           "  settings = { log = \"%s/rec\"; sleep_ms = 300; }; } );\n",
-           dir);
-  pid_t w = tw_warren_start(dir, text);
   char log[300], rec[300];
-  snprintf(log, sizeof log, "%s/warren.log", dir);
-  snprintf(rec, sizeof rec, "%s/rec", dir);
-  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
+  pid_t w = tw_start_record("concurrency", "it.concurrency",
+                            "prefetch = 10; concurrency = 3;", "sleep_ms = 300;",
+                            log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
   cr_assert_eq(tw_publish("it.concurrency", N, "c"), 0);
   cr_assert_eq(tw_wait_count(rec, "end", "c", N, N, 60), N);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);

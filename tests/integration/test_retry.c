@@ -15,21 +15,12 @@
 
 #define RECORD TEST_HANDLER_DIR "/record.so"
 
-static char text[8192], log_[300], rec[300];
+static char log_[300], rec[300];
 
-/* Start a worker for one `record` handler on queue q with the given extra
- * handler settings and record-plugin settings; wait until it consumes. */
 static pid_t start(const char *test, const char *q, const char *extra,
                    const char *settings) {
-  const char *dir = tw_dir(test);
-  snprintf(log_, sizeof log_, "%s/warren.log", dir);
-  snprintf(rec, sizeof rec, "%s/rec", dir);
-  snprintf(text, sizeof text,
-           "handlers = ( { name = \"h\"; queue = \"%s\"; plugin = \"" RECORD "\";\n"
-           "  %s\n  settings = { log = \"%s\"; %s }; } );\n",
-           q, extra, rec, settings);
-  pid_t w = tw_warren_start(dir, text);
-  cr_assert(tw_wait_text(log_, "consuming 1 queue(s)", 30), "worker did not start");
+  pid_t w = tw_start_record(test, q, extra, settings, log_, rec);
+  cr_assert_gt(w, 0, "worker did not start");
   return w;
 }
 
