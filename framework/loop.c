@@ -180,6 +180,13 @@ static void conn_lost(wr_loop *l, const char *why, int polite) {
   if (l->backoff > l->cfg->reconnect_max) l->backoff = l->cfg->reconnect_max;
 }
 
+/* The job's message id for logs; "" when it has none. */
+static amqp_bytes_t msg_id(const wr_job *job) {
+  const amqp_basic_properties_t *p = &job->env.message.properties;
+  amqp_bytes_t none = {0, ""};
+  return (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id : none;
+}
+
 static double rand01(void) {
   return (double)rand() / ((double)RAND_MAX + 1.0);
 }
@@ -238,16 +245,15 @@ static void republish(wr_handler_rt *h, wr_job *job, wr_outcome o,
     conn_lost(l, amqp_error_string2(rc), 0);
     return;
   }
+  amqp_bytes_t id = msg_id(job);
   if (d.dead)
     wr_warn("handler %s: job %.*s dead-lettered to %s after attempt %u: %s (%s)",
-            hc->name, (int)job->env.message.properties.message_id.len,
-            (const char *)job->env.message.properties.message_id.bytes,
-            exchange, job->meta.attempt, d.reason, err);
+            hc->name, (int)id.len, (const char *)id.bytes, exchange,
+            job->meta.attempt, d.reason, err);
   else
     wr_info("handler %s: job %.*s attempt %u failed (%s); retry in %.1f s",
-            hc->name, (int)job->env.message.properties.message_id.len,
-            (const char *)job->env.message.properties.message_id.bytes,
-            job->meta.attempt, err, (double)d.delay_ms / 1000.0);
+            hc->name, (int)id.len, (const char *)id.bytes, job->meta.attempt,
+            err, (double)d.delay_ms / 1000.0);
   job->confirm_seq = ++l->pub_seq;
   job->dead = (uint8_t)d.dead;
   job->next = NULL;
