@@ -37,8 +37,9 @@ enum wr_ipc_type {
  * always read before it is reused.
  */
 #define WR_IPC_SLOTS 32
-/* Slot result of a job the worker skipped because `stop` was set. */
+/* Slot result of a job the worker skipped (stop set, or revoked). */
 #define WR_IPC_SKIPPED (-1)
+#define WR_IPC_REVOKED 0x80000000u
 
 typedef struct wr_ipc_slot {
   uint64_t job_id;
@@ -52,7 +53,13 @@ typedef struct wr_ipc_shm {
   char pad1[60];              /* own cache lines for the two counters */
   _Atomic uint32_t wake;      /* supervisor: 1 = about to sleep */
   _Atomic uint32_t stop;      /* supervisor: start no further job */
-  char pad2[56];
+  /* Index of the next job the worker may start. The worker claims job k
+   * with CAS(claim, k, k + 1) before running it; the supervisor revokes
+   * the jobs from r on with CAS(claim, r, r | WR_IPC_REVOKED), which only
+   * succeeds while job r is unclaimed. A job is thus run by the worker or
+   * revoked, never both. Revoked jobs are published as skipped. */
+  _Atomic uint32_t claim;
+  char pad2[52];
   wr_ipc_slot slot[WR_IPC_SLOTS];
 } wr_ipc_shm;
 

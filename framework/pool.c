@@ -21,6 +21,12 @@
 #include "worker.h"
 
 #define WR_POOL_ARENA (64 * 1024) /* flattened headers of one batch */
+/* Jobs are queued behind a running one only while it is young: a worker
+ * busy with a slow job gets nothing more to wait behind it. */
+#define PIPELINE_WINDOW_S 0.005
+/* A job still running after this long hands the jobs queued behind it
+ * to other workers. */
+#define REVOKE_AFTER_S 0.25
 
 double wr_now(void) {
   struct timespec ts;
@@ -95,6 +101,8 @@ static int spawn(wr_pool *p, wr_child *c) {
   atomic_store(&c->shm->published, 0);
   atomic_store(&c->shm->wake, 0);
   atomic_store(&c->shm->stop, p->draining);
+  atomic_store(&c->shm->claim, 0);
+  c->nrev = 0;
   c->collected = 0;
   c->unsent = 0;
   c->out->n = c->out->niov = 0;
@@ -156,10 +164,15 @@ int wr_pool_start(wr_pool *p, double timeout_s, char *err, size_t errlen) {
 
 wr_child *wr_pool_pick(wr_pool *p) {
   wr_child *best = NULL;
+  double now = 0;
   for (int i = 0; i < p->n; i++) {
     wr_child *c = &p->children[i];
     if (c->state != WR_CHILD_IDLE && c->state != WR_CHILD_BUSY) continue;
-    if (c->len >= p->depth) continue;
+    if (c->len >= p->depth || c->nrev) continue;
+    if (c->len) {
+      if (now == 0) now = wr_now();
+      if (now - c->q[c->head]->started > PIPELINE_WINDOW_S) continue;
+    }
     if (!best || c->len < best->len) best = c;
     if (c->len == 0) break;
   }
@@ -249,10 +262,27 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
 }
 
 /* Take c's published results, in order. */
+/* Is this the skip of a revoked job? Then it is consumed here. */
+static int revoked_skip(wr_child *c, const wr_ipc_slot *s) {
+  if (!c->nrev || s->result != WR_IPC_SKIPPED) return 0;
+  for (int i = 0; i < c->nrev; i++) {
+    if (c->rev[i] != s->job_id) continue;
+    c->rev[i] = c->rev[--c->nrev];
+    c->collected++;
+    /* All skipped: let the worker claim again from its next job. */
+    if (!c->nrev) atomic_store(&c->shm->claim, c->collected);
+    return 1;
+  }
+  return 0;
+}
+
 static void collect(wr_pool *p, wr_child *c) {
   uint32_t published = atomic_load(&c->shm->published);
-  while (c->collected != published && c->len > c->unsent) {
+  while (c->collected != published &&
+         (c->len > c->unsent || c->nrev)) {
     const wr_ipc_slot *s = &c->shm->slot[c->collected % WR_IPC_SLOTS];
+    if (revoked_skip(c, s)) continue;
+    if (c->len <= c->unsent) break;
     wr_job *job = c->q[c->head];
     if (s->job_id != job->id || s->err_len > WR_IPC_MAX_ERROR) {
       wr_warn("handler %s: worker %d published a result for another job; "
@@ -287,7 +317,7 @@ void wr_pool_drain(wr_pool *p) {
 void wr_pool_collect(wr_pool *p) {
   for (int i = 0; i < p->n; i++) {
     wr_child *c = &p->children[i];
-    if (c->state != WR_CHILD_BUSY) continue;
+    if (c->state != WR_CHILD_BUSY && !c->nrev) continue;
     if (atomic_load_explicit(&c->shm->wake, memory_order_relaxed))
       atomic_store(&c->shm->wake, 0); /* awake now */
     collect(p, c);
@@ -298,7 +328,7 @@ int wr_pool_sleep(wr_pool *p) {
   int ready = 0;
   for (int i = 0; i < p->n; i++) {
     wr_child *c = &p->children[i];
-    if (c->state != WR_CHILD_BUSY) continue;
+    if (c->state != WR_CHILD_BUSY && !c->nrev) continue;
     /* Store, then load (both seq_cst); the worker stores published, then
      * loads wake: one of the two always sees the other. */
     atomic_store(&c->shm->wake, 1);
@@ -421,10 +451,36 @@ int wr_pool_reap(wr_pool *p, pid_t pid, int status) {
   return 0;
 }
 
+/* c's head job has run long: take back the jobs queued behind it, if the
+ * worker has not claimed the next one yet, and hand them out again. */
+static void revoke_queued(wr_pool *p, wr_child *c) {
+  uint32_t r = c->collected + 1; /* index of the first job behind the head */
+  uint32_t expect = r;
+  if (!atomic_compare_exchange_strong(&c->shm->claim, &expect, r | WR_IPC_REVOKED))
+    return; /* the head just finished and the next one started */
+  int n = c->len - 1;
+  for (int k = 1; k <= n; k++)
+    c->rev[c->nrev++] = c->q[(c->head + k) % WR_POOL_MAX_DEPTH]->id;
+  c->len = 1;
+  wr_info("handler %s: a job has run %.1f s in worker %d; %d job(s) queued "
+          "behind it go to other workers", p->name,
+          wr_now() - c->q[c->head]->started, (int)c->pid, n);
+  for (int k = n; k >= 1; k--)
+    p->ev->unstarted(p->ctx, p, c->q[(c->head + k) % WR_POOL_MAX_DEPTH]);
+}
+
 double wr_pool_tick(wr_pool *p, double now) {
   double next = 0;
   for (int i = 0; i < p->n; i++) {
     wr_child *c = &p->children[i];
+    if (c->state == WR_CHILD_BUSY && p->n > 1 && c->len > 1 && !c->unsent &&
+        !c->nrev) {
+      double due = c->q[c->head]->started + REVOKE_AFTER_S;
+      if (due <= now)
+        revoke_queued(p, c);
+      else if (next == 0 || due < next)
+        next = due;
+    }
     if (c->state == WR_CHILD_BUSY && p->timeout > 0 && !c->timed_out) {
       double due = c->q[c->head]->started + p->timeout;
       if (due <= now) {

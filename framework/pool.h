@@ -38,6 +38,8 @@ typedef struct wr_child {
   wr_job *q[WR_POOL_MAX_DEPTH]; /* given, unanswered; q[head] is running */
   int head, len;
   int unsent;           /* the last `unsent` of q are still in `out` */
+  uint64_t rev[WR_POOL_MAX_DEPTH]; /* ids revoked, awaiting their skip */
+  int nrev;
   wr_ipc_shm *shm;      /* results (ipc.h), shared with the worker */
   uint32_t collected;   /* results taken from shm */
   wr_ipc_batch *out;    /* jobs given, not yet written */

@@ -239,10 +239,12 @@ void wr_worker_main(int fd, wr_ipc_shm *shm, const char *handler_name,
     }
     const char *err;
     size_t err_len;
-    /* A stopping supervisor wants the jobs queued here back untouched. */
+    /* A stopping supervisor wants the jobs queued here back untouched, and
+     * one that handed them to another worker must not see them run here. */
     int32_t result = WR_IPC_SKIPPED;
     g_err_len = 0;
-    if (!atomic_load(&shm->stop))
+    uint32_t k = done;
+    if (!atomic_load(&shm->stop) && atomic_compare_exchange_strong(&shm->claim, &k, done + 1))
       result = wr_worker_run(handler_name, def, state, &msg, &err, &err_len);
     if (publish(fd, shm, &done, job_id, result) != 0) break;
   }

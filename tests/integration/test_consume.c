@@ -65,6 +65,31 @@ Test(consume, in_process_handler_runs_in_the_supervisor, .timeout = 120) {
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
 
+Test(consume, coalesced_acks_never_cover_a_running_job, .timeout = 120) {
+  enum { N = 100 };
+  char log[300], rec[300], q[64];
+  /* A queue of its own: a hung job of an earlier run must not join in. */
+  snprintf(q, sizeof q, "it.acks.%d", (int)getpid());
+  /* job1 never finishes; the other worker does the rest, so their tags
+   * climb past job1's while it runs. */
+  pid_t w = tw_start_record("acks", q, "prefetch = 50; concurrency = 2;",
+                            "hang_on = \"job1\";", log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  cr_assert_eq(tw_publish(q, N, "job"), 0);
+  cr_assert_eq(tw_wait_count(rec, "end", "job", N, N - 1, 60), N - 1);
+  usleep(300 * 1000); /* longer than the ack delay */
+  /* No drain, no goodbye: what the broker holds as acked is all there is. */
+  cr_assert_eq(tw_warren_stop(w, SIGKILL, 30), 128 + SIGKILL);
+  usleep(500 * 1000); /* the broker notices the closed connection */
+  static int queued[N + 1];
+  int nq = tw_drain(q, "job", queued, N);
+  cr_log_info("after SIGKILL: %d job(s) back in the queue", nq);
+  cr_assert_eq(queued[1], 1, "the running job was never acked");
+  cr_assert_eq(nq, 1, "every finished job was acked before the kill");
+  cr_assert(tw_wait_text(log, "queued behind it go to other workers", 1),
+            "the jobs queued behind the hung one were handed on");
+}
+
 typedef struct ev {
   long long t;
   int d;
