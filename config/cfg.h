@@ -12,29 +12,15 @@
 #include <libconfig.h>
 #include <stddef.h>
 
+#include "../framework/conn.h"
+
 #define WR_CFG_MAX_PREFETCH 65535
 #define WR_CFG_MAX_CONCURRENCY 1024
 #define WR_CFG_MAX_HANDLERS 64
 
-typedef struct wr_tls_cfg {
-  int enabled;
-  const char *ca_file; /* NULL: system default store */
-  const char *cert_file;
-  const char *key_file;
-  int verify_peer;
-  int verify_hostname;
-} wr_tls_cfg;
-
-typedef struct wr_broker_cfg {
-  const char *host;
-  int port;
-  const char *vhost;
-  const char *user;
-  const char *password; /* from password or password_file */
-  int heartbeat;        /* seconds, 0 disables */
-  double connect_timeout;
-  wr_tls_cfg tls;
-} wr_broker_cfg;
+/* The broker section is the connection's own parameters (conn.h). */
+typedef wr_tls_params wr_tls_cfg;
+typedef wr_conn_params wr_broker_cfg;
 
 typedef struct wr_exchange_cfg {
   const char *name;

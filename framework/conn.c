@@ -8,10 +8,22 @@
 
 #include <warren/status.h>
 
-#include "log.h"
-#include "retry.h"
-
 #define RPC_TIMEOUT_S 10
+
+char *wr_conn_close_reason(const amqp_method_t *m, char *buf, size_t len) {
+  if (m->id == AMQP_CONNECTION_CLOSE_METHOD) {
+    const amqp_connection_close_t *c = m->decoded;
+    snprintf(buf, len, "broker closed the connection: %u %.*s", c->reply_code,
+             (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+  } else if (m->id == AMQP_CHANNEL_CLOSE_METHOD) {
+    const amqp_channel_close_t *c = m->decoded;
+    snprintf(buf, len, "broker closed the channel: %u %.*s", c->reply_code,
+             (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+  } else {
+    snprintf(buf, len, "unexpected method 0x%08x from the broker", m->id);
+  }
+  return buf;
+}
 
 int wr_conn_reply(amqp_connection_state_t c, amqp_rpc_reply_t r,
                   const char *what, char *err, size_t errlen) {
@@ -28,33 +40,20 @@ int wr_conn_reply(amqp_connection_state_t c, amqp_rpc_reply_t r,
     case AMQP_RESPONSE_SERVER_EXCEPTION:
       break;
   }
+  char why[300];
+  snprintf(err, errlen, "%s: %s", what,
+           wr_conn_close_reason(&r.reply, why, sizeof why));
   if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-    amqp_connection_close_t *m = r.reply.decoded;
-    snprintf(err, errlen, "%s: broker closed the connection: %u %.*s", what,
-             m->reply_code, (int)m->reply_text.len,
-             (const char *)m->reply_text.bytes);
     amqp_connection_close_ok_t ok = {0};
     amqp_send_method(c, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-  } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-    amqp_channel_close_t *m = r.reply.decoded;
-    snprintf(err, errlen, "%s: broker closed the channel: %u %.*s", what,
-             m->reply_code, (int)m->reply_text.len,
-             (const char *)m->reply_text.bytes);
-    /* The channel number that failed is the one the caller used; rabbitmq-c
-     * does not report it, so callers that care close-ok it themselves. */
-  } else {
-    snprintf(err, errlen, "%s: unexpected method 0x%08x from the broker", what,
-             r.reply.id);
   }
+  /* For a channel.close, the channel that failed is the one the caller
+   * used; rabbitmq-c does not report it, so callers that care close-ok it
+   * themselves (topology.c). */
   return WARREN_BROKER_CLOSED;
 }
 
-static void close_ok(amqp_connection_state_t c, amqp_channel_t ch) {
-  amqp_channel_close_ok_t ok = {0};
-  amqp_send_method(c, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-}
-
-int wr_conn_open(const wr_broker_cfg *b, amqp_connection_state_t *out,
+int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
                  char *err, size_t errlen) {
   *out = NULL;
   amqp_connection_state_t c = amqp_new_connection();
@@ -113,166 +112,153 @@ void wr_conn_close(amqp_connection_state_t c) {
   amqp_destroy_connection(c);
 }
 
-static int open_channel(amqp_connection_state_t c, amqp_channel_t ch,
-                        char *err, size_t errlen) {
+int wr_conn_channel(amqp_connection_state_t c, amqp_channel_t ch, int confirm,
+                    char *err, size_t errlen) {
   amqp_channel_open(c, ch);
-  return wr_conn_reply(c, amqp_get_rpc_reply(c), "channel.open", err, errlen);
-}
-
-/* On a channel-level error the broker has closed ch: acknowledge it so the
- * number can be opened again. */
-static int checked(amqp_connection_state_t c, amqp_channel_t ch,
-                   const char *what, char *err, size_t errlen) {
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-  int rc = wr_conn_reply(c, r, what, err, errlen);
-  if (rc != WARREN_OK && r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-      r.reply.id == AMQP_CHANNEL_CLOSE_METHOD)
-    close_ok(c, ch);
+  int rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "channel.open", err, errlen);
+  if (rc == WARREN_OK && confirm) {
+    amqp_confirm_select(c, ch);
+    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "confirm.select", err, errlen);
+  }
   return rc;
 }
 
-/* Queue arguments, built up per queue; bounded. */
-typedef struct qargs {
-  amqp_table_entry_t e[8];
-  int n;
-} qargs;
-
-static void arg_str(qargs *a, const char *k, const char *v) {
-  a->e[a->n++] = wr_entry_str(k, v);
-}
-
-static void arg_int(qargs *a, const char *k, int64_t v) {
-  a->e[a->n++] = wr_entry_int(k, v);
-}
-
-/* Quorum queues get at-least-once dead-lettering (it needs
- * reject-publish overflow), so what they dead-letter is not lost. */
-static void type_args(qargs *a, const wr_handler_cfg *h) {
-  if (!h->quorum) return;
-  arg_str(a, "x-queue-type", "quorum");
-  arg_str(a, "x-dead-letter-strategy", "at-least-once");
-  arg_str(a, "x-overflow", "reject-publish");
-}
-
-/* Passive first, so a queue an operator declared is used as it is
- * (arguments cannot change on redeclare); declared with `a` otherwise. */
-static int ensure_queue(amqp_connection_state_t c, amqp_channel_t ch,
-                        const wr_handler_cfg *h, const char *name,
-                        const qargs *a, char *err, size_t errlen) {
-  char what[300];
-  amqp_bytes_t q = amqp_cstring_bytes(name);
-  snprintf(what, sizeof what, "queue '%s' (handler %s)", name, h->name);
-  amqp_queue_declare(c, ch, q, 1, 0, 0, 0, amqp_empty_table);
-  if (checked(c, ch, what, err, errlen) == WARREN_OK) {
-    wr_debug("%s exists; using it as declared", what);
-    return WARREN_OK;
+static int64_t copy_header(const amqp_basic_properties_t *p) {
+  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return -1;
+  size_t klen = strlen(WR_CONN_COPY_HEADER);
+  for (int i = 0; i < p->headers.num_entries; i++) {
+    const amqp_table_entry_t *e = &p->headers.entries[i];
+    if (e->key.len == klen && memcmp(e->key.bytes, WR_CONN_COPY_HEADER, klen) == 0 &&
+        e->value.kind == AMQP_FIELD_KIND_I64)
+      return e->value.value.i64;
   }
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-  if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION ||
-      r.reply.id != AMQP_CHANNEL_CLOSE_METHOD ||
-      ((amqp_channel_close_t *)r.reply.decoded)->reply_code != AMQP_NOT_FOUND)
-    return WARREN_BROKER_CLOSED;
-  if (!h->declare) {
-    snprintf(err, errlen, "%s does not exist and declare = false", what);
+  return -1;
+}
+
+int wr_conn_pub_frame(amqp_connection_state_t c, const amqp_frame_t *f,
+                      wr_pub_event *ev) {
+  ev->kind = WR_PUB_OTHER;
+  ev->copy = -1;
+  ev->why[0] = '\0';
+  if (f->frame_type != AMQP_FRAME_METHOD) return 0;
+  switch (f->payload.method.id) {
+    case AMQP_BASIC_ACK_METHOD: {
+      const amqp_basic_ack_t *a = f->payload.method.decoded;
+      ev->kind = WR_PUB_ACK;
+      ev->tag = a->delivery_tag;
+      ev->multiple = a->multiple;
+      return 0;
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+      const amqp_basic_nack_t *a = f->payload.method.decoded;
+      ev->kind = WR_PUB_NACK;
+      ev->tag = a->delivery_tag;
+      ev->multiple = a->multiple;
+      return 0;
+    }
+    case AMQP_BASIC_RETURN_METHOD: {
+      const amqp_basic_return_t *r = f->payload.method.decoded;
+      ev->kind = WR_PUB_RETURN;
+      snprintf(ev->why, sizeof ev->why, "%u %.*s (exchange '%.*s', key '%.*s')",
+               r->reply_code, (int)r->reply_text.len,
+               (const char *)r->reply_text.bytes, (int)r->exchange.len,
+               (const char *)r->exchange.bytes, (int)r->routing_key.len,
+               (const char *)r->routing_key.bytes);
+      /* The message itself follows; it must be read off the connection. */
+      amqp_message_t m;
+      if (amqp_read_message(c, f->channel, &m, 0).reply_type != AMQP_RESPONSE_NORMAL)
+        return -1;
+      ev->copy = copy_header(&m.properties);
+      amqp_destroy_message(&m);
+      return 0;
+    }
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD:
+      ev->kind = WR_PUB_CLOSED;
+      wr_conn_close_reason(&f->payload.method, ev->why, sizeof ev->why);
+      return 0;
+    default:
+      return 0;
+  }
+}
+
+void wr_confirms_init(wr_confirms *cf) {
+  memset(cf, 0, sizeof *cf);
+  cf->next = cf->low = 1;
+}
+
+void wr_confirms_sent(wr_confirms *cf) { cf->next++; }
+
+static void confirm(wr_confirms *cf, uint64_t tag, int multiple) {
+  if (multiple)
+    for (uint64_t t = cf->low; t <= tag && t < cf->next; t++)
+      cf->acked[t % WR_CONFIRM_WINDOW] = 1;
+  else if (tag >= cf->low && tag < cf->next)
+    cf->acked[tag % WR_CONFIRM_WINDOW] = 1;
+  while (cf->low < cf->next && cf->acked[cf->low % WR_CONFIRM_WINDOW]) {
+    cf->acked[cf->low % WR_CONFIRM_WINDOW] = 0;
+    cf->low++;
+  }
+}
+
+/* Read one frame (waiting up to timeout_ms) and account for it. */
+static int pump(amqp_connection_state_t c, wr_confirms *cf, int timeout_ms) {
+  amqp_frame_t f;
+  struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  int rc = amqp_simple_wait_frame_noblock(c, &f, &tv);
+  if (rc == AMQP_STATUS_TIMEOUT) {
+    snprintf(cf->err, sizeof cf->err, "no confirm from the broker in %d ms",
+             timeout_ms);
+    return WARREN_BROKER_TIMEOUT;
+  }
+  wr_pub_event ev;
+  if (rc != AMQP_STATUS_OK || wr_conn_pub_frame(c, &f, &ev) != 0) {
+    cf->broken = 1;
+    snprintf(cf->err, sizeof cf->err, "waiting for confirms: %s",
+             amqp_error_string2(rc != AMQP_STATUS_OK ? rc : AMQP_STATUS_CONNECTION_CLOSED));
     return WARREN_BROKER_CLOSED;
   }
-  int rc = open_channel(c, ch, err, errlen);
-  if (rc != WARREN_OK) return rc;
-  amqp_queue_declare(c, ch, q, 0, h->durable, 0, 0,
-                     (amqp_table_t){a->n, (amqp_table_entry_t *)a->e});
-  if ((rc = checked(c, ch, what, err, errlen)) != WARREN_OK) return rc;
-  wr_info("declared %s %s queue '%s'", h->durable ? "durable" : "transient",
-          h->quorum ? "quorum" : "classic", name);
+  switch (ev.kind) {
+    case WR_PUB_ACK:
+      confirm(cf, ev.tag, ev.multiple);
+      break;
+    case WR_PUB_NACK:
+      cf->refused = 1;
+      snprintf(cf->err, sizeof cf->err, "the broker refused (nacked) a message");
+      confirm(cf, ev.tag, ev.multiple);
+      break;
+    case WR_PUB_RETURN:
+      cf->refused = 1;
+      snprintf(cf->err, sizeof cf->err, "a message came back unroutable: %s", ev.why);
+      break;
+    case WR_PUB_CLOSED:
+      cf->broken = 1;
+      snprintf(cf->err, sizeof cf->err, "%s", ev.why);
+      return WARREN_BROKER_CLOSED;
+    case WR_PUB_OTHER:
+      break;
+  }
   return WARREN_OK;
 }
 
-static int bind(amqp_connection_state_t c, amqp_channel_t ch, const char *queue,
-                const char *exchange, const char *key, char *err,
-                size_t errlen) {
-  char what[1024];
-  amqp_queue_bind(c, ch, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
-                  amqp_cstring_bytes(key), amqp_empty_table);
-  snprintf(what, sizeof what, "bind queue '%s' to exchange '%s' key '%s'",
-           queue, exchange, key);
-  return checked(c, ch, what, err, errlen);
+int wr_confirms_room(amqp_connection_state_t c, wr_confirms *cf,
+                     int timeout_ms) {
+  if (cf->broken) return WARREN_BROKER_CLOSED;
+  while (cf->next - cf->low >= WR_CONFIRM_WINDOW) {
+    int rc = pump(c, cf, timeout_ms);
+    if (rc != WARREN_OK) return rc;
+  }
+  return WARREN_OK;
 }
 
-/* The work queue, its retry queues, and its dead-letter exchange and
- * queue (names: retry.h). */
-static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
-                           const wr_handler_cfg *h, char *err, size_t errlen) {
-  char dlx[300], dlq[300], name[300];
-  wr_retry_dlx_name(h->queue, dlx, sizeof dlx);
-  wr_retry_dlq_name(h->queue, dlq, sizeof dlq);
-  int rc = WARREN_OK;
-  if (h->declare) {
-    amqp_exchange_declare(c, ch, amqp_cstring_bytes(dlx),
-                          amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
-                          amqp_empty_table);
-    char what[400];
-    snprintf(what, sizeof what, "declare exchange '%s'", dlx);
-    rc = checked(c, ch, what, err, errlen);
+int wr_confirms_wait(amqp_connection_state_t c, wr_confirms *cf,
+                     int timeout_ms) {
+  if (cf->broken) return WARREN_BROKER_CLOSED;
+  while (cf->low < cf->next) {
+    int rc = pump(c, cf, timeout_ms);
+    if (rc != WARREN_OK) return rc;
   }
-  qargs work = {.n = 0};
-  type_args(&work, h);
-  arg_str(&work, "x-dead-letter-exchange", dlx);
-  if (rc == WARREN_OK) rc = ensure_queue(c, ch, h, h->queue, &work, err, errlen);
-  qargs dead = {.n = 0};
-  type_args(&dead, h);
-  /* Browsing the DLQ (warren dlq list) returns messages to it, which a
-   * quorum queue counts as deliveries; RabbitMQ 4 drops a message after 20
-   * by default. Dead letters must wait for an operator however often they
-   * are looked at. */
-  if (h->quorum) arg_int(&dead, "x-delivery-limit", 1000000000);
-  if (rc == WARREN_OK) rc = ensure_queue(c, ch, h, dlq, &dead, err, errlen);
-  if (rc == WARREN_OK && h->declare) rc = bind(c, ch, dlq, dlx, "", err, errlen);
-  for (int i = 0; rc == WARREN_OK && i < h->retry.n_backoff; i++) {
-    qargs rq = {.n = 0};
-    type_args(&rq, h);
-    arg_int(&rq, "x-message-ttl", wr_retry_queue_ttl(&h->retry, i));
-    arg_str(&rq, "x-dead-letter-exchange", "");
-    arg_str(&rq, "x-dead-letter-routing-key", h->queue);
-    wr_retry_queue_name(h->queue, h->retry.backoff[i], name, sizeof name);
-    rc = ensure_queue(c, ch, h, name, &rq, err, errlen);
-  }
-  for (size_t i = 0; rc == WARREN_OK && h->declare && i < h->n_bindings; i++)
-    rc = bind(c, ch, h->queue, h->bindings[i].exchange,
-              h->bindings[i].routing_key, err, errlen);
-  return rc;
-}
-
-int wr_conn_declare(amqp_connection_state_t c, const wr_cfg *cfg,
-                    amqp_channel_t ch, char *err, size_t errlen) {
-  int rc = open_channel(c, ch, err, errlen);
-  for (size_t i = 0; rc == WARREN_OK && i < cfg->n_exchanges; i++) {
-    const wr_exchange_cfg *x = &cfg->exchanges[i];
-    char what[300];
-    snprintf(what, sizeof what, "declare %s exchange '%s'", x->type, x->name);
-    amqp_exchange_declare(c, ch, amqp_cstring_bytes(x->name),
-                          amqp_cstring_bytes(x->type), 0, x->durable, 0, 0,
-                          amqp_empty_table);
-    rc = checked(c, ch, what, err, errlen);
-  }
-  for (size_t i = 0; rc == WARREN_OK && i < cfg->n_handlers; i++)
-    rc = declare_handler(c, ch, &cfg->handlers[i], err, errlen);
-  return rc;
-}
-
-int wr_conn_consume(amqp_connection_state_t c, amqp_channel_t ch,
-                    const wr_handler_cfg *h, const char *tag, char *err,
-                    size_t errlen) {
-  char what[300];
-  int rc = open_channel(c, ch, err, errlen);
-  if (rc != WARREN_OK) return rc;
-  /* global=false: RabbitMQ applies the limit per consumer, and each
-   * handler has exactly one consumer on its own channel. */
-  amqp_basic_qos(c, ch, 0, (uint16_t)h->prefetch, 0);
-  snprintf(what, sizeof what, "basic.qos prefetch %d (handler %s)", h->prefetch,
-           h->name);
-  if ((rc = checked(c, ch, what, err, errlen)) != WARREN_OK) return rc;
-  amqp_basic_consume(c, ch, amqp_cstring_bytes(h->queue), amqp_cstring_bytes(tag),
-                     0, 0, 0, amqp_empty_table);
-  snprintf(what, sizeof what, "consume queue '%s' (handler %s)", h->queue,
-           h->name);
-  return checked(c, ch, what, err, errlen);
+  int refused = cf->refused;
+  cf->refused = 0;
+  return refused ? WARREN_BROKER_NACK : WARREN_OK;
 }

@@ -1,19 +1,43 @@
 /*
- * The AMQP side: connecting, topology, consumers, and turning rabbitmq-c's
- * replies into Warren status codes plus a logged reason. Only the
- * supervisor process (loop.c) uses a connection, from one thread.
+ * The AMQP client side shared by the worker, libwarren and the tools:
+ * connecting, turning rabbitmq-c's replies into Warren status codes plus
+ * a reason, and publisher confirms. It never logs or prints: every error
+ * comes back to the caller as text (like curl's error buffer). Topology
+ * and consumers, which only the worker needs, are in topology.h.
+ *
+ * A connection is used from one thread at a time (rabbitmq-c's rule).
  */
 #ifndef WR_CONN_H
 #define WR_CONN_H
 
 #include <amqp.h>
 #include <stddef.h>
+#include <stdint.h>
 
-#include "../config/cfg.h"
+typedef struct wr_tls_params {
+  int enabled;
+  const char *ca_file; /* NULL: system default store */
+  const char *cert_file;
+  const char *key_file;
+  int verify_peer;
+  int verify_hostname;
+} wr_tls_params;
+
+/* Where and how to connect. Strings are read during wr_conn_open only. */
+typedef struct wr_conn_params {
+  const char *host;
+  int port;
+  const char *vhost;
+  const char *user;
+  const char *password;
+  int heartbeat; /* seconds, 0 disables */
+  double connect_timeout;
+  wr_tls_params tls;
+} wr_conn_params;
 
 /* Connect, log in and set timeouts. On failure *out is NULL and err says
  * why (host:port and the broker's or the library's words). */
-int wr_conn_open(const wr_broker_cfg *b, amqp_connection_state_t *out,
+int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
                  char *err, size_t errlen);
 
 /* Close politely (bounded by the RPC timeout) and free. NULL is allowed. */
@@ -25,15 +49,71 @@ void wr_conn_close(amqp_connection_state_t c);
 int wr_conn_reply(amqp_connection_state_t c, amqp_rpc_reply_t r,
                   const char *what, char *err, size_t errlen);
 
-/* Declare exchanges, each handler's queues (work, retry, dead-letter;
- * passive first, so a queue an operator made is used as it is) and
- * bindings, on channel `ch`, which it opens and leaves open. */
-int wr_conn_declare(amqp_connection_state_t c, const wr_cfg *cfg,
-                    amqp_channel_t ch, char *err, size_t errlen);
+/* The broker's reason in a channel.close or connection.close method
+ * ("broker closed the channel: 404 NOT_FOUND - ..."); any other method
+ * is named by its id. Returns buf. */
+char *wr_conn_close_reason(const amqp_method_t *m, char *buf, size_t len);
 
-/* Open channel ch, set basic.qos(prefetch, global=false) and consume. */
-int wr_conn_consume(amqp_connection_state_t c, amqp_channel_t ch,
-                    const wr_handler_cfg *h, const char *tag, char *err,
-                    size_t errlen);
+/* Open channel ch; with confirm, also put it in confirm mode. */
+int wr_conn_channel(amqp_connection_state_t c, amqp_channel_t ch, int confirm,
+                    char *err, size_t errlen);
+
+/*
+ * Publisher confirms, as the broker reports them on a channel in confirm
+ * mode. wr_conn_pub_frame classifies one frame; a returned message is read
+ * (and freed) here, and the integer header WR_CONN_COPY_HEADER it carries,
+ * if any, is reported, so a caller that tags its publishes can tell which
+ * one came back (a basic.return precedes the confirm of its publish).
+ */
+#define WR_CONN_COPY_HEADER "warren-copy"
+
+typedef enum wr_pub_kind {
+  WR_PUB_OTHER = 0, /* not about publishing */
+  WR_PUB_ACK,
+  WR_PUB_NACK,
+  WR_PUB_RETURN,
+  WR_PUB_CLOSED, /* channel.close or connection.close; why says why */
+} wr_pub_kind;
+
+typedef struct wr_pub_event {
+  wr_pub_kind kind;
+  uint64_t tag;  /* ACK, NACK: the confirmed sequence */
+  int multiple;  /* ACK, NACK: every sequence up to tag */
+  int64_t copy;  /* RETURN: WR_CONN_COPY_HEADER of the message, or -1 */
+  char why[256]; /* RETURN, CLOSED: the broker's words */
+} wr_pub_event;
+
+/* Classify frame f (read on connection c). Returns -1 only when reading a
+ * returned message's content failed (the connection is unusable). */
+int wr_conn_pub_frame(amqp_connection_state_t c, const amqp_frame_t *f,
+                      wr_pub_event *ev);
+
+/*
+ * Waiting for confirms synchronously (libwarren, warren dlq). Up to
+ * WR_CONFIRM_WINDOW publishes may be unconfirmed at once.
+ */
+#define WR_CONFIRM_WINDOW 1024
+typedef struct wr_confirms {
+  uint64_t next;   /* sequence of the next publish (from 1) */
+  uint64_t low;    /* lowest sequence not yet confirmed */
+  unsigned char acked[WR_CONFIRM_WINDOW]; /* by sequence % window */
+  int refused;     /* a nack or a return since the last wr_confirms_wait */
+  int broken;      /* the connection is unusable */
+  char err[300];   /* why, when refused or broken */
+} wr_confirms;
+
+void wr_confirms_init(wr_confirms *cf);
+/* A publish was written: count it. */
+void wr_confirms_sent(wr_confirms *cf);
+/* Room for another publish? Waits (up to timeout_ms) while the window is
+ * full. WARREN_OK or an error. */
+int wr_confirms_room(amqp_connection_state_t c, wr_confirms *cf,
+                     int timeout_ms);
+/* Wait until every publish so far is confirmed, up to timeout_ms for each
+ * frame. WARREN_OK; WARREN_BROKER_NACK if any was refused or returned
+ * since the last call (then cleared); WARREN_BROKER_TIMEOUT; or
+ * WARREN_BROKER_CLOSED. cf->err says why. */
+int wr_confirms_wait(amqp_connection_state_t c, wr_confirms *cf,
+                     int timeout_ms);
 
 #endif

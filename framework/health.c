@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "clock.h"
 
 #define STALL_MS 10000
 
@@ -13,12 +14,6 @@ struct wr_health {
   struct MHD_Daemon *d;
   wr_health_state *st;
 };
-
-long long wr_health_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code,
                              const char *body) {
@@ -40,7 +35,7 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c,
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
     return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only\n");
   if (strcmp(url, "/healthz") == 0) {
-    long long idle = wr_health_now_ms() - atomic_load(&h->st->tick_ms);
+    long long idle = wr_now_ms() - atomic_load(&h->st->tick_ms);
     return idle < STALL_MS ? reply(c, MHD_HTTP_OK, "ok\n")
                            : reply(c, MHD_HTTP_SERVICE_UNAVAILABLE,
                                    "event loop stalled\n");

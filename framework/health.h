@@ -17,7 +17,7 @@
 
 typedef struct wr_health_state {
   atomic_int ready;
-  atomic_llong tick_ms; /* monotonic ms of the loop's last turn */
+  atomic_llong tick_ms; /* wr_now_ms() of the loop's last turn */
 } wr_health_state;
 
 typedef struct wr_health wr_health;
@@ -26,8 +26,5 @@ typedef struct wr_health wr_health;
 wr_health *wr_health_start(const char *listen, int port, wr_health_state *st,
                            char *err, size_t errlen);
 void wr_health_stop(wr_health *h);
-
-/* Monotonic ms, the clock tick_ms uses. */
-long long wr_health_now_ms(void);
 
 #endif

@@ -1,14 +1,15 @@
 /*
  * One delivery held by the supervisor, from basic.deliver until it is
- * acked, requeued or rejected. Slots are preallocated (loop.c) and linked
- * through `next`, so the hot path allocates nothing of Warren's own: the
- * envelope is filled by rabbitmq-c in place and sent to a worker from
- * there.
+ * acked, requeued or rejected. Slots are preallocated (supervisor.c) and
+ * linked through `next`, so the hot path allocates nothing of Warren's
+ * own: the envelope is filled by rabbitmq-c in place and sent to a worker
+ * from there.
  */
 #ifndef WR_JOB_H
 #define WR_JOB_H
 
 #include <amqp.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "retry.h"
@@ -20,9 +21,56 @@ typedef struct wr_job {
   wr_job_meta meta;    /* attempt, crashes, first failure */
   double started;      /* monotonic seconds when a worker took it */
   uint64_t confirm_seq; /* publish awaiting its confirm; 0: none */
+  double due;          /* when parked (settle.c): monotonic time to requeue */
   uint16_t handler;    /* index of its handler */
   uint8_t dead;        /* the awaited publish is a dead letter */
-  struct wr_job *next; /* pending FIFO or free list */
+  uint8_t returned;    /* the broker returned the awaited publish */
+  struct wr_job *next; /* the one queue it is on, or the free list */
 } wr_job;
+
+/* A FIFO of jobs linked through `next`; a job is on one queue at a time. */
+typedef struct wr_jobq {
+  wr_job *head, *tail;
+  size_t n;
+} wr_jobq;
+
+static inline void wr_jobq_push(wr_jobq *q, wr_job *j) {
+  j->next = NULL;
+  if (q->tail)
+    q->tail->next = j;
+  else
+    q->head = j;
+  q->tail = j;
+  q->n++;
+}
+
+/* Back to the front of the line (a job handed back unstarted). */
+static inline void wr_jobq_push_front(wr_jobq *q, wr_job *j) {
+  j->next = q->head;
+  q->head = j;
+  if (!q->tail) q->tail = j;
+  q->n++;
+}
+
+static inline wr_job *wr_jobq_pop(wr_jobq *q) {
+  wr_job *j = q->head;
+  if (!j) return NULL;
+  q->head = j->next;
+  if (!q->head) q->tail = NULL;
+  q->n--;
+  j->next = NULL;
+  return j;
+}
+
+/* Unlink j, whose predecessor on q is prev (NULL: j is the head). */
+static inline void wr_jobq_unlink(wr_jobq *q, wr_job *prev, wr_job *j) {
+  if (prev)
+    prev->next = j->next;
+  else
+    q->head = j->next;
+  if (q->tail == j) q->tail = prev;
+  q->n--;
+  j->next = NULL;
+}
 
 #endif

@@ -9,8 +9,8 @@
 #include "../config/cfg.h"
 #include "dlq.h"
 #include "log.h"
-#include "loop.h"
 #include "plugin.h"
+#include "supervisor.h"
 
 #define WARREN_VERSION "0.1.0"
 
@@ -86,8 +86,8 @@ int main(int argc, char **argv) {
     wr_cfg_free(cfg);
     return bad ? 2 : 0;
   }
-  wr_loop *loop;
-  rc = wr_loop_create(cfg, &loop, err, sizeof err);
+  wr_sup *sup;
+  rc = wr_sup_create(cfg, &sup, err, sizeof err);
   if (rc != WARREN_OK) {
     wr_error("%s", err[0] ? err : warren_strerror(rc));
     wr_cfg_free(cfg);
@@ -95,8 +95,8 @@ int main(int argc, char **argv) {
   }
   wr_info("warren %s started with %zu handler(s) from %s", WARREN_VERSION,
           cfg->n_handlers, path);
-  int code = wr_loop_run(loop);
-  wr_loop_destroy(loop);
+  int code = wr_sup_run(sup);
+  wr_sup_destroy(sup);
   wr_cfg_free(cfg);
   return code;
 }

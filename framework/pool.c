@@ -16,6 +16,7 @@
 
 #include <warren/status.h>
 
+#include "clock.h"
 #include "headers.h"
 #include "log.h"
 #include "worker.h"
@@ -28,12 +29,6 @@
  * to other workers. */
 #define REVOKE_AFTER_S 0.25
 
-double wr_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int wr_pool_init(wr_pool *p, const char *name, const warren_handler *def,
                  const config_setting_t *settings, int n, double restart_min,
                  double restart_max, const wr_pool_events *ev, void *ctx) {
@@ -43,6 +38,8 @@ int wr_pool_init(wr_pool *p, const char *name, const warren_handler *def,
   for (int i = 0; i < n; i++) {
     wr_child *c = &p->children[i];
     c->fd = -1;
+    /* No jitter: a handler's workers die for their own reasons. */
+    wr_backoff_init(&c->restart, restart_min, restart_max, 0);
     c->shm = mmap(NULL, sizeof *c->shm, PROT_READ | PROT_WRITE,
                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     c->out = malloc(sizeof *c->out);
@@ -59,7 +56,6 @@ int wr_pool_init(wr_pool *p, const char *name, const warren_handler *def,
   p->def = def;
   p->settings = settings;
   p->n = n;
-  p->restart_min = restart_min;
   p->restart_max = restart_max;
   p->ev = ev;
   p->ctx = ctx;
@@ -212,9 +208,9 @@ void wr_pool_flush(wr_pool *p) {
 /* Headers too large for a batch's arena (up to a content frame's size). */
 static unsigned char big_scratch[256 * 1024];
 
-int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
+void wr_pool_job_fields(const wr_job *job, wr_ipc_field f[WR_JOB_NFIELDS]) {
   const amqp_basic_properties_t *pr = &job->env.message.properties;
-  wr_ipc_field f[WR_JOB_NFIELDS] = {{0}};
+  memset(f, 0, WR_JOB_NFIELDS * sizeof *f);
   f[WR_JOB_EXCHANGE].ptr = field(job->env.exchange, &f[WR_JOB_EXCHANGE].len);
   f[WR_JOB_ROUTING_KEY].ptr =
       field(job->env.routing_key, &f[WR_JOB_ROUTING_KEY].len);
@@ -226,6 +222,14 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
   if (pr->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
     f[WR_JOB_CONTENT_TYPE].ptr =
         field(pr->content_type, &f[WR_JOB_CONTENT_TYPE].len);
+  f[WR_JOB_BODY] = (wr_ipc_field){job->env.message.body.bytes,
+                                  job->env.message.body.len};
+}
+
+int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
+  const amqp_basic_properties_t *pr = &job->env.message.properties;
+  wr_ipc_field f[WR_JOB_NFIELDS];
+  wr_pool_job_fields(job, f);
   amqp_table_t none = {0, NULL};
   const amqp_table_t *t = (pr->_flags & AMQP_BASIC_HEADERS_FLAG) ? &pr->headers : &none;
   size_t hlen = wr_hdr_encoded_size(t);
@@ -242,8 +246,6 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
   }
   wr_hdr_encode(t, blob);
   f[WR_JOB_HEADERS] = (wr_ipc_field){blob, hlen};
-  f[WR_JOB_BODY] = (wr_ipc_field){job->env.message.body.bytes,
-                                  job->env.message.body.len};
   wr_ipc_job j = {.job_id = job->id,
                   .delivery_tag = job->env.delivery_tag,
                   .attempt = job->meta.attempt,
@@ -256,6 +258,7 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
     p->idle--;
     p->busy++;
     job->started = wr_now();
+    if (p->ev->started) p->ev->started(p->ctx, p, job);
   }
   if (alone) flush_child(p, c); /* big_scratch is reused by the next one */
   return WARREN_OK;
@@ -293,13 +296,14 @@ static void collect(wr_pool *p, wr_child *c) {
     }
     c->collected++;
     c->head = (c->head + 1) % WR_POOL_MAX_DEPTH;
-    c->failures = 0;
+    wr_backoff_reset(&c->restart);
     if (--c->len == 0) {
       c->state = WR_CHILD_IDLE;
       p->busy--;
       p->idle++;
     } else {
       c->q[c->head]->started = wr_now(); /* the next one starts now */
+      if (p->ev->started) p->ev->started(p->ctx, p, c->q[c->head]);
     }
     if (s->result == WR_IPC_SKIPPED)
       p->ev->unstarted(p->ctx, p, job);
@@ -420,13 +424,10 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
   c->pid = 0;
   c->state = WR_CHILD_DOWN;
   if (restart) {
-    double delay = p->restart_min;
-    for (unsigned i = 0; i < c->failures && delay < p->restart_max; i++) delay *= 2;
-    if (delay > p->restart_max) delay = p->restart_max;
-    c->failures++;
+    double delay = wr_backoff_fail(&c->restart, 0.5);
     if (timed_out) {
       delay = 0; /* recycling a hung worker is not a crash */
-      c->failures = 0;
+      wr_backoff_reset(&c->restart);
     }
     c->restart_at = wr_now() + delay;
     wr_log(timed_out ? WARREN_LOG_WARN : WARREN_LOG_ERROR,
@@ -530,6 +531,18 @@ void wr_pool_stop(wr_pool *p, double grace_s) {
     }
     if (r == c->pid) reaped(p, c, status, 0);
   }
+}
+
+uint64_t wr_pool_lowest_tag(const wr_pool *p, uint64_t gen) {
+  uint64_t m = UINT64_MAX;
+  for (int i = 0; i < p->n; i++) {
+    const wr_child *c = &p->children[i];
+    for (int k = 0; k < c->len; k++) {
+      const wr_job *j = c->q[(c->head + k) % WR_POOL_MAX_DEPTH];
+      if (j->gen == gen && j->env.delivery_tag < m) m = j->env.delivery_tag;
+    }
+  }
+  return m;
 }
 
 void wr_pool_free(wr_pool *p) {

@@ -18,6 +18,8 @@
 
 #include <warren/handler.h>
 
+#include "backoff.h"
+#include "clock.h"
 #include "ipc.h"
 #include "job.h"
 
@@ -46,7 +48,7 @@ typedef struct wr_child {
   unsigned char *arena; /* their flattened headers */
   size_t arena_used;
   double restart_at;    /* monotonic seconds, when DOWN */
-  unsigned failures;    /* consecutive deaths, for backoff */
+  wr_backoff restart;   /* consecutive deaths back off restarts */
   int timed_out;        /* killed for running past the job timeout */
   wr_ipc_reader rd;
 } wr_child;
@@ -65,6 +67,9 @@ typedef struct wr_pool_events {
    * front of a FIFO restores the order), or skipped it after
    * wr_pool_drain(). No attempt was spent on it. */
   void (*unstarted)(void *ctx, struct wr_pool *p, wr_job *job);
+  /* Optional. `job` became the one its worker runs (as far as the pool knows: the
+   * worker takes it once the job before it is answered). */
+  void (*started)(void *ctx, struct wr_pool *p, wr_job *job);
 } wr_pool_events;
 
 typedef struct wr_pool {
@@ -76,7 +81,7 @@ typedef struct wr_pool {
   wr_child *children;
   int idle;               /* children in WR_CHILD_IDLE */
   int busy;               /* children in WR_CHILD_BUSY */
-  double restart_min, restart_max;
+  double restart_max;    /* retry after this when fork() fails */
   double timeout;         /* seconds a job may run, 0: no limit */
   const wr_pool_events *ev;
   void *ctx;
@@ -135,7 +140,12 @@ void wr_pool_stop(wr_pool *p, double grace_s);
 
 void wr_pool_free(wr_pool *p);
 
-/* Monotonic clock in seconds. */
-double wr_now(void);
+/* The fields of a job as a worker receives them (ipc.h), but for the
+ * headers blob, which the caller encodes. Pointers into job->env. */
+void wr_pool_job_fields(const wr_job *job, wr_ipc_field f[WR_JOB_NFIELDS]);
+
+/* Lowest delivery tag of connection generation gen queued to or running
+ * in a worker (UINT64_MAX: none), so acks never cover an open job. */
+uint64_t wr_pool_lowest_tag(const wr_pool *p, uint64_t gen);
 
 #endif

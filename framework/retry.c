@@ -2,7 +2,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "headers.h"
 
@@ -96,17 +95,35 @@ int64_t wr_retry_queue_ttl(const wr_retry_cfg *p, int step) {
   return (int64_t)(p->backoff[step] * 1000.0 * (1.0 + p->jitter) + 0.5);
 }
 
+/* Warren's bookkeeping on a job; a copy gets fresh values of these. Other
+ * headers, "warren-" ones of the application included, are kept. */
+static const char *const own_headers[] = {
+    WR_H_ATTEMPT, WR_H_CRASHES,  WR_H_FIRST_FAILURE, WR_H_LAST_FAILURE,
+    WR_H_LAST_ERROR, WR_H_REASON, WR_H_HANDLER, WR_H_ATTEMPTS,
+    WR_H_HOST,    WR_H_QUEUE,    WR_H_COPY,
+    /* The broker's count of returns belongs to the delivery, not the job:
+     * copied onto a new message it would be counted again. */
+    "x-delivery-count",
+};
+
+static int replaced(const amqp_table_entry_t *e, const amqp_table_entry_t *add,
+                    size_t n_add) {
+  for (size_t i = 0; i < sizeof own_headers / sizeof *own_headers; i++)
+    if (key_is(e, own_headers[i])) return 1;
+  for (size_t i = 0; i < n_add; i++)
+    if (e->key.len == add[i].key.len &&
+        memcmp(e->key.bytes, add[i].key.bytes, e->key.len) == 0)
+      return 1;
+  return 0;
+}
+
 amqp_table_t wr_retry_headers(const amqp_table_t *orig, amqp_table_entry_t *store,
                               size_t cap, const amqp_table_entry_t *add,
                               size_t n_add) {
   size_t n = 0;
   for (int i = 0; orig && i < orig->num_entries && n + n_add < cap; i++) {
     const amqp_table_entry_t *e = &orig->entries[i];
-    if (e->key.len >= 7 && memcmp(e->key.bytes, "warren-", 7) == 0) continue;
-    /* The broker's count of returns belongs to the delivery, not the job:
-     * copied onto a new message it would be counted again. */
-    if (key_is(e, "x-delivery-count")) continue;
-    store[n++] = *e;
+    if (!replaced(e, add, n_add)) store[n++] = *e;
   }
   for (size_t i = 0; i < n_add && n < cap; i++) store[n++] = add[i];
   return (amqp_table_t){(int)n, store};
@@ -121,10 +138,4 @@ amqp_table_entry_t wr_entry_str(const char *key, const char *v) {
   amqp_table_entry_t e = {amqp_cstring_bytes(key),
                           {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(v)}}};
   return e;
-}
-
-int64_t wr_unix_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "../config/cfg.h"
+#include "conn.h"
 
 /* Headers are not "x-" prefixed: RabbitMQ 3.13+ may drop x-* headers a
  * client publishes. */
@@ -34,6 +35,7 @@
 #define WR_H_HOST "warren-dead-host"              /* string: worker host */
 #define WR_H_QUEUE "warren-dead-queue"            /* string: work queue */
 #define WR_H_REPLAYS "warren-replays"             /* int: DLQ replays */
+#define WR_H_COPY WR_CONN_COPY_HEADER /* int: which copy (settle.h) */
 
 /* How a run of a job ended, as the policy sees it. */
 typedef enum wr_outcome {
@@ -42,6 +44,7 @@ typedef enum wr_outcome {
   WR_OUT_CRASHED,   /* its worker died */
   WR_OUT_TIMEOUT,   /* it ran past the handler's timeout */
   WR_OUT_MALFORMED, /* it could not be given to a handler */
+  WR_OUT_ACKED,     /* handler said ack (never passed to the policy) */
 } wr_outcome;
 
 /* Reasons written to WR_H_REASON. */
@@ -80,10 +83,13 @@ char *wr_retry_dlq_name(const char *queue, char *buf, size_t len);
 int64_t wr_retry_queue_ttl(const wr_retry_cfg *p, int step);
 
 /*
- * Headers for a republished copy: the original entries with Warren's own
- * (warren-*) and x-delivery-count removed, then `add`. Entries are written to store (cap
- * entries); the returned table points into store and into the strings
- * of orig and add, so it is valid while they are.
+ * Headers for a republished copy: the original entries without Warren's
+ * own bookkeeping (the WR_H_* above but WR_H_REPLAYS, and
+ * x-delivery-count) and without the keys of `add`, then `add`. Every
+ * other header is kept, application headers named "warren-..." too.
+ * Entries are written to store (cap entries; orig's count plus n_add is
+ * always enough); the returned table points into store and into the
+ * strings of orig and add, so it is valid while they are.
  */
 amqp_table_t wr_retry_headers(const amqp_table_t *orig, amqp_table_entry_t *store,
                               size_t cap, const amqp_table_entry_t *add,
@@ -92,8 +98,5 @@ amqp_table_t wr_retry_headers(const amqp_table_t *orig, amqp_table_entry_t *stor
 /* Convenience constructors for table entries. */
 amqp_table_entry_t wr_entry_int(const char *key, int64_t v);
 amqp_table_entry_t wr_entry_str(const char *key, const char *v);
-
-/* Unix time in ms. */
-int64_t wr_unix_ms(void);
 
 #endif

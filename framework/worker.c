@@ -137,24 +137,32 @@ static int unpack(unsigned char *p, size_t len, warren_message *msg,
     off += j.field_len[i] + 1;
   }
   if (off != len) return -1;
+  *job_id = j.job_id;
+  return wr_worker_message(msg, f, j.field_len, hdrs, j.delivery_tag,
+                           j.attempt, j.redelivered);
+}
+
+int wr_worker_message(warren_message *msg, const char *const f[WR_JOB_NFIELDS],
+                      const uint64_t len[WR_JOB_NFIELDS],
+                      struct warren_headers *hdrs, uint64_t delivery_tag,
+                      uint32_t attempt, uint32_t redelivered) {
   if (wr_hdr_parse(hdrs, (const unsigned char *)f[WR_JOB_HEADERS],
-                   j.field_len[WR_JOB_HEADERS]) != WARREN_OK)
+                   len[WR_JOB_HEADERS]) != WARREN_OK)
     return -1;
   *msg = (warren_message){
       .size = sizeof(warren_message),
       .body = f[WR_JOB_BODY],
-      .body_len = j.field_len[WR_JOB_BODY],
+      .body_len = len[WR_JOB_BODY],
       .exchange = f[WR_JOB_EXCHANGE],
       .routing_key = f[WR_JOB_ROUTING_KEY],
       .message_id = f[WR_JOB_MESSAGE_ID],
       .correlation_id = f[WR_JOB_CORRELATION_ID],
       .content_type = f[WR_JOB_CONTENT_TYPE],
       .headers = hdrs,
-      .attempt = j.attempt,
-      .redelivered = j.redelivered,
-      .delivery_tag = j.delivery_tag,
+      .attempt = attempt,
+      .redelivered = redelivered,
+      .delivery_tag = delivery_tag,
   };
-  *job_id = j.job_id;
   return 0;
 }
 

@@ -20,6 +20,9 @@
 #define WR_WORKER_EXIT_PROTOCOL 4 /* bad frame from the supervisor */
 
 struct wr_ipc_shm;
+struct warren_headers;
+
+#include "ipc.h"
 
 /* Never returns. `settings` may be NULL; results go to `shm` (ipc.h). */
 _Noreturn void wr_worker_main(int fd, struct wr_ipc_shm *shm,
@@ -37,5 +40,17 @@ int wr_worker_init(const char *handler_name, const warren_handler *def,
 int32_t wr_worker_run(const char *handler_name, const warren_handler *def,
                       void *state, const warren_message *msg,
                       const char **err, size_t *err_len);
+
+/*
+ * The one builder of the warren_message a handler sees, in a worker and in
+ * process alike: f[i] is field i (ipc.h order), len[i] bytes; the string
+ * fields are NUL-terminated at f[i][len[i]]. hdrs is filled from the
+ * headers blob (headers.h) and points into it. Returns 0, or -1 when the
+ * blob is malformed.
+ */
+int wr_worker_message(warren_message *msg, const char *const f[WR_JOB_NFIELDS],
+                      const uint64_t len[WR_JOB_NFIELDS],
+                      struct warren_headers *hdrs, uint64_t delivery_tag,
+                      uint32_t attempt, uint32_t redelivered);
 
 #endif

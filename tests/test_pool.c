@@ -38,7 +38,15 @@ static void on_unstarted(void *ctx, wr_pool *p, wr_job *job) {
   unstarted[n_unstarted++] = job;
 }
 
-static const wr_pool_events ev = {on_done, on_lost, on_unstarted};
+static wr_job *started_job;
+static int n_started;
+static void on_started(void *ctx, wr_pool *p, wr_job *job) {
+  (void)ctx, (void)p;
+  started_job = job;
+  n_started++;
+}
+
+static const wr_pool_events ev = {on_done, on_lost, on_unstarted, on_started};
 static config_t lc;
 static wr_plugin plug;
 static char logpath[] = "/tmp/warren-pool-XXXXXX";
@@ -107,6 +115,7 @@ Test(pool, runs_jobs_and_isolates_a_crash) {
   wr_pool_flush(&p);
   cr_assert_eq(p.busy, 1);
   cr_assert_eq(wr_pool_running(c), &ok, "the pool knows which job the worker runs");
+  cr_assert_eq(started_job, &ok, "observers hear which job a worker took");
   SERVE(&p, done_job == &ok);
   cr_assert_eq(done_result, WARREN_ACK);
   cr_assert_eq(p.idle, 2);

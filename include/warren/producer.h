@@ -32,6 +32,11 @@ typedef struct warren_producer_opts {
   const char *user;     /**< default "guest" */
   const char *password; /**< default "guest" */
   int heartbeat;        /**< seconds, default 30 */
+  /** Optional, read when size covers it: on failure of
+   *  warren_producer_open() the reason is written here (NUL-terminated,
+   *  truncated to errlen). libwarren never prints. */
+  char *errbuf;
+  size_t errlen;
 } warren_producer_opts;
 
 /** One extra string header on a job. */
@@ -76,6 +81,13 @@ WARREN_EXPORT int warren_producer_publish(warren_producer *p,
 
 /** Wait until every job published so far is confirmed. 0 or an error. */
 WARREN_EXPORT int warren_producer_flush(warren_producer *p, int timeout_ms);
+
+/**
+ * Why the last call on p failed: the broker's or the library's words.
+ * @return a NUL-terminated string owned by p, valid until the next call on
+ *         p; "" when nothing failed.
+ */
+WARREN_EXPORT const char *warren_producer_error(const warren_producer *p);
 
 /** Flush (up to 10 s), close and free. NULL is allowed. */
 WARREN_EXPORT int warren_producer_close(warren_producer *p);

@@ -102,57 +102,32 @@ static void print_full(long n, const amqp_message_t *m) {
          (const char *)m->body.bytes);
 }
 
-/* Wait for the confirm of the one publish in flight on CH. */
-static int await_confirm(amqp_connection_state_t c) {
-  int returned = 0;
-  for (;;) {
-    amqp_frame_t f;
-    struct timeval tv = {30, 0};
-    int rc = amqp_simple_wait_frame_noblock(c, &f, &tv);
-    if (rc != AMQP_STATUS_OK) {
-      fprintf(stderr, "dlq: waiting for the broker's confirm: %s\n",
-              amqp_error_string2(rc));
-      return WARREN_BROKER_TIMEOUT;
-    }
-    if (f.frame_type != AMQP_FRAME_METHOD) continue;
-    switch (f.payload.method.id) {
-      case AMQP_BASIC_ACK_METHOD:
-        return returned ? WARREN_BROKER_NACK : WARREN_OK;
-      case AMQP_BASIC_NACK_METHOD:
-        return WARREN_BROKER_NACK;
-      case AMQP_BASIC_RETURN_METHOD: {
-        returned = 1;
-        amqp_message_t m;
-        if (amqp_read_message(c, f.channel, &m, 0).reply_type == AMQP_RESPONSE_NORMAL)
-          amqp_destroy_message(&m);
-        break;
-      }
-      default:
-        fprintf(stderr, "dlq: the broker closed the channel\n");
-        return WARREN_BROKER_CLOSED;
-    }
-  }
-}
-
 /* Back to the work queue, as it was first published: Warren's own headers
  * go (attempts start again), warren-replays counts the replays. */
-static int replay_one(amqp_connection_state_t c, const wr_handler_cfg *h,
-                      const amqp_message_t *m) {
+static int replay_one(amqp_connection_state_t c, wr_confirms *cf,
+                      const wr_handler_cfg *h, const amqp_message_t *m) {
   amqp_basic_properties_t pr = m->properties;
-  static amqp_table_entry_t store[WR_HDR_MAX_ENTRIES + 4];
+  const amqp_table_t *orig =
+      (pr._flags & AMQP_BASIC_HEADERS_FLAG) ? &m->properties.headers : NULL;
   amqp_table_entry_t add = wr_entry_int(WR_H_REPLAYS,
                                         header_int(&m->properties, WR_H_REPLAYS) + 1);
-  pr.headers = wr_retry_headers((pr._flags & AMQP_BASIC_HEADERS_FLAG) ? &m->properties.headers
-                                                                      : NULL,
-                                store, sizeof store / sizeof *store, &add, 1);
+  /* Every header of the dead letter is kept, however many. */
+  size_t cap = (orig ? (size_t)orig->num_entries : 0) + 1;
+  amqp_table_entry_t *store = malloc(cap * sizeof *store);
+  if (!store) return WARREN_NOMEM;
+  pr.headers = wr_retry_headers(orig, store, cap, &add, 1);
   pr._flags |= AMQP_BASIC_HEADERS_FLAG;
   int rc = amqp_basic_publish(c, CH, amqp_cstring_bytes(""),
                               amqp_cstring_bytes(h->queue), 1, 0, &pr, m->body);
+  free(store);
   if (rc != AMQP_STATUS_OK) {
     fprintf(stderr, "dlq: publish: %s\n", amqp_error_string2(rc));
     return WARREN_BROKER_CLOSED;
   }
-  return await_confirm(c);
+  wr_confirms_sent(cf);
+  rc = wr_confirms_wait(c, cf, 30000);
+  if (rc != WARREN_OK) fprintf(stderr, "dlq: replay not confirmed: %s\n", cf->err);
+  return rc;
 }
 
 static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
@@ -164,8 +139,7 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
     fprintf(stderr, "dlq: %s\n", err);
     return rc;
   }
-  amqp_channel_open(c, CH);
-  rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "channel.open", err, sizeof err);
+  rc = wr_conn_channel(c, CH, 1, err, sizeof err);
   amqp_queue_declare_ok_t *q = NULL;
   if (rc == WARREN_OK) {
     q = amqp_queue_declare(c, CH, amqp_cstring_bytes(dlq), 1, 0, 0, 0, amqp_empty_table);
@@ -173,15 +147,13 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
     snprintf(what, sizeof what, "dead-letter queue '%s'", dlq);
     rc = wr_conn_reply(c, amqp_get_rpc_reply(c), what, err, sizeof err);
   }
-  if (rc == WARREN_OK) {
-    amqp_confirm_select(c, CH);
-    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "confirm.select", err, sizeof err);
-  }
   if (rc != WARREN_OK) {
     fprintf(stderr, "dlq: %s\n", err);
     amqp_destroy_connection(c);
     return rc;
   }
+  wr_confirms cf;
+  wr_confirms_init(&cf);
   long total = (long)q->message_count, matched = 0, done = 0;
   int filtered = o->reason || o->id;
   if (!strcmp(o->cmd, "purge") && !filtered && !o->count) {
@@ -219,7 +191,7 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
       } else if (!strcmp(o->cmd, "show")) {
         print_full(n, &m);
       } else {
-        if (!strcmp(o->cmd, "replay")) rc = replay_one(c, h, &m);
+        if (!strcmp(o->cmd, "replay")) rc = replay_one(c, &cf, h, &m);
         /* Removed from the DLQ only once its copy is confirmed. */
         if (rc == WARREN_OK && amqp_basic_ack(c, CH, tag, 0) == AMQP_STATUS_OK) done++;
       }

@@ -54,10 +54,13 @@ int main(int argc, char **argv) {
     i++;
   }
   if (!key || count < 1) goto usage;
+  char why[512] = "";
+  po.errbuf = why;
+  po.errlen = sizeof why;
   warren_producer *p;
   int rc = warren_producer_open(&po, &p);
   if (rc != 0) {
-    fprintf(stderr, "warren-publish: %s\n", warren_strerror(rc));
+    fprintf(stderr, "warren-publish: %s: %s\n", warren_strerror(rc), why);
     return 1;
   }
   char mid[256], text[65536];
@@ -72,10 +75,12 @@ int main(int argc, char **argv) {
     rc = warren_producer_publish(p, exchange, key, text, strlen(text), &o);
   }
   if (rc == 0) rc = warren_producer_flush(p, 30000);
+  if (rc != 0) snprintf(why, sizeof why, "%s", warren_producer_error(p));
   int rc2 = warren_producer_close(p);
   if (rc == 0) rc = rc2;
   if (rc != 0) {
-    fprintf(stderr, "warren-publish: %s\n", warren_strerror(rc));
+    fprintf(stderr, "warren-publish: %s%s%s\n", warren_strerror(rc),
+            why[0] ? ": " : "", why);
     return 1;
   }
   printf("published %ld job(s) to exchange '%s' key '%s', all confirmed\n",

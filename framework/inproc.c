@@ -1,0 +1,68 @@
+#include "inproc.h"
+
+#include <string.h>
+
+#include <warren/status.h>
+
+#include "headers.h"
+#include "ipc.h"
+#include "sup_private.h"
+#include "worker.h"
+
+#define MAX_HEADERS_BLOB (256 * 1024) /* as a worker gets them (pool.c) */
+
+int wr_inproc_init(wr_handler_rt *h) {
+  if (wr_worker_init(h->cfg->name, h->plugin.def, h->cfg->settings,
+                     &h->inline_state) != 0)
+    return -1;
+  h->inline_ready = 1;
+  return 0;
+}
+
+void wr_inproc_shutdown(wr_handler_rt *h) {
+  if (h->inline_ready && h->plugin.def->shutdown)
+    h->plugin.def->shutdown(h->inline_state);
+  h->inline_ready = 0;
+}
+
+/* Run one job: its fields are made NUL-terminated and its headers
+ * flattened, as a worker would receive them. */
+static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
+  static struct warren_headers hdrs;
+  static unsigned char blob[MAX_HEADERS_BLOB];
+  static char str[WR_JOB_HEADERS][256]; /* AMQP short strings: <= 255 */
+  wr_ipc_field f[WR_JOB_NFIELDS];
+  wr_pool_job_fields(job, f);
+  const char *fp[WR_JOB_NFIELDS];
+  uint64_t len[WR_JOB_NFIELDS];
+  for (int i = 0; i < WR_JOB_HEADERS; i++) {
+    len[i] = f[i].len < 255 ? f[i].len : 255;
+    if (len[i]) memcpy(str[i], f[i].ptr, len[i]);
+    str[i][len[i]] = '\0';
+    fp[i] = str[i];
+  }
+  const amqp_basic_properties_t *p = &job->env.message.properties;
+  amqp_table_t empty = {0, NULL};
+  const amqp_table_t *t = (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : &empty;
+  if (wr_hdr_encoded_size(t) > sizeof blob) t = &empty;
+  wr_hdr_encode(t, blob);
+  fp[WR_JOB_HEADERS] = (const char *)blob;
+  len[WR_JOB_HEADERS] = wr_hdr_encoded_size(t);
+  fp[WR_JOB_BODY] = f[WR_JOB_BODY].ptr;
+  len[WR_JOB_BODY] = f[WR_JOB_BODY].len;
+  warren_message m;
+  wr_worker_message(&m, fp, len, &hdrs, job->env.delivery_tag,
+                    job->meta.attempt, job->env.redelivered ? 1u : 0u);
+  WR_NOTIFY(&s->obs, started, h->index, job);
+  const char *err;
+  size_t err_len;
+  int32_t r = wr_worker_run(h->cfg->name, h->plugin.def, h->inline_state, &m,
+                            &err, &err_len);
+  wr_sup_done(s, h, job, r, err, err_len);
+}
+
+void wr_inproc_run(wr_sup *s, wr_handler_rt *h) {
+  wr_job *job;
+  while (s->session.conn && !s->draining && (job = wr_jobq_pop(&h->pending)))
+    run_one(s, h, job);
+}

@@ -1,0 +1,49 @@
+#include "intake.h"
+
+#include "log.h"
+#include "sup_private.h"
+
+int wr_intake_add(wr_intake *in, const wr_intake_check *c, void *ctx) {
+  if (in->n == WR_INTAKE_MAX) return -1;
+  in->chain[in->n].c = c;
+  in->chain[in->n++].ctx = ctx;
+  return 0;
+}
+
+static int check_headers(void *ctx, size_t handler, wr_job *job,
+                         wr_outcome *o, char *why, size_t whylen) {
+  (void)ctx, (void)handler;
+  if (wr_retry_meta(&job->env.message.properties, &job->meta, why, whylen) == 0)
+    return 0;
+  *o = WR_OUT_MALFORMED;
+  return 1;
+}
+
+const wr_intake_check wr_intake_headers = {"headers", check_headers};
+
+void wr_intake_delivery(wr_sup *s, wr_job *job) {
+  amqp_channel_t ch = job->env.channel;
+  if (ch < 1 || ch > s->nh) {
+    wr_error("delivery on unexpected channel %u; requeued", ch);
+    uint64_t tag = job->env.delivery_tag;
+    wr_sup_release(s, job);
+    wr_session_nack(&s->session, ch, tag, 1);
+    return;
+  }
+  wr_handler_rt *h = &s->h[ch - 1];
+  job->id = ++s->next_id;
+  job->handler = (uint16_t)(ch - 1);
+  job->confirm_seq = 0;
+  job->meta = (wr_job_meta){1, 0, 0};
+  WR_NOTIFY(&s->obs, received, h->index, job);
+  for (size_t i = 0; i < s->intake.n; i++) {
+    wr_outcome o;
+    char why[160];
+    if (s->intake.chain[i].c->check(s->intake.chain[i].ctx, h->index, job, &o,
+                                    why, sizeof why)) {
+      wr_settle_finish(s, h, job, o, why);
+      return;
+    }
+  }
+  wr_jobq_push(&h->pending, job);
+}

@@ -1,0 +1,48 @@
+/*
+ * A delivery's admission: a chain of checks every job passes before any
+ * handler code sees it. A job that fails one is settled at once (dead-
+ * lettered as `malformed`, for the built-in check) and never reaches a
+ * handler. Warren's own headers are the first check; signature
+ * verification is added to the chain the same way.
+ */
+#ifndef WR_INTAKE_H
+#define WR_INTAKE_H
+
+#include <stddef.h>
+
+#include "job.h"
+#include "retry.h"
+
+struct wr_sup;
+
+typedef struct wr_intake_check {
+  const char *name;
+  /* 0: pass. Non-zero: refuse, with *o the outcome that settles the job
+   * and why the reason (written to the dead letter). Fills job->meta if
+   * it reads it. */
+  int (*check)(void *ctx, size_t handler, wr_job *job, wr_outcome *o,
+               char *why, size_t whylen);
+} wr_intake_check;
+
+#define WR_INTAKE_MAX 8
+
+typedef struct wr_intake {
+  struct {
+    const wr_intake_check *c;
+    void *ctx;
+  } chain[WR_INTAKE_MAX];
+  size_t n;
+} wr_intake;
+
+/* Append a check; it runs after those added before. 0 or -1 (full). */
+int wr_intake_add(wr_intake *in, const wr_intake_check *c, void *ctx);
+
+/* Reads Warren's headers into job->meta (retry.h); refuses a job whose
+ * headers are there but unusable as WR_OUT_MALFORMED. */
+extern const wr_intake_check wr_intake_headers;
+
+/* A delivery arrived (session.c): number it, tell the observers, run the
+ * chain, and queue it for its handler or settle it. */
+void wr_intake_delivery(struct wr_sup *s, wr_job *job);
+
+#endif

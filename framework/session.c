@@ -1,0 +1,242 @@
+#include "session.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <warren/status.h>
+
+#include "clock.h"
+#include "log.h"
+
+#define READ_BUDGET 256   /* deliveries read before serving workers */
+#define SERVICE_S 1.0     /* heartbeats are serviced at least this often */
+#define RECONNECT_JITTER 0.2
+
+void wr_session_init(wr_session *s, const wr_conn_params *p,
+                     amqp_channel_t pub_ch, double backoff_min,
+                     double backoff_max, wr_loop *loop,
+                     const wr_session_events *ev, void *ctx) {
+  memset(s, 0, sizeof *s);
+  s->params = p;
+  s->sock = -1;
+  s->pub_ch = pub_ch;
+  wr_backoff_init(&s->backoff, backoff_min, backoff_max, RECONNECT_JITTER);
+  s->loop = loop;
+  s->ev = ev;
+  s->ctx = ctx;
+}
+
+static void on_readable(void *ctx, int fd, short revents) {
+  (void)fd, (void)revents;
+  ((wr_session *)ctx)->readable = 1;
+}
+
+static void plan_reconnect(wr_session *s, const char *why) {
+  double d = wr_backoff_fail(&s->backoff, wr_rand01());
+  s->next_connect = wr_now() + d;
+  if (why)
+    wr_warn("broker %s:%d: %s; retrying in %.1f s", s->params->host,
+            s->params->port, why, d);
+  else if (!s->draining)
+    wr_info("reconnecting in %.1f s", d);
+}
+
+static void try_connect(wr_session *s) {
+  char err[512];
+  amqp_connection_state_t c = NULL;
+  const wr_conn_params *b = s->params;
+  int rc = wr_conn_open(b, &c, err, sizeof err);
+  if (rc == WARREN_OK) rc = s->ev->setup(s->ctx, c, err, sizeof err);
+  if (rc == WARREN_OK) rc = wr_conn_channel(c, s->pub_ch, 1, err, sizeof err);
+  if (rc == WARREN_OK) rc = wr_loop_watch(s->loop, amqp_get_sockfd(c), POLLIN,
+                                          on_readable, s);
+  if (rc != WARREN_OK) {
+    if (c) amqp_destroy_connection(c);
+    plan_reconnect(s, err);
+    return;
+  }
+  s->conn = c;
+  s->sock = amqp_get_sockfd(c);
+  s->pub_seq = 0;
+  s->gen++;
+  wr_backoff_reset(&s->backoff);
+  wr_info("connected to %s:%d vhost '%s'", b->host, b->port, b->vhost);
+  s->ev->connected(s->ctx);
+}
+
+void wr_session_lost(wr_session *s, const char *why, int polite) {
+  if (!s->conn) return;
+  wr_warn("broker connection lost: %s; unacked jobs go back to the queue", why);
+  wr_loop_unwatch(s->loop, s->sock, s);
+  if (polite)
+    wr_conn_close(s->conn);
+  else
+    amqp_destroy_connection(s->conn);
+  s->conn = NULL;
+  s->sock = -1;
+  s->gen++;
+  s->readable = 0;
+  plan_reconnect(s, NULL);
+  s->ev->lost(s->ctx);
+}
+
+int wr_session_buffered(const wr_session *s) {
+  return s->conn &&
+         (amqp_data_in_buffer(s->conn) || amqp_frames_enqueued(s->conn));
+}
+
+double wr_session_prepare(wr_session *s, double now) {
+  if (!s->conn) {
+    if (s->draining) return 0;
+    if (now >= s->next_connect) try_connect(s);
+    if (!s->conn) return s->next_connect;
+  }
+  return wr_session_buffered(s) ? now : s->next_service;
+}
+
+/* A method that is not a delivery. Returns -1 when the connection is
+ * gone (or going). */
+static int on_frame(wr_session *s) {
+  amqp_frame_t f;
+  int rc = amqp_simple_wait_frame(s->conn, &f);
+  if (rc != AMQP_STATUS_OK) {
+    wr_session_lost(s, amqp_error_string2(rc), 0);
+    return -1;
+  }
+  if (f.frame_type != AMQP_FRAME_METHOD) return 0;
+  char why[400], reason[300];
+  if (f.channel == s->pub_ch) {
+    wr_pub_event ev;
+    if (wr_conn_pub_frame(s->conn, &f, &ev) != 0) {
+      wr_session_lost(s, "cannot read a returned message", 0);
+      return -1;
+    }
+    if (ev.kind == WR_PUB_ACK || ev.kind == WR_PUB_NACK ||
+        ev.kind == WR_PUB_RETURN) {
+      s->ev->published(s->ctx, &ev);
+      return s->conn ? 0 : -1;
+    }
+  }
+  const char *name = s->ev->channel_name(s->ctx, f.channel);
+  switch (f.payload.method.id) {
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+      snprintf(why, sizeof why, "channel %u (%s): %s", f.channel, name,
+               wr_conn_close_reason(&f.payload.method, reason, sizeof reason));
+      amqp_channel_close_ok_t ok = {0};
+      amqp_send_method(s->conn, f.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+      /* Every channel is set up again on a fresh connection: simpler than
+       * per-channel recovery, and the broker requeues this channel's jobs
+       * anyway. */
+      wr_session_lost(s, why, 1);
+      return -1;
+    }
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+      wr_conn_close_reason(&f.payload.method, why, sizeof why);
+      amqp_connection_close_ok_t ok = {0};
+      amqp_send_method(s->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+      wr_session_lost(s, why, 0);
+      return -1;
+    }
+    case AMQP_BASIC_CANCEL_METHOD:
+      if (s->draining) return 0;
+      snprintf(why, sizeof why,
+               "broker cancelled the consumer of %s (queue deleted?)", name);
+      wr_session_lost(s, why, 1);
+      return -1;
+    default:
+      wr_debug("ignored method 0x%08x on channel %u", f.payload.method.id,
+               f.channel);
+      return 0;
+  }
+}
+
+static void read_frames(wr_session *s) {
+  for (int budget = READ_BUDGET; budget > 0 && s->conn; budget--) {
+    wr_job *job = s->ev->slot(s->ctx);
+    if (!job) {
+      /* Cannot happen while the broker honours prefetch; stop reading and
+       * let the socket buffer hold the rest. */
+      wr_error("no free job slot; is the broker ignoring basic.qos?");
+      return;
+    }
+    amqp_maybe_release_buffers(s->conn);
+    struct timeval zero = {0, 0};
+    amqp_rpc_reply_t r = amqp_consume_message(s->conn, &job->env, &zero, 0);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+      job->gen = s->gen;
+      s->ev->delivery(s->ctx, job);
+      continue;
+    }
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+        r.library_error == AMQP_STATUS_TIMEOUT)
+      return;
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+        r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+      if (on_frame(s) != 0) return;
+      continue;
+    }
+    char why[256];
+    wr_conn_reply(s->conn, r, "consume", why, sizeof why);
+    wr_session_lost(s, why, 0);
+  }
+}
+
+void wr_session_check(wr_session *s, double now) {
+  if (!s->conn) return;
+  if (s->readable || now >= s->next_service || wr_session_buffered(s)) {
+    s->readable = 0;
+    read_frames(s);
+    s->next_service = now + SERVICE_S;
+  }
+}
+
+static int sent(wr_session *s, int rc) {
+  if (rc == AMQP_STATUS_OK) return 0;
+  wr_session_lost(s, amqp_error_string2(rc), 0);
+  return -1;
+}
+
+int wr_session_ack(wr_session *s, amqp_channel_t ch, uint64_t tag,
+                   int multiple) {
+  if (!s->conn) return -1;
+  return sent(s, amqp_basic_ack(s->conn, ch, tag, multiple));
+}
+
+int wr_session_nack(wr_session *s, amqp_channel_t ch, uint64_t tag,
+                    int requeue) {
+  if (!s->conn) return -1;
+  return sent(s, amqp_basic_nack(s->conn, ch, tag, 0, requeue));
+}
+
+int wr_session_cancel(wr_session *s, amqp_channel_t ch, const char *tag) {
+  if (!s->conn) return -1;
+  amqp_basic_cancel(s->conn, ch, amqp_cstring_bytes(tag));
+  char err[300];
+  if (wr_conn_reply(s->conn, amqp_get_rpc_reply(s->conn), "basic.cancel", err,
+                    sizeof err) == WARREN_OK)
+    return 0;
+  wr_session_lost(s, err, 0);
+  return -1;
+}
+
+uint64_t wr_session_publish(wr_session *s, const char *exchange,
+                            const char *routing_key,
+                            const amqp_basic_properties_t *props,
+                            amqp_bytes_t body) {
+  if (!s->conn) return 0;
+  int rc = amqp_basic_publish(s->conn, s->pub_ch, amqp_cstring_bytes(exchange),
+                              amqp_cstring_bytes(routing_key), 1, 0, props,
+                              body);
+  if (sent(s, rc) != 0) return 0;
+  return ++s->pub_seq;
+}
+
+void wr_session_close(wr_session *s) {
+  if (!s->conn) return;
+  wr_loop_unwatch(s->loop, s->sock, s);
+  wr_conn_close(s->conn);
+  s->conn = NULL;
+  s->sock = -1;
+}

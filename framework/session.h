@@ -1,0 +1,95 @@
+/*
+ * The supervisor's broker session: connecting (with the one jittered
+ * backoff), losing the connection, the connection generation, and reading
+ * frames: deliveries and the broker methods that are not replies.
+ * Everything that follows from them is the owner's, through
+ * wr_session_events. Loop thread only.
+ */
+#ifndef WR_SESSION_H
+#define WR_SESSION_H
+
+#include <amqp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backoff.h"
+#include "conn.h"
+#include "job.h"
+#include "loop.h"
+
+typedef struct wr_session_events {
+  /* A fresh connection is logged in: declare what is needed, open the
+   * channels and consumers. Non-zero (with err set) abandons it. */
+  int (*setup)(void *ctx, amqp_connection_state_t c, char *err, size_t errlen);
+  void (*connected)(void *ctx);
+  /* The connection is gone; every tag of it is void (the broker requeues
+   * what was not acked). */
+  void (*lost)(void *ctx);
+  /* The slot the next delivery is read into (not taken yet), or NULL. */
+  wr_job *(*slot)(void *ctx);
+  /* That slot was filled by a delivery: take it. */
+  void (*delivery)(void *ctx, wr_job *job);
+  /* A confirm, nack or return on the publishing channel. */
+  void (*published)(void *ctx, const wr_pub_event *ev);
+  /* Name of what uses channel ch, for logs. */
+  const char *(*channel_name)(void *ctx, amqp_channel_t ch);
+} wr_session_events;
+
+typedef struct wr_session {
+  const wr_conn_params *params;
+  amqp_connection_state_t conn; /* NULL while disconnected */
+  int sock;
+  uint64_t gen;          /* bumped per connection: older tags are void */
+  amqp_channel_t pub_ch; /* confirmed publishing */
+  uint64_t pub_seq;      /* confirm sequence of the last publish */
+  wr_backoff backoff;
+  double next_connect;   /* when to try again, while disconnected */
+  double next_service;   /* next forced read (heartbeats) */
+  int readable;          /* the socket polled readable this turn */
+  int draining;          /* no reconnecting; cancels are expected */
+  wr_loop *loop;
+  const wr_session_events *ev;
+  void *ctx;
+} wr_session;
+
+void wr_session_init(wr_session *s, const wr_conn_params *p,
+                     amqp_channel_t pub_ch, double backoff_min,
+                     double backoff_max, wr_loop *loop,
+                     const wr_session_events *ev, void *ctx);
+
+/* Before the loop polls: connect when due. Returns when the session next
+ * needs a turn (now, if input is already buffered). */
+double wr_session_prepare(wr_session *s, double now);
+/* After the poll: read what arrived (and service heartbeats). */
+void wr_session_check(wr_session *s, double now);
+
+/* Frames already read and not handled yet: the loop must not sleep. */
+int wr_session_buffered(const wr_session *s);
+
+/* Drop the connection (polite: close it cleanly) and plan a reconnect. */
+void wr_session_lost(wr_session *s, const char *why, int polite);
+
+/* Each returns 0, or -1 after the connection was lost. */
+int wr_session_ack(wr_session *s, amqp_channel_t ch, uint64_t tag,
+                   int multiple);
+int wr_session_nack(wr_session *s, amqp_channel_t ch, uint64_t tag,
+                    int requeue);
+int wr_session_cancel(wr_session *s, amqp_channel_t ch, const char *tag);
+
+/* Publish mandatory on the confirm channel. Returns its confirm
+ * sequence (wr_session_next_seq() before the call), or 0 after the
+ * connection was lost. */
+uint64_t wr_session_publish(wr_session *s, const char *exchange,
+                            const char *routing_key,
+                            const amqp_basic_properties_t *props,
+                            amqp_bytes_t body);
+
+/* The sequence the next publish will get. */
+static inline uint64_t wr_session_next_seq(const wr_session *s) {
+  return s->pub_seq + 1;
+}
+
+/* Close cleanly at the end. */
+void wr_session_close(wr_session *s);
+
+#endif

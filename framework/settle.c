@@ -1,0 +1,261 @@
+#include "settle.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <warren/status.h>
+
+#include "clock.h"
+#include "log.h"
+#include "sup_private.h"
+#include "topology.h"
+
+static amqp_bytes_t msg_id(const wr_job *job) {
+  const amqp_basic_properties_t *p = &job->env.message.properties;
+  amqp_bytes_t none = {0, ""};
+  return (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id : none;
+}
+
+/*
+ * Publish the copy that carries a failed job on: to its retry queue, or
+ * to its dead-letter exchange with the reason. The original waits on
+ * `confirming` until the broker answers for the copy.
+ */
+static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
+                      const char *err) {
+  const wr_handler_cfg *hc = h->cfg;
+  wr_decision d = wr_retry_decide(&hc->retry, &job->meta, o, wr_rand01());
+  int64_t now = wr_unix_ms();
+  uint32_t crashes = o == WR_OUT_CRASHED ? job->meta.crashes + 1 : 0;
+  uint64_t seq = wr_session_next_seq(&s->session);
+  amqp_table_entry_t add[12];
+  size_t n = 0;
+  add[n++] = wr_entry_int(WR_H_COPY, (int64_t)seq);
+  add[n++] = wr_entry_int(WR_H_FIRST_FAILURE,
+                          job->meta.first_failure ? job->meta.first_failure : now);
+  add[n++] = wr_entry_int(WR_H_LAST_FAILURE, now);
+  add[n++] = wr_entry_str(WR_H_LAST_ERROR, err);
+  add[n++] = wr_entry_int(WR_H_CRASHES, crashes);
+  amqp_basic_properties_t pr = job->env.message.properties;
+  char exchange[300], rk[300], expiration[32];
+  if (d.dead) {
+    add[n++] = wr_entry_str(WR_H_REASON, d.reason);
+    add[n++] = wr_entry_str(WR_H_HANDLER, hc->name);
+    add[n++] = wr_entry_int(WR_H_ATTEMPTS, job->meta.attempt);
+    add[n++] = wr_entry_str(WR_H_HOST, s->host);
+    add[n++] = wr_entry_str(WR_H_QUEUE, hc->queue);
+    /* A dead letter waits for an operator: it must not expire. */
+    pr._flags &= ~AMQP_BASIC_EXPIRATION_FLAG;
+    wr_retry_dlx_name(hc->queue, exchange, sizeof exchange);
+    snprintf(rk, sizeof rk, "%.*s", (int)job->env.routing_key.len,
+             (const char *)job->env.routing_key.bytes);
+  } else {
+    add[n++] = wr_entry_int(WR_H_ATTEMPT, (int64_t)job->meta.attempt + 1);
+    snprintf(expiration, sizeof expiration, "%lld", (long long)d.delay_ms);
+    pr._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+    pr.expiration = amqp_cstring_bytes(expiration);
+    exchange[0] = '\0';
+    wr_retry_queue_name(hc->queue, hc->retry.backoff[d.step], rk, sizeof rk);
+  }
+  const amqp_table_t *orig =
+      (pr._flags & AMQP_BASIC_HEADERS_FLAG) ? &job->env.message.properties.headers : NULL;
+  /* Every original header is kept, however many there are. */
+  size_t cap = (orig ? (size_t)orig->num_entries : 0) + n;
+  amqp_table_entry_t *store = malloc(cap * sizeof *store);
+  if (!store) {
+    wr_error("handler %s: out of memory for a copy's headers; the job goes "
+             "back to the queue", hc->name);
+    wr_session_nack(&s->session, h->ch, job->env.delivery_tag, 1);
+    wr_sup_release(s, job);
+    return;
+  }
+  pr.headers = wr_retry_headers(orig, store, cap, add, n);
+  pr._flags |= AMQP_BASIC_HEADERS_FLAG;
+  uint64_t got = wr_session_publish(&s->session, exchange, rk, &pr,
+                                    job->env.message.body);
+  free(store);
+  if (!got) { /* connection lost: the broker redelivers the original */
+    wr_sup_release(s, job);
+    return;
+  }
+  amqp_bytes_t id = msg_id(job);
+  if (d.dead)
+    wr_warn("handler %s: job %.*s dead-lettered to %s after attempt %u: %s (%s)",
+            hc->name, (int)id.len, (const char *)id.bytes, exchange,
+            job->meta.attempt, d.reason, err);
+  else
+    wr_info("handler %s: job %.*s attempt %u failed (%s); retry in %.1f s",
+            hc->name, (int)id.len, (const char *)id.bytes, job->meta.attempt,
+            err, (double)d.delay_ms / 1000.0);
+  job->confirm_seq = got;
+  job->dead = (uint8_t)d.dead;
+  job->returned = 0;
+  wr_jobq_push(&s->settle.confirming, job);
+  WR_NOTIFY(&s->obs, republished, h->index, job, d.dead, d.dead ? d.reason : NULL);
+}
+
+void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
+                      const char *err) {
+  WR_NOTIFY(&s->obs, settled, h->index, job, o, err);
+  if (job->gen != s->session.gen || !s->session.conn) {
+    WR_NOTIFY(&s->obs, dropped, h->index, 1);
+    wr_debug("handler %s: result for a delivery of a closed connection; the "
+             "broker redelivers it", h->cfg->name);
+    wr_sup_release(s, job);
+    return;
+  }
+  if (o != WR_OUT_ACKED) {
+    republish(s, h, job, o, err);
+    return;
+  }
+  /* Acks are coalesced (acks.h): sent when a batch is due, after at most
+   * a millisecond, or as soon as the loop has nothing else to do. */
+  int due = wr_acks_add(&h->acks, job->env.delivery_tag,
+                        h->acks.n ? h->acks.since : wr_now());
+  wr_sup_release(s, job);
+  if (due) wr_sup_flush_acks(s, h);
+}
+
+/* The copy of `job` went through: ack the original. */
+static void copy_confirmed(wr_sup *s, wr_job *job) {
+  wr_handler_rt *h = &s->h[job->handler];
+  WR_NOTIFY(&s->obs, confirmed, h->index, job, 1);
+  if (h->refusing) {
+    h->refusing = 0;
+    wr_backoff_reset(&h->refusal);
+    wr_info("handler %s: retry and dead-letter copies go through again",
+            h->cfg->name);
+  }
+  uint64_t tag = job->env.delivery_tag;
+  wr_sup_release(s, job);
+  wr_session_ack(&s->session, h->ch, tag, 0);
+}
+
+/* The copy of `job` was refused or came back: its original stays unacked
+ * and is requeued after a backoff, while the topology is declared again
+ * (an operator may have deleted a retry queue or unbound the DLQ). */
+static void copy_refused(wr_sup *s, wr_job *job) {
+  wr_handler_rt *h = &s->h[job->handler];
+  WR_NOTIFY(&s->obs, confirmed, h->index, job, 0);
+  double delay = wr_backoff_fail(&h->refusal, wr_rand01());
+  amqp_bytes_t id = msg_id(job);
+  /* Once per episode at error level: a hot loop must not flood the log. */
+  wr_log(h->refusing ? WARREN_LOG_DEBUG : WARREN_LOG_ERROR,
+         "handler %s: the broker %s the %s copy of job %.*s (tag %llu); the "
+         "original goes back to queue %s in %.1f s and the topology is "
+         "declared again",
+         h->cfg->name, job->returned ? "returned" : "refused",
+         job->dead ? "dead-letter" : "retry", (int)id.len,
+         (const char *)id.bytes, (unsigned long long)job->env.delivery_tag,
+         h->cfg->queue, delay);
+  h->refusing = 1;
+  job->due = wr_now() + delay;
+  wr_jobq_push(&s->settle.parked, job);
+  if (!s->settle.redeclare_at) s->settle.redeclare_at = wr_now();
+}
+
+void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
+  wr_jobq *q = &s->settle.confirming;
+  if (ev->kind == WR_PUB_RETURN) {
+    wr_job *j = q->head;
+    while (j && ev->copy >= 0 && j->confirm_seq != (uint64_t)ev->copy) j = j->next;
+    if (!j || ev->copy < 0) {
+      /* Not a copy of ours: nothing is tied to it. */
+      wr_error("a message came back unroutable that is no copy awaiting its "
+               "confirm: %s", ev->why);
+      return;
+    }
+    j->returned = 1;
+    wr_debug("handler %s: a %s copy came back unroutable: %s",
+            s->h[j->handler].cfg->name, j->dead ? "dead-letter" : "retry",
+            ev->why);
+    return;
+  }
+  /* Take the confirmed ones off the queue first: acking them may lose the
+   * connection, which forgets what is still queued. */
+  wr_jobq done = {0};
+  wr_job *prev = NULL, *j = q->head;
+  while (j) {
+    wr_job *next = j->next;
+    if (j->confirm_seq == ev->tag || (ev->multiple && j->confirm_seq < ev->tag)) {
+      wr_jobq_unlink(q, prev, j);
+      wr_jobq_push(&done, j);
+    } else {
+      prev = j;
+    }
+    j = next;
+  }
+  while ((j = wr_jobq_pop(&done))) {
+    if (!s->session.conn)
+      wr_sup_release(s, j);
+    else if (ev->kind == WR_PUB_ACK && !j->returned)
+      copy_confirmed(s, j);
+    else
+      copy_refused(s, j);
+  }
+}
+
+static void redeclare(wr_sup *s) {
+  char err[512];
+  amqp_connection_state_t c = s->session.conn;
+  int rc = wr_topology_declare(c, s->cfg, s->declare_ch, err, sizeof err);
+  if (rc == WARREN_OK) {
+    amqp_channel_close(c, s->declare_ch, AMQP_REPLY_SUCCESS);
+    wr_info("topology declared again");
+    s->settle.redeclare_at = 0;
+    return;
+  }
+  if (rc == WARREN_BROKER_TIMEOUT) { /* the connection is out of step */
+    wr_session_lost(&s->session, err, 0);
+    return;
+  }
+  /* A connection the broker closed is noticed at the next read. */
+  wr_error("declaring the topology again failed: %s", err);
+  s->settle.redeclare_at = wr_now() + WR_REFUSAL_MAX_S;
+}
+
+double wr_settle_tick(wr_sup *s, double now) {
+  wr_settle *st = &s->settle;
+  if (st->redeclare_at && now >= st->redeclare_at && s->session.conn) redeclare(s);
+  double next = st->redeclare_at;
+  wr_jobq keep = {0};
+  wr_job *j;
+  while ((j = wr_jobq_pop(&st->parked))) {
+    if (!s->session.conn || (j->due > now && !s->draining)) {
+      if (!s->session.conn)
+        wr_sup_release(s, j);
+      else {
+        wr_jobq_push(&keep, j);
+        if (!next || j->due < next) next = j->due;
+      }
+      continue;
+    }
+    wr_handler_rt *h = &s->h[j->handler];
+    uint64_t tag = j->env.delivery_tag;
+    wr_sup_release(s, j);
+    wr_session_nack(&s->session, h->ch, tag, 1);
+  }
+  st->parked = keep;
+  return next;
+}
+
+uint64_t wr_settle_lowest(const wr_sup *s, size_t h) {
+  uint64_t m = UINT64_MAX;
+  for (const wr_job *j = s->settle.confirming.head; j; j = j->next)
+    if (j->handler == h && j->env.delivery_tag < m) m = j->env.delivery_tag;
+  for (const wr_job *j = s->settle.parked.head; j; j = j->next)
+    if (j->handler == h && j->env.delivery_tag < m) m = j->env.delivery_tag;
+  return m;
+}
+
+int wr_settle_idle(const wr_sup *s) {
+  return !s->settle.confirming.n && !s->settle.parked.n;
+}
+
+void wr_settle_forget(wr_sup *s) {
+  wr_job *j;
+  while ((j = wr_jobq_pop(&s->settle.confirming))) wr_sup_release(s, j);
+  while ((j = wr_jobq_pop(&s->settle.parked))) wr_sup_release(s, j);
+  s->settle.redeclare_at = 0;
+}

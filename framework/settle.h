@@ -1,0 +1,61 @@
+/*
+ * Settling a job when an attempt is over: ack it (coalesced, acks.h), or
+ * carry it on by publishing a copy to its retry queue or its dead-letter
+ * exchange, under publisher confirms. The original stays unacked until the
+ * broker confirms its copy, so a crash in between duplicates the job at
+ * worst and never loses it.
+ *
+ * Each copy carries the header WR_CONN_COPY_HEADER (conn.h) with its
+ * confirm sequence, so a basic.return is tied to exactly the copy that
+ * came back, even when one confirm covers several copies. A refused copy
+ * (nacked or returned) leaves its original unacked; it is requeued after
+ * a backoff while the handler's topology is declared again, and the
+ * handler reports not ready until a copy goes through.
+ */
+#ifndef WR_SETTLE_H
+#define WR_SETTLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "job.h"
+#include "retry.h"
+
+struct wr_sup;
+struct wr_handler_rt;
+
+/* Requeueing the original of a refused copy backs off from WR_REFUSAL_MIN_S
+ * up to WR_REFUSAL_MAX_S (per handler, reset by a copy that goes through);
+ * a failed re-declare is tried again after WR_REFUSAL_MAX_S. */
+#define WR_REFUSAL_MIN_S 1.0
+#define WR_REFUSAL_MAX_S 30.0
+
+typedef struct wr_settle {
+  wr_jobq confirming; /* originals whose copy awaits its confirm */
+  wr_jobq parked;     /* originals whose copy was refused: requeued when due */
+  double redeclare_at; /* re-declare the topology then (0: not needed) */
+} wr_settle;
+
+/* Attempt over with outcome o (WR_OUT_ACKED, or a failure and its text). */
+void wr_settle_finish(struct wr_sup *s, struct wr_handler_rt *h, wr_job *job,
+                      wr_outcome o, const char *err);
+
+/* A confirm, nack or return on the publishing channel. */
+void wr_settle_published(struct wr_sup *s, const wr_pub_event *ev);
+
+/* Requeue parked jobs that are due, re-declare topology when asked.
+ * Returns when it is next due (0: nothing). */
+double wr_settle_tick(struct wr_sup *s, double now);
+
+/* Lowest delivery tag of handler h held here (UINT64_MAX: none). */
+uint64_t wr_settle_lowest(const struct wr_sup *s, size_t h);
+
+/* Nothing awaits a confirm or a requeue. */
+int wr_settle_idle(const struct wr_sup *s);
+
+/* The connection is gone: let every held original go (the broker
+ * requeues them; a copy that did arrive makes a duplicate, not a loss). */
+void wr_settle_forget(struct wr_sup *s);
+
+#endif

@@ -1,0 +1,53 @@
+#include "stats.h"
+
+#include "log.h"
+
+static void received(void *ctx, size_t h, const wr_job *job) {
+  (void)job;
+  ((wr_handler_stats *)ctx)[h].delivered++;
+}
+
+static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
+                    const char *err) {
+  (void)job, (void)err;
+  wr_handler_stats *s = &((wr_handler_stats *)ctx)[h];
+  switch (o) {
+    case WR_OUT_ACKED: s->acked++; break;
+    case WR_OUT_FAILED: s->failed++; break;
+    case WR_OUT_REJECTED: s->rejected++; break;
+    case WR_OUT_CRASHED: s->lost++; break;
+    case WR_OUT_TIMEOUT: s->timeouts++; break;
+    case WR_OUT_MALFORMED: s->malformed++; break;
+  }
+}
+
+static void confirmed(void *ctx, size_t h, const wr_job *job, int ok) {
+  wr_handler_stats *s = &((wr_handler_stats *)ctx)[h];
+  if (!ok)
+    s->republish_failed++;
+  else if (job->dead)
+    s->dead++;
+  else
+    s->retried++;
+}
+
+static void dropped(void *ctx, size_t h, size_t n) {
+  ((wr_handler_stats *)ctx)[h].dropped += n;
+}
+
+const wr_job_events wr_stats_events = {
+    .received = received,
+    .settled = settled,
+    .confirmed = confirmed,
+    .dropped = dropped,
+};
+
+void wr_stats_log(const char *name, const wr_handler_stats *s) {
+  wr_info("handler %s: delivered %lu, acked %lu, failed %lu, rejected %lu, "
+          "crashed %lu, timed out %lu, malformed %lu; sent to retry %lu, "
+          "dead-lettered %lu, copies refused %lu; left to the broker at "
+          "disconnect %lu",
+          name, s->delivered, s->acked, s->failed, s->rejected, s->lost,
+          s->timeouts, s->malformed, s->retried, s->dead, s->republish_failed,
+          s->dropped);
+}

@@ -1,0 +1,70 @@
+/*
+ * What the supervisor's modules (supervisor.c, intake.c, settle.c,
+ * inproc.c) share: the handlers' runtime and the supervisor's state. Each
+ * module keeps its own part in its own struct; only the supervisor's
+ * files include this header.
+ */
+#ifndef WR_SUP_PRIVATE_H
+#define WR_SUP_PRIVATE_H
+
+#include "acks.h"
+#include "backoff.h"
+#include "health.h"
+#include "intake.h"
+#include "job.h"
+#include "lifecycle.h"
+#include "loop.h"
+#include "plugin.h"
+#include "pool.h"
+#include "session.h"
+#include "settle.h"
+#include "supervisor.h"
+
+typedef struct wr_handler_rt {
+  const wr_handler_cfg *cfg;
+  struct wr_sup *sup;
+  size_t index;
+  wr_plugin plugin;
+  wr_pool pool;
+  amqp_channel_t ch;
+  char tag[200];       /* consumer tag */
+  wr_jobq pending;     /* delivered, waiting for a worker */
+  void *inline_state;  /* isolation = false: the handler's state */
+  int inline_ready;    /* its init() succeeded */
+  wr_acks acks;
+  wr_backoff refusal;  /* before requeueing a job whose copy was refused */
+  int refusing;        /* its retry/dead-letter copies are being refused */
+  struct child_ref *refs; /* its workers' sockets as the loop watches them */
+} wr_handler_rt;
+
+struct wr_sup {
+  wr_cfg *cfg;
+  wr_loop *loop;
+  wr_handler_rt *h;
+  size_t nh;
+  wr_job *slots, *free_list;
+  uint64_t next_id;
+  wr_session session;
+  wr_settle settle;
+  wr_intake intake;
+  wr_observers obs;
+  wr_handler_stats *stats; /* one per handler; the first observer */
+  wr_health_state hs;      /* read by the health thread */
+  wr_health *health;
+  int draining;
+  double drain_deadline;
+  amqp_channel_t declare_ch; /* re-declaring topology while running */
+  char host[64];
+};
+
+/* Give a job's slot back (its envelope is freed). */
+void wr_sup_release(wr_sup *s, wr_job *job);
+
+/* A handler's verdict on job (a warren_result; err: its set_error text). */
+void wr_sup_done(wr_sup *s, wr_handler_rt *h, wr_job *job, int result,
+                 const char *err, size_t err_len);
+
+/* Send h's waiting acks now. */
+void wr_sup_flush_acks(wr_sup *s, wr_handler_rt *h);
+
+#endif

@@ -1,0 +1,466 @@
+#include "supervisor.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <warren/status.h>
+
+#include "clock.h"
+#include "inproc.h"
+#include "log.h"
+#include "sup_private.h"
+#include "topology.h"
+
+#define WORKER_START_S 30.0 /* time init() gets at start */
+#define WORKER_STOP_S 5.0   /* time idle workers get to run shutdown() */
+#define ACK_DELAY_S 0.001   /* longest a finished job waits for its ack */
+
+/* A worker's socket as the loop watches it. */
+typedef struct child_ref {
+  wr_pool *pool;
+  wr_child *child;
+  int fd; /* the fd being watched, -1: none */
+} child_ref;
+
+/* ---- jobs and acks ---------------------------------------------------- */
+
+void wr_sup_release(wr_sup *s, wr_job *job) {
+  amqp_destroy_envelope(&job->env);
+  job->next = s->free_list;
+  s->free_list = job;
+}
+
+/* Lowest delivery tag of handler h that is held but not finished:
+ * waiting, queued to or running in a worker, or awaiting its copy's
+ * confirm or requeue. Acks must stay below it (acks.h). */
+static uint64_t open_floor(const wr_sup *s, const wr_handler_rt *h) {
+  uint64_t m = wr_pool_lowest_tag(&h->pool, s->session.gen);
+  for (const wr_job *j = h->pending.head; j; j = j->next)
+    if (j->env.delivery_tag < m) m = j->env.delivery_tag;
+  uint64_t c = wr_settle_lowest(s, h->index);
+  return c < m ? c : m;
+}
+
+void wr_sup_flush_acks(wr_sup *s, wr_handler_rt *h) {
+  if (!h->acks.n || !s->session.conn) return;
+  wr_ack_plan p = wr_acks_take(&h->acks, open_floor(s, h));
+  if (p.upto && wr_session_ack(&s->session, h->ch, p.upto, 1) != 0) return;
+  for (size_t i = 0; i < p.n_single; i++)
+    if (wr_session_ack(&s->session, h->ch, p.single[i], 0) != 0) return;
+}
+
+void wr_sup_done(wr_sup *s, wr_handler_rt *h, wr_job *job, int result,
+                 const char *err, size_t err_len) {
+  if (result == WARREN_ACK) {
+    wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
+    return;
+  }
+  /* Only failures carry a text: formatting it for every ack cost 14% of
+   * the supervisor's instructions per job (bench/run callgrind). */
+  char text[WR_IPC_MAX_ERROR + 64];
+  if (err_len)
+    snprintf(text, sizeof text, "%.*s", (int)err_len, err);
+  else
+    snprintf(text, sizeof text, "handler returned %s",
+             result == WARREN_REJECT ? "reject" : "retry");
+  wr_settle_finish(s, h, job,
+                   result == WARREN_REJECT ? WR_OUT_REJECTED : WR_OUT_FAILED,
+                   text);
+}
+
+/* ---- the pool's events -------------------------------------------------- */
+
+static void on_done(void *ctx, wr_pool *p, wr_job *job, int result,
+                    const char *err, size_t err_len) {
+  wr_handler_rt *h = ctx;
+  (void)p;
+  wr_sup_done(h->sup, h, job, result, err, err_len);
+}
+
+static void on_lost(void *ctx, wr_pool *p, wr_job *job, const char *why,
+                    int timed_out) {
+  wr_handler_rt *h = ctx;
+  (void)p;
+  char err[192];
+  snprintf(err, sizeof err, timed_out ? "job %s" : "worker %s", why);
+  wr_settle_finish(h->sup, h, job, timed_out ? WR_OUT_TIMEOUT : WR_OUT_CRASHED,
+                   err);
+}
+
+/* Queued to a worker that never started it: back to the front of the
+ * line, no attempt spent. */
+static void on_unstarted(void *ctx, wr_pool *p, wr_job *job) {
+  wr_handler_rt *h = ctx;
+  (void)p;
+  wr_jobq_push_front(&h->pending, job);
+}
+
+static void on_started(void *ctx, wr_pool *p, wr_job *job) {
+  wr_handler_rt *h = ctx;
+  (void)p;
+  WR_NOTIFY(&h->sup->obs, started, h->index, job);
+}
+
+static const wr_pool_events pool_events = {on_done, on_lost, on_unstarted,
+                                           on_started};
+
+/* ---- the session's events ----------------------------------------------- */
+
+static int on_setup(void *ctx, amqp_connection_state_t c, char *err,
+                    size_t errlen) {
+  wr_sup *s = ctx;
+  int rc = wr_topology_declare(c, s->cfg, s->declare_ch, err, errlen);
+  if (rc == WARREN_OK) {
+    amqp_channel_close(c, s->declare_ch, AMQP_REPLY_SUCCESS);
+    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "channel.close", err, errlen);
+  }
+  for (size_t i = 0; rc == WARREN_OK && i < s->nh; i++)
+    rc = wr_topology_consume(c, s->h[i].ch, s->h[i].cfg, s->h[i].tag, err,
+                             errlen);
+  return rc;
+}
+
+static void on_connected(void *ctx) {
+  wr_sup *s = ctx;
+  wr_info("consuming %zu queue(s)", s->nh);
+}
+
+static void on_lost_connection(void *ctx) {
+  wr_sup *s = ctx;
+  atomic_store(&s->hs.ready, 0);
+  for (size_t i = 0; i < s->nh; i++) {
+    wr_handler_rt *h = &s->h[i];
+    wr_job *j;
+    /* Unstarted deliveries go back to the queue with the connection. */
+    while ((j = wr_jobq_pop(&h->pending))) wr_sup_release(s, j);
+    size_t n = wr_acks_forget(&h->acks);
+    if (n) WR_NOTIFY(&s->obs, dropped, h->index, n);
+  }
+  wr_settle_forget(s);
+}
+
+static wr_job *on_slot(void *ctx) { return ((wr_sup *)ctx)->free_list; }
+
+static void on_delivery(void *ctx, wr_job *job) {
+  wr_sup *s = ctx;
+  s->free_list = job->next;
+  wr_intake_delivery(s, job);
+}
+
+static void on_published(void *ctx, const wr_pub_event *ev) {
+  wr_settle_published(ctx, ev);
+}
+
+static const char *on_channel_name(void *ctx, amqp_channel_t ch) {
+  wr_sup *s = ctx;
+  if (ch >= 1 && ch <= s->nh) return s->h[ch - 1].cfg->name;
+  return ch == s->session.pub_ch ? "(republishing)" : "-";
+}
+
+static const wr_session_events session_events = {
+    on_setup, on_connected, on_lost_connection, on_slot,
+    on_delivery, on_published, on_channel_name,
+};
+
+/* ---- signals and draining ------------------------------------------------ */
+
+static void begin_drain(wr_sup *s) {
+  if (s->draining) {
+    wr_warn("second stop signal: not waiting for running jobs");
+    s->drain_deadline = wr_now();
+    return;
+  }
+  s->draining = 1;
+  s->session.draining = 1;
+  atomic_store(&s->hs.ready, 0);
+  s->drain_deadline = wr_now() + s->cfg->shutdown_grace;
+  int busy = 0;
+  for (size_t i = 0; i < s->nh; i++) busy += s->h[i].pool.busy;
+  wr_info("stopping: cancelling consumers; %d job(s) running get %.0f s",
+          busy, s->cfg->shutdown_grace);
+  for (size_t i = 0; i < s->nh; i++) wr_pool_drain(&s->h[i].pool);
+  for (size_t i = 0; i < s->nh && s->session.conn; i++)
+    wr_session_cancel(&s->session, s->h[i].ch, s->h[i].tag);
+}
+
+static void on_stop_signal(void *ctx, const struct signalfd_siginfo *si) {
+  (void)si;
+  begin_drain(ctx);
+}
+
+static void on_child_signal(void *ctx, const struct signalfd_siginfo *si) {
+  wr_sup *s = ctx;
+  (void)si;
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+    for (size_t i = 0; i < s->nh; i++)
+      if (wr_pool_reap(&s->h[i].pool, pid, status)) break;
+}
+
+static void on_other_signal(void *ctx, const struct signalfd_siginfo *si) {
+  (void)ctx;
+  wr_info("signal %u (%s) ignored: only SIGTERM and SIGINT stop the worker",
+          si->ssi_signo, strsignal((int)si->ssi_signo));
+}
+
+/* ---- one turn -------------------------------------------------------------- */
+
+static void on_child_readable(void *ctx, int fd, short revents) {
+  child_ref *r = ctx;
+  (void)fd, (void)revents;
+  wr_pool_readable(r->pool, r->child);
+}
+
+/* Workers come and go (restarts): keep the loop watching their sockets. */
+static void watch_workers(wr_sup *s) {
+  for (size_t i = 0; i < s->nh; i++) {
+    wr_pool *p = &s->h[i].pool;
+    child_ref *refs = s->h[i].refs;
+    for (int k = 0; refs && k < p->n; k++) {
+      child_ref *r = &refs[k];
+      if (r->fd == p->children[k].fd) continue;
+      if (r->fd >= 0) wr_loop_unwatch(s->loop, r->fd, r);
+      r->fd = p->children[k].fd;
+      if (r->fd >= 0 && wr_loop_watch(s->loop, r->fd, POLLIN, on_child_readable, r) != 0)
+        r->fd = -1; /* out of memory: tried again next turn */
+    }
+  }
+}
+
+static int busy_total(const wr_sup *s) {
+  int busy = 0;
+  for (size_t i = 0; i < s->nh; i++) busy += s->h[i].pool.busy;
+  return busy;
+}
+
+static int ready(const wr_sup *s) {
+  if (!s->session.conn || s->draining) return 0;
+  for (size_t i = 0; i < s->nh; i++)
+    if (s->h[i].refusing) return 0;
+  return 1;
+}
+
+static double earliest(double a, double b) {
+  return !a ? b : !b ? a : a < b ? a : b;
+}
+
+static double prepare(void *ctx, double now) {
+  wr_sup *s = ctx;
+  atomic_store_explicit(&s->hs.tick_ms, (long long)(now * 1000), memory_order_relaxed);
+  if (s->draining &&
+      ((busy_total(s) == 0 && (wr_settle_idle(s) || !s->session.conn)) ||
+       now >= s->drain_deadline)) {
+    wr_loop_stop(s->loop);
+    return 0;
+  }
+  double due = wr_session_prepare(&s->session, now);
+  if (s->draining) due = earliest(due, s->drain_deadline);
+  for (size_t i = 0; i < s->nh; i++)
+    due = earliest(due, wr_pool_tick(&s->h[i].pool, now));
+  due = earliest(due, wr_settle_tick(s, now));
+  watch_workers(s);
+  atomic_store_explicit(&s->hs.ready, ready(s), memory_order_relaxed);
+  return due;
+}
+
+static int idle(void *ctx) {
+  wr_sup *s = ctx;
+  int no_sleep = 0;
+  for (size_t i = 0; i < s->nh; i++) wr_sup_flush_acks(s, &s->h[i]);
+  for (size_t i = 0; i < s->nh; i++)
+    if (wr_pool_sleep(&s->h[i].pool)) no_sleep = 1; /* results already in */
+  return no_sleep || wr_session_buffered(&s->session);
+}
+
+static void dispatch(wr_sup *s) {
+  if (s->draining) return; /* prefetched jobs go back on close */
+  for (size_t i = 0; i < s->nh; i++) {
+    wr_handler_rt *h = &s->h[i];
+    if (!h->cfg->isolated) {
+      wr_inproc_run(s, h);
+      continue;
+    }
+    wr_child *c;
+    while (h->pending.head && (c = wr_pool_pick(&h->pool)))
+      wr_pool_dispatch(&h->pool, c, wr_jobq_pop(&h->pending));
+    wr_pool_flush(&h->pool);
+  }
+}
+
+static void check(void *ctx, double now) {
+  wr_sup *s = ctx;
+  for (size_t i = 0; i < s->nh; i++) wr_pool_collect(&s->h[i].pool);
+  wr_session_check(&s->session, now);
+  dispatch(s);
+  for (size_t i = 0; i < s->nh; i++)
+    if (wr_acks_overdue(&s->h[i].acks, now, ACK_DELAY_S))
+      wr_sup_flush_acks(s, &s->h[i]);
+}
+
+static const wr_loop_phase turn = {prepare, idle, check};
+
+int wr_sup_run(wr_sup *s) {
+  int rc = wr_loop_run(s->loop);
+  for (size_t i = 0; i < s->nh; i++) wr_sup_flush_acks(s, &s->h[i]);
+  wr_info("stopping workers");
+  for (size_t i = 0; i < s->nh; i++) wr_pool_stop(&s->h[i].pool, WORKER_STOP_S);
+  if (s->session.conn) {
+    atomic_store(&s->hs.ready, 0);
+    for (size_t i = 0; i < s->nh; i++) {
+      wr_job *j;
+      while ((j = wr_jobq_pop(&s->h[i].pending))) wr_sup_release(s, j);
+    }
+    /* of jobs the stop just settled */
+    for (size_t i = 0; i < s->nh; i++) wr_sup_flush_acks(s, &s->h[i]);
+    wr_session_close(&s->session);
+  }
+  for (size_t i = 0; i < s->nh; i++) wr_stats_log(s->h[i].cfg->name, &s->stats[i]);
+  return rc == 0 ? 0 : 1;
+}
+
+/* ---- life -------------------------------------------------------------- */
+
+static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
+  wr_handler_rt *h = &s->h[i];
+  wr_cfg *cfg = s->cfg;
+  h->cfg = &cfg->handlers[i];
+  h->sup = s;
+  h->index = i;
+  h->ch = (amqp_channel_t)(i + 1);
+  snprintf(h->tag, sizeof h->tag, "warren.%s.%s.%d", h->cfg->name, s->host,
+           (int)getpid());
+  wr_backoff_init(&h->refusal, WR_REFUSAL_MIN_S, WR_REFUSAL_MAX_S, 0.2);
+  /* prefetch 1 acks at once; larger prefetch acks in runs of half of it,
+   * so the broker always has room to send the next ones. Finished jobs of
+   * an older connection can add up to concurrency. */
+  size_t batch = (size_t)(h->cfg->prefetch / 2 > 1 ? h->cfg->prefetch / 2 : 1);
+  if (wr_acks_init(&h->acks, (size_t)(h->cfg->prefetch + h->cfg->concurrency),
+                   batch) != WARREN_OK)
+    return WARREN_NOMEM;
+  char why[512];
+  int rc = wr_plugin_load(h->cfg->plugin, &h->plugin, why, sizeof why);
+  if (rc != WARREN_OK) {
+    snprintf(err, errlen, "%s:%d: handler %s: %s", cfg->path, h->cfg->line,
+             h->cfg->name, why);
+    return rc;
+  }
+  if (!h->cfg->isolated) {
+    if (wr_inproc_init(h) != 0) {
+      snprintf(err, errlen, "handler %s: init() failed", h->cfg->name);
+      return WARREN_PLUGIN_INIT;
+    }
+    return WARREN_OK;
+  }
+  rc = wr_pool_init(&h->pool, h->cfg->name, h->plugin.def, h->cfg->settings,
+                    h->cfg->concurrency, cfg->restart_min, cfg->restart_max,
+                    &pool_events, h);
+  if (rc != WARREN_OK) return rc;
+  h->pool.timeout = h->cfg->timeout;
+  /* Enough queued per worker to hide the round trip, never more than
+   * its share of the prefetch (so prefetch 1 stays strictly one). */
+  int depth = h->cfg->prefetch / h->cfg->concurrency;
+  h->pool.depth = depth < 1 ? 1 : depth > WR_POOL_MAX_DEPTH ? WR_POOL_MAX_DEPTH : depth;
+  h->refs = calloc((size_t)h->pool.n, sizeof *h->refs);
+  if (!h->refs) return WARREN_NOMEM;
+  for (int k = 0; k < h->pool.n; k++)
+    h->refs[k] = (child_ref){&h->pool, &h->pool.children[k], -1};
+  return WARREN_OK;
+}
+
+int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
+  if (errlen) err[0] = '\0';
+  wr_sup *s = calloc(1, sizeof *s);
+  if (!s) return WARREN_NOMEM;
+  s->cfg = cfg;
+  s->nh = cfg->n_handlers;
+  s->h = calloc(s->nh, sizeof *s->h);
+  s->stats = calloc(s->nh, sizeof *s->stats);
+  size_t nslots = 0;
+  for (size_t i = 0; i < s->nh; i++)
+    /* Pending plus running jobs of the current connection stay within
+     * prefetch; running jobs of an older connection add up to concurrency. */
+    nslots += (size_t)cfg->handlers[i].prefetch + (size_t)cfg->handlers[i].concurrency;
+  s->slots = calloc(nslots + 1, sizeof *s->slots);
+  int rc = (s->h && s->stats && s->slots) ? wr_loop_create(&s->loop) : WARREN_NOMEM;
+  if (rc != WARREN_OK) {
+    wr_sup_destroy(s);
+    return rc;
+  }
+  for (size_t i = 0; i <= nslots; i++) {
+    s->slots[i].next = s->free_list;
+    s->free_list = &s->slots[i];
+  }
+  gethostname(s->host, sizeof s->host - 1);
+  wr_observe(&s->obs, &wr_stats_events, s->stats);
+  wr_intake_add(&s->intake, &wr_intake_headers, NULL);
+  s->declare_ch = (amqp_channel_t)(s->nh + 2);
+  wr_session_init(&s->session, &cfg->broker, (amqp_channel_t)(s->nh + 1),
+                  cfg->reconnect_min, cfg->reconnect_max, s->loop,
+                  &session_events, s);
+  for (size_t i = 0; i < s->nh && rc == WARREN_OK; i++)
+    rc = start_handler(s, i, err, errlen);
+  /* Signals are read through the loop's signalfd; workers unblock them
+   * after fork (pool.c), so they are registered before any fork. */
+  static const int others[] = {SIGHUP, SIGUSR1, SIGUSR2};
+  if (rc == WARREN_OK) rc = wr_loop_on_signal(s->loop, SIGTERM, on_stop_signal, s);
+  if (rc == WARREN_OK) rc = wr_loop_on_signal(s->loop, SIGINT, on_stop_signal, s);
+  if (rc == WARREN_OK) rc = wr_loop_on_signal(s->loop, SIGCHLD, on_child_signal, s);
+  for (size_t i = 0; i < sizeof others / sizeof *others && rc == WARREN_OK; i++)
+    rc = wr_loop_on_signal(s->loop, others[i], on_other_signal, s);
+  if (rc != WARREN_OK && !err[0]) snprintf(err, errlen, "signalfd: %s", warren_strerror(rc));
+  signal(SIGPIPE, SIG_IGN);
+  for (size_t i = 0; i < s->nh && rc == WARREN_OK; i++)
+    if (s->h[i].cfg->isolated) rc = wr_pool_start(&s->h[i].pool, WORKER_START_S, err, errlen);
+  if (rc == WARREN_OK) rc = wr_loop_add_phase(s->loop, &turn, s);
+  atomic_store(&s->hs.tick_ms, wr_now_ms());
+  if (rc == WARREN_OK && cfg->health_port > 0) {
+    /* Started after the workers are forked, and serving only atomics. */
+    s->health = wr_health_start(cfg->health_listen, cfg->health_port, &s->hs,
+                                err, errlen);
+    if (!s->health)
+      rc = WARREN_IO;
+    else
+      wr_info("health endpoints on http://%s:%d/healthz and /readyz",
+              cfg->health_listen, cfg->health_port);
+  }
+  if (rc != WARREN_OK) {
+    wr_sup_destroy(s);
+    return rc;
+  }
+  *out = s;
+  return WARREN_OK;
+}
+
+int wr_sup_ready(const wr_sup *s) { return atomic_load(&s->hs.ready); }
+
+const wr_handler_stats *wr_sup_stats(const wr_sup *s, size_t handler) {
+  return handler < s->nh ? &s->stats[handler] : NULL;
+}
+
+void wr_sup_destroy(wr_sup *s) {
+  if (!s) return;
+  wr_health_stop(s->health);
+  for (size_t i = 0; s->h && i < s->nh; i++) {
+    wr_handler_rt *h = &s->h[i];
+    if (h->pool.children) {
+      wr_pool_stop(&h->pool, WORKER_STOP_S);
+      wr_pool_free(&h->pool);
+    }
+    wr_inproc_shutdown(h);
+    wr_plugin_unload(&h->plugin);
+    wr_acks_free(&h->acks);
+    free(h->refs);
+  }
+  if (s->session.conn) amqp_destroy_connection(s->session.conn);
+  wr_loop_destroy(s->loop);
+  free(s->h);
+  free(s->stats);
+  free(s->slots);
+  free(s);
+}

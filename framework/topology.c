@@ -1,0 +1,173 @@
+#include "topology.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <warren/status.h>
+
+#include "conn.h"
+#include "log.h"
+#include "retry.h"
+
+static void close_ok(amqp_connection_state_t c, amqp_channel_t ch) {
+  amqp_channel_close_ok_t ok = {0};
+  amqp_send_method(c, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+}
+
+/* On a channel-level error the broker has closed ch: acknowledge it so the
+ * number can be opened again. */
+static int checked(amqp_connection_state_t c, amqp_channel_t ch,
+                   const char *what, char *err, size_t errlen) {
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+  int rc = wr_conn_reply(c, r, what, err, errlen);
+  if (rc != WARREN_OK && r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+      r.reply.id == AMQP_CHANNEL_CLOSE_METHOD)
+    close_ok(c, ch);
+  return rc;
+}
+
+/* Queue arguments, built up per queue; bounded. */
+typedef struct qargs {
+  amqp_table_entry_t e[8];
+  int n;
+} qargs;
+
+static void arg_str(qargs *a, const char *k, const char *v) {
+  a->e[a->n++] = wr_entry_str(k, v);
+}
+
+static void arg_int(qargs *a, const char *k, int64_t v) {
+  a->e[a->n++] = wr_entry_int(k, v);
+}
+
+/* Quorum queues get at-least-once dead-lettering (it needs
+ * reject-publish overflow), so what they dead-letter is not lost. */
+static void type_args(qargs *a, const wr_handler_cfg *h) {
+  if (!h->quorum) return;
+  arg_str(a, "x-queue-type", "quorum");
+  arg_str(a, "x-dead-letter-strategy", "at-least-once");
+  arg_str(a, "x-overflow", "reject-publish");
+}
+
+/* Passive first, so a queue an operator declared is used as it is
+ * (arguments cannot change on redeclare); declared with `a` otherwise. */
+static int ensure_queue(amqp_connection_state_t c, amqp_channel_t ch,
+                        const wr_handler_cfg *h, const char *name,
+                        const qargs *a, char *err, size_t errlen) {
+  char what[300];
+  amqp_bytes_t q = amqp_cstring_bytes(name);
+  snprintf(what, sizeof what, "queue '%s' (handler %s)", name, h->name);
+  amqp_queue_declare(c, ch, q, 1, 0, 0, 0, amqp_empty_table);
+  if (checked(c, ch, what, err, errlen) == WARREN_OK) {
+    wr_debug("%s exists; using it as declared", what);
+    return WARREN_OK;
+  }
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+  if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION ||
+      r.reply.id != AMQP_CHANNEL_CLOSE_METHOD ||
+      ((amqp_channel_close_t *)r.reply.decoded)->reply_code != AMQP_NOT_FOUND)
+    return WARREN_BROKER_CLOSED;
+  if (!h->declare) {
+    snprintf(err, errlen, "%s does not exist and declare = false", what);
+    return WARREN_BROKER_CLOSED;
+  }
+  int rc = wr_conn_channel(c, ch, 0, err, errlen);
+  if (rc != WARREN_OK) return rc;
+  amqp_queue_declare(c, ch, q, 0, h->durable, 0, 0,
+                     (amqp_table_t){a->n, (amqp_table_entry_t *)a->e});
+  if ((rc = checked(c, ch, what, err, errlen)) != WARREN_OK) return rc;
+  wr_info("declared %s %s queue '%s'", h->durable ? "durable" : "transient",
+          h->quorum ? "quorum" : "classic", name);
+  return WARREN_OK;
+}
+
+static int bind(amqp_connection_state_t c, amqp_channel_t ch, const char *queue,
+                const char *exchange, const char *key, char *err,
+                size_t errlen) {
+  char what[1024];
+  amqp_queue_bind(c, ch, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
+                  amqp_cstring_bytes(key), amqp_empty_table);
+  snprintf(what, sizeof what, "bind queue '%s' to exchange '%s' key '%s'",
+           queue, exchange, key);
+  return checked(c, ch, what, err, errlen);
+}
+
+/* The work queue, its retry queues, and its dead-letter exchange and
+ * queue (names: retry.h). */
+static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
+                           const wr_handler_cfg *h, char *err, size_t errlen) {
+  char dlx[300], dlq[300], name[300];
+  wr_retry_dlx_name(h->queue, dlx, sizeof dlx);
+  wr_retry_dlq_name(h->queue, dlq, sizeof dlq);
+  int rc = WARREN_OK;
+  if (h->declare) {
+    amqp_exchange_declare(c, ch, amqp_cstring_bytes(dlx),
+                          amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
+                          amqp_empty_table);
+    char what[400];
+    snprintf(what, sizeof what, "declare exchange '%s'", dlx);
+    rc = checked(c, ch, what, err, errlen);
+  }
+  qargs work = {.n = 0};
+  type_args(&work, h);
+  arg_str(&work, "x-dead-letter-exchange", dlx);
+  if (rc == WARREN_OK) rc = ensure_queue(c, ch, h, h->queue, &work, err, errlen);
+  qargs dead = {.n = 0};
+  type_args(&dead, h);
+  /* Browsing the DLQ (warren dlq list) returns messages to it, which a
+   * quorum queue counts as deliveries; RabbitMQ 4 drops a message after 20
+   * by default. Dead letters must wait for an operator however often they
+   * are looked at. */
+  if (h->quorum) arg_int(&dead, "x-delivery-limit", 1000000000);
+  if (rc == WARREN_OK) rc = ensure_queue(c, ch, h, dlq, &dead, err, errlen);
+  if (rc == WARREN_OK && h->declare) rc = bind(c, ch, dlq, dlx, "", err, errlen);
+  for (int i = 0; rc == WARREN_OK && i < h->retry.n_backoff; i++) {
+    qargs rq = {.n = 0};
+    type_args(&rq, h);
+    arg_int(&rq, "x-message-ttl", wr_retry_queue_ttl(&h->retry, i));
+    arg_str(&rq, "x-dead-letter-exchange", "");
+    arg_str(&rq, "x-dead-letter-routing-key", h->queue);
+    wr_retry_queue_name(h->queue, h->retry.backoff[i], name, sizeof name);
+    rc = ensure_queue(c, ch, h, name, &rq, err, errlen);
+  }
+  for (size_t i = 0; rc == WARREN_OK && h->declare && i < h->n_bindings; i++)
+    rc = bind(c, ch, h->queue, h->bindings[i].exchange,
+              h->bindings[i].routing_key, err, errlen);
+  return rc;
+}
+
+int wr_topology_declare(amqp_connection_state_t c, const wr_cfg *cfg,
+                        amqp_channel_t ch, char *err, size_t errlen) {
+  int rc = wr_conn_channel(c, ch, 0, err, errlen);
+  for (size_t i = 0; rc == WARREN_OK && i < cfg->n_exchanges; i++) {
+    const wr_exchange_cfg *x = &cfg->exchanges[i];
+    char what[300];
+    snprintf(what, sizeof what, "declare %s exchange '%s'", x->type, x->name);
+    amqp_exchange_declare(c, ch, amqp_cstring_bytes(x->name),
+                          amqp_cstring_bytes(x->type), 0, x->durable, 0, 0,
+                          amqp_empty_table);
+    rc = checked(c, ch, what, err, errlen);
+  }
+  for (size_t i = 0; rc == WARREN_OK && i < cfg->n_handlers; i++)
+    rc = declare_handler(c, ch, &cfg->handlers[i], err, errlen);
+  return rc;
+}
+
+int wr_topology_consume(amqp_connection_state_t c, amqp_channel_t ch,
+                        const wr_handler_cfg *h, const char *tag, char *err,
+                        size_t errlen) {
+  char what[300];
+  int rc = wr_conn_channel(c, ch, 0, err, errlen);
+  if (rc != WARREN_OK) return rc;
+  /* global=false: RabbitMQ applies the limit per consumer, and each
+   * handler has exactly one consumer on its own channel. */
+  amqp_basic_qos(c, ch, 0, (uint16_t)h->prefetch, 0);
+  snprintf(what, sizeof what, "basic.qos prefetch %d (handler %s)", h->prefetch,
+           h->name);
+  if ((rc = checked(c, ch, what, err, errlen)) != WARREN_OK) return rc;
+  amqp_basic_consume(c, ch, amqp_cstring_bytes(h->queue), amqp_cstring_bytes(tag),
+                     0, 0, 0, amqp_empty_table);
+  snprintf(what, sizeof what, "consume queue '%s' (handler %s)", h->queue,
+           h->name);
+  return checked(c, ch, what, err, errlen);
+}

@@ -1,0 +1,25 @@
+/*
+ * The worker's topology on the broker: exchanges, each handler's queues
+ * (work, retry, dead-letter; names in retry.h) and bindings, and its
+ * consumers. Declared passive first, so a queue an operator made is used
+ * as it is (arguments cannot change on redeclare).
+ */
+#ifndef WR_TOPOLOGY_H
+#define WR_TOPOLOGY_H
+
+#include <amqp.h>
+#include <stddef.h>
+
+#include "../config/cfg.h"
+
+/* Declare everything cfg names, on channel ch, which it opens and leaves
+ * open. */
+int wr_topology_declare(amqp_connection_state_t c, const wr_cfg *cfg,
+                        amqp_channel_t ch, char *err, size_t errlen);
+
+/* Open channel ch, set basic.qos(prefetch, global=false) and consume. */
+int wr_topology_consume(amqp_connection_state_t c, amqp_channel_t ch,
+                        const wr_handler_cfg *h, const char *tag, char *err,
+                        size_t errlen);
+
+#endif
