@@ -100,3 +100,23 @@ Test(retry, republished_headers_keep_the_users_and_replace_warrens) {
   cr_assert_eq(t.num_entries, 2, "bounded by the store");
   cr_assert_eq(t.entries[1].value.value.i64, 3, "Warren's own entries always fit");
 }
+
+Test(retry, a_copy_keeps_application_headers_named_warren_and_drops_only_bookkeeping) {
+  amqp_table_entry_t orig_e[] = {wr_entry_str("warren-tenant", "acme"),
+                                 wr_entry_str(WR_H_REASON, "rejected"),
+                                 wr_entry_int(WR_H_COPY, 17),
+                                 wr_entry_int(WR_H_REPLAYS, 2),
+                                 wr_entry_str(WR_H_LAST_ERROR, "old")};
+  amqp_table_t orig = {5, orig_e};
+  amqp_table_entry_t add[] = {wr_entry_str(WR_H_LAST_ERROR, "new"),
+                              wr_entry_int(WR_H_COPY, 18)};
+  amqp_table_entry_t store[7];
+  amqp_table_t t = wr_retry_headers(&orig, store, 7, add, 2);
+  cr_assert_eq(t.num_entries, 4, "tenant, replays, then the two added");
+  cr_assert_eq(memcmp(t.entries[0].key.bytes, "warren-tenant", 13), 0,
+               "an application header named warren-* is the application's");
+  cr_assert_eq(memcmp(t.entries[1].key.bytes, WR_H_REPLAYS, strlen(WR_H_REPLAYS)), 0,
+               "the replay count survives a retry");
+  cr_assert_eq(t.entries[2].value.value.bytes.len, 3, "last error replaced once");
+  cr_assert_eq(t.entries[3].value.value.i64, 18, "the copy's own sequence");
+}
