@@ -120,3 +120,14 @@ Test(retry, a_copy_keeps_application_headers_named_warren_and_drops_only_bookkee
   cr_assert_eq(t.entries[2].value.value.bytes.len, 3, "last error replaced once");
   cr_assert_eq(t.entries[3].value.value.i64, 18, "the copy's own sequence");
 }
+
+Test(retry, a_replay_replaces_the_replay_count) {
+  amqp_table_entry_t orig_e[] = {wr_entry_int(WR_H_REPLAYS, 2),
+                                 wr_entry_str("tenant", "acme")};
+  amqp_table_t orig = {2, orig_e};
+  amqp_table_entry_t add[] = {wr_entry_int(WR_H_REPLAYS, 3)};
+  amqp_table_entry_t store[3];
+  amqp_table_t t = wr_retry_headers(&orig, store, 3, add, 1);
+  cr_assert_eq(t.num_entries, 2, "one replay count, not two");
+  cr_assert_eq(t.entries[1].value.value.i64, 3);
+}
