@@ -20,7 +20,7 @@
 typedef struct rec {
   int fd;
   long sleep_ms;
-  const char *crash_on, *hang_on, *fail_on, *reject_unless;
+  const char *crash_on, *hang_on, *fail_on, *reject_unless, *reject_prefix;
   long fail_below;
   const warren_api *api;
 } rec;
@@ -41,6 +41,7 @@ static int rec_init(const warren_api *api, const warren_settings *s,
   if (api->setting_get(s, "hang_on", &v) == 0) r->hang_on = v.str;
   if (api->setting_get(s, "fail_on", &v) == 0) r->fail_on = v.str;
   if (api->setting_get(s, "reject_unless", &v) == 0) r->reject_unless = v.str;
+  if (api->setting_get(s, "reject_prefix", &v) == 0) r->reject_prefix = v.str;
   if (api->setting_get(s, "fail_below", &v) == 0) r->fail_below = (long)v.i;
   r->api = api;
   *state = r;
@@ -62,6 +63,11 @@ static warren_result rec_handle(void *state, const warren_message *m) {
   line(r, "start", m->message_id, m->attempt);
   if (r->crash_on && strcmp(r->crash_on, m->message_id) == 0) raise(SIGSEGV);
   while (r->hang_on && strcmp(r->hang_on, m->message_id) == 0) pause();
+  if (r->reject_prefix &&
+      strncmp(m->message_id, r->reject_prefix, strlen(r->reject_prefix)) == 0) {
+    line(r, "reject", m->message_id, m->attempt);
+    return WARREN_REJECT;
+  }
   if (r->fail_on && strcmp(r->fail_on, m->message_id) == 0) {
     r->api->set_error(m, "fails on purpose (attempt %u)", m->attempt);
     line(r, "fail", m->message_id, m->attempt);
