@@ -30,7 +30,8 @@ Test(plugin, missing_file_is_refused_with_path) {
 
 Test(plugin, object_without_symbol_is_refused) {
   wr_plugin p;
-  int rc = wr_plugin_load(TEST_HANDLER_DIR "/no_symbol.so", &p, err, sizeof err);
+  int rc =
+      wr_plugin_load(TEST_HANDLER_DIR "/no_symbol.so", &p, err, sizeof err);
   cr_assert_eq(rc, WARREN_PLUGIN_SYMBOL);
   cr_assert(strstr(err, "no_symbol.so: no 'warren_handler_entry' symbol"), "%s",
             err);
@@ -95,8 +96,8 @@ Test(plugin, host_api_has_every_member_it_declares) {
   const warren_api *api = host_api();
   cr_assert_eq(api->size, sizeof(warren_api));
   cr_assert_eq(api->abi_version, WARREN_ABI_VERSION);
-#define HAS_AND_SET(m)                                  \
-  cr_assert(WARREN_API_HAS(api, m), "api lacks " #m);   \
+#define HAS_AND_SET(m)                                \
+  cr_assert(WARREN_API_HAS(api, m), "api lacks " #m); \
   cr_assert_not_null((const void *)(uintptr_t)api->m, #m " is NULL")
   HAS_AND_SET(log);
   HAS_AND_SET(header_get);
@@ -110,8 +111,7 @@ Test(plugin, host_api_has_every_member_it_declares) {
 Test(plugin, api_has_tells_an_older_table_from_a_newer_one) {
   /* A table built by a host that ended after header_at. */
   warren_api old = *host_api();
-  old.size = (uint32_t)(offsetof(warren_api, header_at) +
-                        sizeof old.header_at);
+  old.size = (uint32_t)(offsetof(warren_api, header_at) + sizeof old.header_at);
   cr_assert(WARREN_API_HAS(&old, log));
   cr_assert(WARREN_API_HAS(&old, header_at));
   cr_assert_not(WARREN_API_HAS(&old, setting_get));

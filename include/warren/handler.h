@@ -157,9 +157,9 @@ typedef struct warren_settings warren_settings;
 typedef struct warren_message {
   /** sizeof the struct as the worker built it. @since 1.0 */
   uint32_t size;
-  const void *body;      /**< message body, body_len bytes. @since 1.0 */
-  size_t body_len;       /**< @since 1.0 */
-  const char *exchange;  /**< "" = the default exchange. @since 1.0 */
+  const void *body;           /**< message body, body_len bytes. @since 1.0 */
+  size_t body_len;            /**< @since 1.0 */
+  const char *exchange;       /**< "" = the default exchange. @since 1.0 */
   const char *routing_key;    /**< @since 1.0 */
   const char *message_id;     /**< @since 1.0 */
   const char *correlation_id; /**< @since 1.0 */
@@ -290,12 +290,16 @@ typedef struct warren_handler {
  * Define the plugin's entry symbol; init_ and shutdown_ may be NULL:
  *   WARREN_HANDLER_DEFINE("resize", my_init, my_handle, my_shutdown);
  */
-#define WARREN_HANDLER_DEFINE(name_, init_, handle_, shutdown_)         \
-  WARREN_ENTRY_LINKAGE_ WARREN_PLUGIN_EXPORT const warren_handler        \
-      warren_handler_entry = {                                          \
+#define WARREN_HANDLER_DEFINE(name_, init_, handle_, shutdown_)           \
+  WARREN_ENTRY_LINKAGE_ WARREN_PLUGIN_EXPORT const warren_handler         \
+      warren_handler_entry = {                                            \
           (uint32_t)((WARREN_ABI_MAJOR << 16) | WARREN_PLUGIN_ABI_MINOR), \
-          (uint32_t)sizeof(warren_handler), (name_), (init_), (handle_), \
-          (shutdown_), 0}
+          (uint32_t)sizeof(warren_handler),                               \
+          (name_),                                                        \
+          (init_),                                                        \
+          (handle_),                                                      \
+          (shutdown_),                                                    \
+          0}
 
 #ifdef __cplusplus
 }
