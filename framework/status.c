@@ -10,3 +10,14 @@ const char *warren_strerror(int status) {
   }
   return "unknown status";
 }
+
+const char *warren_status_name(int status) {
+  switch (status) {
+#define WARREN_STATUS_NAME_(name, value, msg) \
+  case value:                                 \
+    return "WARREN_" #name;
+    WARREN_STATUS_MAP(WARREN_STATUS_NAME_)
+#undef WARREN_STATUS_NAME_
+  }
+  return "unknown";
+}

@@ -14,15 +14,15 @@ typedef struct echo {
 static int echo_init(const warren_api *api, const warren_settings *settings,
                      void **state) {
   echo *e = calloc(1, sizeof *e);
-  if (!e) return -1;
+  if (!e) return WARREN_NOMEM;
   warren_value v;
   e->api = api;
-  e->prefix = api->setting_get(settings, "prefix", &v) == 0 &&
+  e->prefix = api->setting_get(settings, "prefix", &v) == WARREN_OK &&
                       v.type == WARREN_VALUE_STRING
                   ? v.str
                   : "echo";
   *state = e;
-  return 0;
+  return WARREN_OK;
 }
 
 static warren_result echo_handle(void *state, const warren_message *m) {

@@ -26,26 +26,26 @@ typedef struct mailer {
 static int mail_init(const warren_api *api, const warren_settings *settings,
                      void **state) {
   warren_value v;
-  if (api->setting_get(settings, "outbox", &v) != 0 ||
+  if (api->setting_get(settings, "outbox", &v) != WARREN_OK ||
       v.type != WARREN_VALUE_STRING) {
     api->log(WARREN_LOG_ERROR, "settings.outbox (a file path) is required");
-    return -1;
+    return WARREN_NOT_FOUND;
   }
   mailer *m = calloc(1, sizeof *m);
-  if (!m) return -1;
+  if (!m) return WARREN_NOMEM;
   m->api = api;
   m->outbox = fopen(v.str, "a");
   if (!m->outbox) {
     api->log(WARREN_LOG_ERROR, "cannot open outbox %s", v.str);
     free(m);
-    return -1;
+    return WARREN_IO;
   }
-  m->fail_domains = api->setting_get(settings, "fail_domains", &v) == 0 &&
+  m->fail_domains = api->setting_get(settings, "fail_domains", &v) == WARREN_OK &&
                             v.type == WARREN_VALUE_STRING
                         ? v.str
                         : "";
   *state = m;
-  return 0;
+  return WARREN_OK;
 }
 
 static int domain_listed(const char *list, const char *domain) {

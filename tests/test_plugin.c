@@ -1,9 +1,11 @@
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <warren/status.h>
 
 #include "plugin.h"
+#include "worker.h"
 
 static char err[1024];
 
@@ -28,7 +30,8 @@ Test(plugin, missing_file_is_refused_with_path) {
 
 Test(plugin, object_without_symbol_is_refused) {
   wr_plugin p;
-  int rc = wr_plugin_load(TEST_HANDLER_DIR "/no_symbol.so", &p, err, sizeof err);
+  int rc =
+      wr_plugin_load(TEST_HANDLER_DIR "/no_symbol.so", &p, err, sizeof err);
   cr_assert_eq(rc, WARREN_PLUGIN_SYMBOL);
   cr_assert(strstr(err, "no_symbol.so: no 'warren_handler_entry' symbol"), "%s",
             err);
@@ -68,3 +71,103 @@ Test(plugin, descriptor_checks) {
   d.abi_version = (uint32_t)WARREN_ABI_MAJOR << 16; /* older minor: fine */
   cr_assert_eq(wr_plugin_check(&d, why, sizeof why), WARREN_OK);
 }
+
+/* The table the worker hands to init(), caught by a stand-in plugin. */
+static const warren_api *seen_api;
+
+static int catch_api(const warren_api *api, const warren_settings *s,
+                     void **state) {
+  (void)s;
+  (void)state;
+  seen_api = api;
+  return WARREN_OK;
+}
+
+static const warren_api *host_api(void) {
+  warren_handler d = {WARREN_ABI_VERSION, sizeof d, "t", catch_api, noop, 0, 0};
+  void *state;
+  seen_api = NULL;
+  cr_assert_eq(wr_worker_init("t", &d, NULL, &state), WARREN_OK);
+  cr_assert_not_null(seen_api);
+  return seen_api;
+}
+
+Test(plugin, host_api_has_every_member_it_declares) {
+  const warren_api *api = host_api();
+  cr_assert_eq(api->size, sizeof(warren_api));
+  cr_assert_eq(api->abi_version, WARREN_ABI_VERSION);
+#define HAS_AND_SET(m)                                \
+  cr_assert(WARREN_API_HAS(api, m), "api lacks " #m); \
+  cr_assert_not_null((const void *)(uintptr_t)api->m, #m " is NULL")
+  HAS_AND_SET(log);
+  HAS_AND_SET(header_get);
+  HAS_AND_SET(header_count);
+  HAS_AND_SET(header_at);
+  HAS_AND_SET(setting_get);
+  HAS_AND_SET(set_error);
+#undef HAS_AND_SET
+}
+
+Test(plugin, api_has_tells_an_older_table_from_a_newer_one) {
+  /* A table built by a host that ended after header_at. */
+  warren_api old = *host_api();
+  old.size = (uint32_t)(offsetof(warren_api, header_at) + sizeof old.header_at);
+  cr_assert(WARREN_API_HAS(&old, log));
+  cr_assert(WARREN_API_HAS(&old, header_at));
+  cr_assert_not(WARREN_API_HAS(&old, setting_get));
+  cr_assert_not(WARREN_API_HAS(&old, set_error));
+  /* A size that covers only part of a member does not count. */
+  old.size = (uint32_t)offsetof(warren_api, set_error) + 1;
+  cr_assert(WARREN_API_HAS(&old, setting_get));
+  cr_assert_not(WARREN_API_HAS(&old, set_error));
+
+  warren_message m = {.size = (uint32_t)offsetof(warren_message, attempt)};
+  cr_assert(WARREN_MESSAGE_HAS(&m, headers));
+  cr_assert_not(WARREN_MESSAGE_HAS(&m, attempt));
+  cr_assert_not(WARREN_MESSAGE_HAS(&m, delivery_tag));
+  m.size = sizeof m;
+  cr_assert(WARREN_MESSAGE_HAS(&m, delivery_tag));
+}
+
+#if UINTPTR_MAX == UINT64_MAX && SIZE_MAX == UINT64_MAX
+/* ABI 1.0 on LP64, as released: members are only ever appended, so these
+ * offsets never change (docs/plugin-abi.md lists them). */
+Test(plugin, abi_1_0_layout_is_frozen) {
+  cr_assert_eq(offsetof(warren_handler, size), 4);
+  cr_assert_eq(offsetof(warren_handler, name), 8);
+  cr_assert_eq(offsetof(warren_handler, init), 16);
+  cr_assert_eq(offsetof(warren_handler, handle), 24);
+  cr_assert_eq(offsetof(warren_handler, shutdown), 32);
+  cr_assert_eq(offsetof(warren_handler, reserved), 40);
+  cr_assert_eq(WR_PLUGIN_MIN_SIZE, 48);
+
+  cr_assert_eq(offsetof(warren_api, abi_version), 4);
+  cr_assert_eq(offsetof(warren_api, log), 8);
+  cr_assert_eq(offsetof(warren_api, header_get), 16);
+  cr_assert_eq(offsetof(warren_api, header_count), 24);
+  cr_assert_eq(offsetof(warren_api, header_at), 32);
+  cr_assert_eq(offsetof(warren_api, setting_get), 40);
+  cr_assert_eq(offsetof(warren_api, set_error), 48);
+  cr_assert_geq(sizeof(warren_api), 56);
+
+  cr_assert_eq(offsetof(warren_message, body), 8);
+  cr_assert_eq(offsetof(warren_message, body_len), 16);
+  cr_assert_eq(offsetof(warren_message, exchange), 24);
+  cr_assert_eq(offsetof(warren_message, routing_key), 32);
+  cr_assert_eq(offsetof(warren_message, message_id), 40);
+  cr_assert_eq(offsetof(warren_message, correlation_id), 48);
+  cr_assert_eq(offsetof(warren_message, content_type), 56);
+  cr_assert_eq(offsetof(warren_message, headers), 64);
+  cr_assert_eq(offsetof(warren_message, attempt), 72);
+  cr_assert_eq(offsetof(warren_message, redelivered), 76);
+  cr_assert_eq(offsetof(warren_message, delivery_tag), 80);
+  cr_assert_geq(sizeof(warren_message), 88);
+
+  /* warren_value never grows: not even at the end. */
+  cr_assert_eq(offsetof(warren_value, str), 8);
+  cr_assert_eq(offsetof(warren_value, len), 16);
+  cr_assert_eq(offsetof(warren_value, i), 24);
+  cr_assert_eq(offsetof(warren_value, d), 32);
+  cr_assert_eq(sizeof(warren_value), 40);
+}
+#endif
