@@ -56,7 +56,7 @@ static void on_unstarted(void *ctx, wr_pool *p, wr_job *job) {
   (void)ctx, (void)p, (void)job;
 }
 
-static const wr_pool_events ev = {on_done, on_lost, on_unstarted};
+static const wr_pool_events ev = {on_done, on_lost, on_unstarted, NULL};
 
 typedef struct expect {
   const char *id, *body;
