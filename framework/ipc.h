@@ -3,8 +3,9 @@
  * worker processes, over one SOCK_STREAM socketpair per worker.
  *
  * Every frame is a wr_ipc_hdr followed by `len` payload bytes. Jobs go
- * down, results come up; the supervisor writes one job to a worker only
- * when that worker is idle, so it always knows which job each worker runs.
+ * down (several may be queued to a busy worker, docs/threading.md), results
+ * come up through shared memory (below); the supervisor keeps the queue it
+ * gave each worker, so it always knows which job each worker runs.
  * Host byte order and layout: both ends are the same binary.
  */
 #ifndef WR_IPC_H
