@@ -12,8 +12,11 @@ int wr_intake_add(wr_intake *in, const wr_intake_check *c, void *ctx) {
 
 static int check_headers(void *ctx, size_t handler, wr_job *job,
                          wr_outcome *o, char *why, size_t whylen) {
-  (void)ctx, (void)handler;
-  if (wr_retry_meta(&job->env.message.properties, &job->meta, why, whylen) == 0)
+  const wr_sup *s = ctx;
+  /* Only a quorum queue's redelivery carries a count the broker wrote. */
+  int broker_counts = s->h[handler].cfg->quorum && job->env.redelivered;
+  if (wr_retry_meta(&job->env.message.properties, broker_counts, &job->meta,
+                    why, whylen) == 0)
     return 0;
   *o = WR_OUT_MALFORMED;
   return 1;

@@ -3,6 +3,7 @@
 #define WR_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #include <warren/handler.h>
 
@@ -14,6 +15,11 @@ void wr_log(warren_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void wr_logv(warren_log_level level, const char *tag, const char *fmt,
              va_list ap);
+
+/* Copy len bytes of untrusted text into dst (cap bytes, NUL-terminated),
+ * control characters written as \xNN; truncated to fit. Returns the
+ * length written. Used by every sink of outside text (logs, warren dlq). */
+size_t wr_escape(char *dst, size_t cap, const char *src, size_t len);
 
 #define wr_error(...) wr_log(WARREN_LOG_ERROR, __VA_ARGS__)
 #define wr_warn(...) wr_log(WARREN_LOG_WARN, __VA_ARGS__)

@@ -75,7 +75,9 @@ static _Noreturn void child(wr_pool *p, wr_child *self, int fd, pid_t parent) {
    * when a worker stops, so a running job is not cut short. */
   signal(SIGINT, SIG_IGN);
   signal(SIGTERM, SIG_IGN);
-  signal(SIGPIPE, SIG_DFL);
+  /* A handler writing to a closed pipe or socket gets EPIPE, as in most
+   * servers, instead of dying with its job blamed as a crash. */
+  signal(SIGPIPE, SIG_IGN);
   if (fd != 3) {
     if (dup2(fd, 3) < 0) _exit(WR_WORKER_EXIT_PROTOCOL);
   } else {
@@ -390,11 +392,11 @@ void wr_pool_readable(wr_pool *p, wr_child *c) {
   if (n < 0 && c->fd >= 0) discard(p, c, "socket failed");
 }
 
-static void describe(int status, char *buf, size_t len) {
+static void describe(int status, int starting, char *buf, size_t len) {
   if (WIFSIGNALED(status))
     snprintf(buf, len, "killed by signal %d (%s)%s", WTERMSIG(status),
              strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
-  else if (WIFEXITED(status) && WEXITSTATUS(status) == WR_WORKER_EXIT_INIT)
+  else if (starting && WIFEXITED(status) && WEXITSTATUS(status) == WR_WORKER_EXIT_INIT)
     snprintf(buf, len, "init() failed");
   else
     snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
@@ -413,7 +415,7 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
     snprintf(why, sizeof why, "ran past the %.1f s timeout and was killed",
              p->timeout);
   else
-    describe(status, why, sizeof why);
+    describe(status, c->state == WR_CHILD_STARTING, why, sizeof why);
   if (c->fd >= 0) close(c->fd);
   if (c->state == WR_CHILD_IDLE) p->idle--;
   if (c->state == WR_CHILD_BUSY) p->busy--;

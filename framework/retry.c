@@ -20,8 +20,8 @@ static int key_is(const amqp_table_entry_t *e, const char *k) {
   return e->key.len == n && memcmp(e->key.bytes, k, n) == 0;
 }
 
-int wr_retry_meta(const amqp_basic_properties_t *p, wr_job_meta *m, char *why,
-                  size_t whylen) {
+int wr_retry_meta(const amqp_basic_properties_t *p, int broker_counts,
+                  wr_job_meta *m, char *why, size_t whylen) {
   m->attempt = 1;
   m->crashes = 0;
   m->first_failure = 0;
@@ -33,27 +33,29 @@ int wr_retry_meta(const amqp_basic_properties_t *p, wr_job_meta *m, char *why,
     int is_int = wr_hdr_amqp_int(&e->value, &n);
     const char *bad = NULL;
     if (key_is(e, WR_H_ATTEMPT)) {
-      if (!is_int || n < 1 || n > 1000000) bad = WR_H_ATTEMPT;
+      if (!is_int || n < 1 || n > WR_RETRY_MAX_COUNT) bad = WR_H_ATTEMPT;
       else own = n;
     } else if (key_is(e, WR_H_CRASHES)) {
-      if (!is_int || n < 0 || n > 1000000) bad = WR_H_CRASHES;
+      if (!is_int || n < 0 || n > WR_RETRY_MAX_COUNT) bad = WR_H_CRASHES;
       else m->crashes = (uint32_t)n;
     } else if (key_is(e, WR_H_FIRST_FAILURE)) {
       if (!is_int || n < 0) bad = WR_H_FIRST_FAILURE;
       else m->first_failure = n;
-    } else if (key_is(e, "x-delivery-count") && is_int && n >= 0) {
+    } else if (key_is(e, "x-delivery-count") && broker_counts) {
       /* Quorum queues count returns to the queue (a supervisor that died
        * or lost its connection mid-job): evidence of attempts the job's own
-       * header could not record. */
-      redeliveries = n;
+       * header could not record. Anywhere else a publisher wrote it. */
+      if (!is_int || n < 0 || n > WR_RETRY_MAX_COUNT) bad = "x-delivery-count";
+      else redeliveries = n;
     }
     if (bad) {
       snprintf(why, whylen, "header %s is not a valid count", bad);
       return -1;
     }
   }
+  /* Both are bounded above, so the sum cannot overflow. */
   int64_t a = own + redeliveries;
-  m->attempt = a > 1000000 ? 1000000 : (uint32_t)a;
+  m->attempt = a > WR_RETRY_MAX_COUNT ? WR_RETRY_MAX_COUNT : (uint32_t)a;
   return 0;
 }
 

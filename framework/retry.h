@@ -57,10 +57,15 @@ typedef struct wr_job_meta {
   int64_t first_failure;   /* unix ms, 0 if it never failed */
 } wr_job_meta;
 
-/* Read the meta of a delivery. Returns 0, or -1 with why set when
- * Warren's own headers are there but unusable (a malformed job). */
-int wr_retry_meta(const amqp_basic_properties_t *p, wr_job_meta *m, char *why,
-                  size_t whylen);
+/* Counts above this in a job's headers are absurd: the job is malformed. */
+#define WR_RETRY_MAX_COUNT 1000000
+
+/* Read the meta of a delivery. broker_counts: x-delivery-count was set by
+ * the broker (a quorum queue's redelivery) and counts attempts too;
+ * otherwise a publisher wrote it and it is ignored. Returns 0, or -1 with
+ * why set when the counts are there but unusable (a malformed job). */
+int wr_retry_meta(const amqp_basic_properties_t *p, int broker_counts,
+                  wr_job_meta *m, char *why, size_t whylen);
 
 typedef struct wr_decision {
   int dead;           /* 1: dead-letter; 0: retry after delay_ms */

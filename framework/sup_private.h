@@ -52,6 +52,7 @@ struct wr_sup {
   wr_health_state hs;      /* read by the health thread */
   wr_health *health;
   int draining;
+  int stopping;           /* the loop is over: workers are being stopped */
   double drain_deadline;
   amqp_channel_t declare_ch; /* re-declaring topology while running */
   char host[64];

@@ -86,6 +86,15 @@ static void on_lost(void *ctx, wr_pool *p, wr_job *job, const char *why,
                     int timed_out) {
   wr_handler_rt *h = ctx;
   (void)p;
+  if (h->sup->stopping) {
+    /* Killed by a forced stop, not a crash: the job goes back to the
+     * queue unacked, and no copy is made (one or the other, never both). */
+    WR_NOTIFY(&h->sup->obs, dropped, h->index, 1);
+    wr_warn("handler %s: a job was still running at the forced stop; the "
+            "broker delivers it again", h->cfg->name);
+    wr_sup_release(h->sup, job);
+    return;
+  }
   char err[192];
   snprintf(err, sizeof err, timed_out ? "job %s" : "worker %s", why);
   wr_settle_finish(h->sup, h, job, timed_out ? WR_OUT_TIMEOUT : WR_OUT_CRASHED,
@@ -309,6 +318,7 @@ int wr_sup_run(wr_sup *s) {
   int rc = wr_loop_run(s->loop);
   for (size_t i = 0; i < s->nh; i++) wr_sup_flush_acks(s, &s->h[i]);
   wr_info("stopping workers");
+  s->stopping = 1;
   for (size_t i = 0; i < s->nh; i++) wr_pool_stop(&s->h[i].pool, WORKER_STOP_S);
   if (s->session.conn) {
     atomic_store(&s->hs.ready, 0);
@@ -398,11 +408,14 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   }
   gethostname(s->host, sizeof s->host - 1);
   wr_observe(&s->obs, &wr_stats_events, s->stats);
-  wr_intake_add(&s->intake, &wr_intake_headers, NULL);
+  wr_intake_add(&s->intake, &wr_intake_headers, s);
   s->declare_ch = (amqp_channel_t)(s->nh + 2);
   wr_session_init(&s->session, &cfg->broker, (amqp_channel_t)(s->nh + 1),
                   cfg->reconnect_min, cfg->reconnect_max, s->loop,
                   &session_events, s);
+  /* Before any handler code runs: a write to a closed socket or pipe is
+   * an EPIPE error, in the supervisor and in the workers (pool.c). */
+  signal(SIGPIPE, SIG_IGN);
   for (size_t i = 0; i < s->nh && rc == WARREN_OK; i++)
     rc = start_handler(s, i, err, errlen);
   /* Signals are read through the loop's signalfd; workers unblock them
@@ -414,7 +427,6 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   for (size_t i = 0; i < sizeof others / sizeof *others && rc == WARREN_OK; i++)
     rc = wr_loop_on_signal(s->loop, others[i], on_other_signal, s);
   if (rc != WARREN_OK && !err[0]) snprintf(err, errlen, "signalfd: %s", warren_strerror(rc));
-  signal(SIGPIPE, SIG_IGN);
   for (size_t i = 0; i < s->nh && rc == WARREN_OK; i++)
     if (s->h[i].cfg->isolated) rc = wr_pool_start(&s->h[i].pool, WORKER_START_S, err, errlen);
   if (rc == WARREN_OK) rc = wr_loop_add_phase(s->loop, &turn, s);

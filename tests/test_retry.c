@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "retry.h"
@@ -63,13 +64,32 @@ Test(retry, meta_reads_own_headers_and_quorum_redeliveries) {
                                .headers = {4, e}};
   wr_job_meta m;
   char why[128];
-  cr_assert_eq(wr_retry_meta(&p, &m, why, sizeof why), 0);
+  cr_assert_eq(wr_retry_meta(&p, 1, &m, why, sizeof why), 0);
   cr_assert_eq(m.attempt, 5, "own count plus the broker's returns");
   cr_assert_eq(m.crashes, 1);
   cr_assert_eq(m.first_failure, 1234);
+  cr_assert_eq(wr_retry_meta(&p, 0, &m, why, sizeof why), 0);
+  cr_assert_eq(m.attempt, 3, "a count the broker did not write is ignored");
   p._flags = 0;
-  cr_assert_eq(wr_retry_meta(&p, &m, why, sizeof why), 0);
+  cr_assert_eq(wr_retry_meta(&p, 1, &m, why, sizeof why), 0);
   cr_assert_eq(m.attempt, 1);
+}
+
+Test(retry, absurd_counts_are_malformed_and_never_overflow) {
+  amqp_table_entry_t e[] = {wr_entry_int(WR_H_ATTEMPT, WR_RETRY_MAX_COUNT),
+                            wr_entry_int("x-delivery-count", INT64_MAX)};
+  amqp_basic_properties_t p = {._flags = AMQP_BASIC_HEADERS_FLAG, .headers = {2, e}};
+  wr_job_meta m;
+  char why[128];
+  cr_assert_eq(wr_retry_meta(&p, 1, &m, why, sizeof why), -1,
+               "2^63-1 redeliveries is no count a broker wrote");
+  cr_assert(strstr(why, "x-delivery-count"), "%s", why);
+  cr_assert_eq(wr_retry_meta(&p, 0, &m, why, sizeof why), 0,
+               "on a classic queue the header is the publisher's and ignored");
+  cr_assert_eq(m.attempt, WR_RETRY_MAX_COUNT);
+  e[1] = wr_entry_int("x-delivery-count", WR_RETRY_MAX_COUNT);
+  cr_assert_eq(wr_retry_meta(&p, 1, &m, why, sizeof why), 0);
+  cr_assert_eq(m.attempt, WR_RETRY_MAX_COUNT, "the sum saturates");
 }
 
 Test(retry, unusable_own_header_makes_a_job_malformed) {
@@ -77,10 +97,10 @@ Test(retry, unusable_own_header_makes_a_job_malformed) {
   amqp_basic_properties_t p = {._flags = AMQP_BASIC_HEADERS_FLAG, .headers = {1, e}};
   wr_job_meta m;
   char why[128];
-  cr_assert_eq(wr_retry_meta(&p, &m, why, sizeof why), -1);
+  cr_assert_eq(wr_retry_meta(&p, 0, &m, why, sizeof why), -1);
   cr_assert(strstr(why, "warren-attempt"), "%s", why);
   e[0] = wr_entry_int(WR_H_ATTEMPT, 0);
-  cr_assert_eq(wr_retry_meta(&p, &m, why, sizeof why), -1);
+  cr_assert_eq(wr_retry_meta(&p, 0, &m, why, sizeof why), -1);
 }
 
 Test(retry, republished_headers_keep_the_users_and_replace_warrens) {

@@ -59,47 +59,75 @@ static void fmt_time(int64_t ms, char *buf, size_t len) {
   strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Outside text, escaped for the terminal (log.h), in a rotating buffer so
+ * one printf can take several. */
+static const char *esc(amqp_bytes_t b) {
+  static char buf[4][4 * 1024 + 1];
+  static int k;
+  char *d = buf[k++ % 4];
+  wr_escape(d, sizeof buf[0], b.bytes, b.len);
+  return d;
+}
+
 static void print_summary(long n, const amqp_message_t *m) {
   const amqp_basic_properties_t *p = &m->properties;
   amqp_bytes_t id = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id
                                                             : (amqp_bytes_t){1, "-"};
-  amqp_bytes_t reason = header_str(p, WR_H_REASON);
-  amqp_bytes_t err = header_str(p, WR_H_LAST_ERROR);
   char when[32];
   fmt_time(header_int(p, WR_H_LAST_FAILURE), when, sizeof when);
-  printf("%-4ld %-24.*s %-12.*s %8lld  %s  %.*s\n", n, (int)id.len,
-         (const char *)id.bytes, (int)reason.len, (const char *)reason.bytes,
-         (long long)header_int(p, WR_H_ATTEMPTS), when, (int)err.len,
-         (const char *)err.bytes);
+  printf("%-4ld %-24s %-12s %8lld  %s  %s\n", n, esc(id),
+         esc(header_str(p, WR_H_REASON)), (long long)header_int(p, WR_H_ATTEMPTS),
+         when, esc(header_str(p, WR_H_LAST_ERROR)));
+}
+
+/* A header value as text; nested tables and arrays are only named. */
+static void print_value(const amqp_field_value_t *v) {
+  int64_t i;
+  if (wr_hdr_amqp_int(v, &i)) {
+    printf("%lld", (long long)i);
+    return;
+  }
+  switch (v->kind) {
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES: printf("%s", esc(v->value.bytes)); break;
+    case AMQP_FIELD_KIND_BOOLEAN: printf("%s", v->value.boolean ? "true" : "false"); break;
+    case AMQP_FIELD_KIND_F32: printf("%g", (double)v->value.f32); break;
+    case AMQP_FIELD_KIND_F64: printf("%g", v->value.f64); break;
+    case AMQP_FIELD_KIND_DECIMAL:
+      printf("%u (decimal, %u places)", v->value.decimal.value,
+             (unsigned)v->value.decimal.decimals);
+      break;
+    case AMQP_FIELD_KIND_TIMESTAMP: printf("%llu (timestamp)", (unsigned long long)v->value.u64); break;
+    case AMQP_FIELD_KIND_VOID: printf("(void)"); break;
+    case AMQP_FIELD_KIND_TABLE: printf("(table of %d)", v->value.table.num_entries); break;
+    case AMQP_FIELD_KIND_ARRAY: printf("(array of %d)", v->value.array.num_entries); break;
+    default: printf("(type '%c')", (char)v->kind); break;
+  }
 }
 
 static void print_full(long n, const amqp_message_t *m) {
   const amqp_basic_properties_t *p = &m->properties;
   printf("== message %ld\n", n);
   if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
-    printf("message_id: %.*s\n", (int)p->message_id.len,
-           (const char *)p->message_id.bytes);
+    printf("message_id: %s\n", esc(p->message_id));
   if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
-    printf("correlation_id: %.*s\n", (int)p->correlation_id.len,
-           (const char *)p->correlation_id.bytes);
+    printf("correlation_id: %s\n", esc(p->correlation_id));
   if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
-    printf("content_type: %.*s\n", (int)p->content_type.len,
-           (const char *)p->content_type.bytes);
+    printf("content_type: %s\n", esc(p->content_type));
   for (int i = 0; (p->_flags & AMQP_BASIC_HEADERS_FLAG) && i < p->headers.num_entries; i++) {
     const amqp_table_entry_t *e = &p->headers.entries[i];
-    int64_t v;
-    if (wr_hdr_amqp_int(&e->value, &v))
-      printf("header %.*s: %lld\n", (int)e->key.len, (const char *)e->key.bytes,
-             (long long)v);
-    else if (e->value.kind == AMQP_FIELD_KIND_UTF8 || e->value.kind == AMQP_FIELD_KIND_BYTES)
-      printf("header %.*s: %.*s\n", (int)e->key.len, (const char *)e->key.bytes,
-             (int)e->value.value.bytes.len, (const char *)e->value.value.bytes.bytes);
-    else
-      printf("header %.*s: (table/array)\n", (int)e->key.len,
-             (const char *)e->key.bytes);
+    printf("header %s: ", esc(e->key));
+    print_value(&e->value);
+    printf("\n");
   }
-  printf("body (%zu bytes):\n%.*s\n", m->body.len, (int)m->body.len,
-         (const char *)m->body.bytes);
+  /* The body may be anything: escaped in pieces, so its length is not
+   * bounded by a buffer. */
+  printf("body (%zu bytes):\n", m->body.len);
+  for (size_t o = 0; o < m->body.len; o += 1024) {
+    size_t k = m->body.len - o < 1024 ? m->body.len - o : 1024;
+    printf("%s", esc((amqp_bytes_t){k, (char *)m->body.bytes + o}));
+  }
+  printf("\n");
 }
 
 /* Back to the work queue, as it was first published: Warren's own headers

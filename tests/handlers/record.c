@@ -20,7 +20,7 @@
 typedef struct rec {
   int fd;
   long sleep_ms;
-  const char *crash_on, *hang_on, *fail_on, *reject_unless, *reject_prefix;
+  const char *crash_on, *hang_on, *fail_on, *reject_unless, *reject_prefix, *sigpipe_on;
   long fail_below;
   const warren_api *api;
 } rec;
@@ -42,6 +42,7 @@ static int rec_init(const warren_api *api, const warren_settings *s,
   if (api->setting_get(s, "fail_on", &v) == 0) r->fail_on = v.str;
   if (api->setting_get(s, "reject_unless", &v) == 0) r->reject_unless = v.str;
   if (api->setting_get(s, "reject_prefix", &v) == 0) r->reject_prefix = v.str;
+  if (api->setting_get(s, "sigpipe_on", &v) == 0) r->sigpipe_on = v.str;
   if (api->setting_get(s, "fail_below", &v) == 0) r->fail_below = (long)v.i;
   r->api = api;
   *state = r;
@@ -67,6 +68,13 @@ static warren_result rec_handle(void *state, const warren_message *m) {
       strncmp(m->message_id, r->reject_prefix, strlen(r->reject_prefix)) == 0) {
     line(r, "reject", m->message_id, m->attempt);
     return WARREN_REJECT;
+  }
+  if (r->sigpipe_on && strcmp(r->sigpipe_on, m->message_id) == 0) {
+    int p[2];
+    if (pipe(p) != 0) abort();
+    close(p[0]);
+    if (write(p[1], "x", 1) != -1) abort(); /* EPIPE, or SIGPIPE kills us */
+    close(p[1]);
   }
   if (r->fail_on && strcmp(r->fail_on, m->message_id) == 0) {
     r->api->set_error(m, "fails on purpose (attempt %u)", m->attempt);

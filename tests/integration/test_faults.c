@@ -8,6 +8,13 @@
 #include <string.h>
 #include <time.h>
 
+#include <amqp.h>
+#include <stdint.h>
+
+#include <warren/status.h>
+
+#include "conn.h"
+#include "retry.h"
 #include "support.h"
 
 #define N 1000
@@ -60,4 +67,112 @@ Test(faults, dlq_deleted_under_load_loses_no_job, .timeout = 240) {
   cr_assert_eq(missing, 0, "every rejected job is in the new DLQ or back in its queue");
   cr_assert(tw_wait_text(log, "topology declared again", 1),
             "the deleted DLQ was declared again");
+}
+
+/* Publish one persistent job with message id `id` and `n` headers to
+ * queue, confirmed. 0 on success. */
+static int publish_with(const char *queue, const char *id,
+                        const amqp_table_entry_t *h, int n) {
+  wr_conn_params b = {.host = "127.0.0.1", .port = tw_port(), .vhost = "/",
+                      .user = "guest", .password = "guest", .connect_timeout = 5};
+  amqp_connection_state_t c;
+  char err[512];
+  if (wr_conn_open(&b, &c, err, sizeof err) != WARREN_OK) return -1;
+  int rc = wr_conn_channel(c, 1, 1, err, sizeof err);
+  amqp_basic_properties_t p = {0};
+  p._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
+             (n ? AMQP_BASIC_HEADERS_FLAG : 0);
+  p.delivery_mode = 2;
+  p.message_id = amqp_cstring_bytes(id);
+  p.headers = (amqp_table_t){n, (amqp_table_entry_t *)h};
+  wr_confirms cf;
+  wr_confirms_init(&cf);
+  if (rc == WARREN_OK)
+    rc = amqp_basic_publish(c, 1, amqp_cstring_bytes(""), amqp_cstring_bytes(queue),
+                            1, 0, &p, amqp_cstring_bytes("body")) == AMQP_STATUS_OK
+             ? WARREN_OK
+             : WARREN_BROKER_CLOSED;
+  if (rc == WARREN_OK) {
+    wr_confirms_sent(&cf);
+    rc = wr_confirms_wait(c, &cf, 10000);
+  }
+  wr_conn_close(c);
+  return rc;
+}
+
+Test(faults, a_publisher_written_delivery_count_is_ignored_not_overflowed,
+     .timeout = 120) {
+  char log[300], rec[300];
+  pid_t w = tw_start_record("dcount", "it.dcount", "queue_type = \"classic\";", "",
+                            log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  amqp_table_entry_t h[] = {wr_entry_int("x-delivery-count", INT64_MAX)};
+  cr_assert_eq(publish_with("it.dcount", "huge1", h, 1), 0);
+  cr_assert_eq(tw_wait_count(rec, "end", "huge", 1, 1, 30), 1,
+               "the job ran (no overflow, no hot loop)");
+  cr_assert(tw_wait_text(rec, "end huge1 ", 1));
+  char line[512] = "";
+  FILE *f = fopen(rec, "r");
+  while (f && fgets(line, sizeof line, f) && strncmp(line, "end ", 4) != 0) {
+  }
+  if (f) fclose(f);
+  unsigned attempt = 0;
+  long long ns;
+  int pid;
+  cr_assert_eq(sscanf(line, "end huge1 %lld %d %u", &ns, &pid, &attempt), 3, "%s", line);
+  cr_assert_eq(attempt, 1, "a classic queue's x-delivery-count is the publisher's");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
+
+Test(faults, a_handler_writing_to_a_closed_pipe_is_not_a_crash, .timeout = 120) {
+  char log[300], rec[300];
+  pid_t w = tw_start_record("sigpipe", "it.sigpipe", "", "sigpipe_on = \"pipe1\";",
+                            log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  cr_assert_eq(tw_publish("it.sigpipe", 1, "pipe"), 0);
+  cr_assert_eq(tw_wait_count(rec, "end", "pipe", 1, 1, 30), 1,
+               "EPIPE, not a SIGPIPE death");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert(!tw_wait_text(log, "killed by signal", 0.1));
+}
+
+Test(faults, a_forced_stop_requeues_the_running_job_without_a_copy,
+     .timeout = 120) {
+  char log[300], rec[300];
+  pid_t w = tw_start_record("forced", "it.forced",
+                            "retry = { backoff = [0.2]; };",
+                            "hang_on = \"stuck1\";", log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  cr_assert_eq(tw_publish("it.forced", 1, "stuck"), 0);
+  cr_assert_eq(tw_wait_count(rec, "start", "stuck", 1, 1, 30), 1);
+  kill(w, SIGTERM);
+  cr_assert(tw_wait_text(log, "stopping: cancelling consumers", 10));
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0, "the second signal stops it");
+  int queued[2] = {0}, retried[2] = {0}, dead[2] = {0};
+  tw_drain("it.forced.retry.200ms", "stuck", retried, 1);
+  tw_drain("it.forced.dlq", "stuck", dead, 1);
+  tw_drain("it.forced", "stuck", queued, 1);
+  cr_assert_eq(queued[1], 1, "back in its queue");
+  cr_assert_eq(retried[1] + dead[1], 0, "and nowhere else: a stop is not a crash");
+}
+
+Test(faults, hostile_ids_cannot_forge_log_lines_or_drive_the_terminal,
+     .timeout = 120) {
+  char log[300], rec[300], out[65536];
+  pid_t w = tw_start_record("inject", "it.inject", "", "reject_prefix = \"evil\";",
+                            log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  cr_assert_eq(publish_with("it.inject", "evil\nFAKE error line\x1b[2J", NULL, 0), 0);
+  cr_assert(tw_wait_text(log, "dead-lettered", 30));
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert(tw_wait_text(log, "evil\\x0aFAKE error line\\x1b[2J", 0.1),
+            "the id is escaped in the log");
+  cr_assert(!tw_wait_text(log, "\x1b", 0.1), "no raw escape character");
+  char args[400];
+  /* The worker's config sits beside its log. */
+  snprintf(args, sizeof args, "dlq list %.*s/warren.cfg h",
+           (int)(strlen(log) - strlen("/warren.log")), log);
+  cr_assert_eq(tw_warren_cli(out, sizeof out, args), 0, "%s", out);
+  cr_assert(strstr(out, "evil\\x0aFAKE"), "%s", out);
+  cr_assert(!strchr(out, '\x1b'), "no raw escape character in dlq list");
 }
