@@ -47,12 +47,31 @@ void wr_ipc_batch_add(wr_ipc_batch *b, const wr_ipc_job *job,
       iov[b->niov++] = (struct iovec){(void *)fields[i].ptr, fields[i].len};
     iov[b->niov++] = (struct iovec){(void *)&nul, 1};
   }
+  b->job_end[b->n - 1] = b->niov;
 }
 
 int wr_ipc_batch_send(wr_ipc_batch *b, int fd) {
-  int rc = b->niov ? writev_all(fd, b->iov, b->niov) : 0;
-  b->n = b->niov = 0;
-  return rc;
+  while (b->first < b->niov) {
+    int n = b->niov - b->first;
+    ssize_t w = writev(fd, b->iov + b->first, n > IOV_MAX ? IOV_MAX : n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
+      return -1;
+    }
+    size_t left = (size_t)w;
+    while (b->first < b->niov && left >= b->iov[b->first].iov_len) {
+      left -= b->iov[b->first].iov_len;
+      b->first++;
+    }
+    if (b->first < b->niov) {
+      b->iov[b->first].iov_base = (char *)b->iov[b->first].iov_base + left;
+      b->iov[b->first].iov_len -= left;
+    }
+    while (b->done < b->n && b->job_end[b->done] <= b->first) b->done++;
+  }
+  b->n = b->niov = b->first = b->done = 0;
+  return 0;
 }
 
 int wr_ipc_send(int fd, uint32_t type, const void *fixed, size_t fixed_len,
@@ -75,6 +94,7 @@ long wr_ipc_reader_fill(wr_ipc_reader *r, int fd) {
   do {
     n = read(fd, r->buf + r->len, sizeof r->buf - r->len);
   } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return WR_IPC_AGAIN;
   if (n > 0) r->len += (size_t)n;
   return (long)n;
 }

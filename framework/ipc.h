@@ -98,22 +98,33 @@ typedef struct wr_ipc_field {
 } wr_ipc_field;
 
 /* Frames for several jobs, written with one writev: the iovecs point at
- * the caller's fields (not copied) and at the batch's own headers. */
+ * the caller's fields (not copied) and at the batch's own headers, so the
+ * fields must stay valid until the batch is written. The supervisor's
+ * side of the socket is non-blocking: a batch the socket cannot take at
+ * once is written on as it drains, and never blocks the loop. */
 #define WR_IPC_IOV_PER_JOB (2 + 2 * WR_JOB_NFIELDS)
 typedef struct wr_ipc_batch {
   int n;                              /* jobs in the batch */
   int niov;
+  int first;                          /* iovecs before it are written */
+  int done;                           /* jobs entirely written */
+  int job_end[WR_IPC_SLOTS];          /* one past each job's last iovec */
   wr_ipc_hdr hdr[WR_IPC_SLOTS];
   wr_ipc_job job[WR_IPC_SLOTS];
   struct iovec iov[WR_IPC_SLOTS * WR_IPC_IOV_PER_JOB];
 } wr_ipc_batch;
 
-/* Add a job (at most WR_IPC_SLOTS per batch). */
+/* Add a job (at most WR_IPC_SLOTS per batch; not while one is pending). */
 void wr_ipc_batch_add(wr_ipc_batch *b, const wr_ipc_job *job,
                       const wr_ipc_field fields[WR_JOB_NFIELDS]);
-/* Write the batch (blocking fd) and empty it. 0, or -1 with errno (EPIPE
- * when the worker is gone). */
+/* Write what fd takes now. 0: everything is out and the batch is empty
+ * again; 1: the rest waits for fd to be writable (b->done jobs are out);
+ * -1 with errno (EPIPE when the worker is gone). */
 int wr_ipc_batch_send(wr_ipc_batch *b, int fd);
+/* Part of the batch is written, the rest waits. */
+static inline int wr_ipc_batch_pending(const wr_ipc_batch *b) {
+  return b->first > 0 && b->first < b->niov;
+}
 
 /* Write a small frame: header, fixed part and an optional tail. */
 int wr_ipc_send(int fd, uint32_t type, const void *fixed, size_t fixed_len,
@@ -131,7 +142,9 @@ typedef struct wr_ipc_reader {
   size_t consumed; /* bytes of the frame last returned by _next */
 } wr_ipc_reader;
 
-/* read() once from fd into r. Returns bytes read, 0 on EOF, -1 on error. */
+/* read() once from fd into r. Returns bytes read, 0 on EOF, -1 on error,
+ * WR_IPC_AGAIN when a non-blocking fd has nothing now. */
+#define WR_IPC_AGAIN (-2)
 long wr_ipc_reader_fill(wr_ipc_reader *r, int fd);
 /* Next complete frame: 1 and *hdr, *payload set, 0 when none is complete,
  * -1 when the stream is malformed. payload is valid until the next call. */

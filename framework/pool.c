@@ -78,11 +78,12 @@ static _Noreturn void child(wr_pool *p, wr_child *self, int fd, pid_t parent) {
   /* A handler writing to a closed pipe or socket gets EPIPE, as in most
    * servers, instead of dying with its job blamed as a crash. */
   signal(SIGPIPE, SIG_IGN);
-  if (fd != 3) {
-    if (dup2(fd, 3) < 0) _exit(WR_WORKER_EXIT_PROTOCOL);
-  } else {
-    fcntl(3, F_SETFD, 0);
-  }
+  if (fd != 3 && dup2(fd, 3) < 0) _exit(WR_WORKER_EXIT_PROTOCOL);
+  /* A program the handler runs must not hold the worker's socket (the
+   * supervisor would not see the worker's end); what it forks without
+   * exec is in the worker's own process group, killed with it. */
+  fcntl(3, F_SETFD, FD_CLOEXEC);
+  setpgid(0, 0);
   /* The AMQP socket and other workers' sockets and result memory stay
    * with the supervisor. */
   close_range(4, ~0U, 0);
@@ -95,6 +96,9 @@ static _Noreturn void child(wr_pool *p, wr_child *self, int fd, pid_t parent) {
 static int spawn(wr_pool *p, wr_child *c) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -1;
+  /* The supervisor's end never blocks: a busy worker's full socket must
+   * not stop the loop (ipc.h). */
+  fcntl(sv[0], F_SETFL, O_NONBLOCK);
   pid_t parent = getpid();
   atomic_store(&c->shm->published, 0);
   atomic_store(&c->shm->wake, 0);
@@ -103,7 +107,7 @@ static int spawn(wr_pool *p, wr_child *c) {
   c->nrev = 0;
   c->collected = 0;
   c->unsent = 0;
-  c->out->n = c->out->niov = 0;
+  c->out->n = c->out->niov = c->out->first = c->out->done = 0;
   c->arena_used = 0;
   pid_t pid = fork();
   if (pid < 0) {
@@ -143,6 +147,7 @@ int wr_pool_start(wr_pool *p, double timeout_s, char *err, size_t errlen) {
       wr_ipc_hdr h;
       const unsigned char *pl;
       long n = wr_ipc_reader_fill(&c->rd, c->fd);
+      if (n == WR_IPC_AGAIN) continue;
       int got = n > 0 ? wr_ipc_reader_next(&c->rd, &h, &pl) : -1;
       if (got == 0) continue;
       if (got < 0 || h.type != WR_IPC_READY) {
@@ -166,7 +171,7 @@ wr_child *wr_pool_pick(wr_pool *p) {
   for (int i = 0; i < p->n; i++) {
     wr_child *c = &p->children[i];
     if (c->state != WR_CHILD_IDLE && c->state != WR_CHILD_BUSY) continue;
-    if (c->len >= p->depth || c->nrev) continue;
+    if (c->len >= p->depth || c->nrev || wr_ipc_batch_pending(c->out)) continue;
     if (c->len) {
       if (now == 0) now = wr_now();
       if (now - c->q[c->head]->started > PIPELINE_WINDOW_S) continue;
@@ -186,19 +191,34 @@ static const char *field(amqp_bytes_t b, size_t *len) {
   return b.bytes;
 }
 
-/* Write c's queued jobs. On failure the worker is gone: it is killed, and
- * reaping hands the unwritten jobs back as never started. */
-static void flush_child(wr_pool *p, wr_child *c) {
-  if (!c->out->n) return;
+/* Kill a worker and whatever it forked (its process group). */
+static void kill_worker(const wr_child *c) {
+  if (c->pid <= 0) return;
+  kill(-c->pid, SIGKILL);
+  kill(c->pid, SIGKILL); /* in case it had not made its group yet */
+}
+
+/* Write what c's socket takes of its queued jobs. Returns 0 when all is
+ * out, 1 when the rest waits for the socket to drain, -1 when the worker
+ * is gone: it is killed, and reaping hands the unwritten jobs back as
+ * never started. */
+static int flush_child(wr_pool *p, wr_child *c) {
+  if (!c->out->n) return 0;
+  int before = c->out->done;
   int rc = wr_ipc_batch_send(c->out, c->fd);
-  c->arena_used = 0;
-  if (rc != 0) {
+  if (rc < 0) {
     wr_warn("handler %s: worker %d is gone (%s)", p->name, (int)c->pid,
             strerror(errno));
-    kill(c->pid, SIGKILL);
-    return;
+    kill_worker(c);
+    return -1;
   }
-  c->unsent = 0;
+  if (rc == 0) {
+    c->unsent = 0;
+    c->arena_used = 0; /* the blobs are written */
+  } else {
+    c->unsent -= c->out->done - before;
+  }
+  return rc;
 }
 
 void wr_pool_flush(wr_pool *p) {
@@ -207,8 +227,13 @@ void wr_pool_flush(wr_pool *p) {
       flush_child(p, &p->children[i]);
 }
 
-/* Headers too large for a batch's arena (up to a content frame's size). */
-static unsigned char big_scratch[256 * 1024];
+int wr_pool_wants_write(const wr_child *c) {
+  return c->fd >= 0 && wr_ipc_batch_pending(c->out);
+}
+
+/* Headers too large for a batch's arena (up to a content frame's size)
+ * get a worker's own buffer: only one such job is in flight at a time. */
+#define WR_POOL_BIG_HEADERS (256 * 1024)
 
 void wr_pool_job_fields(const wr_job *job, wr_ipc_field f[WR_JOB_NFIELDS]) {
   const amqp_basic_properties_t *pr = &job->env.message.properties;
@@ -235,13 +260,18 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
   amqp_table_t none = {0, NULL};
   const amqp_table_t *t = (pr->_flags & AMQP_BASIC_HEADERS_FLAG) ? &pr->headers : &none;
   size_t hlen = wr_hdr_encoded_size(t);
-  if (hlen > sizeof big_scratch) t = &none, hlen = wr_hdr_encoded_size(t);
+  if (hlen > WR_POOL_BIG_HEADERS) t = &none, hlen = wr_hdr_encoded_size(t);
   unsigned char *blob;
   int alone = hlen > WR_POOL_ARENA;
-  if (alone || c->arena_used + hlen > WR_POOL_ARENA || c->out->n == WR_IPC_SLOTS)
-    flush_child(p, c);
+  if (alone && !c->big && !(c->big = malloc(WR_POOL_BIG_HEADERS)))
+    return WARREN_NOMEM;
+  /* Room in the batch, or write it first; a worker whose socket is full
+   * takes no more for now (the job stays the caller's). */
+  if ((alone || c->arena_used + hlen > WR_POOL_ARENA || c->out->n == WR_IPC_SLOTS) &&
+      flush_child(p, c) != 0)
+    return WARREN_IO;
   if (alone) {
-    blob = big_scratch;
+    blob = c->big;
   } else {
     blob = c->arena + c->arena_used;
     c->arena_used += hlen;
@@ -262,7 +292,7 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
     job->started = wr_now();
     if (p->ev->started) p->ev->started(p->ctx, p, job);
   }
-  if (alone) flush_child(p, c); /* big_scratch is reused by the next one */
+  if (alone) flush_child(p, c); /* c->big holds one job's headers */
   return WARREN_OK;
 }
 
@@ -292,7 +322,7 @@ static void collect(wr_pool *p, wr_child *c) {
     if (s->job_id != job->id || s->err_len > WR_IPC_MAX_ERROR) {
       wr_warn("handler %s: worker %d published a result for another job; "
               "killing it", p->name, (int)c->pid);
-      kill(c->pid, SIGKILL);
+      kill_worker(c);
       c->collected = published; /* nothing more is trusted from it */
       return;
     }
@@ -347,7 +377,7 @@ int wr_pool_sleep(wr_pool *p) {
  * job. Its fd is closed now so poll() does not spin on the hang-up. */
 static void discard(wr_pool *p, wr_child *c, const char *why) {
   wr_warn("handler %s: worker %d %s; killing it", p->name, (int)c->pid, why);
-  kill(c->pid, SIGKILL);
+  kill_worker(c);
   close(c->fd);
   c->fd = -1;
   if (c->state == WR_CHILD_IDLE) p->idle--;
@@ -389,7 +419,7 @@ void wr_pool_readable(wr_pool *p, wr_child *c) {
   long n = pump(p, c);
   if (c->state == WR_CHILD_BUSY) collect(p, c);
   if (n == 0) discard(p, c, "closed its socket");
-  if (n < 0 && c->fd >= 0) discard(p, c, "socket failed");
+  if (n == -1 && c->fd >= 0) discard(p, c, "socket failed");
 }
 
 static void describe(int status, int starting, char *buf, size_t len) {
@@ -408,6 +438,8 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
    * and the one that really ran would pass for never started. */
   while (c->fd >= 0 && pump(p, c) > 0) {
   }
+  /* What the worker forked dies with it (its group; pool.c child()). */
+  if (c->pid > 0) kill(-c->pid, SIGKILL);
   if (c->state == WR_CHILD_BUSY) collect(p, c);
   char why[128];
   int timed_out = c->timed_out;
@@ -440,7 +472,7 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
   for (int k = c->len - 1; k >= (job ? 1 : 0); k--)
     p->ev->unstarted(p->ctx, p, c->q[(c->head + k) % WR_POOL_MAX_DEPTH]);
   c->head = c->len = c->unsent = 0;
-  c->out->n = c->out->niov = 0;
+  c->out->n = c->out->niov = c->out->first = c->out->done = 0;
   c->arena_used = 0;
 }
 
@@ -488,7 +520,7 @@ double wr_pool_tick(wr_pool *p, double now) {
       double due = c->q[c->head]->started + p->timeout;
       if (due <= now) {
         c->timed_out = 1;
-        kill(c->pid, SIGKILL); /* reaping reports the job */
+        kill_worker(c); /* reaping reports the job */
       } else if (next == 0 || due < next) {
         next = due;
       }
@@ -513,7 +545,7 @@ void wr_pool_stop(wr_pool *p, double grace_s) {
     if (c->pid <= 0) continue;
     /* A worker still running a job past the drain deadline is killed now;
      * idle ones see EOF, run shutdown() and exit. */
-    if (c->state == WR_CHILD_BUSY) kill(c->pid, SIGKILL);
+    if (c->state == WR_CHILD_BUSY) kill_worker(c);
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
   }
@@ -528,7 +560,7 @@ void wr_pool_stop(wr_pool *p, double grace_s) {
     if (r == 0) {
       wr_warn("handler %s: worker %d did not stop in %.1f s; killing it",
               p->name, (int)c->pid, grace_s);
-      kill(c->pid, SIGKILL);
+      kill_worker(c);
       r = waitpid(c->pid, &status, 0);
     }
     if (r == c->pid) reaped(p, c, status, 0);
@@ -553,6 +585,7 @@ void wr_pool_free(wr_pool *p) {
     if (c->shm) munmap(c->shm, sizeof *c->shm);
     free(c->out);
     free(c->arena);
+    free(c->big);
   }
   free(p->children);
   p->children = NULL;

@@ -46,6 +46,7 @@ typedef struct wr_child {
   uint32_t collected;   /* results taken from shm */
   wr_ipc_batch *out;    /* jobs given, not yet written */
   unsigned char *arena; /* their flattened headers */
+  unsigned char *big;   /* one job's headers too large for the arena */
   size_t arena_used;
   double restart_at;    /* monotonic seconds, when DOWN */
   wr_backoff restart;   /* consecutive deaths back off restarts */
@@ -104,12 +105,18 @@ wr_child *wr_pool_pick(wr_pool *p);
 wr_job *wr_pool_running(const wr_child *c);
 
 /* Queue `job` to worker c (from wr_pool_pick). It is written with the
- * others given in the same round by wr_pool_flush(). The pool owns the
- * job from here until done/lost/unstarted hands it back. */
+ * others given in the same round by wr_pool_flush(). On WARREN_OK the pool
+ * owns the job until done/lost/unstarted hands it back; otherwise (the
+ * worker's socket is full, or it is gone) the job stays the caller's. */
 int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job);
 
-/* Write every worker's queued jobs, one writev each. */
+/* Write every worker's queued jobs, one writev each, as far as each
+ * socket takes them now; the rest is written as the sockets drain. */
 void wr_pool_flush(wr_pool *p);
+
+/* c has jobs its socket could not take yet: poll c->fd for POLLOUT and
+ * call wr_pool_flush when it is writable. */
+int wr_pool_wants_write(const wr_child *c);
 
 /* Take the results workers published (calls `done`). Cheap: one atomic
  * load per busy worker; call it every turn of the loop. */

@@ -24,7 +24,8 @@
 typedef struct child_ref {
   wr_pool *pool;
   wr_child *child;
-  int fd; /* the fd being watched, -1: none */
+  int fd;       /* the fd being watched, -1: none */
+  short events; /* what it is watched for */
 } child_ref;
 
 /* ---- jobs and acks ---------------------------------------------------- */
@@ -220,23 +221,28 @@ static void on_other_signal(void *ctx, const struct signalfd_siginfo *si) {
 
 /* ---- one turn -------------------------------------------------------------- */
 
-static void on_child_readable(void *ctx, int fd, short revents) {
+static void on_child_io(void *ctx, int fd, short revents) {
   child_ref *r = ctx;
-  (void)fd, (void)revents;
-  wr_pool_readable(r->pool, r->child);
+  (void)fd;
+  if (revents & POLLOUT) wr_pool_flush(r->pool);
+  if (revents & ~POLLOUT) wr_pool_readable(r->pool, r->child);
 }
 
-/* Workers come and go (restarts): keep the loop watching their sockets. */
+/* Workers come and go (restarts), and a full socket waits to drain: keep
+ * the loop watching what each worker's socket needs. */
 static void watch_workers(wr_sup *s) {
   for (size_t i = 0; i < s->nh; i++) {
     wr_pool *p = &s->h[i].pool;
     child_ref *refs = s->h[i].refs;
     for (int k = 0; refs && k < p->n; k++) {
       child_ref *r = &refs[k];
-      if (r->fd == p->children[k].fd) continue;
+      const wr_child *c = &p->children[k];
+      short ev = (short)(POLLIN | (wr_pool_wants_write(c) ? POLLOUT : 0));
+      if (r->fd == c->fd && r->events == ev) continue;
       if (r->fd >= 0) wr_loop_unwatch(s->loop, r->fd, r);
-      r->fd = p->children[k].fd;
-      if (r->fd >= 0 && wr_loop_watch(s->loop, r->fd, POLLIN, on_child_readable, r) != 0)
+      r->fd = c->fd;
+      r->events = ev;
+      if (r->fd >= 0 && wr_loop_watch(s->loop, r->fd, ev, on_child_io, r) != 0)
         r->fd = -1; /* out of memory: tried again next turn */
     }
   }
@@ -296,8 +302,13 @@ static void dispatch(wr_sup *s) {
       continue;
     }
     wr_child *c;
-    while (h->pending.head && (c = wr_pool_pick(&h->pool)))
-      wr_pool_dispatch(&h->pool, c, wr_jobq_pop(&h->pending));
+    while (h->pending.head && (c = wr_pool_pick(&h->pool))) {
+      wr_job *job = wr_jobq_pop(&h->pending);
+      if (wr_pool_dispatch(&h->pool, c, job) != WARREN_OK) {
+        wr_jobq_push_front(&h->pending, job); /* its worker is full now */
+        break;
+      }
+    }
     wr_pool_flush(&h->pool);
   }
 }
@@ -379,7 +390,7 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
   h->refs = calloc((size_t)h->pool.n, sizeof *h->refs);
   if (!h->refs) return WARREN_NOMEM;
   for (int k = 0; k < h->pool.n; k++)
-    h->refs[k] = (child_ref){&h->pool, &h->pool.children[k], -1};
+    h->refs[k] = (child_ref){&h->pool, &h->pool.children[k], -1, 0};
   return WARREN_OK;
 }
 

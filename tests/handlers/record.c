@@ -21,6 +21,7 @@ typedef struct rec {
   int fd;
   long sleep_ms;
   const char *crash_on, *hang_on, *fail_on, *reject_unless, *reject_prefix, *sigpipe_on;
+  const char *orphan_on;
   long fail_below;
   const warren_api *api;
 } rec;
@@ -43,6 +44,7 @@ static int rec_init(const warren_api *api, const warren_settings *s,
   if (api->setting_get(s, "reject_unless", &v) == 0) r->reject_unless = v.str;
   if (api->setting_get(s, "reject_prefix", &v) == 0) r->reject_prefix = v.str;
   if (api->setting_get(s, "sigpipe_on", &v) == 0) r->sigpipe_on = v.str;
+  if (api->setting_get(s, "orphan_on", &v) == 0) r->orphan_on = v.str;
   if (api->setting_get(s, "fail_below", &v) == 0) r->fail_below = (long)v.i;
   r->api = api;
   *state = r;
@@ -63,6 +65,17 @@ static warren_result rec_handle(void *state, const warren_message *m) {
   rec *r = state;
   line(r, "start", m->message_id, m->attempt);
   if (r->crash_on && strcmp(r->crash_on, m->message_id) == 0) raise(SIGSEGV);
+  if (r->orphan_on && strcmp(r->orphan_on, m->message_id) == 0) {
+    pid_t kid = fork();
+    if (kid == 0) {
+      sleep(60);
+      _exit(0);
+    }
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "orphan %s %d\n", m->message_id, (int)kid);
+    if (write(r->fd, buf, (size_t)n) != n) abort();
+    raise(SIGSEGV);
+  }
   while (r->hang_on && strcmp(r->hang_on, m->message_id) == 0) pause();
   if (r->reject_prefix &&
       strncmp(m->message_id, r->reject_prefix, strlen(r->reject_prefix)) == 0) {

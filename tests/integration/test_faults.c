@@ -10,6 +10,8 @@
 
 #include <amqp.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <errno.h>
 
 #include <warren/status.h>
 
@@ -69,10 +71,11 @@ Test(faults, dlq_deleted_under_load_loses_no_job, .timeout = 240) {
             "the deleted DLQ was declared again");
 }
 
-/* Publish one persistent job with message id `id` and `n` headers to
- * queue, confirmed. 0 on success. */
-static int publish_with(const char *queue, const char *id,
-                        const amqp_table_entry_t *h, int n) {
+/* Publish persistent jobs with message ids ids[0..nids) and bodies of
+ * `size` bytes (0: "body"), each with the `n` headers h, to queue, in one
+ * go and confirmed. 0 on success. */
+static int publish_many(const char *queue, const char *const *ids, int nids,
+                        size_t size, const amqp_table_entry_t *h, int n) {
   wr_conn_params b = {.host = "127.0.0.1", .port = tw_port(), .vhost = "/",
                       .user = "guest", .password = "guest", .connect_timeout = 5};
   amqp_connection_state_t c;
@@ -83,21 +86,32 @@ static int publish_with(const char *queue, const char *id,
   p._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
              (n ? AMQP_BASIC_HEADERS_FLAG : 0);
   p.delivery_mode = 2;
-  p.message_id = amqp_cstring_bytes(id);
   p.headers = (amqp_table_t){n, (amqp_table_entry_t *)h};
   wr_confirms cf;
   wr_confirms_init(&cf);
-  if (rc == WARREN_OK)
+  amqp_bytes_t body = amqp_cstring_bytes("body");
+  if (size) {
+    body.len = size;
+    body.bytes = calloc(1, size);
+    if (!body.bytes) rc = WARREN_NOMEM;
+  }
+  for (int i = 0; i < nids && rc == WARREN_OK; i++) {
+    p.message_id = amqp_cstring_bytes(ids[i]);
     rc = amqp_basic_publish(c, 1, amqp_cstring_bytes(""), amqp_cstring_bytes(queue),
-                            1, 0, &p, amqp_cstring_bytes("body")) == AMQP_STATUS_OK
+                            1, 0, &p, body) == AMQP_STATUS_OK
              ? WARREN_OK
              : WARREN_BROKER_CLOSED;
-  if (rc == WARREN_OK) {
-    wr_confirms_sent(&cf);
-    rc = wr_confirms_wait(c, &cf, 10000);
+    if (rc == WARREN_OK) wr_confirms_sent(&cf);
   }
+  if (rc == WARREN_OK) rc = wr_confirms_wait(c, &cf, 10000);
+  if (size) free(body.bytes);
   wr_conn_close(c);
   return rc;
+}
+
+static int publish_with(const char *queue, const char *id,
+                        const amqp_table_entry_t *h, int n) {
+  return publish_many(queue, &id, 1, 0, h, n);
 }
 
 Test(faults, a_publisher_written_delivery_count_is_ignored_not_overflowed,
@@ -175,4 +189,54 @@ Test(faults, hostile_ids_cannot_forge_log_lines_or_drive_the_terminal,
   cr_assert_eq(tw_warren_cli(out, sizeof out, args), 0, "%s", out);
   cr_assert(strstr(out, "evil\\x0aFAKE"), "%s", out);
   cr_assert(!strchr(out, '\x1b'), "no raw escape character in dlq list");
+}
+
+/* A job larger than the worker's socket buffer, queued behind one that
+ * never ends: the supervisor must keep turning (signals, health), not
+ * block writing it. */
+Test(faults, a_big_job_behind_a_busy_worker_never_blocks_the_loop, .timeout = 120) {
+  char log[300], rec[300];
+  pid_t w = tw_start_record("bigbehind", "it.bigbehind", "prefetch = 10;",
+                            "hang_on = \"job1\";", log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  const char *ids[] = {"job1", "job2"}; /* job2: the big one */
+  cr_assert_eq(publish_many("it.bigbehind", ids, 2, 4 << 20, NULL, 0), 0);
+  cr_assert_eq(tw_wait_count(rec, "start", "job", 2, 1, 30), 1);
+  nanosleep(&(struct timespec){0, 300 * 1000 * 1000}, NULL);
+  kill(w, SIGTERM);
+  cr_assert(tw_wait_text(log, "stopping: cancelling consumers", 5),
+            "the loop took the signal while a write to the busy worker waits");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  int queued[3] = {0};
+  tw_drain("it.bigbehind", "job", queued, 2);
+  cr_assert(queued[1] == 1 && queued[2] == 1, "both back in the queue");
+}
+
+/* A worker that dies while a process it forked still holds its socket:
+ * the supervisor must neither wait for that process nor let it live on. */
+Test(faults, a_crashing_worker_with_an_orphan_freezes_nothing, .timeout = 120) {
+  char log[300], rec[300];
+  pid_t w = tw_start_record("orphan", "it.orphan",
+                            "concurrency = 2; retry = { max_crashes = 1; };",
+                            "orphan_on = \"job1\";", log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  cr_assert_eq(tw_publish("it.orphan", 20, "job"), 0);
+  int done[21];
+  cr_assert_eq(tw_wait_all(rec, "job", done, 20, 15) , 1,
+               "the 19 others finish while the orphan sleeps on");
+  cr_assert(tw_wait_text(log, "dead-lettered", 15), "the crash was handled");
+  char line[512] = "";
+  int kid = 0;
+  FILE *f = fopen(rec, "r");
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "orphan job1 %d", &kid) == 1) break;
+  if (f) fclose(f);
+  cr_assert_gt(kid, 0, "the handler forked");
+  int gone = 0;
+  for (int i = 0; i < 100 && !gone; i++) {
+    gone = kill(kid, 0) != 0 && errno == ESRCH;
+    if (!gone) nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+  }
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert(gone, "the worker's orphan %d died with it", kid);
 }
