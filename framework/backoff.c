@@ -1,6 +1,9 @@
 #include "backoff.h"
 
 #include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 void wr_backoff_init(wr_backoff *b, double min, double max, double jitter) {
   b->min = min;
@@ -18,4 +21,16 @@ double wr_backoff_fail(wr_backoff *b, double rnd) {
 
 void wr_backoff_reset(wr_backoff *b) { b->next = b->min; }
 
-double wr_rand01(void) { return (double)rand() / ((double)RAND_MAX + 1.0); }
+double wr_rand01(void) {
+  /* Seeded per process from the kernel: workers started together must not
+   * draw the same jitter (a fleet restarted at once would reconnect in
+   * lock-step). */
+  static unsigned seed;
+  static int seeded;
+  if (!seeded) {
+    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+      seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    seeded = 1;
+  }
+  return (double)rand_r(&seed) / ((double)RAND_MAX + 1.0);
+}

@@ -19,7 +19,7 @@ double wr_backoff_fail(wr_backoff *b, double rnd);
 /* Success: the next failure waits min again. */
 void wr_backoff_reset(wr_backoff *b);
 
-/* A uniform number in [0, 1) from rand(). */
+/* A uniform number in [0, 1), from a per-process seeded generator. */
 double wr_rand01(void);
 
 #endif

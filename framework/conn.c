@@ -71,7 +71,10 @@ int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
     amqp_ssl_socket_set_verify_peer(s, b->tls.verify_peer);
     amqp_ssl_socket_set_verify_hostname(s, b->tls.verify_hostname);
     int rc = AMQP_STATUS_OK;
-    if (b->tls.ca_file) rc = amqp_ssl_socket_set_cacert(s, b->tls.ca_file);
+    /* rabbitmq-c loads no default store of its own: without a ca_file,
+     * Debian's bundle of the system's trusted CAs. */
+    const char *ca = b->tls.ca_file ? b->tls.ca_file : WR_CONN_SYSTEM_CA;
+    if (b->tls.verify_peer || b->tls.ca_file) rc = amqp_ssl_socket_set_cacert(s, ca);
     if (rc == AMQP_STATUS_OK && b->tls.cert_file)
       rc = amqp_ssl_socket_set_key(s, b->tls.cert_file, b->tls.key_file);
     if (rc != AMQP_STATUS_OK) {

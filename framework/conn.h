@@ -14,9 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The system's trusted CAs (Debian's ca-certificates bundle). */
+#define WR_CONN_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
+
 typedef struct wr_tls_params {
   int enabled;
-  const char *ca_file; /* NULL: system default store */
+  const char *ca_file; /* NULL: WR_CONN_SYSTEM_CA */
   const char *cert_file;
   const char *key_file;
   int verify_peer;

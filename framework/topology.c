@@ -99,15 +99,15 @@ static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
   char dlx[300], dlq[300], name[300];
   wr_retry_dlx_name(h->queue, dlx, sizeof dlx);
   wr_retry_dlq_name(h->queue, dlq, sizeof dlq);
-  int rc = WARREN_OK;
-  if (h->declare) {
-    amqp_exchange_declare(c, ch, amqp_cstring_bytes(dlx),
-                          amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
-                          amqp_empty_table);
-    char what[400];
-    snprintf(what, sizeof what, "declare exchange '%s'", dlx);
-    rc = checked(c, ch, what, err, errlen);
-  }
+  /* declare = false: the exchange must exist (passive), or the first
+   * dead letter would close the publishing channel. */
+  amqp_exchange_declare(c, ch, amqp_cstring_bytes(dlx),
+                        amqp_cstring_bytes("fanout"), !h->declare, 1, 0, 0,
+                        amqp_empty_table);
+  char what[400];
+  snprintf(what, sizeof what, "%s exchange '%s' (handler %s)",
+           h->declare ? "declare" : "dead-letter", dlx, h->name);
+  int rc = checked(c, ch, what, err, errlen);
   qargs work = {.n = 0};
   type_args(&work, h);
   arg_str(&work, "x-dead-letter-exchange", dlx);

@@ -1,5 +1,6 @@
 #include "dlq.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,19 +237,42 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
   return rc;
 }
 
+static void dlq_usage(FILE *f) {
+  fprintf(f,
+          "usage: warren dlq list|show|replay|purge CONFIG_FILE HANDLER\n"
+          "                  [--count N] [--reason REASON] [--id MESSAGE_ID]\n"
+          "  list    one line per dead letter: id, reason, attempts, last error\n"
+          "  show    every header and the body\n"
+          "  replay  republish to the work queue with attempts reset\n"
+          "          (confirmed by the broker, then removed from the DLQ)\n"
+          "  purge   delete (all, or those matching)\n"
+          "Exit status: 0 done, 1 broker trouble (a replay not confirmed\n"
+          "included), 2 usage or configuration error.\n");
+}
+
 int wr_dlq_main(int argc, char **argv) {
   dlq_opts o = {0};
   const char *path = NULL, *handler = NULL;
   int i = 0;
   if (argc < 1) goto usage;
   o.cmd = argv[i++];
+  if (!strcmp(o.cmd, "--help") || !strcmp(o.cmd, "-h")) {
+    dlq_usage(stdout);
+    return 0;
+  }
   if (strcmp(o.cmd, "list") && strcmp(o.cmd, "show") && strcmp(o.cmd, "replay") &&
       strcmp(o.cmd, "purge"))
     goto usage;
   for (; i < argc; i++) {
     if (!strcmp(argv[i], "--count") && i + 1 < argc) {
-      o.count = atol(argv[++i]);
-      if (o.count < 1) goto usage;
+      char *end;
+      errno = 0;
+      o.count = strtol(argv[++i], &end, 10);
+      if (errno || end == argv[i] || *end || o.count < 1) {
+        fprintf(stderr, "dlq: --count takes a whole number from 1 (got '%s')\n",
+                argv[i]);
+        return 2;
+      }
     } else if (!strcmp(argv[i], "--reason") && i + 1 < argc) {
       o.reason = argv[++i];
     } else if (!strcmp(argv[i], "--id") && i + 1 < argc) {
@@ -281,13 +305,6 @@ int wr_dlq_main(int argc, char **argv) {
   wr_cfg_free(cfg);
   return rc;
 usage:
-  fprintf(stderr,
-          "usage: warren dlq list|show|replay|purge CONFIG_FILE HANDLER\n"
-          "                  [--count N] [--reason REASON] [--id MESSAGE_ID]\n"
-          "  list    one line per dead letter: id, reason, attempts, last error\n"
-          "  show    every header and the body\n"
-          "  replay  republish to the work queue with attempts reset\n"
-          "          (confirmed by the broker, then removed from the DLQ)\n"
-          "  purge   delete (all, or those matching)\n");
+  dlq_usage(stderr);
   return 2;
 }

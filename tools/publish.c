@@ -7,6 +7,7 @@
  * body is replaced by the job's number. Exits non-zero unless every job
  * was confirmed by the broker.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,26 @@ static void expand(char *dst, size_t cap, const char *tmpl, long n) {
   dst[o] = '\0';
 }
 
+/* A whole number in [min, max], or -1 after saying why. */
+static long number(const char *opt, const char *v, long min, long max) {
+  char *end;
+  errno = 0;
+  long n = strtol(v, &end, 10);
+  if (errno || end == v || *end || n < min || n > max) {
+    fprintf(stderr, "warren-publish: %s takes a whole number from %ld to %ld "
+            "(got '%s')\n", opt, min, max, v);
+    return -1;
+  }
+  return n;
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: warren-publish [--host H] [--port N] [--exchange X] "
+             "--routing-key K [--count N] [--id PREFIX] "
+             "[--header NAME=VALUE]... [--body TEXT]\n"
+             "Exit status: 0 every job confirmed, 1 broker trouble, 2 usage.\n");
+}
+
 int main(int argc, char **argv) {
   warren_producer_opts po = {.size = sizeof po};
   const char *exchange = "", *key = NULL, *id = NULL, *body = "{n}";
@@ -38,12 +59,20 @@ int main(int argc, char **argv) {
   size_t nh = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      return 0;
+    }
     if (!v) goto usage;
     if (!strcmp(a, "--host")) po.host = v;
-    else if (!strcmp(a, "--port")) po.port = atoi(v);
+    else if (!strcmp(a, "--port")) {
+      if ((po.port = (int)number(a, v, 1, 65535)) < 0) return 2;
+    }
     else if (!strcmp(a, "--exchange")) exchange = v;
     else if (!strcmp(a, "--routing-key")) key = v;
-    else if (!strcmp(a, "--count")) count = atol(v);
+    else if (!strcmp(a, "--count")) {
+      if ((count = number(a, v, 1, 100000000)) < 0) return 2;
+    }
     else if (!strcmp(a, "--id")) id = v;
     else if (!strcmp(a, "--body")) body = v;
     else if (!strcmp(a, "--header") && nh < MAX_HEADERS && strchr(v, '=')) {
@@ -87,8 +116,6 @@ int main(int argc, char **argv) {
          count, exchange, key);
   return 0;
 usage:
-  fprintf(stderr, "usage: warren-publish [--host H] [--port N] [--exchange X] "
-                  "--routing-key K [--count N] [--id PREFIX] "
-                  "[--header NAME=VALUE]... [--body TEXT]\n");
+  usage(stderr);
   return 2;
 }
