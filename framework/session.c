@@ -177,6 +177,17 @@ static void read_frames(wr_session *s) {
       if (on_frame(s) != 0) return;
       continue;
     }
+    /* The deliver method was read but its properties could not be
+     * copied: the frame stream is intact (the body frames that follow are
+     * skipped by on_frame), so only this message is refused. */
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+        r.library_error == AMQP_STATUS_INVALID_PARAMETER &&
+        job->env.delivery_tag) {
+      s->ev->undecodable(s->ctx, job->env.channel, job->env.delivery_tag,
+                         amqp_error_string2(r.library_error));
+      job->env.delivery_tag = 0;
+      continue;
+    }
     char why[256];
     wr_conn_reply(s->conn, r, "consume", why, sizeof why);
     wr_session_lost(s, why, 0);

@@ -29,6 +29,11 @@ typedef struct wr_session_events {
   wr_job *(*slot)(void *ctx);
   /* That slot was filled by a delivery: take it. */
   void (*delivery)(void *ctx, wr_job *job);
+  /* A delivery whose content header rabbitmq-c cannot decode (e.g. a
+   * header with an empty key, which the broker accepts): only its channel
+   * and tag are known. The connection stays usable. */
+  void (*undecodable)(void *ctx, amqp_channel_t ch, uint64_t tag,
+                      const char *why);
   /* A confirm, nack or return on the publishing channel. */
   void (*published)(void *ctx, const wr_pub_event *ev);
   /* Name of what uses channel ch, for logs. */

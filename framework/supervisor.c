@@ -162,6 +162,19 @@ static void on_delivery(void *ctx, wr_job *job) {
   wr_intake_delivery(s, job);
 }
 
+static void on_undecodable(void *ctx, amqp_channel_t ch, uint64_t tag,
+                           const char *why) {
+  wr_sup *s = ctx;
+  const char *name = ch >= 1 && ch <= s->nh ? s->h[ch - 1].cfg->name : "-";
+  /* Nothing of it can be republished: the broker dead-letters the message
+   * itself, intact, to the work queue's dead-letter exchange (Q.dlx). */
+  wr_error("handler %s: delivery tag %llu has a content header that cannot be "
+           "decoded (%s); rejected to the dead-letter queue as it is",
+           name, (unsigned long long)tag, why);
+  if (ch >= 1 && ch <= s->nh) s->stats[ch - 1].malformed++;
+  wr_session_nack(&s->session, ch, tag, 0);
+}
+
 static void on_published(void *ctx, const wr_pub_event *ev) {
   wr_settle_published(ctx, ev);
 }
@@ -174,7 +187,7 @@ static const char *on_channel_name(void *ctx, amqp_channel_t ch) {
 
 static const wr_session_events session_events = {
     on_setup, on_connected, on_lost_connection, on_slot,
-    on_delivery, on_published, on_channel_name,
+    on_delivery, on_undecodable, on_published, on_channel_name,
 };
 
 /* ---- signals and draining ------------------------------------------------ */
