@@ -9,6 +9,9 @@
 #include "clock.h"
 
 #define STALL_MS 10000
+#define MAX_CONNECTIONS 1000u /* about 16 MiB at CONN_MEMORY each */
+#define CONN_MEMORY (16 * 1024)
+#define IDLE_S 2u
 
 struct wr_health {
   struct MHD_Daemon *d;
@@ -59,11 +62,16 @@ wr_health *wr_health_start(const char *listen, int port, wr_health_state *st,
   wr_health *h = calloc(1, sizeof *h);
   if (!h) return NULL;
   h->st = st;
-  h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+  /* Probes must answer while clients abuse the port: epoll (no select()
+   * limit), room for many connections at a few KiB each, and an idle
+   * client is dropped after IDLE_S, so trickling clients cannot hold the
+   * slots for long. */
+  h->d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
                           (uint16_t)port, NULL, NULL, serve, h,
                           MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                          MHD_OPTION_CONNECTION_LIMIT, 64u,
-                          MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+                          MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS,
+                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
+                          MHD_OPTION_CONNECTION_TIMEOUT, IDLE_S, MHD_OPTION_END);
   if (!h->d) {
     snprintf(err, errlen, "cannot serve health endpoints on %s:%d", listen, port);
     free(h);

@@ -9,6 +9,10 @@
 #include <time.h>
 
 #include <amqp.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <errno.h>
@@ -267,4 +271,49 @@ Test(faults, an_undecodable_header_dead_letters_one_job_and_keeps_the_connection
     if (!found) nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
   }
   cr_assert(found, "dead-lettered, intact: %s", out);
+}
+
+/* 100 clients trickling one byte every 3 s must not keep liveness from
+ * answering (an orchestrator would restart a healthy worker). */
+Test(faults, slow_clients_do_not_starve_the_probes, .timeout = 120) {
+  const char *dir = tw_dir("slowhttp");
+  int port = tw_port() + 110;
+  char text[1024];
+  snprintf(text, sizeof text,
+           "health = { port = %d; };\n"
+           "handlers = ( { name = \"h\"; queue = \"it.slowhttp\";\n"
+           "  plugin = \"" TEST_HANDLER_DIR "/record.so\";\n"
+           "  settings = { log = \"%s/rec\"; }; } );\n",
+           port, dir);
+  pid_t w = tw_warren_start(dir, text);
+  cr_assert_gt(w, 0);
+  char log[300];
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  cr_assert(tw_wait_text(log, "health endpoints", 30));
+  enum { SLOW = 100 };
+  int fd[SLOW];
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  for (int i = 0; i < SLOW; i++) {
+    fd[i] = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(fd[i], (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(write(fd[i], "G", 1), 1);
+  }
+  int answered = 0, asked = 0;
+  for (int round = 0; round < 3; round++) {
+    for (int k = 0; k < 6; k++, asked++) {
+      answered += tw_http_get(port, "/healthz") == 200;
+      nanosleep(&(struct timespec){0, 500 * 1000 * 1000}, NULL);
+    }
+    for (int i = 0; i < SLOW; i++) {
+      /* One more byte each 3 s; the server may have dropped it already. */
+      ssize_t r = send(fd[i], "E", 1, MSG_NOSIGNAL);
+      (void)r;
+    }
+  }
+  for (int i = 0; i < SLOW; i++) close(fd[i]);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_log_info("with %d trickling clients: %d of %d probes answered", SLOW,
+              answered, asked);
+  cr_assert_eq(answered, asked, "every probe answered");
 }
