@@ -1,15 +1,18 @@
 #include "cfg.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <warren/status.h>
 
 #include "../framework/log.h"
+#include "../framework/retry.h"
 
 /* Collected problems; every message names file, line and setting. */
 typedef struct ctx {
@@ -208,30 +211,60 @@ static const char *own(wr_cfg *cfg, size_t *used, ctx *c,
   return dst;
 }
 
+/* Relative to the config file's folder; "./" when it was named without
+ * one, so dlopen never searches the library path for a plugin. */
 static const char *resolve_path(wr_cfg *cfg, size_t *used, ctx *c,
                                 const config_setting_t *s, const char *p) {
   if (!p || p[0] == '/' || p[0] == '\0') return p;
   char dir[PATH_MAX];
   snprintf(dir, sizeof dir, "%s", cfg->path);
   char *slash = strrchr(dir, '/');
-  if (!slash) return p;
+  if (!slash) return own(cfg, used, c, s, "./", p);
   slash[1] = '\0';
   return own(cfg, used, c, s, dir, p);
 }
 
+/* A secret file: a regular file of 1..WR_CFG_MAX_SECRET bytes once its
+ * trailing newline is removed. Anything else is an error, never an empty
+ * or cut password. */
 static const char *read_secret(wr_cfg *cfg, size_t *used, ctx *c,
                                const config_setting_t *s, const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f) {
+  struct stat st;
+  FILE *f = NULL;
+  if (stat(path, &st) != 0 || !(f = fopen(path, "r"))) {
     problem(c, s, "cannot read '%s': %s", path, strerror(errno));
     return NULL;
   }
-  char buf[1024];
+  if (!S_ISREG(st.st_mode)) {
+    fclose(f);
+    problem(c, s, "'%s' is not a regular file", path);
+    return NULL;
+  }
+  char buf[WR_CFG_MAX_SECRET + 2];
   size_t n = fread(buf, 1, sizeof buf - 1, f);
   fclose(f);
   buf[n] = '\0';
   while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = '\0';
+  if (n == 0) {
+    problem(c, s, "'%s' is empty", path);
+    return NULL;
+  }
+  if (n > WR_CFG_MAX_SECRET) {
+    problem(c, s, "'%s' is longer than %d bytes", path, WR_CFG_MAX_SECRET);
+    return NULL;
+  }
   return own(cfg, used, c, s, buf, "");
+}
+
+/* An optional path that, when given, must not be empty. */
+static const char *opt_path(wr_cfg *cfg, size_t *used, ctx *c,
+                            config_setting_t *g, const char *name) {
+  const char *v = get_str(c, g, name, NULL, 0);
+  if (v && !v[0]) {
+    problem(c, config_setting_get_member(g, name), "must not be empty");
+    return NULL;
+  }
+  return resolve_path(cfg, used, c, g, v);
 }
 
 static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
@@ -261,14 +294,19 @@ static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
     b->password = p ? read_secret(cfg, used, c, pf, p) : NULL;
   } else {
     b->password = get_str(c, g, "password", "guest", 0);
+    struct stat st;
+    /* A password in a file others can read is a password others know. */
+    if (pw && stat(cfg->path, &st) == 0 && (st.st_mode & S_IROTH))
+      wr_warn("%s:%d: broker.password is in a file every user can read; use "
+              "password_file, or chmod o-r %s",
+              c->file, config_setting_source_line(pw), cfg->path);
   }
   config_setting_t *t = g ? get_group(c, g, "tls", 0) : NULL;
   check_keys(c, t, tls_keys);
   b->tls.enabled = get_bool(c, t, "enabled", 0);
-  b->tls.ca_file = resolve_path(cfg, used, c, t, get_str(c, t, "ca_file", NULL, 0));
-  b->tls.cert_file =
-      resolve_path(cfg, used, c, t, get_str(c, t, "cert_file", NULL, 0));
-  b->tls.key_file = resolve_path(cfg, used, c, t, get_str(c, t, "key_file", NULL, 0));
+  b->tls.ca_file = opt_path(cfg, used, c, t, "ca_file");
+  b->tls.cert_file = opt_path(cfg, used, c, t, "cert_file");
+  b->tls.key_file = opt_path(cfg, used, c, t, "key_file");
   b->tls.verify_peer = get_bool(c, t, "verify_peer", 1);
   b->tls.verify_hostname = get_bool(c, t, "verify_hostname", 1);
   if (t && (!b->tls.cert_file) != (!b->tls.key_file))
@@ -357,12 +395,19 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used,
   static const char *const keys[] = {
       "name",    "queue",   "plugin",     "prefetch", "concurrency",
       "declare", "durable", "queue_type", "bindings", "settings", "retry",
-      "timeout", "isolation", NULL};
+      "timeout", "isolation", "max_jobs_per_worker", "max_worker_rss", NULL};
   check_keys(c, e, keys);
   h->line = config_setting_source_line(e);
   h->name = get_str(c, e, "name", "", 1);
   h->queue = get_str(c, e, "queue", h->name, 0);
+  if (config_setting_get_member(e, "queue") && !h->queue[0])
+    problem(c, config_setting_get_member(e, "queue"), "must not be empty");
   h->plugin = resolve_path(cfg, used, c, e, get_str(c, e, "plugin", "", 1));
+  struct stat st;
+  /* Anyone who can write the plugin can run code as this worker. */
+  if (h->plugin && h->plugin[0] && stat(h->plugin, &st) == 0 && (st.st_mode & S_IWOTH))
+    wr_warn("%s:%d: handler %s: plugin %s is writable by every user",
+            c->file, h->line, h->name, h->plugin);
   h->concurrency =
       (int)get_int(c, e, "concurrency", 1, 1, WR_CFG_MAX_CONCURRENCY);
   config_setting_t *pf = config_setting_get_member(e, "prefetch");
@@ -385,12 +430,26 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used,
             "quorum queues are always durable");
   load_bindings(c, h, e);
   load_retry(c, h, e);
+  /* RabbitMQ refuses names over 255 bytes: check the longest derived one
+   * here, not at the first retry. */
+  char name[512];
+  for (int i = 0; i < h->retry.n_backoff; i++)
+    if (strlen(wr_retry_queue_name(h->queue, h->retry.backoff[i], name, sizeof name)) > 255)
+      problem(c, config_setting_get_member(e, "queue") ? config_setting_get_member(e, "queue") : e,
+              "queue name too long: its retry queue '%s' would pass RabbitMQ's "
+              "255 bytes", name);
+  h->max_jobs = (unsigned long)get_int(c, e, "max_jobs_per_worker", 0, 0, 1000000000);
+  h->max_rss_mb = (unsigned)get_int(c, e, "max_worker_rss", 0, 0, 1048576);
   h->timeout = get_double(c, e, "timeout", 0, 0, 86400);
   h->isolated = get_bool(c, e, "isolation", 1);
   if (!h->isolated && h->concurrency != 1)
     problem(c, config_setting_get_member(e, "isolation"),
             "isolation = false runs the handler in the supervisor, one job at "
             "a time: concurrency must be 1");
+  if (!h->isolated && (h->max_jobs || h->max_rss_mb))
+    problem(c, config_setting_get_member(e, "isolation"),
+            "max_jobs_per_worker and max_worker_rss recycle worker processes: "
+            "they need isolation");
   if (!h->isolated && h->timeout > 0)
     problem(c, config_setting_get_member(e, "isolation"),
             "a timeout needs isolation (a hung job is stopped by killing its "
@@ -498,6 +557,11 @@ int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
   config_setting_t *hg = get_group(&c, root, "health", 0);
   check_keys(&c, hg, health_keys);
   cfg->health_listen = get_str(&c, hg, "listen", "127.0.0.1", 0);
+  struct in_addr ip;
+  if (inet_pton(AF_INET, cfg->health_listen, &ip) != 1)
+    problem(&c, config_setting_get_member(hg, "listen"),
+            "must be an IPv4 address such as 127.0.0.1 or 0.0.0.0 (got '%s')",
+            cfg->health_listen);
   cfg->health_port = (int)get_int(&c, hg, "port", 0, 0, 65535);
   load_exchanges(&c, cfg, root);
   load_handlers(&c, cfg, &used, root);

@@ -17,6 +17,7 @@
 #define WR_CFG_MAX_PREFETCH 65535
 #define WR_CFG_MAX_CONCURRENCY 1024
 #define WR_CFG_MAX_HANDLERS 64
+#define WR_CFG_MAX_SECRET 1023 /* bytes of a password_file */
 
 /* The broker section is the connection's own parameters (conn.h). */
 typedef wr_tls_params wr_tls_cfg;
@@ -57,6 +58,8 @@ typedef struct wr_handler_cfg {
   wr_binding_cfg *bindings;
   size_t n_bindings;
   double timeout;              /* seconds a job may run; 0: no limit */
+  unsigned long max_jobs;      /* recycle a worker after N jobs; 0: never */
+  unsigned max_rss_mb;         /* recycle a worker past N MiB peak RSS; 0: never */
   wr_retry_cfg retry;
   config_setting_t *settings; /* the handler's own group, or NULL */
   int line;                   /* where the handler is defined */

@@ -46,6 +46,8 @@ typedef struct wr_ipc_slot {
   uint64_t job_id;
   int32_t result;   /* warren_result */
   uint32_t err_len; /* bytes of err used */
+  uint32_t over_rss; /* the worker's peak RSS passed rss_limit_kb */
+  uint32_t pad;
   char err[WR_IPC_MAX_ERROR];
 } wr_ipc_slot;
 
@@ -60,7 +62,10 @@ typedef struct wr_ipc_shm {
    * succeeds while job r is unclaimed. A job is thus run by the worker or
    * revoked, never both. Revoked jobs are published as skipped. */
   _Atomic uint32_t claim;
-  char pad2[52];
+  uint32_t rss_limit_kb; /* set before fork; 0: not checked */
+  uint32_t pad3;
+  uint64_t max_jobs;     /* set before fork: jobs to run, 0: no limit */
+  char pad2[32];
   wr_ipc_slot slot[WR_IPC_SLOTS];
 } wr_ipc_shm;
 

@@ -104,6 +104,10 @@ static int spawn(wr_pool *p, wr_child *c) {
   atomic_store(&c->shm->wake, 0);
   atomic_store(&c->shm->stop, p->draining);
   atomic_store(&c->shm->claim, 0);
+  c->shm->rss_limit_kb = p->max_rss_kb;
+  c->shm->max_jobs = p->max_jobs;
+  c->jobs = 0;
+  c->retiring = 0;
   c->nrev = 0;
   c->collected = 0;
   c->unsent = 0;
@@ -171,7 +175,10 @@ wr_child *wr_pool_pick(wr_pool *p) {
   for (int i = 0; i < p->n; i++) {
     wr_child *c = &p->children[i];
     if (c->state != WR_CHILD_IDLE && c->state != WR_CHILD_BUSY) continue;
-    if (c->len >= p->depth || c->nrev || wr_ipc_batch_pending(c->out)) continue;
+    if (c->len >= p->depth || c->nrev || c->retiring || wr_ipc_batch_pending(c->out))
+      continue;
+    /* Never more queued than its remaining budget of jobs. */
+    if (p->max_jobs && c->jobs + (unsigned long)c->len >= p->max_jobs) continue;
     if (c->len) {
       if (now == 0) now = wr_now();
       if (now - c->q[c->head]->started > PIPELINE_WINDOW_S) continue;
@@ -329,6 +336,11 @@ static void collect(wr_pool *p, wr_child *c) {
     c->collected++;
     c->head = (c->head + 1) % WR_POOL_MAX_DEPTH;
     wr_backoff_reset(&c->restart);
+    /* Celery's max_tasks_per_child and max_memory_per_child: a worker that
+     * leaks is replaced once the jobs it holds are done. */
+    if (s->result != WR_IPC_SKIPPED) c->jobs++;
+    int over_rss = (int)s->over_rss;
+    int retire = !c->retiring && ((p->max_jobs && c->jobs >= p->max_jobs) || over_rss);
     if (--c->len == 0) {
       c->state = WR_CHILD_IDLE;
       p->busy--;
@@ -341,6 +353,13 @@ static void collect(wr_pool *p, wr_child *c) {
       p->ev->unstarted(p->ctx, p, job);
     else
       p->ev->done(p->ctx, p, job, s->result, s->err, s->err_len);
+    if (retire) {
+      /* The worker skips what is queued behind (worker.c); those come
+       * back unstarted and go to other workers. */
+      c->retiring = 1;
+      wr_info("handler %s: worker %d recycled after %lu job(s)%s", p->name,
+              (int)c->pid, c->jobs, over_rss ? ": its memory passed max_worker_rss" : "");
+    }
   }
 }
 
@@ -459,11 +478,14 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
   c->state = WR_CHILD_DOWN;
   if (restart) {
     double delay = wr_backoff_fail(&c->restart, 0.5);
-    if (timed_out) {
-      delay = 0; /* recycling a hung worker is not a crash */
+    if (timed_out || c->retiring) {
+      delay = 0; /* recycling a hung or retired worker is not a crash */
       wr_backoff_reset(&c->restart);
     }
     c->restart_at = wr_now() + delay;
+    if (c->retiring && !job)
+      wr_debug("handler %s: worker %d retired", p->name, (int)pid);
+    else
     wr_log(timed_out ? WARREN_LOG_WARN : WARREN_LOG_ERROR,
            "handler %s: worker %d %s%s; restarting in %.1f s", p->name,
            (int)pid, why, job && !timed_out ? " while running a job" : "", delay);
@@ -524,6 +546,14 @@ double wr_pool_tick(wr_pool *p, double now) {
       } else if (next == 0 || due < next) {
         next = due;
       }
+    }
+    if (c->retiring && c->state == WR_CHILD_IDLE && c->fd >= 0) {
+      /* EOF on its socket: it runs shutdown() and exits; reaping starts
+       * its replacement at once. */
+      close(c->fd);
+      c->fd = -1;
+      p->idle--;
+      c->state = WR_CHILD_EXITING;
     }
     if (c->state != WR_CHILD_DOWN) continue;
     if (c->restart_at <= now) {

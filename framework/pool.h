@@ -51,6 +51,8 @@ typedef struct wr_child {
   double restart_at;    /* monotonic seconds, when DOWN */
   wr_backoff restart;   /* consecutive deaths back off restarts */
   int timed_out;        /* killed for running past the job timeout */
+  unsigned long jobs;   /* results since it started */
+  int retiring;         /* takes no more jobs; stopped and replaced when idle */
   wr_ipc_reader rd;
 } wr_child;
 
@@ -84,6 +86,8 @@ typedef struct wr_pool {
   int busy;               /* children in WR_CHILD_BUSY */
   double restart_max;    /* retry after this when fork() fails */
   double timeout;         /* seconds a job may run, 0: no limit */
+  unsigned long max_jobs; /* recycle a worker after this many, 0: never */
+  uint32_t max_rss_kb;    /* recycle a worker whose peak RSS passed it, 0: never */
   const wr_pool_events *ev;
   void *ctx;
   unsigned long restarts; /* total, for status */

@@ -94,7 +94,10 @@ char *wr_retry_dlq_name(const char *queue, char *buf, size_t len) {
 }
 
 int64_t wr_retry_queue_ttl(const wr_retry_cfg *p, int step) {
-  return (int64_t)(p->backoff[step] * 1000.0 * (1.0 + p->jitter) + 0.5);
+  /* Twice the step: the largest jittered delay (jitter <= 1) always fits,
+   * so a change of jitter never needs other queue arguments. The
+   * per-message expiration decides the delay. */
+  return (int64_t)(p->backoff[step] * 2000.0 + 0.5);
 }
 
 /* Warren's bookkeeping on a job; a copy gets fresh values of these. Other

@@ -7,7 +7,8 @@
  *   Q              work queue; x-dead-letter-exchange = Q.dlx, so what the
  *                  broker dead-letters itself (quorum delivery limit, TTL)
  *                  lands in the DLQ too
- *   Q.retry.<ms>   one per backoff step: x-message-ttl <ms> (+ jitter),
+ *   Q.retry.<ms>   one per backoff step: x-message-ttl 2 x <ms> (the cap;
+ *                  each copy carries its jittered expiration),
  *                  dead-lettering to the default exchange with key Q
  *   Q.dlx          fanout exchange for dead letters
  *   Q.dlq          the dead-letter queue, bound to Q.dlx
@@ -84,7 +85,7 @@ char *wr_retry_queue_name(const char *queue, double delay_s, char *buf,
                           size_t len);
 char *wr_retry_dlx_name(const char *queue, char *buf, size_t len);
 char *wr_retry_dlq_name(const char *queue, char *buf, size_t len);
-/* TTL of a retry queue: the step plus its jitter, in ms. */
+/* TTL of a retry queue, in ms: twice its step, the cap of any jitter. */
 int64_t wr_retry_queue_ttl(const wr_retry_cfg *p, int step);
 
 /*

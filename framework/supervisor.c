@@ -396,6 +396,8 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
                     &pool_events, h);
   if (rc != WARREN_OK) return rc;
   h->pool.timeout = h->cfg->timeout;
+  h->pool.max_jobs = h->cfg->max_jobs;
+  h->pool.max_rss_kb = h->cfg->max_rss_mb * 1024u;
   /* Enough queued per worker to hide the round trip, never more than
    * its share of the prefetch (so prefetch 1 stays strictly one). */
   int depth = h->cfg->prefetch / h->cfg->concurrency;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <warren/status.h>
@@ -89,7 +90,9 @@ static _Noreturn void die(int code) {
 }
 
 /* The worker's receive buffer: bytes [start, end) are unread. It grows
- * to the largest job seen, bounded by WR_IPC_MAX_FRAME. */
+ * to the largest job in it, bounded by WR_IPC_MAX_FRAME, and shrinks back
+ * once a job over INBUF_KEEP is done. */
+#define INBUF_KEEP (4u << 20)
 typedef struct inbuf {
   unsigned char *buf;
   size_t cap, start, end;
@@ -169,12 +172,13 @@ int wr_worker_message(warren_message *msg, const char *const f[WR_JOB_NFIELDS],
 /* Publish the result of the job that just ran (ipc.h explains the
  * protocol), then wake the supervisor if it asked to be woken. */
 static int publish(int fd, wr_ipc_shm *shm, uint32_t *done, uint64_t job_id,
-                   int32_t result) {
+                   int32_t result, int over_rss) {
   wr_ipc_slot *s = &shm->slot[*done % WR_IPC_SLOTS];
   s->job_id = job_id;
   s->result = result;
   s->err_len = (uint32_t)g_err_len;
   memcpy(s->err, g_err, g_err_len);
+  s->over_rss = (uint32_t)over_rss;
   atomic_store(&shm->published, ++*done);
   if (atomic_load(&shm->wake) && atomic_exchange(&shm->wake, 0))
     return wr_ipc_send(fd, WR_IPC_WAKE, NULL, 0, NULL, 0);
@@ -224,6 +228,8 @@ void wr_worker_main(int fd, wr_ipc_shm *shm, const char *handler_name,
   static struct warren_headers hdrs;
   inbuf in = {0};
   uint32_t done = 0;
+  uint64_t ran = 0;
+  int retiring = 0;
   for (;;) {
     wr_ipc_hdr h;
     int rc = fill_to(&in, fd, sizeof h);
@@ -252,9 +258,26 @@ void wr_worker_main(int fd, wr_ipc_shm *shm, const char *handler_name,
     int32_t result = WR_IPC_SKIPPED;
     g_err_len = 0;
     uint32_t k = done;
-    if (!atomic_load(&shm->stop) && atomic_compare_exchange_strong(&shm->claim, &k, done + 1))
+    int over_rss = 0;
+    /* A worker due for recycling skips what was queued behind its last
+     * job: the supervisor hands it to another worker. */
+    if (!retiring && !atomic_load(&shm->stop) &&
+        atomic_compare_exchange_strong(&shm->claim, &k, done + 1)) {
       result = wr_worker_run(handler_name, def, state, &msg, &err, &err_len);
-    if (publish(fd, shm, &done, job_id, result) != 0) break;
+      ran++;
+      struct rusage ru; /* one getrusage, only when a limit is set */
+      if (shm->rss_limit_kb && getrusage(RUSAGE_SELF, &ru) == 0 &&
+          ru.ru_maxrss > (long)shm->rss_limit_kb)
+        over_rss = retiring = 1;
+      if (shm->max_jobs && ran >= shm->max_jobs) retiring = 1;
+    }
+    if (publish(fd, shm, &done, job_id, result, over_rss) != 0) break;
+    /* One huge job must not pin its buffer for the worker's life: past
+     * INBUF_KEEP it is given back once drained. */
+    if (in.cap > INBUF_KEEP && in.start == in.end) {
+      free(in.buf);
+      in = (inbuf){0};
+    }
   }
   free(in.buf);
   if (def->shutdown) def->shutdown(state);

@@ -212,3 +212,64 @@ Test(config, shipped_example_is_valid) {
   cr_assert_eq(rc, WARREN_OK, "%s", err);
   wr_cfg_free(cfg);
 }
+
+Test(config, a_password_file_that_is_no_usable_secret_is_refused) {
+  char text[512];
+  snprintf(text, sizeof text,
+           "broker = { password_file = \"/tmp\"; };\n" H(""));
+  expect_error(text, 1, "is not a regular file");
+  char secret[] = "/tmp/warren-secret-XXXXXX";
+  int fd = mkstemp(secret);
+  cr_assert(fd >= 0);
+  cr_assert_eq(write(fd, "\n", 1), 1);
+  snprintf(text, sizeof text, "broker = { password_file = \"%s\"; };\n" H(""), secret);
+  expect_error(text, 1, "is empty");
+  char big[1100];
+  memset(big, 'x', sizeof big);
+  cr_assert_eq(pwrite(fd, big, sizeof big, 0), (ssize_t)sizeof big);
+  expect_error(text, 1, "is longer than 1023 bytes");
+  close(fd);
+  unlink(secret);
+}
+
+Test(config, names_and_addresses_the_broker_would_refuse_are_errors) {
+  char q[300], text[1024];
+  memset(q, 'q', 250);
+  q[250] = '\0';
+  snprintf(text, sizeof text, H("queue = \"%s\";"), q);
+  expect_error(text, 1, "queue name too long");
+  expect_error(H("queue = \"\";"), 1, "must not be empty");
+  expect_error("health = { listen = \"localhost\"; port = 8080; };\n" H(""), 1,
+               "must be an IPv4 address");
+  expect_error("broker = { tls = { enabled = true; ca_file = \"\"; }; };\n" H(""), 1,
+               "ca_file: must not be empty");
+  expect_error(H("isolation = false; max_jobs_per_worker = 10;"), 1, "need isolation");
+}
+
+Test(config, a_relative_plugin_is_found_beside_a_config_named_without_a_folder) {
+  char dir[] = "/tmp/warren-cfgdir-XXXXXX";
+  cr_assert(mkdtemp(dir));
+  char old[4096];
+  cr_assert(getcwd(old, sizeof old));
+  cr_assert_eq(chdir(dir), 0);
+  FILE *f = fopen("w.cfg", "w");
+  fputs("handlers = ( { name = \"a\"; plugin = \"a.so\"; } );\n", f);
+  fclose(f);
+  wr_cfg *cfg;
+  int rc = wr_cfg_load("w.cfg", &cfg, err, sizeof err);
+  unlink("w.cfg");
+  cr_assert_eq(chdir(old), 0);
+  rmdir(dir);
+  cr_assert_eq(rc, WARREN_OK, "%s", err);
+  cr_assert_str_eq(cfg->handlers[0].plugin, "./a.so", "never a library path search");
+  wr_cfg_free(cfg);
+}
+
+Test(config, worker_recycling_limits_are_read) {
+  wr_cfg *cfg;
+  cr_assert_eq(load(H("max_jobs_per_worker = 500; max_worker_rss = 256;"), &cfg),
+               WARREN_OK, "%s", err);
+  cr_assert_eq(cfg->handlers[0].max_jobs, 500);
+  cr_assert_eq(cfg->handlers[0].max_rss_mb, 256);
+  wr_cfg_free(cfg);
+}

@@ -22,6 +22,7 @@ typedef struct rec {
   long sleep_ms;
   const char *crash_on, *hang_on, *fail_on, *reject_unless, *reject_prefix, *sigpipe_on;
   const char *orphan_on;
+  long leak_kb;
   long fail_below;
   const warren_api *api;
 } rec;
@@ -45,6 +46,7 @@ static int rec_init(const warren_api *api, const warren_settings *s,
   if (api->setting_get(s, "reject_prefix", &v) == 0) r->reject_prefix = v.str;
   if (api->setting_get(s, "sigpipe_on", &v) == 0) r->sigpipe_on = v.str;
   if (api->setting_get(s, "orphan_on", &v) == 0) r->orphan_on = v.str;
+  if (api->setting_get(s, "leak_kb", &v) == 0) r->leak_kb = (long)v.i;
   if (api->setting_get(s, "fail_below", &v) == 0) r->fail_below = (long)v.i;
   r->api = api;
   *state = r;
@@ -64,6 +66,10 @@ static void line(rec *r, const char *what, const char *id, unsigned attempt) {
 static warren_result rec_handle(void *state, const warren_message *m) {
   rec *r = state;
   line(r, "start", m->message_id, m->attempt);
+  if (r->leak_kb > 0) {
+    char *leak = malloc((size_t)r->leak_kb * 1024);
+    if (leak) memset(leak, 1, (size_t)r->leak_kb * 1024); /* never freed */
+  }
   if (r->crash_on && strcmp(r->crash_on, m->message_id) == 0) raise(SIGSEGV);
   if (r->orphan_on && strcmp(r->orphan_on, m->message_id) == 0) {
     pid_t kid = fork();

@@ -317,3 +317,51 @@ Test(faults, slow_clients_do_not_starve_the_probes, .timeout = 120) {
               answered, asked);
   cr_assert_eq(answered, asked, "every probe answered");
 }
+
+/* Distinct worker pids among the "end" lines of rec, and the most jobs
+ * one of them ran. */
+static int pids_of(const char *rec, int *most) {
+  int pid[256], count[256], n = 0;
+  *most = 0;
+  FILE *f = fopen(rec, "r");
+  char line[512], what[16], id[128];
+  long long ns;
+  int p;
+  unsigned a;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "%15s %127s %lld %d %u", what, id, &ns, &p, &a) == 5 &&
+        !strcmp(what, "end")) {
+      int k = 0;
+      while (k < n && pid[k] != p) k++;
+      if (k == n && n < 256) pid[n] = p, count[n++] = 0;
+      if (k < n && ++count[k] > *most) *most = count[k];
+    }
+  if (f) fclose(f);
+  return n;
+}
+
+Test(faults, workers_are_recycled_after_max_jobs_and_max_rss, .timeout = 120) {
+  char log[300], rec[300];
+  pid_t w = tw_start_record("recycle", "it.recycle", "max_jobs_per_worker = 3;", "",
+                            log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  cr_assert_eq(tw_publish("it.recycle", 10, "job"), 0);
+  int done[11], most;
+  cr_assert_eq(tw_wait_all(rec, "job", done, 10, 30), 0);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert_geq(pids_of(rec, &most), 4, "10 jobs, 3 per worker");
+  cr_assert_leq(most, 3);
+  cr_assert(!tw_wait_text(log, "while running a job", 0.1), "recycling is no crash");
+
+  w = tw_start_record("recyclerss", "it.recyclerss", "max_worker_rss = 100;",
+                      "leak_kb = 40000;", log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  cr_assert_eq(tw_publish("it.recyclerss", 6, "job"), 0);
+  cr_assert_eq(tw_wait_all(rec, "job", done, 6, 60), 0);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert(tw_wait_text(log, "its memory passed max_worker_rss", 0.1));
+  cr_assert_geq(pids_of(rec, &most), 2, "a worker past 100 MiB was replaced");
+  /* Checked after each job: past 100 MiB after its third, a worker may
+   * still run the one it had already taken. */
+  cr_assert_leq(most, 4, "no worker grew far past the limit");
+}
