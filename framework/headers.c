@@ -1,5 +1,7 @@
 #include "headers.h"
 
+#include "log.h"
+
 #include <string.h>
 
 #include <warren/status.h>
@@ -209,4 +211,25 @@ int wr_hdr_at(const struct warren_headers *h, size_t index, const char **name,
   if (name) *name = h->entries[index].name;
   if (out) *out = h->entries[index].value;
   return WARREN_OK;
+}
+
+const amqp_table_t *wr_hdr_visible(const amqp_basic_properties_t *p,
+                                   const char *handler, int *warned) {
+  static const amqp_table_t none = {0, NULL};
+  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return &none;
+  const amqp_table_t *t = &p->headers;
+  size_t bytes = wr_hdr_encoded_size(t);
+  int over = bytes > WR_HDR_MAX_BLOB;
+  if ((over || t->num_entries > WR_HDR_MAX_ENTRIES) && !*warned) {
+    *warned = 1;
+    if (over)
+      wr_warn("handler %s: a job's headers take %zu bytes, over %d: the "
+              "handler sees none (they are kept on its copies); said once",
+              handler, bytes, WR_HDR_MAX_BLOB);
+    else
+      wr_warn("handler %s: a job has %d headers: the handler sees the first "
+              "%d (all are kept on its copies); said once",
+              handler, t->num_entries, WR_HDR_MAX_ENTRIES);
+  }
+  return over ? &none : t;
 }

@@ -19,7 +19,18 @@
 
 #include <warren/handler.h>
 
-#define WR_HDR_MAX_ENTRIES 1024
+#define WR_HDR_MAX_ENTRIES 1024       /* a handler sees at most these */
+#define WR_HDR_MAX_BLOB (256 * 1024)  /* flattened, or it sees none */
+
+/*
+ * The headers a handler is given for properties p: its table when it has
+ * one and it flattens to at most WR_HDR_MAX_BLOB bytes, else an empty one;
+ * only the first WR_HDR_MAX_ENTRIES are kept (wr_hdr_encode). Every
+ * header still travels on in retry and dead-letter copies. The first time
+ * a handler's job hits a limit it is logged (*warned is set).
+ */
+const amqp_table_t *wr_hdr_visible(const amqp_basic_properties_t *p,
+                                   const char *handler, int *warned);
 
 /* If v is an AMQP integer of any width: 1 and *out set; else 0. */
 int wr_hdr_amqp_int(const amqp_field_value_t *v, int64_t *out);

@@ -9,8 +9,6 @@
 #include "sup_private.h"
 #include "worker.h"
 
-#define MAX_HEADERS_BLOB (256 * 1024) /* as a worker gets them (pool.c) */
-
 int wr_inproc_init(wr_handler_rt *h) {
   if (wr_worker_init(h->cfg->name, h->plugin.def, h->cfg->settings,
                      &h->inline_state) != 0)
@@ -29,7 +27,7 @@ void wr_inproc_shutdown(wr_handler_rt *h) {
  * flattened, as a worker would receive them. */
 static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
   static struct warren_headers hdrs;
-  static unsigned char blob[MAX_HEADERS_BLOB];
+  static unsigned char blob[WR_HDR_MAX_BLOB];
   static char str[WR_JOB_HEADERS][256]; /* AMQP short strings: <= 255 */
   wr_ipc_field f[WR_JOB_NFIELDS];
   wr_pool_job_fields(job, f);
@@ -42,9 +40,7 @@ static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
     fp[i] = str[i];
   }
   const amqp_basic_properties_t *p = &job->env.message.properties;
-  amqp_table_t empty = {0, NULL};
-  const amqp_table_t *t = (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : &empty;
-  if (wr_hdr_encoded_size(t) > sizeof blob) t = &empty;
+  const amqp_table_t *t = wr_hdr_visible(p, h->cfg->name, &h->warned_headers);
   wr_hdr_encode(t, blob);
   fp[WR_JOB_HEADERS] = (const char *)blob;
   len[WR_JOB_HEADERS] = wr_hdr_encoded_size(t);

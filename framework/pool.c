@@ -238,9 +238,8 @@ int wr_pool_wants_write(const wr_child *c) {
   return c->fd >= 0 && wr_ipc_batch_pending(c->out);
 }
 
-/* Headers too large for a batch's arena (up to a content frame's size)
- * get a worker's own buffer: only one such job is in flight at a time. */
-#define WR_POOL_BIG_HEADERS (256 * 1024)
+/* Headers too large for a batch's arena (up to WR_HDR_MAX_BLOB) get a
+ * worker's own buffer: only one such job is in flight at a time. */
 
 void wr_pool_job_fields(const wr_job *job, wr_ipc_field f[WR_JOB_NFIELDS]) {
   const amqp_basic_properties_t *pr = &job->env.message.properties;
@@ -264,13 +263,11 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
   const amqp_basic_properties_t *pr = &job->env.message.properties;
   wr_ipc_field f[WR_JOB_NFIELDS];
   wr_pool_job_fields(job, f);
-  amqp_table_t none = {0, NULL};
-  const amqp_table_t *t = (pr->_flags & AMQP_BASIC_HEADERS_FLAG) ? &pr->headers : &none;
+  const amqp_table_t *t = wr_hdr_visible(pr, p->name, &p->warned_headers);
   size_t hlen = wr_hdr_encoded_size(t);
-  if (hlen > WR_POOL_BIG_HEADERS) t = &none, hlen = wr_hdr_encoded_size(t);
   unsigned char *blob;
   int alone = hlen > WR_POOL_ARENA;
-  if (alone && !c->big && !(c->big = malloc(WR_POOL_BIG_HEADERS)))
+  if (alone && !c->big && !(c->big = malloc(WR_HDR_MAX_BLOB)))
     return WARREN_NOMEM;
   /* Room in the batch, or write it first; a worker whose socket is full
    * takes no more for now (the job stays the caller's). */

@@ -92,6 +92,7 @@ typedef struct wr_pool {
   void *ctx;
   unsigned long restarts; /* total, for status */
   int draining;           /* wr_pool_drain was called */
+  int warned_headers;     /* a job's headers passed a limit (headers.h) */
 } wr_pool;
 
 int wr_pool_init(wr_pool *p, const char *name, const warren_handler *def,

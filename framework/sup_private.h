@@ -31,6 +31,7 @@ typedef struct wr_handler_rt {
   wr_jobq pending;     /* delivered, waiting for a worker */
   void *inline_state;  /* isolation = false: the handler's state */
   int inline_ready;    /* its init() succeeded */
+  int warned_headers;  /* in process: a job's headers passed a limit */
   wr_acks acks;
   wr_backoff refusal;  /* before requeueing a job whose copy was refused */
   int refusing;        /* its retry/dead-letter copies are being refused */

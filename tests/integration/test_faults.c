@@ -365,3 +365,29 @@ Test(faults, workers_are_recycled_after_max_jobs_and_max_rss, .timeout = 120) {
    * still run the one it had already taken. */
   cr_assert_leq(most, 4, "no worker grew far past the limit");
 }
+
+/* Every header survives into the dead letter, however many; the handler
+ * sees the first 1,024 and the operator is told once. */
+Test(faults, a_dead_letter_keeps_all_of_1100_headers, .timeout = 120) {
+  char log[300], rec[300];
+  pid_t w = tw_start_record("manyhdr", "it.manyhdr", "", "reject_prefix = \"many\";",
+                            log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  enum { NH = 1100 };
+  static amqp_table_entry_t h[NH];
+  static char keys[NH][16];
+  for (int i = 0; i < NH; i++) {
+    snprintf(keys[i], sizeof keys[i], "k%d", i);
+    h[i] = wr_entry_int(keys[i], i);
+  }
+  cr_assert_eq(publish_with("it.manyhdr", "many1", h, NH), 0);
+  cr_assert(tw_wait_text(log, "dead-lettered", 30));
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert(tw_wait_text(log, "a job has 1100 headers: the handler sees the first 1024", 0.1));
+  static char dump[256 * 1024];
+  cr_assert_eq(tw_take_one("it.manyhdr.dlq", dump, sizeof dump), 1);
+  int kept = 0;
+  for (const char *p = dump; (p = strstr(p, "\nh.k")); p++) kept++;
+  cr_assert_eq(kept, NH, "all %d application headers kept, got %d", NH, kept);
+  cr_assert(strstr(dump, "h.k1099=1099\n"), "the last one too");
+}
