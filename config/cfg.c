@@ -395,7 +395,8 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used,
   static const char *const keys[] = {
       "name",    "queue",   "plugin",     "prefetch", "concurrency",
       "declare", "durable", "queue_type", "bindings", "settings", "retry",
-      "timeout", "isolation", "max_jobs_per_worker", "max_worker_rss", NULL};
+      "timeout", "isolation", "max_jobs_per_worker", "max_worker_rss", "max_body",
+      NULL};
   check_keys(c, e, keys);
   h->line = config_setting_source_line(e);
   h->name = get_str(c, e, "name", "", 1);
@@ -440,6 +441,8 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used,
               "255 bytes", name);
   h->max_jobs = (unsigned long)get_int(c, e, "max_jobs_per_worker", 0, 0, 1000000000);
   h->max_rss_mb = (unsigned)get_int(c, e, "max_worker_rss", 0, 0, 1048576);
+  /* RabbitMQ's own limit on a message is 512 MiB (128 MiB by default). */
+  h->max_body = (size_t)get_int(c, e, "max_body", 0, 0, 536870912);
   h->timeout = get_double(c, e, "timeout", 0, 0, 86400);
   h->isolated = get_bool(c, e, "isolation", 1);
   if (!h->isolated && h->concurrency != 1)

@@ -60,6 +60,7 @@ typedef struct wr_handler_cfg {
   double timeout;              /* seconds a job may run; 0: no limit */
   unsigned long max_jobs;      /* recycle a worker after N jobs; 0: never */
   unsigned max_rss_mb;         /* recycle a worker past N MiB peak RSS; 0: never */
+  size_t max_body;             /* bytes; a larger job is dead-lettered; 0: none */
   wr_retry_cfg retry;
   config_setting_t *settings; /* the handler's own group, or NULL */
   int line;                   /* where the handler is defined */

@@ -1,5 +1,7 @@
 #include "intake.h"
 
+#include <stdio.h>
+
 #include "log.h"
 #include "sup_private.h"
 
@@ -23,6 +25,19 @@ static int check_headers(void *ctx, size_t handler, wr_job *job,
 }
 
 const wr_intake_check wr_intake_headers = {"headers", check_headers};
+
+static int check_size(void *ctx, size_t handler, wr_job *job, wr_outcome *o,
+                      char *why, size_t whylen) {
+  const wr_sup *s = ctx;
+  size_t max = s->h[handler].cfg->max_body;
+  if (!max || job->env.message.body.len <= max) return 0;
+  *o = WR_OUT_TOO_LARGE;
+  snprintf(why, whylen, "body of %zu bytes is over max_body %zu",
+           job->env.message.body.len, max);
+  return 1;
+}
+
+const wr_intake_check wr_intake_size = {"size", check_size};
 
 void wr_intake_delivery(wr_sup *s, wr_job *job) {
   amqp_channel_t ch = job->env.channel;

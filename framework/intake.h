@@ -41,6 +41,10 @@ int wr_intake_add(wr_intake *in, const wr_intake_check *c, void *ctx);
  * headers are there but unusable as WR_OUT_MALFORMED. */
 extern const wr_intake_check wr_intake_headers;
 
+/* Refuses a body over the handler's max_body as WR_OUT_TOO_LARGE
+ * (dead-lettered, reason too_large) before any worker sees it. */
+extern const wr_intake_check wr_intake_size;
+
 /* A delivery arrived (session.c): number it, tell the observers, run the
  * chain, and queue it for its handler or settle it. */
 void wr_intake_delivery(struct wr_sup *s, wr_job *job);

@@ -11,6 +11,7 @@ const char *wr_retry_reason(wr_outcome o) {
     case WR_OUT_CRASHED: return "crashed";
     case WR_OUT_TIMEOUT: return "timeout";
     case WR_OUT_MALFORMED: return "malformed";
+    case WR_OUT_TOO_LARGE: return "too_large";
     default: return "max-attempts";
   }
 }
@@ -62,7 +63,7 @@ int wr_retry_meta(const amqp_basic_properties_t *p, int broker_counts,
 wr_decision wr_retry_decide(const wr_retry_cfg *p, const wr_job_meta *m,
                             wr_outcome o, double rnd) {
   wr_decision d = {0, NULL, 0, 0};
-  if (o == WR_OUT_REJECTED || o == WR_OUT_MALFORMED ||
+  if (o == WR_OUT_REJECTED || o == WR_OUT_MALFORMED || o == WR_OUT_TOO_LARGE ||
       (o == WR_OUT_CRASHED && m->crashes + 1 >= (uint32_t)p->max_crashes) ||
       m->attempt >= (uint32_t)p->max_attempts) {
     d.dead = 1;

@@ -46,6 +46,7 @@ typedef enum wr_outcome {
   WR_OUT_TIMEOUT,   /* it ran past the handler's timeout */
   WR_OUT_MALFORMED, /* it could not be given to a handler */
   WR_OUT_ACKED,     /* handler said ack (never passed to the policy) */
+  WR_OUT_TOO_LARGE, /* its body is over the handler's max_body */
 } wr_outcome;
 
 /* Reasons written to WR_H_REASON. */

@@ -434,6 +434,7 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   }
   gethostname(s->host, sizeof s->host - 1);
   wr_observe(&s->obs, &wr_stats_events, s->stats);
+  wr_intake_add(&s->intake, &wr_intake_size, s);
   wr_intake_add(&s->intake, &wr_intake_headers, s);
   s->declare_ch = (amqp_channel_t)(s->nh + 2);
   wr_session_init(&s->session, &cfg->broker, (amqp_channel_t)(s->nh + 1),

@@ -391,3 +391,24 @@ Test(faults, a_dead_letter_keeps_all_of_1100_headers, .timeout = 120) {
   cr_assert_eq(kept, NH, "all %d application headers kept, got %d", NH, kept);
   cr_assert(strstr(dump, "h.k1099=1099\n"), "the last one too");
 }
+
+/* A 1 MiB job runs through a worker; one byte more is dead-lettered as
+ * too_large before any worker sees it. */
+Test(faults, max_body_dead_letters_a_larger_job_before_any_worker, .timeout = 120) {
+  char log[300], rec[300];
+  pid_t w = tw_start_record("maxbody", "it.maxbody", "max_body = 1048576;", "",
+                            log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  const char *fits = "job1", *big = "job2";
+  cr_assert_eq(publish_many("it.maxbody", &fits, 1, 1048576, NULL, 0), 0);
+  cr_assert_eq(publish_many("it.maxbody", &big, 1, 1048577, NULL, 0), 0);
+  cr_assert_eq(tw_wait_count(rec, "end", "job", 2, 1, 30), 1, "the 1 MiB job ran");
+  cr_assert(tw_wait_text(log, "dead-lettered", 30));
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert(!tw_wait_text(rec, "start job2", 0.1), "the larger one never reached a worker");
+  static char dump[8 << 20];
+  cr_assert_eq(tw_take_one("it.maxbody.dlq", dump, sizeof dump), 1);
+  cr_assert(strstr(dump, "id=job2\n"), "%.200s", dump);
+  cr_assert(strstr(dump, "h.warren-dead-reason=too_large\n"));
+  cr_assert(strstr(dump, "h.warren-last-error=body of 1048577 bytes is over max_body 1048576\n"));
+}
