@@ -29,7 +29,8 @@ static long long ns(clockid_t id) {
   return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static int b_init(const warren_api *api, const warren_settings *s, void **state) {
+static int b_init(const warren_api *api, const warren_settings *s,
+                  void **state) {
   warren_value v;
   bench *b = calloc(1, sizeof *b);
   if (!b || api->setting_get(s, "out", &v) != 0) return -1;

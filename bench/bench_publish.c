@@ -26,8 +26,8 @@ static int wait_empty(int port, const char *queue) {
     return 1;
   amqp_channel_open(c, 1);
   for (int i = 0; i < 12000; i++) {
-    amqp_queue_declare_ok_t *ok =
-        amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+    amqp_queue_declare_ok_t *ok = amqp_queue_declare(
+        c, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
     if (!ok) return 1;
     if (ok->message_count == 0) break;
     amqp_maybe_release_buffers(c);
@@ -62,7 +62,8 @@ int main(int argc, char **argv) {
       struct timespec ts;
       for (;;) {
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        double el = (double)(ts.tv_sec - t0.tv_sec) + (double)(ts.tv_nsec - t0.tv_nsec) / 1e9;
+        double el = (double)(ts.tv_sec - t0.tv_sec) +
+                    (double)(ts.tv_nsec - t0.tv_nsec) / 1e9;
         if (el >= due) break;
         double w = due - el;
         struct timespec d = {0, (long)(w * 1e9)};

@@ -34,13 +34,14 @@ int main(int argc, char **argv) {
   amqp_connection_state_t c = amqp_new_connection();
   amqp_socket_t *s = amqp_tcp_socket_new(c);
   if (amqp_socket_open(s, "127.0.0.1", port)) return 1;
-  die("login", amqp_login(c, "/", 0, 131072, 30, AMQP_SASL_METHOD_PLAIN, "guest", "guest"));
+  die("login", amqp_login(c, "/", 0, 131072, 30, AMQP_SASL_METHOD_PLAIN,
+                          "guest", "guest"));
   amqp_channel_open(c, 1);
   die("channel.open", amqp_get_rpc_reply(c));
   amqp_basic_qos(c, 1, 0, (uint16_t)prefetch, 0);
   die("basic.qos", amqp_get_rpc_reply(c));
-  amqp_basic_consume(c, 1, amqp_cstring_bytes(argv[2]), amqp_empty_bytes, 0, 0, 0,
-                     amqp_empty_table);
+  amqp_basic_consume(c, 1, amqp_cstring_bytes(argv[2]), amqp_empty_bytes, 0, 0,
+                     0, amqp_empty_table);
   die("basic.consume", amqp_get_rpc_reply(c));
   double t0 = 0;
   uint64_t last = 0;
@@ -58,7 +59,8 @@ int main(int argc, char **argv) {
     amqp_destroy_envelope(&e);
   }
   if (every > 1 && n % every) amqp_basic_ack(c, 1, last, 1);
-  /* A round trip, so every ack has reached the broker before the clock stops. */
+  /* A round trip, so every ack has reached the broker before the clock stops.
+   */
   amqp_basic_qos(c, 1, 0, (uint16_t)prefetch, 0);
   die("final qos", amqp_get_rpc_reply(c));
   double dt = now() - t0;

@@ -270,12 +270,11 @@ static const char *opt_path(wr_cfg *cfg, size_t *used, ctx *c,
 static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
                         config_setting_t *root) {
   static const char *const keys[] = {
-      "host",      "port",          "vhost", "user", "password",
-      "password_file", "heartbeat", "connect_timeout", "tls", NULL};
-  static const char *const tls_keys[] = {"enabled",   "ca_file",
-                                         "cert_file", "key_file",
-                                         "verify_peer", "verify_hostname",
-                                         NULL};
+      "host",          "port",      "vhost",           "user", "password",
+      "password_file", "heartbeat", "connect_timeout", "tls",  NULL};
+  static const char *const tls_keys[] = {
+      "enabled",     "ca_file",         "cert_file", "key_file",
+      "verify_peer", "verify_hostname", NULL};
   wr_broker_cfg *b = &cfg->broker;
   config_setting_t *g = get_group(c, root, "broker", 0);
   check_keys(c, g, keys);
@@ -285,21 +284,23 @@ static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
   b->user = get_str(c, g, "user", "guest", 0);
   b->heartbeat = (int)get_int(c, g, "heartbeat", 30, 0, 3600);
   b->connect_timeout = get_double(c, g, "connect_timeout", 5, 0.1, 600);
-  config_setting_t *pf = g ? config_setting_get_member(g, "password_file") : NULL;
+  config_setting_t *pf =
+      g ? config_setting_get_member(g, "password_file") : NULL;
   config_setting_t *pw = g ? config_setting_get_member(g, "password") : NULL;
   if (pf && pw) problem(c, pf, "set either password or password_file");
   if (pf) {
-    const char *p = resolve_path(cfg, used, c, pf,
-                                 get_str(c, g, "password_file", NULL, 1));
+    const char *p =
+        resolve_path(cfg, used, c, pf, get_str(c, g, "password_file", NULL, 1));
     b->password = p ? read_secret(cfg, used, c, pf, p) : NULL;
   } else {
     b->password = get_str(c, g, "password", "guest", 0);
     struct stat st;
     /* A password in a file others can read is a password others know. */
     if (pw && stat(cfg->path, &st) == 0 && (st.st_mode & S_IROTH))
-      wr_warn("%s:%d: broker.password is in a file every user can read; use "
-              "password_file, or chmod o-r %s",
-              c->file, config_setting_source_line(pw), cfg->path);
+      wr_warn(
+          "%s:%d: broker.password is in a file every user can read; use "
+          "password_file, or chmod o-r %s",
+          c->file, config_setting_source_line(pw), cfg->path);
   }
   config_setting_t *t = g ? get_group(c, g, "tls", 0) : NULL;
   check_keys(c, t, tls_keys);
@@ -390,13 +391,25 @@ static void load_retry(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
   r->n_backoff = n;
 }
 
-static void load_handler(ctx *c, wr_cfg *cfg, size_t *used,
-                         config_setting_t *e, wr_handler_cfg *h) {
-  static const char *const keys[] = {
-      "name",    "queue",   "plugin",     "prefetch", "concurrency",
-      "declare", "durable", "queue_type", "bindings", "settings", "retry",
-      "timeout", "isolation", "max_jobs_per_worker", "max_worker_rss", "max_body",
-      NULL};
+static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
+                         wr_handler_cfg *h) {
+  static const char *const keys[] = {"name",
+                                     "queue",
+                                     "plugin",
+                                     "prefetch",
+                                     "concurrency",
+                                     "declare",
+                                     "durable",
+                                     "queue_type",
+                                     "bindings",
+                                     "settings",
+                                     "retry",
+                                     "timeout",
+                                     "isolation",
+                                     "max_jobs_per_worker",
+                                     "max_worker_rss",
+                                     "max_body",
+                                     NULL};
   check_keys(c, e, keys);
   h->line = config_setting_source_line(e);
   h->name = get_str(c, e, "name", "", 1);
@@ -406,18 +419,20 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used,
   h->plugin = resolve_path(cfg, used, c, e, get_str(c, e, "plugin", "", 1));
   struct stat st;
   /* Anyone who can write the plugin can run code as this worker. */
-  if (h->plugin && h->plugin[0] && stat(h->plugin, &st) == 0 && (st.st_mode & S_IWOTH))
-    wr_warn("%s:%d: handler %s: plugin %s is writable by every user",
-            c->file, h->line, h->name, h->plugin);
+  if (h->plugin && h->plugin[0] && stat(h->plugin, &st) == 0 &&
+      (st.st_mode & S_IWOTH))
+    wr_warn("%s:%d: handler %s: plugin %s is writable by every user", c->file,
+            h->line, h->name, h->plugin);
   h->concurrency =
       (int)get_int(c, e, "concurrency", 1, 1, WR_CFG_MAX_CONCURRENCY);
   config_setting_t *pf = config_setting_get_member(e, "prefetch");
   h->prefetch = (int)get_int(c, e, "prefetch", 10, 1, WR_CFG_MAX_PREFETCH);
   if (pf && h->prefetch < h->concurrency)
-    wr_warn("%s:%d: handlers.%s.prefetch %d is below concurrency %d: %d "
-            "worker(s) will sit idle",
-            c->file, config_setting_source_line(pf), h->name, h->prefetch,
-            h->concurrency, h->concurrency - h->prefetch);
+    wr_warn(
+        "%s:%d: handlers.%s.prefetch %d is below concurrency %d: %d "
+        "worker(s) will sit idle",
+        c->file, config_setting_source_line(pf), h->name, h->prefetch,
+        h->concurrency, h->concurrency - h->prefetch);
   if (!pf && h->prefetch < h->concurrency) h->prefetch = h->concurrency;
   h->declare = get_bool(c, e, "declare", 1);
   h->durable = get_bool(c, e, "durable", 1);
@@ -435,11 +450,17 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used,
    * here, not at the first retry. */
   char name[512];
   for (int i = 0; i < h->retry.n_backoff; i++)
-    if (strlen(wr_retry_queue_name(h->queue, h->retry.backoff[i], name, sizeof name)) > 255)
-      problem(c, config_setting_get_member(e, "queue") ? config_setting_get_member(e, "queue") : e,
+    if (strlen(wr_retry_queue_name(h->queue, h->retry.backoff[i], name,
+                                   sizeof name)) > 255)
+      problem(c,
+              config_setting_get_member(e, "queue")
+                  ? config_setting_get_member(e, "queue")
+                  : e,
               "queue name too long: its retry queue '%s' would pass RabbitMQ's "
-              "255 bytes", name);
-  h->max_jobs = (unsigned long)get_int(c, e, "max_jobs_per_worker", 0, 0, 1000000000);
+              "255 bytes",
+              name);
+  h->max_jobs =
+      (unsigned long)get_int(c, e, "max_jobs_per_worker", 0, 0, 1000000000);
   h->max_rss_mb = (unsigned)get_int(c, e, "max_worker_rss", 0, 0, 1048576);
   /* RabbitMQ's own limit on a message is 512 MiB (128 MiB by default). */
   h->max_body = (size_t)get_int(c, e, "max_body", 0, 0, 536870912);
@@ -460,12 +481,14 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used,
   /* RabbitMQ closes the channel (or cancels, from 4.3) when a delivery
    * stays unacked past consumer_timeout, 30 min by default. A job can wait
    * for prefetch/concurrency jobs ahead of it before running. */
-  double worst = h->timeout * ((h->prefetch + h->concurrency - 1) / h->concurrency);
+  double worst =
+      h->timeout * ((h->prefetch + h->concurrency - 1) / h->concurrency);
   if (h->timeout > 0 && worst > 1800)
-    wr_warn("%s:%d: handler %s: a prefetched job may stay unacked up to %.0f s, "
-            "over RabbitMQ's default consumer_timeout of 1800 s: lower prefetch "
-            "or timeout, or raise consumer_timeout",
-            c->file, h->line, h->name, worst);
+    wr_warn(
+        "%s:%d: handler %s: a prefetched job may stay unacked up to %.0f s, "
+        "over RabbitMQ's default consumer_timeout of 1800 s: lower prefetch "
+        "or timeout, or raise consumer_timeout",
+        c->file, h->line, h->name, worst);
   config_setting_t *s = config_setting_get_member(e, "settings");
   if (s && !config_setting_is_group(s))
     problem(c, s, "must be a group { ... }");
@@ -508,8 +531,8 @@ static void load_handlers(ctx *c, wr_cfg *cfg, size_t *used,
 
 static void load_worker(ctx *c, wr_cfg *cfg, config_setting_t *root) {
   static const char *const keys[] = {"shutdown_grace", "reconnect_min",
-                                     "reconnect_max", "restart_min",
-                                     "restart_max", NULL};
+                                     "reconnect_max",  "restart_min",
+                                     "restart_max",    NULL};
   config_setting_t *g = get_group(c, root, "worker", 0);
   check_keys(c, g, keys);
   cfg->shutdown_grace = get_double(c, g, "shutdown_grace", 30, 0, 86400);
@@ -524,7 +547,7 @@ static void load_worker(ctx *c, wr_cfg *cfg, config_setting_t *root) {
 }
 
 int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
-  static const char *const top_keys[] = {"broker", "worker", "exchanges",
+  static const char *const top_keys[] = {"broker",   "worker", "exchanges",
                                          "handlers", "health", NULL};
   if (errlen) err[0] = '\0';
   wr_cfg *cfg = calloc(1, sizeof *cfg);

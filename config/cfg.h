@@ -38,29 +38,29 @@ typedef struct wr_binding_cfg {
 
 /* Retry policy of one handler (retry.c reads it). */
 typedef struct wr_retry_cfg {
-  int max_attempts;   /* attempts in all, the first included */
-  int max_crashes;    /* consecutive worker deaths before "crashed" */
+  int max_attempts; /* attempts in all, the first included */
+  int max_crashes;  /* consecutive worker deaths before "crashed" */
   double backoff[WR_CFG_MAX_BACKOFF]; /* seconds before attempt 2, 3, ... */
-  int n_backoff;      /* the last step repeats */
-  double jitter;      /* +- fraction of each delay */
+  int n_backoff;                      /* the last step repeats */
+  double jitter;                      /* +- fraction of each delay */
 } wr_retry_cfg;
 
 typedef struct wr_handler_cfg {
   const char *name;
   const char *queue;
-  const char *plugin;      /* resolved against the config file's folder */
-  int prefetch;            /* 1..65535 */
-  int concurrency;         /* worker processes, 1..1024 */
-  int declare;             /* declare the queue and its bindings */
+  const char *plugin; /* resolved against the config file's folder */
+  int prefetch;       /* 1..65535 */
+  int concurrency;    /* worker processes, 1..1024 */
+  int declare;        /* declare the queue and its bindings */
   int durable;
-  int quorum;              /* queue_type = "quorum" */
-  int isolated;            /* run in worker processes (default) */
+  int quorum;   /* queue_type = "quorum" */
+  int isolated; /* run in worker processes (default) */
   wr_binding_cfg *bindings;
   size_t n_bindings;
-  double timeout;              /* seconds a job may run; 0: no limit */
-  unsigned long max_jobs;      /* recycle a worker after N jobs; 0: never */
-  unsigned max_rss_mb;         /* recycle a worker past N MiB peak RSS; 0: never */
-  size_t max_body;             /* bytes; a larger job is dead-lettered; 0: none */
+  double timeout;         /* seconds a job may run; 0: no limit */
+  unsigned long max_jobs; /* recycle a worker after N jobs; 0: never */
+  unsigned max_rss_mb;    /* recycle a worker past N MiB peak RSS; 0: never */
+  size_t max_body;        /* bytes; a larger job is dead-lettered; 0: none */
   wr_retry_cfg retry;
   config_setting_t *settings; /* the handler's own group, or NULL */
   int line;                   /* where the handler is defined */
@@ -70,10 +70,10 @@ typedef struct wr_cfg {
   config_t lc;
   char *path;
   wr_broker_cfg broker;
-  double shutdown_grace;  /* seconds in-flight jobs get on SIGTERM */
-  double reconnect_min;   /* backoff after a lost connection, seconds */
+  double shutdown_grace; /* seconds in-flight jobs get on SIGTERM */
+  double reconnect_min;  /* backoff after a lost connection, seconds */
   double reconnect_max;
-  double restart_min;     /* backoff before restarting a dead worker */
+  double restart_min; /* backoff before restarting a dead worker */
   double restart_max;
   const char *health_listen; /* liveness/readiness HTTP address */
   int health_port;           /* 0: not served */
@@ -81,7 +81,7 @@ typedef struct wr_cfg {
   size_t n_exchanges;
   wr_handler_cfg *handlers;
   size_t n_handlers;
-  char *owned;   /* resolved plugin paths and password, one block */
+  char *owned; /* resolved plugin paths and password, one block */
 } wr_cfg;
 
 /**

@@ -17,8 +17,8 @@
 typedef struct wr_acks {
   uint64_t *done; /* finished tags whose ack is not sent yet */
   size_t n, cap;
-  size_t batch;   /* send once this many are waiting */
-  double since;   /* monotonic time the oldest of them finished */
+  size_t batch; /* send once this many are waiting */
+  double since; /* monotonic time the oldest of them finished */
 } wr_acks;
 
 /* What to send: one multiple ack up to `upto` (0: none), then `n_single`

@@ -19,7 +19,9 @@ double wr_backoff_fail(wr_backoff *b, double rnd) {
   return d;
 }
 
-void wr_backoff_reset(wr_backoff *b) { b->next = b->min; }
+void wr_backoff_reset(wr_backoff *b) {
+  b->next = b->min;
+}
 
 double wr_rand01(void) {
   /* Seeded per process from the kernel: workers started together must not

@@ -34,7 +34,8 @@ int wr_conn_reply(amqp_connection_state_t c, amqp_rpc_reply_t r,
       snprintf(err, errlen, "%s: no reply from the broker", what);
       return WARREN_BROKER_PROTOCOL;
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-      snprintf(err, errlen, "%s: %s", what, amqp_error_string2(r.library_error));
+      snprintf(err, errlen, "%s: %s", what,
+               amqp_error_string2(r.library_error));
       return r.library_error == AMQP_STATUS_TIMEOUT ? WARREN_BROKER_TIMEOUT
                                                     : WARREN_BROKER_CLOSED;
     case AMQP_RESPONSE_SERVER_EXCEPTION:
@@ -61,9 +62,11 @@ int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
     snprintf(err, errlen, "out of memory");
     return WARREN_NOMEM;
   }
-  amqp_socket_t *s = b->tls.enabled ? amqp_ssl_socket_new(c) : amqp_tcp_socket_new(c);
+  amqp_socket_t *s =
+      b->tls.enabled ? amqp_ssl_socket_new(c) : amqp_tcp_socket_new(c);
   if (!s) {
-    snprintf(err, errlen, "cannot create %s socket", b->tls.enabled ? "TLS" : "TCP");
+    snprintf(err, errlen, "cannot create %s socket",
+             b->tls.enabled ? "TLS" : "TCP");
     amqp_destroy_connection(c);
     return WARREN_NOMEM;
   }
@@ -74,7 +77,8 @@ int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
     /* rabbitmq-c loads no default store of its own: without a ca_file,
      * Debian's bundle of the system's trusted CAs. */
     const char *ca = b->tls.ca_file ? b->tls.ca_file : WR_CONN_SYSTEM_CA;
-    if (b->tls.verify_peer || b->tls.ca_file) rc = amqp_ssl_socket_set_cacert(s, ca);
+    if (b->tls.verify_peer || b->tls.ca_file)
+      rc = amqp_ssl_socket_set_cacert(s, ca);
     if (rc == AMQP_STATUS_OK && b->tls.cert_file)
       rc = amqp_ssl_socket_set_key(s, b->tls.cert_file, b->tls.key_file);
     if (rc != AMQP_STATUS_OK) {
@@ -131,7 +135,8 @@ static int64_t copy_header(const amqp_basic_properties_t *p) {
   size_t klen = strlen(WR_CONN_COPY_HEADER);
   for (int i = 0; i < p->headers.num_entries; i++) {
     const amqp_table_entry_t *e = &p->headers.entries[i];
-    if (e->key.len == klen && memcmp(e->key.bytes, WR_CONN_COPY_HEADER, klen) == 0 &&
+    if (e->key.len == klen &&
+        memcmp(e->key.bytes, WR_CONN_COPY_HEADER, klen) == 0 &&
         e->value.kind == AMQP_FIELD_KIND_I64)
       return e->value.value.i64;
   }
@@ -169,7 +174,8 @@ int wr_conn_pub_frame(amqp_connection_state_t c, const amqp_frame_t *f,
                (const char *)r->routing_key.bytes);
       /* The message itself follows; it must be read off the connection. */
       amqp_message_t m;
-      if (amqp_read_message(c, f->channel, &m, 0).reply_type != AMQP_RESPONSE_NORMAL)
+      if (amqp_read_message(c, f->channel, &m, 0).reply_type !=
+          AMQP_RESPONSE_NORMAL)
         return -1;
       ev->copy = copy_header(&m.properties);
       amqp_destroy_message(&m);
@@ -190,7 +196,9 @@ void wr_confirms_init(wr_confirms *cf) {
   cf->next = cf->low = 1;
 }
 
-void wr_confirms_sent(wr_confirms *cf) { cf->next++; }
+void wr_confirms_sent(wr_confirms *cf) {
+  cf->next++;
+}
 
 static void confirm(wr_confirms *cf, uint64_t tag, int multiple) {
   if (multiple)
@@ -218,7 +226,8 @@ static int pump(amqp_connection_state_t c, wr_confirms *cf, int timeout_ms) {
   if (rc != AMQP_STATUS_OK || wr_conn_pub_frame(c, &f, &ev) != 0) {
     cf->broken = 1;
     snprintf(cf->err, sizeof cf->err, "waiting for confirms: %s",
-             amqp_error_string2(rc != AMQP_STATUS_OK ? rc : AMQP_STATUS_CONNECTION_CLOSED));
+             amqp_error_string2(
+                 rc != AMQP_STATUS_OK ? rc : AMQP_STATUS_CONNECTION_CLOSED));
     return WARREN_BROKER_CLOSED;
   }
   switch (ev.kind) {
@@ -227,12 +236,14 @@ static int pump(amqp_connection_state_t c, wr_confirms *cf, int timeout_ms) {
       break;
     case WR_PUB_NACK:
       cf->refused = 1;
-      snprintf(cf->err, sizeof cf->err, "the broker refused (nacked) a message");
+      snprintf(cf->err, sizeof cf->err,
+               "the broker refused (nacked) a message");
       confirm(cf, ev.tag, ev.multiple);
       break;
     case WR_PUB_RETURN:
       cf->refused = 1;
-      snprintf(cf->err, sizeof cf->err, "a message came back unroutable: %s", ev.why);
+      snprintf(cf->err, sizeof cf->err, "a message came back unroutable: %s",
+               ev.why);
       break;
     case WR_PUB_CLOSED:
       cf->broken = 1;

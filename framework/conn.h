@@ -97,12 +97,12 @@ int wr_conn_pub_frame(amqp_connection_state_t c, const amqp_frame_t *f,
  */
 #define WR_CONFIRM_WINDOW 1024
 typedef struct wr_confirms {
-  uint64_t next;   /* sequence of the next publish (from 1) */
-  uint64_t low;    /* lowest sequence not yet confirmed */
+  uint64_t next; /* sequence of the next publish (from 1) */
+  uint64_t low;  /* lowest sequence not yet confirmed */
   unsigned char acked[WR_CONFIRM_WINDOW]; /* by sequence % window */
-  int refused;     /* a nack or a return since the last wr_confirms_wait */
-  int broken;      /* the connection is unusable */
-  char err[300];   /* why, when refused or broken */
+  int refused;   /* a nack or a return since the last wr_confirms_wait */
+  int broken;    /* the connection is unusable */
+  char err[300]; /* why, when refused or broken */
 } wr_confirms;
 
 void wr_confirms_init(wr_confirms *cf);

@@ -35,14 +35,22 @@ static warren_value_type type_of(const amqp_field_value_t *v) {
 
 static int64_t int_of(const amqp_field_value_t *v) {
   switch (v->kind) {
-    case AMQP_FIELD_KIND_I8: return v->value.i8;
-    case AMQP_FIELD_KIND_U8: return v->value.u8;
-    case AMQP_FIELD_KIND_I16: return v->value.i16;
-    case AMQP_FIELD_KIND_U16: return v->value.u16;
-    case AMQP_FIELD_KIND_I32: return v->value.i32;
-    case AMQP_FIELD_KIND_U32: return v->value.u32;
-    case AMQP_FIELD_KIND_I64: return v->value.i64;
-    default: return (int64_t)v->value.u64; /* U64, TIMESTAMP */
+    case AMQP_FIELD_KIND_I8:
+      return v->value.i8;
+    case AMQP_FIELD_KIND_U8:
+      return v->value.u8;
+    case AMQP_FIELD_KIND_I16:
+      return v->value.i16;
+    case AMQP_FIELD_KIND_U16:
+      return v->value.u16;
+    case AMQP_FIELD_KIND_I32:
+      return v->value.i32;
+    case AMQP_FIELD_KIND_U32:
+      return v->value.u32;
+    case AMQP_FIELD_KIND_I64:
+      return v->value.i64;
+    default:
+      return (int64_t)v->value.u64; /* U64, TIMESTAMP */
   }
 }
 
@@ -54,11 +62,16 @@ int wr_hdr_amqp_int(const amqp_field_value_t *v, int64_t *out) {
 
 static size_t value_size(const amqp_field_value_t *v) {
   switch (type_of(v)) {
-    case WARREN_VALUE_STRING: return 4 + v->value.bytes.len + 1;
-    case WARREN_VALUE_INT: return 8;
-    case WARREN_VALUE_DOUBLE: return 8;
-    case WARREN_VALUE_BOOL: return 1;
-    default: return 0;
+    case WARREN_VALUE_STRING:
+      return 4 + v->value.bytes.len + 1;
+    case WARREN_VALUE_INT:
+      return 8;
+    case WARREN_VALUE_DOUBLE:
+      return 8;
+    case WARREN_VALUE_BOOL:
+      return 1;
+    default:
+      return 0;
   }
 }
 
@@ -133,8 +146,7 @@ static int take(rd *r, void *dst, size_t n) {
 /* A length-prefixed, NUL-terminated string; returns its start or NULL. */
 static const char *take_str(rd *r, size_t *len) {
   uint32_t n;
-  if (take(r, &n, 4) || (size_t)(r->end - r->p) < (size_t)n + 1 ||
-      r->p[n] != 0)
+  if (take(r, &n, 4) || (size_t)(r->end - r->p) < (size_t)n + 1 || r->p[n] != 0)
     return NULL;
   const char *s = (const char *)r->p;
   r->p += (size_t)n + 1;
@@ -223,13 +235,15 @@ const amqp_table_t *wr_hdr_visible(const amqp_basic_properties_t *p,
   if ((over || t->num_entries > WR_HDR_MAX_ENTRIES) && !*warned) {
     *warned = 1;
     if (over)
-      wr_warn("handler %s: a job's headers take %zu bytes, over %d: the "
-              "handler sees none (they are kept on its copies); said once",
-              handler, bytes, WR_HDR_MAX_BLOB);
+      wr_warn(
+          "handler %s: a job's headers take %zu bytes, over %d: the "
+          "handler sees none (they are kept on its copies); said once",
+          handler, bytes, WR_HDR_MAX_BLOB);
     else
-      wr_warn("handler %s: a job has %d headers: the handler sees the first "
-              "%d (all are kept on its copies); said once",
-              handler, t->num_entries, WR_HDR_MAX_ENTRIES);
+      wr_warn(
+          "handler %s: a job has %d headers: the handler sees the first "
+          "%d (all are kept on its copies); said once",
+          handler, t->num_entries, WR_HDR_MAX_ENTRIES);
   }
   return over ? &none : t;
 }

@@ -19,8 +19,8 @@
 
 #include <warren/handler.h>
 
-#define WR_HDR_MAX_ENTRIES 1024       /* a handler sees at most these */
-#define WR_HDR_MAX_BLOB (256 * 1024)  /* flattened, or it sees none */
+#define WR_HDR_MAX_ENTRIES 1024      /* a handler sees at most these */
+#define WR_HDR_MAX_BLOB (256 * 1024) /* flattened, or it sees none */
 
 /*
  * The headers a handler is given for properties p: its table when it has

@@ -39,9 +39,9 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c,
     return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only\n");
   if (strcmp(url, "/healthz") == 0) {
     long long idle = wr_now_ms() - atomic_load(&h->st->tick_ms);
-    return idle < STALL_MS ? reply(c, MHD_HTTP_OK, "ok\n")
-                           : reply(c, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                   "event loop stalled\n");
+    return idle < STALL_MS
+               ? reply(c, MHD_HTTP_OK, "ok\n")
+               : reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "event loop stalled\n");
   }
   if (strcmp(url, "/readyz") == 0)
     return atomic_load(&h->st->ready)
@@ -54,7 +54,8 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c,
 
 wr_health *wr_health_start(const char *listen, int port, wr_health_state *st,
                            char *err, size_t errlen) {
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)port)};
   if (inet_pton(AF_INET, listen, &sa.sin_addr) != 1) {
     snprintf(err, errlen, "health.listen '%s' is not an IPv4 address", listen);
     return NULL;
@@ -66,14 +67,15 @@ wr_health *wr_health_start(const char *listen, int port, wr_health_state *st,
    * limit), room for many connections at a few KiB each, and an idle
    * client is dropped after IDLE_S, so trickling clients cannot hold the
    * slots for long. */
-  h->d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
-                          (uint16_t)port, NULL, NULL, serve, h,
-                          MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                          MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS,
-                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
-                          MHD_OPTION_CONNECTION_TIMEOUT, IDLE_S, MHD_OPTION_END);
+  h->d = MHD_start_daemon(
+      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
+      NULL, serve, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+      MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
+      MHD_OPTION_CONNECTION_TIMEOUT, IDLE_S, MHD_OPTION_END);
   if (!h->d) {
-    snprintf(err, errlen, "cannot serve health endpoints on %s:%d", listen, port);
+    snprintf(err, errlen, "cannot serve health endpoints on %s:%d", listen,
+             port);
     free(h);
     return NULL;
   }

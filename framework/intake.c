@@ -12,8 +12,8 @@ int wr_intake_add(wr_intake *in, const wr_intake_check *c, void *ctx) {
   return 0;
 }
 
-static int check_headers(void *ctx, size_t handler, wr_job *job,
-                         wr_outcome *o, char *why, size_t whylen) {
+static int check_headers(void *ctx, size_t handler, wr_job *job, wr_outcome *o,
+                         char *why, size_t whylen) {
   const wr_sup *s = ctx;
   /* Only a quorum queue's redelivery carries a count the broker wrote. */
   int broker_counts = s->h[handler].cfg->quorum && job->env.redelivered;

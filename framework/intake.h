@@ -20,8 +20,8 @@ typedef struct wr_intake_check {
   /* 0: pass. Non-zero: refuse, with *o the outcome that settles the job
    * and why the reason (written to the dead letter). Fills job->meta if
    * it reads it. */
-  int (*check)(void *ctx, size_t handler, wr_job *job, wr_outcome *o,
-               char *why, size_t whylen);
+  int (*check)(void *ctx, size_t handler, wr_job *job, wr_outcome *o, char *why,
+               size_t whylen);
 } wr_intake_check;
 
 #define WR_INTAKE_MAX 8

@@ -77,9 +77,8 @@ int wr_ipc_batch_send(wr_ipc_batch *b, int fd) {
 int wr_ipc_send(int fd, uint32_t type, const void *fixed, size_t fixed_len,
                 const void *tail, size_t tail_len) {
   wr_ipc_hdr h = {type, 0, fixed_len + tail_len};
-  struct iovec iov[3] = {{&h, sizeof h},
-                         {(void *)fixed, fixed_len},
-                         {(void *)tail, tail_len}};
+  struct iovec iov[3] = {
+      {&h, sizeof h}, {(void *)fixed, fixed_len}, {(void *)tail, tail_len}};
   return writev_all(fd, iov, 3);
 }
 

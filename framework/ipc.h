@@ -44,8 +44,8 @@ enum wr_ipc_type {
 
 typedef struct wr_ipc_slot {
   uint64_t job_id;
-  int32_t result;   /* warren_result */
-  uint32_t err_len; /* bytes of err used */
+  int32_t result;    /* warren_result */
+  uint32_t err_len;  /* bytes of err used */
   uint32_t over_rss; /* the worker's peak RSS passed rss_limit_kb */
   uint32_t pad;
   char err[WR_IPC_MAX_ERROR];
@@ -64,7 +64,7 @@ typedef struct wr_ipc_shm {
   _Atomic uint32_t claim;
   uint32_t rss_limit_kb; /* set before fork; 0: not checked */
   uint32_t pad3;
-  uint64_t max_jobs;     /* set before fork: jobs to run, 0: no limit */
+  uint64_t max_jobs; /* set before fork: jobs to run, 0: no limit */
   char pad2[32];
   wr_ipc_slot slot[WR_IPC_SLOTS];
 } wr_ipc_shm;
@@ -109,11 +109,11 @@ typedef struct wr_ipc_field {
  * once is written on as it drains, and never blocks the loop. */
 #define WR_IPC_IOV_PER_JOB (2 + 2 * WR_JOB_NFIELDS)
 typedef struct wr_ipc_batch {
-  int n;                              /* jobs in the batch */
+  int n; /* jobs in the batch */
   int niov;
-  int first;                          /* iovecs before it are written */
-  int done;                           /* jobs entirely written */
-  int job_end[WR_IPC_SLOTS];          /* one past each job's last iovec */
+  int first;                 /* iovecs before it are written */
+  int done;                  /* jobs entirely written */
+  int job_end[WR_IPC_SLOTS]; /* one past each job's last iovec */
   wr_ipc_hdr hdr[WR_IPC_SLOTS];
   wr_ipc_job job[WR_IPC_SLOTS];
   struct iovec iov[WR_IPC_SLOTS * WR_IPC_IOV_PER_JOB];

@@ -15,17 +15,17 @@
 #include "retry.h"
 
 typedef struct wr_job {
-  amqp_envelope_t env; /* owned while the job lives */
-  uint64_t id;         /* supervisor-wide sequence, matched in results */
-  uint64_t gen;        /* connection generation the tag belongs to */
-  wr_job_meta meta;    /* attempt, crashes, first failure */
-  double started;      /* monotonic seconds when a worker took it */
+  amqp_envelope_t env;  /* owned while the job lives */
+  uint64_t id;          /* supervisor-wide sequence, matched in results */
+  uint64_t gen;         /* connection generation the tag belongs to */
+  wr_job_meta meta;     /* attempt, crashes, first failure */
+  double started;       /* monotonic seconds when a worker took it */
   uint64_t confirm_seq; /* publish awaiting its confirm; 0: none */
-  double due;          /* when parked (settle.c): monotonic time to requeue */
-  uint16_t handler;    /* index of its handler */
-  uint8_t dead;        /* the awaited publish is a dead letter */
-  uint8_t returned;    /* the broker returned the awaited publish */
-  struct wr_job *next; /* the one queue it is on, or the free list */
+  double due;           /* when parked (settle.c): monotonic time to requeue */
+  uint16_t handler;     /* index of its handler */
+  uint8_t dead;         /* the awaited publish is a dead letter */
+  uint8_t returned;     /* the broker returned the awaited publish */
+  struct wr_job *next;  /* the one queue it is on, or the free list */
 } wr_job;
 
 /* A FIFO of jobs linked through `next`; a job is on one queue at a time. */

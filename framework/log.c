@@ -55,16 +55,16 @@ void wr_logv(warren_log_level level, const char *tag, const char *fmt,
   int n = snprintf(line, sizeof line,
                    "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%d]%s%s ",
                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                   tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L,
-                   level_names[lv], (int)getpid(), tag ? " " : "",
-                   tag ? tag : "");
+                   tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, level_names[lv],
+                   (int)getpid(), tag ? " " : "", tag ? tag : "");
   if (n < 0 || (size_t)n >= sizeof line) n = 0;
   int m = vsnprintf(msg, sizeof msg, fmt, ap);
   size_t mlen = m < 0 ? 0 : (size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1;
   /* Message ids, routing keys and error texts come from publishers and
    * handlers: control characters are escaped so no one forges a log line
    * or drives the operator's terminal. */
-  size_t len = (size_t)n + wr_escape(line + n, sizeof line - (size_t)n - 1, msg, mlen);
+  size_t len =
+      (size_t)n + wr_escape(line + n, sizeof line - (size_t)n - 1, msg, mlen);
   line[len++] = '\n';
   /* One write per line so lines from worker processes do not interleave. */
   ssize_t w = write(STDERR_FILENO, line, len);

@@ -36,7 +36,7 @@ struct wr_loop {
   size_t nsig;
   sigset_t mask, old_mask;
   int sigfd;
-  watch *w;        /* w[k] is polled as pfd[k + 1]; pfd[0] is the signalfd */
+  watch *w; /* w[k] is polled as pfd[k + 1]; pfd[0] is the signalfd */
   struct pollfd *pfd;
   size_t nw, cap;
   int stopped;
@@ -127,13 +127,16 @@ int wr_loop_on_signal(wr_loop *l, int signo, wr_loop_signal_fn fn, void *ctx) {
   return WARREN_OK;
 }
 
-void wr_loop_stop(wr_loop *l) { l->stopped = 1; }
+void wr_loop_stop(wr_loop *l) {
+  l->stopped = 1;
+}
 
 static void read_signals(wr_loop *l) {
   struct signalfd_siginfo si;
   while (read(l->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
     for (size_t i = 0; i < l->nsig; i++)
-      if (l->sig[i].signo == (int)si.ssi_signo) l->sig[i].fn(l->sig[i].ctx, &si);
+      if (l->sig[i].signo == (int)si.ssi_signo)
+        l->sig[i].fn(l->sig[i].ctx, &si);
 }
 
 /* Milliseconds until `due` (0: nothing due), capped at ms. */

@@ -51,7 +51,8 @@ int main(int argc, char **argv) {
   wr_log_init_from_env();
   int check = 0;
   const char *path = NULL;
-  if (argc > 1 && strcmp(argv[1], "dlq") == 0) return wr_dlq_main(argc - 2, argv + 2);
+  if (argc > 1 && strcmp(argv[1], "dlq") == 0)
+    return wr_dlq_main(argc - 2, argv + 2);
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--check-config") == 0) {
       check = 1;

@@ -38,8 +38,7 @@ int wr_plugin_check(const warren_handler *def, char *why, size_t whylen) {
   return WARREN_OK;
 }
 
-int wr_plugin_load(const char *path, wr_plugin *out, char *err,
-                   size_t errlen) {
+int wr_plugin_load(const char *path, wr_plugin *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (!dl) {
@@ -47,10 +46,12 @@ int wr_plugin_load(const char *path, wr_plugin *out, char *err,
     return WARREN_PLUGIN_OPEN;
   }
   dlerror();
-  const warren_handler *def = (const warren_handler *)dlsym(dl, WARREN_HANDLER_SYMBOL);
+  const warren_handler *def =
+      (const warren_handler *)dlsym(dl, WARREN_HANDLER_SYMBOL);
   if (!def) {
     snprintf(err, errlen,
-             "%s: no '" WARREN_HANDLER_SYMBOL "' symbol: not a Warren handler plugin "
+             "%s: no '" WARREN_HANDLER_SYMBOL
+             "' symbol: not a Warren handler plugin "
              "(define it with WARREN_HANDLER_DEFINE)",
              path);
     dlclose(dl);

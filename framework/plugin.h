@@ -19,7 +19,8 @@ typedef struct wr_plugin {
 } wr_plugin;
 
 /* Minimum descriptor size: a 1.0 plugin has everything up to reserved. */
-#define WR_PLUGIN_MIN_SIZE (offsetof(warren_handler, reserved) + sizeof(uint64_t))
+#define WR_PLUGIN_MIN_SIZE \
+  (offsetof(warren_handler, reserved) + sizeof(uint64_t))
 
 /**
  * dlopen `path` (RTLD_NOW|RTLD_LOCAL) and validate its descriptor.

@@ -144,8 +144,10 @@ int wr_pool_start(wr_pool *p, double timeout_s, char *err, size_t errlen) {
       int ms = (int)((deadline - wr_now()) * 1000);
       struct pollfd pfd = {c->fd, POLLIN, 0};
       if (ms <= 0 || poll(&pfd, 1, ms) == 0) {
-        snprintf(err, errlen, "handler %s: worker %d did not finish init() "
-                 "within %.0f s", p->name, (int)c->pid, timeout_s);
+        snprintf(err, errlen,
+                 "handler %s: worker %d did not finish init() "
+                 "within %.0f s",
+                 p->name, (int)c->pid, timeout_s);
         return WARREN_PLUGIN_INIT;
       }
       wr_ipc_hdr h;
@@ -175,7 +177,8 @@ wr_child *wr_pool_pick(wr_pool *p) {
   for (int i = 0; i < p->n; i++) {
     wr_child *c = &p->children[i];
     if (c->state != WR_CHILD_IDLE && c->state != WR_CHILD_BUSY) continue;
-    if (c->len >= p->depth || c->nrev || c->retiring || wr_ipc_batch_pending(c->out))
+    if (c->len >= p->depth || c->nrev || c->retiring ||
+        wr_ipc_batch_pending(c->out))
       continue;
     /* Never more queued than its remaining budget of jobs. */
     if (p->max_jobs && c->jobs + (unsigned long)c->len >= p->max_jobs) continue;
@@ -255,8 +258,8 @@ void wr_pool_job_fields(const wr_job *job, wr_ipc_field f[WR_JOB_NFIELDS]) {
   if (pr->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
     f[WR_JOB_CONTENT_TYPE].ptr =
         field(pr->content_type, &f[WR_JOB_CONTENT_TYPE].len);
-  f[WR_JOB_BODY] = (wr_ipc_field){job->env.message.body.bytes,
-                                  job->env.message.body.len};
+  f[WR_JOB_BODY] =
+      (wr_ipc_field){job->env.message.body.bytes, job->env.message.body.len};
 }
 
 int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
@@ -271,7 +274,8 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
     return WARREN_NOMEM;
   /* Room in the batch, or write it first; a worker whose socket is full
    * takes no more for now (the job stays the caller's). */
-  if ((alone || c->arena_used + hlen > WR_POOL_ARENA || c->out->n == WR_IPC_SLOTS) &&
+  if ((alone || c->arena_used + hlen > WR_POOL_ARENA ||
+       c->out->n == WR_IPC_SLOTS) &&
       flush_child(p, c) != 0)
     return WARREN_IO;
   if (alone) {
@@ -317,15 +321,16 @@ static int revoked_skip(wr_child *c, const wr_ipc_slot *s) {
 
 static void collect(wr_pool *p, wr_child *c) {
   uint32_t published = atomic_load(&c->shm->published);
-  while (c->collected != published &&
-         (c->len > c->unsent || c->nrev)) {
+  while (c->collected != published && (c->len > c->unsent || c->nrev)) {
     const wr_ipc_slot *s = &c->shm->slot[c->collected % WR_IPC_SLOTS];
     if (revoked_skip(c, s)) continue;
     if (c->len <= c->unsent) break;
     wr_job *job = c->q[c->head];
     if (s->job_id != job->id || s->err_len > WR_IPC_MAX_ERROR) {
-      wr_warn("handler %s: worker %d published a result for another job; "
-              "killing it", p->name, (int)c->pid);
+      wr_warn(
+          "handler %s: worker %d published a result for another job; "
+          "killing it",
+          p->name, (int)c->pid);
       kill_worker(c);
       c->collected = published; /* nothing more is trusted from it */
       return;
@@ -337,7 +342,8 @@ static void collect(wr_pool *p, wr_child *c) {
      * leaks is replaced once the jobs it holds are done. */
     if (s->result != WR_IPC_SKIPPED) c->jobs++;
     int over_rss = (int)s->over_rss;
-    int retire = !c->retiring && ((p->max_jobs && c->jobs >= p->max_jobs) || over_rss);
+    int retire =
+        !c->retiring && ((p->max_jobs && c->jobs >= p->max_jobs) || over_rss);
     if (--c->len == 0) {
       c->state = WR_CHILD_IDLE;
       p->busy--;
@@ -355,7 +361,8 @@ static void collect(wr_pool *p, wr_child *c) {
        * back unstarted and go to other workers. */
       c->retiring = 1;
       wr_info("handler %s: worker %d recycled after %lu job(s)%s", p->name,
-              (int)c->pid, c->jobs, over_rss ? ": its memory passed max_worker_rss" : "");
+              (int)c->pid, c->jobs,
+              over_rss ? ": its memory passed max_worker_rss" : "");
     }
   }
 }
@@ -441,8 +448,10 @@ void wr_pool_readable(wr_pool *p, wr_child *c) {
 static void describe(int status, int starting, char *buf, size_t len) {
   if (WIFSIGNALED(status))
     snprintf(buf, len, "killed by signal %d (%s)%s", WTERMSIG(status),
-             strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
-  else if (starting && WIFEXITED(status) && WEXITSTATUS(status) == WR_WORKER_EXIT_INIT)
+             strsignal(WTERMSIG(status)),
+             WCOREDUMP(status) ? ", core dumped" : "");
+  else if (starting && WIFEXITED(status) &&
+           WEXITSTATUS(status) == WR_WORKER_EXIT_INIT)
     snprintf(buf, len, "init() failed");
   else
     snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
@@ -483,9 +492,10 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
     if (c->retiring && !job)
       wr_debug("handler %s: worker %d retired", p->name, (int)pid);
     else
-    wr_log(timed_out ? WARREN_LOG_WARN : WARREN_LOG_ERROR,
-           "handler %s: worker %d %s%s; restarting in %.1f s", p->name,
-           (int)pid, why, job && !timed_out ? " while running a job" : "", delay);
+      wr_log(timed_out ? WARREN_LOG_WARN : WARREN_LOG_ERROR,
+             "handler %s: worker %d %s%s; restarting in %.1f s", p->name,
+             (int)pid, why, job && !timed_out ? " while running a job" : "",
+             delay);
   }
   if (job) p->ev->lost(p->ctx, p, job, why, timed_out);
   for (int k = c->len - 1; k >= (job ? 1 : 0); k--)
@@ -510,15 +520,17 @@ int wr_pool_reap(wr_pool *p, pid_t pid, int status) {
 static void revoke_queued(wr_pool *p, wr_child *c) {
   uint32_t r = c->collected + 1; /* index of the first job behind the head */
   uint32_t expect = r;
-  if (!atomic_compare_exchange_strong(&c->shm->claim, &expect, r | WR_IPC_REVOKED))
+  if (!atomic_compare_exchange_strong(&c->shm->claim, &expect,
+                                      r | WR_IPC_REVOKED))
     return; /* the head just finished and the next one started */
   int n = c->len - 1;
   for (int k = 1; k <= n; k++)
     c->rev[c->nrev++] = c->q[(c->head + k) % WR_POOL_MAX_DEPTH]->id;
   c->len = 1;
-  wr_info("handler %s: a job has run %.1f s in worker %d; %d job(s) queued "
-          "behind it go to other workers", p->name,
-          wr_now() - c->q[c->head]->started, (int)c->pid, n);
+  wr_info(
+      "handler %s: a job has run %.1f s in worker %d; %d job(s) queued "
+      "behind it go to other workers",
+      p->name, wr_now() - c->q[c->head]->started, (int)c->pid, n);
   for (int k = n; k >= 1; k--)
     p->ev->unstarted(p->ctx, p, c->q[(c->head + k) % WR_POOL_MAX_DEPTH]);
 }
@@ -558,7 +570,8 @@ double wr_pool_tick(wr_pool *p, double now) {
         p->restarts++;
         continue;
       }
-      wr_error("handler %s: cannot fork a worker: %s", p->name, strerror(errno));
+      wr_error("handler %s: cannot fork a worker: %s", p->name,
+               strerror(errno));
       c->restart_at = now + p->restart_max;
     }
     if (next == 0 || c->restart_at < next) next = c->restart_at;

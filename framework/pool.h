@@ -26,11 +26,11 @@
 #define WR_POOL_MAX_DEPTH WR_IPC_SLOTS
 
 typedef enum wr_child_state {
-  WR_CHILD_DOWN = 0,  /* not running; restart_at says when */
-  WR_CHILD_STARTING,  /* forked, init() not confirmed yet */
-  WR_CHILD_IDLE,      /* no job queued */
-  WR_CHILD_BUSY,      /* running q[head], maybe more queued */
-  WR_CHILD_EXITING,   /* killed or told to stop; waiting to reap */
+  WR_CHILD_DOWN = 0, /* not running; restart_at says when */
+  WR_CHILD_STARTING, /* forked, init() not confirmed yet */
+  WR_CHILD_IDLE,     /* no job queued */
+  WR_CHILD_BUSY,     /* running q[head], maybe more queued */
+  WR_CHILD_EXITING,  /* killed or told to stop; waiting to reap */
 } wr_child_state;
 
 typedef struct wr_child {
@@ -39,7 +39,7 @@ typedef struct wr_child {
   wr_child_state state;
   wr_job *q[WR_POOL_MAX_DEPTH]; /* given, unanswered; q[head] is running */
   int head, len;
-  int unsent;           /* the last `unsent` of q are still in `out` */
+  int unsent; /* the last `unsent` of q are still in `out` */
   uint64_t rev[WR_POOL_MAX_DEPTH]; /* ids revoked, awaiting their skip */
   int nrev;
   wr_ipc_shm *shm;      /* results (ipc.h), shared with the worker */
@@ -48,11 +48,11 @@ typedef struct wr_child {
   unsigned char *arena; /* their flattened headers */
   unsigned char *big;   /* one job's headers too large for the arena */
   size_t arena_used;
-  double restart_at;    /* monotonic seconds, when DOWN */
-  wr_backoff restart;   /* consecutive deaths back off restarts */
-  int timed_out;        /* killed for running past the job timeout */
-  unsigned long jobs;   /* results since it started */
-  int retiring;         /* takes no more jobs; stopped and replaced when idle */
+  double restart_at;  /* monotonic seconds, when DOWN */
+  wr_backoff restart; /* consecutive deaths back off restarts */
+  int timed_out;      /* killed for running past the job timeout */
+  unsigned long jobs; /* results since it started */
+  int retiring;       /* takes no more jobs; stopped and replaced when idle */
   wr_ipc_reader rd;
 } wr_child;
 
@@ -70,8 +70,8 @@ typedef struct wr_pool_events {
    * front of a FIFO restores the order), or skipped it after
    * wr_pool_drain(). No attempt was spent on it. */
   void (*unstarted)(void *ctx, struct wr_pool *p, wr_job *job);
-  /* Optional. `job` became the one its worker runs (as far as the pool knows: the
-   * worker takes it once the job before it is answered). */
+  /* Optional. `job` became the one its worker runs (as far as the pool knows:
+   * the worker takes it once the job before it is answered). */
   void (*started)(void *ctx, struct wr_pool *p, wr_job *job);
 } wr_pool_events;
 
@@ -80,14 +80,14 @@ typedef struct wr_pool {
   const warren_handler *def;
   const config_setting_t *settings;
   int n;
-  int depth;              /* jobs queued per worker, 1..WR_POOL_MAX_DEPTH */
+  int depth; /* jobs queued per worker, 1..WR_POOL_MAX_DEPTH */
   wr_child *children;
   int idle;               /* children in WR_CHILD_IDLE */
   int busy;               /* children in WR_CHILD_BUSY */
-  double restart_max;    /* retry after this when fork() fails */
+  double restart_max;     /* retry after this when fork() fails */
   double timeout;         /* seconds a job may run, 0: no limit */
   unsigned long max_jobs; /* recycle a worker after this many, 0: never */
-  uint32_t max_rss_kb;    /* recycle a worker whose peak RSS passed it, 0: never */
+  uint32_t max_rss_kb; /* recycle a worker whose peak RSS passed it, 0: never */
   const wr_pool_events *ev;
   void *ctx;
   unsigned long restarts; /* total, for status */

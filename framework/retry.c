@@ -7,12 +7,18 @@
 
 const char *wr_retry_reason(wr_outcome o) {
   switch (o) {
-    case WR_OUT_REJECTED: return "rejected";
-    case WR_OUT_CRASHED: return "crashed";
-    case WR_OUT_TIMEOUT: return "timeout";
-    case WR_OUT_MALFORMED: return "malformed";
-    case WR_OUT_TOO_LARGE: return "too_large";
-    default: return "max-attempts";
+    case WR_OUT_REJECTED:
+      return "rejected";
+    case WR_OUT_CRASHED:
+      return "crashed";
+    case WR_OUT_TIMEOUT:
+      return "timeout";
+    case WR_OUT_MALFORMED:
+      return "malformed";
+    case WR_OUT_TOO_LARGE:
+      return "too_large";
+    default:
+      return "max-attempts";
   }
 }
 
@@ -34,20 +40,28 @@ int wr_retry_meta(const amqp_basic_properties_t *p, int broker_counts,
     int is_int = wr_hdr_amqp_int(&e->value, &n);
     const char *bad = NULL;
     if (key_is(e, WR_H_ATTEMPT)) {
-      if (!is_int || n < 1 || n > WR_RETRY_MAX_COUNT) bad = WR_H_ATTEMPT;
-      else own = n;
+      if (!is_int || n < 1 || n > WR_RETRY_MAX_COUNT)
+        bad = WR_H_ATTEMPT;
+      else
+        own = n;
     } else if (key_is(e, WR_H_CRASHES)) {
-      if (!is_int || n < 0 || n > WR_RETRY_MAX_COUNT) bad = WR_H_CRASHES;
-      else m->crashes = (uint32_t)n;
+      if (!is_int || n < 0 || n > WR_RETRY_MAX_COUNT)
+        bad = WR_H_CRASHES;
+      else
+        m->crashes = (uint32_t)n;
     } else if (key_is(e, WR_H_FIRST_FAILURE)) {
-      if (!is_int || n < 0) bad = WR_H_FIRST_FAILURE;
-      else m->first_failure = n;
+      if (!is_int || n < 0)
+        bad = WR_H_FIRST_FAILURE;
+      else
+        m->first_failure = n;
     } else if (key_is(e, "x-delivery-count") && broker_counts) {
       /* Quorum queues count returns to the queue (a supervisor that died
        * or lost its connection mid-job): evidence of attempts the job's own
        * header could not record. Anywhere else a publisher wrote it. */
-      if (!is_int || n < 0 || n > WR_RETRY_MAX_COUNT) bad = "x-delivery-count";
-      else redeliveries = n;
+      if (!is_int || n < 0 || n > WR_RETRY_MAX_COUNT)
+        bad = "x-delivery-count";
+      else
+        redeliveries = n;
     }
     if (bad) {
       snprintf(why, whylen, "header %s is not a valid count", bad);
@@ -80,7 +94,8 @@ wr_decision wr_retry_decide(const wr_retry_cfg *p, const wr_job_meta *m,
 
 char *wr_retry_queue_name(const char *queue, double delay_s, char *buf,
                           size_t len) {
-  snprintf(buf, len, "%s.retry.%lldms", queue, (long long)(delay_s * 1000.0 + 0.5));
+  snprintf(buf, len, "%s.retry.%lldms", queue,
+           (long long)(delay_s * 1000.0 + 0.5));
   return buf;
 }
 
@@ -104,9 +119,17 @@ int64_t wr_retry_queue_ttl(const wr_retry_cfg *p, int step) {
 /* Warren's bookkeeping on a job; a copy gets fresh values of these. Other
  * headers, "warren-" ones of the application included, are kept. */
 static const char *const own_headers[] = {
-    WR_H_ATTEMPT, WR_H_CRASHES,  WR_H_FIRST_FAILURE, WR_H_LAST_FAILURE,
-    WR_H_LAST_ERROR, WR_H_REASON, WR_H_HANDLER, WR_H_ATTEMPTS,
-    WR_H_HOST,    WR_H_QUEUE,    WR_H_COPY,
+    WR_H_ATTEMPT,
+    WR_H_CRASHES,
+    WR_H_FIRST_FAILURE,
+    WR_H_LAST_FAILURE,
+    WR_H_LAST_ERROR,
+    WR_H_REASON,
+    WR_H_HANDLER,
+    WR_H_ATTEMPTS,
+    WR_H_HOST,
+    WR_H_QUEUE,
+    WR_H_COPY,
     /* The broker's count of returns belongs to the delivery, not the job:
      * copied onto a new message it would be counted again. */
     "x-delivery-count",
@@ -123,9 +146,9 @@ static int replaced(const amqp_table_entry_t *e, const amqp_table_entry_t *add,
   return 0;
 }
 
-amqp_table_t wr_retry_headers(const amqp_table_t *orig, amqp_table_entry_t *store,
-                              size_t cap, const amqp_table_entry_t *add,
-                              size_t n_add) {
+amqp_table_t wr_retry_headers(const amqp_table_t *orig,
+                              amqp_table_entry_t *store, size_t cap,
+                              const amqp_table_entry_t *add, size_t n_add) {
   size_t n = 0;
   for (int i = 0; orig && i < orig->num_entries && n + n_add < cap; i++) {
     const amqp_table_entry_t *e = &orig->entries[i];
@@ -136,12 +159,14 @@ amqp_table_t wr_retry_headers(const amqp_table_t *orig, amqp_table_entry_t *stor
 }
 
 amqp_table_entry_t wr_entry_int(const char *key, int64_t v) {
-  amqp_table_entry_t e = {amqp_cstring_bytes(key), {AMQP_FIELD_KIND_I64, {.i64 = v}}};
+  amqp_table_entry_t e = {amqp_cstring_bytes(key),
+                          {AMQP_FIELD_KIND_I64, {.i64 = v}}};
   return e;
 }
 
 amqp_table_entry_t wr_entry_str(const char *key, const char *v) {
-  amqp_table_entry_t e = {amqp_cstring_bytes(key),
-                          {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(v)}}};
+  amqp_table_entry_t e = {
+      amqp_cstring_bytes(key),
+      {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(v)}}};
   return e;
 }

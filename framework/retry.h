@@ -54,9 +54,9 @@ const char *wr_retry_reason(wr_outcome o);
 
 /* What Warren knows of a job from its headers. */
 typedef struct wr_job_meta {
-  uint32_t attempt;        /* this attempt, 1-based */
-  uint32_t crashes;        /* consecutive crashes before this attempt */
-  int64_t first_failure;   /* unix ms, 0 if it never failed */
+  uint32_t attempt;      /* this attempt, 1-based */
+  uint32_t crashes;      /* consecutive crashes before this attempt */
+  int64_t first_failure; /* unix ms, 0 if it never failed */
 } wr_job_meta;
 
 /* Counts above this in a job's headers are absurd: the job is malformed. */
@@ -98,9 +98,9 @@ int64_t wr_retry_queue_ttl(const wr_retry_cfg *p, int step);
  * always enough); the returned table points into store and into the
  * strings of orig and add, so it is valid while they are.
  */
-amqp_table_t wr_retry_headers(const amqp_table_t *orig, amqp_table_entry_t *store,
-                              size_t cap, const amqp_table_entry_t *add,
-                              size_t n_add);
+amqp_table_t wr_retry_headers(const amqp_table_t *orig,
+                              amqp_table_entry_t *store, size_t cap,
+                              const amqp_table_entry_t *add, size_t n_add);
 
 /* Convenience constructors for table entries. */
 amqp_table_entry_t wr_entry_int(const char *key, int64_t v);

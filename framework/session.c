@@ -10,8 +10,8 @@
 #include "clock.h"
 #include "log.h"
 
-#define READ_BUDGET 256   /* deliveries read before serving workers */
-#define SERVICE_S 1.0     /* heartbeats are serviced at least this often */
+#define READ_BUDGET 256 /* deliveries read before serving workers */
+#define SERVICE_S 1.0   /* heartbeats are serviced at least this often */
 #define RECONNECT_JITTER 0.2
 
 void wr_session_init(wr_session *s, const wr_conn_params *p,
@@ -50,8 +50,8 @@ static void try_connect(wr_session *s) {
   int rc = wr_conn_open(b, &c, err, sizeof err);
   if (rc == WARREN_OK) rc = s->ev->setup(s->ctx, c, err, sizeof err);
   if (rc == WARREN_OK) rc = wr_conn_channel(c, s->pub_ch, 1, err, sizeof err);
-  if (rc == WARREN_OK) rc = wr_loop_watch(s->loop, amqp_get_sockfd(c), POLLIN,
-                                          on_readable, s);
+  if (rc == WARREN_OK)
+    rc = wr_loop_watch(s->loop, amqp_get_sockfd(c), POLLIN, on_readable, s);
   if (rc != WARREN_OK) {
     if (c) amqp_destroy_connection(c);
     plan_reconnect(s, err);
@@ -237,9 +237,9 @@ uint64_t wr_session_publish(wr_session *s, const char *exchange,
                             const amqp_basic_properties_t *props,
                             amqp_bytes_t body) {
   if (!s->conn) return 0;
-  int rc = amqp_basic_publish(s->conn, s->pub_ch, amqp_cstring_bytes(exchange),
-                              amqp_cstring_bytes(routing_key), 1, 0, props,
-                              body);
+  int rc =
+      amqp_basic_publish(s->conn, s->pub_ch, amqp_cstring_bytes(exchange),
+                         amqp_cstring_bytes(routing_key), 1, 0, props, body);
   if (sent(s, rc) != 0) return 0;
   return ++s->pub_seq;
 }

@@ -48,10 +48,10 @@ typedef struct wr_session {
   amqp_channel_t pub_ch; /* confirmed publishing */
   uint64_t pub_seq;      /* confirm sequence of the last publish */
   wr_backoff backoff;
-  double next_connect;   /* when to try again, while disconnected */
-  double next_service;   /* next forced read (heartbeats) */
-  int readable;          /* the socket polled readable this turn */
-  int draining;          /* no reconnecting; cancels are expected */
+  double next_connect; /* when to try again, while disconnected */
+  double next_service; /* next forced read (heartbeats) */
+  int readable;        /* the socket polled readable this turn */
+  int draining;        /* no reconnecting; cancels are expected */
   wr_loop *loop;
   const wr_session_events *ev;
   void *ctx;

@@ -32,8 +32,9 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   amqp_table_entry_t add[12];
   size_t n = 0;
   add[n++] = wr_entry_int(WR_H_COPY, (int64_t)seq);
-  add[n++] = wr_entry_int(WR_H_FIRST_FAILURE,
-                          job->meta.first_failure ? job->meta.first_failure : now);
+  add[n++] =
+      wr_entry_int(WR_H_FIRST_FAILURE,
+                   job->meta.first_failure ? job->meta.first_failure : now);
   add[n++] = wr_entry_int(WR_H_LAST_FAILURE, now);
   add[n++] = wr_entry_str(WR_H_LAST_ERROR, err);
   add[n++] = wr_entry_int(WR_H_CRASHES, crashes);
@@ -58,22 +59,25 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
     exchange[0] = '\0';
     wr_retry_queue_name(hc->queue, hc->retry.backoff[d.step], rk, sizeof rk);
   }
-  const amqp_table_t *orig =
-      (pr._flags & AMQP_BASIC_HEADERS_FLAG) ? &job->env.message.properties.headers : NULL;
+  const amqp_table_t *orig = (pr._flags & AMQP_BASIC_HEADERS_FLAG)
+                                 ? &job->env.message.properties.headers
+                                 : NULL;
   /* Every original header is kept, however many there are. */
   size_t cap = (orig ? (size_t)orig->num_entries : 0) + n;
   amqp_table_entry_t *store = malloc(cap * sizeof *store);
   if (!store) {
-    wr_error("handler %s: out of memory for a copy's headers; the job goes "
-             "back to the queue", hc->name);
+    wr_error(
+        "handler %s: out of memory for a copy's headers; the job goes "
+        "back to the queue",
+        hc->name);
     wr_session_nack(&s->session, h->ch, job->env.delivery_tag, 1);
     wr_sup_release(s, job);
     return;
   }
   pr.headers = wr_retry_headers(orig, store, cap, add, n);
   pr._flags |= AMQP_BASIC_HEADERS_FLAG;
-  uint64_t got = wr_session_publish(&s->session, exchange, rk, &pr,
-                                    job->env.message.body);
+  uint64_t got =
+      wr_session_publish(&s->session, exchange, rk, &pr, job->env.message.body);
   free(store);
   if (!got) { /* connection lost: the broker redelivers the original */
     wr_sup_release(s, job);
@@ -81,9 +85,10 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   }
   amqp_bytes_t id = msg_id(job);
   if (d.dead)
-    wr_warn("handler %s: job %.*s dead-lettered to %s after attempt %u: %s (%s)",
-            hc->name, (int)id.len, (const char *)id.bytes, exchange,
-            job->meta.attempt, d.reason, err);
+    wr_warn(
+        "handler %s: job %.*s dead-lettered to %s after attempt %u: %s (%s)",
+        hc->name, (int)id.len, (const char *)id.bytes, exchange,
+        job->meta.attempt, d.reason, err);
   else
     wr_info("handler %s: job %.*s attempt %u failed (%s); retry in %.1f s",
             hc->name, (int)id.len, (const char *)id.bytes, job->meta.attempt,
@@ -92,7 +97,8 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   job->dead = (uint8_t)d.dead;
   job->returned = 0;
   wr_jobq_push(&s->settle.confirming, job);
-  WR_NOTIFY(&s->obs, republished, h->index, job, d.dead, d.dead ? d.reason : NULL);
+  WR_NOTIFY(&s->obs, republished, h->index, job, d.dead,
+            d.dead ? d.reason : NULL);
 }
 
 void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
@@ -100,8 +106,10 @@ void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   WR_NOTIFY(&s->obs, settled, h->index, job, o, err);
   if (job->gen != s->session.gen || !s->session.conn) {
     WR_NOTIFY(&s->obs, dropped, h->index, 1);
-    wr_debug("handler %s: result for a delivery of a closed connection; the "
-             "broker redelivers it", h->cfg->name);
+    wr_debug(
+        "handler %s: result for a delivery of a closed connection; the "
+        "broker redelivers it",
+        h->cfg->name);
     wr_sup_release(s, job);
     return;
   }
@@ -159,17 +167,20 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
   wr_jobq *q = &s->settle.confirming;
   if (ev->kind == WR_PUB_RETURN) {
     wr_job *j = q->head;
-    while (j && ev->copy >= 0 && j->confirm_seq != (uint64_t)ev->copy) j = j->next;
+    while (j && ev->copy >= 0 && j->confirm_seq != (uint64_t)ev->copy)
+      j = j->next;
     if (!j || ev->copy < 0) {
       /* Not a copy of ours: nothing is tied to it. */
-      wr_error("a message came back unroutable that is no copy awaiting its "
-               "confirm: %s", ev->why);
+      wr_error(
+          "a message came back unroutable that is no copy awaiting its "
+          "confirm: %s",
+          ev->why);
       return;
     }
     j->returned = 1;
     wr_debug("handler %s: a %s copy came back unroutable: %s",
-            s->h[j->handler].cfg->name, j->dead ? "dead-letter" : "retry",
-            ev->why);
+             s->h[j->handler].cfg->name, j->dead ? "dead-letter" : "retry",
+             ev->why);
     return;
   }
   /* Take the confirmed ones off the queue first: acking them may lose the
@@ -178,7 +189,8 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
   wr_job *prev = NULL, *j = q->head;
   while (j) {
     wr_job *next = j->next;
-    if (j->confirm_seq == ev->tag || (ev->multiple && j->confirm_seq < ev->tag)) {
+    if (j->confirm_seq == ev->tag ||
+        (ev->multiple && j->confirm_seq < ev->tag)) {
       wr_jobq_unlink(q, prev, j);
       wr_jobq_push(&done, j);
     } else {
@@ -217,7 +229,8 @@ static void redeclare(wr_sup *s) {
 
 double wr_settle_tick(wr_sup *s, double now) {
   wr_settle *st = &s->settle;
-  if (st->redeclare_at && now >= st->redeclare_at && s->session.conn) redeclare(s);
+  if (st->redeclare_at && now >= st->redeclare_at && s->session.conn)
+    redeclare(s);
   double next = st->redeclare_at;
   wr_jobq keep = {0};
   wr_job *j;

@@ -32,8 +32,8 @@ struct wr_handler_rt;
 #define WR_REFUSAL_MAX_S 30.0
 
 typedef struct wr_settle {
-  wr_jobq confirming; /* originals whose copy awaits its confirm */
-  wr_jobq parked;     /* originals whose copy was refused: requeued when due */
+  wr_jobq confirming;  /* originals whose copy awaits its confirm */
+  wr_jobq parked;      /* originals whose copy was refused: requeued when due */
   double redeclare_at; /* re-declare the topology then (0: not needed) */
 } wr_settle;
 

@@ -12,13 +12,27 @@ static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
   (void)job, (void)err;
   wr_handler_stats *s = &((wr_handler_stats *)ctx)[h];
   switch (o) {
-    case WR_OUT_ACKED: s->acked++; break;
-    case WR_OUT_FAILED: s->failed++; break;
-    case WR_OUT_REJECTED: s->rejected++; break;
-    case WR_OUT_CRASHED: s->lost++; break;
-    case WR_OUT_TIMEOUT: s->timeouts++; break;
-    case WR_OUT_MALFORMED: s->malformed++; break;
-    case WR_OUT_TOO_LARGE: s->too_large++; break;
+    case WR_OUT_ACKED:
+      s->acked++;
+      break;
+    case WR_OUT_FAILED:
+      s->failed++;
+      break;
+    case WR_OUT_REJECTED:
+      s->rejected++;
+      break;
+    case WR_OUT_CRASHED:
+      s->lost++;
+      break;
+    case WR_OUT_TIMEOUT:
+      s->timeouts++;
+      break;
+    case WR_OUT_MALFORMED:
+      s->malformed++;
+      break;
+    case WR_OUT_TOO_LARGE:
+      s->too_large++;
+      break;
   }
 }
 
@@ -44,12 +58,13 @@ const wr_job_events wr_stats_events = {
 };
 
 void wr_stats_log(const char *name, const wr_handler_stats *s) {
-  wr_info("handler %s: delivered %lu, acked %lu, failed %lu, rejected %lu, "
-          "crashed %lu, timed out %lu, malformed %lu, too large %lu; sent to "
-          "retry %lu, "
-          "dead-lettered %lu, copies refused %lu; left to the broker at "
-          "disconnect %lu",
-          name, s->delivered, s->acked, s->failed, s->rejected, s->lost,
-          s->timeouts, s->malformed, s->too_large, s->retried, s->dead, s->republish_failed,
-          s->dropped);
+  wr_info(
+      "handler %s: delivered %lu, acked %lu, failed %lu, rejected %lu, "
+      "crashed %lu, timed out %lu, malformed %lu, too large %lu; sent to "
+      "retry %lu, "
+      "dead-lettered %lu, copies refused %lu; left to the broker at "
+      "disconnect %lu",
+      name, s->delivered, s->acked, s->failed, s->rejected, s->lost,
+      s->timeouts, s->malformed, s->too_large, s->retried, s->dead,
+      s->republish_failed, s->dropped);
 }

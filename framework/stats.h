@@ -19,7 +19,7 @@ typedef struct wr_handler_stats {
   unsigned long retried;   /* copies confirmed into a retry queue */
   unsigned long dead;      /* copies confirmed into the dead-letter queue */
   unsigned long republish_failed; /* copies the broker refused */
-  unsigned long dropped;   /* finished, but their connection closed first */
+  unsigned long dropped; /* finished, but their connection closed first */
 } wr_handler_stats;
 
 /* Subscribe with ctx = an array of wr_handler_stats, one per handler. */

@@ -27,14 +27,14 @@ typedef struct wr_handler_rt {
   wr_plugin plugin;
   wr_pool pool;
   amqp_channel_t ch;
-  char tag[200];       /* consumer tag */
-  wr_jobq pending;     /* delivered, waiting for a worker */
-  void *inline_state;  /* isolation = false: the handler's state */
-  int inline_ready;    /* its init() succeeded */
-  int warned_headers;  /* in process: a job's headers passed a limit */
+  char tag[200];      /* consumer tag */
+  wr_jobq pending;    /* delivered, waiting for a worker */
+  void *inline_state; /* isolation = false: the handler's state */
+  int inline_ready;   /* its init() succeeded */
+  int warned_headers; /* in process: a job's headers passed a limit */
   wr_acks acks;
-  wr_backoff refusal;  /* before requeueing a job whose copy was refused */
-  int refusing;        /* its retry/dead-letter copies are being refused */
+  wr_backoff refusal;     /* before requeueing a job whose copy was refused */
+  int refusing;           /* its retry/dead-letter copies are being refused */
   struct child_ref *refs; /* its workers' sockets as the loop watches them */
 } wr_handler_rt;
 
@@ -53,7 +53,7 @@ struct wr_sup {
   wr_health_state hs;      /* read by the health thread */
   wr_health *health;
   int draining;
-  int stopping;           /* the loop is over: workers are being stopped */
+  int stopping; /* the loop is over: workers are being stopped */
   double drain_deadline;
   amqp_channel_t declare_ch; /* re-declaring topology while running */
   char host[64];

@@ -91,8 +91,10 @@ static void on_lost(void *ctx, wr_pool *p, wr_job *job, const char *why,
     /* Killed by a forced stop, not a crash: the job goes back to the
      * queue unacked, and no copy is made (one or the other, never both). */
     WR_NOTIFY(&h->sup->obs, dropped, h->index, 1);
-    wr_warn("handler %s: a job was still running at the forced stop; the "
-            "broker delivers it again", h->cfg->name);
+    wr_warn(
+        "handler %s: a job was still running at the forced stop; the "
+        "broker delivers it again",
+        h->cfg->name);
     wr_sup_release(h->sup, job);
     return;
   }
@@ -154,7 +156,9 @@ static void on_lost_connection(void *ctx) {
   wr_settle_forget(s);
 }
 
-static wr_job *on_slot(void *ctx) { return ((wr_sup *)ctx)->free_list; }
+static wr_job *on_slot(void *ctx) {
+  return ((wr_sup *)ctx)->free_list;
+}
 
 static void on_delivery(void *ctx, wr_job *job) {
   wr_sup *s = ctx;
@@ -168,9 +172,10 @@ static void on_undecodable(void *ctx, amqp_channel_t ch, uint64_t tag,
   const char *name = ch >= 1 && ch <= s->nh ? s->h[ch - 1].cfg->name : "-";
   /* Nothing of it can be republished: the broker dead-letters the message
    * itself, intact, to the work queue's dead-letter exchange (Q.dlx). */
-  wr_error("handler %s: delivery tag %llu has a content header that cannot be "
-           "decoded (%s); rejected to the dead-letter queue as it is",
-           name, (unsigned long long)tag, why);
+  wr_error(
+      "handler %s: delivery tag %llu has a content header that cannot be "
+      "decoded (%s); rejected to the dead-letter queue as it is",
+      name, (unsigned long long)tag, why);
   if (ch >= 1 && ch <= s->nh) s->stats[ch - 1].malformed++;
   wr_session_nack(&s->session, ch, tag, 0);
 }
@@ -186,8 +191,8 @@ static const char *on_channel_name(void *ctx, amqp_channel_t ch) {
 }
 
 static const wr_session_events session_events = {
-    on_setup, on_connected, on_lost_connection, on_slot,
-    on_delivery, on_undecodable, on_published, on_channel_name,
+    on_setup,    on_connected,   on_lost_connection, on_slot,
+    on_delivery, on_undecodable, on_published,       on_channel_name,
 };
 
 /* ---- signals and draining ------------------------------------------------ */
@@ -204,8 +209,8 @@ static void begin_drain(wr_sup *s) {
   s->drain_deadline = wr_now() + s->cfg->shutdown_grace;
   int busy = 0;
   for (size_t i = 0; i < s->nh; i++) busy += s->h[i].pool.busy;
-  wr_info("stopping: cancelling consumers; %d job(s) running get %.0f s",
-          busy, s->cfg->shutdown_grace);
+  wr_info("stopping: cancelling consumers; %d job(s) running get %.0f s", busy,
+          s->cfg->shutdown_grace);
   for (size_t i = 0; i < s->nh; i++) wr_pool_drain(&s->h[i].pool);
   for (size_t i = 0; i < s->nh && s->session.conn; i++)
     wr_session_cancel(&s->session, s->h[i].ch, s->h[i].tag);
@@ -232,7 +237,8 @@ static void on_other_signal(void *ctx, const struct signalfd_siginfo *si) {
           si->ssi_signo, strsignal((int)si->ssi_signo));
 }
 
-/* ---- one turn -------------------------------------------------------------- */
+/* ---- one turn --------------------------------------------------------------
+ */
 
 static void on_child_io(void *ctx, int fd, short revents) {
   child_ref *r = ctx;
@@ -280,7 +286,8 @@ static double earliest(double a, double b) {
 
 static double prepare(void *ctx, double now) {
   wr_sup *s = ctx;
-  atomic_store_explicit(&s->hs.tick_ms, (long long)(now * 1000), memory_order_relaxed);
+  atomic_store_explicit(&s->hs.tick_ms, (long long)(now * 1000),
+                        memory_order_relaxed);
   if (s->draining &&
       ((busy_total(s) == 0 && (wr_settle_idle(s) || !s->session.conn)) ||
        now >= s->drain_deadline)) {
@@ -354,7 +361,8 @@ int wr_sup_run(wr_sup *s) {
     for (size_t i = 0; i < s->nh; i++) wr_sup_flush_acks(s, &s->h[i]);
     wr_session_close(&s->session);
   }
-  for (size_t i = 0; i < s->nh; i++) wr_stats_log(s->h[i].cfg->name, &s->stats[i]);
+  for (size_t i = 0; i < s->nh; i++)
+    wr_stats_log(s->h[i].cfg->name, &s->stats[i]);
   return rc == 0 ? 0 : 1;
 }
 
@@ -401,7 +409,9 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
   /* Enough queued per worker to hide the round trip, never more than
    * its share of the prefetch (so prefetch 1 stays strictly one). */
   int depth = h->cfg->prefetch / h->cfg->concurrency;
-  h->pool.depth = depth < 1 ? 1 : depth > WR_POOL_MAX_DEPTH ? WR_POOL_MAX_DEPTH : depth;
+  h->pool.depth = depth < 1                   ? 1
+                  : depth > WR_POOL_MAX_DEPTH ? WR_POOL_MAX_DEPTH
+                                              : depth;
   h->refs = calloc((size_t)h->pool.n, sizeof *h->refs);
   if (!h->refs) return WARREN_NOMEM;
   for (int k = 0; k < h->pool.n; k++)
@@ -421,9 +431,11 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   for (size_t i = 0; i < s->nh; i++)
     /* Pending plus running jobs of the current connection stay within
      * prefetch; running jobs of an older connection add up to concurrency. */
-    nslots += (size_t)cfg->handlers[i].prefetch + (size_t)cfg->handlers[i].concurrency;
+    nslots += (size_t)cfg->handlers[i].prefetch +
+              (size_t)cfg->handlers[i].concurrency;
   s->slots = calloc(nslots + 1, sizeof *s->slots);
-  int rc = (s->h && s->stats && s->slots) ? wr_loop_create(&s->loop) : WARREN_NOMEM;
+  int rc =
+      (s->h && s->stats && s->slots) ? wr_loop_create(&s->loop) : WARREN_NOMEM;
   if (rc != WARREN_OK) {
     wr_sup_destroy(s);
     return rc;
@@ -448,14 +460,19 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   /* Signals are read through the loop's signalfd; workers unblock them
    * after fork (pool.c), so they are registered before any fork. */
   static const int others[] = {SIGHUP, SIGUSR1, SIGUSR2};
-  if (rc == WARREN_OK) rc = wr_loop_on_signal(s->loop, SIGTERM, on_stop_signal, s);
-  if (rc == WARREN_OK) rc = wr_loop_on_signal(s->loop, SIGINT, on_stop_signal, s);
-  if (rc == WARREN_OK) rc = wr_loop_on_signal(s->loop, SIGCHLD, on_child_signal, s);
+  if (rc == WARREN_OK)
+    rc = wr_loop_on_signal(s->loop, SIGTERM, on_stop_signal, s);
+  if (rc == WARREN_OK)
+    rc = wr_loop_on_signal(s->loop, SIGINT, on_stop_signal, s);
+  if (rc == WARREN_OK)
+    rc = wr_loop_on_signal(s->loop, SIGCHLD, on_child_signal, s);
   for (size_t i = 0; i < sizeof others / sizeof *others && rc == WARREN_OK; i++)
     rc = wr_loop_on_signal(s->loop, others[i], on_other_signal, s);
-  if (rc != WARREN_OK && !err[0]) snprintf(err, errlen, "signalfd: %s", warren_strerror(rc));
+  if (rc != WARREN_OK && !err[0])
+    snprintf(err, errlen, "signalfd: %s", warren_strerror(rc));
   for (size_t i = 0; i < s->nh && rc == WARREN_OK; i++)
-    if (s->h[i].cfg->isolated) rc = wr_pool_start(&s->h[i].pool, WORKER_START_S, err, errlen);
+    if (s->h[i].cfg->isolated)
+      rc = wr_pool_start(&s->h[i].pool, WORKER_START_S, err, errlen);
   if (rc == WARREN_OK) rc = wr_loop_add_phase(s->loop, &turn, s);
   atomic_store(&s->hs.tick_ms, wr_now_ms());
   if (rc == WARREN_OK && cfg->health_port > 0) {
@@ -476,7 +493,9 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   return WARREN_OK;
 }
 
-int wr_sup_ready(const wr_sup *s) { return atomic_load(&s->hs.ready); }
+int wr_sup_ready(const wr_sup *s) {
+  return atomic_load(&s->hs.ready);
+}
 
 const wr_handler_stats *wr_sup_stats(const wr_sup *s, size_t handler) {
   return handler < s->nh ? &s->stats[handler] : NULL;

@@ -85,8 +85,9 @@ static int bind(amqp_connection_state_t c, amqp_channel_t ch, const char *queue,
                 const char *exchange, const char *key, char *err,
                 size_t errlen) {
   char what[1024];
-  amqp_queue_bind(c, ch, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
-                  amqp_cstring_bytes(key), amqp_empty_table);
+  amqp_queue_bind(c, ch, amqp_cstring_bytes(queue),
+                  amqp_cstring_bytes(exchange), amqp_cstring_bytes(key),
+                  amqp_empty_table);
   snprintf(what, sizeof what, "bind queue '%s' to exchange '%s' key '%s'",
            queue, exchange, key);
   return checked(c, ch, what, err, errlen);
@@ -111,7 +112,8 @@ static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
   qargs work = {.n = 0};
   type_args(&work, h);
   arg_str(&work, "x-dead-letter-exchange", dlx);
-  if (rc == WARREN_OK) rc = ensure_queue(c, ch, h, h->queue, &work, err, errlen);
+  if (rc == WARREN_OK)
+    rc = ensure_queue(c, ch, h, h->queue, &work, err, errlen);
   qargs dead = {.n = 0};
   type_args(&dead, h);
   /* Browsing the DLQ (warren dlq list) returns messages to it, which a
@@ -120,7 +122,8 @@ static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
    * are looked at. */
   if (h->quorum) arg_int(&dead, "x-delivery-limit", 1000000000);
   if (rc == WARREN_OK) rc = ensure_queue(c, ch, h, dlq, &dead, err, errlen);
-  if (rc == WARREN_OK && h->declare) rc = bind(c, ch, dlq, dlx, "", err, errlen);
+  if (rc == WARREN_OK && h->declare)
+    rc = bind(c, ch, dlq, dlx, "", err, errlen);
   for (int i = 0; rc == WARREN_OK && i < h->retry.n_backoff; i++) {
     qargs rq = {.n = 0};
     type_args(&rq, h);
@@ -165,8 +168,8 @@ int wr_topology_consume(amqp_connection_state_t c, amqp_channel_t ch,
   snprintf(what, sizeof what, "basic.qos prefetch %d (handler %s)", h->prefetch,
            h->name);
   if ((rc = checked(c, ch, what, err, errlen)) != WARREN_OK) return rc;
-  amqp_basic_consume(c, ch, amqp_cstring_bytes(h->queue), amqp_cstring_bytes(tag),
-                     0, 0, 0, amqp_empty_table);
+  amqp_basic_consume(c, ch, amqp_cstring_bytes(h->queue),
+                     amqp_cstring_bytes(tag), 0, 0, 0, amqp_empty_table);
   snprintf(what, sizeof what, "consume queue '%s' (handler %s)", h->queue,
            h->name);
   return checked(c, ch, what, err, errlen);

@@ -40,14 +40,17 @@ static void api_set_error(const warren_message *msg, const char *fmt, ...) {
   va_start(ap, fmt);
   int n = vsnprintf(g_err, sizeof g_err, fmt, ap);
   va_end(ap);
-  g_err_len = n < 0 ? 0 : (size_t)n < sizeof g_err ? (size_t)n : sizeof g_err - 1;
+  g_err_len = n < 0                      ? 0
+              : (size_t)n < sizeof g_err ? (size_t)n
+                                         : sizeof g_err - 1;
 }
 
 static int api_setting_get(const warren_settings *s, const char *path,
                            warren_value *out) {
   memset(out, 0, sizeof *out);
   const config_setting_t *g = (const config_setting_t *)s;
-  config_setting_t *v = g ? config_setting_lookup((config_setting_t *)g, path) : NULL;
+  config_setting_t *v =
+      g ? config_setting_lookup((config_setting_t *)g, path) : NULL;
   if (!v) return WARREN_NOT_FOUND;
   switch (config_setting_type(v)) {
     case CONFIG_TYPE_INT:
@@ -141,8 +144,8 @@ static int unpack(unsigned char *p, size_t len, warren_message *msg,
   }
   if (off != len) return -1;
   *job_id = j.job_id;
-  return wr_worker_message(msg, f, j.field_len, hdrs, j.delivery_tag,
-                           j.attempt, j.redelivered);
+  return wr_worker_message(msg, f, j.field_len, hdrs, j.delivery_tag, j.attempt,
+                           j.redelivered);
 }
 
 int wr_worker_message(warren_message *msg, const char *const f[WR_JOB_NFIELDS],
@@ -194,17 +197,16 @@ int wr_worker_init(const char *handler_name, const warren_handler *def,
 }
 
 int32_t wr_worker_run(const char *handler_name, const warren_handler *def,
-                      void *state, const warren_message *msg,
-                      const char **err, size_t *err_len) {
+                      void *state, const warren_message *msg, const char **err,
+                      size_t *err_len) {
   set_handler(handler_name);
   g_err_len = 0;
   g_current = msg;
   int32_t result = (int32_t)def->handle(state, msg);
   g_current = NULL;
   if (result < WARREN_ACK || result > WARREN_REJECT) {
-    g_err_len = (size_t)snprintf(g_err, sizeof g_err,
-                                 "handler returned invalid result %d",
-                                 (int)result);
+    g_err_len = (size_t)snprintf(
+        g_err, sizeof g_err, "handler returned invalid result %d", (int)result);
     result = WARREN_RETRY;
   }
   *err = g_err;
@@ -221,7 +223,8 @@ void wr_worker_main(int fd, wr_ipc_shm *shm, const char *handler_name,
     wr_ipc_send(fd, WR_IPC_INIT_FAILED, NULL, 0, why, strlen(why));
     die(WR_WORKER_EXIT_INIT);
   }
-  if (wr_ipc_send(fd, WR_IPC_READY, NULL, 0, NULL, 0) != 0) die(WR_WORKER_EXIT_OK);
+  if (wr_ipc_send(fd, WR_IPC_READY, NULL, 0, NULL, 0) != 0)
+    die(WR_WORKER_EXIT_OK);
 
   /* Jobs arrive back to back: read as much as the socket holds and take
    * frames from the buffer, so a run of small jobs costs one read(). */

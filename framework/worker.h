@@ -38,8 +38,8 @@ _Noreturn void wr_worker_main(int fd, struct wr_ipc_shm *shm,
 int wr_worker_init(const char *handler_name, const warren_handler *def,
                    const config_setting_t *settings, void **state);
 int32_t wr_worker_run(const char *handler_name, const warren_handler *def,
-                      void *state, const warren_message *msg,
-                      const char **err, size_t *err_len);
+                      void *state, const warren_message *msg, const char **err,
+                      size_t *err_len);
 
 /*
  * The one builder of the warren_message a handler sees, in a worker and in

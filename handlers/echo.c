@@ -29,8 +29,8 @@ static warren_result echo_handle(void *state, const warren_message *m) {
   echo *e = state;
   int shown = m->body_len > 200 ? 200 : (int)m->body_len;
   e->api->log(WARREN_LOG_INFO, "%s: job %s (key %s, attempt %u): %.*s%s",
-              e->prefix, m->message_id[0] ? m->message_id : "-",
-              m->routing_key, m->attempt, shown, (const char *)m->body,
+              e->prefix, m->message_id[0] ? m->message_id : "-", m->routing_key,
+              m->attempt, shown, (const char *)m->body,
               m->body_len > 200 ? "..." : "");
   return WARREN_ACK;
 }

@@ -40,10 +40,11 @@ static int mail_init(const warren_api *api, const warren_settings *settings,
     free(m);
     return WARREN_IO;
   }
-  m->fail_domains = api->setting_get(settings, "fail_domains", &v) == WARREN_OK &&
-                            v.type == WARREN_VALUE_STRING
-                        ? v.str
-                        : "";
+  m->fail_domains =
+      api->setting_get(settings, "fail_domains", &v) == WARREN_OK &&
+              v.type == WARREN_VALUE_STRING
+          ? v.str
+          : "";
   *state = m;
   return WARREN_OK;
 }
@@ -66,7 +67,8 @@ static warren_result mail_handle(void *state, const warren_message *msg) {
   const cJSON *subject = cJSON_GetObjectItemCaseSensitive(j, "subject");
   if (!cJSON_IsString(to) || !cJSON_IsString(subject) ||
       !strchr(to->valuestring, '@')) {
-    m->api->set_error(msg, "body is not {\"to\": \"user@host\", \"subject\": ...}");
+    m->api->set_error(msg,
+                      "body is not {\"to\": \"user@host\", \"subject\": ...}");
     cJSON_Delete(j);
     return WARREN_REJECT;
   }

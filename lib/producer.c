@@ -14,17 +14,20 @@
 struct warren_producer {
   amqp_connection_state_t c;
   wr_confirms cf;
-  char err[sizeof ((wr_confirms *)0)->err]; /* warren_producer_error() */
+  char err[sizeof((wr_confirms *)0)->err]; /* warren_producer_error() */
 };
 
 /* An options field exists when the caller's struct is large enough. */
 #define HAS(o, field) \
   ((o)->size >= offsetof(warren_producer_opts, field) + sizeof((o)->field))
 
-int warren_producer_open(const warren_producer_opts *o,
-                         warren_producer **out) {
-  wr_conn_params b = {.host = "127.0.0.1", .port = 5672, .vhost = "/",
-                      .user = "guest", .password = "guest", .heartbeat = 30,
+int warren_producer_open(const warren_producer_opts *o, warren_producer **out) {
+  wr_conn_params b = {.host = "127.0.0.1",
+                      .port = 5672,
+                      .vhost = "/",
+                      .user = "guest",
+                      .password = "guest",
+                      .heartbeat = 30,
                       .connect_timeout = 5};
   if (o) {
     if (o->host) b.host = o->host;
@@ -101,9 +104,9 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
     pr.headers = (amqp_table_t){(int)o->n_headers, entries};
   }
   amqp_bytes_t b = {len, (void *)body};
-  rc = amqp_basic_publish(p->c, CH, amqp_cstring_bytes(exchange ? exchange : ""),
-                          amqp_cstring_bytes(routing_key ? routing_key : ""),
-                          1, 0, &pr, b);
+  rc = amqp_basic_publish(
+      p->c, CH, amqp_cstring_bytes(exchange ? exchange : ""),
+      amqp_cstring_bytes(routing_key ? routing_key : ""), 1, 0, &pr, b);
   if (rc != AMQP_STATUS_OK) {
     snprintf(p->err, sizeof p->err, "publish: %s", amqp_error_string2(rc));
     p->cf.broken = 1;
@@ -119,7 +122,8 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
 
 int warren_producer_close(warren_producer *p) {
   if (!p) return WARREN_OK;
-  int rc = p->cf.broken ? WARREN_BROKER_CLOSED : warren_producer_flush(p, 10000);
+  int rc =
+      p->cf.broken ? WARREN_BROKER_CLOSED : warren_producer_flush(p, 10000);
   if (p->cf.broken)
     amqp_destroy_connection(p->c);
   else

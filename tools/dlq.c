@@ -29,7 +29,8 @@ static amqp_bytes_t header_str(const amqp_basic_properties_t *p,
   if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return none;
   for (int i = 0; i < p->headers.num_entries; i++) {
     const amqp_table_entry_t *e = &p->headers.entries[i];
-    if (e->key.len == strlen(key) && memcmp(e->key.bytes, key, e->key.len) == 0 &&
+    if (e->key.len == strlen(key) &&
+        memcmp(e->key.bytes, key, e->key.len) == 0 &&
         (e->value.kind == AMQP_FIELD_KIND_UTF8 ||
          e->value.kind == AMQP_FIELD_KIND_BYTES))
       return e->value.value.bytes;
@@ -42,7 +43,8 @@ static int64_t header_int(const amqp_basic_properties_t *p, const char *key) {
   for (int i = 0; i < p->headers.num_entries; i++) {
     const amqp_table_entry_t *e = &p->headers.entries[i];
     int64_t v;
-    if (e->key.len == strlen(key) && memcmp(e->key.bytes, key, e->key.len) == 0 &&
+    if (e->key.len == strlen(key) &&
+        memcmp(e->key.bytes, key, e->key.len) == 0 &&
         wr_hdr_amqp_int(&e->value, &v))
       return v;
   }
@@ -72,13 +74,15 @@ static const char *esc(amqp_bytes_t b) {
 
 static void print_summary(long n, const amqp_message_t *m) {
   const amqp_basic_properties_t *p = &m->properties;
-  amqp_bytes_t id = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id
-                                                            : (amqp_bytes_t){1, "-"};
+  amqp_bytes_t id = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+                        ? p->message_id
+                        : (amqp_bytes_t){1, "-"};
   char when[32];
   fmt_time(header_int(p, WR_H_LAST_FAILURE), when, sizeof when);
   printf("%-4ld %-24s %-12s %8lld  %s  %s\n", n, esc(id),
-         esc(header_str(p, WR_H_REASON)), (long long)header_int(p, WR_H_ATTEMPTS),
-         when, esc(header_str(p, WR_H_LAST_ERROR)));
+         esc(header_str(p, WR_H_REASON)),
+         (long long)header_int(p, WR_H_ATTEMPTS), when,
+         esc(header_str(p, WR_H_LAST_ERROR)));
 }
 
 /* A header value as text; nested tables and arrays are only named. */
@@ -90,19 +94,37 @@ static void print_value(const amqp_field_value_t *v) {
   }
   switch (v->kind) {
     case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES: printf("%s", esc(v->value.bytes)); break;
-    case AMQP_FIELD_KIND_BOOLEAN: printf("%s", v->value.boolean ? "true" : "false"); break;
-    case AMQP_FIELD_KIND_F32: printf("%g", (double)v->value.f32); break;
-    case AMQP_FIELD_KIND_F64: printf("%g", v->value.f64); break;
+    case AMQP_FIELD_KIND_BYTES:
+      printf("%s", esc(v->value.bytes));
+      break;
+    case AMQP_FIELD_KIND_BOOLEAN:
+      printf("%s", v->value.boolean ? "true" : "false");
+      break;
+    case AMQP_FIELD_KIND_F32:
+      printf("%g", (double)v->value.f32);
+      break;
+    case AMQP_FIELD_KIND_F64:
+      printf("%g", v->value.f64);
+      break;
     case AMQP_FIELD_KIND_DECIMAL:
       printf("%u (decimal, %u places)", v->value.decimal.value,
              (unsigned)v->value.decimal.decimals);
       break;
-    case AMQP_FIELD_KIND_TIMESTAMP: printf("%llu (timestamp)", (unsigned long long)v->value.u64); break;
-    case AMQP_FIELD_KIND_VOID: printf("(void)"); break;
-    case AMQP_FIELD_KIND_TABLE: printf("(table of %d)", v->value.table.num_entries); break;
-    case AMQP_FIELD_KIND_ARRAY: printf("(array of %d)", v->value.array.num_entries); break;
-    default: printf("(type '%c')", (char)v->kind); break;
+    case AMQP_FIELD_KIND_TIMESTAMP:
+      printf("%llu (timestamp)", (unsigned long long)v->value.u64);
+      break;
+    case AMQP_FIELD_KIND_VOID:
+      printf("(void)");
+      break;
+    case AMQP_FIELD_KIND_TABLE:
+      printf("(table of %d)", v->value.table.num_entries);
+      break;
+    case AMQP_FIELD_KIND_ARRAY:
+      printf("(array of %d)", v->value.array.num_entries);
+      break;
+    default:
+      printf("(type '%c')", (char)v->kind);
+      break;
   }
 }
 
@@ -115,7 +137,9 @@ static void print_full(long n, const amqp_message_t *m) {
     printf("correlation_id: %s\n", esc(p->correlation_id));
   if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
     printf("content_type: %s\n", esc(p->content_type));
-  for (int i = 0; (p->_flags & AMQP_BASIC_HEADERS_FLAG) && i < p->headers.num_entries; i++) {
+  for (int i = 0;
+       (p->_flags & AMQP_BASIC_HEADERS_FLAG) && i < p->headers.num_entries;
+       i++) {
     const amqp_table_entry_t *e = &p->headers.entries[i];
     printf("header %s: ", esc(e->key));
     print_value(&e->value);
@@ -138,8 +162,8 @@ static int replay_one(amqp_connection_state_t c, wr_confirms *cf,
   amqp_basic_properties_t pr = m->properties;
   const amqp_table_t *orig =
       (pr._flags & AMQP_BASIC_HEADERS_FLAG) ? &m->properties.headers : NULL;
-  amqp_table_entry_t add = wr_entry_int(WR_H_REPLAYS,
-                                        header_int(&m->properties, WR_H_REPLAYS) + 1);
+  amqp_table_entry_t add =
+      wr_entry_int(WR_H_REPLAYS, header_int(&m->properties, WR_H_REPLAYS) + 1);
   /* Every header of the dead letter is kept, however many. */
   size_t cap = (orig ? (size_t)orig->num_entries : 0) + 1;
   amqp_table_entry_t *store = malloc(cap * sizeof *store);
@@ -155,7 +179,8 @@ static int replay_one(amqp_connection_state_t c, wr_confirms *cf,
   }
   wr_confirms_sent(cf);
   rc = wr_confirms_wait(c, cf, 30000);
-  if (rc != WARREN_OK) fprintf(stderr, "dlq: replay not confirmed: %s\n", cf->err);
+  if (rc != WARREN_OK)
+    fprintf(stderr, "dlq: replay not confirmed: %s\n", cf->err);
   return rc;
 }
 
@@ -171,7 +196,8 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
   rc = wr_conn_channel(c, CH, 1, err, sizeof err);
   amqp_queue_declare_ok_t *q = NULL;
   if (rc == WARREN_OK) {
-    q = amqp_queue_declare(c, CH, amqp_cstring_bytes(dlq), 1, 0, 0, 0, amqp_empty_table);
+    q = amqp_queue_declare(c, CH, amqp_cstring_bytes(dlq), 1, 0, 0, 0,
+                           amqp_empty_table);
     char what[400];
     snprintf(what, sizeof what, "dead-letter queue '%s'", dlq);
     rc = wr_conn_reply(c, amqp_get_rpc_reply(c), what, err, sizeof err);
@@ -187,9 +213,12 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
   int filtered = o->reason || o->id;
   if (!strcmp(o->cmd, "purge") && !filtered && !o->count) {
     amqp_queue_purge_ok_t *p = amqp_queue_purge(c, CH, amqp_cstring_bytes(dlq));
-    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "queue.purge", err, sizeof err);
-    if (rc == WARREN_OK) printf("purged %u message(s) from %s\n", p->message_count, dlq);
-    else fprintf(stderr, "dlq: %s\n", err);
+    rc =
+        wr_conn_reply(c, amqp_get_rpc_reply(c), "queue.purge", err, sizeof err);
+    if (rc == WARREN_OK)
+      printf("purged %u message(s) from %s\n", p->message_count, dlq);
+    else
+      fprintf(stderr, "dlq: %s\n", err);
     wr_conn_close(c);
     return rc;
   }
@@ -201,7 +230,8 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
   for (long n = 1; n <= total && rc == WARREN_OK; n++) {
     amqp_maybe_release_buffers(c);
     amqp_rpc_reply_t r = amqp_basic_get(c, CH, amqp_cstring_bytes(dlq), 0);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL || r.reply.id != AMQP_BASIC_GET_OK_METHOD)
+    if (r.reply_type != AMQP_RESPONSE_NORMAL ||
+        r.reply.id != AMQP_BASIC_GET_OK_METHOD)
       break;
     uint64_t tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
     amqp_message_t m;
@@ -210,9 +240,10 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
       break;
     }
     const amqp_basic_properties_t *p = &m.properties;
-    int match = (!o->reason || bytes_eq(header_str(p, WR_H_REASON), o->reason)) &&
-                (!o->id || ((p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) &&
-                            bytes_eq(p->message_id, o->id)));
+    int match =
+        (!o->reason || bytes_eq(header_str(p, WR_H_REASON), o->reason)) &&
+        (!o->id || ((p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) &&
+                    bytes_eq(p->message_id, o->id)));
     if (match && (!o->count || matched < o->count)) {
       matched++;
       if (!strcmp(o->cmd, "list")) {
@@ -222,13 +253,15 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
       } else {
         if (!strcmp(o->cmd, "replay")) rc = replay_one(c, &cf, h, &m);
         /* Removed from the DLQ only once its copy is confirmed. */
-        if (rc == WARREN_OK && amqp_basic_ack(c, CH, tag, 0) == AMQP_STATUS_OK) done++;
+        if (rc == WARREN_OK && amqp_basic_ack(c, CH, tag, 0) == AMQP_STATUS_OK)
+          done++;
       }
     }
     amqp_destroy_message(&m);
   }
   if (!strcmp(o->cmd, "replay"))
-    printf("replayed %ld message(s) from %s to queue %s\n", done, dlq, h->queue);
+    printf("replayed %ld message(s) from %s to queue %s\n", done, dlq,
+           h->queue);
   else if (!strcmp(o->cmd, "purge"))
     printf("purged %ld message(s) from %s\n", done, dlq);
   else
@@ -238,16 +271,17 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
 }
 
 static void dlq_usage(FILE *f) {
-  fprintf(f,
-          "usage: warren dlq list|show|replay|purge CONFIG_FILE HANDLER\n"
-          "                  [--count N] [--reason REASON] [--id MESSAGE_ID]\n"
-          "  list    one line per dead letter: id, reason, attempts, last error\n"
-          "  show    every header and the body\n"
-          "  replay  republish to the work queue with attempts reset\n"
-          "          (confirmed by the broker, then removed from the DLQ)\n"
-          "  purge   delete (all, or those matching)\n"
-          "Exit status: 0 done, 1 broker trouble (a replay not confirmed\n"
-          "included), 2 usage or configuration error.\n");
+  fprintf(
+      f,
+      "usage: warren dlq list|show|replay|purge CONFIG_FILE HANDLER\n"
+      "                  [--count N] [--reason REASON] [--id MESSAGE_ID]\n"
+      "  list    one line per dead letter: id, reason, attempts, last error\n"
+      "  show    every header and the body\n"
+      "  replay  republish to the work queue with attempts reset\n"
+      "          (confirmed by the broker, then removed from the DLQ)\n"
+      "  purge   delete (all, or those matching)\n"
+      "Exit status: 0 done, 1 broker trouble (a replay not confirmed\n"
+      "included), 2 usage or configuration error.\n");
 }
 
 int wr_dlq_main(int argc, char **argv) {
@@ -260,8 +294,8 @@ int wr_dlq_main(int argc, char **argv) {
     dlq_usage(stdout);
     return 0;
   }
-  if (strcmp(o.cmd, "list") && strcmp(o.cmd, "show") && strcmp(o.cmd, "replay") &&
-      strcmp(o.cmd, "purge"))
+  if (strcmp(o.cmd, "list") && strcmp(o.cmd, "show") &&
+      strcmp(o.cmd, "replay") && strcmp(o.cmd, "purge"))
     goto usage;
   for (; i < argc; i++) {
     if (!strcmp(argv[i], "--count") && i + 1 < argc) {

@@ -37,18 +37,21 @@ static long number(const char *opt, const char *v, long min, long max) {
   errno = 0;
   long n = strtol(v, &end, 10);
   if (errno || end == v || *end || n < min || n > max) {
-    fprintf(stderr, "warren-publish: %s takes a whole number from %ld to %ld "
-            "(got '%s')\n", opt, min, max, v);
+    fprintf(stderr,
+            "warren-publish: %s takes a whole number from %ld to %ld "
+            "(got '%s')\n",
+            opt, min, max, v);
     return -1;
   }
   return n;
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: warren-publish [--host H] [--port N] [--exchange X] "
-             "--routing-key K [--count N] [--id PREFIX] "
-             "[--header NAME=VALUE]... [--body TEXT]\n"
-             "Exit status: 0 every job confirmed, 1 broker trouble, 2 usage.\n");
+  fprintf(f,
+          "usage: warren-publish [--host H] [--port N] [--exchange X] "
+          "--routing-key K [--count N] [--id PREFIX] "
+          "[--header NAME=VALUE]... [--body TEXT]\n"
+          "Exit status: 0 every job confirmed, 1 broker trouble, 2 usage.\n");
 }
 
 int main(int argc, char **argv) {
@@ -64,22 +67,26 @@ int main(int argc, char **argv) {
       return 0;
     }
     if (!v) goto usage;
-    if (!strcmp(a, "--host")) po.host = v;
+    if (!strcmp(a, "--host"))
+      po.host = v;
     else if (!strcmp(a, "--port")) {
       if ((po.port = (int)number(a, v, 1, 65535)) < 0) return 2;
-    }
-    else if (!strcmp(a, "--exchange")) exchange = v;
-    else if (!strcmp(a, "--routing-key")) key = v;
+    } else if (!strcmp(a, "--exchange"))
+      exchange = v;
+    else if (!strcmp(a, "--routing-key"))
+      key = v;
     else if (!strcmp(a, "--count")) {
       if ((count = number(a, v, 1, 100000000)) < 0) return 2;
-    }
-    else if (!strcmp(a, "--id")) id = v;
-    else if (!strcmp(a, "--body")) body = v;
+    } else if (!strcmp(a, "--id"))
+      id = v;
+    else if (!strcmp(a, "--body"))
+      body = v;
     else if (!strcmp(a, "--header") && nh < MAX_HEADERS && strchr(v, '=')) {
       char *eq = strchr(argv[i + 1], '=');
       *eq = '\0';
       hdr[nh++] = (warren_header_kv){argv[i + 1], eq + 1};
-    } else goto usage;
+    } else
+      goto usage;
     i++;
   }
   if (!key || count < 1) goto usage;
@@ -96,8 +103,10 @@ int main(int argc, char **argv) {
   for (long n = 1; n <= count && rc == 0; n++) {
     warren_publish_opts o = {.size = sizeof o, .headers = hdr, .n_headers = nh};
     if (id) {
-      if (count > 1) snprintf(mid, sizeof mid, "%s%ld", id, n);
-      else snprintf(mid, sizeof mid, "%s", id);
+      if (count > 1)
+        snprintf(mid, sizeof mid, "%s%ld", id, n);
+      else
+        snprintf(mid, sizeof mid, "%s", id);
       o.message_id = mid;
     }
     expand(text, sizeof text, body, n);

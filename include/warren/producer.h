@@ -47,13 +47,13 @@ typedef struct warren_header_kv {
 
 /** Per-job properties; every field optional (NULL/0). */
 typedef struct warren_publish_opts {
-  uint32_t size;             /**< sizeof(warren_publish_opts) */
+  uint32_t size; /**< sizeof(warren_publish_opts) */
   const char *message_id;
   const char *correlation_id;
   const char *content_type;
   const warren_header_kv *headers; /**< n_headers entries, copied */
   size_t n_headers;
-  int transient;             /**< 1: delivery_mode 1 (default persistent) */
+  int transient; /**< 1: delivery_mode 1 (default persistent) */
 } warren_publish_opts;
 
 /**

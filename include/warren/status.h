@@ -30,36 +30,36 @@ extern "C" {
  * returned by this version of Warren; they keep their meaning for when
  * they are.
  */
-#define WARREN_STATUS_MAP(X)                                                  \
-  X(OK, 0, "success")                                                         \
-  X(NOMEM, -1, "out of memory")                                               \
-  X(INVALID, -2, "invalid argument")                                          \
-  X(IO, -3, "input/output error")                                             \
-  X(TOO_LARGE, -4, "value exceeds its hard maximum")                          \
-  X(NOT_FOUND, -5, "not found")                                               \
-  X(WRONG_TYPE, -6, "value has another type")                                 \
-  X(CONFIG_SYNTAX, -100, "configuration file has a syntax error")             \
-  X(CONFIG_INVALID, -101, "configuration setting is invalid")                 \
-  X(CONFIG_READ, -102, "configuration file cannot be read")                   \
-  X(PLUGIN_OPEN, -200, "handler plugin cannot be loaded")                     \
-  X(PLUGIN_SYMBOL, -201,                                                      \
-    "handler plugin lacks the warren_handler_entry symbol")                   \
-  X(PLUGIN_ABI, -202, "handler plugin was built for another ABI version")     \
-  X(PLUGIN_INVALID, -203, "handler plugin descriptor is invalid")             \
-  X(PLUGIN_INIT, -204, "handler plugin init failed")                          \
-  /* reserved: a handler name used twice is refused as CONFIG_INVALID */      \
-  X(PLUGIN_DUPLICATE, -205, "handler plugin is loaded twice under one name")  \
-  X(BROKER_CONNECT, -300, "cannot connect to the broker")                     \
-  X(BROKER_LOGIN, -301, "broker refused the login")                           \
-  X(BROKER_CLOSED, -302, "broker closed the connection or channel")           \
-  X(BROKER_PROTOCOL, -303, "unexpected reply from the broker")                \
-  X(BROKER_NACK, -304, "broker refused a published message")                  \
-  X(BROKER_TIMEOUT, -305, "broker did not answer in time")                    \
-  X(BROKER_TLS, -306, "TLS set-up failed")                                    \
-  /* reserved: a dead worker is reported by its exit status instead */        \
-  X(WORKER_CRASHED, -400, "worker process died")                              \
-  X(WORKER_SPAWN, -401, "cannot start worker process")                        \
-  /* reserved: a worker that breaks the protocol is killed and restarted */   \
+#define WARREN_STATUS_MAP(X)                                                 \
+  X(OK, 0, "success")                                                        \
+  X(NOMEM, -1, "out of memory")                                              \
+  X(INVALID, -2, "invalid argument")                                         \
+  X(IO, -3, "input/output error")                                            \
+  X(TOO_LARGE, -4, "value exceeds its hard maximum")                         \
+  X(NOT_FOUND, -5, "not found")                                              \
+  X(WRONG_TYPE, -6, "value has another type")                                \
+  X(CONFIG_SYNTAX, -100, "configuration file has a syntax error")            \
+  X(CONFIG_INVALID, -101, "configuration setting is invalid")                \
+  X(CONFIG_READ, -102, "configuration file cannot be read")                  \
+  X(PLUGIN_OPEN, -200, "handler plugin cannot be loaded")                    \
+  X(PLUGIN_SYMBOL, -201,                                                     \
+    "handler plugin lacks the warren_handler_entry symbol")                  \
+  X(PLUGIN_ABI, -202, "handler plugin was built for another ABI version")    \
+  X(PLUGIN_INVALID, -203, "handler plugin descriptor is invalid")            \
+  X(PLUGIN_INIT, -204, "handler plugin init failed")                         \
+  /* reserved: a handler name used twice is refused as CONFIG_INVALID */     \
+  X(PLUGIN_DUPLICATE, -205, "handler plugin is loaded twice under one name") \
+  X(BROKER_CONNECT, -300, "cannot connect to the broker")                    \
+  X(BROKER_LOGIN, -301, "broker refused the login")                          \
+  X(BROKER_CLOSED, -302, "broker closed the connection or channel")          \
+  X(BROKER_PROTOCOL, -303, "unexpected reply from the broker")               \
+  X(BROKER_NACK, -304, "broker refused a published message")                 \
+  X(BROKER_TIMEOUT, -305, "broker did not answer in time")                   \
+  X(BROKER_TLS, -306, "TLS set-up failed")                                   \
+  /* reserved: a dead worker is reported by its exit status instead */       \
+  X(WORKER_CRASHED, -400, "worker process died")                             \
+  X(WORKER_SPAWN, -401, "cannot start worker process")                       \
+  /* reserved: a worker that breaks the protocol is killed and restarted */  \
   X(WORKER_PROTOCOL, -402, "worker process sent a malformed frame")
 
 /** Every status code; see WARREN_STATUS_MAP for the messages. */
