@@ -51,24 +51,27 @@ void wr_ipc_batch_add(wr_ipc_batch *b, const wr_ipc_job *job,
 }
 
 int wr_ipc_batch_send(wr_ipc_batch *b, int fd) {
-  while (b->first < b->niov) {
-    int n = b->niov - b->first;
-    ssize_t w = writev(fd, b->iov + b->first, n > IOV_MAX ? IOV_MAX : n);
+  /* Locals in the loop: this runs for every batch of jobs. */
+  struct iovec *iov = b->iov;
+  int first = b->first, niov = b->niov;
+  while (first < niov) {
+    int n = niov - first;
+    ssize_t w = writev(fd, iov + first, n > IOV_MAX ? IOV_MAX : n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
-      return -1;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+      /* The socket is full: remember how far each job got. */
+      b->first = first;
+      while (b->done < b->n && b->job_end[b->done] <= first) b->done++;
+      return 1;
     }
     size_t left = (size_t)w;
-    while (b->first < b->niov && left >= b->iov[b->first].iov_len) {
-      left -= b->iov[b->first].iov_len;
-      b->first++;
+    while (first < niov && left >= iov[first].iov_len)
+      left -= iov[first++].iov_len;
+    if (first < niov) {
+      iov[first].iov_base = (char *)iov[first].iov_base + left;
+      iov[first].iov_len -= left;
     }
-    if (b->first < b->niov) {
-      b->iov[b->first].iov_base = (char *)b->iov[b->first].iov_base + left;
-      b->iov[b->first].iov_len -= left;
-    }
-    while (b->done < b->n && b->job_end[b->done] <= b->first) b->done++;
   }
   b->n = b->niov = b->first = b->done = 0;
   return 0;

@@ -49,7 +49,11 @@ static void try_connect(wr_session *s) {
   const wr_conn_params *b = s->params;
   int rc = wr_conn_open(b, &c, err, sizeof err);
   if (rc == WARREN_OK) rc = s->ev->setup(s->ctx, c, err, sizeof err);
-  if (rc == WARREN_OK) rc = wr_conn_channel(c, s->pub_ch, 1, err, sizeof err);
+  if (rc == WARREN_OK) { /* setup opened it */
+    amqp_confirm_select(c, s->pub_ch);
+    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "confirm.select", err,
+                       sizeof err);
+  }
   if (rc == WARREN_OK)
     rc = wr_loop_watch(s->loop, amqp_get_sockfd(c), POLLIN, on_readable, s);
   if (rc != WARREN_OK) {

@@ -19,7 +19,9 @@
 
 typedef struct wr_session_events {
   /* A fresh connection is logged in: declare what is needed, open the
-   * channels and consumers. Non-zero (with err set) abandons it. */
+   * channels (the publishing channel pub_ch too, which the session then
+   * puts in confirm mode) and consumers. Non-zero (with err set) abandons
+   * it. */
   int (*setup)(void *ctx, amqp_connection_state_t c, char *err, size_t errlen);
   void (*connected)(void *ctx);
   /* The connection is gone; every tag of it is void (the broker requeues

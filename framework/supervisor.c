@@ -126,11 +126,10 @@ static const wr_pool_events pool_events = {on_done, on_lost, on_unstarted,
 static int on_setup(void *ctx, amqp_connection_state_t c, char *err,
                     size_t errlen) {
   wr_sup *s = ctx;
-  int rc = wr_topology_declare(c, s->cfg, s->declare_ch, err, errlen);
-  if (rc == WARREN_OK) {
-    amqp_channel_close(c, s->declare_ch, AMQP_REPLY_SUCCESS);
-    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "channel.close", err, errlen);
-  }
+  /* Declared on the channel that then publishes (session.c puts it in
+   * confirm mode): every channel rabbitmq-c has used costs its buffer
+   * recycling on every delivery. */
+  int rc = wr_topology_declare(c, s->cfg, s->session.pub_ch, err, errlen);
   for (size_t i = 0; rc == WARREN_OK && i < s->nh; i++)
     rc = wr_topology_consume(c, s->h[i].ch, s->h[i].cfg, s->h[i].tag, err,
                              errlen);
@@ -446,7 +445,12 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   }
   gethostname(s->host, sizeof s->host - 1);
   wr_observe(&s->obs, &wr_stats_events, s->stats);
-  wr_intake_add(&s->intake, &wr_intake_size, s);
+  /* Only checks that some handler needs run on every delivery. */
+  for (size_t i = 0; i < s->nh; i++)
+    if (cfg->handlers[i].max_body) {
+      wr_intake_add(&s->intake, &wr_intake_size, s);
+      break;
+    }
   wr_intake_add(&s->intake, &wr_intake_headers, s);
   s->declare_ch = (amqp_channel_t)(s->nh + 2);
   wr_session_init(&s->session, &cfg->broker, (amqp_channel_t)(s->nh + 1),
