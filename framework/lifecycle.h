@@ -7,6 +7,8 @@
  *
  * Every callback runs on the loop thread, synchronously, and must not
  * block. `job` is valid only during the call. Any member may be NULL.
+ * Subscribe in wr_sup_create before the handlers start: the pool is told
+ * then whether anyone listens for `started` (supervisor.c).
  */
 #ifndef WR_LIFECYCLE_H
 #define WR_LIFECYCLE_H

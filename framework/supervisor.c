@@ -120,6 +120,15 @@ static void on_started(void *ctx, wr_pool *p, wr_job *job) {
 
 static const wr_pool_events pool_events = {on_done, on_lost, on_unstarted,
                                            on_started};
+/* Without a subscriber of `started` the pool need not say it per job. */
+static const wr_pool_events pool_events_quiet = {on_done, on_lost, on_unstarted,
+                                                 NULL};
+
+static const wr_pool_events *pool_events_for(const wr_observers *obs) {
+  for (size_t i = 0; i < obs->n; i++)
+    if (obs->o[i].ev->started) return &pool_events;
+  return &pool_events_quiet;
+}
 
 /* ---- the session's events ----------------------------------------------- */
 
@@ -400,7 +409,7 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
   }
   rc = wr_pool_init(&h->pool, h->cfg->name, h->plugin.def, h->cfg->settings,
                     h->cfg->concurrency, cfg->restart_min, cfg->restart_max,
-                    &pool_events, h);
+                    pool_events_for(&s->obs), h);
   if (rc != WARREN_OK) return rc;
   h->pool.timeout = h->cfg->timeout;
   h->pool.max_jobs = h->cfg->max_jobs;
