@@ -33,12 +33,19 @@ static void on_readable(void *ctx, int fd, short revents) {
   ((wr_session *)ctx)->readable = 1;
 }
 
-static void plan_reconnect(wr_session *s, const char *why) {
+/* why: the failure to connect (NULL after losing a connection); rc its
+ * status. A refused login or TLS set-up is an operator's error, said at
+ * error level every time; an unreachable broker is a warning. Both are
+ * retried: a worker waits (not ready) for its broker, as containers do. */
+static void plan_reconnect(wr_session *s, const char *why, int rc) {
   double d = wr_backoff_fail(&s->backoff, wr_rand01());
   s->next_connect = wr_now() + d;
   if (why)
-    wr_warn("broker %s:%d: %s; retrying in %.1f s", s->params->host,
-            s->params->port, why, d);
+    wr_log(rc == WARREN_BROKER_LOGIN || rc == WARREN_BROKER_TLS
+               ? WARREN_LOG_ERROR
+               : WARREN_LOG_WARN,
+           "broker %s:%d: %s; retrying in %.1f s", s->params->host,
+           s->params->port, why, d);
   else if (!s->draining)
     wr_info("reconnecting in %.1f s", d);
 }
@@ -58,7 +65,7 @@ static void try_connect(wr_session *s) {
     rc = wr_loop_watch(s->loop, amqp_get_sockfd(c), POLLIN, on_readable, s);
   if (rc != WARREN_OK) {
     if (c) amqp_destroy_connection(c);
-    plan_reconnect(s, err);
+    plan_reconnect(s, err, rc);
     return;
   }
   s->conn = c;
@@ -82,7 +89,7 @@ void wr_session_lost(wr_session *s, const char *why, int polite) {
   s->sock = -1;
   s->gen++;
   s->readable = 0;
-  plan_reconnect(s, NULL);
+  plan_reconnect(s, NULL, WARREN_OK);
   s->ev->lost(s->ctx);
 }
 
