@@ -18,8 +18,10 @@
 
 static char text[8192];
 
+TW_SUITE(consume, 120);
+
 Test(consume, prefetch_per_consumer_matches_config, .timeout = 120) {
-  const char *dir = tw_dir("prefetch");
+  const char *dir = tw_dir();
   snprintf(text, sizeof text,
            "handlers = (\n"
            " { name = \"a\"; queue = \"it.prefetch.a\"; plugin = \"" RECORD "\";\n"
@@ -43,7 +45,7 @@ Test(consume, prefetch_per_consumer_matches_config, .timeout = 120) {
 Test(consume, in_process_handler_runs_in_the_supervisor, .timeout = 120) {
   enum { N = 50 };
   char log[300], rec[300];
-  pid_t w = tw_start_record("inline", "it.inline", "prefetch = 10; isolation = false;",
+  pid_t w = tw_start_record("it.inline", "prefetch = 10; isolation = false;",
                             "", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   cr_assert_eq(tw_publish("it.inline", N, "j"), 0);
@@ -72,7 +74,7 @@ Test(consume, coalesced_acks_never_cover_a_running_job, .timeout = 120) {
   snprintf(q, sizeof q, "it.acks.%d", (int)getpid());
   /* job1 never finishes; the other worker does the rest, so their tags
    * climb past job1's while it runs. */
-  pid_t w = tw_start_record("acks", q, "prefetch = 50; concurrency = 2;",
+  pid_t w = tw_start_record(q, "prefetch = 50; concurrency = 2;",
                             "hang_on = \"job1\";", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   cr_assert_eq(tw_publish(q, N, "job"), 0);
@@ -104,7 +106,7 @@ static int by_time(const void *a, const void *b) {
 Test(consume, concurrency_is_honoured, .timeout = 120) {
   enum { N = 12 };
   char log[300], rec[300];
-  pid_t w = tw_start_record("concurrency", "it.concurrency",
+  pid_t w = tw_start_record("it.concurrency",
                             "prefetch = 10; concurrency = 3;", "sleep_ms = 300;",
                             log, rec);
   cr_assert_gt(w, 0, "worker did not start");
@@ -152,7 +154,7 @@ static void batch_config(const char *dir, const char *queue, int sleep_ms) {
 }
 
 Test(consume, sigterm_mid_batch_loses_nothing, .timeout = 300) {
-  const char *dir = tw_dir("sigterm");
+  const char *dir = tw_dir();
   char log[300], rec[300];
   snprintf(log, sizeof log, "%s/warren.log", dir);
   snprintf(rec, sizeof rec, "%s/rec", dir);
@@ -183,7 +185,7 @@ Test(consume, sigterm_mid_batch_loses_nothing, .timeout = 300) {
 }
 
 Test(consume, broker_restart_mid_batch_loses_nothing, .timeout = 300) {
-  const char *dir = tw_dir("restart");
+  const char *dir = tw_dir();
   char log[300], rec[300], out[4096];
   snprintf(log, sizeof log, "%s/warren.log", dir);
   snprintf(rec, sizeof rec, "%s/rec", dir);
@@ -195,7 +197,7 @@ Test(consume, broker_restart_mid_batch_loses_nothing, .timeout = 300) {
   int health = tw_port() + 100;
   cr_assert_eq(tw_http_get(health, "/readyz"), 200);
 
-  cr_assert_eq(tw_ctl(out, sizeof out, "stop_app"), 0, "%s", out);
+  cr_assert_eq(tw_broker_stop_app(out, sizeof out), 0, "%s", out);
   int during = tw_count(rec, "end", "job", NULL, BATCH);
   cr_assert(tw_wait_text(log, "broker connection lost", 30),
             "the worker noticed the broker going away");
@@ -203,7 +205,7 @@ Test(consume, broker_restart_mid_batch_loses_nothing, .timeout = 300) {
   cr_assert_eq(tw_http_get(health, "/healthz"), 200, "but alive");
   cr_assert_eq(tw_http_get(health, "/nope"), 404);
   sleep(1);
-  cr_assert_eq(tw_ctl(out, sizeof out, "start_app"), 0, "%s", out);
+  cr_assert_eq(tw_broker_start_app(out, sizeof out), 0, "%s", out);
   cr_assert_lt(during, BATCH, "the restart must land mid-batch");
 
   /* Every id must be handled in the end: none left behind in the queue. */

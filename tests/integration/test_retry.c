@@ -17,9 +17,10 @@
 
 static char log_[300], rec[300];
 
-static pid_t start(const char *test, const char *q, const char *extra,
-                   const char *settings) {
-  pid_t w = tw_start_record(test, q, extra, settings, log_, rec);
+TW_SUITE(retry, 120);
+
+static pid_t start(const char *q, const char *extra, const char *settings) {
+  pid_t w = tw_start_record(q, extra, settings, log_, rec);
   cr_assert_gt(w, 0, "worker did not start");
   return w;
 }
@@ -44,7 +45,7 @@ static int attempts_of(const char *id, long long *t, int max) {
 }
 
 Test(retry, fails_twice_then_succeeds_with_the_configured_delays, .timeout = 120) {
-  pid_t w = start("delays", "it.delays",
+  pid_t w = start("it.delays",
                   "retry = { max_attempts = 5; backoff = [0.5, 1.0]; jitter = 0.0; };",
                   "fail_below = 3;");
   cr_assert_eq(tw_publish("it.delays", 1, "flaky"), 0);
@@ -65,7 +66,7 @@ Test(retry, fails_twice_then_succeeds_with_the_configured_delays, .timeout = 120
 }
 
 Test(retry, exhausted_job_lands_in_dlq_with_its_story, .timeout = 120) {
-  pid_t w = start("exhausted", "it.exhausted",
+  pid_t w = start("it.exhausted",
                   "retry = { max_attempts = 3; backoff = [0.1]; };",
                   "fail_on = \"doomed1\";");
   cr_assert_eq(tw_publish("it.exhausted", 1, "doomed"), 0);
@@ -99,7 +100,7 @@ Test(retry, exhausted_job_lands_in_dlq_with_its_story, .timeout = 120) {
 enum { BATCH = 1000 };
 
 Test(retry, segfaulting_job_is_dead_lettered_while_others_complete, .timeout = 300) {
-  pid_t w = start("segv", "it.segv",
+  pid_t w = start("it.segv",
                   "prefetch = 50; concurrency = 2;\n"
                   "  retry = { max_attempts = 10; max_crashes = 3; backoff = [0.1]; };",
                   "crash_on = \"job500\"; sleep_ms = 1;");
@@ -126,7 +127,7 @@ Test(retry, segfaulting_job_is_dead_lettered_while_others_complete, .timeout = 3
 }
 
 Test(retry, hanging_job_times_out, .timeout = 120) {
-  pid_t w = start("hang", "it.hang",
+  pid_t w = start("it.hang",
                   "concurrency = 2; timeout = 1.0;\n"
                   "  retry = { max_attempts = 2; backoff = [0.2]; };",
                   "hang_on = \"job1\";");
@@ -146,7 +147,7 @@ Test(retry, hanging_job_times_out, .timeout = 120) {
 }
 
 Test(retry, kill_9_of_a_worker_mid_batch_loses_nothing, .timeout = 300) {
-  pid_t w = start("kill9", "it.kill9",
+  pid_t w = start("it.kill9",
                   "prefetch = 50; concurrency = 2;\n"
                   "  retry = { backoff = [0.1]; };",
                   "sleep_ms = 2;");
@@ -171,11 +172,10 @@ Test(retry, kill_9_of_a_worker_mid_batch_loses_nothing, .timeout = 300) {
 }
 
 Test(retry, dlq_replay_brings_a_job_back_and_it_runs, .timeout = 120) {
-  const char *flag = "/tmp/warren-it-replay-flag";
-  unlink(flag);
-  char settings[256];
+  char flag[300], settings[400];
+  snprintf(flag, sizeof flag, "%s/flag", tw_dir());
   snprintf(settings, sizeof settings, "reject_unless = \"%s\";", flag);
-  pid_t w = start("replay", "it.replay", "", settings);
+  pid_t w = start("it.replay", "", settings);
   cr_assert_eq(tw_publish("it.replay", 2, "job"), 0);
   cr_assert_eq(tw_wait_count(rec, "reject", "job", 2, 2, 30), 2);
   cr_assert(tw_wait_text(log_, "job job2 dead-lettered", 30));
@@ -204,5 +204,4 @@ Test(retry, dlq_replay_brings_a_job_back_and_it_runs, .timeout = 120) {
   snprintf(args, sizeof args, "dlq purge %s h --reason rejected", cfg);
   cr_assert_eq(tw_warren_cli(out, sizeof out, args), 0, "%s", out);
   cr_assert(strstr(out, "purged 1 message(s)"), "%s", out);
-  unlink(flag);
 }
