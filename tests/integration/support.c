@@ -546,9 +546,13 @@ static size_t put_value(const amqp_field_value_t *v, char *out, size_t len) {
       return o + putf(out + o, len - o, "%u/%u", v->value.decimal.decimals,
                       v->value.decimal.value);
     case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES:
       return o + putf(out + o, len - o, "%zu:%.*s", v->value.bytes.len,
                       (int)v->value.bytes.len, (const char *)v->value.bytes.bytes);
+    case AMQP_FIELD_KIND_BYTES: /* hex: may hold NULs */
+      o += putf(out + o, len - o, "%zu:", v->value.bytes.len);
+      for (size_t i = 0; i < v->value.bytes.len; i++)
+        o += putf(out + o, len - o, "%02x", ((const unsigned char *)v->value.bytes.bytes)[i]);
+      return o;
     case AMQP_FIELD_KIND_VOID: return o;
     case AMQP_FIELD_KIND_ARRAY:
       o += putf(out + o, len - o, "[");

@@ -48,6 +48,7 @@ Test(dead_letters, headers_of_every_type_survive_dead_letter_and_replay) {
       VAL("i32", AMQP_FIELD_KIND_I32, i32, -2000000000),
       VAL("u32", AMQP_FIELD_KIND_U32, u32, 4000000000u),
       VAL("i64", AMQP_FIELD_KIND_I64, i64, -9000000000000LL),
+      VAL("u64", AMQP_FIELD_KIND_U64, u64, 18000000000000000000ull),
       VAL("f32", AMQP_FIELD_KIND_F32, f32, 1.5f),
       VAL("f64", AMQP_FIELD_KIND_F64, f64, 2.25),
       VAL("decimal", AMQP_FIELD_KIND_DECIMAL, decimal, ((amqp_decimal_t){2, 12345})),
