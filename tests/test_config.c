@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <warren/status.h>
@@ -211,4 +212,87 @@ Test(config, shipped_example_is_valid) {
                        sizeof err);
   cr_assert_eq(rc, WARREN_OK, "%s", err);
   wr_cfg_free(cfg);
+}
+
+/*
+ * Every numeric setting at its bounds, through `warren --check-config`
+ * (what an operator runs): the minimum and maximum pass, one step below
+ * and above is refused naming the setting. Breaks when any bound in
+ * cfg.c moves (e.g. max_crashes = 0 accepted: the first crash would
+ * dead-letter the job).
+ */
+typedef struct bound {
+  const char *path;  /* as the error names it */
+  const char *tmpl;  /* config text; %s is the value */
+  const char *below, *min, *max, *above;
+} bound;
+
+#define HR(extra)                                                          \
+  "handlers = ( { name = \"a\"; plugin = \"" TEST_HANDLER_DIR "/record.so\"; " \
+  extra " } );\n"
+#define BACKOFF16 "1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0"
+
+static const bound bounds[] = {
+    {"broker.port", "broker = { port = %s; };\n" HR(""), "0", "1", "65535", "65536"},
+    {"broker.heartbeat", "broker = { heartbeat = %s; };\n" HR(""), "-1", "0", "3600", "3601"},
+    {"broker.connect_timeout", "broker = { connect_timeout = %s; };\n" HR(""), "0.099",
+     "0.1", "600.0", "600.001"},
+    {"worker.shutdown_grace", "worker = { shutdown_grace = %s; };\n" HR(""), "-0.001",
+     "0.0", "86400.0", "86400.001"},
+    {"worker.reconnect_min", "worker = { reconnect_min = %s; reconnect_max = 3600.0; };\n" HR(""),
+     "0.009", "0.01", "3600.0", "3600.001"},
+    {"worker.reconnect_max", "worker = { reconnect_min = 0.01; reconnect_max = %s; };\n" HR(""),
+     "0.009", "0.01", "3600.0", "3600.001"},
+    {"worker.restart_min", "worker = { restart_min = %s; restart_max = 3600.0; };\n" HR(""),
+     "0.009", "0.01", "3600.0", "3600.001"},
+    {"worker.restart_max", "worker = { restart_min = 0.01; restart_max = %s; };\n" HR(""),
+     "0.009", "0.01", "3600.0", "3600.001"},
+    {"health.port", "health = { port = %s; };\n" HR(""), "-1", "0", "65535", "65536"},
+    {"handlers.[0].prefetch", HR("prefetch = %s;"), "0", "1", "65535", "65536"},
+    {"handlers.[0].concurrency", HR("prefetch = 1024; concurrency = %s;"), "0", "1", "1024", "1025"},
+    {"handlers.[0].timeout", HR("timeout = %s;"), "-0.001", "0.0", "86400.0", "86400.001"},
+    {"handlers.[0].retry.max_attempts", HR("retry = { max_attempts = %s; };"), "0", "1",
+     "1000", "1001"},
+    {"handlers.[0].retry.max_crashes", HR("retry = { max_crashes = %s; };"), "0", "1", "1000",
+     "1001"},
+    {"handlers.[0].retry.jitter", HR("retry = { jitter = %s; };"), "-0.001", "0.0", "1.0",
+     "1.001"},
+    {"handlers.[0].retry.backoff.[0]", HR("retry = { backoff = [%s]; };"), "0.0009", "0.001",
+     "86400.0", "86400.001"},
+    {"handlers.[0].retry.backoff", HR("retry = { backoff = [%s]; };"), "", "1.0", BACKOFF16,
+     BACKOFF16 ", 1.0"},
+};
+
+/* `warren --check-config` on text with value v; its exit code, output in out. */
+static int check_config(const bound *b, const char *v, char *out, size_t len) {
+  char text[2048], cmd[512];
+  snprintf(text, sizeof text, b->tmpl, v);
+  snprintf(cmd, sizeof cmd, "WARREN_LOG_LEVEL=error %s --check-config %s 2>&1",
+           WARREN_BIN, write_cfg(text));
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  size_t n = fread(out, 1, len - 1, p);
+  out[n] = '\0';
+  int st = pclose(p);
+  unlink(path);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(config, every_numeric_bound_is_enforced_by_check_config) {
+  char out[4096], want[256];
+  for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
+    const bound *b = &bounds[i];
+    /* libconfig spells list elements [0] after a dot-less parent. */
+    snprintf(want, sizeof want, "%s: ", b->path);
+    for (char *s = want; (s = strstr(s, ".[")); ) memmove(s, s + 1, strlen(s));
+    const char *ok[] = {b->min, b->max}, *bad[] = {b->below, b->above};
+    for (int k = 0; k < 2; k++) {
+      cr_assert_eq(check_config(b, ok[k], out, sizeof out), 0, "%s = %s refused:\n%s",
+                   b->path, ok[k], out);
+      cr_assert_eq(check_config(b, bad[k], out, sizeof out), 2, "%s = %s accepted:\n%s",
+                   b->path, bad[k], out);
+      cr_assert(strstr(out, want), "%s = %s: the error does not name it:\n%s", b->path,
+                bad[k], out);
+    }
+  }
 }
