@@ -4,7 +4,8 @@
  *   end <message_id> <monotonic ns> <pid>
  * to the file in settings.log (O_APPEND, one write per line, so lines from
  * several worker processes never interleave), sleeping settings.sleep_ms in
- * between. settings.crash_on: a message id whose job segfaults the worker.
+ * between. settings.crash_on: a message id whose job segfaults the worker;
+ * fail_suffix / reject_suffix: ids ending in it return retry / reject.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -21,6 +22,7 @@ typedef struct rec {
   int fd;
   long sleep_ms;
   const char *crash_on, *hang_on, *fail_on, *reject_unless;
+  const char *fail_suffix, *reject_suffix;
   long fail_below;
   const warren_api *api;
 } rec;
@@ -42,6 +44,8 @@ static int rec_init(const warren_api *api, const warren_settings *s,
   if (api->setting_get(s, "fail_on", &v) == 0) r->fail_on = v.str;
   if (api->setting_get(s, "reject_unless", &v) == 0) r->reject_unless = v.str;
   if (api->setting_get(s, "fail_below", &v) == 0) r->fail_below = (long)v.i;
+  if (api->setting_get(s, "fail_suffix", &v) == 0) r->fail_suffix = v.str;
+  if (api->setting_get(s, "reject_suffix", &v) == 0) r->reject_suffix = v.str;
   r->api = api;
   *state = r;
   return r->fd < 0 ? -1 : 0;
@@ -57,6 +61,11 @@ static void line(rec *r, const char *what, const char *id, unsigned attempt) {
   if (n > 0 && write(r->fd, buf, (size_t)n) != n) abort();
 }
 
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = suffix ? strlen(suffix) : 0;
+  return suffix && n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
 static warren_result rec_handle(void *state, const warren_message *m) {
   rec *r = state;
   line(r, "start", m->message_id, m->attempt);
@@ -66,6 +75,14 @@ static warren_result rec_handle(void *state, const warren_message *m) {
     r->api->set_error(m, "fails on purpose (attempt %u)", m->attempt);
     line(r, "fail", m->message_id, m->attempt);
     return WARREN_RETRY;
+  }
+  if (ends_with(m->message_id, r->fail_suffix)) {
+    line(r, "fail", m->message_id, m->attempt);
+    return WARREN_RETRY;
+  }
+  if (ends_with(m->message_id, r->reject_suffix)) {
+    line(r, "reject", m->message_id, m->attempt);
+    return WARREN_REJECT;
   }
   if ((long)m->attempt < r->fail_below) {
     line(r, "fail", m->message_id, m->attempt);

@@ -14,6 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <warren/producer.h>
+
+#include "pool.h"
 #include "support.h"
 
 TW_SUITE(refused, 120);
@@ -146,4 +149,52 @@ Test(refused, replay_returned_by_the_broker_keeps_the_dead_letter) {
   const char *cfg = one_dead_letter("it.retreplay");
   cr_assert_eq(tw_delete_queue("it.retreplay"), 0);
   expect_replay_kept(cfg, "it.retreplay", "it.retreplay.dlq");
+}
+
+/* Copies that are confirmed and copies that are returned, in flight at
+ * once: jobs ...r are rejected (their dead letters are routed), jobs ...f
+ * fail and their retry queue is gone, so every retry copy comes back and
+ * the original is requeued; on a quorum queue each requeue counts as an
+ * attempt, so after max_attempts they are dead-lettered too. Every job
+ * must end in the DLQ. Breaks when a basic.return is charged to the wrong
+ * copy (one multiple-ack confirming a routed and a returned copy). */
+Test(refused, returned_and_confirmed_copies_together_lose_nothing) {
+  enum { M = 300 };
+  pid_t w = tw_start_record("it.mixed",
+                            "prefetch = 50; concurrency = 2;\n"
+                            "  retry = { max_attempts = 3; backoff = [0.1]; };",
+                            "fail_suffix = \"f\"; reject_suffix = \"r\";", log_, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  cr_assert_eq(tw_delete_queue("it.mixed.retry.100ms"), 0);
+  /* job1f..jobMf fail, job(M+1)r..job(2M)r are rejected, interleaved. */
+  warren_producer_opts o = {.size = sizeof o, .port = tw_port()};
+  warren_producer *p;
+  cr_assert_eq(warren_producer_open(&o, &p), 0);
+  for (int i = 1; i <= M; i++)
+    for (int k = 0; k < 2; k++) {
+      char id[16];
+      snprintf(id, sizeof id, k ? "job%dr" : "job%df", k ? M + i : i);
+      warren_publish_opts po = {.size = sizeof po, .message_id = id};
+      cr_assert_eq(warren_producer_publish(p, "", "it.mixed", id, strlen(id), &po), 0);
+    }
+  cr_assert_eq(warren_producer_close(p), 0);
+  double until = wr_now() + 60;
+  while (tw_queue_len("it.mixed.dlq") < 2 * M && wr_now() < until) usleep(50 * 1000);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0, "clean stop");
+  static int dead[2 * M + 1], queued[2 * M + 1];
+  int nd = tw_drain("it.mixed.dlq", "job", dead, 2 * M);
+  int nq = tw_drain("it.mixed", "job", queued, 2 * M);
+  int dupes, lost = tw_missing(dead, queued, 2 * M, &dupes), flost = 0;
+  char ids[512] = "";
+  for (int i = 1; i <= 2 * M; i++)
+    if (!dead[i] && !queued[i]) {
+      flost += i <= M;
+      size_t o = strlen(ids);
+      if (o < sizeof ids - 16) snprintf(ids + o, sizeof ids - o, " job%d%c", i, i <= M ? 'f' : 'r');
+    }
+  cr_log_info("mixed copies: %d dead letters, %d still queued, %d lost (%d of them "
+              "failing jobs), %d duplicates", nd, nq, lost, flost, dupes);
+  cr_assert(tw_wait_text(log_, "came back unroutable", 0), "no copy was returned");
+  cr_assert_eq(lost, 0, "%d job(s) lost, %d of them with a returned retry copy:%s", lost,
+               flost, ids);
 }
