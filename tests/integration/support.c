@@ -128,7 +128,7 @@ pid_t tw_warren_start(const char *dir, const char *rest) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
     /* Not on the test's stdout: ctest waits for everyone holding its pipe. */
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) {
       dup2(fd, STDOUT_FILENO);
       dup2(fd, STDERR_FILENO);
