@@ -31,7 +31,8 @@ Test(harness, fails_with_a_worker_running_and_the_broker_stopped) {
   cr_assert_fail("deliberate failure");
 }
 
-Test(harness, hangs_with_a_worker_running_and_the_broker_stopped, .timeout = 3) {
+Test(harness, hangs_with_a_worker_running_and_the_broker_stopped,
+     .timeout = 3) {
   mess();
   for (;;) pause();
 }

@@ -28,10 +28,11 @@ static char log_[300], rec[300];
  * (x-delivery-count) and soon dead-letter the job, which is right but not
  * what these tests look at. */
 static pid_t start(const char *q, const char *settings) {
-  pid_t w = tw_start_record(q,
-                            "queue_type = \"classic\";\n"
-                            "  retry = { max_attempts = 1000; backoff = [0.1]; };",
-                            settings, log_, rec);
+  pid_t w =
+      tw_start_record(q,
+                      "queue_type = \"classic\";\n"
+                      "  retry = { max_attempts = 1000; backoff = [0.1]; };",
+                      settings, log_, rec);
   cr_assert_gt(w, 0, "worker did not start");
   return w;
 }
@@ -41,7 +42,8 @@ static void wait_each(const char *what, double timeout_s) {
   for (int i = 1; i <= N; i++) {
     char id[16];
     snprintf(id, sizeof id, "%s job%d ", what, i);
-    cr_assert(tw_wait_text(rec, id, timeout_s), "job%d never ran to '%s'", i, what);
+    cr_assert(tw_wait_text(rec, id, timeout_s), "job%d never ran to '%s'", i,
+              what);
   }
 }
 
@@ -53,8 +55,8 @@ static void expect_all_in(pid_t w, const char *q, const char *copies) {
   memset(queued, 0, sizeof queued);
   int nq = tw_drain(q, "job", queued, N);
   for (int i = 1; i <= N; i++)
-    cr_assert_eq(queued[i], 1, "job%d is in %s %d time(s), want 1 (%d queued)", i, q,
-                 queued[i], nq);
+    cr_assert_eq(queued[i], 1, "job%d is in %s %d time(s), want 1 (%d queued)",
+                 i, q, queued[i], nq);
   cr_assert_eq(nq, N);
   int left = tw_queue_len(copies);
   cr_assert_leq(left, 0, "%s holds %d message(s)", copies, left);
@@ -65,7 +67,8 @@ static void expect_all_in(pid_t w, const char *q, const char *copies) {
 Test(refused, nacked_dead_letter_leaves_the_original_queued) {
   cr_assert_eq(tw_declare_refusing("it.nackdl.dlq"), 0);
   char settings[400];
-  snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";", tw_dir());
+  snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";",
+           tw_dir());
   pid_t w = start("it.nackdl", settings);
   cr_assert_eq(tw_publish("it.nackdl", N, "job"), 0);
   wait_each("reject", 30);
@@ -88,7 +91,8 @@ Test(refused, nacked_retry_copy_leaves_the_original_queued) {
  * counts as confirmed and the original is acked. */
 Test(refused, returned_dead_letter_leaves_the_original_queued) {
   char settings[400];
-  snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";", tw_dir());
+  snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";",
+           tw_dir());
   pid_t w = start("it.retdl", settings);
   cr_assert_eq(tw_unbind("it.retdl.dlq", "it.retdl.dlx", ""), 0);
   cr_assert_eq(tw_publish("it.retdl", N, "job"), 0);
@@ -113,7 +117,8 @@ Test(refused, returned_retry_copy_leaves_the_original_queued) {
 static const char *one_dead_letter(const char *q) {
   static char cfg[400];
   char settings[400];
-  snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";", tw_dir());
+  snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";",
+           tw_dir());
   pid_t w = start(q, settings);
   cr_assert_eq(tw_publish(q, 1, "job"), 0);
   cr_assert(tw_wait_text(log_, "job job1 dead-lettered", 30));
@@ -123,7 +128,8 @@ static const char *one_dead_letter(const char *q) {
 }
 
 /* The replay must fail loudly and leave the dead letter where it is. */
-static void expect_replay_kept(const char *cfg, const char *q, const char *dlq) {
+static void expect_replay_kept(const char *cfg, const char *q,
+                               const char *dlq) {
   char out[8192], args[600], dump[4096];
   snprintf(args, sizeof args, "dlq replay %s h", cfg);
   int rc = tw_warren_cli(out, sizeof out, args);
@@ -160,10 +166,11 @@ Test(refused, replay_returned_by_the_broker_keeps_the_dead_letter) {
  * copy (one multiple-ack confirming a routed and a returned copy). */
 Test(refused, returned_and_confirmed_copies_together_lose_nothing) {
   enum { M = 300 };
-  pid_t w = tw_start_record("it.mixed",
-                            "prefetch = 50; concurrency = 2;\n"
-                            "  retry = { max_attempts = 3; backoff = [0.1]; };",
-                            "fail_suffix = \"f\"; reject_suffix = \"r\";", log_, rec);
+  pid_t w =
+      tw_start_record("it.mixed",
+                      "prefetch = 50; concurrency = 2;\n"
+                      "  retry = { max_attempts = 3; backoff = [0.1]; };",
+                      "fail_suffix = \"f\"; reject_suffix = \"r\";", log_, rec);
   cr_assert_gt(w, 0, "worker did not start");
   cr_assert_eq(tw_delete_queue("it.mixed.retry.100ms"), 0);
   /* job1f..jobMf fail, job(M+1)r..job(2M)r are rejected, interleaved. */
@@ -175,11 +182,13 @@ Test(refused, returned_and_confirmed_copies_together_lose_nothing) {
       char id[16];
       snprintf(id, sizeof id, k ? "job%dr" : "job%df", k ? M + i : i);
       warren_publish_opts po = {.size = sizeof po, .message_id = id};
-      cr_assert_eq(warren_producer_publish(p, "", "it.mixed", id, strlen(id), &po), 0);
+      cr_assert_eq(
+          warren_producer_publish(p, "", "it.mixed", id, strlen(id), &po), 0);
     }
   cr_assert_eq(warren_producer_close(p), 0);
   double until = wr_now() + 60;
-  while (tw_queue_len("it.mixed.dlq") < 2 * M && wr_now() < until) usleep(50 * 1000);
+  while (tw_queue_len("it.mixed.dlq") < 2 * M && wr_now() < until)
+    usleep(50 * 1000);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0, "clean stop");
   static int dead[2 * M + 1], queued[2 * M + 1];
   int nd = tw_drain("it.mixed.dlq", "job", dead, 2 * M);
@@ -190,11 +199,16 @@ Test(refused, returned_and_confirmed_copies_together_lose_nothing) {
     if (!dead[i] && !queued[i]) {
       flost += i <= M;
       size_t o = strlen(ids);
-      if (o < sizeof ids - 16) snprintf(ids + o, sizeof ids - o, " job%d%c", i, i <= M ? 'f' : 'r');
+      if (o < sizeof ids - 16)
+        snprintf(ids + o, sizeof ids - o, " job%d%c", i, i <= M ? 'f' : 'r');
     }
-  cr_log_info("mixed copies: %d dead letters, %d still queued, %d lost (%d of them "
-              "failing jobs), %d duplicates", nd, nq, lost, flost, dupes);
-  cr_assert(tw_wait_text(log_, "came back unroutable", 0), "no copy was returned");
-  cr_assert_eq(lost, 0, "%d job(s) lost, %d of them with a returned retry copy:%s", lost,
+  cr_log_info(
+      "mixed copies: %d dead letters, %d still queued, %d lost (%d of them "
+      "failing jobs), %d duplicates",
+      nd, nq, lost, flost, dupes);
+  cr_assert(tw_wait_text(log_, "came back unroutable", 0),
+            "no copy was returned");
+  cr_assert_eq(lost, 0,
+               "%d job(s) lost, %d of them with a returned retry copy:%s", lost,
                flost, ids);
 }
