@@ -8,8 +8,12 @@
 
 static wr_acks a;
 
-static void setup(void) { cr_assert_eq(wr_acks_init(&a, 8, 4), WARREN_OK); }
-static void teardown(void) { wr_acks_free(&a); }
+static void setup(void) {
+  cr_assert_eq(wr_acks_init(&a, 8, 4), WARREN_OK);
+}
+static void teardown(void) {
+  wr_acks_free(&a);
+}
 
 TestSuite(acks, .init = setup, .fini = teardown);
 

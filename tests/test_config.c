@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <warren/status.h>
@@ -50,7 +51,8 @@ Test(config, full_file_is_read) {
   int rc = load(
       "broker = { host = \"10.1.2.3\"; port = 5673; vhost = \"jobs\";\n"
       "  user = \"u\"; password = \"p\"; heartbeat = 15;\n"
-      "  tls = { enabled = true; ca_file = \"ca.pem\"; verify_hostname = false; }; };\n"
+      "  tls = { enabled = true; ca_file = \"ca.pem\"; verify_hostname = "
+      "false; }; };\n"
       "worker = { shutdown_grace = 12.5; };\n"
       "exchanges = ( { name = \"jobs\"; type = \"topic\"; } );\n"
       "handlers = (\n"
@@ -97,8 +99,8 @@ Test(config, password_file_is_read_and_trimmed) {
   cr_assert_eq(write(fd, "s3cret\n", 7), 7);
   close(fd);
   char text[512];
-  snprintf(text, sizeof text,
-           "broker = { password_file = \"%s\"; };\n" H(""), secret);
+  snprintf(text, sizeof text, "broker = { password_file = \"%s\"; };\n" H(""),
+           secret);
   wr_cfg *cfg;
   cr_assert_eq(load(text, &cfg), WARREN_OK, "%s", err);
   cr_assert_str_eq(cfg->broker.password, "s3cret");
@@ -107,12 +109,13 @@ Test(config, password_file_is_read_and_trimmed) {
 }
 
 Test(config, syntax_error_names_line) {
-  expect_error("broker = { port = 5672; };\n\nhandlers = ( { name = ; } );\n", 3,
-               "syntax error");
+  expect_error("broker = { port = 5672; };\n\nhandlers = ( { name = ; } );\n",
+               3, "syntax error");
 }
 
 Test(config, unknown_key_is_an_error) {
-  expect_error("broker = { hots = \"x\"; };\n" H(""), 1, "broker.hots: unknown setting");
+  expect_error("broker = { hots = \"x\"; };\n" H(""), 1,
+               "broker.hots: unknown setting");
   expect_error("\n" H("prefecth = 3;"), 2, "unknown setting");
   expect_error("colour = 1;\n" H(""), 1, "colour: unknown setting");
 }
@@ -132,14 +135,17 @@ Test(config, prefetch_bounds) {
 }
 
 Test(config, duplicate_names_are_refused) {
-  expect_error("handlers = (\n { name = \"a\"; plugin = \"/a.so\"; },\n"
-               " { name = \"a\"; plugin = \"/b.so\"; queue = \"other\"; }\n);\n",
-               3, "handler name 'a' is used twice (first at line 2)");
-  expect_error("handlers = (\n { name = \"a\"; plugin = \"/a.so\"; },\n"
-               " { name = \"b\"; plugin = \"/b.so\"; queue = \"a\"; }\n);\n",
-               3, "queue 'a' is consumed by two handlers");
-  expect_error("exchanges = ( { name = \"x\"; },\n { name = \"x\"; } );\n" H(""),
-               2, "exchange 'x' is declared twice");
+  expect_error(
+      "handlers = (\n { name = \"a\"; plugin = \"/a.so\"; },\n"
+      " { name = \"a\"; plugin = \"/b.so\"; queue = \"other\"; }\n);\n",
+      3, "handler name 'a' is used twice (first at line 2)");
+  expect_error(
+      "handlers = (\n { name = \"a\"; plugin = \"/a.so\"; },\n"
+      " { name = \"b\"; plugin = \"/b.so\"; queue = \"a\"; }\n);\n",
+      3, "queue 'a' is consumed by two handlers");
+  expect_error(
+      "exchanges = ( { name = \"x\"; },\n { name = \"x\"; } );\n" H(""), 2,
+      "exchange 'x' is declared twice");
 }
 
 Test(config, missing_required_settings) {
@@ -148,16 +154,18 @@ Test(config, missing_required_settings) {
                "missing setting 'name'");
   expect_error("handlers = ( { name = \"a\"; } );\n", 1,
                "missing setting 'plugin'");
-  expect_error(H("queue_type = \"stream\";"), 1, "must be \"quorum\" or \"classic\"");
+  expect_error(H("queue_type = \"stream\";"), 1,
+               "must be \"quorum\" or \"classic\"");
   expect_error(H("durable = false;"), 1, "quorum queues are always durable");
 }
 
 Test(config, retry_policy_and_timeout) {
   wr_cfg *cfg;
-  cr_assert_eq(load(H("timeout = 30; retry = { max_attempts = 7; "
-                      "backoff = [0.5, 2.0, 30.0]; jitter = 0.2; max_crashes = 2; };"),
-                    &cfg),
-               WARREN_OK, "%s", err);
+  cr_assert_eq(
+      load(H("timeout = 30; retry = { max_attempts = 7; "
+             "backoff = [0.5, 2.0, 30.0]; jitter = 0.2; max_crashes = 2; };"),
+           &cfg),
+      WARREN_OK, "%s", err);
   const wr_handler_cfg *h = &cfg->handlers[0];
   cr_assert_float_eq(h->timeout, 30, 1e-9);
   cr_assert_eq(h->retry.max_attempts, 7);
@@ -171,10 +179,12 @@ Test(config, retry_policy_and_timeout) {
   cr_assert_eq(cfg->handlers[0].retry.n_backoff, 3, "default 1 s, 10 s, 60 s");
   cr_assert_float_eq(cfg->handlers[0].retry.backoff[2], 60, 1e-9);
   wr_cfg_free(cfg);
-  expect_error(H("retry = { backoff = []; };"), 1, "retry.backoff: must be a list");
+  expect_error(H("retry = { backoff = []; };"), 1,
+               "retry.backoff: must be a list");
   expect_error(H("retry = { backoff = (1.0, \"x\"); };"), 1,
                "retry.backoff[1]: each delay must be");
-  expect_error(H("retry = { max_attempts = 0; };"), 1, "retry.max_attempts: must be 1..1000");
+  expect_error(H("retry = { max_attempts = 0; };"), 1,
+               "retry.max_attempts: must be 1..1000");
   expect_error(H("retry = { tries = 3; };"), 1, "retry.tries: unknown setting");
 }
 
@@ -186,9 +196,11 @@ Test(config, in_process_handlers_are_limited) {
   cr_assert_eq(load(H(""), &cfg), WARREN_OK, "%s", err);
   cr_assert(cfg->handlers[0].isolated, "isolation is the default");
   wr_cfg_free(cfg);
-  expect_error(H("isolation = false; concurrency = 2;"), 1,
-               "isolation: isolation = false runs the handler in the supervisor");
-  expect_error(H("isolation = false; timeout = 5;"), 1, "a timeout needs isolation");
+  expect_error(
+      H("isolation = false; concurrency = 2;"), 1,
+      "isolation: isolation = false runs the handler in the supervisor");
+  expect_error(H("isolation = false; timeout = 5;"), 1,
+               "a timeout needs isolation");
 }
 
 Test(config, missing_file_is_reported) {
@@ -199,8 +211,8 @@ Test(config, missing_file_is_reported) {
 }
 
 Test(config, several_errors_are_all_reported) {
-  expect_error("broker = { port = 0; heartbeat = -1; };\n" H("prefetch = 0;"), 1,
-               "port");
+  expect_error("broker = { port = 0; heartbeat = -1; };\n" H("prefetch = 0;"),
+               1, "port");
   cr_assert(strstr(err, "heartbeat"), "%s", err);
   cr_assert(strstr(err, ":2: handlers[0].prefetch"), "%s", err);
 }
@@ -222,7 +234,8 @@ Test(config, a_password_file_that_is_no_usable_secret_is_refused) {
   int fd = mkstemp(secret);
   cr_assert(fd >= 0);
   cr_assert_eq(write(fd, "\n", 1), 1);
-  snprintf(text, sizeof text, "broker = { password_file = \"%s\"; };\n" H(""), secret);
+  snprintf(text, sizeof text, "broker = { password_file = \"%s\"; };\n" H(""),
+           secret);
   expect_error(text, 1, "is empty");
   char big[1100];
   memset(big, 'x', sizeof big);
@@ -241,12 +254,15 @@ Test(config, names_and_addresses_the_broker_would_refuse_are_errors) {
   expect_error(H("queue = \"\";"), 1, "must not be empty");
   expect_error("health = { listen = \"localhost\"; port = 8080; };\n" H(""), 1,
                "must be an IPv4 address");
-  expect_error("broker = { tls = { enabled = true; ca_file = \"\"; }; };\n" H(""), 1,
-               "ca_file: must not be empty");
-  expect_error(H("isolation = false; max_jobs_per_worker = 10;"), 1, "need isolation");
+  expect_error(
+      "broker = { tls = { enabled = true; ca_file = \"\"; }; };\n" H(""), 1,
+      "ca_file: must not be empty");
+  expect_error(H("isolation = false; max_jobs_per_worker = 10;"), 1,
+               "need isolation");
 }
 
-Test(config, a_relative_plugin_is_found_beside_a_config_named_without_a_folder) {
+Test(config,
+     a_relative_plugin_is_found_beside_a_config_named_without_a_folder) {
   char dir[] = "/tmp/warren-cfgdir-XXXXXX";
   cr_assert(mkdtemp(dir));
   char old[4096];
@@ -261,15 +277,112 @@ Test(config, a_relative_plugin_is_found_beside_a_config_named_without_a_folder) 
   cr_assert_eq(chdir(old), 0);
   rmdir(dir);
   cr_assert_eq(rc, WARREN_OK, "%s", err);
-  cr_assert_str_eq(cfg->handlers[0].plugin, "./a.so", "never a library path search");
+  cr_assert_str_eq(cfg->handlers[0].plugin, "./a.so",
+                   "never a library path search");
   wr_cfg_free(cfg);
 }
 
 Test(config, worker_recycling_limits_are_read) {
   wr_cfg *cfg;
-  cr_assert_eq(load(H("max_jobs_per_worker = 500; max_worker_rss = 256;"), &cfg),
-               WARREN_OK, "%s", err);
+  cr_assert_eq(
+      load(H("max_jobs_per_worker = 500; max_worker_rss = 256;"), &cfg),
+      WARREN_OK, "%s", err);
   cr_assert_eq(cfg->handlers[0].max_jobs, 500);
   cr_assert_eq(cfg->handlers[0].max_rss_mb, 256);
   wr_cfg_free(cfg);
+}
+
+/*
+ * Every numeric setting at its bounds, through `warren --check-config`
+ * (what an operator runs): the minimum and maximum pass, one step below
+ * and above is refused naming the setting. Breaks when any bound in
+ * cfg.c moves (e.g. max_crashes = 0 accepted: the first crash would
+ * dead-letter the job).
+ */
+typedef struct bound {
+  const char *path; /* as the error names it */
+  const char *tmpl; /* config text; %s is the value */
+  const char *below, *min, *max, *above;
+} bound;
+
+#define HR(extra)                                             \
+  "handlers = ( { name = \"a\"; plugin = \"" TEST_HANDLER_DIR \
+  "/record.so\"; " extra " } );\n"
+#define BACKOFF16                                                          \
+  "1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, " \
+  "1.0, 1.0"
+
+static const bound bounds[] = {
+    {"broker.port", "broker = { port = %s; };\n" HR(""), "0", "1", "65535",
+     "65536"},
+    {"broker.heartbeat", "broker = { heartbeat = %s; };\n" HR(""), "-1", "0",
+     "3600", "3601"},
+    {"broker.connect_timeout", "broker = { connect_timeout = %s; };\n" HR(""),
+     "0.099", "0.1", "600.0", "600.001"},
+    {"worker.shutdown_grace", "worker = { shutdown_grace = %s; };\n" HR(""),
+     "-0.001", "0.0", "86400.0", "86400.001"},
+    {"worker.reconnect_min",
+     "worker = { reconnect_min = %s; reconnect_max = 3600.0; };\n" HR(""),
+     "0.009", "0.01", "3600.0", "3600.001"},
+    {"worker.reconnect_max",
+     "worker = { reconnect_min = 0.01; reconnect_max = %s; };\n" HR(""),
+     "0.009", "0.01", "3600.0", "3600.001"},
+    {"worker.restart_min",
+     "worker = { restart_min = %s; restart_max = 3600.0; };\n" HR(""), "0.009",
+     "0.01", "3600.0", "3600.001"},
+    {"worker.restart_max",
+     "worker = { restart_min = 0.01; restart_max = %s; };\n" HR(""), "0.009",
+     "0.01", "3600.0", "3600.001"},
+    {"health.port", "health = { port = %s; };\n" HR(""), "-1", "0", "65535",
+     "65536"},
+    {"handlers.[0].prefetch", HR("prefetch = %s;"), "0", "1", "65535", "65536"},
+    {"handlers.[0].concurrency", HR("prefetch = 1024; concurrency = %s;"), "0",
+     "1", "1024", "1025"},
+    {"handlers.[0].timeout", HR("timeout = %s;"), "-0.001", "0.0", "86400.0",
+     "86400.001"},
+    {"handlers.[0].retry.max_attempts", HR("retry = { max_attempts = %s; };"),
+     "0", "1", "1000", "1001"},
+    {"handlers.[0].retry.max_crashes", HR("retry = { max_crashes = %s; };"),
+     "0", "1", "1000", "1001"},
+    {"handlers.[0].retry.jitter", HR("retry = { jitter = %s; };"), "-0.001",
+     "0.0", "1.0", "1.001"},
+    {"handlers.[0].retry.backoff.[0]", HR("retry = { backoff = [%s]; };"),
+     "0.0009", "0.001", "86400.0", "86400.001"},
+    {"handlers.[0].retry.backoff", HR("retry = { backoff = [%s]; };"), "",
+     "1.0", BACKOFF16, BACKOFF16 ", 1.0"},
+};
+
+/* `warren --check-config` on text with value v; its exit code, output in out.
+ */
+static int check_config(const bound *b, const char *v, char *out, size_t len) {
+  char text[2048], cmd[512];
+  snprintf(text, sizeof text, b->tmpl, v);
+  snprintf(cmd, sizeof cmd, "WARREN_LOG_LEVEL=error %s --check-config %s 2>&1",
+           WARREN_BIN, write_cfg(text));
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  size_t n = fread(out, 1, len - 1, p);
+  out[n] = '\0';
+  int st = pclose(p);
+  unlink(path);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(config, every_numeric_bound_is_enforced_by_check_config) {
+  char out[4096], want[256];
+  for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
+    const bound *b = &bounds[i];
+    /* libconfig spells list elements [0] after a dot-less parent. */
+    snprintf(want, sizeof want, "%s: ", b->path);
+    for (char *s = want; (s = strstr(s, ".["));) memmove(s, s + 1, strlen(s));
+    const char *ok[] = {b->min, b->max}, *bad[] = {b->below, b->above};
+    for (int k = 0; k < 2; k++) {
+      cr_assert_eq(check_config(b, ok[k], out, sizeof out), 0,
+                   "%s = %s refused:\n%s", b->path, ok[k], out);
+      cr_assert_eq(check_config(b, bad[k], out, sizeof out), 2,
+                   "%s = %s accepted:\n%s", b->path, bad[k], out);
+      cr_assert(strstr(out, want), "%s = %s: the error does not name it:\n%s",
+                b->path, bad[k], out);
+    }
+  }
 }

@@ -17,10 +17,12 @@ static unsigned char *encode(amqp_table_t *t, size_t *len) {
 
 Test(headers, round_trip_of_every_scalar_kind) {
   amqp_table_entry_t e[] = {
-      {amqp_cstring_bytes("s"), {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes("text")}}},
+      {amqp_cstring_bytes("s"),
+       {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes("text")}}},
       {amqp_cstring_bytes("i8"), {AMQP_FIELD_KIND_I8, {.i8 = -5}}},
       {amqp_cstring_bytes("u32"), {AMQP_FIELD_KIND_U32, {.u32 = 4000000000u}}},
-      {amqp_cstring_bytes("i64"), {AMQP_FIELD_KIND_I64, {.i64 = -1234567890123LL}}},
+      {amqp_cstring_bytes("i64"),
+       {AMQP_FIELD_KIND_I64, {.i64 = -1234567890123LL}}},
       {amqp_cstring_bytes("f"), {AMQP_FIELD_KIND_F32, {.f32 = 1.5f}}},
       {amqp_cstring_bytes("d"), {AMQP_FIELD_KIND_F64, {.f64 = 2.25}}},
       {amqp_cstring_bytes("b"), {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}}},
@@ -80,7 +82,8 @@ Test(headers, binary_string_keeps_embedded_nul) {
 
 Test(headers, every_truncation_is_rejected) {
   amqp_table_entry_t e[] = {
-      {amqp_cstring_bytes("key"), {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes("value")}}},
+      {amqp_cstring_bytes("key"),
+       {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes("value")}}},
       {amqp_cstring_bytes("n"), {AMQP_FIELD_KIND_I32, {.i32 = 7}}},
   };
   amqp_table_t t = {2, e};

@@ -78,32 +78,34 @@ static void job_init(wr_job *j, uint64_t id, const char *mid) {
 
 /* Serve the pool until cond or 10 s: results via the socket, deaths via
  * waitpid, restarts via tick. */
-#define SERVE(p, cond)                                                    \
-  do {                                                                    \
-    double until_ = wr_now() + 10;                                        \
-    while (!(cond) && wr_now() < until_) {                                \
-      for (int i_ = 0; i_ < (p)->n; i_++) {                               \
-        wr_child *c_ = &(p)->children[i_];                                \
-        struct pollfd pf_ = {c_->fd, POLLIN, 0};                          \
+#define SERVE(p, cond)                                                     \
+  do {                                                                     \
+    double until_ = wr_now() + 10;                                         \
+    while (!(cond) && wr_now() < until_) {                                 \
+      for (int i_ = 0; i_ < (p)->n; i_++) {                                \
+        wr_child *c_ = &(p)->children[i_];                                 \
+        struct pollfd pf_ = {c_->fd, POLLIN, 0};                           \
         if (c_->fd >= 0 && poll(&pf_, 1, 10) > 0) wr_pool_readable(p, c_); \
-        wr_pool_collect(p);                                               \
-      }                                                                   \
-      int st_;                                                            \
-      pid_t pid_;                                                         \
-      while ((pid_ = waitpid(-1, &st_, WNOHANG)) > 0)                     \
-        wr_pool_reap(p, pid_, st_);                                       \
-      wr_pool_tick(p, wr_now());                                          \
-    }                                                                     \
-    cr_assert(cond, "timed out waiting for " #cond);                      \
+        wr_pool_collect(p);                                                \
+      }                                                                    \
+      int st_;                                                             \
+      pid_t pid_;                                                          \
+      while ((pid_ = waitpid(-1, &st_, WNOHANG)) > 0)                      \
+        wr_pool_reap(p, pid_, st_);                                        \
+      wr_pool_tick(p, wr_now());                                           \
+    }                                                                      \
+    cr_assert(cond, "timed out waiting for " #cond);                       \
   } while (0)
 
 Test(pool, runs_jobs_and_isolates_a_crash) {
   char err[512];
-  cr_assert_eq(wr_plugin_load(TEST_HANDLER_DIR "/record.so", &plug, err, sizeof err),
-               WARREN_OK, "%s", err);
+  cr_assert_eq(
+      wr_plugin_load(TEST_HANDLER_DIR "/record.so", &plug, err, sizeof err),
+      WARREN_OK, "%s", err);
   wr_pool p;
-  cr_assert_eq(wr_pool_init(&p, "rec", plug.def, settings(), 2, 0.05, 1, &ev, NULL),
-               WARREN_OK);
+  cr_assert_eq(
+      wr_pool_init(&p, "rec", plug.def, settings(), 2, 0.05, 1, &ev, NULL),
+      WARREN_OK);
   cr_assert_eq(wr_pool_start(&p, 10, err, sizeof err), WARREN_OK, "%s", err);
   cr_assert_eq(p.idle, 2);
 
@@ -114,7 +116,8 @@ Test(pool, runs_jobs_and_isolates_a_crash) {
   cr_assert_eq(wr_pool_dispatch(&p, c, &ok), WARREN_OK);
   wr_pool_flush(&p);
   cr_assert_eq(p.busy, 1);
-  cr_assert_eq(wr_pool_running(c), &ok, "the pool knows which job the worker runs");
+  cr_assert_eq(wr_pool_running(c), &ok,
+               "the pool knows which job the worker runs");
   cr_assert_eq(started_job, &ok, "observers hear which job a worker took");
   SERVE(&p, done_job == &ok);
   cr_assert_eq(done_result, WARREN_ACK);
@@ -153,8 +156,9 @@ Test(pool, runs_jobs_and_isolates_a_crash) {
 
 Test(pool, queued_jobs_behind_a_crash_come_back_unstarted) {
   char err[512];
-  cr_assert_eq(wr_plugin_load(TEST_HANDLER_DIR "/record.so", &plug, err, sizeof err),
-               WARREN_OK, "%s", err);
+  cr_assert_eq(
+      wr_plugin_load(TEST_HANDLER_DIR "/record.so", &plug, err, sizeof err),
+      WARREN_OK, "%s", err);
   wr_pool p;
   wr_pool_init(&p, "rec", plug.def, settings(), 1, 0.05, 1, &ev, NULL);
   p.depth = 4;
@@ -187,8 +191,9 @@ Test(pool, queued_jobs_behind_a_crash_come_back_unstarted) {
 
 Test(pool, death_seen_before_results_still_blames_the_right_job) {
   char err[512];
-  cr_assert_eq(wr_plugin_load(TEST_HANDLER_DIR "/record.so", &plug, err, sizeof err),
-               WARREN_OK, "%s", err);
+  cr_assert_eq(
+      wr_plugin_load(TEST_HANDLER_DIR "/record.so", &plug, err, sizeof err),
+      WARREN_OK, "%s", err);
   wr_pool p;
   wr_pool_init(&p, "rec", plug.def, settings(), 1, 0.05, 1, &ev, NULL);
   p.depth = 2;
@@ -217,11 +222,12 @@ Test(pool, death_seen_before_results_still_blames_the_right_job) {
 
 Test(pool, a_stop_skips_the_jobs_queued_behind_the_running_one) {
   char err[512];
-  cr_assert_eq(wr_plugin_load(TEST_HANDLER_DIR "/record.so", &plug, err, sizeof err),
-               WARREN_OK, "%s", err);
+  cr_assert_eq(
+      wr_plugin_load(TEST_HANDLER_DIR "/record.so", &plug, err, sizeof err),
+      WARREN_OK, "%s", err);
   wr_pool p;
-  wr_pool_init(&p, "rec", plug.def, settings_with("sleep_ms = 300;"), 1, 0.05, 1,
-               &ev, NULL);
+  wr_pool_init(&p, "rec", plug.def, settings_with("sleep_ms = 300;"), 1, 0.05,
+               1, &ev, NULL);
   p.depth = 3;
   cr_assert_eq(wr_pool_start(&p, 10, err, sizeof err), WARREN_OK, "%s", err);
   wr_job a, b, c3;
@@ -248,8 +254,9 @@ Test(pool, a_stop_skips_the_jobs_queued_behind_the_running_one) {
 
 Test(pool, init_failure_is_reported_at_start) {
   char err[512];
-  cr_assert_eq(wr_plugin_load(TEST_HANDLER_DIR "/init_fail.so", &plug, err, sizeof err),
-               WARREN_OK, "%s", err);
+  cr_assert_eq(
+      wr_plugin_load(TEST_HANDLER_DIR "/init_fail.so", &plug, err, sizeof err),
+      WARREN_OK, "%s", err);
   wr_pool p;
   wr_pool_init(&p, "bad", plug.def, NULL, 1, 0.05, 1, &ev, NULL);
   cr_assert_eq(wr_pool_start(&p, 10, err, sizeof err), WARREN_PLUGIN_INIT);

@@ -5,8 +5,8 @@
 #include "retry.h"
 
 static wr_retry_cfg policy(void) {
-  wr_retry_cfg p = {.max_attempts = 4, .max_crashes = 2, .n_backoff = 2,
-                    .jitter = 0.1};
+  wr_retry_cfg p = {
+      .max_attempts = 4, .max_crashes = 2, .n_backoff = 2, .jitter = 0.1};
   p.backoff[0] = 1;
   p.backoff[1] = 10;
   return p;
@@ -35,7 +35,8 @@ Test(retry, what_ends_in_the_dead_letter_queue) {
   wr_decision d = wr_retry_decide(&p, &m, WR_OUT_REJECTED, 0.5);
   cr_assert(d.dead);
   cr_assert_str_eq(d.reason, "rejected");
-  cr_assert_str_eq(wr_retry_decide(&p, &m, WR_OUT_MALFORMED, 0.5).reason, "malformed");
+  cr_assert_str_eq(wr_retry_decide(&p, &m, WR_OUT_MALFORMED, 0.5).reason,
+                   "malformed");
   cr_assert_not(wr_retry_decide(&p, &m, WR_OUT_CRASHED, 0.5).dead);
   m.crashes = 1; /* the second crash in a row with max_crashes 2 */
   d = wr_retry_decide(&p, &m, WR_OUT_CRASHED, 0.5);
@@ -43,23 +44,27 @@ Test(retry, what_ends_in_the_dead_letter_queue) {
   cr_assert_str_eq(d.reason, "crashed");
   m.crashes = 0;
   m.attempt = 4;
-  cr_assert_str_eq(wr_retry_decide(&p, &m, WR_OUT_FAILED, 0.5).reason, "max-attempts");
-  cr_assert_str_eq(wr_retry_decide(&p, &m, WR_OUT_TIMEOUT, 0.5).reason, "timeout");
+  cr_assert_str_eq(wr_retry_decide(&p, &m, WR_OUT_FAILED, 0.5).reason,
+                   "max-attempts");
+  cr_assert_str_eq(wr_retry_decide(&p, &m, WR_OUT_TIMEOUT, 0.5).reason,
+                   "timeout");
   m.attempt = 3;
   cr_assert_not(wr_retry_decide(&p, &m, WR_OUT_TIMEOUT, 0.5).dead);
 }
 
 Test(retry, names_follow_one_pattern) {
   char b[128];
-  cr_assert_str_eq(wr_retry_queue_name("mail", 1.5, b, sizeof b), "mail.retry.1500ms");
+  cr_assert_str_eq(wr_retry_queue_name("mail", 1.5, b, sizeof b),
+                   "mail.retry.1500ms");
   cr_assert_str_eq(wr_retry_dlx_name("mail", b, sizeof b), "mail.dlx");
   cr_assert_str_eq(wr_retry_dlq_name("mail", b, sizeof b), "mail.dlq");
 }
 
 Test(retry, meta_reads_own_headers_and_quorum_redeliveries) {
-  amqp_table_entry_t e[] = {
-      wr_entry_int(WR_H_ATTEMPT, 3), wr_entry_int(WR_H_CRASHES, 1),
-      wr_entry_int(WR_H_FIRST_FAILURE, 1234), wr_entry_int("x-delivery-count", 2)};
+  amqp_table_entry_t e[] = {wr_entry_int(WR_H_ATTEMPT, 3),
+                            wr_entry_int(WR_H_CRASHES, 1),
+                            wr_entry_int(WR_H_FIRST_FAILURE, 1234),
+                            wr_entry_int("x-delivery-count", 2)};
   amqp_basic_properties_t p = {._flags = AMQP_BASIC_HEADERS_FLAG,
                                .headers = {4, e}};
   wr_job_meta m;
@@ -78,7 +83,8 @@ Test(retry, meta_reads_own_headers_and_quorum_redeliveries) {
 Test(retry, absurd_counts_are_malformed_and_never_overflow) {
   amqp_table_entry_t e[] = {wr_entry_int(WR_H_ATTEMPT, WR_RETRY_MAX_COUNT),
                             wr_entry_int("x-delivery-count", INT64_MAX)};
-  amqp_basic_properties_t p = {._flags = AMQP_BASIC_HEADERS_FLAG, .headers = {2, e}};
+  amqp_basic_properties_t p = {._flags = AMQP_BASIC_HEADERS_FLAG,
+                               .headers = {2, e}};
   wr_job_meta m;
   char why[128];
   cr_assert_eq(wr_retry_meta(&p, 1, &m, why, sizeof why), -1,
@@ -94,7 +100,8 @@ Test(retry, absurd_counts_are_malformed_and_never_overflow) {
 
 Test(retry, unusable_own_header_makes_a_job_malformed) {
   amqp_table_entry_t e[] = {wr_entry_str(WR_H_ATTEMPT, "three")};
-  amqp_basic_properties_t p = {._flags = AMQP_BASIC_HEADERS_FLAG, .headers = {1, e}};
+  amqp_basic_properties_t p = {._flags = AMQP_BASIC_HEADERS_FLAG,
+                               .headers = {1, e}};
   wr_job_meta m;
   char why[128];
   cr_assert_eq(wr_retry_meta(&p, 0, &m, why, sizeof why), -1);
@@ -118,15 +125,16 @@ Test(retry, republished_headers_keep_the_users_and_replace_warrens) {
   cr_assert_eq(t.entries[2].value.value.i64, 3);
   t = wr_retry_headers(&orig, store, 2, add, 1);
   cr_assert_eq(t.num_entries, 2, "bounded by the store");
-  cr_assert_eq(t.entries[1].value.value.i64, 3, "Warren's own entries always fit");
+  cr_assert_eq(t.entries[1].value.value.i64, 3,
+               "Warren's own entries always fit");
 }
 
-Test(retry, a_copy_keeps_application_headers_named_warren_and_drops_only_bookkeeping) {
-  amqp_table_entry_t orig_e[] = {wr_entry_str("warren-tenant", "acme"),
-                                 wr_entry_str(WR_H_REASON, "rejected"),
-                                 wr_entry_int(WR_H_COPY, 17),
-                                 wr_entry_int(WR_H_REPLAYS, 2),
-                                 wr_entry_str(WR_H_LAST_ERROR, "old")};
+Test(retry,
+     a_copy_keeps_application_headers_named_warren_and_drops_only_bookkeeping) {
+  amqp_table_entry_t orig_e[] = {
+      wr_entry_str("warren-tenant", "acme"),
+      wr_entry_str(WR_H_REASON, "rejected"), wr_entry_int(WR_H_COPY, 17),
+      wr_entry_int(WR_H_REPLAYS, 2), wr_entry_str(WR_H_LAST_ERROR, "old")};
   amqp_table_t orig = {5, orig_e};
   amqp_table_entry_t add[] = {wr_entry_str(WR_H_LAST_ERROR, "new"),
                               wr_entry_int(WR_H_COPY, 18)};
@@ -135,9 +143,11 @@ Test(retry, a_copy_keeps_application_headers_named_warren_and_drops_only_bookkee
   cr_assert_eq(t.num_entries, 4, "tenant, replays, then the two added");
   cr_assert_eq(memcmp(t.entries[0].key.bytes, "warren-tenant", 13), 0,
                "an application header named warren-* is the application's");
-  cr_assert_eq(memcmp(t.entries[1].key.bytes, WR_H_REPLAYS, strlen(WR_H_REPLAYS)), 0,
-               "the replay count survives a retry");
-  cr_assert_eq(t.entries[2].value.value.bytes.len, 3, "last error replaced once");
+  cr_assert_eq(
+      memcmp(t.entries[1].key.bytes, WR_H_REPLAYS, strlen(WR_H_REPLAYS)), 0,
+      "the replay count survives a retry");
+  cr_assert_eq(t.entries[2].value.value.bytes.len, 3,
+               "last error replaced once");
   cr_assert_eq(t.entries[3].value.value.i64, 18, "the copy's own sequence");
 }
 

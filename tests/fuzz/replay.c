@@ -45,12 +45,23 @@ int main(int argc, char **argv) {
       for (int k = 0; k < edits; k++) {
         uint64_t r = next();
         switch (r % 4) {
-          case 0: if (m) mut[(r >> 8) % m] ^= (uint8_t)(1u << ((r >> 40) % 8)); break;
-          case 1: if (m) mut[(r >> 8) % m] = (uint8_t)(r >> 32); break;
-          case 2: if (m) m = (r >> 8) % m; break;
-          case 3: if (m + 1 < sizeof mut) { size_t at = m ? (r >> 8) % m : 0;
-                    memmove(mut + at + 1, mut + at, m - at); mut[at] = (uint8_t)(r >> 32); m++; }
-                  break;
+          case 0:
+            if (m) mut[(r >> 8) % m] ^= (uint8_t)(1u << ((r >> 40) % 8));
+            break;
+          case 1:
+            if (m) mut[(r >> 8) % m] = (uint8_t)(r >> 32);
+            break;
+          case 2:
+            if (m) m = (r >> 8) % m;
+            break;
+          case 3:
+            if (m + 1 < sizeof mut) {
+              size_t at = m ? (r >> 8) % m : 0;
+              memmove(mut + at + 1, mut + at, m - at);
+              mut[at] = (uint8_t)(r >> 32);
+              m++;
+            }
+            break;
         }
       }
       LLVMFuzzerTestOneInput(mut, m);

@@ -16,7 +16,8 @@ typedef struct st {
   const char *greeting;
 } st;
 
-static int hinit(const warren_api *api, const warren_settings *s, void **state) {
+static int hinit(const warren_api *api, const warren_settings *s,
+                 void **state) {
   warren_value v;
   st *x = calloc(1, sizeof *x);
   if (!x || api->setting_get(s, "log", &v) != 0) return -1;
@@ -29,7 +30,8 @@ static int hinit(const warren_api *api, const warren_settings *s, void **state) 
 
 static warren_result hhandle(void *state, const warren_message *m) {
   st *x = state;
-  fprintf(x->out, "id=%s\ncorrelation=%s\ntype=%s\nkey=%s\nexchange=%s\n"
+  fprintf(x->out,
+          "id=%s\ncorrelation=%s\ntype=%s\nkey=%s\nexchange=%s\n"
           "attempt=%u\nbody=%.*s\ngreeting=%s\n",
           m->message_id, m->correlation_id, m->content_type, m->routing_key,
           m->exchange, m->attempt, (int)m->body_len, (const char *)m->body,

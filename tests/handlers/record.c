@@ -4,7 +4,13 @@
  *   end <message_id> <monotonic ns> <pid>
  * to the file in settings.log (O_APPEND, one write per line, so lines from
  * several worker processes never interleave), sleeping settings.sleep_ms in
- * between. settings.crash_on: a message id whose job segfaults the worker.
+ * between. settings.crash_on: a message id whose job segfaults the worker;
+ * fail_suffix / reject_suffix: ids ending in it return retry / reject;
+ * reject_prefix: ids starting with it are rejected; sigpipe_on: a message
+ * id whose job writes to a closed pipe; orphan_on: a message id whose job
+ * forks a child that sleeps (holding the worker's socket; it logs
+ * `orphan <id> <pid>`), then segfaults; leak_kb: every job leaks that much
+ * memory (touched).
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -20,8 +26,8 @@
 typedef struct rec {
   int fd;
   long sleep_ms;
-  const char *crash_on, *hang_on, *fail_on, *reject_unless, *reject_prefix, *sigpipe_on;
-  const char *orphan_on;
+  const char *crash_on, *hang_on, *fail_on, *reject_unless, *reject_prefix;
+  const char *sigpipe_on, *orphan_on, *fail_suffix, *reject_suffix;
   long leak_kb;
   long fail_below;
   const warren_api *api;
@@ -48,6 +54,8 @@ static int rec_init(const warren_api *api, const warren_settings *s,
   if (api->setting_get(s, "orphan_on", &v) == 0) r->orphan_on = v.str;
   if (api->setting_get(s, "leak_kb", &v) == 0) r->leak_kb = (long)v.i;
   if (api->setting_get(s, "fail_below", &v) == 0) r->fail_below = (long)v.i;
+  if (api->setting_get(s, "fail_suffix", &v) == 0) r->fail_suffix = v.str;
+  if (api->setting_get(s, "reject_suffix", &v) == 0) r->reject_suffix = v.str;
   r->api = api;
   *state = r;
   return r->fd < 0 ? -1 : 0;
@@ -61,6 +69,11 @@ static void line(rec *r, const char *what, const char *id, unsigned attempt) {
                    (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec,
                    (int)getpid(), attempt);
   if (n > 0 && write(r->fd, buf, (size_t)n) != n) abort();
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = suffix ? strlen(suffix) : 0;
+  return suffix && n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
 static warren_result rec_handle(void *state, const warren_message *m) {
@@ -78,7 +91,8 @@ static warren_result rec_handle(void *state, const warren_message *m) {
       _exit(0);
     }
     char buf[64];
-    int n = snprintf(buf, sizeof buf, "orphan %s %d\n", m->message_id, (int)kid);
+    int n =
+        snprintf(buf, sizeof buf, "orphan %s %d\n", m->message_id, (int)kid);
     if (write(r->fd, buf, (size_t)n) != n) abort();
     raise(SIGSEGV);
   }
@@ -99,6 +113,14 @@ static warren_result rec_handle(void *state, const warren_message *m) {
     r->api->set_error(m, "fails on purpose (attempt %u)", m->attempt);
     line(r, "fail", m->message_id, m->attempt);
     return WARREN_RETRY;
+  }
+  if (ends_with(m->message_id, r->fail_suffix)) {
+    line(r, "fail", m->message_id, m->attempt);
+    return WARREN_RETRY;
+  }
+  if (ends_with(m->message_id, r->reject_suffix)) {
+    line(r, "reject", m->message_id, m->attempt);
+    return WARREN_REJECT;
   }
   if ((long)m->attempt < r->fail_below) {
     line(r, "fail", m->message_id, m->attempt);

@@ -1,13 +1,21 @@
 #include "support.h"
 
 #include <amqp.h>
+#include <criterion/criterion.h>
+#include <criterion/hooks.h>
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,20 +32,90 @@ int tw_port(void) {
   return p ? atoi(p) : 5683;
 }
 
-const char *tw_dir(const char *test) {
-  static char dir[256];
-  snprintf(dir, sizeof dir, "/tmp/warren-it-%s-%d", test, (int)getpid());
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  if (system(cmd) != 0) return NULL;
-  mkdir(dir, 0755);
+/* Folder of a test, the same whether the runner or the test computes it. */
+static void dir_of(const char *suite, const char *test, char *buf, size_t len) {
+  snprintf(buf, len, "/tmp/warren-it-%d-%s.%s", tw_port(), suite, test);
+}
+
+const char *tw_dir(void) {
+  static char dir[300];
+  dir_of(criterion_current_suite->name, criterion_current_test->name, dir,
+         sizeof dir);
   return dir;
 }
 
+static int port_open(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)tw_port())};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  if (fd >= 0) close(fd);
+  return ok;
+}
+
+/* Start the broker app (after a stop_app) and wait for its AMQP port. */
+static int start_app(char *out, size_t outlen) {
+  int rc = tw_ctl(out, outlen, "start_app");
+  double until = wr_now() + 60;
+  while (!port_open() && wr_now() < until)
+    nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+  return rc == 0 && port_open() ? 0 : -1;
+}
+
+void tw_init(void) {
+  char cmd[400], out[4096];
+  /* A test killed before its cleanup could run may have left it stopped. */
+  if (!port_open()) start_app(out, sizeof out);
+  snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", tw_dir(), tw_dir());
+  cr_assert_eq(system(cmd), 0, "cannot make %s", tw_dir());
+}
+
+/* Runs in the Criterion runner after each test, whatever its outcome
+ * (the test's own process may be gone: crashed or killed at its timeout). */
+static void cleanup(const struct criterion_test *t, int passed) {
+  char dir[300], path[400], out[4096];
+  dir_of(t->category, t->name, dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/pgids", dir);
+  FILE *f = fopen(path, "r");
+  int pg;
+  while (f && fscanf(f, "%d", &pg) == 1)
+    if (pg > 1) kill(-pg, SIGKILL);
+  if (f) fclose(f);
+  snprintf(path, sizeof path, "%s/broker-stopped", dir);
+  if (access(path, F_OK) == 0) {
+    fprintf(stderr, "%s.%s left the broker stopped: starting it again\n",
+            t->category, t->name);
+    if (start_app(out, sizeof out) == 0)
+      unlink(path);
+    else
+      fprintf(stderr, "start_app failed: %s\n", out);
+  }
+  if (access(dir, F_OK) != 0) return;
+  if (passed) {
+    snprintf(path, sizeof path, "rm -rf %s", dir);
+    if (system(path) != 0) fprintf(stderr, "could not remove %s\n", dir);
+  } else {
+    fprintf(stderr,
+            "%s.%s failed: its files (warren.log, config, records) are "
+            "kept in %s\n",
+            t->category, t->name, dir);
+  }
+}
+
+ReportHook(POST_FINI)(struct criterion_test_stats *st) {
+  cleanup(st->test, st->test_status != CR_STATUS_FAILED && !st->timed_out);
+}
+
+ReportHook(TEST_CRASH)(struct criterion_test_stats *st) {
+  cleanup(st->test, 0);
+}
+
 pid_t tw_warren_start(const char *dir, const char *rest) {
-  char cfg[300], log[300];
+  char cfg[300], log[300], pgids[300];
   snprintf(cfg, sizeof cfg, "%s/warren.cfg", dir);
   snprintf(log, sizeof log, "%s/warren.log", dir);
+  snprintf(pgids, sizeof pgids, "%s/pgids", dir);
   FILE *f = fopen(cfg, "w");
   if (!f) return -1;
   fprintf(f,
@@ -46,10 +124,21 @@ pid_t tw_warren_start(const char *dir, const char *rest) {
           "shutdown_grace = 20.0; };\n%s",
           tw_port(), rest);
   fclose(f);
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
-    FILE *lf = freopen(log, "w", stderr);
-    (void)lf;
+    /* Its own group, so the cleanup kills its workers with it; and dead
+     * with the test process, so a killed test leaves nothing running. */
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    /* Not on the test's stdout: ctest waits for everyone holding its pipe. */
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+      close(fd);
+    }
     /* WARREN_WRAPPER lets scripts/test run the worker under valgrind. */
     const char *wrap = getenv("WARREN_WRAPPER");
     if (wrap && *wrap) {
@@ -61,22 +150,47 @@ pid_t tw_warren_start(const char *dir, const char *rest) {
     }
     _exit(127);
   }
+  if (pid > 0) {
+    setpgid(pid, pid); /* whichever of the two runs first */
+    f = fopen(pgids, "a");
+    if (f) {
+      fprintf(f, "%d\n", (int)pid);
+      fclose(f);
+    }
+  }
   return pid;
 }
 
-pid_t tw_start_record(const char *test, const char *q, const char *extra,
-                      const char *settings, char *log, char *rec) {
-  const char *dir = tw_dir(test);
+pid_t tw_start_record(const char *q, const char *extra, const char *settings,
+                      char *log, char *rec) {
+  const char *dir = tw_dir();
   char text[4096];
   snprintf(log, 300, "%s/warren.log", dir);
   snprintf(rec, 300, "%s/rec", dir);
   snprintf(text, sizeof text,
            "handlers = ( { name = \"h\"; queue = \"%s\";\n"
-           "  plugin = \"" TEST_HANDLER_DIR "/record.so\";\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";\n"
            "  %s\n  settings = { log = \"%s\"; %s }; } );\n",
            q, extra, rec, settings);
   pid_t w = tw_warren_start(dir, text);
   return tw_wait_text(log, "consuming 1 queue(s)", 30) ? w : -1;
+}
+
+int tw_broker_stop_app(char *out, size_t outlen) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/broker-stopped", tw_dir());
+  FILE *f = fopen(path, "w");
+  if (f) fclose(f);
+  return tw_ctl(out, outlen, "stop_app");
+}
+
+int tw_broker_start_app(char *out, size_t outlen) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/broker-stopped", tw_dir());
+  int rc = start_app(out, outlen);
+  if (rc == 0) unlink(path);
+  return rc;
 }
 
 int tw_warren_stop(pid_t pid, int sig, double timeout_s) {
@@ -85,7 +199,8 @@ int tw_warren_stop(pid_t pid, int sig, double timeout_s) {
   int status;
   while (wr_now() < until) {
     pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r == pid)
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
   }
   kill(pid, SIGKILL);
@@ -121,8 +236,8 @@ static int run(const char *cmd, char *out, size_t outlen) {
 
 int tw_ctl(char *out, size_t outlen, const char *args) {
   char cmd[1024];
-  snprintf(cmd, sizeof cmd, "%s ctl test %d %s 2>&1", WARREN_BROKER_SCRIPT,
-           tw_port(), args);
+  snprintf(cmd, sizeof cmd, "timeout 60 %s ctl test %d %s 2>&1",
+           WARREN_BROKER_SCRIPT, tw_port(), args);
   return run(cmd, out, outlen);
 }
 
@@ -151,8 +266,8 @@ int tw_count(const char *path, const char *what, const char *prefix,
   return total;
 }
 
-int tw_wait_count(const char *path, const char *what, const char *prefix,
-                  int n, int want, double timeout_s) {
+int tw_wait_count(const char *path, const char *what, const char *prefix, int n,
+                  int want, double timeout_s) {
   double until = wr_now() + timeout_s;
   int got;
   while ((got = tw_count(path, what, prefix, NULL, n)) < want &&
@@ -167,7 +282,8 @@ int tw_wait_text(const char *path, const char *needle, double timeout_s) {
     FILE *f = fopen(path, "r");
     char line[2048];
     int found = 0;
-    while (f && !found && fgets(line, sizeof line, f)) found = strstr(line, needle) != NULL;
+    while (f && !found && fgets(line, sizeof line, f))
+      found = strstr(line, needle) != NULL;
     if (f) fclose(f);
     if (found) return 1;
     nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
@@ -177,8 +293,12 @@ int tw_wait_text(const char *path, const char *needle, double timeout_s) {
 
 /* A connection to the test node with channel 1 open, or NULL. */
 static amqp_connection_state_t test_conn(void) {
-  wr_broker_cfg b = {.host = "127.0.0.1", .port = tw_port(), .vhost = "/",
-                     .user = "guest", .password = "guest", .heartbeat = 0,
+  wr_broker_cfg b = {.host = "127.0.0.1",
+                     .port = tw_port(),
+                     .vhost = "/",
+                     .user = "guest",
+                     .password = "guest",
+                     .heartbeat = 0,
                      .connect_timeout = 5};
   amqp_connection_state_t c;
   char err[512];
@@ -202,7 +322,8 @@ int tw_drain(const char *queue, const char *prefix, int *counts, int n) {
       break;
     uint64_t tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
     amqp_message_t m;
-    if (amqp_read_message(c, 1, &m, 0).reply_type != AMQP_RESPONSE_NORMAL) break;
+    if (amqp_read_message(c, 1, &m, 0).reply_type != AMQP_RESPONSE_NORMAL)
+      break;
     char id[256] = "";
     if (m.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
       snprintf(id, sizeof id, "%.*s", (int)m.properties.message_id.len,
@@ -223,22 +344,28 @@ int tw_take_one(const char *queue, char *dump, size_t len) {
   amqp_rpc_reply_t r = amqp_basic_get(c, 1, amqp_cstring_bytes(queue), 1);
   int got = 0;
   amqp_message_t m;
-  if (r.reply_type == AMQP_RESPONSE_NORMAL && r.reply.id == AMQP_BASIC_GET_OK_METHOD &&
+  if (r.reply_type == AMQP_RESPONSE_NORMAL &&
+      r.reply.id == AMQP_BASIC_GET_OK_METHOD &&
       amqp_read_message(c, 1, &m, 0).reply_type == AMQP_RESPONSE_NORMAL) {
     got = 1;
     const amqp_basic_properties_t *p = &m.properties;
     size_t o = (size_t)snprintf(dump, len, "id=%.*s\nbody=%.*s\n",
-                                (int)p->message_id.len, (const char *)p->message_id.bytes,
+                                (int)p->message_id.len,
+                                (const char *)p->message_id.bytes,
                                 (int)m.body.len, (const char *)m.body.bytes);
-    for (int i = 0; (p->_flags & AMQP_BASIC_HEADERS_FLAG) && i < p->headers.num_entries && o < len; i++) {
+    for (int i = 0; (p->_flags & AMQP_BASIC_HEADERS_FLAG) &&
+                    i < p->headers.num_entries && o < len;
+         i++) {
       const amqp_table_entry_t *e = &p->headers.entries[i];
       int64_t v;
       if (wr_hdr_amqp_int(&e->value, &v))
-        o += (size_t)snprintf(dump + o, len - o, "h.%.*s=%lld\n", (int)e->key.len,
-                              (const char *)e->key.bytes, (long long)v);
+        o += (size_t)snprintf(dump + o, len - o, "h.%.*s=%lld\n",
+                              (int)e->key.len, (const char *)e->key.bytes,
+                              (long long)v);
       else if (e->value.kind == AMQP_FIELD_KIND_UTF8)
-        o += (size_t)snprintf(dump + o, len - o, "h.%.*s=%.*s\n", (int)e->key.len,
-                              (const char *)e->key.bytes, (int)e->value.value.bytes.len,
+        o += (size_t)snprintf(dump + o, len - o, "h.%.*s=%.*s\n",
+                              (int)e->key.len, (const char *)e->key.bytes,
+                              (int)e->value.value.bytes.len,
                               (const char *)e->value.value.bytes.bytes);
     }
     amqp_destroy_message(&m);
@@ -261,7 +388,7 @@ pid_t tw_child_of(pid_t pid) {
 
 int tw_warren_cli(char *out, size_t outlen, const char *args) {
   char cmd[1024];
-  snprintf(cmd, sizeof cmd, "%s %s 2>&1", WARREN_BIN, args);
+  snprintf(cmd, sizeof cmd, "timeout 60 %s %s 2>&1", WARREN_BIN, args);
   return run(cmd, out, outlen);
 }
 
@@ -307,4 +434,219 @@ int tw_missing(const int *a, const int *b, int n, int *dupes) {
     if (seen > 1) *dupes += seen - 1;
   }
   return missing;
+}
+
+/* Run one synchronous AMQP call on a fresh connection; 0 when it went
+ * through. */
+#define TW_RPC(c, what, call)                                               \
+  do {                                                                      \
+    call;                                                                   \
+    char why_[512];                                                         \
+    if (wr_conn_reply(c, amqp_get_rpc_reply(c), what, why_, sizeof why_) != \
+        WARREN_OK) {                                                        \
+      fprintf(stderr, "test broker: %s\n", why_);                           \
+      amqp_destroy_connection(c);                                           \
+      return -1;                                                            \
+    }                                                                       \
+  } while (0)
+
+int tw_publish_raw(const char *queue, const char *id,
+                   const amqp_table_t *headers) {
+  amqp_connection_state_t c = test_conn();
+  if (!c) return -1;
+  TW_RPC(c, "confirm.select", amqp_confirm_select(c, 1));
+  amqp_basic_properties_t p = {0};
+  p._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
+  p.delivery_mode = 2;
+  p.message_id = amqp_cstring_bytes(id);
+  if (headers) {
+    p._flags |= AMQP_BASIC_HEADERS_FLAG;
+    p.headers = *headers;
+  }
+  int rc = amqp_basic_publish(c, 1, amqp_cstring_bytes(""),
+                              amqp_cstring_bytes(queue), 1, 0, &p,
+                              amqp_cstring_bytes(id));
+  int acked = 0, returned = 0;
+  while (rc == AMQP_STATUS_OK) {
+    amqp_frame_t f;
+    struct timeval tv = {30, 0};
+    if (amqp_simple_wait_frame_noblock(c, &f, &tv) != AMQP_STATUS_OK) break;
+    if (f.frame_type != AMQP_FRAME_METHOD) continue;
+    if (f.payload.method.id == AMQP_BASIC_RETURN_METHOD) {
+      returned = 1;
+      amqp_message_t m;
+      if (amqp_read_message(c, 1, &m, 0).reply_type == AMQP_RESPONSE_NORMAL)
+        amqp_destroy_message(&m);
+      continue;
+    }
+    acked = f.payload.method.id == AMQP_BASIC_ACK_METHOD;
+    break;
+  }
+  wr_conn_close(c);
+  return acked && !returned ? 0 : -1;
+}
+
+static int declare(const char *queue, amqp_table_t args) {
+  amqp_connection_state_t c = test_conn();
+  if (!c) return -1;
+  TW_RPC(c, queue,
+         amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 0, 1, 0, 0, args));
+  wr_conn_close(c);
+  return 0;
+}
+
+int tw_declare_refusing(const char *queue) {
+  amqp_table_entry_t e[2] = {wr_entry_int("x-max-length", 0),
+                             wr_entry_str("x-overflow", "reject-publish")};
+  return declare(queue, (amqp_table_t){2, e});
+}
+
+int tw_declare_plain(const char *queue) {
+  return declare(queue, amqp_empty_table);
+}
+
+int tw_delete_queue(const char *queue) {
+  amqp_connection_state_t c = test_conn();
+  if (!c) return -1;
+  TW_RPC(c, queue, amqp_queue_delete(c, 1, amqp_cstring_bytes(queue), 0, 0));
+  wr_conn_close(c);
+  return 0;
+}
+
+int tw_unbind(const char *queue, const char *exchange, const char *key) {
+  amqp_connection_state_t c = test_conn();
+  if (!c) return -1;
+  TW_RPC(c, queue,
+         amqp_queue_unbind(c, 1, amqp_cstring_bytes(queue),
+                           amqp_cstring_bytes(exchange),
+                           amqp_cstring_bytes(key), amqp_empty_table));
+  wr_conn_close(c);
+  return 0;
+}
+
+int tw_queue_len(const char *queue) {
+  amqp_connection_state_t c = test_conn();
+  if (!c) return -1;
+  amqp_queue_declare_ok_t *ok = amqp_queue_declare(
+      c, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+  int n = ok ? (int)ok->message_count : -1;
+  if (ok)
+    wr_conn_close(c);
+  else
+    amqp_destroy_connection(c);
+  return n;
+}
+
+static size_t put_value(const amqp_field_value_t *v, char *out, size_t len);
+
+static size_t putf(char *out, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static size_t putf(char *out, size_t len, const char *fmt, ...) {
+  if (!len) return 0;
+  va_list ap;
+  va_start(ap, fmt);
+  int w = vsnprintf(out, len, fmt, ap);
+  va_end(ap);
+  return w < 0 ? 0 : (size_t)w < len ? (size_t)w : len - 1;
+}
+
+static size_t put_value(const amqp_field_value_t *v, char *out, size_t len) {
+  size_t o = putf(out, len, "%c:", (char)v->kind);
+  const amqp_field_value_t *a;
+  switch (v->kind) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+      return o + putf(out + o, len - o, "%d", v->value.boolean);
+    case AMQP_FIELD_KIND_I8:
+      return o + putf(out + o, len - o, "%d", v->value.i8);
+    case AMQP_FIELD_KIND_U8:
+      return o + putf(out + o, len - o, "%u", v->value.u8);
+    case AMQP_FIELD_KIND_I16:
+      return o + putf(out + o, len - o, "%d", v->value.i16);
+    case AMQP_FIELD_KIND_U16:
+      return o + putf(out + o, len - o, "%u", v->value.u16);
+    case AMQP_FIELD_KIND_I32:
+      return o + putf(out + o, len - o, "%d", v->value.i32);
+    case AMQP_FIELD_KIND_U32:
+      return o + putf(out + o, len - o, "%u", v->value.u32);
+    case AMQP_FIELD_KIND_I64:
+      return o + putf(out + o, len - o, "%lld", (long long)v->value.i64);
+    case AMQP_FIELD_KIND_U64:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+      return o +
+             putf(out + o, len - o, "%llu", (unsigned long long)v->value.u64);
+    case AMQP_FIELD_KIND_F32:
+      return o + putf(out + o, len - o, "%.9g", (double)v->value.f32);
+    case AMQP_FIELD_KIND_F64:
+      return o + putf(out + o, len - o, "%.17g", v->value.f64);
+    case AMQP_FIELD_KIND_DECIMAL:
+      return o + putf(out + o, len - o, "%u/%u", v->value.decimal.decimals,
+                      v->value.decimal.value);
+    case AMQP_FIELD_KIND_UTF8:
+      return o + putf(out + o, len - o, "%zu:%.*s", v->value.bytes.len,
+                      (int)v->value.bytes.len,
+                      (const char *)v->value.bytes.bytes);
+    case AMQP_FIELD_KIND_BYTES: /* hex: may hold NULs */
+      o += putf(out + o, len - o, "%zu:", v->value.bytes.len);
+      for (size_t i = 0; i < v->value.bytes.len; i++)
+        o += putf(out + o, len - o, "%02x",
+                  ((const unsigned char *)v->value.bytes.bytes)[i]);
+      return o;
+    case AMQP_FIELD_KIND_VOID:
+      return o;
+    case AMQP_FIELD_KIND_ARRAY:
+      o += putf(out + o, len - o, "[");
+      for (int i = 0; i < v->value.array.num_entries; i++) {
+        a = &v->value.array.entries[i];
+        if (i) o += putf(out + o, len - o, ",");
+        o += put_value(a, out + o, len - o);
+      }
+      return o + putf(out + o, len - o, "]");
+    case AMQP_FIELD_KIND_TABLE:
+      o += putf(out + o, len - o, "{");
+      for (int i = 0; i < v->value.table.num_entries; i++) {
+        const amqp_table_entry_t *e = &v->value.table.entries[i];
+        o += putf(out + o, len - o, "%s%.*s=", i ? "," : "", (int)e->key.len,
+                  (const char *)e->key.bytes);
+        o += put_value(&e->value, out + o, len - o);
+      }
+      return o + putf(out + o, len - o, "}");
+    default:
+      return o + putf(out + o, len - o, "?");
+  }
+}
+
+size_t tw_table_dump(const amqp_table_t *t, char *out, size_t len) {
+  size_t o = 0;
+  if (len) out[0] = '\0';
+  for (int i = 0; i < t->num_entries; i++) {
+    const amqp_table_entry_t *e = &t->entries[i];
+    o += putf(out + o, len - o, "h.%.*s=", (int)e->key.len,
+              (const char *)e->key.bytes);
+    o += put_value(&e->value, out + o, len - o);
+    o += putf(out + o, len - o, "\n");
+  }
+  return o;
+}
+
+int tw_get(const char *queue, int ack, char *dump, size_t len) {
+  amqp_connection_state_t c = test_conn();
+  if (!c) return 0;
+  amqp_rpc_reply_t r = amqp_basic_get(c, 1, amqp_cstring_bytes(queue), ack);
+  int got = 0;
+  amqp_message_t m;
+  if (r.reply_type == AMQP_RESPONSE_NORMAL &&
+      r.reply.id == AMQP_BASIC_GET_OK_METHOD &&
+      amqp_read_message(c, 1, &m, 0).reply_type == AMQP_RESPONSE_NORMAL) {
+    got = 1;
+    const amqp_basic_properties_t *p = &m.properties;
+    size_t o = putf(dump, len, "id=%.*s\nbody=%.*s\n", (int)p->message_id.len,
+                    (const char *)p->message_id.bytes, (int)m.body.len,
+                    (const char *)m.body.bytes);
+    if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
+      tw_table_dump(&p->headers, dump + o, len - o);
+    amqp_destroy_message(&m);
+  }
+  /* Unacked, the message goes back to the queue with the channel. */
+  wr_conn_close(c);
+  return got;
 }

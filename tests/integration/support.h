@@ -6,18 +6,38 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <amqp.h>
+
 int tw_port(void);
-/* A fresh folder for this test's files; returns its path (static). */
-const char *tw_dir(const char *test);
-/* Write FILE=dir/warren.cfg with the broker section for the test node
- * followed by `rest`, start the worker with stderr to dir/warren.log. */
+
+/*
+ * Every integration suite runs tw_init before and nothing after each
+ * test: cleanup is done by the Criterion runner process (a report hook in
+ * support.c), so it happens whatever the outcome, also when the test
+ * crashed or timed out. It kills the process group of every worker the
+ * test started, restarts the broker app if the test left it stopped, and
+ * removes the test's folder when the test passed (kept and printed
+ * otherwise).
+ */
+void tw_init(void);
+#define TW_SUITE(name, secs) TestSuite(name, .init = tw_init, .timeout = (secs))
+
+/* This test's folder, /tmp/warren-it-<port>-<suite>.<test>. */
+const char *tw_dir(void);
+/* Write dir/warren.cfg with the broker section for the test node followed
+ * by `rest`, start the worker (own process group, killed if the test
+ * process dies) with stdout and stderr to dir/warren.log. */
 pid_t tw_warren_start(const char *dir, const char *rest);
 /* Start a worker with one handler "h" running the record test plugin on
  * queue q: `extra` goes into the handler's group, `settings` into its
  * settings (log = <dir>/rec is added). Waits until it consumes; the paths
  * of its log and record file go to log and rec (300 bytes each). */
-pid_t tw_start_record(const char *test, const char *q, const char *extra,
-                      const char *settings, char *log, char *rec);
+pid_t tw_start_record(const char *q, const char *extra, const char *settings,
+                      char *log, char *rec);
+/* stop_app / start_app on the test node. While it is stopped a marker in
+ * the test's folder tells the cleanup to start it again. */
+int tw_broker_stop_app(char *out, size_t outlen);
+int tw_broker_start_app(char *out, size_t outlen);
 /* Send sig, wait up to timeout_s; returns the exit status or -1. */
 int tw_warren_stop(pid_t pid, int sig, double timeout_s);
 /* Publish n persistent jobs to queue via the default exchange with ids
@@ -30,8 +50,8 @@ int tw_ctl(char *out, size_t outlen, const char *args);
 int tw_count(const char *path, const char *what, const char *prefix,
              int *counts, int n);
 /* Wait until at least want lines of `what prefix` are in path. */
-int tw_wait_count(const char *path, const char *what, const char *prefix,
-                  int n, int want, double timeout_s);
+int tw_wait_count(const char *path, const char *what, const char *prefix, int n,
+                  int want, double timeout_s);
 /* 1 if `needle` occurs in file path (waiting up to timeout_s). */
 int tw_wait_text(const char *path, const char *needle, double timeout_s);
 /* Take every message left in queue (basic.get + ack), counting ids like
@@ -56,5 +76,29 @@ long tw_http_get(int port, const char *path);
 
 /* Report and return the number of ids never seen and seen twice. */
 int tw_missing(const int *a, const int *b, int n, int *dupes);
+
+/* Raw AMQP on the test node, for what the producer API cannot do. */
+/* Publish one persistent job (mandatory, confirmed) to queue with
+ * message id = body = id and the given headers (NULL: none). Returns 0
+ * when the broker confirmed it, -1 otherwise. */
+int tw_publish_raw(const char *queue, const char *id,
+                   const amqp_table_t *headers);
+/* Declare a durable classic queue that refuses every publish
+ * (x-max-length 0, x-overflow reject-publish): the broker nacks copies. */
+int tw_declare_refusing(const char *queue);
+/* Declare a plain durable classic queue. */
+int tw_declare_plain(const char *queue);
+int tw_delete_queue(const char *queue);
+int tw_unbind(const char *queue, const char *exchange, const char *key);
+/* Messages ready in queue, or -1 if it does not exist. */
+int tw_queue_len(const char *queue);
+/* Take one message (acked when ack, else it goes back when the channel
+ * closes) and describe it: "id=...", "body=...", then every header as
+ * tw_table_dump writes it. Returns 1, or 0 if the queue is empty. */
+int tw_get(const char *queue, int ack, char *dump, size_t len);
+/* Every entry of t as "h.<key>=<type letter>:<value>" lines, tables and
+ * arrays spelled out recursively, so two dumps compare types and values.
+ * Returns the length written. */
+size_t tw_table_dump(const amqp_table_t *t, char *out, size_t len);
 
 #endif

@@ -18,23 +18,31 @@
 
 static char text[8192];
 
+TW_SUITE(consume, 120);
+
 Test(consume, prefetch_per_consumer_matches_config, .timeout = 120) {
-  const char *dir = tw_dir("prefetch");
-  snprintf(text, sizeof text,
-           "handlers = (\n"
-           " { name = \"a\"; queue = \"it.prefetch.a\"; plugin = \"" RECORD "\";\n"
-           "   prefetch = 7; concurrency = 2; settings = { log = \"%s/a\"; }; },\n"
-           " { name = \"b\"; queue = \"it.prefetch.b\"; plugin = \"" RECORD "\";\n"
-           "   prefetch = 13; queue_type = \"classic\"; settings = { log = \"%s/b\"; }; }\n"
-           ");\n",
-           dir, dir);
+  const char *dir = tw_dir();
+  snprintf(
+      text, sizeof text,
+      "handlers = (\n"
+      " { name = \"a\"; queue = \"it.prefetch.a\"; plugin = \"" RECORD
+      "\";\n"
+      "   prefetch = 7; concurrency = 2; settings = { log = \"%s/a\"; }; },\n"
+      " { name = \"b\"; queue = \"it.prefetch.b\"; plugin = \"" RECORD
+      "\";\n"
+      "   prefetch = 13; queue_type = \"classic\"; settings = { log = "
+      "\"%s/b\"; }; }\n"
+      ");\n",
+      dir, dir);
   pid_t w = tw_warren_start(dir, text);
   char log[300];
   snprintf(log, sizeof log, "%s/warren.log", dir);
-  cr_assert(tw_wait_text(log, "consuming 2 queue(s)", 30), "worker did not connect");
+  cr_assert(tw_wait_text(log, "consuming 2 queue(s)", 30),
+            "worker did not connect");
   char out[4096];
-  cr_assert_eq(tw_ctl(out, sizeof out, "list_consumers -q queue_name prefetch_count"),
-               0, "%s", out);
+  cr_assert_eq(
+      tw_ctl(out, sizeof out, "list_consumers -q queue_name prefetch_count"), 0,
+      "%s", out);
   cr_assert(strstr(out, "it.prefetch.a\t7\n"), "broker reports:\n%s", out);
   cr_assert(strstr(out, "it.prefetch.b\t13\n"), "broker reports:\n%s", out);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
@@ -43,7 +51,7 @@ Test(consume, prefetch_per_consumer_matches_config, .timeout = 120) {
 Test(consume, in_process_handler_runs_in_the_supervisor, .timeout = 120) {
   enum { N = 50 };
   char log[300], rec[300];
-  pid_t w = tw_start_record("inline", "it.inline", "prefetch = 10; isolation = false;",
+  pid_t w = tw_start_record("it.inline", "prefetch = 10; isolation = false;",
                             "", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   cr_assert_eq(tw_publish("it.inline", N, "j"), 0);
@@ -72,7 +80,7 @@ Test(consume, coalesced_acks_never_cover_a_running_job, .timeout = 120) {
   snprintf(q, sizeof q, "it.acks.%d", (int)getpid());
   /* job1 never finishes; the other worker does the rest, so their tags
    * climb past job1's while it runs. */
-  pid_t w = tw_start_record("acks", q, "prefetch = 50; concurrency = 2;",
+  pid_t w = tw_start_record(q, "prefetch = 50; concurrency = 2;",
                             "hang_on = \"job1\";", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   cr_assert_eq(tw_publish(q, N, "job"), 0);
@@ -104,9 +112,8 @@ static int by_time(const void *a, const void *b) {
 Test(consume, concurrency_is_honoured, .timeout = 120) {
   enum { N = 12 };
   char log[300], rec[300];
-  pid_t w = tw_start_record("concurrency", "it.concurrency",
-                            "prefetch = 10; concurrency = 3;", "sleep_ms = 300;",
-                            log, rec);
+  pid_t w = tw_start_record("it.concurrency", "prefetch = 10; concurrency = 3;",
+                            "sleep_ms = 300;", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   cr_assert_eq(tw_publish("it.concurrency", N, "c"), 0);
   cr_assert_eq(tw_wait_count(rec, "end", "c", N, N, 60), N);
@@ -146,13 +153,14 @@ static void batch_config(const char *dir, const char *queue, int sleep_ms) {
   snprintf(text, sizeof text,
            "health = { port = %d; };\n"
            "handlers = ( { name = \"batch\"; queue = \"%s\";\n"
-           "  plugin = \"" RECORD "\"; prefetch = 50; concurrency = 2;\n"
+           "  plugin = \"" RECORD
+           "\"; prefetch = 50; concurrency = 2;\n"
            "  settings = { log = \"%s/rec\"; sleep_ms = %d; }; } );\n",
            tw_port() + 100, queue, dir, sleep_ms);
 }
 
 Test(consume, sigterm_mid_batch_loses_nothing, .timeout = 300) {
-  const char *dir = tw_dir("sigterm");
+  const char *dir = tw_dir();
   char log[300], rec[300];
   snprintf(log, sizeof log, "%s/warren.log", dir);
   snprintf(rec, sizeof rec, "%s/rec", dir);
@@ -183,7 +191,7 @@ Test(consume, sigterm_mid_batch_loses_nothing, .timeout = 300) {
 }
 
 Test(consume, broker_restart_mid_batch_loses_nothing, .timeout = 300) {
-  const char *dir = tw_dir("restart");
+  const char *dir = tw_dir();
   char log[300], rec[300], out[4096];
   snprintf(log, sizeof log, "%s/warren.log", dir);
   snprintf(rec, sizeof rec, "%s/rec", dir);
@@ -195,28 +203,31 @@ Test(consume, broker_restart_mid_batch_loses_nothing, .timeout = 300) {
   int health = tw_port() + 100;
   cr_assert_eq(tw_http_get(health, "/readyz"), 200);
 
-  cr_assert_eq(tw_ctl(out, sizeof out, "stop_app"), 0, "%s", out);
+  cr_assert_eq(tw_broker_stop_app(out, sizeof out), 0, "%s", out);
   int during = tw_count(rec, "end", "job", NULL, BATCH);
   cr_assert(tw_wait_text(log, "broker connection lost", 30),
             "the worker noticed the broker going away");
-  cr_assert_eq(tw_http_get(health, "/readyz"), 503, "not ready without a broker");
+  cr_assert_eq(tw_http_get(health, "/readyz"), 503,
+               "not ready without a broker");
   cr_assert_eq(tw_http_get(health, "/healthz"), 200, "but alive");
   cr_assert_eq(tw_http_get(health, "/nope"), 404);
   sleep(1);
-  cr_assert_eq(tw_ctl(out, sizeof out, "start_app"), 0, "%s", out);
+  cr_assert_eq(tw_broker_start_app(out, sizeof out), 0, "%s", out);
   cr_assert_lt(during, BATCH, "the restart must land mid-batch");
 
   /* Every id must be handled in the end: none left behind in the queue. */
   static int done[BATCH + 1];
   int dupes, missing = tw_wait_all(rec, "job", done, BATCH, 120);
   tw_missing(done, NULL, BATCH, &dupes);
-  cr_assert_eq(tw_http_get(health, "/readyz"), 200, "ready again after the reconnect");
+  cr_assert_eq(tw_http_get(health, "/readyz"), 200,
+               "ready again after the reconnect");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 60), 0);
   static int queued[BATCH + 1];
   int nq = tw_drain("it.restart", "job", queued, BATCH);
-  cr_log_info("broker restart: %d handled before stop_app, %d missing, "
-              "%d duplicates (redelivered after the reconnect), %d left queued",
-              during, missing, dupes, nq);
+  cr_log_info(
+      "broker restart: %d handled before stop_app, %d missing, "
+      "%d duplicates (redelivered after the reconnect), %d left queued",
+      during, missing, dupes, nq);
   cr_assert_eq(missing, 0, "%d job(s) lost", missing);
   cr_assert_eq(nq, 0);
   cr_assert(tw_wait_text(log, "connected to", 1));

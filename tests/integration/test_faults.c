@@ -25,6 +25,8 @@
 
 #define N 1000
 
+TW_SUITE(faults, 240);
+
 /* Every job of prefix with a `what` line in path? done[1..n] gets the
  * tallies. Waits up to timeout_s. */
 static int all_seen(const char *path, const char *what, const char *prefix,
@@ -45,15 +47,17 @@ static int all_seen(const char *path, const char *what, const char *prefix,
  * confirm: each return must be tied to its own copy. */
 Test(faults, dlq_deleted_under_load_loses_no_job, .timeout = 240) {
   char log[300], rec[300], out[4096];
-  pid_t w = tw_start_record("dlqgone", "it.gone",
-                            "prefetch = 100; concurrency = 2;\n"
-                            "  retry = { max_attempts = 5; backoff = [0.3]; };",
-                            "reject_prefix = \"rj\"; fail_below = 4;", log, rec);
+  pid_t w =
+      tw_start_record("it.gone",
+                      "prefetch = 100; concurrency = 2;\n"
+                      "  retry = { max_attempts = 5; backoff = [0.3]; };",
+                      "reject_prefix = \"rj\"; fail_below = 4;", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   /* Jobs that fail three times keep retry copies in flight throughout. */
   cr_assert_eq(tw_publish("it.gone", N, "rt"), 0);
   cr_assert_geq(tw_wait_count(rec, "fail", "rt", N, 100, 60), 100);
-  cr_assert_eq(tw_ctl(out, sizeof out, "delete_queue it.gone.dlq"), 0, "%s", out);
+  cr_assert_eq(tw_ctl(out, sizeof out, "delete_queue it.gone.dlq"), 0, "%s",
+               out);
   cr_assert_eq(tw_publish("it.gone", N, "rj"), 0);
 
   static int done[N + 1], dead[N + 1], queued[N + 1], rejected[N + 1];
@@ -70,7 +74,8 @@ Test(faults, dlq_deleted_under_load_loses_no_job, .timeout = 240) {
   missing = tw_missing(dead, queued, N, &dupes);
   cr_log_info("DLQ deleted under load: %d rejected jobs missing, %d duplicates",
               missing, dupes);
-  cr_assert_eq(missing, 0, "every rejected job is in the new DLQ or back in its queue");
+  cr_assert_eq(missing, 0,
+               "every rejected job is in the new DLQ or back in its queue");
   cr_assert(tw_wait_text(log, "topology declared again", 1),
             "the deleted DLQ was declared again");
 }
@@ -80,8 +85,12 @@ Test(faults, dlq_deleted_under_load_loses_no_job, .timeout = 240) {
  * go and confirmed. 0 on success. */
 static int publish_many(const char *queue, const char *const *ids, int nids,
                         size_t size, const amqp_table_entry_t *h, int n) {
-  wr_conn_params b = {.host = "127.0.0.1", .port = tw_port(), .vhost = "/",
-                      .user = "guest", .password = "guest", .connect_timeout = 5};
+  wr_conn_params b = {.host = "127.0.0.1",
+                      .port = tw_port(),
+                      .vhost = "/",
+                      .user = "guest",
+                      .password = "guest",
+                      .connect_timeout = 5};
   amqp_connection_state_t c;
   char err[512];
   if (wr_conn_open(&b, &c, err, sizeof err) != WARREN_OK) return -1;
@@ -101,8 +110,9 @@ static int publish_many(const char *queue, const char *const *ids, int nids,
   }
   for (int i = 0; i < nids && rc == WARREN_OK; i++) {
     p.message_id = amqp_cstring_bytes(ids[i]);
-    rc = amqp_basic_publish(c, 1, amqp_cstring_bytes(""), amqp_cstring_bytes(queue),
-                            1, 0, &p, body) == AMQP_STATUS_OK
+    rc = amqp_basic_publish(c, 1, amqp_cstring_bytes(""),
+                            amqp_cstring_bytes(queue), 1, 0, &p,
+                            body) == AMQP_STATUS_OK
              ? WARREN_OK
              : WARREN_BROKER_CLOSED;
     if (rc == WARREN_OK) wr_confirms_sent(&cf);
@@ -121,8 +131,8 @@ static int publish_with(const char *queue, const char *id,
 Test(faults, a_publisher_written_delivery_count_is_ignored_not_overflowed,
      .timeout = 120) {
   char log[300], rec[300];
-  pid_t w = tw_start_record("dcount", "it.dcount", "queue_type = \"classic\";", "",
-                            log, rec);
+  pid_t w =
+      tw_start_record("it.dcount", "queue_type = \"classic\";", "", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   amqp_table_entry_t h[] = {wr_entry_int("x-delivery-count", INT64_MAX)};
   cr_assert_eq(publish_with("it.dcount", "huge1", h, 1), 0);
@@ -137,15 +147,18 @@ Test(faults, a_publisher_written_delivery_count_is_ignored_not_overflowed,
   unsigned attempt = 0;
   long long ns;
   int pid;
-  cr_assert_eq(sscanf(line, "end huge1 %lld %d %u", &ns, &pid, &attempt), 3, "%s", line);
-  cr_assert_eq(attempt, 1, "a classic queue's x-delivery-count is the publisher's");
+  cr_assert_eq(sscanf(line, "end huge1 %lld %d %u", &ns, &pid, &attempt), 3,
+               "%s", line);
+  cr_assert_eq(attempt, 1,
+               "a classic queue's x-delivery-count is the publisher's");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
 
-Test(faults, a_handler_writing_to_a_closed_pipe_is_not_a_crash, .timeout = 120) {
+Test(faults, a_handler_writing_to_a_closed_pipe_is_not_a_crash,
+     .timeout = 120) {
   char log[300], rec[300];
-  pid_t w = tw_start_record("sigpipe", "it.sigpipe", "", "sigpipe_on = \"pipe1\";",
-                            log, rec);
+  pid_t w =
+      tw_start_record("it.sigpipe", "", "sigpipe_on = \"pipe1\";", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   cr_assert_eq(tw_publish("it.sigpipe", 1, "pipe"), 0);
   cr_assert_eq(tw_wait_count(rec, "end", "pipe", 1, 1, 30), 1,
@@ -157,8 +170,7 @@ Test(faults, a_handler_writing_to_a_closed_pipe_is_not_a_crash, .timeout = 120) 
 Test(faults, a_forced_stop_requeues_the_running_job_without_a_copy,
      .timeout = 120) {
   char log[300], rec[300];
-  pid_t w = tw_start_record("forced", "it.forced",
-                            "retry = { backoff = [0.2]; };",
+  pid_t w = tw_start_record("it.forced", "retry = { backoff = [0.2]; };",
                             "hang_on = \"stuck1\";", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   cr_assert_eq(tw_publish("it.forced", 1, "stuck"), 0);
@@ -171,16 +183,18 @@ Test(faults, a_forced_stop_requeues_the_running_job_without_a_copy,
   tw_drain("it.forced.dlq", "stuck", dead, 1);
   tw_drain("it.forced", "stuck", queued, 1);
   cr_assert_eq(queued[1], 1, "back in its queue");
-  cr_assert_eq(retried[1] + dead[1], 0, "and nowhere else: a stop is not a crash");
+  cr_assert_eq(retried[1] + dead[1], 0,
+               "and nowhere else: a stop is not a crash");
 }
 
 Test(faults, hostile_ids_cannot_forge_log_lines_or_drive_the_terminal,
      .timeout = 120) {
   char log[300], rec[300], out[65536];
-  pid_t w = tw_start_record("inject", "it.inject", "", "reject_prefix = \"evil\";",
-                            log, rec);
+  pid_t w =
+      tw_start_record("it.inject", "", "reject_prefix = \"evil\";", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
-  cr_assert_eq(publish_with("it.inject", "evil\nFAKE error line\x1b[2J", NULL, 0), 0);
+  cr_assert_eq(
+      publish_with("it.inject", "evil\nFAKE error line\x1b[2J", NULL, 0), 0);
   cr_assert(tw_wait_text(log, "dead-lettered", 30));
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   cr_assert(tw_wait_text(log, "evil\\x0aFAKE error line\\x1b[2J", 0.1),
@@ -198,9 +212,10 @@ Test(faults, hostile_ids_cannot_forge_log_lines_or_drive_the_terminal,
 /* A job larger than the worker's socket buffer, queued behind one that
  * never ends: the supervisor must keep turning (signals, health), not
  * block writing it. */
-Test(faults, a_big_job_behind_a_busy_worker_never_blocks_the_loop, .timeout = 120) {
+Test(faults, a_big_job_behind_a_busy_worker_never_blocks_the_loop,
+     .timeout = 120) {
   char log[300], rec[300];
-  pid_t w = tw_start_record("bigbehind", "it.bigbehind", "prefetch = 10;",
+  pid_t w = tw_start_record("it.bigbehind", "prefetch = 10;",
                             "hang_on = \"job1\";", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   const char *ids[] = {"job1", "job2"}; /* job2: the big one */
@@ -220,13 +235,13 @@ Test(faults, a_big_job_behind_a_busy_worker_never_blocks_the_loop, .timeout = 12
  * the supervisor must neither wait for that process nor let it live on. */
 Test(faults, a_crashing_worker_with_an_orphan_freezes_nothing, .timeout = 120) {
   char log[300], rec[300];
-  pid_t w = tw_start_record("orphan", "it.orphan",
+  pid_t w = tw_start_record("it.orphan",
                             "concurrency = 2; retry = { max_crashes = 1; };",
                             "orphan_on = \"job1\";", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   cr_assert_eq(tw_publish("it.orphan", 20, "job"), 0);
   int done[21];
-  cr_assert_eq(tw_wait_all(rec, "job", done, 20, 15) , 1,
+  cr_assert_eq(tw_wait_all(rec, "job", done, 20, 15), 1,
                "the 19 others finish while the orphan sleeps on");
   cr_assert(tw_wait_text(log, "dead-lettered", 15), "the crash was handled");
   char line[512] = "";
@@ -248,12 +263,13 @@ Test(faults, a_crashing_worker_with_an_orphan_freezes_nothing, .timeout = 120) {
 /* The broker takes a header with an empty key; rabbitmq-c refuses to
  * decode it. That one message must be dead-lettered, the connection and
  * every other job untouched. */
-Test(faults, an_undecodable_header_dead_letters_one_job_and_keeps_the_connection,
+Test(faults,
+     an_undecodable_header_dead_letters_one_job_and_keeps_the_connection,
      .timeout = 120) {
   char log[300], rec[300], out[8192];
   tw_ctl(out, sizeof out, "delete_queue it.emptykey"); /* a past run's */
   tw_ctl(out, sizeof out, "delete_queue it.emptykey.dlq");
-  pid_t w = tw_start_record("emptykey", "it.emptykey", "", "", log, rec);
+  pid_t w = tw_start_record("it.emptykey", "", "", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   amqp_table_entry_t h[] = {wr_entry_str("", "empty key")};
   cr_assert_eq(publish_with("it.emptykey", "bad1", h, 1), 0);
@@ -276,13 +292,14 @@ Test(faults, an_undecodable_header_dead_letters_one_job_and_keeps_the_connection
 /* 100 clients trickling one byte every 3 s must not keep liveness from
  * answering (an orchestrator would restart a healthy worker). */
 Test(faults, slow_clients_do_not_starve_the_probes, .timeout = 120) {
-  const char *dir = tw_dir("slowhttp");
+  const char *dir = tw_dir();
   int port = tw_port() + 110;
   char text[1024];
   snprintf(text, sizeof text,
            "health = { port = %d; };\n"
            "handlers = ( { name = \"h\"; queue = \"it.slowhttp\";\n"
-           "  plugin = \"" TEST_HANDLER_DIR "/record.so\";\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";\n"
            "  settings = { log = \"%s/rec\"; }; } );\n",
            port, dir);
   pid_t w = tw_warren_start(dir, text);
@@ -292,7 +309,8 @@ Test(faults, slow_clients_do_not_starve_the_probes, .timeout = 120) {
   cr_assert(tw_wait_text(log, "health endpoints", 30));
   enum { SLOW = 100 };
   int fd[SLOW];
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)port)};
   inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
   for (int i = 0; i < SLOW; i++) {
     fd[i] = socket(AF_INET, SOCK_STREAM, 0);
@@ -340,10 +358,10 @@ static int pids_of(const char *rec, int *most) {
   return n;
 }
 
-Test(faults, workers_are_recycled_after_max_jobs_and_max_rss, .timeout = 120) {
+Test(faults, workers_are_recycled_after_max_jobs, .timeout = 120) {
   char log[300], rec[300];
-  pid_t w = tw_start_record("recycle", "it.recycle", "max_jobs_per_worker = 3;", "",
-                            log, rec);
+  pid_t w =
+      tw_start_record("it.recycle", "max_jobs_per_worker = 3;", "", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   cr_assert_eq(tw_publish("it.recycle", 10, "job"), 0);
   int done[11], most;
@@ -351,10 +369,15 @@ Test(faults, workers_are_recycled_after_max_jobs_and_max_rss, .timeout = 120) {
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   cr_assert_geq(pids_of(rec, &most), 4, "10 jobs, 3 per worker");
   cr_assert_leq(most, 3);
-  cr_assert(!tw_wait_text(log, "while running a job", 0.1), "recycling is no crash");
+  cr_assert(!tw_wait_text(log, "while running a job", 0.1),
+            "recycling is no crash");
+}
 
-  w = tw_start_record("recyclerss", "it.recyclerss", "max_worker_rss = 100;",
-                      "leak_kb = 40000;", log, rec);
+Test(faults, workers_are_recycled_past_max_worker_rss, .timeout = 120) {
+  char log[300], rec[300];
+  int done[11], most;
+  pid_t w = tw_start_record("it.recyclerss", "max_worker_rss = 100;",
+                            "leak_kb = 40000;", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   cr_assert_eq(tw_publish("it.recyclerss", 6, "job"), 0);
   cr_assert_eq(tw_wait_all(rec, "job", done, 6, 60), 0);
@@ -370,8 +393,8 @@ Test(faults, workers_are_recycled_after_max_jobs_and_max_rss, .timeout = 120) {
  * sees the first 1,024 and the operator is told once. */
 Test(faults, a_dead_letter_keeps_all_of_1100_headers, .timeout = 120) {
   char log[300], rec[300];
-  pid_t w = tw_start_record("manyhdr", "it.manyhdr", "", "reject_prefix = \"many\";",
-                            log, rec);
+  pid_t w =
+      tw_start_record("it.manyhdr", "", "reject_prefix = \"many\";", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   enum { NH = 1100 };
   static amqp_table_entry_t h[NH];
@@ -383,7 +406,8 @@ Test(faults, a_dead_letter_keeps_all_of_1100_headers, .timeout = 120) {
   cr_assert_eq(publish_with("it.manyhdr", "many1", h, NH), 0);
   cr_assert(tw_wait_text(log, "dead-lettered", 30));
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
-  cr_assert(tw_wait_text(log, "a job has 1100 headers: the handler sees the first 1024", 0.1));
+  cr_assert(tw_wait_text(
+      log, "a job has 1100 headers: the handler sees the first 1024", 0.1));
   static char dump[256 * 1024];
   cr_assert_eq(tw_take_one("it.manyhdr.dlq", dump, sizeof dump), 1);
   int kept = 0;
@@ -394,21 +418,25 @@ Test(faults, a_dead_letter_keeps_all_of_1100_headers, .timeout = 120) {
 
 /* A 1 MiB job runs through a worker; one byte more is dead-lettered as
  * too_large before any worker sees it. */
-Test(faults, max_body_dead_letters_a_larger_job_before_any_worker, .timeout = 120) {
+Test(faults, max_body_dead_letters_a_larger_job_before_any_worker,
+     .timeout = 120) {
   char log[300], rec[300];
-  pid_t w = tw_start_record("maxbody", "it.maxbody", "max_body = 1048576;", "",
-                            log, rec);
+  pid_t w = tw_start_record("it.maxbody", "max_body = 1048576;", "", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   const char *fits = "job1", *big = "job2";
   cr_assert_eq(publish_many("it.maxbody", &fits, 1, 1048576, NULL, 0), 0);
   cr_assert_eq(publish_many("it.maxbody", &big, 1, 1048577, NULL, 0), 0);
-  cr_assert_eq(tw_wait_count(rec, "end", "job", 2, 1, 30), 1, "the 1 MiB job ran");
+  cr_assert_eq(tw_wait_count(rec, "end", "job", 2, 1, 30), 1,
+               "the 1 MiB job ran");
   cr_assert(tw_wait_text(log, "dead-lettered", 30));
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
-  cr_assert(!tw_wait_text(rec, "start job2", 0.1), "the larger one never reached a worker");
+  cr_assert(!tw_wait_text(rec, "start job2", 0.1),
+            "the larger one never reached a worker");
   static char dump[8 << 20];
   cr_assert_eq(tw_take_one("it.maxbody.dlq", dump, sizeof dump), 1);
   cr_assert(strstr(dump, "id=job2\n"), "%.200s", dump);
   cr_assert(strstr(dump, "h.warren-dead-reason=too_large\n"));
-  cr_assert(strstr(dump, "h.warren-last-error=body of 1048577 bytes is over max_body 1048576\n"));
+  cr_assert(strstr(
+      dump,
+      "h.warren-last-error=body of 1048577 bytes is over max_body 1048576\n"));
 }
