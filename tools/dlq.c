@@ -87,6 +87,10 @@ static void print_summary(long n, const amqp_message_t *m) {
 
 /* A header value as text; nested tables and arrays are only named. */
 static void print_value(const amqp_field_value_t *v) {
+  if (v->kind == AMQP_FIELD_KIND_U64) { /* may not fit an int64_t */
+    printf("%llu", (unsigned long long)v->value.u64);
+    return;
+  }
   int64_t i;
   if (wr_hdr_amqp_int(v, &i)) {
     printf("%lld", (long long)i);

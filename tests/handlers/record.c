@@ -10,7 +10,7 @@
  * id whose job writes to a closed pipe; orphan_on: a message id whose job
  * forks a child that sleeps (holding the worker's socket; it logs
  * `orphan <id> <pid>`), then segfaults; leak_kb: every job leaks that much
- * memory (touched).
+ * memory (touched); exit_on: a message id whose job calls exit(3).
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -27,7 +27,7 @@ typedef struct rec {
   int fd;
   long sleep_ms;
   const char *crash_on, *hang_on, *fail_on, *reject_unless, *reject_prefix;
-  const char *sigpipe_on, *orphan_on, *fail_suffix, *reject_suffix;
+  const char *sigpipe_on, *orphan_on, *fail_suffix, *reject_suffix, *exit_on;
   long leak_kb;
   long fail_below;
   const warren_api *api;
@@ -52,6 +52,7 @@ static int rec_init(const warren_api *api, const warren_settings *s,
   if (api->setting_get(s, "reject_prefix", &v) == 0) r->reject_prefix = v.str;
   if (api->setting_get(s, "sigpipe_on", &v) == 0) r->sigpipe_on = v.str;
   if (api->setting_get(s, "orphan_on", &v) == 0) r->orphan_on = v.str;
+  if (api->setting_get(s, "exit_on", &v) == 0) r->exit_on = v.str;
   if (api->setting_get(s, "leak_kb", &v) == 0) r->leak_kb = (long)v.i;
   if (api->setting_get(s, "fail_below", &v) == 0) r->fail_below = (long)v.i;
   if (api->setting_get(s, "fail_suffix", &v) == 0) r->fail_suffix = v.str;
@@ -84,6 +85,7 @@ static warren_result rec_handle(void *state, const warren_message *m) {
     if (leak) memset(leak, 1, (size_t)r->leak_kb * 1024); /* never freed */
   }
   if (r->crash_on && strcmp(r->crash_on, m->message_id) == 0) raise(SIGSEGV);
+  if (r->exit_on && strcmp(r->exit_on, m->message_id) == 0) exit(3);
   if (r->orphan_on && strcmp(r->orphan_on, m->message_id) == 0) {
     pid_t kid = fork();
     if (kid == 0) {

@@ -96,6 +96,22 @@ Test(dead_letters, headers_of_every_type_survive_dead_letter_and_replay) {
   cr_assert(strstr(dump, "h.warren-dead-reason=S:8:rejected\n"), "%s", dump);
 
   snprintf(cfg, sizeof cfg, "%s/warren.cfg", tw_dir());
+  /* warren dlq show prints every type as what it is, bytes escaped. */
+  snprintf(args, sizeof args, "dlq show %s h", cfg);
+  cr_assert_eq(tw_warren_cli(out, sizeof out, args), 0, "%s", out);
+  expect_lines(
+      "header bool: true\n"
+      "header u64: 18000000000000000000\n"
+      "header f32: 1.5\n"
+      "header f64: 2.25\n"
+      "header decimal: 12345 (decimal, 2 places)\n"
+      "header timestamp: 1700000000\n"
+      "header bytes: \\x00\\x01bz\n"
+      "header void: (void)\n"
+      "header array: (array of 2)\n"
+      "header table: (table of 2)\n",
+      out, "warren dlq show");
+
   snprintf(args, sizeof args, "dlq replay %s h", cfg);
   cr_assert_eq(tw_warren_cli(out, sizeof out, args), 0, "%s", out);
   cr_assert(strstr(out, "replayed 1 message(s)"), "%s", out);

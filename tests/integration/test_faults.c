@@ -440,3 +440,27 @@ Test(faults, max_body_dead_letters_a_larger_job_before_any_worker,
       dump,
       "h.warren-last-error=body of 1048577 bytes is over max_body 1048576\n"));
 }
+
+/* SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored: no drain, no death;
+ * a handler's exit(3) while running a job is a crash, not "init() failed". */
+Test(faults, stray_signals_and_a_handlers_exit_are_reported_as_they_are,
+     .timeout = 120) {
+  char log[300], rec[300];
+  pid_t w = tw_start_record("it.signals",
+                            "retry = { backoff = [0.1]; max_crashes = 1; };",
+                            "exit_on = \"bye1\";", log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  cr_assert_eq(kill(w, SIGHUP), 0);
+  cr_assert_eq(kill(w, SIGUSR1), 0);
+  cr_assert_eq(kill(w, SIGUSR2), 0);
+  cr_assert(tw_wait_text(log, "signal 12", 10), "each is logged");
+  cr_assert_eq(tw_publish("it.signals", 3, "job"), 0);
+  int done[4];
+  cr_assert_eq(tw_wait_all(rec, "job", done, 3, 30), 0, "still consuming");
+  cr_assert(!tw_wait_text(log, "stopping", 0.1), "no drain was started");
+  cr_assert_eq(tw_publish("it.signals", 1, "bye"), 0);
+  cr_assert(tw_wait_text(log, "exited with status 3 while running a job", 30));
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0,
+               "a clean stop after all that");
+  cr_assert(!tw_wait_text(log, "init() failed", 0.1));
+}
