@@ -63,9 +63,7 @@ typedef struct wr_ipc_shm {
    * revoked, never both. Revoked jobs are published as skipped. */
   _Atomic uint32_t claim;
   uint32_t rss_limit_kb; /* set before fork; 0: not checked */
-  uint32_t pad3;
-  uint64_t max_jobs; /* set before fork: jobs to run, 0: no limit */
-  char pad2[32];
+  char pad2[48];
   wr_ipc_slot slot[WR_IPC_SLOTS];
 } wr_ipc_shm;
 

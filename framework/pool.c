@@ -105,7 +105,6 @@ static int spawn(wr_pool *p, wr_child *c) {
   atomic_store(&c->shm->stop, p->draining);
   atomic_store(&c->shm->claim, 0);
   c->shm->rss_limit_kb = p->max_rss_kb;
-  c->shm->max_jobs = p->max_jobs;
   c->jobs = 0;
   c->retiring = 0;
   c->nrev = 0;

@@ -231,7 +231,6 @@ void wr_worker_main(int fd, wr_ipc_shm *shm, const char *handler_name,
   static struct warren_headers hdrs;
   inbuf in = {0};
   uint32_t done = 0;
-  uint64_t ran = 0;
   int retiring = 0;
   for (;;) {
     wr_ipc_hdr h;
@@ -267,12 +266,10 @@ void wr_worker_main(int fd, wr_ipc_shm *shm, const char *handler_name,
     if (!retiring && !atomic_load(&shm->stop) &&
         atomic_compare_exchange_strong(&shm->claim, &k, done + 1)) {
       result = wr_worker_run(handler_name, def, state, &msg, &err, &err_len);
-      ran++;
       struct rusage ru; /* one getrusage, only when a limit is set */
       if (shm->rss_limit_kb && getrusage(RUSAGE_SELF, &ru) == 0 &&
           ru.ru_maxrss > (long)shm->rss_limit_kb)
         over_rss = retiring = 1;
-      if (shm->max_jobs && ran >= shm->max_jobs) retiring = 1;
     }
     if (publish(fd, shm, &done, job_id, result, over_rss) != 0) break;
     /* One huge job must not pin its buffer for the worker's life: past
