@@ -530,9 +530,13 @@ static void load_handlers(ctx *c, wr_cfg *cfg, size_t *used,
 }
 
 static void load_worker(ctx *c, wr_cfg *cfg, config_setting_t *root) {
-  static const char *const keys[] = {"shutdown_grace", "reconnect_min",
-                                     "reconnect_max",  "restart_min",
-                                     "restart_max",    NULL};
+  static const char *const keys[] = {"shutdown_grace",
+                                     "reconnect_min",
+                                     "reconnect_max",
+                                     "restart_min",
+                                     "restart_max",
+                                     "exit_after_refused_logins",
+                                     NULL};
   config_setting_t *g = get_group(c, root, "worker", 0);
   check_keys(c, g, keys);
   cfg->shutdown_grace = get_double(c, g, "shutdown_grace", 30, 0, 86400);
@@ -540,6 +544,8 @@ static void load_worker(ctx *c, wr_cfg *cfg, config_setting_t *root) {
   cfg->reconnect_max = get_double(c, g, "reconnect_max", 30, 0.01, 3600);
   cfg->restart_min = get_double(c, g, "restart_min", 0.1, 0.01, 3600);
   cfg->restart_max = get_double(c, g, "restart_max", 10, 0.01, 3600);
+  cfg->exit_after_refused_logins =
+      (int)get_int(c, g, "exit_after_refused_logins", 0, 0, 1000000);
   if (cfg->reconnect_max < cfg->reconnect_min)
     problem(c, g, "reconnect_max must be >= reconnect_min");
   if (cfg->restart_max < cfg->restart_min)

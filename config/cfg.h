@@ -75,8 +75,9 @@ typedef struct wr_cfg {
   double reconnect_max;
   double restart_min; /* backoff before restarting a dead worker */
   double restart_max;
-  const char *health_listen; /* liveness/readiness HTTP address */
-  int health_port;           /* 0: not served */
+  int exit_after_refused_logins; /* give up (exit 3) after N; 0: never */
+  const char *health_listen;     /* liveness/readiness HTTP address */
+  int health_port;               /* 0: not served */
   wr_exchange_cfg *exchanges;
   size_t n_exchanges;
   wr_handler_cfg *handlers;

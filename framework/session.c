@@ -66,8 +66,15 @@ static void try_connect(wr_session *s) {
   if (rc != WARREN_OK) {
     if (c) amqp_destroy_connection(c);
     plan_reconnect(s, err, rc);
+    s->refused_logins = rc == WARREN_BROKER_LOGIN ? s->refused_logins + 1 : 0;
+    if (s->max_refused_logins && s->refused_logins >= s->max_refused_logins) {
+      wr_error("giving up: the broker refused the login %d time(s) in a row",
+               s->refused_logins);
+      s->gave_up = 1;
+    }
     return;
   }
+  s->refused_logins = 0;
   s->conn = c;
   s->sock = amqp_get_sockfd(c);
   s->pub_seq = 0;

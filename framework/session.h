@@ -50,10 +50,13 @@ typedef struct wr_session {
   amqp_channel_t pub_ch; /* confirmed publishing */
   uint64_t pub_seq;      /* confirm sequence of the last publish */
   wr_backoff backoff;
-  double next_connect; /* when to try again, while disconnected */
-  double next_service; /* next forced read (heartbeats) */
-  int readable;        /* the socket polled readable this turn */
-  int draining;        /* no reconnecting; cancels are expected */
+  double next_connect;    /* when to try again, while disconnected */
+  double next_service;    /* next forced read (heartbeats) */
+  int readable;           /* the socket polled readable this turn */
+  int draining;           /* no reconnecting; cancels are expected */
+  int max_refused_logins; /* give up after this many in a row; 0: never */
+  int refused_logins;     /* in a row, so far */
+  int gave_up;            /* the owner should stop: the login is refused */
   wr_loop *loop;
   const wr_session_events *ev;
   void *ctx;

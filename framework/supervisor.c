@@ -296,9 +296,10 @@ static double prepare(void *ctx, double now) {
   wr_sup *s = ctx;
   atomic_store_explicit(&s->hs.tick_ms, (long long)(now * 1000),
                         memory_order_relaxed);
-  if (s->draining &&
-      ((busy_total(s) == 0 && (wr_settle_idle(s) || !s->session.conn)) ||
-       now >= s->drain_deadline)) {
+  if ((s->draining &&
+       ((busy_total(s) == 0 && (wr_settle_idle(s) || !s->session.conn)) ||
+        now >= s->drain_deadline)) ||
+      s->session.gave_up) {
     wr_loop_stop(s->loop);
     return 0;
   }
@@ -371,6 +372,7 @@ int wr_sup_run(wr_sup *s) {
   }
   for (size_t i = 0; i < s->nh; i++)
     wr_stats_log(s->h[i].cfg->name, &s->stats[i]);
+  if (s->session.gave_up) return WR_SUP_EXIT_LOGIN;
   return rc == 0 ? 0 : 1;
 }
 
@@ -465,6 +467,7 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   wr_session_init(&s->session, &cfg->broker, (amqp_channel_t)(s->nh + 1),
                   cfg->reconnect_min, cfg->reconnect_max, s->loop,
                   &session_events, s);
+  s->session.max_refused_logins = cfg->exit_after_refused_logins;
   /* Before any handler code runs: a write to a closed socket or pipe is
    * an EPIPE error, in the supervisor and in the workers (pool.c). */
   signal(SIGPIPE, SIG_IGN);

@@ -25,7 +25,11 @@ typedef struct wr_sup wr_sup;
  * through the loop from here on. cfg must outlive the supervisor. */
 int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen);
 
-/* Run until SIGTERM/SIGINT and a drain. Returns 0 after a clean stop. */
+/* Exit status after worker.exit_after_refused_logins refused logins. */
+#define WR_SUP_EXIT_LOGIN 3
+
+/* Run until SIGTERM/SIGINT and a drain (0), a failed loop (1), or the
+ * broker refusing the login too often (WR_SUP_EXIT_LOGIN). */
 int wr_sup_run(wr_sup *s);
 
 /* 1 while connected with every consumer registered, its topology

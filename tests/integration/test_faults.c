@@ -464,3 +464,29 @@ Test(faults, stray_signals_and_a_handlers_exit_are_reported_as_they_are,
                "a clean stop after all that");
   cr_assert(!tw_wait_text(log, "init() failed", 0.1));
 }
+
+/* A refused login is an operator's error: said at error level each time,
+ * and with worker.exit_after_refused_logins the worker gives up with
+ * status 3 instead of waiting forever. */
+Test(faults, a_refused_login_gives_up_when_asked, .timeout = 60) {
+  char cfg[400], out[16384], args[500];
+  snprintf(cfg, sizeof cfg, "%s/refused.cfg", tw_dir());
+  FILE *f = fopen(cfg, "w");
+  cr_assert(f);
+  fprintf(f,
+          "broker = { port = %d; user = \"guest\"; password = \"wrong\"; };\n"
+          "worker = { reconnect_min = 0.1; reconnect_max = 0.2;\n"
+          "           exit_after_refused_logins = 3; };\n"
+          "handlers = ( { name = \"h\"; queue = \"it.refusedlogin\";\n"
+          "  plugin = \"" TEST_HANDLER_DIR
+          "/record.so\";\n"
+          "  settings = { log = \"%s/rec\"; }; } );\n",
+          tw_port(), tw_dir());
+  fclose(f);
+  snprintf(args, sizeof args, "%s", cfg);
+  int rc = tw_warren_cli(out, sizeof out, args);
+  cr_assert_eq(rc, 3, "exit status %d:\n%s", rc, out);
+  cr_assert(strstr(out, "error [") && strstr(out, "ACCESS_REFUSED"), "%s", out);
+  cr_assert(strstr(out, "giving up: the broker refused the login 3 time(s)"),
+            "%s", out);
+}
