@@ -226,12 +226,15 @@ int wr_hdr_at(const struct warren_headers *h, size_t index, const char **name,
 }
 
 const amqp_table_t *wr_hdr_visible(const amqp_basic_properties_t *p,
-                                   const char *handler, int *warned) {
+                                   const char *handler, int *warned,
+                                   size_t *out_bytes) {
   static const amqp_table_t none = {0, NULL};
+  *out_bytes = wr_hdr_encoded_size(&none);
   if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return &none;
   const amqp_table_t *t = &p->headers;
   size_t bytes = wr_hdr_encoded_size(t);
   int over = bytes > WR_HDR_MAX_BLOB;
+  if (!over) *out_bytes = bytes;
   if ((over || t->num_entries > WR_HDR_MAX_ENTRIES) && !*warned) {
     *warned = 1;
     if (over)

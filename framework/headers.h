@@ -27,10 +27,12 @@
  * one and it flattens to at most WR_HDR_MAX_BLOB bytes, else an empty one;
  * only the first WR_HDR_MAX_ENTRIES are kept (wr_hdr_encode). Every
  * header still travels on in retry and dead-letter copies. The first time
- * a handler's job hits a limit it is logged (*warned is set).
+ * a handler's job hits a limit it is logged (*warned is set). *bytes gets
+ * wr_hdr_encoded_size() of the table returned.
  */
 const amqp_table_t *wr_hdr_visible(const amqp_basic_properties_t *p,
-                                   const char *handler, int *warned);
+                                   const char *handler, int *warned,
+                                   size_t *bytes);
 
 /* If v is an AMQP integer of any width: 1 and *out set; else 0. */
 int wr_hdr_amqp_int(const amqp_field_value_t *v, int64_t *out);

@@ -40,10 +40,12 @@ static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
     fp[i] = str[i];
   }
   const amqp_basic_properties_t *p = &job->env.message.properties;
-  const amqp_table_t *t = wr_hdr_visible(p, h->cfg->name, &h->warned_headers);
+  size_t hlen;
+  const amqp_table_t *t =
+      wr_hdr_visible(p, h->cfg->name, &h->warned_headers, &hlen);
   wr_hdr_encode(t, blob);
   fp[WR_JOB_HEADERS] = (const char *)blob;
-  len[WR_JOB_HEADERS] = wr_hdr_encoded_size(t);
+  len[WR_JOB_HEADERS] = hlen;
   fp[WR_JOB_BODY] = f[WR_JOB_BODY].ptr;
   len[WR_JOB_BODY] = f[WR_JOB_BODY].len;
   warren_message m;

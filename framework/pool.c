@@ -265,8 +265,9 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
   const amqp_basic_properties_t *pr = &job->env.message.properties;
   wr_ipc_field f[WR_JOB_NFIELDS];
   wr_pool_job_fields(job, f);
-  const amqp_table_t *t = wr_hdr_visible(pr, p->name, &p->warned_headers);
-  size_t hlen = wr_hdr_encoded_size(t);
+  size_t hlen;
+  const amqp_table_t *t =
+      wr_hdr_visible(pr, p->name, &p->warned_headers, &hlen);
   unsigned char *blob;
   int alone = hlen > WR_POOL_ARENA;
   if (alone && !c->big && !(c->big = malloc(WR_HDR_MAX_BLOB)))

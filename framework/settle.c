@@ -234,14 +234,11 @@ double wr_settle_tick(wr_sup *s, double now) {
   double next = st->redeclare_at;
   wr_jobq keep = {0};
   wr_job *j;
+  /* Without a connection nothing is parked: wr_settle_forget ran. */
   while ((j = wr_jobq_pop(&st->parked))) {
-    if (!s->session.conn || (j->due > now && !s->draining)) {
-      if (!s->session.conn)
-        wr_sup_release(s, j);
-      else {
-        wr_jobq_push(&keep, j);
-        if (!next || j->due < next) next = j->due;
-      }
+    if (j->due > now && !s->draining) {
+      wr_jobq_push(&keep, j);
+      if (!next || j->due < next) next = j->due;
       continue;
     }
     wr_handler_rt *h = &s->h[j->handler];
@@ -250,6 +247,8 @@ double wr_settle_tick(wr_sup *s, double now) {
     wr_session_nack(&s->session, h->ch, tag, 1);
   }
   st->parked = keep;
+  /* A nack above lost the connection: what was kept belongs to it. */
+  if (!s->session.conn) wr_settle_forget(s);
   return next;
 }
 

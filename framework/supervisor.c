@@ -150,14 +150,21 @@ static void on_connected(void *ctx) {
   wr_info("consuming %zu queue(s)", s->nh);
 }
 
+/* Forget the deliveries no worker has started; unacked, they go back to
+ * the queue with the connection. */
+static void drop_pending(wr_sup *s) {
+  for (size_t i = 0; i < s->nh; i++) {
+    wr_job *j;
+    while ((j = wr_jobq_pop(&s->h[i].pending))) wr_sup_release(s, j);
+  }
+}
+
 static void on_lost_connection(void *ctx) {
   wr_sup *s = ctx;
   atomic_store(&s->hs.ready, 0);
+  drop_pending(s);
   for (size_t i = 0; i < s->nh; i++) {
     wr_handler_rt *h = &s->h[i];
-    wr_job *j;
-    /* Unstarted deliveries go back to the queue with the connection. */
-    while ((j = wr_jobq_pop(&h->pending))) wr_sup_release(s, j);
     size_t n = wr_acks_forget(&h->acks);
     if (n) WR_NOTIFY(&s->obs, dropped, h->index, n);
   }
@@ -362,10 +369,7 @@ int wr_sup_run(wr_sup *s) {
   for (size_t i = 0; i < s->nh; i++) wr_pool_stop(&s->h[i].pool, WORKER_STOP_S);
   if (s->session.conn) {
     atomic_store(&s->hs.ready, 0);
-    for (size_t i = 0; i < s->nh; i++) {
-      wr_job *j;
-      while ((j = wr_jobq_pop(&s->h[i].pending))) wr_sup_release(s, j);
-    }
+    drop_pending(s);
     /* of jobs the stop just settled */
     for (size_t i = 0; i < s->nh; i++) wr_sup_flush_acks(s, &s->h[i]);
     wr_session_close(&s->session);
