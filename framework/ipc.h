@@ -86,11 +86,16 @@ enum {
   WR_JOB_NFIELDS
 };
 
+/* A large body is not in the frame: it lies in the handler's arena
+ * (arena.h) at body_off, body_len bytes, and the frame's body field is
+ * empty. body_off is WR_ARENA_NONE when the body is in the frame. */
 typedef struct wr_ipc_job {
   uint64_t job_id;
   uint64_t delivery_tag;
   uint32_t attempt;
   uint32_t redelivered;
+  uint64_t body_off;
+  uint64_t body_len;
   uint64_t field_len[WR_JOB_NFIELDS];
 } wr_ipc_job;
 

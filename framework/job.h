@@ -21,6 +21,8 @@ typedef struct wr_job {
   wr_job_meta meta;     /* attempt, crashes, first failure */
   double started;       /* monotonic seconds when a worker took it */
   uint64_t confirm_seq; /* publish awaiting its confirm; 0: none */
+  uint64_t body_off;    /* the body's block in its handler's arena, or
+                           WR_ARENA_NONE: malloc'd (arena.h) */
   double due;           /* when parked (settle.c): monotonic time to requeue */
   uint16_t handler;     /* index of its handler */
   uint8_t dead;         /* the awaited publish is a dead letter */

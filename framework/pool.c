@@ -16,6 +16,7 @@
 
 #include <warren/status.h>
 
+#include "arena.h"
 #include "clock.h"
 #include "headers.h"
 #include "log.h"
@@ -78,7 +79,12 @@ static _Noreturn void child(wr_pool *p, wr_child *self, int fd, pid_t parent) {
   /* A handler writing to a closed pipe or socket gets EPIPE, as in most
    * servers, instead of dying with its job blamed as a crash. */
   signal(SIGPIPE, SIG_IGN);
-  if (fd != 3 && dup2(fd, 3) < 0) _exit(WR_WORKER_EXIT_PROTOCOL);
+  /* fd 3 is the socket, fd 4 the handler's arena; the socket is moved
+   * out of the way first, as either may be on the other's number now. */
+  int sock = fcntl(fd, F_DUPFD, 10);
+  if (sock < 0) _exit(WR_WORKER_EXIT_PROTOCOL);
+  wr_arena_adopt(p->arena, 4);
+  if (dup2(sock, 3) < 0) _exit(WR_WORKER_EXIT_PROTOCOL);
   /* A program the handler runs must not hold the worker's socket (the
    * supervisor would not see the worker's end); what it forks without
    * exec is in the worker's own process group, killed with it. */
@@ -86,11 +92,11 @@ static _Noreturn void child(wr_pool *p, wr_child *self, int fd, pid_t parent) {
   setpgid(0, 0);
   /* The AMQP socket and other workers' sockets and result memory stay
    * with the supervisor. */
-  close_range(4, ~0U, 0);
+  close_range(5, ~0U, 0);
   for (int i = 0; i < p->n; i++)
     if (&p->children[i] != self && p->children[i].shm)
       munmap(p->children[i].shm, sizeof *p->children[i].shm);
-  wr_worker_main(3, self->shm, p->name, p->def, p->settings);
+  wr_worker_main(3, self->shm, p->arena, p->name, p->def, p->settings);
 }
 
 static int spawn(wr_pool *p, wr_child *c) {
@@ -289,7 +295,12 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
   wr_ipc_job j = {.job_id = job->id,
                   .delivery_tag = job->env.delivery_tag,
                   .attempt = job->meta.attempt,
-                  .redelivered = job->env.redelivered ? 1u : 0u};
+                  .redelivered = job->env.redelivered ? 1u : 0u,
+                  .body_off = p->arena ? job->body_off : WR_ARENA_NONE};
+  if (j.body_off != WR_ARENA_NONE) { /* the worker reads it in place */
+    j.body_len = f[WR_JOB_BODY].len;
+    f[WR_JOB_BODY] = (wr_ipc_field){"", 0};
+  }
   wr_ipc_batch_add(c->out, &j, f);
   c->unsent++;
   c->q[(c->head + c->len++) % WR_POOL_MAX_DEPTH] = job;

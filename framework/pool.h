@@ -80,7 +80,8 @@ typedef struct wr_pool {
   const warren_handler *def;
   const config_setting_t *settings;
   int n;
-  int depth; /* jobs queued per worker, 1..WR_POOL_MAX_DEPTH */
+  int depth;              /* jobs queued per worker, 1..WR_POOL_MAX_DEPTH */
+  struct wr_arena *arena; /* the handler's bodies (arena.h); NULL: none */
   wr_child *children;
   int idle;               /* children in WR_CHILD_IDLE */
   int busy;               /* children in WR_CHILD_BUSY */

@@ -8,6 +8,7 @@
 #include <warren/status.h>
 
 #include "clock.h"
+#include "deliver.h"
 #include "log.h"
 
 #define READ_BUDGET 256 /* deliveries read before serving workers */
@@ -26,6 +27,7 @@ void wr_session_init(wr_session *s, const wr_conn_params *p,
   s->loop = loop;
   s->ev = ev;
   s->ctx = ctx;
+  s->store = (wr_deliver_store){ev->body, ev->release, ctx};
 }
 
 static void on_readable(void *ctx, int fd, short revents) {
@@ -116,13 +118,7 @@ double wr_session_prepare(wr_session *s, double now) {
 
 /* A method that is not a delivery. Returns -1 when the connection is
  * gone (or going). */
-static int on_frame(wr_session *s) {
-  amqp_frame_t f;
-  int rc = amqp_simple_wait_frame(s->conn, &f);
-  if (rc != AMQP_STATUS_OK) {
-    wr_session_lost(s, amqp_error_string2(rc), 0);
-    return -1;
-  }
+static int on_frame(wr_session *s, amqp_frame_t f) {
   if (f.frame_type != AMQP_FRAME_METHOD) return 0;
   char why[400], reason[300];
   if (f.channel == s->pub_ch) {
@@ -181,34 +177,35 @@ static void read_frames(wr_session *s) {
     }
     amqp_maybe_release_buffers(s->conn);
     struct timeval zero = {0, 0};
-    amqp_rpc_reply_t r = amqp_consume_message(s->conn, &job->env, &zero, 0);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-      job->gen = s->gen;
-      s->ev->delivery(s->ctx, job);
+    amqp_frame_t f;
+    int rc = amqp_simple_wait_frame_noblock(s->conn, &f, &zero);
+    if (rc == AMQP_STATUS_TIMEOUT) return;
+    if (rc != AMQP_STATUS_OK) {
+      wr_session_lost(s, amqp_error_string2(rc), 0);
+      return;
+    }
+    if (f.frame_type != AMQP_FRAME_METHOD ||
+        f.payload.method.id != AMQP_BASIC_DELIVER_METHOD) {
+      if (on_frame(s, f) != 0) return;
       continue;
     }
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-        r.library_error == AMQP_STATUS_TIMEOUT)
-      return;
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-        r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-      if (on_frame(s) != 0) return;
+    rc = wr_deliver_read(s->conn, &f, &job->env, &s->store);
+    if (rc == AMQP_STATUS_OK) {
+      job->gen = s->gen;
+      s->ev->delivery(s->ctx, job);
       continue;
     }
     /* The deliver method was read but its properties could not be
      * copied: the frame stream is intact (the body frames that follow are
      * skipped by on_frame), so only this message is refused. */
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-        r.library_error == AMQP_STATUS_INVALID_PARAMETER &&
-        job->env.delivery_tag) {
+    if (rc == AMQP_STATUS_INVALID_PARAMETER) {
       s->ev->undecodable(s->ctx, job->env.channel, job->env.delivery_tag,
-                         amqp_error_string2(r.library_error));
+                         amqp_error_string2(rc));
       job->env.delivery_tag = 0;
       continue;
     }
-    char why[256];
-    wr_conn_reply(s->conn, r, "consume", why, sizeof why);
-    wr_session_lost(s, why, 0);
+    wr_session_lost(s, amqp_error_string2(rc), 0);
+    return;
   }
 }
 

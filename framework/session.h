@@ -14,6 +14,7 @@
 
 #include "backoff.h"
 #include "conn.h"
+#include "deliver.h"
 #include "job.h"
 #include "loop.h"
 
@@ -29,6 +30,10 @@ typedef struct wr_session_events {
   void (*lost)(void *ctx);
   /* The slot the next delivery is read into (not taken yet), or NULL. */
   wr_job *(*slot)(void *ctx);
+  /* Storage for the body of the delivery being read into env (a slot's),
+   * and its release if the delivery cannot be completed (deliver.h). */
+  void *(*body)(void *ctx, amqp_envelope_t *env, size_t len);
+  void (*release)(void *ctx, amqp_envelope_t *env);
   /* That slot was filled by a delivery: take it. */
   void (*delivery)(void *ctx, wr_job *job);
   /* A delivery whose content header rabbitmq-c cannot decode (e.g. a
@@ -57,6 +62,7 @@ typedef struct wr_session {
   int max_refused_logins; /* give up after this many in a row; 0: never */
   int refused_logins;     /* in a row, so far */
   int gave_up;            /* the owner should stop: the login is refused */
+  wr_deliver_store store; /* the events' body and release */
   wr_loop *loop;
   const wr_session_events *ev;
   void *ctx;

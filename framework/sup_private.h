@@ -8,6 +8,7 @@
 #define WR_SUP_PRIVATE_H
 
 #include "acks.h"
+#include "arena.h"
 #include "backoff.h"
 #include "health.h"
 #include "intake.h"
@@ -36,6 +37,7 @@ typedef struct wr_handler_rt {
   wr_backoff refusal;     /* before requeueing a job whose copy was refused */
   int refusing;           /* its retry/dead-letter copies are being refused */
   struct child_ref *refs; /* its workers' sockets as the loop watches them */
+  wr_arena *arena;        /* its large bodies (arena.h); NULL: none */
 } wr_handler_rt;
 
 struct wr_sup {

@@ -30,8 +30,36 @@ typedef struct child_ref {
 
 /* ---- jobs and acks ---------------------------------------------------- */
 
+/* Where a delivery's body is read to: its handler's arena when large
+ * (arena.h), else the heap. */
+static void *on_body(void *ctx, amqp_envelope_t *env, size_t len) {
+  wr_sup *s = ctx;
+  wr_job *job = (wr_job *)((char *)env - offsetof(wr_job, env));
+  job->body_off = WR_ARENA_NONE;
+  wr_arena *a = env->channel >= 1 && env->channel <= s->nh
+                    ? s->h[env->channel - 1].arena
+                    : NULL;
+  void *p = a && len >= WR_ARENA_MIN_BODY
+                ? wr_arena_alloc(a, len, &job->body_off)
+                : NULL;
+  return p ? p : malloc(len);
+}
+
+static void on_release(void *ctx, amqp_envelope_t *env) {
+  wr_sup *s = ctx;
+  wr_job *job = (wr_job *)((char *)env - offsetof(wr_job, env));
+  if (job->body_off != WR_ARENA_NONE)
+    wr_arena_free(s->h[env->channel - 1].arena, job->body_off,
+                  env->message.body.len);
+  else
+    free(env->message.body.bytes);
+  job->body_off = WR_ARENA_NONE;
+  env->message.body = amqp_empty_bytes;
+}
+
 void wr_sup_release(wr_sup *s, wr_job *job) {
-  amqp_destroy_envelope(&job->env);
+  on_release(s, &job->env);
+  wr_deliver_free(&job->env);
   job->next = s->free_list;
   s->free_list = job;
 }
@@ -206,8 +234,8 @@ static const char *on_channel_name(void *ctx, amqp_channel_t ch) {
 }
 
 static const wr_session_events session_events = {
-    on_setup,    on_connected,   on_lost_connection, on_slot,
-    on_delivery, on_undecodable, on_published,       on_channel_name,
+    on_setup,   on_connected, on_lost_connection, on_slot,      on_body,
+    on_release, on_delivery,  on_undecodable,     on_published, on_channel_name,
 };
 
 /* ---- signals and draining ------------------------------------------------ */
@@ -315,6 +343,7 @@ static double prepare(void *ctx, double now) {
   for (size_t i = 0; i < s->nh; i++)
     due = earliest(due, wr_pool_tick(&s->h[i].pool, now));
   due = earliest(due, wr_settle_tick(s, now));
+  for (size_t i = 0; i < s->nh; i++) wr_arena_tick(s->h[i].arena, now);
   watch_workers(s);
   atomic_store_explicit(&s->hs.ready, ready(s), memory_order_relaxed);
   return due;
@@ -399,6 +428,11 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
   if (wr_acks_init(&h->acks, (size_t)(h->cfg->prefetch + h->cfg->concurrency),
                    batch) != WARREN_OK)
     return WARREN_NOMEM;
+  /* Without shared memory (a sandbox denying memfd), bodies use malloc. */
+  h->arena = wr_arena_open(h->cfg->name);
+  if (!h->arena)
+    wr_warn("handler %s: no shared memory for bodies; using the heap",
+            h->cfg->name);
   char why[512];
   int rc = wr_plugin_load(h->cfg->plugin, &h->plugin, why, sizeof why);
   if (rc != WARREN_OK) {
@@ -417,6 +451,7 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
                     h->cfg->concurrency, cfg->restart_min, cfg->restart_max,
                     pool_events_for(&s->obs), h);
   if (rc != WARREN_OK) return rc;
+  h->pool.arena = h->arena;
   h->pool.timeout = h->cfg->timeout;
   h->pool.max_jobs = h->cfg->max_jobs;
   h->pool.max_rss_kb = h->cfg->max_rss_mb * 1024u;
@@ -455,6 +490,7 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
     return rc;
   }
   for (size_t i = 0; i <= nslots; i++) {
+    s->slots[i].body_off = WR_ARENA_NONE;
     s->slots[i].next = s->free_list;
     s->free_list = &s->slots[i];
   }
@@ -534,6 +570,7 @@ void wr_sup_destroy(wr_sup *s) {
     wr_plugin_unload(&h->plugin);
     wr_acks_free(&h->acks);
     free(h->refs);
+    wr_arena_close(h->arena);
   }
   if (s->session.conn) amqp_destroy_connection(s->session.conn);
   wr_loop_destroy(s->loop);

@@ -10,6 +10,7 @@
 
 #include <warren/status.h>
 
+#include "arena.h"
 #include "headers.h"
 #include "ipc.h"
 #include "log.h"
@@ -26,6 +27,7 @@ static void set_handler(const char *name) {
 static char g_err[WR_IPC_MAX_ERROR];
 static size_t g_err_len;
 static const warren_message *g_current;
+static wr_arena *g_arena; /* where large bodies lie (arena.h) */
 
 static void api_log(warren_log_level level, const char *fmt, ...) {
   va_list ap;
@@ -143,6 +145,12 @@ static int unpack(unsigned char *p, size_t len, warren_message *msg,
     off += j.field_len[i] + 1;
   }
   if (off != len) return -1;
+  if (j.body_off != WR_ARENA_NONE) {
+    if (j.field_len[WR_JOB_BODY] ||
+        !(f[WR_JOB_BODY] = wr_arena_view(g_arena, j.body_off, j.body_len)))
+      return -1;
+    j.field_len[WR_JOB_BODY] = j.body_len;
+  }
   *job_id = j.job_id;
   return wr_worker_message(msg, f, j.field_len, hdrs, j.delivery_tag, j.attempt,
                            j.redelivered);
@@ -214,8 +222,8 @@ int32_t wr_worker_run(const char *handler_name, const warren_handler *def,
   return result;
 }
 
-void wr_worker_main(int fd, wr_ipc_shm *shm, const char *handler_name,
-                    const warren_handler *def,
+void wr_worker_main(int fd, wr_ipc_shm *shm, wr_arena *arena,
+                    const char *handler_name, const warren_handler *def,
                     const config_setting_t *settings) {
   void *state = NULL;
   if (wr_worker_init(handler_name, def, settings, &state) != 0) {
@@ -229,6 +237,7 @@ void wr_worker_main(int fd, wr_ipc_shm *shm, const char *handler_name,
   /* Jobs arrive back to back: read as much as the socket holds and take
    * frames from the buffer, so a run of small jobs costs one read(). */
   static struct warren_headers hdrs;
+  g_arena = arena;
   inbuf in = {0};
   uint32_t done = 0;
   int retiring = 0;

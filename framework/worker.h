@@ -24,9 +24,12 @@ struct warren_headers;
 
 #include "ipc.h"
 
-/* Never returns. `settings` may be NULL; results go to `shm` (ipc.h). */
+struct wr_arena;
+
+/* Never returns. `settings` may be NULL; results go to `shm` (ipc.h);
+ * large bodies are read in place from `arena` (may be NULL). */
 _Noreturn void wr_worker_main(int fd, struct wr_ipc_shm *shm,
-                              const char *handler_name,
+                              struct wr_arena *arena, const char *handler_name,
                               const warren_handler *def,
                               const config_setting_t *settings);
 

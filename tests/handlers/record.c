@@ -10,10 +10,13 @@
  * id whose job writes to a closed pipe; orphan_on: a message id whose job
  * forks a child that sleeps (holding the worker's socket; it logs
  * `orphan <id> <pid>`), then segfaults; leak_kb: every job leaks that much
- * memory (touched); exit_on: a message id whose job calls exit(3).
+ * memory (touched); exit_on: a message id whose job calls exit(3);
+ * digest (bool): every attempt first appends
+ *   body <message_id> <attempt> <body_len> <FNV-1a 64 of the body, hex>
  */
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,7 @@ typedef struct rec {
   const char *sigpipe_on, *orphan_on, *fail_suffix, *reject_suffix, *exit_on;
   long leak_kb;
   long fail_below;
+  int digest;
   const warren_api *api;
 } rec;
 
@@ -55,6 +59,7 @@ static int rec_init(const warren_api *api, const warren_settings *s,
   if (api->setting_get(s, "exit_on", &v) == 0) r->exit_on = v.str;
   if (api->setting_get(s, "leak_kb", &v) == 0) r->leak_kb = (long)v.i;
   if (api->setting_get(s, "fail_below", &v) == 0) r->fail_below = (long)v.i;
+  if (api->setting_get(s, "digest", &v) == 0) r->digest = (int)v.i;
   if (api->setting_get(s, "fail_suffix", &v) == 0) r->fail_suffix = v.str;
   if (api->setting_get(s, "reject_suffix", &v) == 0) r->reject_suffix = v.str;
   r->api = api;
@@ -77,8 +82,19 @@ static int ends_with(const char *s, const char *suffix) {
   return suffix && n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+static void body_line(rec *r, const warren_message *m) {
+  uint64_t h = 14695981039346656037ull;
+  const unsigned char *b = m->body;
+  for (size_t i = 0; i < m->body_len; i++) h = (h ^ b[i]) * 1099511628211ull;
+  char buf[300];
+  int n = snprintf(buf, sizeof buf, "body %s %u %zu %016llx\n", m->message_id,
+                   m->attempt, m->body_len, (unsigned long long)h);
+  if (n > 0 && write(r->fd, buf, (size_t)n) != n) abort();
+}
+
 static warren_result rec_handle(void *state, const warren_message *m) {
   rec *r = state;
+  if (r->digest) body_line(r, m);
   line(r, "start", m->message_id, m->attempt);
   if (r->leak_kb > 0) {
     char *leak = malloc((size_t)r->leak_kb * 1024);
