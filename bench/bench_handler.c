@@ -5,6 +5,8 @@
  * job's pickup latency; at shutdown it appends one line to settings.out:
  *   <count> <first ns> <last ns> <latency ns>...
  * (monotonic for first/last; wall-clock difference for latencies).
+ * settings.mark (n) and settings.mark_file: the n-th job creates that
+ * file, so the bench can read the processes' counters after a warm-up.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +18,8 @@
 #define MAX_LAT 200000
 
 typedef struct bench {
-  const char *out;
+  const char *out, *mark_file;
+  long mark;
   long count;
   long long first, last;
   long long *lat;
@@ -35,6 +38,8 @@ static int b_init(const warren_api *api, const warren_settings *s,
   bench *b = calloc(1, sizeof *b);
   if (!b || api->setting_get(s, "out", &v) != 0) return -1;
   b->out = v.str;
+  if (api->setting_get(s, "mark", &v) == 0) b->mark = (long)v.i;
+  if (api->setting_get(s, "mark_file", &v) == 0) b->mark_file = v.str;
   b->lat = malloc(sizeof *b->lat * MAX_LAT);
   *state = b;
   return b->lat ? 0 : -1;
@@ -44,6 +49,10 @@ static warren_result b_handle(void *state, const warren_message *m) {
   bench *b = state;
   long long t = ns(CLOCK_MONOTONIC);
   if (!b->count++) b->first = t;
+  if (b->count == b->mark && b->mark_file) {
+    FILE *f = fopen(b->mark_file, "w");
+    if (f) fclose(f);
+  }
   b->last = t;
   if (m->body_len > 2 && memcmp(m->body, "t=", 2) == 0 && b->nlat < MAX_LAT)
     b->lat[b->nlat++] = ns(CLOCK_REALTIME) - atoll((const char *)m->body + 2);

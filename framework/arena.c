@@ -157,6 +157,9 @@ void wr_arena_adopt(wr_arena *a, int fd) {
     close(r->fd);
   }
   if (!a) return;
+  /* Read-only here: a handler writing to its body (the ABI forbids it)
+   * crashes its worker instead of changing what a retry republishes. */
+  if (a->mapped) mprotect(a->base, a->mapped, PROT_READ);
   if (a->fd != fd) {
     dup2(a->fd, fd);
     close(a->fd);
@@ -167,8 +170,7 @@ void wr_arena_adopt(wr_arena *a, int fd) {
 }
 
 const void *wr_arena_view(wr_arena *a, uint64_t off, size_t len) {
-  if (!a || off > WR_ARENA_RESERVE || len > WR_ARENA_RESERVE - off)
-    return NULL;
+  if (!a || off > WR_ARENA_RESERVE || len > WR_ARENA_RESERVE - off) return NULL;
   size_t end = (size_t)off + len;
   if (end > a->mapped) {
     struct stat st;
@@ -176,7 +178,7 @@ const void *wr_arena_view(wr_arena *a, uint64_t off, size_t len) {
         (size_t)st.st_size > WR_ARENA_RESERVE)
       return NULL;
     size_t size = (size_t)st.st_size;
-    if (mmap(a->base + a->mapped, size - a->mapped, PROT_READ | PROT_WRITE,
+    if (mmap(a->base + a->mapped, size - a->mapped, PROT_READ,
              MAP_SHARED | MAP_FIXED, a->fd, (off_t)a->mapped) == MAP_FAILED)
       return NULL;
     a->mapped = size;

@@ -15,7 +15,7 @@
  * for ARENA_IDLE_S and it grew past WR_ARENA_KEEP (wr_arena_tick).
  *
  * One thread (the supervisor's loop) allocates and frees; a worker only
- * maps (wr_arena_view).
+ * maps (wr_arena_view), read-only.
  */
 #ifndef WR_ARENA_H
 #define WR_ARENA_H
@@ -24,8 +24,11 @@
 #include <stdint.h>
 
 /* Bodies smaller than this are malloc'd and go to workers through the
- * socket, with the job (measured faster for them: bench/run sizes). */
+ * socket, with the job (measured faster for them: bench/run compare of
+ * builds with -DWR_ARENA_MIN_BODY=1 and =65536, README). */
+#ifndef WR_ARENA_MIN_BODY
 #define WR_ARENA_MIN_BODY 2048
+#endif
 /* Address space reserved per handler; a body that does not fit in what
  * is left falls back to malloc and the socket. */
 #define WR_ARENA_RESERVE ((size_t)4 << 30)

@@ -23,11 +23,16 @@ static int clone_props(const amqp_basic_properties_t *from,
     size_t off;
   } strs[] = {
 #define S(F, f) {AMQP_BASIC_##F##_FLAG, offsetof(amqp_basic_properties_t, f)}
-      S(CONTENT_TYPE, content_type), S(CONTENT_ENCODING, content_encoding),
-      S(CORRELATION_ID, correlation_id), S(REPLY_TO, reply_to),
-      S(EXPIRATION, expiration),       S(MESSAGE_ID, message_id),
-      S(TYPE, type),                   S(USER_ID, user_id),
-      S(APP_ID, app_id),               S(CLUSTER_ID, cluster_id),
+      S(CONTENT_TYPE, content_type),
+      S(CONTENT_ENCODING, content_encoding),
+      S(CORRELATION_ID, correlation_id),
+      S(REPLY_TO, reply_to),
+      S(EXPIRATION, expiration),
+      S(MESSAGE_ID, message_id),
+      S(TYPE, type),
+      S(USER_ID, user_id),
+      S(APP_ID, app_id),
+      S(CLUSTER_ID, cluster_id),
 #undef S
   };
   *to = *from;

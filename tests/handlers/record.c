@@ -13,6 +13,8 @@
  * memory (touched); exit_on: a message id whose job calls exit(3);
  * digest (bool): every attempt first appends
  *   body <message_id> <attempt> <body_len> <FNV-1a 64 of the body, hex>
+ * scribble_on: a message id whose first attempt writes to its body (which
+ * the ABI forbids).
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -31,6 +33,7 @@ typedef struct rec {
   long sleep_ms;
   const char *crash_on, *hang_on, *fail_on, *reject_unless, *reject_prefix;
   const char *sigpipe_on, *orphan_on, *fail_suffix, *reject_suffix, *exit_on;
+  const char *scribble_on;
   long leak_kb;
   long fail_below;
   int digest;
@@ -57,6 +60,7 @@ static int rec_init(const warren_api *api, const warren_settings *s,
   if (api->setting_get(s, "sigpipe_on", &v) == 0) r->sigpipe_on = v.str;
   if (api->setting_get(s, "orphan_on", &v) == 0) r->orphan_on = v.str;
   if (api->setting_get(s, "exit_on", &v) == 0) r->exit_on = v.str;
+  if (api->setting_get(s, "scribble_on", &v) == 0) r->scribble_on = v.str;
   if (api->setting_get(s, "leak_kb", &v) == 0) r->leak_kb = (long)v.i;
   if (api->setting_get(s, "fail_below", &v) == 0) r->fail_below = (long)v.i;
   if (api->setting_get(s, "digest", &v) == 0) r->digest = (int)v.i;
@@ -101,6 +105,9 @@ static warren_result rec_handle(void *state, const warren_message *m) {
     if (leak) memset(leak, 1, (size_t)r->leak_kb * 1024); /* never freed */
   }
   if (r->crash_on && strcmp(r->crash_on, m->message_id) == 0) raise(SIGSEGV);
+  if (r->scribble_on && strcmp(r->scribble_on, m->message_id) == 0 &&
+      m->attempt == 1 && m->body_len)
+    *(volatile char *)m->body ^= 1; /* casts away the ABI's const */
   if (r->exit_on && strcmp(r->exit_on, m->message_id) == 0) exit(3);
   if (r->orphan_on && strcmp(r->orphan_on, m->message_id) == 0) {
     pid_t kid = fork();

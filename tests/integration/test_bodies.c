@@ -20,10 +20,9 @@
 TW_SUITE(bodies, 240);
 
 /* Around WR_ARENA_MIN_BODY, a page, a frame (128 KiB) and several. */
-static const size_t sizes[] = {0,      1,       2047,    2048,
-                               2049,   4096,    4097,    65536,
-                               131072, 131073,  1 << 20, (3 << 20) + 5,
-                               (8 << 20) + 3};
+static const size_t sizes[] = {
+    0,     1,      2047,   2048,    2049,          4096,         4097,
+    65536, 131072, 131073, 1 << 20, (3 << 20) + 5, (8 << 20) + 3};
 #define NSIZES (sizeof sizes / sizeof *sizes)
 
 static unsigned char byte_at(size_t k, size_t i) {
@@ -127,8 +126,9 @@ static void run_sizes(const char *q, const char *extra) {
 }
 
 Test(bodies, every_size_reaches_workers_intact_also_after_a_retry) {
-  run_sizes("it.bodies", "prefetch = 8; concurrency = 2; "
-                         "retry = { backoff = [0.05]; max_attempts = 3; };");
+  run_sizes("it.bodies",
+            "prefetch = 8; concurrency = 2; "
+            "retry = { backoff = [0.05]; max_attempts = 3; };");
 }
 
 Test(bodies, every_size_reaches_an_in_process_handler_intact) {
@@ -185,5 +185,29 @@ Test(bodies, the_region_is_given_back_when_idle) {
   unsigned *seen = check_digests(rec, NSIZES * 2);
   expect_runs(seen, 0, NSIZES, 2); /* in both bursts */
   expect_runs(seen, NSIZES, NSIZES * 2, 1);
+  free(seen);
+}
+
+/* The body a worker reads in place is read-only there: a handler that
+ * writes to it (the ABI forbids it) crashes, and the retry carries the
+ * body as it was published. */
+Test(bodies, a_handler_writing_to_its_body_crashes_and_the_retry_is_intact) {
+  char log[300], rec[300];
+  /* b9 is 65536 bytes: it lies in the shared region */
+  pid_t w = tw_start_record("it.bodies.scribble",
+                            "retry = { backoff = [0.05]; max_crashes = 3; };",
+                            "digest = true; scribble_on = \"b9\";", log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  cr_assert_eq(publish_bodies("it.bodies.scribble", 1), 0);
+  int n = (int)NSIZES;
+  cr_assert_geq(tw_wait_count(rec, "end", "b", n, n, 60), n);
+  /* (killed by SIGSEGV; under AddressSanitizer, exited with status 1) */
+  cr_assert(tw_wait_text(log, "job b9 attempt 1 failed (worker", 5),
+            "b9's first attempt crashed");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  unsigned *seen = check_digests(rec, NSIZES);
+  expect_runs(seen, 8, 9, 2);
+  expect_runs(seen, 0, 8, 1);
+  expect_runs(seen, 9, NSIZES, 1);
   free(seen);
 }
