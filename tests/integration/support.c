@@ -310,6 +310,17 @@ static amqp_connection_state_t test_conn(void) {
   return c;
 }
 
+amqp_connection_state_t tw_conn_confirming(void) {
+  amqp_connection_state_t c = test_conn();
+  if (c) amqp_confirm_select(c, 1);
+  if (c && amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL) {
+    fprintf(stderr, "test broker: confirm.select failed\n");
+    wr_conn_close(c);
+    return NULL;
+  }
+  return c;
+}
+
 int tw_drain(const char *queue, const char *prefix, int *counts, int n) {
   amqp_connection_state_t c = test_conn();
   if (!c) return -1;

@@ -78,6 +78,9 @@ long tw_http_get(int port, const char *path);
 int tw_missing(const int *a, const int *b, int n, int *dupes);
 
 /* Raw AMQP on the test node, for what the producer API cannot do. */
+/* A connection with channel 1 open in confirm mode (wr_confirms_*), or
+ * NULL. Close it with wr_conn_close. */
+amqp_connection_state_t tw_conn_confirming(void);
 /* Publish one persistent job (mandatory, confirmed) to queue with
  * message id = body = id and the given headers (NULL: none). Returns 0
  * when the broker confirmed it, -1 otherwise. */

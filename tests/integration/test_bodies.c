@@ -38,16 +38,9 @@ static uint64_t fnv(size_t k, size_t len) {
 /* Job "b<k+1>" carries sizes[k % NSIZES] bytes of pattern k, `copies`
  * rounds of every size. Confirmed; 0 on success. */
 static int publish_bodies(const char *queue, int copies) {
-  wr_conn_params b = {.host = "127.0.0.1",
-                      .port = tw_port(),
-                      .vhost = "/",
-                      .user = "guest",
-                      .password = "guest",
-                      .connect_timeout = 5};
-  amqp_connection_state_t c;
-  char err[512];
-  if (wr_conn_open(&b, &c, err, sizeof err) != WARREN_OK) return -1;
-  int rc = wr_conn_channel(c, 1, 1, err, sizeof err);
+  amqp_connection_state_t c = tw_conn_confirming();
+  if (!c) return -1;
+  int rc = WARREN_OK;
   wr_confirms cf;
   wr_confirms_init(&cf);
   unsigned char *body = malloc(sizes[NSIZES - 1]);

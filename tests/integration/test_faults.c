@@ -85,16 +85,9 @@ Test(faults, dlq_deleted_under_load_loses_no_job, .timeout = 240) {
  * go and confirmed. 0 on success. */
 static int publish_many(const char *queue, const char *const *ids, int nids,
                         size_t size, const amqp_table_entry_t *h, int n) {
-  wr_conn_params b = {.host = "127.0.0.1",
-                      .port = tw_port(),
-                      .vhost = "/",
-                      .user = "guest",
-                      .password = "guest",
-                      .connect_timeout = 5};
-  amqp_connection_state_t c;
-  char err[512];
-  if (wr_conn_open(&b, &c, err, sizeof err) != WARREN_OK) return -1;
-  int rc = wr_conn_channel(c, 1, 1, err, sizeof err);
+  amqp_connection_state_t c = tw_conn_confirming();
+  if (!c) return -1;
+  int rc = WARREN_OK;
   amqp_basic_properties_t p = {0};
   p._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
              (n ? AMQP_BASIC_HEADERS_FLAG : 0);
