@@ -31,6 +31,25 @@ Test(arena, blocks_are_reused_by_size_class) {
   wr_arena_close(a);
 }
 
+/* Every quarter of a power of two is its own class: a freed block never
+ * goes to a request larger than it. */
+Test(arena, a_freed_block_never_serves_a_larger_size) {
+  wr_arena *a = wr_arena_open("unit");
+  static const size_t quarter = 16384; /* of 64 KiB..128 KiB */
+  for (size_t q = 5; q < 8; q++) {
+    uint64_t small, big;
+    cr_assert(wr_arena_alloc(a, q * quarter, &small));
+    wr_arena_free(a, small, q * quarter);
+    cr_assert(wr_arena_alloc(a, q * quarter + 1, &big));
+    cr_assert_neq(big, small, "%zu quarters' block served %zu bytes", q,
+                  q * quarter + 1);
+    uint64_t again;
+    cr_assert(wr_arena_alloc(a, q * quarter - 1, &again));
+    cr_assert_eq(again, small, "a size of its own class takes it back");
+  }
+  wr_arena_close(a);
+}
+
 Test(arena, a_block_grows_the_region_and_keeps_its_address) {
   wr_arena *a = wr_arena_open("unit");
   uint64_t o1, o2;

@@ -183,7 +183,9 @@ Test(bodies, the_region_is_given_back_when_idle) {
 
 /* The body a worker reads in place is read-only there: a handler that
  * writes to it (the ABI forbids it) crashes, and the retry carries the
- * body as it was published. */
+ * body as it was published. Attempt 1 runs in a worker that mapped the
+ * region itself, attempt 2 in its replacement, which inherited the
+ * region's mapping at fork: both must crash; attempt 3 writes nothing. */
 Test(bodies, a_handler_writing_to_its_body_crashes_and_the_retry_is_intact) {
   char log[300], rec[300];
   /* b9 is 65536 bytes: it lies in the shared region */
@@ -197,9 +199,11 @@ Test(bodies, a_handler_writing_to_its_body_crashes_and_the_retry_is_intact) {
   /* (killed by SIGSEGV; under AddressSanitizer, exited with status 1) */
   cr_assert(tw_wait_text(log, "job b9 attempt 1 failed (worker", 5),
             "b9's first attempt crashed");
+  cr_assert(tw_wait_text(log, "job b9 attempt 2 failed (worker", 5),
+            "and its second, in a worker forked since");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   unsigned *seen = check_digests(rec, NSIZES);
-  expect_runs(seen, 8, 9, 2);
+  expect_runs(seen, 8, 9, 3);
   expect_runs(seen, 0, 8, 1);
   expect_runs(seen, 9, NSIZES, 1);
   free(seen);
