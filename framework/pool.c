@@ -289,7 +289,10 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
   wr_ipc_job j = {.job_id = job->id,
                   .delivery_tag = job->env.delivery_tag,
                   .attempt = job->meta.attempt,
-                  .redelivered = job->env.redelivered ? 1u : 0u};
+                  .redelivered = job->env.redelivered ? 1u : 0u,
+                  .check_body = job->signed_ok};
+  /* The body is hashed by the worker, off the loop (sigcheck.h). */
+  if (job->signed_ok) memcpy(j.body_sha256, job->body_sha256, 32);
   wr_ipc_batch_add(c->out, &j, f);
   c->unsent++;
   c->q[(c->head + c->len++) % WR_POOL_MAX_DEPTH] = job;
