@@ -189,6 +189,27 @@ int wr_sigcheck_countersign(const wr_sigcheck *sc, size_t h,
                              out);
 }
 
+int wr_sigcheck_recountersign(const wr_cfg *cfg, const wr_handler_cfg *h,
+                              const amqp_message_t *m, char *out) {
+  const wr_signing_cfg *sg = &cfg->signing;
+  wr_sign_headers hd;
+  wr_sign_job sj;
+  wr_sigcheck_read(&m->properties, h->queue, &hd, &sj);
+  if (!sg->keyring || !hd.counter_present) return -1;
+  /* Any age: Warren countersigned it once, so it was verified once; the
+   * operator's replay is what renews it. */
+  wr_sign_policy pol = {sg->keyring,  h->signing_keys, h->n_signing_keys,
+                        sg->countersign_key, 0, INT64_MAX / 4, 1};
+  unsigned char digest[32];
+  int64_t skew;
+  wr_sign_str key;
+  if (wr_sign_verify(&pol, &hd, &sj, digest, &skew, &key) != WR_SIGN_OK ||
+      !wr_sign_body_matches(m->body.bytes, m->body.len, digest))
+    return -1;
+  return wr_sign_countersign(sg->keyring, sg->countersign_key, wr_unix_ms(),
+                             hd.sig, &sj, out);
+}
+
 int wr_sigcheck_reload(wr_sigcheck *sc, const char *path, char *err,
                        size_t errlen) {
   if (!sc->ring) {

@@ -68,6 +68,15 @@ void wr_sigcheck_read(const amqp_basic_properties_t *p, const char *queue,
 int wr_sigcheck_countersign(const wr_sigcheck *sc, size_t h,
                             const wr_job *job, int64_t when_ms, char *out);
 
+/* For `warren dlq replay`: a fresh countersignature (time now) for dead
+ * letter m of handler h, into out (WARREN_SIGNATURE_MAX), when m carries
+ * a countersignature that verifies under cfg's keys whatever its age and
+ * its body matches. 0, or -1 (then m goes back as it is, and is verified
+ * as its producer signed it). */
+int wr_sigcheck_recountersign(const struct wr_cfg *cfg,
+                              const struct wr_handler_cfg *h,
+                              const amqp_message_t *m, char *out);
+
 /* Read the config file at path again and take its keys, countersign key,
  * window and the handlers' key lists; the old ring is kept, and err says
  * why, when the file is invalid, has no signing section, or lacks a
