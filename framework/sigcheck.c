@@ -158,7 +158,10 @@ static int check_signature(void *ctx, size_t handler, wr_job *job,
   job->signed_ok = c == WR_SIGN_OK;
   if (c == WR_SIGN_OK || c == WR_SIGN_UNSIGNED) return 0;
   /* The key id and the time are told, never the signature or a secret. */
-  snprintf(why, whylen,
+  if (c == WR_SIGN_MISSING || c == WR_SIGN_MALFORMED || c == WR_SIGN_C_MALFORMED)
+    snprintf(why, whylen, "signature check failed: %s", wr_sign_check_name(c));
+  else
+    snprintf(why, whylen,
            "signature check failed: %s (key '%.*s', signed %.1f s %s, "
            "window %.0f s)",
            wr_sign_check_name(c), (int)(key.len > 64 ? 64 : key.len), key.p,
