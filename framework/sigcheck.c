@@ -157,16 +157,22 @@ static int check_signature(void *ctx, size_t handler, wr_job *job,
   job->sig_check = (uint8_t)c;
   job->signed_ok = c == WR_SIGN_OK;
   if (c == WR_SIGN_OK || c == WR_SIGN_UNSIGNED) return 0;
-  /* The key id and the time are told, never the signature or a secret. */
+  /* The key id and the time are told, never the signature or a secret;
+   * a time only once the MAC has vouched for it. */
+  const char *name = wr_sign_check_name(c);
+  int kl = (int)(key.len > 64 ? 64 : key.len);
   if (c == WR_SIGN_MISSING || c == WR_SIGN_MALFORMED || c == WR_SIGN_C_MALFORMED)
-    snprintf(why, whylen, "signature check failed: %s", wr_sign_check_name(c));
-  else
+    snprintf(why, whylen, "signature check failed: %s", name);
+  else if (c == WR_SIGN_EXPIRED || c == WR_SIGN_FUTURE ||
+           c == WR_SIGN_C_EXPIRED || c == WR_SIGN_C_FUTURE)
     snprintf(why, whylen,
-           "signature check failed: %s (key '%.*s', signed %.1f s %s, "
-           "window %.0f s)",
-           wr_sign_check_name(c), (int)(key.len > 64 ? 64 : key.len), key.p,
-           (double)(skew < 0 ? -skew : skew) / 1000.0,
-           skew < 0 ? "ahead" : "ago", (double)sc->window_ms / 1000.0);
+             "signature check failed: %s (key '%.*s', signed %.1f s %s, "
+             "window %.0f s)",
+             name, kl, key.p, (double)(skew < 0 ? -skew : skew) / 1000.0,
+             skew < 0 ? "ahead" : "ago", (double)sc->window_ms / 1000.0);
+  else
+    snprintf(why, whylen, "signature check failed: %s (key '%.*s')", name, kl,
+             key.p);
   *o = WR_OUT_SIGNATURE;
   return 1;
 }
