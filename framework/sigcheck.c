@@ -224,7 +224,7 @@ int wr_sigcheck_reload(wr_sigcheck *sc, const char *path, char *err,
   if (!sc->ring) {
     snprintf(err, errlen,
              "signing was not configured at start: restart to turn it on");
-    return WARREN_CONFIG_INVALID;
+    return WARREN_NOT_FOUND;
   }
   wr_cfg *cfg;
   int rc = wr_cfg_load(path, &cfg, err, errlen);

@@ -80,7 +80,8 @@ int wr_sigcheck_recountersign(const struct wr_cfg *cfg,
 /* Read the config file at path again and take its keys, countersign key,
  * window and the handlers' key lists; the old ring is kept, and err says
  * why, when the file is invalid, has no signing section, or lacks a
- * handler. Jobs held are not touched. 0 or a negative warren_status. */
+ * handler. Jobs held are not touched. 0, WARREN_NOT_FOUND (signing was
+ * off at start: nothing to reload) or another negative warren_status. */
 int wr_sigcheck_reload(wr_sigcheck *sc, const char *path, char *err,
                        size_t errlen);
 

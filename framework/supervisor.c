@@ -259,7 +259,12 @@ static void on_reload_signal(void *ctx, const struct signalfd_siginfo *si) {
   wr_sup *s = ctx;
   (void)si;
   char err[4096];
-  if (wr_sigcheck_reload(&s->sig, s->cfg->path, err, sizeof err) != WARREN_OK) {
+  int rc = wr_sigcheck_reload(&s->sig, s->cfg->path, err, sizeof err);
+  if (rc == WARREN_NOT_FOUND) {
+    wr_info("SIGHUP: nothing to reload: %s", err);
+    return;
+  }
+  if (rc != WARREN_OK) {
     wr_error("SIGHUP: signing keys not reloaded, the old ones stay: %s", err);
     return;
   }
