@@ -399,8 +399,7 @@ static void load_retry(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
  * or short key stops the start with its file and line. */
 static void load_signing(ctx *c, wr_cfg *cfg, size_t *used,
                          config_setting_t *root) {
-  static const char *const keys[] = {"keys", "countersign_key", "window",
-                                     NULL};
+  static const char *const keys[] = {"keys", "countersign_key", "window", NULL};
   static const char *const key_keys[] = {"id", "file", "env", NULL};
   wr_signing_cfg *sg = &cfg->signing;
   config_setting_t *g = get_group(c, root, "signing", 0);

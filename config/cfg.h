@@ -73,7 +73,7 @@ struct wr_keyring;
 
 /* Job signing (docs/signing.md); keyring NULL: no `signing` section. */
 typedef struct wr_signing_cfg {
-  struct wr_keyring *keyring; /* owned; taken over by the supervisor */
+  struct wr_keyring *keyring;  /* owned; taken over by the supervisor */
   const char *countersign_key; /* id of Warren's own key in the ring */
   double window;               /* seconds a signing time may be off */
 } wr_signing_cfg;

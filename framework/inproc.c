@@ -53,8 +53,8 @@ static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
   wr_worker_message(&m, fp, len, &hdrs, job->env.delivery_tag,
                     job->meta.attempt, job->env.redelivered ? 1u : 0u);
   WR_NOTIFY(&s->obs, started, h->index, job);
-  if (job->signed_ok && !wr_sign_body_matches(m.body, m.body_len,
-                                              job->body_sha256)) {
+  if (job->signed_ok &&
+      !wr_sign_body_matches(m.body, m.body_len, job->body_sha256)) {
     wr_sup_done(s, h, job, WR_IPC_BAD_BODY, NULL, 0);
     return;
   }

@@ -95,7 +95,7 @@ typedef struct wr_ipc_job {
   uint32_t attempt;
   uint32_t redelivered;
   uint64_t field_len[WR_JOB_NFIELDS];
-  uint32_t check_body;           /* compare the body with body_sha256 */
+  uint32_t check_body; /* compare the body with body_sha256 */
   uint32_t pad;
   unsigned char body_sha256[32]; /* its signed digest (sigcheck.h) */
 } wr_ipc_job;

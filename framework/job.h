@@ -28,7 +28,7 @@ typedef struct wr_job {
   uint8_t signed_ok;    /* its signature verified: body_sha256 is to match */
   uint8_t sig_check;    /* wr_sign_check that refused it (sign.h) */
   unsigned char body_sha256[32]; /* signed digest, checked where it runs */
-  struct wr_job *next;  /* the one queue it is on, or the free list */
+  struct wr_job *next;           /* the one queue it is on, or the free list */
 } wr_job;
 
 /* A FIFO of jobs linked through `next`; a job is on one queue at a time. */

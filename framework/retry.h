@@ -36,7 +36,7 @@
 #define WR_H_HOST "warren-dead-host"              /* string: worker host */
 #define WR_H_QUEUE "warren-dead-queue"            /* string: work queue */
 #define WR_H_REPLAYS "warren-replays"             /* int: DLQ replays */
-#define WR_H_COPY WR_CONN_COPY_HEADER /* int: which copy (settle.h) */
+#define WR_H_COPY WR_CONN_COPY_HEADER           /* int: which copy (settle.h) */
 #define WR_H_SIG_CHECK "warren-signature-check" /* string: sign.h */
 
 /* How a run of a job ended, as the policy sees it. */

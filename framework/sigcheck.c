@@ -22,8 +22,8 @@ static void free_policies(wr_sigcheck_handler *h, size_t nh) {
 /* The policies of cfg's handlers, in the order of `like` (the handlers
  * of the start; NULL: cfg's own order). NULL with err when one is gone. */
 static wr_sigcheck_handler *policies(const wr_cfg *cfg,
-                                     const wr_sigcheck_handler *like,
-                                     size_t nh, char *err, size_t errlen) {
+                                     const wr_sigcheck_handler *like, size_t nh,
+                                     char *err, size_t errlen) {
   wr_sigcheck_handler *out = calloc(nh ? nh : 1, sizeof *out);
   if (!out) {
     snprintf(err, errlen, "out of memory");
@@ -45,7 +45,8 @@ static wr_sigcheck_handler *policies(const wr_cfg *cfg,
     p->name = like ? like[i].name : hc->name;
     p->queue = like ? like[i].queue : hc->queue;
     p->require = hc->require_signature;
-    p->ids = calloc(hc->n_signing_keys ? hc->n_signing_keys : 1, sizeof *p->ids);
+    p->ids =
+        calloc(hc->n_signing_keys ? hc->n_signing_keys : 1, sizeof *p->ids);
     for (size_t k = 0; p->ids && k < hc->n_signing_keys; k++)
       if ((p->ids[k] = strdup(hc->signing_keys[k]))) p->n_ids++;
     if (!p->ids || p->n_ids != hc->n_signing_keys) {
@@ -73,7 +74,8 @@ int wr_sigcheck_init(wr_sigcheck *sc, wr_cfg *cfg) {
   memset(sc, 0, sizeof *sc);
   if (!cfg->signing.keyring) return WARREN_OK;
   char err[64];
-  wr_sigcheck_handler *h = policies(cfg, NULL, cfg->n_handlers, err, sizeof err);
+  wr_sigcheck_handler *h =
+      policies(cfg, NULL, cfg->n_handlers, err, sizeof err);
   if (!h) return WARREN_NOMEM;
   sc->nh = cfg->n_handlers;
   take(sc, cfg, h);
@@ -131,12 +133,9 @@ void wr_sigcheck_read(const amqp_basic_properties_t *p, const char *queue,
 
 static wr_sign_policy policy(const wr_sigcheck *sc,
                              const wr_sigcheck_handler *p) {
-  return (wr_sign_policy){sc->ring,
-                          (const char *const *)p->ids,
-                          p->n_ids,
-                          sc->counter_key,
-                          wr_unix_ms(),
-                          sc->window_ms,
+  return (wr_sign_policy){sc->ring,     (const char *const *)p->ids,
+                          p->n_ids,     sc->counter_key,
+                          wr_unix_ms(), sc->window_ms,
                           p->require};
 }
 
@@ -161,7 +160,8 @@ static int check_signature(void *ctx, size_t handler, wr_job *job,
    * a time only once the MAC has vouched for it. */
   const char *name = wr_sign_check_name(c);
   int kl = (int)(key.len > 64 ? 64 : key.len);
-  if (c == WR_SIGN_MISSING || c == WR_SIGN_MALFORMED || c == WR_SIGN_C_MALFORMED)
+  if (c == WR_SIGN_MISSING || c == WR_SIGN_MALFORMED ||
+      c == WR_SIGN_C_MALFORMED)
     snprintf(why, whylen, "signature check failed: %s", name);
   else if (c == WR_SIGN_EXPIRED || c == WR_SIGN_FUTURE ||
            c == WR_SIGN_C_EXPIRED || c == WR_SIGN_C_FUTURE)
@@ -187,8 +187,8 @@ void wr_sigcheck_body_refused(wr_job *job, char *why, size_t whylen) {
            "that was signed)");
 }
 
-int wr_sigcheck_countersign(const wr_sigcheck *sc, size_t h,
-                            const wr_job *job, int64_t when_ms, char *out) {
+int wr_sigcheck_countersign(const wr_sigcheck *sc, size_t h, const wr_job *job,
+                            int64_t when_ms, char *out) {
   if (!sc->ring || !job->signed_ok || h >= sc->nh) return -1;
   wr_sign_headers hd;
   wr_sign_job sj;
@@ -207,8 +207,13 @@ int wr_sigcheck_recountersign(const wr_cfg *cfg, const wr_handler_cfg *h,
   if (!sg->keyring || !hd.counter_present) return -1;
   /* Any age: Warren countersigned it once, so it was verified once; the
    * operator's replay is what renews it. */
-  wr_sign_policy pol = {sg->keyring,  h->signing_keys, h->n_signing_keys,
-                        sg->countersign_key, 0, INT64_MAX / 4, 1};
+  wr_sign_policy pol = {sg->keyring,
+                        h->signing_keys,
+                        h->n_signing_keys,
+                        sg->countersign_key,
+                        0,
+                        INT64_MAX / 4,
+                        1};
   unsigned char digest[32];
   int64_t skew;
   wr_sign_str key;

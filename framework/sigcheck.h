@@ -65,8 +65,8 @@ void wr_sigcheck_read(const amqp_basic_properties_t *p, const char *queue,
 
 /* Countersign a copy of `job` (verified: job->signed_ok) of handler h,
  * valid around when_ms, into out (WARREN_SIGNATURE_MAX). 0 or -1. */
-int wr_sigcheck_countersign(const wr_sigcheck *sc, size_t h,
-                            const wr_job *job, int64_t when_ms, char *out);
+int wr_sigcheck_countersign(const wr_sigcheck *sc, size_t h, const wr_job *job,
+                            int64_t when_ms, char *out);
 
 /* For `warren dlq replay`: a fresh countersignature (time now) for dead
  * letter m of handler h, into out (WARREN_SIGNATURE_MAX), when m carries

@@ -27,20 +27,20 @@ struct wr_keyring;
 #define WR_SIGN_CANON_MAX 2048 /* longest canonical string, with margin */
 
 /* Which check a delivery failed; WR_SIGN_OK and WR_SIGN_UNSIGNED pass. */
-#define WR_SIGN_CHECKS(X)                                          \
-  X(OK, "ok")                                                      \
-  X(UNSIGNED, "unsigned")         /* passes: not required */       \
-  X(MISSING, "missing")           /* required but absent */        \
-  X(MALFORMED, "malformed")       /* header unparseable */         \
-  X(UNKNOWN_KEY, "unknown-key")   /* key id not accepted */        \
-  X(BAD_SIGNATURE, "bad-signature")                                \
-  X(EXPIRED, "expired")           /* signed before now - window */ \
-  X(FUTURE, "future")             /* signed after now + window */  \
-  X(BODY_DIGEST, "body-digest")   /* body is not what was signed */ \
-  X(C_MALFORMED, "countersignature-malformed")                     \
-  X(C_UNKNOWN_KEY, "countersignature-unknown-key")                 \
-  X(C_BAD_SIGNATURE, "countersignature-bad-signature")             \
-  X(C_EXPIRED, "countersignature-expired")                         \
+#define WR_SIGN_CHECKS(X)                                         \
+  X(OK, "ok")                                                     \
+  X(UNSIGNED, "unsigned")       /* passes: not required */        \
+  X(MISSING, "missing")         /* required but absent */         \
+  X(MALFORMED, "malformed")     /* header unparseable */          \
+  X(UNKNOWN_KEY, "unknown-key") /* key id not accepted */         \
+  X(BAD_SIGNATURE, "bad-signature")                               \
+  X(EXPIRED, "expired")         /* signed before now - window */  \
+  X(FUTURE, "future")           /* signed after now + window */   \
+  X(BODY_DIGEST, "body-digest") /* body is not what was signed */ \
+  X(C_MALFORMED, "countersignature-malformed")                    \
+  X(C_UNKNOWN_KEY, "countersignature-unknown-key")                \
+  X(C_BAD_SIGNATURE, "countersignature-bad-signature")            \
+  X(C_EXPIRED, "countersignature-expired")                        \
   X(C_FUTURE, "countersignature-future")
 
 typedef enum wr_sign_check {

@@ -504,8 +504,10 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
     wr_sup_destroy(s);
     return rc;
   }
-  if (s->sig.ring) wr_intake_add(&s->intake, &wr_intake_signature, &s->sig);
-  else wr_info("signing is not configured: jobs are not verified");
+  if (s->sig.ring)
+    wr_intake_add(&s->intake, &wr_intake_signature, &s->sig);
+  else
+    wr_info("signing is not configured: jobs are not verified");
   s->declare_ch = (amqp_channel_t)(s->nh + 2);
   wr_session_init(&s->session, &cfg->broker, (amqp_channel_t)(s->nh + 1),
                   cfg->reconnect_min, cfg->reconnect_max, s->loop,

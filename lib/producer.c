@@ -58,9 +58,8 @@ int warren_producer_open(const warren_producer_opts *o, warren_producer **out) {
   if (p && o && HAS(o, sign_key_len) && o->sign_key_id) {
     /* The key is checked before connecting: a bad one is a usage error. */
     p->ring = wr_keyring_new();
-    if (!p->ring ||
-        wr_keyring_add(p->ring, o->sign_key_id, o->sign_key, o->sign_key_len,
-                       err, sizeof err) != 0)
+    if (!p->ring || wr_keyring_add(p->ring, o->sign_key_id, o->sign_key,
+                                   o->sign_key_len, err, sizeof err) != 0)
       rc = p->ring ? WARREN_INVALID : WARREN_NOMEM;
     snprintf(p->key_id, sizeof p->key_id, "%s", o->sign_key_id);
   }
@@ -136,14 +135,14 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
   }
   char sig[WARREN_SIGNATURE_MAX];
   if (p->ring) {
-    wr_sign_job job = {{o && o->message_id ? o->message_id : "",
-                        o && o->message_id ? strlen(o->message_id) : 0},
-                       {exchange ? exchange : "", exchange ? strlen(exchange) : 0},
-                       {routing_key ? routing_key : "",
-                        routing_key ? strlen(routing_key) : 0},
-                       {o && o->content_type ? o->content_type : "",
-                        o && o->content_type ? strlen(o->content_type) : 0},
-                       {"", 0}};
+    wr_sign_job job = {
+        {o && o->message_id ? o->message_id : "",
+         o && o->message_id ? strlen(o->message_id) : 0},
+        {exchange ? exchange : "", exchange ? strlen(exchange) : 0},
+        {routing_key ? routing_key : "", routing_key ? strlen(routing_key) : 0},
+        {o && o->content_type ? o->content_type : "",
+         o && o->content_type ? strlen(o->content_type) : 0},
+        {"", 0}};
     if (wr_sign_make(p->ring, p->key_id, wr_sign_now_ms(), &job, body, len,
                      sig) != 0) {
       snprintf(p->err, sizeof p->err,

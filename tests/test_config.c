@@ -402,10 +402,10 @@ Test(config, signing_keys_are_checked_at_load) {
            kf);
   expect_error(text, 2, "key 'gw' is 9 bytes; keys must be 32..1024 bytes");
   setenv("WARREN_TEST_KEY", "0123456789abcdef0123456789abcdef", 1);
-  snprintf(text, sizeof text,
-           "signing = { keys = (\n  { id = \"gw\"; env = \"WARREN_TEST_KEY\"; "
-           "} );\n  countersign_key = \"gw\"; };\n" H(
-               "signing_keys = [\"nope\"];"));
+  snprintf(
+      text, sizeof text,
+      "signing = { keys = (\n  { id = \"gw\"; env = \"WARREN_TEST_KEY\"; "
+      "} );\n  countersign_key = \"gw\"; };\n" H("signing_keys = [\"nope\"];"));
   expect_error(text, 4, "'nope' is not a key in signing.keys");
   snprintf(text, sizeof text,
            "signing = { keys = (\n  { id = \"gw\"; env = \"WARREN_NO_KEY\"; "

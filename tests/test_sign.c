@@ -12,7 +12,7 @@
 #define VKEY "warren-test-vector-key-0123456789abcdef"
 #define VBODY "{\"to\":\"ann@example.com\"}"
 /* docs/signing.md, "Test vector": keep in step. */
-#define VSIG                                                            \
+#define VSIG                                                          \
   "v1;key=gw-2026;time=1764072000000;body="                           \
   "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;" \
   "sig=ePjRb9jTEZg1enNFGtCRnUYv+mJA2Jr4okEoLUkXUaY="
@@ -123,9 +123,11 @@ Test(sign, parsing_is_strict) {
 Test(sign, each_check_and_the_countersignature) {
   wr_keyring *r = wr_keyring_new();
   char err[200];
-  cr_assert_eq(wr_keyring_add(r, "gw-2026", VKEY, strlen(VKEY), err, sizeof err), 0);
-  cr_assert_eq(wr_keyring_add(r, "warren", VKEY "-w", strlen(VKEY) + 2, err,
-                              sizeof err), 0);
+  cr_assert_eq(
+      wr_keyring_add(r, "gw-2026", VKEY, strlen(VKEY), err, sizeof err), 0);
+  cr_assert_eq(
+      wr_keyring_add(r, "warren", VKEY "-w", strlen(VKEY) + 2, err, sizeof err),
+      0);
   wr_sign_policy pol = {r, NULL, 0, "warren", 1764072000000, 300000, 1};
   wr_sign_job j = vjob();
   wr_sign_headers h = {1, 0, S(VSIG), {0}};
@@ -169,8 +171,7 @@ Test(sign, each_check_and_the_countersignature) {
   pol.now_ms = later + 1000;
   cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_OK);
   pol.now_ms = later + 300001;
-  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key),
-               WR_SIGN_C_EXPIRED);
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_C_EXPIRED);
   pol.now_ms = later;
   j.queue = S("billing");
   cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key),

@@ -283,8 +283,7 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
           "%ld of them had no valid countersignature: they are verified as "
           "their producer signed them\n",
           plain);
-  }
-  else if (!strcmp(o->cmd, "purge"))
+  } else if (!strcmp(o->cmd, "purge"))
     printf("purged %ld message(s) from %s\n", done, dlq);
   else
     printf("%ld of %ld message(s) in %s shown\n", matched, total, dlq);

@@ -110,8 +110,7 @@ int main(int argc, char **argv) {
       else
         po.no_verify_hostname = 1;
       continue; /* takes no value */
-    }
-    else if (!strcmp(a, "--header") && nh < MAX_HEADERS && strchr(v, '=')) {
+    } else if (!strcmp(a, "--header") && nh < MAX_HEADERS && strchr(v, '=')) {
       char *eq = strchr(argv[i + 1], '=');
       *eq = '\0';
       hdr[nh++] = (warren_header_kv){argv[i + 1], eq + 1};
@@ -125,8 +124,8 @@ int main(int argc, char **argv) {
   char why[512] = "";
   static unsigned char secret[WARREN_SIGN_MAX_KEY + 2];
   if (key_file) {
-    if (wr_keyring_read(key_file, NULL, secret, sizeof secret,
-                        &po.sign_key_len, why, sizeof why) != 0) {
+    if (wr_keyring_read(key_file, NULL, secret, sizeof secret, &po.sign_key_len,
+                        why, sizeof why) != 0) {
       fprintf(stderr, "warren-publish: %s\n", why);
       return 2;
     }

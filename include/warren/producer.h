@@ -40,13 +40,13 @@ typedef struct warren_producer_opts {
   /* Fields below were added with signing and TLS; read when size covers
    * them. Strings and the key are read during warren_producer_open only
    * (the key is copied, kept in the producer and wiped when it closes). */
-  int tls;               /**< 1: connect with TLS (port default 5671) */
-  const char *ca_file;   /**< PEM CAs the broker's certificate must chain
-                              to; NULL: the system's bundle */
-  const char *cert_file; /**< PEM client certificate (mTLS), with key_file */
-  const char *key_file;  /**< its private key */
-  int no_verify_peer;    /**< 1: accept any broker certificate (tests only) */
-  int no_verify_hostname; /**< 1: do not match the name against host */
+  int tls;                 /**< 1: connect with TLS (port default 5671) */
+  const char *ca_file;     /**< PEM CAs the broker's certificate must chain
+                                to; NULL: the system's bundle */
+  const char *cert_file;   /**< PEM client certificate (mTLS), with key_file */
+  const char *key_file;    /**< its private key */
+  int no_verify_peer;      /**< 1: accept any broker certificate (tests only) */
+  int no_verify_hostname;  /**< 1: do not match the name against host */
   const char *sign_key_id; /**< non-NULL: sign every job (warren/sign.h) */
   const void *sign_key;    /**< sign_key_len bytes */
   size_t sign_key_len;     /**< WARREN_SIGN_MIN_KEY..WARREN_SIGN_MAX_KEY */

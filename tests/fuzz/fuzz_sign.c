@@ -17,16 +17,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ring = wr_keyring_new();
     wr_keyring_add(ring, "gw-2026", "warren-test-vector-key-0123456789abcdef",
                    39, err, sizeof err);
-    wr_keyring_add(ring, "warren", "warren-own-key-0123456789abcdef0123456",
-                   38, err, sizeof err);
+    wr_keyring_add(ring, "warren", "warren-own-key-0123456789abcdef0123456", 38,
+                   err, sizeof err);
   }
   const char *p = (const char *)data;
   const char *nul = memchr(p, 0, size);
-  wr_sign_headers h = {1, nul != NULL, {p, nul ? (size_t)(nul - p) : size},
-                       {nul ? nul + 1 : NULL,
-                        nul ? size - (size_t)(nul - p) - 1 : 0}};
-  wr_sign_job job = {{"order-42", 8}, {"jobs", 4}, {"email.send", 10},
-                     {"application/json", 16}, {"email", 5}};
+  wr_sign_headers h = {
+      1,
+      nul != NULL,
+      {p, nul ? (size_t)(nul - p) : size},
+      {nul ? nul + 1 : NULL, nul ? size - (size_t)(nul - p) - 1 : 0}};
+  wr_sign_job job = {{"order-42", 8},
+                     {"jobs", 4},
+                     {"email.send", 10},
+                     {"application/json", 16},
+                     {"email", 5}};
   /* Around the test vector's time, so a well-formed input reaches every
    * check. */
   wr_sign_policy pol = {ring, NULL, 0, "warren", 1764072000000, 300000, 1};

@@ -81,28 +81,27 @@ static int64_t now_ms(void) {
 /* How a test job is signed; a NULL field is the job's own value. */
 typedef struct how {
   const char *key_id, *key;
-  int64_t offset_ms;        /* signing time - now */
-  const char *body;         /* signed body (the job's body is its id) */
-  const char *routing_key;  /* signed routing key */
-  const char *header;       /* the header value as it is, not signed */
-  int unsigned_job;         /* no header at all */
+  int64_t offset_ms;       /* signing time - now */
+  const char *body;        /* signed body (the job's body is its id) */
+  const char *routing_key; /* signed routing key */
+  const char *header;      /* the header value as it is, not signed */
+  int unsigned_job;        /* no header at all */
 } how;
 
 /* Publish job `id` (body = id, default exchange, key q) with the
  * signature `h` describes. */
 static void publish(const char *q, const char *id, how h) {
   char sig[WARREN_SIGNATURE_MAX];
-  warren_sign_input in = {
-      .size = sizeof in,
-      .key_id = h.key_id ? h.key_id : "gw-a",
-      .key = h.key ? h.key : KEY_A,
-      .key_len = strlen(h.key ? h.key : KEY_A),
-      .time_ms = now_ms() + h.offset_ms,
-      .message_id = id,
-      .exchange = "",
-      .routing_key = h.routing_key ? h.routing_key : q,
-      .body = h.body ? h.body : id,
-      .body_len = strlen(h.body ? h.body : id)};
+  warren_sign_input in = {.size = sizeof in,
+                          .key_id = h.key_id ? h.key_id : "gw-a",
+                          .key = h.key ? h.key : KEY_A,
+                          .key_len = strlen(h.key ? h.key : KEY_A),
+                          .time_ms = now_ms() + h.offset_ms,
+                          .message_id = id,
+                          .exchange = "",
+                          .routing_key = h.routing_key ? h.routing_key : q,
+                          .body = h.body ? h.body : id,
+                          .body_len = strlen(h.body ? h.body : id)};
   cr_assert_eq(warren_sign(&in, sig, sizeof sig), 0);
   amqp_table_entry_t e = {
       amqp_cstring_bytes(WARREN_SIGNATURE_HEADER),
@@ -123,7 +122,8 @@ static int dead_letters(const char *q, char *out, size_t len) {
   while (tw_take_one(dlq, dump, sizeof dump)) {
     n++;
     cr_assert(strstr(dump, "h.warren-dead-reason=signature\n"), "%s", dump);
-    char *id = strstr(dump, "id="), *c = strstr(dump, "h.warren-signature-check=");
+    char *id = strstr(dump, "id="),
+         *c = strstr(dump, "h.warren-signature-check=");
     cr_assert(id && c, "%s", dump);
     o += (size_t)snprintf(out + o, len - o, "%.*s %.*s\n",
                           (int)strcspn(id + 3, "\n"), id + 3,
@@ -167,23 +167,27 @@ Test(sign, a_signed_job_runs_and_each_forgery_is_dead_lettered_with_its_check,
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   char got[2000];
   cr_assert_eq(dead_letters("it.sign", got, sizeof got), 7);
-  static const char *const want[] = {
-      "unsigned missing\n",           "forged-body body-digest\n",
-      "forged-field bad-signature\n", "unknown-key unknown-key\n",
-      "expired expired\n",            "future future\n",
-      "malformed malformed\n"};
+  static const char *const want[] = {"unsigned missing\n",
+                                     "forged-body body-digest\n",
+                                     "forged-field bad-signature\n",
+                                     "unknown-key unknown-key\n",
+                                     "expired expired\n",
+                                     "future future\n",
+                                     "malformed malformed\n"};
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     cr_assert(strstr(got, want[i]), "want %s in\n%s", want[i], got);
-  const char *never[] = {"unsigned", "forged", "unknown", "expired", "future",
-                         "malformed"};
+  const char *never[] = {"unsigned", "forged", "unknown",
+                         "expired",  "future", "malformed"};
   for (size_t i = 0; i < sizeof never / sizeof *never; i++) {
     char start_line[64];
     snprintf(start_line, sizeof start_line, "start %s", never[i]);
     cr_assert(!tw_wait_text(rec, start_line, 0), "%s reached the handler",
               never[i]);
   }
-  cr_assert(tw_wait_text(log_, "signature check failed: expired (key 'gw-a'", 0));
-  cr_assert(tw_wait_text(log_, "signature refused 7", 0), "counted per handler");
+  cr_assert(
+      tw_wait_text(log_, "signature check failed: expired (key 'gw-a'", 0));
+  cr_assert(tw_wait_text(log_, "signature refused 7", 0),
+            "counted per handler");
   cr_assert(!tw_wait_text(log_, "secret-", 0), "no key in the log");
   cr_assert(!tw_wait_text(log_, "sig=", 0), "no signature in the log");
 }
@@ -237,9 +241,9 @@ Test(sign, keys_rotate_without_a_restart, .timeout = 150) {
 /* A 1 s window and a 2.5 s backoff: the retry arrives after its
  * producer's signature has expired and runs on Warren's countersignature. */
 Test(sign, a_retried_job_runs_after_its_window_has_passed, .timeout = 120) {
-  pid_t w = start("gw-a,warren", 1, "it.sretry",
-                  "retry = { backoff = [2.5]; jitter = 0.0; };",
-                  "fail_below = 2;");
+  pid_t w =
+      start("gw-a,warren", 1, "it.sretry",
+            "retry = { backoff = [2.5]; jitter = 0.0; };", "fail_below = 2;");
   publish("it.sretry", "late", (how){0});
   cr_assert(tw_wait_text(rec, "end late", 30), "the retry ran");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
@@ -250,7 +254,8 @@ Test(sign, a_retried_job_runs_after_its_window_has_passed, .timeout = 120) {
 /* A dead letter replayed after its window runs (warren dlq replay gives
  * it a fresh countersignature); a countersignature moved onto another job
  * is refused. */
-Test(sign, a_dlq_replay_runs_after_the_window_and_a_moved_countersignature_fails,
+Test(sign,
+     a_dlq_replay_runs_after_the_window_and_a_moved_countersignature_fails,
      .timeout = 120) {
   char flag[300], settings[400];
   snprintf(flag, sizeof flag, "%s/flag", tw_dir());
