@@ -339,3 +339,18 @@ Test(sign, unsigned_jobs_run_where_signatures_are_not_required,
   cr_assert_eq(dead_letters("it.optional", got, sizeof got), 1);
   cr_assert_str_eq(got, "forged body-digest\n");
 }
+
+/* isolation = false: the body is compared in the supervisor, just before
+ * handle(). */
+Test(sign, an_in_process_handler_refuses_a_forged_body, .timeout = 120) {
+  pid_t w = start("gw-a,warren", 300, "it.sinproc", "isolation = false;", "");
+  publish("it.sinproc", "good", (how){0});
+  publish("it.sinproc", "forged", (how){.body = "other"});
+  cr_assert(tw_wait_text(rec, "end good", 30));
+  wait_dead("it.sinproc", 1);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  char got[200];
+  cr_assert_eq(dead_letters("it.sinproc", got, sizeof got), 1);
+  cr_assert_str_eq(got, "forged body-digest\n");
+  cr_assert(!tw_wait_text(rec, "start forged", 0));
+}
