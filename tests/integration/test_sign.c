@@ -141,6 +141,16 @@ static void wait_dead(const char *q, int n) {
   cr_assert_eq(tw_queue_len(dlq), n, "dead letters in %s", dlq);
 }
 
+/* Wait for q's one dead letter, stop worker w, and check that it is
+ * `want` ("id check\n"). */
+static void one_dead_letter(pid_t w, const char *q, const char *want) {
+  wait_dead(q, 1);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  char got[200];
+  cr_assert_eq(dead_letters(q, got, sizeof got), 1);
+  cr_assert_str_eq(got, want);
+}
+
 Test(sign, a_signed_job_runs_and_each_forgery_is_dead_lettered_with_its_check,
      .timeout = 120) {
   pid_t w = start("gw-a,warren", 300, "it.sign", "", "");
@@ -227,15 +237,11 @@ Test(sign, keys_rotate_without_a_restart, .timeout = 150) {
   cr_assert(tw_wait_text(rec, "end new2", 30));
   int done[101];
   cr_assert_eq(tw_wait_all(rec, "batch", done, 100, 30), 0);
-  wait_dead("it.rotate", 1);
-  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  one_dead_letter(w, "it.rotate", "old2 unknown-key\n");
   int starts[101] = {0}, dupes = 0;
   tw_count(rec, "start", "batch", starts, 100);
   for (int i = 1; i <= 100; i++) dupes += starts[i] != 1;
   cr_assert_eq(dupes, 0, "every job of the batch ran exactly once");
-  char got[200];
-  cr_assert_eq(dead_letters("it.rotate", got, sizeof got), 1);
-  cr_assert_str_eq(got, "old2 unknown-key\n");
 }
 
 /* A 1 s window and a 2.5 s backoff: the retry arrives after its
@@ -293,11 +299,7 @@ Test(sign,
        {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(csig)}}}};
   amqp_table_t t = {2, e};
   cr_assert_eq(tw_publish_raw("it.sreplay", "job2", &t), 0);
-  wait_dead("it.sreplay", 1);
-  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
-  char got[200];
-  cr_assert_eq(dead_letters("it.sreplay", got, sizeof got), 1);
-  cr_assert_str_eq(got, "job2 countersignature-bad-signature\n");
+  one_dead_letter(w, "it.sreplay", "job2 countersignature-bad-signature\n");
   cr_assert(!tw_wait_text(rec, "start job2", 0));
 }
 
@@ -333,11 +335,7 @@ Test(sign, unsigned_jobs_run_where_signatures_are_not_required,
   publish("it.optional", "forged", (how){.body = "other"});
   cr_assert(tw_wait_text(rec, "end plain", 30));
   cr_assert(tw_wait_text(rec, "end signed", 30));
-  wait_dead("it.optional", 1);
-  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
-  char got[200];
-  cr_assert_eq(dead_letters("it.optional", got, sizeof got), 1);
-  cr_assert_str_eq(got, "forged body-digest\n");
+  one_dead_letter(w, "it.optional", "forged body-digest\n");
 }
 
 /* isolation = false: the body is compared in the supervisor, just before
@@ -347,10 +345,6 @@ Test(sign, an_in_process_handler_refuses_a_forged_body, .timeout = 120) {
   publish("it.sinproc", "good", (how){0});
   publish("it.sinproc", "forged", (how){.body = "other"});
   cr_assert(tw_wait_text(rec, "end good", 30));
-  wait_dead("it.sinproc", 1);
-  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
-  char got[200];
-  cr_assert_eq(dead_letters("it.sinproc", got, sizeof got), 1);
-  cr_assert_str_eq(got, "forged body-digest\n");
+  one_dead_letter(w, "it.sinproc", "forged body-digest\n");
   cr_assert(!tw_wait_text(rec, "start forged", 0));
 }
