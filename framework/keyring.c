@@ -1,6 +1,7 @@
 #include "keyring.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <warren/sign.h>
 
@@ -108,25 +110,37 @@ int wr_keyring_read(const char *file, const char *env, unsigned char *buf,
     *len = n;
     return 0;
   }
+  /* open/read, not stdio: a FILE's buffer would leave a copy of the key
+   * in freed memory (and in every worker forked after). */
   struct stat st;
-  FILE *f = NULL;
-  if (stat(file, &st) != 0 || !(f = fopen(file, "rb"))) {
+  int fd = open(file, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    snprintf(err, errlen, "cannot read key file '%s': %s", file,
+             strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    snprintf(err, errlen, "key file '%s' is not a regular file", file);
+    return -1;
+  }
+  size_t n = 0;
+  ssize_t r = 1;
+  while (n < cap && (r = read(fd, buf + n, cap - n)) > 0) n += (size_t)r;
+  char more;
+  int over = n == cap && read(fd, &more, 1) == 1;
+  close(fd);
+  if (r < 0) {
+    OPENSSL_cleanse(buf, cap);
     snprintf(err, errlen, "cannot read key file '%s': %s", file,
              strerror(errno));
     return -1;
   }
-  if (!S_ISREG(st.st_mode)) {
-    fclose(f);
-    snprintf(err, errlen, "key file '%s' is not a regular file", file);
-    return -1;
-  }
-  size_t n = fread(buf, 1, cap, f);
-  int more = fgetc(f) != EOF;
-  fclose(f);
   /* A key written with echo or an editor ends in a newline that is not
    * part of it. */
   while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
-  if (more) {
+  if (over) {
     OPENSSL_cleanse(buf, cap);
     snprintf(err, errlen, "key file '%s' is over %zu bytes", file, cap);
     return -1;

@@ -1,5 +1,6 @@
 #include "sigcheck.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,9 +71,29 @@ static void take(wr_sigcheck *sc, wr_cfg *cfg, wr_sigcheck_handler *h) {
   sc->h = h;
 }
 
+/* The supervisor's keys, for wipe_in_child. */
+static wr_sigcheck *g_forked_from;
+
+/* A forked process (a worker) gets no keys: a handler's code, or a bug in
+ * it, cannot read them from its own memory. Workers only compare digests
+ * (sigcheck.h). */
+static void wipe_in_child(void) {
+  if (!g_forked_from) return;
+  wr_keyring_free(g_forked_from->ring);
+  g_forked_from->ring = NULL;
+  g_forked_from = NULL;
+}
+
+static void register_wipe(void) {
+  pthread_atfork(NULL, NULL, wipe_in_child);
+}
+
 int wr_sigcheck_init(wr_sigcheck *sc, wr_cfg *cfg) {
   memset(sc, 0, sizeof *sc);
   if (!cfg->signing.keyring) return WARREN_OK;
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, register_wipe);
+  g_forked_from = sc;
   char err[64];
   wr_sigcheck_handler *h =
       policies(cfg, NULL, cfg->n_handlers, err, sizeof err);
@@ -83,6 +104,7 @@ int wr_sigcheck_init(wr_sigcheck *sc, wr_cfg *cfg) {
 }
 
 void wr_sigcheck_free(wr_sigcheck *sc) {
+  if (g_forked_from == sc) g_forked_from = NULL;
   wr_keyring_free(sc->ring);
   free_policies(sc->h, sc->nh);
   memset(sc, 0, sizeof *sc);

@@ -9,7 +9,8 @@
  * body's SHA-256 is compared where the job runs, in its worker process
  * (worker.c) or, with isolation = false, just before handle()
  * (inproc.c): a 10 MB body must not stall the loop that serves every
- * handler. The keys stay in the supervisor; workers only compare digests.
+ * handler. The keys stay in the supervisor: workers only compare digests,
+ * and the keyring is wiped in every forked child (pthread_atfork).
  *
  * Runs on the loop thread only.
  */

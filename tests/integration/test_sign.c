@@ -132,6 +132,37 @@ static int dead_letters(const char *q, char *out, size_t len) {
   return n;
 }
 
+/* Does process pid hold `needle` anywhere in its readable memory? */
+static int memory_holds(pid_t pid, const char *needle) {
+  char path[64], line[512];
+  snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+  FILE *maps = fopen(path, "r");
+  snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+  FILE *mem = fopen(path, "rb");
+  cr_assert(maps && mem, "cannot read the memory of %d", (int)pid);
+  size_t nl = strlen(needle);
+  static char buf[1 << 20];
+  int found = 0;
+  while (!found && fgets(line, sizeof line, maps)) {
+    unsigned long lo, hi;
+    char perms[8];
+    if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r' ||
+        strstr(line, "[vvar]") || strstr(line, "[vsyscall]"))
+      continue;
+    for (unsigned long at = lo; !found && at < hi; at += sizeof buf - nl) {
+      size_t want = hi - at < sizeof buf ? hi - at : sizeof buf;
+      if (fseek(mem, (long)at, SEEK_SET) != 0) break;
+      size_t got = fread(buf, 1, want, mem);
+      clearerr(mem);
+      found = got >= nl && memmem(buf, got, needle, nl) != NULL;
+      if (got < want) break;
+    }
+  }
+  fclose(maps);
+  fclose(mem);
+  return found;
+}
+
 static void wait_dead(const char *q, int n) {
   char dlq[200];
   snprintf(dlq, sizeof dlq, "%s.dlq", q);
@@ -173,6 +204,11 @@ Test(sign, a_signed_job_runs_and_each_forgery_is_dead_lettered_with_its_check,
           (how){.header = "v1;key=gw-a;time=12;body=00;sig=AAAA"});
   cr_assert(tw_wait_text(rec, "end good", 30), "the signed job ran");
   cr_assert(tw_wait_text(rec, "end cli", 30), "warren-publish's job ran");
+  /* The keys stay in the supervisor: a worker is wiped as it is forked. */
+  pid_t worker = tw_child_of(w);
+  cr_assert_gt(worker, 0);
+  cr_assert(memory_holds(w, KEY_A), "the supervisor holds the key");
+  cr_assert_not(memory_holds(worker, KEY_A), "no key in a worker's memory");
   wait_dead("it.sign", 7);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   char got[2000];
