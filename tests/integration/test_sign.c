@@ -146,8 +146,11 @@ static int memory_holds(pid_t pid, const char *needle) {
   while (!found && fgets(line, sizeof line, maps)) {
     unsigned long lo, hi;
     char perms[8];
+    /* Sanitizers reserve terabytes of shadow memory: regions that large
+     * hold no heap of ours. */
     if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r' ||
-        strstr(line, "[vvar]") || strstr(line, "[vsyscall]"))
+        hi - lo > (256ul << 20) || strstr(line, "[vvar]") ||
+        strstr(line, "[vsyscall]"))
       continue;
     for (unsigned long at = lo; !found && at < hi; at += sizeof buf - nl) {
       size_t want = hi - at < sizeof buf ? hi - at : sizeof buf;
