@@ -4,7 +4,8 @@
  *   bench_publish PORT QUEUE --wait-empty   (until no job is ready; 120 s)
  * N persistent jobs of SIZE bytes to QUEUE via the default exchange. With
  * RATE > 0 they are paced at RATE/s and each body starts "t=<unix ns> "
- * (the publish time, for pickup latency).
+ * (the publish time, for pickup latency). With BENCH_KEY_FILE set, every
+ * job is signed with that key under key id "bench" (warren/sign.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,17 @@ int main(int argc, char **argv) {
     return 2;
   }
   warren_producer_opts o = {.size = sizeof o, .port = atoi(argv[1])};
+  static char key[1100];
+  const char *kf = getenv("BENCH_KEY_FILE");
+  if (kf && *kf) {
+    FILE *f = fopen(kf, "r");
+    size_t n = f ? fread(key, 1, sizeof key - 1, f) : 0;
+    if (f) fclose(f);
+    while (n && key[n - 1] == '\n') n--;
+    o.sign_key_id = "bench";
+    o.sign_key = key;
+    o.sign_key_len = n;
+  }
   long n = atol(argv[3]);
   size_t size = (size_t)atol(argv[4]);
   double rate = argc > 5 ? atof(argv[5]) : 0;

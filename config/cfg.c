@@ -9,10 +9,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/crypto.h>
+
 #include <warren/status.h>
 
+#include "../framework/keyring.h"
 #include "../framework/log.h"
 #include "../framework/retry.h"
+#include "../framework/sign.h"
 
 /* Collected problems; every message names file, line and setting. */
 typedef struct ctx {
@@ -391,6 +395,94 @@ static void load_retry(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
   r->n_backoff = n;
 }
 
+/* The `signing` section: the keyring, read now so a missing, unreadable
+ * or short key stops the start with its file and line. */
+static void load_signing(ctx *c, wr_cfg *cfg, size_t *used,
+                         config_setting_t *root) {
+  static const char *const keys[] = {"keys", "countersign_key", "window", NULL};
+  static const char *const key_keys[] = {"id", "file", "env", NULL};
+  wr_signing_cfg *sg = &cfg->signing;
+  config_setting_t *g = get_group(c, root, "signing", 0);
+  sg->window = 300;
+  if (!g) return;
+  check_keys(c, g, keys);
+  sg->window = get_double(c, g, "window", 300, 0.001, 86400 * 366);
+  config_setting_t *l = get_list(c, g, "keys");
+  if (!l || !config_setting_length(l)) {
+    problem(c, l ? l : g, "signing needs at least one key in signing.keys");
+    return;
+  }
+  if (!(sg->keyring = wr_keyring_new())) {
+    problem(c, g, "out of memory");
+    return;
+  }
+  for (int i = 0; i < config_setting_length(l); i++) {
+    config_setting_t *e = group_elem(c, l, i, "{ id = ...; file = ...; }");
+    if (!e) continue;
+    check_keys(c, e, key_keys);
+    const char *id = get_str(c, e, "id", "", 1);
+    const char *file = get_str(c, e, "file", NULL, 0);
+    const char *env = get_str(c, e, "env", NULL, 0);
+    if (!file == !env) {
+      problem(c, e, "key '%s': set exactly one of file and env", id);
+      continue;
+    }
+    if (file) file = resolve_path(cfg, used, c, e, file);
+    if (!file && !env) continue;
+    unsigned char secret[WARREN_SIGN_MAX_KEY + 2];
+    size_t len;
+    char why[400];
+    struct stat st;
+    if (wr_keyring_read(file, env, secret, sizeof secret, &len, why,
+                        sizeof why) != 0 ||
+        wr_keyring_add(sg->keyring, id, secret, len, why, sizeof why) != 0)
+      problem(c, e, "%s", why);
+    else if (file && stat(file, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
+      /* Whoever reads the key can make the worker run anything. */
+      wr_warn("%s:%d: key file %s can be read by other users; chmod 600 it",
+              c->file, config_setting_source_line(e), file);
+    OPENSSL_cleanse(secret, sizeof secret);
+  }
+  config_setting_t *ck = config_setting_get_member(g, "countersign_key");
+  sg->countersign_key = get_str(c, g, "countersign_key", NULL, 1);
+  if (sg->countersign_key && sg->countersign_key[0] &&
+      !wr_keyring_has(sg->keyring, sg->countersign_key,
+                      strlen(sg->countersign_key)))
+    problem(c, ck, "'%s' is not a key in signing.keys", sg->countersign_key);
+}
+
+static void load_handler_signing(ctx *c, wr_cfg *cfg, wr_handler_cfg *h,
+                                 config_setting_t *e) {
+  const wr_keyring *ring = cfg->signing.keyring;
+  config_setting_t *rs = config_setting_get_member(e, "require_signature");
+  h->require_signature = get_bool(c, e, "require_signature", ring != NULL);
+  if (rs && h->require_signature && !ring)
+    problem(c, rs, "require_signature needs keys: add a signing section");
+  config_setting_t *l = config_setting_get_member(e, "signing_keys");
+  if (!l) return;
+  int n = config_setting_is_array(l) ? config_setting_length(l) : -1;
+  if (n < 1 || !ring) {
+    problem(c, l, "%s",
+            ring ? "must be a list of key ids, e.g. [\"gw-1\"]"
+                 : "signing_keys needs a signing section");
+    return;
+  }
+  if (!(h->signing_keys = calloc((size_t)n, sizeof *h->signing_keys))) {
+    problem(c, l, "out of memory");
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    config_setting_t *v = config_setting_get_elem(l, (unsigned)i);
+    const char *id = config_setting_type(v) == CONFIG_TYPE_STRING
+                         ? config_setting_get_string(v)
+                         : NULL;
+    if (!id || !wr_keyring_has(ring, id, strlen(id)))
+      problem(c, v, "'%s' is not a key in signing.keys", id ? id : "?");
+    else
+      h->signing_keys[h->n_signing_keys++] = id;
+  }
+}
+
 static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
                          wr_handler_cfg *h) {
   static const char *const keys[] = {"name",
@@ -409,6 +501,8 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
                                      "max_jobs_per_worker",
                                      "max_worker_rss",
                                      "max_body",
+                                     "require_signature",
+                                     "signing_keys",
                                      NULL};
   check_keys(c, e, keys);
   h->line = config_setting_source_line(e);
@@ -489,6 +583,7 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
         "over RabbitMQ's default consumer_timeout of 1800 s: lower prefetch "
         "or timeout, or raise consumer_timeout",
         c->file, h->line, h->name, worst);
+  load_handler_signing(c, cfg, h, e);
   config_setting_t *s = config_setting_get_member(e, "settings");
   if (s && !config_setting_is_group(s))
     problem(c, s, "must be a group { ... }");
@@ -553,8 +648,8 @@ static void load_worker(ctx *c, wr_cfg *cfg, config_setting_t *root) {
 }
 
 int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
-  static const char *const top_keys[] = {"broker",   "worker", "exchanges",
-                                         "handlers", "health", NULL};
+  static const char *const top_keys[] = {
+      "broker", "worker", "exchanges", "handlers", "health", "signing", NULL};
   if (errlen) err[0] = '\0';
   wr_cfg *cfg = calloc(1, sizeof *cfg);
   if (cfg) config_init(&cfg->lc);
@@ -596,6 +691,7 @@ int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
             cfg->health_listen);
   cfg->health_port = (int)get_int(&c, hg, "port", 0, 0, 65535);
   load_exchanges(&c, cfg, root);
+  load_signing(&c, cfg, &used, root);
   load_handlers(&c, cfg, &used, root);
   if (c.errors) {
     wr_cfg_free(cfg);
@@ -607,7 +703,11 @@ int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
 
 void wr_cfg_free(wr_cfg *cfg) {
   if (!cfg) return;
-  for (size_t i = 0; i < cfg->n_handlers; i++) free(cfg->handlers[i].bindings);
+  for (size_t i = 0; i < cfg->n_handlers; i++) {
+    free(cfg->handlers[i].bindings);
+    free(cfg->handlers[i].signing_keys);
+  }
+  wr_keyring_free(cfg->signing.keyring);
   free(cfg->handlers);
   free(cfg->exchanges);
   config_destroy(&cfg->lc);

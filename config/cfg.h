@@ -62,9 +62,21 @@ typedef struct wr_handler_cfg {
   unsigned max_rss_mb;    /* recycle a worker past N MiB peak RSS; 0: never */
   size_t max_body;        /* bytes; a larger job is dead-lettered; 0: none */
   wr_retry_cfg retry;
+  int require_signature;     /* refuse unsigned jobs (signing.md) */
+  const char **signing_keys; /* key ids it accepts; none: every key */
+  size_t n_signing_keys;
   config_setting_t *settings; /* the handler's own group, or NULL */
   int line;                   /* where the handler is defined */
 } wr_handler_cfg;
+
+struct wr_keyring;
+
+/* Job signing (docs/signing.md); keyring NULL: no `signing` section. */
+typedef struct wr_signing_cfg {
+  struct wr_keyring *keyring;  /* owned; taken over by the supervisor */
+  const char *countersign_key; /* id of Warren's own key in the ring */
+  double window;               /* seconds a signing time may be off */
+} wr_signing_cfg;
 
 typedef struct wr_cfg {
   config_t lc;
@@ -82,6 +94,7 @@ typedef struct wr_cfg {
   size_t n_exchanges;
   wr_handler_cfg *handlers;
   size_t n_handlers;
+  wr_signing_cfg signing;
   char *owned; /* resolved plugin paths and password, one block */
 } wr_cfg;
 

@@ -91,8 +91,18 @@ int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
   struct timeval tv = {(time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6)};
   int rc = amqp_socket_open_noblock(s, b->host, b->port, &tv);
   if (rc != AMQP_STATUS_OK) {
-    snprintf(err, errlen, "connect to %s:%d: %s", b->host, b->port,
-             amqp_error_string2(rc));
+    /* rabbitmq-c's words name the check; say what it was checked against. */
+    char hint[400] = "";
+    if (rc == AMQP_STATUS_SSL_PEER_VERIFY_FAILED)
+      snprintf(hint, sizeof hint,
+               " (the broker's certificate is not signed by a CA in %s)",
+               b->tls.ca_file ? b->tls.ca_file : WR_CONN_SYSTEM_CA);
+    else if (rc == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED)
+      snprintf(hint, sizeof hint,
+               " (the broker's certificate is not for host name '%s')",
+               b->host);
+    snprintf(err, errlen, "connect to %s:%d: %s%s", b->host, b->port,
+             amqp_error_string2(rc), hint);
     amqp_destroy_connection(c);
     return WARREN_BROKER_CONNECT;
   }
@@ -104,8 +114,16 @@ int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
     char why[384];
     wr_conn_reply(c, r, "login", why, sizeof why);
-    snprintf(err, errlen, "%s:%d vhost '%s' user '%s': %s", b->host, b->port,
-             b->vhost, b->user, why);
+    /* A broker that requires a client certificate ends the TLS session
+     * after the handshake, so it shows here, at the login. */
+    snprintf(err, errlen, "%s:%d vhost '%s' user '%s': %s%s", b->host, b->port,
+             b->vhost, b->user, why,
+             b->tls.enabled && !b->tls.cert_file &&
+                     r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+                     r.library_error == AMQP_STATUS_SSL_ERROR
+                 ? " (no client certificate was sent: does the broker require "
+                   "one?)"
+                 : "");
     amqp_destroy_connection(c);
     return WARREN_BROKER_LOGIN;
   }

@@ -6,6 +6,7 @@
 
 #include "headers.h"
 #include "ipc.h"
+#include "sign.h"
 #include "sup_private.h"
 #include "worker.h"
 
@@ -52,6 +53,11 @@ static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
   wr_worker_message(&m, fp, len, &hdrs, job->env.delivery_tag,
                     job->meta.attempt, job->env.redelivered ? 1u : 0u);
   WR_NOTIFY(&s->obs, started, h->index, job);
+  if (job->signed_ok &&
+      !wr_sign_body_matches(m.body, m.body_len, job->body_sha256)) {
+    wr_sup_done(s, h, job, WR_IPC_BAD_BODY, NULL, 0);
+    return;
+  }
   const char *err;
   size_t err_len;
   int32_t r = wr_worker_run(h->cfg->name, h->plugin.def, h->inline_state, &m,

@@ -40,6 +40,9 @@ enum wr_ipc_type {
 #define WR_IPC_SLOTS 32
 /* Slot result of a job the worker skipped (stop set, or revoked). */
 #define WR_IPC_SKIPPED (-1)
+/* Slot result of a job whose body did not match its signed digest: it
+ * never reached handle() (sigcheck.h). */
+#define WR_IPC_BAD_BODY (-2)
 #define WR_IPC_REVOKED 0x80000000u
 
 typedef struct wr_ipc_slot {
@@ -97,6 +100,9 @@ typedef struct wr_ipc_job {
   uint64_t body_off;
   uint64_t body_len;
   uint64_t field_len[WR_JOB_NFIELDS];
+  uint32_t check_body; /* compare the body with body_sha256 */
+  uint32_t pad;
+  unsigned char body_sha256[32]; /* its signed digest (sigcheck.h) */
 } wr_ipc_job;
 
 /* One field of a job as it is sent: pointer and length, not copied. */

@@ -27,7 +27,10 @@ typedef struct wr_job {
   uint16_t handler;     /* index of its handler */
   uint8_t dead;         /* the awaited publish is a dead letter */
   uint8_t returned;     /* the broker returned the awaited publish */
-  struct wr_job *next;  /* the one queue it is on, or the free list */
+  uint8_t signed_ok;    /* its signature verified: body_sha256 is to match */
+  uint8_t sig_check;    /* wr_sign_check that refused it (sign.h) */
+  unsigned char body_sha256[32]; /* signed digest, checked where it runs */
+  struct wr_job *next;           /* the one queue it is on, or the free list */
 } wr_job;
 
 /* A FIFO of jobs linked through `next`; a job is on one queue at a time. */

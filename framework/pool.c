@@ -296,11 +296,14 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
                   .delivery_tag = job->env.delivery_tag,
                   .attempt = job->meta.attempt,
                   .redelivered = job->env.redelivered ? 1u : 0u,
-                  .body_off = p->arena ? job->body_off : WR_ARENA_NONE};
+                  .body_off = p->arena ? job->body_off : WR_ARENA_NONE,
+                  .check_body = job->signed_ok};
   if (j.body_off != WR_ARENA_NONE) { /* the worker reads it in place */
     j.body_len = f[WR_JOB_BODY].len;
     f[WR_JOB_BODY] = (wr_ipc_field){"", 0};
   }
+  /* The body is hashed by the worker, off the loop (sigcheck.h). */
+  if (job->signed_ok) memcpy(j.body_sha256, job->body_sha256, 32);
   wr_ipc_batch_add(c->out, &j, f);
   c->unsent++;
   c->q[(c->head + c->len++) % WR_POOL_MAX_DEPTH] = job;

@@ -17,6 +17,8 @@ const char *wr_retry_reason(wr_outcome o) {
       return "malformed";
     case WR_OUT_TOO_LARGE:
       return "too_large";
+    case WR_OUT_SIGNATURE:
+      return "signature";
     default:
       return "max-attempts";
   }
@@ -78,6 +80,7 @@ wr_decision wr_retry_decide(const wr_retry_cfg *p, const wr_job_meta *m,
                             wr_outcome o, double rnd) {
   wr_decision d = {0, NULL, 0, 0};
   if (o == WR_OUT_REJECTED || o == WR_OUT_MALFORMED || o == WR_OUT_TOO_LARGE ||
+      o == WR_OUT_SIGNATURE ||
       (o == WR_OUT_CRASHED && m->crashes + 1 >= (uint32_t)p->max_crashes) ||
       m->attempt >= (uint32_t)p->max_attempts) {
     d.dead = 1;
@@ -130,6 +133,7 @@ static const char *const own_headers[] = {
     WR_H_HOST,
     WR_H_QUEUE,
     WR_H_COPY,
+    WR_H_SIG_CHECK,
     /* The broker's count of returns belongs to the delivery, not the job:
      * copied onto a new message it would be counted again. */
     "x-delivery-count",

@@ -36,7 +36,8 @@
 #define WR_H_HOST "warren-dead-host"              /* string: worker host */
 #define WR_H_QUEUE "warren-dead-queue"            /* string: work queue */
 #define WR_H_REPLAYS "warren-replays"             /* int: DLQ replays */
-#define WR_H_COPY WR_CONN_COPY_HEADER /* int: which copy (settle.h) */
+#define WR_H_COPY WR_CONN_COPY_HEADER           /* int: which copy (settle.h) */
+#define WR_H_SIG_CHECK "warren-signature-check" /* string: sign.h */
 
 /* How a run of a job ended, as the policy sees it. */
 typedef enum wr_outcome {
@@ -47,6 +48,7 @@ typedef enum wr_outcome {
   WR_OUT_MALFORMED, /* it could not be given to a handler */
   WR_OUT_ACKED,     /* handler said ack (never passed to the policy) */
   WR_OUT_TOO_LARGE, /* its body is over the handler's max_body */
+  WR_OUT_SIGNATURE, /* its signature did not verify (sigcheck.h) */
 } wr_outcome;
 
 /* Reasons written to WR_H_REASON. */

@@ -29,7 +29,7 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   int64_t now = wr_unix_ms();
   uint32_t crashes = o == WR_OUT_CRASHED ? job->meta.crashes + 1 : 0;
   uint64_t seq = wr_session_next_seq(&s->session);
-  amqp_table_entry_t add[12];
+  amqp_table_entry_t add[14];
   size_t n = 0;
   add[n++] = wr_entry_int(WR_H_COPY, (int64_t)seq);
   add[n++] =
@@ -38,6 +38,14 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   add[n++] = wr_entry_int(WR_H_LAST_FAILURE, now);
   add[n++] = wr_entry_str(WR_H_LAST_ERROR, err);
   add[n++] = wr_entry_int(WR_H_CRASHES, crashes);
+  /* Warren's own copy of a verified job carries its countersignature,
+   * valid around when the copy is due back (sigcheck.h). */
+  char csig[WARREN_SIGNATURE_MAX];
+  if (wr_sigcheck_countersign(&s->sig, h->index, job,
+                              d.dead ? now : now + d.delay_ms, csig) == 0)
+    add[n++] = wr_entry_str(WR_SIGN_COUNTER_HEADER, csig);
+  if (o == WR_OUT_SIGNATURE)
+    add[n++] = wr_entry_str(WR_H_SIG_CHECK, wr_sign_check_name(job->sig_check));
   amqp_basic_properties_t pr = job->env.message.properties;
   char exchange[300], rk[300], expiration[32];
   if (d.dead) {

@@ -19,6 +19,7 @@
 #include "pool.h"
 #include "session.h"
 #include "settle.h"
+#include "sigcheck.h"
 #include "supervisor.h"
 
 typedef struct wr_handler_rt {
@@ -50,6 +51,7 @@ struct wr_sup {
   wr_session session;
   wr_settle settle;
   wr_intake intake;
+  wr_sigcheck sig; /* signed jobs: keys and policies (sigcheck.h) */
   wr_observers obs;
   wr_handler_stats *stats; /* one per handler; the first observer */
   wr_health_state hs;      /* read by the health thread */

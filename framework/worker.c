@@ -14,6 +14,7 @@
 #include "headers.h"
 #include "ipc.h"
 #include "log.h"
+#include "sign.h"
 
 /* The handler being called; one at a time per process. */
 static const char *g_name;
@@ -133,10 +134,11 @@ static int fill_to(inbuf *in, int fd, size_t need) {
 
 /* Points msg's fields into the frame payload; 0 or -1 if malformed. */
 static int unpack(unsigned char *p, size_t len, warren_message *msg,
-                  struct warren_headers *hdrs, uint64_t *job_id) {
+                  struct warren_headers *hdrs, wr_ipc_job *jp) {
   wr_ipc_job j;
   if (len < sizeof j) return -1;
   memcpy(&j, p, sizeof j);
+  *jp = j;
   size_t off = sizeof j;
   const char *f[WR_JOB_NFIELDS];
   for (int i = 0; i < WR_JOB_NFIELDS; i++) {
@@ -151,7 +153,6 @@ static int unpack(unsigned char *p, size_t len, warren_message *msg,
       return -1;
     j.field_len[WR_JOB_BODY] = j.body_len;
   }
-  *job_id = j.job_id;
   return wr_worker_message(msg, f, j.field_len, hdrs, j.delivery_tag, j.attempt,
                            j.redelivered);
 }
@@ -257,8 +258,8 @@ void wr_worker_main(int fd, wr_ipc_shm *shm, wr_arena *arena,
     unsigned char *frame = in.buf + in.start + sizeof h;
     in.start += sizeof h + (size_t)h.len;
     warren_message msg;
-    uint64_t job_id;
-    if (unpack(frame, (size_t)h.len, &msg, &hdrs, &job_id) != 0) {
+    wr_ipc_job job;
+    if (unpack(frame, (size_t)h.len, &msg, &hdrs, &job) != 0) {
       wr_error("%s worker: malformed job frame", g_name);
       die(WR_WORKER_EXIT_PROTOCOL);
     }
@@ -274,13 +275,19 @@ void wr_worker_main(int fd, wr_ipc_shm *shm, wr_arena *arena,
      * job: the supervisor hands it to another worker. */
     if (!retiring && !atomic_load(&shm->stop) &&
         atomic_compare_exchange_strong(&shm->claim, &k, done + 1)) {
-      result = wr_worker_run(handler_name, def, state, &msg, &err, &err_len);
+      /* A signed job's body is hashed here, not in the supervisor's
+       * loop; one that is not what was signed never reaches handle(). */
+      if (job.check_body &&
+          !wr_sign_body_matches(msg.body, msg.body_len, job.body_sha256))
+        result = WR_IPC_BAD_BODY;
+      else
+        result = wr_worker_run(handler_name, def, state, &msg, &err, &err_len);
       struct rusage ru; /* one getrusage, only when a limit is set */
       if (shm->rss_limit_kb && getrusage(RUSAGE_SELF, &ru) == 0 &&
           ru.ru_maxrss > (long)shm->rss_limit_kb)
         over_rss = retiring = 1;
     }
-    if (publish(fd, shm, &done, job_id, result, over_rss) != 0) break;
+    if (publish(fd, shm, &done, job.job_id, result, over_rss) != 0) break;
     /* One huge job must not pin its buffer for the worker's life: past
      * INBUF_KEEP it is given back once drained. */
     if (in.cap > INBUF_KEEP && in.start == in.end) {

@@ -386,3 +386,44 @@ Test(config, every_numeric_bound_is_enforced_by_check_config) {
     }
   }
 }
+
+/* Keys: read from files or the environment, at least 32 bytes, refused
+ * at load with the file and line. */
+Test(config, signing_keys_are_checked_at_load) {
+  char kf[64] = "/tmp/warren-key-XXXXXX";
+  int fd = mkstemp(kf);
+  cr_assert(fd >= 0);
+  cr_assert_eq(write(fd, "too-short\n", 10), 10);
+  close(fd);
+  char text[1024];
+  snprintf(text, sizeof text,
+           "signing = { keys = (\n  { id = \"gw\"; file = \"%s\"; } );\n"
+           "  countersign_key = \"gw\"; };\n" H(""),
+           kf);
+  expect_error(text, 2, "key 'gw' is 9 bytes; keys must be 32..1024 bytes");
+  setenv("WARREN_TEST_KEY", "0123456789abcdef0123456789abcdef", 1);
+  snprintf(
+      text, sizeof text,
+      "signing = { keys = (\n  { id = \"gw\"; env = \"WARREN_TEST_KEY\"; "
+      "} );\n  countersign_key = \"gw\"; };\n" H("signing_keys = [\"nope\"];"));
+  expect_error(text, 4, "'nope' is not a key in signing.keys");
+  snprintf(text, sizeof text,
+           "signing = { keys = (\n  { id = \"gw\"; env = \"WARREN_NO_KEY\"; "
+           "} );\n  countersign_key = \"gw\"; };\n" H(""));
+  expect_error(text, 2, "environment variable WARREN_NO_KEY is not set");
+  expect_error(H("require_signature = true;"), 1,
+               "require_signature needs keys");
+  wr_cfg *cfg;
+  snprintf(text, sizeof text,
+           "signing = { keys = ( { id = \"gw\"; env = \"WARREN_TEST_KEY\"; "
+           "} ); countersign_key = \"gw\"; window = 10.0; };\n" H(""));
+  cr_assert_eq(load(text, &cfg), 0, "%s", err);
+  cr_assert_eq(cfg->handlers[0].require_signature, 1,
+               "required by default once there are keys");
+  cr_assert_eq(cfg->signing.window, 10.0);
+  wr_cfg_free(cfg);
+  cr_assert_eq(load(H(""), &cfg), 0, "%s", err);
+  cr_assert_eq(cfg->handlers[0].require_signature, 0, "no keys: not checked");
+  wr_cfg_free(cfg);
+  unlink(kf);
+}

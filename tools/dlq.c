@@ -12,6 +12,7 @@
 #include "headers.h"
 #include "log.h"
 #include "retry.h"
+#include "sigcheck.h"
 
 #define CH 1
 
@@ -162,17 +163,27 @@ static void print_full(long n, const amqp_message_t *m) {
 /* Back to the work queue, as it was first published: Warren's own headers
  * go (attempts start again), warren-replays counts the replays. */
 static int replay_one(amqp_connection_state_t c, wr_confirms *cf,
-                      const wr_handler_cfg *h, const amqp_message_t *m) {
+                      const wr_cfg *cfg, const wr_handler_cfg *h,
+                      const amqp_message_t *m, long *unsigned_n) {
   amqp_basic_properties_t pr = m->properties;
   const amqp_table_t *orig =
       (pr._flags & AMQP_BASIC_HEADERS_FLAG) ? &m->properties.headers : NULL;
-  amqp_table_entry_t add =
+  amqp_table_entry_t add[2];
+  size_t n = 0;
+  add[n++] =
       wr_entry_int(WR_H_REPLAYS, header_int(&m->properties, WR_H_REPLAYS) + 1);
+  /* A job Warren verified comes back countersigned for now, so it runs
+   * however long it waited (docs/signing.md). */
+  char csig[WARREN_SIGNATURE_MAX];
+  if (wr_sigcheck_recountersign(cfg, h, m, csig) == 0)
+    add[n++] = wr_entry_str(WR_SIGN_COUNTER_HEADER, csig);
+  else if (cfg->signing.keyring)
+    ++*unsigned_n;
   /* Every header of the dead letter is kept, however many. */
-  size_t cap = (orig ? (size_t)orig->num_entries : 0) + 1;
+  size_t cap = (orig ? (size_t)orig->num_entries : 0) + n;
   amqp_table_entry_t *store = malloc(cap * sizeof *store);
   if (!store) return WARREN_NOMEM;
-  pr.headers = wr_retry_headers(orig, store, cap, &add, 1);
+  pr.headers = wr_retry_headers(orig, store, cap, add, n);
   pr._flags |= AMQP_BASIC_HEADERS_FLAG;
   int rc = amqp_basic_publish(c, CH, amqp_cstring_bytes(""),
                               amqp_cstring_bytes(h->queue), 1, 0, &pr, m->body);
@@ -213,7 +224,7 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
   }
   wr_confirms cf;
   wr_confirms_init(&cf);
-  long total = (long)q->message_count, matched = 0, done = 0;
+  long total = (long)q->message_count, matched = 0, done = 0, plain = 0;
   int filtered = o->reason || o->id;
   if (!strcmp(o->cmd, "purge") && !filtered && !o->count) {
     amqp_queue_purge_ok_t *p = amqp_queue_purge(c, CH, amqp_cstring_bytes(dlq));
@@ -255,7 +266,8 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
       } else if (!strcmp(o->cmd, "show")) {
         print_full(n, &m);
       } else {
-        if (!strcmp(o->cmd, "replay")) rc = replay_one(c, &cf, h, &m);
+        if (!strcmp(o->cmd, "replay"))
+          rc = replay_one(c, &cf, cfg, h, &m, &plain);
         /* Removed from the DLQ only once its copy is confirmed. */
         if (rc == WARREN_OK && amqp_basic_ack(c, CH, tag, 0) == AMQP_STATUS_OK)
           done++;
@@ -263,10 +275,15 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o) {
     }
     amqp_destroy_message(&m);
   }
-  if (!strcmp(o->cmd, "replay"))
+  if (!strcmp(o->cmd, "replay")) {
     printf("replayed %ld message(s) from %s to queue %s\n", done, dlq,
            h->queue);
-  else if (!strcmp(o->cmd, "purge"))
+    if (plain)
+      printf(
+          "%ld of them had no valid countersignature: they are verified as "
+          "their producer signed them\n",
+          plain);
+  } else if (!strcmp(o->cmd, "purge"))
     printf("purged %ld message(s) from %s\n", done, dlq);
   else
     printf("%ld of %ld message(s) in %s shown\n", matched, total, dlq);

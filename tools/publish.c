@@ -2,7 +2,10 @@
  * warren-publish: publish jobs with publisher confirms (libwarren).
  *   warren-publish [--host H] [--port N] [--exchange X] --routing-key K
  *                  [--count N] [--id PREFIX] [--header NAME=VALUE]...
- *                  [--body TEXT]
+ *                  [--content-type T] [--body TEXT]
+ *                  [--key-id ID --key-file FILE]
+ *                  [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
+ *                  [--no-verify-hostname]
  * With --count N the jobs get message ids PREFIX1..PREFIXN; "{n}" in the
  * body is replaced by the job's number. Exits non-zero unless every job
  * was confirmed by the broker.
@@ -13,6 +16,9 @@
 #include <string.h>
 
 #include <warren/producer.h>
+#include <warren/sign.h>
+
+#include "keyring.h"
 
 #define MAX_HEADERS 16
 
@@ -50,13 +56,17 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: warren-publish [--host H] [--port N] [--exchange X] "
           "--routing-key K [--count N] [--id PREFIX] "
-          "[--header NAME=VALUE]... [--body TEXT]\n"
+          "[--header NAME=VALUE]... [--content-type T] [--body TEXT]\n"
+          "       [--key-id ID --key-file FILE]   sign every job\n"
+          "       [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]\n"
+          "       [--no-verify-hostname]          TLS (port default 5671)\n"
           "Exit status: 0 every job confirmed, 1 broker trouble, 2 usage.\n");
 }
 
 int main(int argc, char **argv) {
   warren_producer_opts po = {.size = sizeof po};
   const char *exchange = "", *key = NULL, *id = NULL, *body = "{n}";
+  const char *key_file = NULL, *ctype = NULL;
   long count = 1;
   warren_header_kv hdr[MAX_HEADERS];
   size_t nh = 0;
@@ -66,7 +76,8 @@ int main(int argc, char **argv) {
       usage(stdout);
       return 0;
     }
-    if (!v) goto usage;
+    if (!v && strcmp(a, "--tls") && strcmp(a, "--no-verify-hostname"))
+      goto usage;
     if (!strcmp(a, "--host"))
       po.host = v;
     else if (!strcmp(a, "--port")) {
@@ -81,7 +92,25 @@ int main(int argc, char **argv) {
       id = v;
     else if (!strcmp(a, "--body"))
       body = v;
-    else if (!strcmp(a, "--header") && nh < MAX_HEADERS && strchr(v, '=')) {
+    else if (!strcmp(a, "--content-type"))
+      ctype = v;
+    else if (!strcmp(a, "--key-id"))
+      po.sign_key_id = v;
+    else if (!strcmp(a, "--key-file"))
+      key_file = v;
+    else if (!strcmp(a, "--tls-ca"))
+      po.ca_file = v;
+    else if (!strcmp(a, "--tls-cert"))
+      po.cert_file = v;
+    else if (!strcmp(a, "--tls-key"))
+      po.key_file = v;
+    else if (!strcmp(a, "--tls") || !strcmp(a, "--no-verify-hostname")) {
+      if (a[2] == 't')
+        po.tls = 1;
+      else
+        po.no_verify_hostname = 1;
+      continue; /* takes no value */
+    } else if (!strcmp(a, "--header") && nh < MAX_HEADERS && strchr(v, '=')) {
       char *eq = strchr(argv[i + 1], '=');
       *eq = '\0';
       hdr[nh++] = (warren_header_kv){argv[i + 1], eq + 1};
@@ -89,19 +118,35 @@ int main(int argc, char **argv) {
       goto usage;
     i++;
   }
-  if (!key || count < 1) goto usage;
+  if (!key || count < 1 || !po.sign_key_id != !key_file ||
+      !po.cert_file != !po.key_file)
+    goto usage;
   char why[512] = "";
+  static unsigned char secret[WARREN_SIGN_MAX_KEY + 2];
+  if (key_file) {
+    if (wr_keyring_read(key_file, NULL, secret, sizeof secret, &po.sign_key_len,
+                        why, sizeof why) != 0) {
+      fprintf(stderr, "warren-publish: %s\n", why);
+      return 2;
+    }
+    po.sign_key = secret;
+  }
   po.errbuf = why;
   po.errlen = sizeof why;
   warren_producer *p;
   int rc = warren_producer_open(&po, &p);
+  /* The producer keeps its own copy. */
+  memset(secret, 0, sizeof secret);
   if (rc != 0) {
     fprintf(stderr, "warren-publish: %s: %s\n", warren_strerror(rc), why);
     return 1;
   }
   char mid[256], text[65536];
   for (long n = 1; n <= count && rc == 0; n++) {
-    warren_publish_opts o = {.size = sizeof o, .headers = hdr, .n_headers = nh};
+    warren_publish_opts o = {.size = sizeof o,
+                             .headers = hdr,
+                             .n_headers = nh,
+                             .content_type = ctype};
     if (id) {
       if (count > 1)
         snprintf(mid, sizeof mid, "%s%ld", id, n);

@@ -37,6 +37,19 @@ typedef struct warren_producer_opts {
    *  truncated to errlen). libwarren never prints. */
   char *errbuf;
   size_t errlen;
+  /* Fields below were added with signing and TLS; read when size covers
+   * them. Strings and the key are read during warren_producer_open only
+   * (the key is copied, kept in the producer and wiped when it closes). */
+  int tls;                 /**< 1: connect with TLS (port default 5671) */
+  const char *ca_file;     /**< PEM CAs the broker's certificate must chain
+                                to; NULL: the system's bundle */
+  const char *cert_file;   /**< PEM client certificate (mTLS), with key_file */
+  const char *key_file;    /**< its private key */
+  int no_verify_peer;      /**< 1: accept any broker certificate (tests only) */
+  int no_verify_hostname;  /**< 1: do not match the name against host */
+  const char *sign_key_id; /**< non-NULL: sign every job (warren/sign.h) */
+  const void *sign_key;    /**< sign_key_len bytes */
+  size_t sign_key_len;     /**< WARREN_SIGN_MIN_KEY..WARREN_SIGN_MAX_KEY */
 } warren_producer_opts;
 
 /** One extra string header on a job. */
@@ -67,7 +80,10 @@ WARREN_EXPORT int warren_producer_open(const warren_producer_opts *opts,
                                        warren_producer **out);
 
 /**
- * Publish one job. Returns once it is written; the confirm is awaited by
+ * Publish one job. With a signing key (warren_producer_opts.sign_key_id)
+ * it carries a WARREN_SIGNATURE_HEADER over exactly what is published,
+ * signed now; a header of that name in opts->headers is refused
+ * (WARREN_INVALID). Returns once it is written; the confirm is awaited by
  * warren_producer_flush(), or here when too many are outstanding.
  * body is read during the call only.
  * @return 0 or a negative warren_status (WARREN_BROKER_NACK when the broker

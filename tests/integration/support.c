@@ -112,6 +112,23 @@ ReportHook(TEST_CRASH)(struct criterion_test_stats *st) {
 }
 
 pid_t tw_warren_start(const char *dir, const char *rest) {
+  char broker[200];
+  snprintf(broker, sizeof broker,
+           "broker = { host = \"127.0.0.1\"; port = %d; heartbeat = 5; };\n",
+           tw_port());
+  return tw_warren_start_broker(dir, broker, rest);
+}
+
+const char *tw_tls_dir(void) {
+  static char dir[400];
+  const char *run = getenv("WARREN_RUN_DIR");
+  snprintf(dir, sizeof dir, "%s/rabbit-test-%d/tls",
+           run && *run ? run : WARREN_SOURCE_DIR "/.run", tw_port());
+  return dir;
+}
+
+pid_t tw_warren_start_broker(const char *dir, const char *broker,
+                             const char *rest) {
   char cfg[300], log[300], pgids[300];
   snprintf(cfg, sizeof cfg, "%s/warren.cfg", dir);
   snprintf(log, sizeof log, "%s/warren.log", dir);
@@ -119,10 +136,10 @@ pid_t tw_warren_start(const char *dir, const char *rest) {
   FILE *f = fopen(cfg, "w");
   if (!f) return -1;
   fprintf(f,
-          "broker = { host = \"127.0.0.1\"; port = %d; heartbeat = 5; };\n"
+          "%s"
           "worker = { reconnect_min = 0.2; reconnect_max = 2.0; "
           "shutdown_grace = 20.0; };\n%s",
-          tw_port(), rest);
+          broker, rest);
   fclose(f);
   pid_t parent = getpid();
   pid_t pid = fork();

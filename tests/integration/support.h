@@ -28,6 +28,12 @@ const char *tw_dir(void);
  * by `rest`, start the worker (own process group, killed if the test
  * process dies) with stdout and stderr to dir/warren.log. */
 pid_t tw_warren_start(const char *dir, const char *rest);
+/* The same with the given broker section (a whole "broker = {...};"). */
+pid_t tw_warren_start_broker(const char *dir, const char *broker,
+                             const char *rest);
+/* The test node's certificates (scripts/tls-certs): ca.pem, other-ca.pem,
+ * client.pem, client.key; its TLS port is tw_port() + 2. */
+const char *tw_tls_dir(void);
 /* Start a worker with one handler "h" running the record test plugin on
  * queue q: `extra` goes into the handler's group, `settings` into its
  * settings (log = <dir>/rec is added). Waits until it consumes; the paths

@@ -434,7 +434,8 @@ Test(faults, max_body_dead_letters_a_larger_job_before_any_worker,
       "h.warren-last-error=body of 1048577 bytes is over max_body 1048576\n"));
 }
 
-/* SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored: no drain, no death;
+/* SIGHUP (nothing to reload without signing), SIGUSR1 and SIGUSR2 are
+ * logged and ignored: no drain, no death;
  * a handler's exit(3) while running a job is a crash, not "init() failed". */
 Test(faults, stray_signals_and_a_handlers_exit_are_reported_as_they_are,
      .timeout = 120) {

@@ -1,0 +1,389 @@
+/* Signed jobs against the real broker (docs/signing.md): what runs, what
+ * is dead-lettered as `signature` with which check, key rotation by
+ * SIGHUP, countersigned retries and replays past the window, and a
+ * producer written in Python from the spec alone. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <warren/sign.h>
+
+#include "clock.h"
+#include "support.h"
+
+TW_SUITE(sign, 180);
+
+#define KEY_A "gw-a-secret-0123456789abcdef0123456789abcdef"
+#define KEY_B "gw-b-secret-0123456789abcdef0123456789abcdef"
+#define KEY_W "warren-own-secret-0123456789abcdef0123456789"
+
+static char log_[300], rec[300];
+
+static void key_file(const char *id, const char *secret) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/%s.key", tw_dir(), id);
+  FILE *f = fopen(path, "w");
+  cr_assert(f);
+  fprintf(f, "%s\n", secret);
+  fclose(f);
+  chmod(path, 0600);
+}
+
+/* The worker's config: a signing section with keys `ids` (comma
+ * separated, from gw-a, gw-b and warren) and one record handler on q. */
+static void config_text(char *out, size_t len, const char *ids, double window,
+                        const char *q, const char *extra,
+                        const char *settings) {
+  size_t o = (size_t)snprintf(out, len, "signing = { keys = (");
+  char list[100];
+  snprintf(list, sizeof list, "%s", ids);
+  int first = 1;
+  for (char *id = strtok(list, ","); id; id = strtok(NULL, ",")) {
+    o += (size_t)snprintf(out + o, len - o,
+                          "%s { id = \"%s\"; file = \"%s/%s.key\"; }",
+                          first ? "" : ",", id, tw_dir(), id);
+    first = 0;
+  }
+  snprintf(out + o, len - o,
+           "); countersign_key = \"warren\"; window = %g; };\n"
+           "handlers = ( { name = \"h\"; queue = \"%s\";\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";\n"
+           "  %s\n  settings = { log = \"%s/rec\"; %s }; } );\n",
+           window, q, extra, tw_dir(), settings);
+}
+
+static pid_t start(const char *ids, double window, const char *q,
+                   const char *extra, const char *settings) {
+  key_file("gw-a", KEY_A);
+  key_file("gw-b", KEY_B);
+  key_file("warren", KEY_W);
+  snprintf(log_, sizeof log_, "%s/warren.log", tw_dir());
+  snprintf(rec, sizeof rec, "%s/rec", tw_dir());
+  char text[4096];
+  config_text(text, sizeof text, ids, window, q, extra, settings);
+  pid_t w = tw_warren_start(tw_dir(), text);
+  cr_assert(tw_wait_text(log_, "consuming 1 queue(s)", 30), "not started");
+  return w;
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* How a test job is signed; a NULL field is the job's own value. */
+typedef struct how {
+  const char *key_id, *key;
+  int64_t offset_ms;       /* signing time - now */
+  const char *body;        /* signed body (the job's body is its id) */
+  const char *routing_key; /* signed routing key */
+  const char *header;      /* the header value as it is, not signed */
+  int unsigned_job;        /* no header at all */
+} how;
+
+/* Publish job `id` (body = id, default exchange, key q) with the
+ * signature `h` describes. */
+static void publish(const char *q, const char *id, how h) {
+  char sig[WARREN_SIGNATURE_MAX];
+  warren_sign_input in = {.size = sizeof in,
+                          .key_id = h.key_id ? h.key_id : "gw-a",
+                          .key = h.key ? h.key : KEY_A,
+                          .key_len = strlen(h.key ? h.key : KEY_A),
+                          .time_ms = now_ms() + h.offset_ms,
+                          .message_id = id,
+                          .exchange = "",
+                          .routing_key = h.routing_key ? h.routing_key : q,
+                          .body = h.body ? h.body : id,
+                          .body_len = strlen(h.body ? h.body : id)};
+  cr_assert_eq(warren_sign(&in, sig, sizeof sig), 0);
+  amqp_table_entry_t e = {
+      amqp_cstring_bytes(WARREN_SIGNATURE_HEADER),
+      {AMQP_FIELD_KIND_UTF8,
+       {.bytes = amqp_cstring_bytes(h.header ? h.header : sig)}}};
+  amqp_table_t t = {1, &e};
+  cr_assert_eq(tw_publish_raw(q, id, h.unsigned_job ? NULL : &t), 0);
+}
+
+/* Take every dead letter of q: "id check" pairs into out. */
+static int dead_letters(const char *q, char *out, size_t len) {
+  char dlq[200];
+  static char dump[65536];
+  snprintf(dlq, sizeof dlq, "%s.dlq", q);
+  size_t o = 0;
+  int n = 0;
+  out[0] = '\0';
+  while (tw_take_one(dlq, dump, sizeof dump)) {
+    n++;
+    cr_assert(strstr(dump, "h.warren-dead-reason=signature\n"), "%s", dump);
+    char *id = strstr(dump, "id="),
+         *c = strstr(dump, "h.warren-signature-check=");
+    cr_assert(id && c, "%s", dump);
+    o += (size_t)snprintf(out + o, len - o, "%.*s %.*s\n",
+                          (int)strcspn(id + 3, "\n"), id + 3,
+                          (int)strcspn(c + 25, "\n"), c + 25);
+  }
+  return n;
+}
+
+/* Does process pid hold `needle` anywhere in its readable memory? */
+static int memory_holds(pid_t pid, const char *needle) {
+  char path[64], line[512];
+  snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+  FILE *maps = fopen(path, "r");
+  snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+  FILE *mem = fopen(path, "rb");
+  cr_assert(maps && mem, "cannot read the memory of %d", (int)pid);
+  size_t nl = strlen(needle);
+  static char buf[1 << 20];
+  int found = 0;
+  while (!found && fgets(line, sizeof line, maps)) {
+    unsigned long lo, hi;
+    char perms[8];
+    /* Sanitizers reserve terabytes of shadow memory: regions that large
+     * hold no heap of ours. */
+    if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r' ||
+        hi - lo > (256ul << 20) || strstr(line, "[vvar]") ||
+        strstr(line, "[vsyscall]"))
+      continue;
+    for (unsigned long at = lo; !found && at < hi; at += sizeof buf - nl) {
+      size_t want = hi - at < sizeof buf ? hi - at : sizeof buf;
+      if (fseek(mem, (long)at, SEEK_SET) != 0) break;
+      size_t got = fread(buf, 1, want, mem);
+      clearerr(mem);
+      found = got >= nl && memmem(buf, got, needle, nl) != NULL;
+      if (got < want) break;
+    }
+  }
+  fclose(maps);
+  fclose(mem);
+  return found;
+}
+
+static void wait_dead(const char *q, int n) {
+  char dlq[200];
+  snprintf(dlq, sizeof dlq, "%s.dlq", q);
+  double until = wr_now() + 30;
+  while (tw_queue_len(dlq) < n && wr_now() < until)
+    nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+  cr_assert_eq(tw_queue_len(dlq), n, "dead letters in %s", dlq);
+}
+
+/* Wait for q's one dead letter, stop worker w, and check that it is
+ * `want` ("id check\n"). */
+static void one_dead_letter(pid_t w, const char *q, const char *want) {
+  wait_dead(q, 1);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  char got[200];
+  cr_assert_eq(dead_letters(q, got, sizeof got), 1);
+  cr_assert_str_eq(got, want);
+}
+
+Test(sign, a_signed_job_runs_and_each_forgery_is_dead_lettered_with_its_check,
+     .timeout = 120) {
+  pid_t w = start("gw-a,warren", 300, "it.sign", "", "");
+  publish("it.sign", "good", (how){0});
+  /* warren-publish signs with --key-id and --key-file */
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd,
+           WARREN_PUBLISH_BIN
+           " --port %d --routing-key it.sign --id cli --key-id gw-a "
+           "--key-file %s/gw-a.key --content-type text/plain >/dev/null",
+           tw_port(), tw_dir());
+  cr_assert_eq(system(cmd), 0);
+  publish("it.sign", "unsigned", (how){.unsigned_job = 1});
+  publish("it.sign", "forged-body", (how){.body = "something else"});
+  publish("it.sign", "forged-field", (how){.routing_key = "it.other"});
+  publish("it.sign", "unknown-key", (how){.key_id = "gw-b", .key = KEY_B});
+  publish("it.sign", "expired", (how){.offset_ms = -301000});
+  publish("it.sign", "future", (how){.offset_ms = 301000});
+  publish("it.sign", "malformed",
+          (how){.header = "v1;key=gw-a;time=12;body=00;sig=AAAA"});
+  cr_assert(tw_wait_text(rec, "end good", 30), "the signed job ran");
+  cr_assert(tw_wait_text(rec, "end cli", 30), "warren-publish's job ran");
+  /* The keys stay in the supervisor: a worker is wiped as it is forked. */
+  pid_t worker = tw_child_of(w);
+  cr_assert_gt(worker, 0);
+  cr_assert(memory_holds(w, KEY_A), "the supervisor holds the key");
+  cr_assert_not(memory_holds(worker, KEY_A), "no key in a worker's memory");
+  wait_dead("it.sign", 7);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  char got[2000];
+  cr_assert_eq(dead_letters("it.sign", got, sizeof got), 7);
+  static const char *const want[] = {"unsigned missing\n",
+                                     "forged-body body-digest\n",
+                                     "forged-field bad-signature\n",
+                                     "unknown-key unknown-key\n",
+                                     "expired expired\n",
+                                     "future future\n",
+                                     "malformed malformed\n"};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    cr_assert(strstr(got, want[i]), "want %s in\n%s", want[i], got);
+  const char *never[] = {"unsigned", "forged", "unknown",
+                         "expired",  "future", "malformed"};
+  for (size_t i = 0; i < sizeof never / sizeof *never; i++) {
+    char start_line[64];
+    snprintf(start_line, sizeof start_line, "start %s", never[i]);
+    cr_assert(!tw_wait_text(rec, start_line, 0), "%s reached the handler",
+              never[i]);
+  }
+  cr_assert(
+      tw_wait_text(log_, "signature check failed: expired (key 'gw-a'", 0));
+  cr_assert(tw_wait_text(log_, "signature refused 7", 0),
+            "counted per handler");
+  cr_assert(!tw_wait_text(log_, "secret-", 0), "no key in the log");
+  cr_assert(!tw_wait_text(log_, "sig=", 0), "no signature in the log");
+}
+
+/* Old and new key are both accepted; a SIGHUP after the old one left the
+ * config refuses it, without a restart, and a batch published across the
+ * reload runs exactly once. */
+Test(sign, keys_rotate_without_a_restart, .timeout = 150) {
+  pid_t w = start("gw-a,gw-b,warren", 300, "it.rotate", "", "");
+  publish("it.rotate", "old1", (how){0});
+  publish("it.rotate", "new1", (how){.key_id = "gw-b", .key = KEY_B});
+  cr_assert(tw_wait_text(rec, "end old1", 30));
+  cr_assert(tw_wait_text(rec, "end new1", 30));
+  char text[4096], path[400];
+  config_text(text, sizeof text, "gw-b,warren", 300, "it.rotate", "", "");
+  snprintf(path, sizeof path, "%s/warren.cfg", tw_dir());
+  FILE *f = fopen(path, "r+");
+  cr_assert(f);
+  /* keep the broker and worker lines tw_warren_start wrote */
+  char head[1024];
+  size_t n = fread(head, 1, sizeof head - 1, f);
+  head[n] = '\0';
+  *strstr(head, "signing") = '\0';
+  fclose(f);
+  f = fopen(path, "w");
+  fprintf(f, "%s%s", head, text);
+  fclose(f);
+  char id[32];
+  for (int i = 1; i <= 100; i++) {
+    snprintf(id, sizeof id, "batch%d", i);
+    publish("it.rotate", id, (how){.key_id = "gw-b", .key = KEY_B});
+    if (i == 50) cr_assert_eq(kill(w, SIGHUP), 0);
+  }
+  cr_assert(tw_wait_text(log_, "signing keys reloaded", 30), "reloaded");
+  publish("it.rotate", "old2", (how){0});
+  publish("it.rotate", "new2", (how){.key_id = "gw-b", .key = KEY_B});
+  cr_assert(tw_wait_text(rec, "end new2", 30));
+  int done[101];
+  cr_assert_eq(tw_wait_all(rec, "batch", done, 100, 30), 0);
+  one_dead_letter(w, "it.rotate", "old2 unknown-key\n");
+  int starts[101] = {0}, dupes = 0;
+  tw_count(rec, "start", "batch", starts, 100);
+  for (int i = 1; i <= 100; i++) dupes += starts[i] != 1;
+  cr_assert_eq(dupes, 0, "every job of the batch ran exactly once");
+}
+
+/* A 1 s window and a 2.5 s backoff: the retry arrives after its
+ * producer's signature has expired and runs on Warren's countersignature. */
+Test(sign, a_retried_job_runs_after_its_window_has_passed, .timeout = 120) {
+  pid_t w =
+      start("gw-a,warren", 1, "it.sretry",
+            "retry = { backoff = [2.5]; jitter = 0.0; };", "fail_below = 2;");
+  publish("it.sretry", "late", (how){0});
+  cr_assert(tw_wait_text(rec, "end late", 30), "the retry ran");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert(tw_wait_text(rec, "fail late", 0), "the first attempt failed");
+  cr_assert_eq(tw_queue_len("it.sretry.dlq"), 0);
+}
+
+/* A dead letter replayed after its window runs (warren dlq replay gives
+ * it a fresh countersignature); a countersignature moved onto another job
+ * is refused. */
+Test(sign,
+     a_dlq_replay_runs_after_the_window_and_a_moved_countersignature_fails,
+     .timeout = 120) {
+  char flag[300], settings[400];
+  snprintf(flag, sizeof flag, "%s/flag", tw_dir());
+  snprintf(settings, sizeof settings, "reject_unless = \"%s\";", flag);
+  pid_t w = start("gw-a,warren", 1, "it.sreplay", "", settings);
+  publish("it.sreplay", "job1", (how){0});
+  cr_assert(tw_wait_text(log_, "job job1 dead-lettered", 30));
+  wait_dead("it.sreplay", 1);
+  /* A copy of the dead letter's countersignature, for later. */
+  static char dump[65536];
+  cr_assert_eq(tw_get("it.sreplay.dlq", 0, dump, sizeof dump), 1);
+  char *cs = strstr(dump, "h.warren-countersignature=S:");
+  char *sg = strstr(dump, "h.warren-signature=S:");
+  cr_assert(cs && sg, "the dead letter is countersigned: %s", dump);
+  /* "S:<length>:<value>" */
+  char csig[300], sig[300];
+  cs = strchr(cs + 28, ':') + 1;
+  sg = strchr(sg + 21, ':') + 1;
+  snprintf(csig, sizeof csig, "%.*s", (int)strcspn(cs, "\n"), cs);
+  snprintf(sig, sizeof sig, "%.*s", (int)strcspn(sg, "\n"), sg);
+  sleep(2); /* past the window */
+  FILE *f = fopen(flag, "w");
+  fclose(f);
+  char out[4096], args[600];
+  snprintf(args, sizeof args, "dlq replay %s/warren.cfg h", tw_dir());
+  cr_assert_eq(tw_warren_cli(out, sizeof out, args), 0, "%s", out);
+  cr_assert(strstr(out, "replayed 1 message(s)"), "%s", out);
+  cr_assert(tw_wait_text(rec, "end job1", 30), "the replay ran");
+  /* The same two headers on another job id: the countersignature binds
+   * the message id, so it is refused. */
+  amqp_table_entry_t e[2] = {
+      {amqp_cstring_bytes("warren-signature"),
+       {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(sig)}}},
+      {amqp_cstring_bytes("warren-countersignature"),
+       {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(csig)}}}};
+  amqp_table_t t = {2, e};
+  cr_assert_eq(tw_publish_raw("it.sreplay", "job2", &t), 0);
+  one_dead_letter(w, "it.sreplay", "job2 countersignature-bad-signature\n");
+  cr_assert(!tw_wait_text(rec, "start job2", 0));
+}
+
+/* tests/integration/sign_producer.py implements docs/signing.md with
+ * Python's hmac and pika only. */
+Test(sign, a_python_producer_written_from_the_spec_is_verified,
+     .timeout = 120) {
+  if (system("python3 -c 'import pika' 2>/dev/null") != 0)
+    cr_skip_test("python3-pika is not installed (scripts/setup installs it)");
+  pid_t w = start("gw-a,warren", 300, "it.python", "", "");
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd,
+           "python3 " WARREN_SOURCE_DIR
+           "/tests/integration/sign_producer.py --port %d --queue it.python "
+           "--key-id gw-a --key-file %s/gw-a.key --count 3 --id py "
+           "> %s/python.log 2>&1",
+           tw_port(), tw_dir(), tw_dir());
+  cr_assert_eq(system(cmd), 0, "see %s/python.log", tw_dir());
+  int done[4];
+  cr_assert_eq(tw_wait_all(rec, "py", done, 3, 30), 0);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert_eq(tw_queue_len("it.python.dlq"), 0);
+}
+
+/* require_signature = false (migration): an unsigned job runs, a signed
+ * one is still verified. */
+Test(sign, unsigned_jobs_run_where_signatures_are_not_required,
+     .timeout = 120) {
+  pid_t w = start("gw-a,warren", 300, "it.optional",
+                  "require_signature = false;", "");
+  publish("it.optional", "plain", (how){.unsigned_job = 1});
+  publish("it.optional", "signed", (how){0});
+  publish("it.optional", "forged", (how){.body = "other"});
+  cr_assert(tw_wait_text(rec, "end plain", 30));
+  cr_assert(tw_wait_text(rec, "end signed", 30));
+  one_dead_letter(w, "it.optional", "forged body-digest\n");
+}
+
+/* isolation = false: the body is compared in the supervisor, just before
+ * handle(). */
+Test(sign, an_in_process_handler_refuses_a_forged_body, .timeout = 120) {
+  pid_t w = start("gw-a,warren", 300, "it.sinproc", "isolation = false;", "");
+  publish("it.sinproc", "good", (how){0});
+  publish("it.sinproc", "forged", (how){.body = "other"});
+  cr_assert(tw_wait_text(rec, "end good", 30));
+  one_dead_letter(w, "it.sinproc", "forged body-digest\n");
+  cr_assert(!tw_wait_text(rec, "start forged", 0));
+}

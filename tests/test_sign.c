@@ -1,0 +1,195 @@
+/* The signing scheme as pure functions (framework/sign.c): the spec's
+ * test vector, strict parsing, and the verdict for every check. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <warren/sign.h>
+
+#include "keyring.h"
+#include "sign.h"
+
+#define VKEY "warren-test-vector-key-0123456789abcdef"
+#define VBODY "{\"to\":\"ann@example.com\"}"
+/* docs/signing.md, "Test vector": keep in step. */
+#define VSIG                                                          \
+  "v1;key=gw-2026;time=1764072000000;body="                           \
+  "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;" \
+  "sig=ePjRb9jTEZg1enNFGtCRnUYv+mJA2Jr4okEoLUkXUaY="
+
+static warren_sign_input vector(void) {
+  return (warren_sign_input){.size = sizeof(warren_sign_input),
+                             .key_id = "gw-2026",
+                             .key = VKEY,
+                             .key_len = strlen(VKEY),
+                             .time_ms = 1764072000000,
+                             .message_id = "order-42",
+                             .exchange = "jobs",
+                             .routing_key = "email.send",
+                             .content_type = "application/json",
+                             .body = VBODY,
+                             .body_len = strlen(VBODY)};
+}
+
+#define S(lit) ((wr_sign_str){lit, sizeof lit - 1})
+
+static wr_sign_job vjob(void) {
+  return (wr_sign_job){S("order-42"), S("jobs"), S("email.send"),
+                       S("application/json"), S("email")};
+}
+
+Test(sign, the_spec_test_vector) {
+  warren_sign_input in = vector();
+  char out[WARREN_SIGNATURE_MAX];
+  cr_assert_eq(warren_sign(&in, out, sizeof out), WARREN_OK);
+  cr_assert_str_eq(out, VSIG);
+  wr_sig s;
+  cr_assert_eq(wr_sign_parse(VSIG, strlen(VSIG), 0, &s), 0);
+  char hex[65], canon[WR_SIGN_CANON_MAX];
+  wr_sign_hex(s.body_sha256, hex);
+  wr_sign_job j = vjob();
+  size_t n = wr_sign_canonical(&s, hex, &j, canon);
+  const char *want =
+      "warren-signature-v1\n"
+      "key-id:7:gw-2026\n"
+      "time:13:1764072000000\n"
+      "message-id:8:order-42\n"
+      "exchange:4:jobs\n"
+      "routing-key:10:email.send\n"
+      "content-type:16:application/json\n"
+      "body-sha256:64:"
+      "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21\n";
+  cr_assert_eq(n, strlen(want));
+  cr_assert_eq(memcmp(canon, want, n), 0);
+}
+
+Test(sign, short_keys_and_bad_ids_are_refused) {
+  warren_sign_input in = vector();
+  char out[WARREN_SIGNATURE_MAX];
+  in.key_len = 31;
+  cr_assert_eq(warren_sign(&in, out, sizeof out), WARREN_INVALID);
+  in = vector();
+  in.key_id = "has space";
+  cr_assert_eq(warren_sign(&in, out, sizeof out), WARREN_INVALID);
+  in = vector();
+  cr_assert_eq(warren_sign(&in, out, 100), WARREN_INVALID, "room checked");
+  wr_keyring *r = wr_keyring_new();
+  char err[200];
+  cr_assert_eq(wr_keyring_add(r, "k", "short", 5, err, sizeof err), -1);
+  cr_assert(strstr(err, "5 bytes") && !strstr(err, "short"), "%s", err);
+  cr_assert_eq(wr_keyring_add(r, "k", VKEY, strlen(VKEY), err, sizeof err), 0);
+  cr_assert_eq(wr_keyring_add(r, "k", VKEY, strlen(VKEY), err, sizeof err), -1,
+               "duplicate id");
+  wr_keyring_free(r);
+}
+
+Test(sign, parsing_is_strict) {
+  static const char *const bad[] = {
+      "",
+      "v2;key=gw-2026;time=1;body=" /* wrong version */
+      "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;"
+      "sig=ePjRb9jTEZg1enNFGtCRnUYv+mJA2Jr4okEoLUkXUaY=",
+      "v1;key=gw-2026;time=01;body=" /* leading zero */
+      "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;"
+      "sig=ePjRb9jTEZg1enNFGtCRnUYv+mJA2Jr4okEoLUkXUaY=",
+      "v1;time=1;key=gw-2026;body=" /* order */
+      "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;"
+      "sig=ePjRb9jTEZg1enNFGtCRnUYv+mJA2Jr4okEoLUkXUaY=",
+      "v1;key=gw-2026;time=1;body=" /* uppercase hex */
+      "A9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;"
+      "sig=ePjRb9jTEZg1enNFGtCRnUYv+mJA2Jr4okEoLUkXUaY=",
+      "v1;key=gw-2026;time=1;body=" /* base64 without padding */
+      "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;"
+      "sig=ePjRb9jTEZg1enNFGtCRnUYv+mJA2Jr4okEoLUkXUaY",
+      "v1;key=gw-2026;time=1;body=" /* unused bits set: a second spelling */
+      "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;"
+      "sig=ePjRb9jTEZg1enNFGtCRnUYv+mJA2Jr4okEoLUkXUaZ=",
+      "v1;key=gw-2026;time=1;body=" /* trailing field */
+      "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;"
+      "sig=ePjRb9jTEZg1enNFGtCRnUYv+mJA2Jr4okEoLUkXUaY=;x=1",
+      "v1;key=;time=1;body=" /* empty key id */
+      "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;"
+      "sig=ePjRb9jTEZg1enNFGtCRnUYv+mJA2Jr4okEoLUkXUaY=",
+  };
+  wr_sig s;
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    cr_assert_eq(wr_sign_parse(bad[i], strlen(bad[i]), 0, &s), -1, "%s",
+                 bad[i]);
+  cr_assert_eq(wr_sign_parse(VSIG, strlen(VSIG), 1, &s), -1,
+               "a signature is no countersignature");
+}
+
+/* Every verdict, with a ring holding gw-2026 and Warren's own key. */
+Test(sign, each_check_and_the_countersignature) {
+  wr_keyring *r = wr_keyring_new();
+  char err[200];
+  cr_assert_eq(
+      wr_keyring_add(r, "gw-2026", VKEY, strlen(VKEY), err, sizeof err), 0);
+  cr_assert_eq(
+      wr_keyring_add(r, "warren", VKEY "-w", strlen(VKEY) + 2, err, sizeof err),
+      0);
+  wr_sign_policy pol = {r, NULL, 0, "warren", 1764072000000, 300000, 1};
+  wr_sign_job j = vjob();
+  wr_sign_headers h = {1, 0, S(VSIG), {0}};
+  unsigned char d[32];
+  int64_t skew;
+  wr_sign_str key;
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_OK);
+  cr_assert(wr_sign_body_matches(VBODY, strlen(VBODY), d));
+  cr_assert_not(wr_sign_body_matches("{}", 2, d));
+  pol.now_ms += 300001;
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_EXPIRED);
+  pol.now_ms -= 2 * 300001;
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_FUTURE);
+  pol.now_ms = 1764072000000 + 300000;
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_OK,
+               "the window's edge is inside");
+  j.routing_key = S("billing");
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key),
+               WR_SIGN_BAD_SIGNATURE);
+  j = vjob();
+  const char *only_other[] = {"other"};
+  pol.ids = only_other;
+  pol.n_ids = 1;
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key),
+               WR_SIGN_UNKNOWN_KEY, "a key the handler does not accept");
+  pol.ids = NULL;
+  pol.n_ids = 0;
+  h.sig_present = 0;
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_MISSING);
+  pol.require = 0;
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_UNSIGNED);
+  h = (wr_sign_headers){1, 0, {NULL, 0}, {0}};
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_MALFORMED,
+               "a header that is not a string");
+
+  /* A day later, Warren's countersignature carries the job. */
+  char cs[WARREN_SIGNATURE_MAX];
+  int64_t later = 1764072000000 + 86400000;
+  cr_assert_eq(wr_sign_countersign(r, "warren", later, S(VSIG), &j, cs), 0);
+  h = (wr_sign_headers){1, 1, S(VSIG), {cs, strlen(cs)}};
+  pol.now_ms = later + 1000;
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_OK);
+  pol.now_ms = later + 300001;
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_C_EXPIRED);
+  pol.now_ms = later;
+  j.queue = S("billing");
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key),
+               WR_SIGN_C_BAD_SIGNATURE, "bound to its queue");
+  j = vjob();
+  j.message_id = S("order-43");
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key),
+               WR_SIGN_C_BAD_SIGNATURE, "bound to its message id");
+  j = vjob();
+  /* Signed by a producer key instead of Warren's, on a handler that only
+   * accepts another producer key: refused. */
+  cr_assert_eq(wr_sign_countersign(r, "gw-2026", later, S(VSIG), &j, cs), 0);
+  h.counter = (wr_sign_str){cs, strlen(cs)};
+  pol.ids = only_other;
+  pol.n_ids = 1;
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key),
+               WR_SIGN_C_UNKNOWN_KEY);
+  cr_assert_str_eq(wr_sign_check_name(WR_SIGN_C_EXPIRED),
+                   "countersignature-expired");
+  wr_keyring_free(r);
+}
