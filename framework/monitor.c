@@ -1,0 +1,419 @@
+#include "monitor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <warren/status.h>
+
+#include "clock.h"
+#include "log.h"
+#include "sup_private.h"
+
+#define CRASH_WINDOW_S 60.0
+#define CRASH_SAMPLES 64 /* self-checks remembered per handler */
+
+enum { Q_WORK, Q_DLQ, Q_RETRY };
+
+/* One queue the probes visit. */
+typedef struct probe_q {
+  char name[256];
+  size_t handler;
+  int kind;
+  long long messages, consumers; /* -1: not known */
+  uint64_t gen;                  /* connection it was probed on */
+  int64_t at_ms;
+} probe_q;
+
+/* Unplanned worker exits of a handler at each self-check. */
+typedef struct crash_ring {
+  double t[CRASH_SAMPLES];
+  unsigned long deaths[CRASH_SAMPLES];
+  int n, next;
+} crash_ring;
+
+struct wr_monitor {
+  wr_sup *s;
+  wr_metrics metrics;
+  wr_snap_store store;
+  probe_q *q;
+  size_t nq, next_q;
+  amqp_channel_t ch; /* the probes' own channel */
+  uint64_t ch_gen;   /* connection generation it is open on; 0: closed */
+  uint64_t props_gen;
+  char node[128], version[64], product[64];
+  double rtt_ms;
+  int64_t rtt_at_ms;
+  double next_probe, next_snap, next_check, next_qlog;
+  int failing;
+  char why[256];
+  int64_t check_at_ms;
+  int published_why; /* readiness in the last snapshot, to publish changes */
+  int published_failing;
+  crash_ring *crashes; /* one per handler */
+  int *nworkers;       /* per handler, for the snapshot's size */
+  int64_t started_ms;
+  double started;
+};
+
+/* ---- probes ----------------------------------------------------------- */
+
+static void prop(const amqp_table_t *t, const char *key, char *out,
+                 size_t len) {
+  for (int i = 0; t && i < t->num_entries; i++) {
+    const amqp_table_entry_t *e = &t->entries[i];
+    if (e->key.len == strlen(key) && memcmp(e->key.bytes, key, e->key.len) == 0 &&
+        (e->value.kind == AMQP_FIELD_KIND_UTF8 ||
+         e->value.kind == AMQP_FIELD_KIND_BYTES)) {
+      snprintf(out, len, "%.*s", (int)e->value.value.bytes.len,
+               (const char *)e->value.value.bytes.bytes);
+      return;
+    }
+  }
+  out[0] = '\0';
+}
+
+static void server_properties(wr_monitor *m) {
+  wr_sup *s = m->s;
+  if (m->props_gen == s->session.gen) return;
+  const amqp_table_t *t = amqp_get_server_properties(s->session.conn);
+  prop(t, "cluster_name", m->node, sizeof m->node);
+  prop(t, "version", m->version, sizeof m->version);
+  prop(t, "product", m->product, sizeof m->product);
+  m->props_gen = s->session.gen;
+}
+
+/* One passive declare: the queue's depth and consumers, and the round
+ * trip. It blocks the loop for that round trip only (frames for other
+ * channels that arrive meanwhile are queued by rabbitmq-c and read next). */
+static void probe_one(wr_monitor *m) {
+  wr_sup *s = m->s;
+  amqp_connection_state_t c = s->session.conn;
+  char err[400];
+  server_properties(m);
+  if (m->ch_gen != s->session.gen) {
+    int rc = wr_conn_channel(c, m->ch, 0, err, sizeof err);
+    if (rc != WARREN_OK) {
+      if (rc == WARREN_BROKER_TIMEOUT) wr_session_lost(&s->session, err, 0);
+      wr_debug("status probe: %s", err);
+      return;
+    }
+    m->ch_gen = s->session.gen;
+  }
+  probe_q *q = &m->q[m->next_q];
+  m->next_q = (m->next_q + 1) % m->nq;
+  double t0 = wr_now();
+  amqp_queue_declare_ok_t *ok = amqp_queue_declare(
+      c, m->ch, amqp_cstring_bytes(q->name), 1, 0, 0, 0, amqp_empty_table);
+  double rtt = wr_now() - t0;
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+  q->gen = s->session.gen;
+  q->at_ms = wr_unix_ms();
+  if (ok) {
+    q->messages = ok->message_count;
+    q->consumers = ok->consumer_count;
+  } else {
+    q->messages = q->consumers = -1;
+    int rc = wr_conn_reply(c, r, "status probe", err, sizeof err);
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+      m->ch_gen = 0; /* closed by the broker: a missing queue */
+      wr_debug("%s", err);
+    } else if (rc == WARREN_BROKER_TIMEOUT ||
+               r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION ||
+               r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+      wr_session_lost(&s->session, err, 0);
+      return;
+    }
+  }
+  m->rtt_ms = rtt * 1000.0;
+  m->rtt_at_ms = q->at_ms;
+}
+
+/* ---- the snapshot ------------------------------------------------------ */
+
+static const char *state_name(wr_child_state st) {
+  static const char *const names[] = {"down", "starting", "idle", "busy",
+                                      "exiting"};
+  return (unsigned)st < sizeof names / sizeof *names ? names[st] : "unknown";
+}
+
+static void snap_handler(wr_monitor *m, size_t i, wr_snap_handler *o,
+                         double now) {
+  wr_sup *s = m->s;
+  wr_handler_rt *h = &s->h[i];
+  o->name = h->cfg->name;
+  o->queue = h->cfg->queue;
+  o->prefetch = h->cfg->prefetch;
+  o->concurrency = h->cfg->concurrency;
+  o->isolated = h->cfg->isolated;
+  o->quorum = h->cfg->quorum;
+  o->durable = h->cfg->durable;
+  o->running = s->session.conn && !s->draining;
+  o->st = s->stats[i];
+  o->m = m->metrics.h[i];
+  o->pending = (long)h->pending.n;
+  for (const wr_job *j = s->settle.confirming.head; j; j = j->next)
+    o->awaiting_copy += j->handler == i;
+  for (const wr_job *j = s->settle.parked.head; j; j = j->next)
+    o->awaiting_copy += j->handler == i;
+  o->restarts = h->pool.restarts;
+  o->alive = h->cfg->isolated ? 0 : 1;
+  for (int k = 0; h->cfg->isolated && k < o->nworkers; k++) {
+    wr_pool_worker pw;
+    wr_pool_worker_info(&h->pool, k, &pw);
+    wr_snap_worker *w = &o->w[k];
+    w->pid = (int)pw.pid;
+    w->state = state_name(pw.state);
+    w->uptime_s = pw.pid ? now - pw.spawned : 0;
+    w->jobs = pw.jobs;
+    w->deaths = pw.deaths;
+    o->in_workers += pw.queued;
+    o->alive += pw.pid > 0 && pw.state != WR_CHILD_EXITING;
+    if (pw.job && pw.state == WR_CHILD_BUSY) {
+      const amqp_basic_properties_t *p = &pw.job->env.message.properties;
+      w->running = 1;
+      w->job_age_s = now - pw.job->started;
+      o->running_jobs++;
+      if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+        snprintf(w->job, sizeof w->job, "%.*s", (int)p->message_id.len,
+                 (const char *)p->message_id.bytes);
+    }
+  }
+  o->in_flight = o->pending + o->in_workers + o->awaiting_copy;
+  o->work = o->dlq = (wr_snap_queue){-1, -1, 0};
+  o->retrying = 0;
+  for (size_t k = 0; k < m->nq; k++) {
+    const probe_q *q = &m->q[k];
+    if (q->handler != i) continue;
+    wr_snap_queue v = {q->messages, q->consumers, q->at_ms};
+    if (!q->at_ms) v.messages = v.consumers = -1;
+    if (q->kind == Q_WORK)
+      o->work = v;
+    else if (q->kind == Q_DLQ)
+      o->dlq = v;
+    else if (v.messages < 0 || o->retrying < 0)
+      o->retrying = -1;
+    else
+      o->retrying += v.messages;
+  }
+}
+
+static void snapshot(wr_monitor *m, double now) {
+  wr_sup *s = m->s;
+  wr_snap *n = wr_snap_alloc(s->nh, m->nworkers);
+  if (!n) return; /* the previous one stays */
+  n->at_ms = wr_unix_ms();
+  n->started_ms = m->started_ms;
+  n->uptime_s = now - m->started;
+  n->connected = s->session.conn != NULL;
+  n->not_ready = atomic_load_explicit(&s->hs.why, memory_order_relaxed);
+  n->ready = n->not_ready == WR_READY;
+  n->draining = s->draining;
+  n->check_ok = !m->failing;
+  n->check_at_ms = m->check_at_ms;
+  snprintf(n->check_why, sizeof n->check_why, "%s", m->why);
+  n->host = s->cfg->broker.host;
+  n->port = s->cfg->broker.port;
+  n->vhost = s->cfg->broker.vhost;
+  memcpy(n->node, m->node, sizeof n->node);
+  memcpy(n->version, m->version, sizeof n->version);
+  memcpy(n->product, m->product, sizeof n->product);
+  n->rtt_ms = m->rtt_at_ms ? m->rtt_ms : -1;
+  n->rtt_at_ms = m->rtt_at_ms;
+  for (size_t i = 0; i < s->nh; i++) snap_handler(m, i, &n->h[i], now);
+  m->published_why = n->not_ready;
+  m->published_failing = m->failing;
+  wr_snap_publish(&m->store, n);
+}
+
+/* ---- the self-check and the queue log ------------------------------------ */
+
+static unsigned long deaths_of(const wr_pool *p) {
+  unsigned long d = 0;
+  for (int k = 0; k < p->n; k++) {
+    wr_pool_worker pw;
+    wr_pool_worker_info(p, k, &pw);
+    d += pw.deaths;
+  }
+  return d;
+}
+
+/* Unplanned exits within the last CRASH_WINDOW_S, counting this one. */
+static unsigned long crashes_lately(crash_ring *r, double now,
+                                    unsigned long deaths) {
+  r->t[r->next] = now;
+  r->deaths[r->next] = deaths;
+  r->next = (r->next + 1) % CRASH_SAMPLES;
+  if (r->n < CRASH_SAMPLES) r->n++;
+  unsigned long oldest = deaths;
+  for (int k = 0; k < r->n; k++)
+    if (now - r->t[k] <= CRASH_WINDOW_S && r->deaths[k] < oldest)
+      oldest = r->deaths[k];
+  return deaths - oldest;
+}
+
+static void self_check(wr_monitor *m, double now) {
+  wr_sup *s = m->s;
+  char why[sizeof m->why + 256] = "";
+  if (!s->session.conn && !s->draining)
+    snprintf(why, sizeof why, "broker %s:%d unreachable", s->cfg->broker.host,
+             s->cfg->broker.port);
+  for (size_t k = 0; !why[0] && s->session.conn && !s->draining && k < m->nq;
+       k++) {
+    const probe_q *q = &m->q[k];
+    /* Only a probe of this connection says anything of its consumers. */
+    if (q->kind == Q_WORK && q->gen == s->session.gen && q->consumers == 0)
+      snprintf(why, sizeof why,
+               "handler %s: no consumer registered on queue %s",
+               s->h[q->handler].cfg->name, q->name);
+  }
+  for (size_t i = 0; i < s->nh; i++) {
+    if (!s->h[i].cfg->isolated) continue;
+    unsigned long n = crashes_lately(&m->crashes[i], now,
+                                     deaths_of(&s->h[i].pool));
+    if (!why[0] && n >= WR_MONITOR_CRASH_LOOP)
+      snprintf(why, sizeof why,
+               "handler %s: workers crash-looping (%lu unplanned exits in "
+               "%.0f s)",
+               s->h[i].cfg->name, n, CRASH_WINDOW_S);
+  }
+  int was = m->failing;
+  m->failing = why[0] != 0;
+  m->check_at_ms = wr_unix_ms();
+  snprintf(m->why, sizeof m->why, "%.*s", (int)sizeof m->why - 1, why);
+  /* The exact words existing alert rules grep for. */
+  if (m->failing)
+    wr_warn("Background worker health check failed: %s", why);
+  else if (was)
+    wr_info("Background worker health check passed again");
+}
+
+static void queue_log(wr_monitor *m) {
+  wr_snap *n = wr_snap_acquire(&m->store);
+  for (size_t i = 0; n && i < n->nh; i++) {
+    const wr_snap_handler *h = &n->h[i];
+    wr_info(
+        "queue metrics: handler %s queue %s: %lld ready, %lld consumer(s), "
+        "%ld in flight, %lld retrying, %lld in %s.dlq; since start "
+        "delivered %lu, acked %lu, retried %lu, dead-lettered %lu",
+        h->name, h->queue, h->work.messages, h->work.consumers, h->in_flight,
+        h->retrying, h->dlq.messages, h->queue, h->st.delivered, h->st.acked,
+        h->st.retried, h->st.dead);
+  }
+  wr_snap_release(&m->store, n);
+}
+
+/* ---- the phase ---------------------------------------------------------- */
+
+static double earliest(double a, double b) {
+  return !a ? b : !b ? a : a < b ? a : b;
+}
+
+static double prepare(void *ctx, double now) {
+  wr_monitor *m = ctx;
+  wr_sup *s = m->s;
+  const wr_cfg *cfg = s->cfg;
+  if (s->session.conn && now >= m->next_probe) {
+    probe_one(m);
+    m->next_probe = now + cfg->probe_interval / (double)m->nq;
+  }
+  if (now >= m->next_check) {
+    self_check(m, now);
+    m->next_check = now + cfg->check_interval;
+  }
+  int why = atomic_load_explicit(&s->hs.why, memory_order_relaxed);
+  if (now >= m->next_snap || why != m->published_why ||
+      m->failing != m->published_failing) {
+    snapshot(m, now);
+    m->next_snap = now + cfg->snapshot_interval;
+  }
+  if (cfg->queue_log_interval > 0 && now >= m->next_qlog) {
+    if (m->next_qlog) queue_log(m); /* not at start: nothing probed yet */
+    m->next_qlog = now + cfg->queue_log_interval;
+  }
+  double due = earliest(m->next_snap, m->next_check);
+  if (cfg->queue_log_interval > 0) due = earliest(due, m->next_qlog);
+  return s->session.conn ? earliest(due, m->next_probe) : due;
+}
+
+static const wr_loop_phase phase = {prepare, NULL, NULL};
+
+/* ---- life ------------------------------------------------------------- */
+
+static int add_queue(wr_monitor *m, size_t h, int kind, const char *name) {
+  for (size_t k = 0; k < m->nq; k++)
+    if (strcmp(m->q[k].name, name) == 0) return 0; /* equal backoff steps */
+  probe_q *q = &m->q[m->nq++];
+  snprintf(q->name, sizeof q->name, "%s", name);
+  q->handler = h;
+  q->kind = kind;
+  q->messages = q->consumers = -1;
+  return 0;
+}
+
+int wr_monitor_create(wr_sup *s, wr_monitor **out) {
+  wr_monitor *m = calloc(1, sizeof *m);
+  if (!m) return WARREN_NOMEM;
+  size_t cap = 0;
+  for (size_t i = 0; i < s->nh; i++)
+    cap += 2 + (size_t)s->cfg->handlers[i].retry.n_backoff;
+  m->s = s;
+  m->q = calloc(cap, sizeof *m->q);
+  m->crashes = calloc(s->nh, sizeof *m->crashes);
+  m->nworkers = calloc(s->nh, sizeof *m->nworkers);
+  wr_snap_store_init(&m->store);
+  size_t nslots = 0;
+  for (size_t i = 0; i < s->nh; i++)
+    nslots += (size_t)s->cfg->handlers[i].prefetch +
+              (size_t)s->cfg->handlers[i].concurrency;
+  if (!m->q || !m->crashes || !m->nworkers ||
+      wr_metrics_init(&m->metrics, s->nh, s->slots, nslots + 1) != WARREN_OK) {
+    wr_monitor_destroy(m);
+    return WARREN_NOMEM;
+  }
+  char name[300];
+  for (size_t i = 0; i < s->nh; i++) {
+    const wr_handler_cfg *h = &s->cfg->handlers[i];
+    m->nworkers[i] = h->isolated ? h->concurrency : 0;
+    add_queue(m, i, Q_WORK, h->queue);
+    add_queue(m, i, Q_DLQ, wr_retry_dlq_name(h->queue, name, sizeof name));
+    for (int k = 0; k < h->retry.n_backoff; k++)
+      add_queue(m, i, Q_RETRY,
+                wr_retry_queue_name(h->queue, h->retry.backoff[k], name,
+                                    sizeof name));
+  }
+  m->ch = (amqp_channel_t)(s->nh + 3); /* after publishing and declaring */
+  m->rtt_ms = -1;
+  m->started = wr_now();
+  m->started_ms = wr_unix_ms();
+  m->next_check = m->started + s->cfg->check_interval;
+  m->published_why = -1;
+  int rc = wr_observe(&s->obs, &wr_metrics_events, &m->metrics) == 0
+               ? wr_loop_add_phase(s->loop, &phase, m)
+               : WARREN_NOMEM;
+  if (rc != WARREN_OK) {
+    wr_monitor_destroy(m);
+    return rc;
+  }
+  *out = m;
+  return WARREN_OK;
+}
+
+void wr_monitor_destroy(wr_monitor *m) {
+  if (!m) return;
+  wr_snap_store_free(&m->store);
+  wr_metrics_free(&m->metrics);
+  free(m->q);
+  free(m->crashes);
+  free(m->nworkers);
+  free(m);
+}
+
+wr_snap_store *wr_monitor_store(wr_monitor *m) {
+  return &m->store;
+}
+
+int wr_monitor_failing(const wr_monitor *m) {
+  return m && m->failing;
+}
