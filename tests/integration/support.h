@@ -28,6 +28,9 @@ const char *tw_dir(void);
  * by `rest`, start the worker (own process group, killed if the test
  * process dies) with stdout and stderr to dir/warren.log. */
 pid_t tw_warren_start(const char *dir, const char *rest);
+/* The same with `worker` added to the worker group. */
+pid_t tw_warren_start_worker(const char *dir, const char *worker,
+                             const char *rest);
 /* Start a worker with one handler "h" running the record test plugin on
  * queue q: `extra` goes into the handler's group, `settings` into its
  * settings (log = <dir>/rec is added). Waits until it consumes; the paths
@@ -73,6 +76,14 @@ int tw_wait_all(const char *path, const char *prefix, int *done, int n,
 
 /* HTTP GET http://127.0.0.1:port/path with libcurl; the status, or -1. */
 long tw_http_get(int port, const char *path);
+/* A request with libcurl: method (NULL: GET), an Authorization header
+ * (NULL: none); the body into body (truncated to len, NUL-terminated).
+ * The status, or -1. */
+long tw_http(int port, const char *method, const char *path, const char *auth,
+             char *body, size_t len);
+/* A TCP port on 127.0.0.1 that was free a moment ago (from the kernel's
+ * ephemeral range), for a worker's HTTP listener. */
+int tw_free_port(void);
 
 /* Report and return the number of ids never seen and seen twice. */
 int tw_missing(const int *a, const int *b, int n, int *dupes);
