@@ -7,8 +7,7 @@
 
 static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
                     const char *err) {
-  warren_log_level lv =
-      o == WR_OUT_ACKED ? WARREN_LOG_DEBUG : WARREN_LOG_INFO;
+  warren_log_level lv = o == WR_OUT_ACKED ? WARREN_LOG_DEBUG : WARREN_LOG_INFO;
   if (!wr_log_enabled(lv)) return; /* acks cost nothing at info */
   const wr_cfg *cfg = ctx;
   const amqp_basic_properties_t *p = &job->env.message.properties;

@@ -10,8 +10,8 @@
 #include "headers.h"
 
 const double wr_metrics_bounds[WR_METRICS_BUCKETS] = {
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,  0.25,  0.5,  1,
-    2.5,   5,      10,    30,   60,    120,  300,  600,   1800};
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+    2.5,   5,      10,    30,   60,    120,  300, 600,  1800};
 
 const char *const wr_metrics_reasons[WR_DEAD_N] = {
     "rejected",  "max-attempts", "crashed",   "timeout",
@@ -92,7 +92,8 @@ static int64_t published_ms(const amqp_basic_properties_t *p) {
     for (int i = 0; i < p->headers.num_entries; i++) {
       const amqp_table_entry_t *e = &p->headers.entries[i];
       int64_t v;
-      if (e->key.len == 15 && memcmp(e->key.bytes, "timestamp_in_ms", 15) == 0 &&
+      if (e->key.len == 15 &&
+          memcmp(e->key.bytes, "timestamp_in_ms", 15) == 0 &&
           wr_hdr_amqp_int(&e->value, &v))
         return v;
     }

@@ -62,7 +62,8 @@ static void prop(const amqp_table_t *t, const char *key, char *out,
                  size_t len) {
   for (int i = 0; t && i < t->num_entries; i++) {
     const amqp_table_entry_t *e = &t->entries[i];
-    if (e->key.len == strlen(key) && memcmp(e->key.bytes, key, e->key.len) == 0 &&
+    if (e->key.len == strlen(key) &&
+        memcmp(e->key.bytes, key, e->key.len) == 0 &&
         (e->value.kind == AMQP_FIELD_KIND_UTF8 ||
          e->value.kind == AMQP_FIELD_KIND_BYTES)) {
       snprintf(out, len, "%.*s", (int)e->value.value.bytes.len,
@@ -270,8 +271,8 @@ static void self_check(wr_monitor *m, double now) {
   }
   for (size_t i = 0; i < s->nh; i++) {
     if (!s->h[i].cfg->isolated) continue;
-    unsigned long n = crashes_lately(&m->crashes[i], now,
-                                     deaths_of(&s->h[i].pool));
+    unsigned long n =
+        crashes_lately(&m->crashes[i], now, deaths_of(&s->h[i].pool));
     if (!why[0] && n >= WR_MONITOR_CRASH_LOOP)
       snprintf(why, sizeof why,
                "handler %s: workers crash-looping (%lu unplanned exits in "

@@ -175,8 +175,7 @@ char *wr_prom_render(const wr_snap *s, size_t *len) {
   each(&g, s, "warren_retries_total", "counter",
        "Retry copies the broker confirmed.", retried);
   each(&g, s, "warren_copies_refused_total", "counter",
-       "Retry or dead-letter copies the broker refused or returned.",
-       refused);
+       "Retry or dead-letter copies the broker refused or returned.", refused);
   each(&g, s, "warren_jobs_redelivered_total", "counter",
        "Finished jobs left to the broker because their connection closed.",
        dropped);

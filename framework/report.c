@@ -47,7 +47,8 @@ char *wr_report_ready(int why, const wr_snap *s) {
   if (why == WR_READY)
     cJSON_AddNullToObject(o, "reason");
   else
-    cJSON_AddStringToObject(o, "reason", not_ready_text(why, s, buf, sizeof buf));
+    cJSON_AddStringToObject(o, "reason",
+                            not_ready_text(why, s, buf, sizeof buf));
   return done(o);
 }
 
@@ -227,7 +228,8 @@ static void status(cJSON *o, const wr_snap *s) {
   cJSON_AddItemToObject(tq, "depth", known(total_depth(s)));
   cJSON_AddNumberToObject(tq, "in_flight", (double)in_flight);
   cJSON *hs = cJSON_AddArrayToObject(o, "handlers");
-  for (size_t i = 0; i < s->nh; i++) cJSON_AddItemToArray(hs, handler(&s->h[i]));
+  for (size_t i = 0; i < s->nh; i++)
+    cJSON_AddItemToArray(hs, handler(&s->h[i]));
 }
 
 char *wr_report_workers(const wr_snap *s) {

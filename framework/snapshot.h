@@ -20,8 +20,8 @@
 #define WR_SNAP_ID_MAX 256 /* AMQP short strings are at most 255 bytes */
 
 typedef struct wr_snap_worker {
-  int pid;           /* 0 while down */
-  const char *state; /* down, starting, idle, busy, exiting */
+  int pid;                  /* 0 while down */
+  const char *state;        /* down, starting, idle, busy, exiting */
   char job[WR_SNAP_ID_MAX]; /* message id of the running job ("" none) */
   int running;              /* a job is running */
   double job_age_s;         /* how long it has run */
@@ -40,35 +40,35 @@ typedef struct wr_snap_queue {
 typedef struct wr_snap_handler {
   const char *name, *queue; /* the config's strings (outlive the HTTP side) */
   int prefetch, concurrency, isolated, quorum, durable;
-  int running;                /* consuming now */
-  wr_handler_stats st;        /* counters (stats.h) */
-  wr_handler_metrics m;       /* histograms, dead letters by reason, ... */
-  long pending;               /* delivered, waiting for a worker */
-  long in_workers;            /* queued to or running in a worker */
-  long running_jobs;          /* running in a worker now */
-  long awaiting_copy;         /* retry/dead-letter copy not confirmed yet */
-  long in_flight;             /* all of the above: unacked, held by Warren */
-  wr_snap_queue work, dlq;    /* the work queue and its dead-letter queue */
-  long long retrying;         /* in its retry queues; -1: not known */
-  unsigned long restarts;     /* worker restarts since start */
-  int alive;                  /* worker processes up (1 in process) */
+  int running;             /* consuming now */
+  wr_handler_stats st;     /* counters (stats.h) */
+  wr_handler_metrics m;    /* histograms, dead letters by reason, ... */
+  long pending;            /* delivered, waiting for a worker */
+  long in_workers;         /* queued to or running in a worker */
+  long running_jobs;       /* running in a worker now */
+  long awaiting_copy;      /* retry/dead-letter copy not confirmed yet */
+  long in_flight;          /* all of the above: unacked, held by Warren */
+  wr_snap_queue work, dlq; /* the work queue and its dead-letter queue */
+  long long retrying;      /* in its retry queues; -1: not known */
+  unsigned long restarts;  /* worker restarts since start */
+  int alive;               /* worker processes up (1 in process) */
   int nworkers;
   wr_snap_worker *w;
 } wr_snap_handler;
 
 typedef struct wr_snap {
-  int refs; /* under the store's mutex */
+  int refs;                  /* under the store's mutex */
   int64_t at_ms, started_ms; /* unix ms: taken, and the worker's start */
   double uptime_s;
   int connected, ready, draining;
-  int not_ready;        /* why not ready (health.h), 0 when ready */
-  int check_ok;         /* the last self-check passed */
-  char check_why[256];  /* why it failed */
-  int64_t check_at_ms;  /* 0: not run yet */
+  int not_ready;       /* why not ready (health.h), 0 when ready */
+  int check_ok;        /* the last self-check passed */
+  char check_why[256]; /* why it failed */
+  int64_t check_at_ms; /* 0: not run yet */
   const char *host, *vhost;
   int port;
   char node[128], version[64], product[64]; /* server properties */
-  double rtt_ms;       /* the last probe's round trip; < 0: none yet */
+  double rtt_ms; /* the last probe's round trip; < 0: none yet */
   int64_t rtt_at_ms;
   size_t nh;
   wr_snap_handler h[]; /* then every handler's workers */

@@ -36,17 +36,16 @@ static char body_[1 << 18];
 static void wait_probed(void) {
   double until = wr_now() + 20;
   for (;;) {
-    long code = tw_http(port_, NULL, "/api/v1/tasks/queues", NULL, body_,
-                        sizeof body_);
+    long code =
+        tw_http(port_, NULL, "/api/v1/tasks/queues", NULL, body_, sizeof body_);
     cJSON *j = code == 200 ? cJSON_Parse(body_) : NULL;
-    cJSON *q = j ? cJSON_GetArrayItem(
-                       cJSON_GetObjectItemCaseSensitive(j, "queues"), 0)
-                 : NULL;
-    int ok = q &&
-             cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(q, "queued")) &&
-             cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(q, "retrying")) &&
-             cJSON_IsNumber(
-                 cJSON_GetObjectItemCaseSensitive(q, "dead_lettered"));
+    cJSON *q =
+        j ? cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "queues"), 0)
+          : NULL;
+    int ok =
+        q && cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(q, "queued")) &&
+        cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(q, "retrying")) &&
+        cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(q, "dead_lettered"));
     cJSON_Delete(j);
     if (ok) return;
     cr_assert(wr_now() < until, "queues never probed: %s", body_);
@@ -88,7 +87,8 @@ static cJSON *get(const char *path, long code) {
 static cJSON *at(cJSON *j, const char *path) {
   char p[256], *save = NULL;
   snprintf(p, sizeof p, "%s", path);
-  for (char *k = strtok_r(p, ".", &save); j && k; k = strtok_r(NULL, ".", &save))
+  for (char *k = strtok_r(p, ".", &save); j && k;
+       k = strtok_r(NULL, ".", &save))
     j = cJSON_IsArray(j) ? cJSON_GetArrayItem(j, atoi(k))
                          : cJSON_GetObjectItemCaseSensitive(j, k);
   return j;
@@ -136,8 +136,9 @@ static double sample(const char *page, const char *series) {
 }
 
 Test(health, every_endpoint_answers_with_its_documented_shape) {
+  tw_delete_queue("it.h.shape"); /* a failed run's hanging job */
   pid_t w = start("it.h.shape", "", "queue_log_interval = 1.0;",
-                  "prefetch = 4; concurrency = 2;", "");
+                  "prefetch = 4; concurrency = 2;", "hang_on = \"hang1\";");
   cr_assert_eq(tw_publish("it.h.shape", 3, "ok"), 0);
   cJSON *j = wait_num("/status/workers", "handlers.0.counts.acked", 3, 30);
   cJSON_Delete(j);
@@ -155,8 +156,8 @@ Test(health, every_endpoint_answers_with_its_documented_shape) {
   cr_assert_eq(num(j, "handlers.0.in_flight"), 0);
   cr_assert_eq(num(j, "handlers.0.counts.delivered"), 3);
   static const char *const counts[] = {
-      "retried",   "failed",    "rejected",          "dead_lettered.total",
-      "crashed",   "timed_out", "signature_rejected", "dead_lettered.signature"};
+      "retried", "failed",    "rejected",           "dead_lettered.total",
+      "crashed", "timed_out", "signature_rejected", "dead_lettered.signature"};
   char key[128];
   for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
     snprintf(key, sizeof key, "handlers.0.counts.%s", counts[i]);
@@ -201,8 +202,8 @@ Test(health, every_endpoint_answers_with_its_documented_shape) {
 
   j = get("/api/v1/tasks/queues", 200);
   cJSON *q = at(j, "queues.0");
-  static const char *const order[] = {"name", "queued", "started",
-                                      "finished", "failed"};
+  static const char *const order[] = {"name", "queued", "started", "finished",
+                                      "failed"};
   cJSON *k = q ? q->child : NULL;
   for (int i = 0; i < 5; i++, k = k ? k->next : NULL)
     cr_assert(k && strcmp(k->string, order[i]) == 0, "key %d is %s", i,
@@ -228,7 +229,29 @@ Test(health, every_endpoint_answers_with_its_documented_shape) {
                405);
   cr_assert(tw_wait_text(log_, "queue metrics: handler h queue it.h.shape", 10),
             "the periodic queue-metrics line");
-  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+
+  /* A job that never ends: its worker, its id and its age are shown. */
+  cr_assert_eq(tw_publish_raw("it.h.shape", "hang1", NULL), 0);
+  j = wait_num("/status/workers", "handlers.0.running_jobs", 1, 30);
+  cr_assert_eq(num(j, "handlers.0.in_flight"), 1);
+  int busy = -1;
+  for (int i = 0; i < 2; i++)
+    if (strcmp(str(j, i ? "handlers.0.workers.1.state"
+                        : "handlers.0.workers.0.state"),
+               "busy") == 0)
+      busy = i;
+  cr_assert_geq(busy, 0, "a busy worker");
+  snprintf(key, sizeof key, "handlers.0.workers.%d.job_id", busy);
+  cr_assert_str_eq(str(j, key), "hang1");
+  snprintf(key, sizeof key, "handlers.0.workers.%d.job_age_seconds", busy);
+  cr_assert_geq(num(j, key), 0);
+  cJSON_Delete(j);
+  cr_assert_eq(tw_http(port_, NULL, "/metrics", NULL, body_, sizeof body_),
+               200);
+  cr_assert_eq(sample(body_, "warren_jobs_in_flight{handler=\"h\"}"), 1);
+  cr_assert_eq(sample(body_, "warren_jobs_running{handler=\"h\"}"), 1);
+  tw_warren_stop(w, SIGKILL, 10);
+  tw_delete_queue("it.h.shape");
 }
 
 Test(health, counts_match_the_jobs_published_on_every_endpoint) {
@@ -289,20 +312,20 @@ Test(health, counts_match_the_jobs_published_on_every_endpoint) {
   static const struct {
     const char *series;
     double want;
-  } m[] = {{"warren_jobs_delivered_total{handler=\"h\"}", 12},
-           {"warren_jobs_total{handler=\"h\",outcome=\"acked\"}", 5},
-           {"warren_jobs_total{handler=\"h\",outcome=\"failed\"}", 4},
-           {"warren_jobs_total{handler=\"h\",outcome=\"rejected\"}", 1},
-           {"warren_jobs_total{handler=\"h\",outcome=\"crashed\"}", 2},
-           {"warren_retries_total{handler=\"h\"}", 3},
-           {"warren_dead_letters_total{handler=\"h\",reason=\"max-attempts\"}",
-            2},
-           {"warren_dead_letters_total{handler=\"h\",reason=\"rejected\"}", 1},
-           {"warren_dead_letters_total{handler=\"h\",reason=\"crashed\"}", 1},
-           {"warren_dead_letter_queue_messages{handler=\"h\"}", 4},
-           {"warren_jobs_in_flight{handler=\"h\"}", 0},
-           {"warren_worker_restarts_total{handler=\"h\"}", 2},
-           {"warren_job_duration_seconds_count{handler=\"h\"}", 12}};
+  } m[] = {
+      {"warren_jobs_delivered_total{handler=\"h\"}", 12},
+      {"warren_jobs_total{handler=\"h\",outcome=\"acked\"}", 5},
+      {"warren_jobs_total{handler=\"h\",outcome=\"failed\"}", 4},
+      {"warren_jobs_total{handler=\"h\",outcome=\"rejected\"}", 1},
+      {"warren_jobs_total{handler=\"h\",outcome=\"crashed\"}", 2},
+      {"warren_retries_total{handler=\"h\"}", 3},
+      {"warren_dead_letters_total{handler=\"h\",reason=\"max-attempts\"}", 2},
+      {"warren_dead_letters_total{handler=\"h\",reason=\"rejected\"}", 1},
+      {"warren_dead_letters_total{handler=\"h\",reason=\"crashed\"}", 1},
+      {"warren_dead_letter_queue_messages{handler=\"h\"}", 4},
+      {"warren_jobs_in_flight{handler=\"h\"}", 0},
+      {"warren_worker_restarts_total{handler=\"h\"}", 2},
+      {"warren_job_duration_seconds_count{handler=\"h\"}", 12}};
   for (size_t i = 0; i < sizeof m / sizeof *m; i++)
     cr_assert_eq(sample(body_, m[i].series), m[i].want, "%s = %g, want %g",
                  m[i].series, sample(body_, m[i].series), m[i].want);
@@ -341,8 +364,8 @@ Test(health, readiness_goes_503_while_the_broker_is_down_and_back) {
   cr_assert(j && !is_true(j, "broker.connected"), "%s", body_);
   cr_assert_str_eq(str(j, "reason"), "broker unreachable");
   cJSON_Delete(j);
-  cr_assert_eq(tw_http(port_, NULL, "/healthz", NULL, body_, sizeof body_),
-               200, "alive without a broker");
+  cr_assert_eq(tw_http(port_, NULL, "/healthz", NULL, body_, sizeof body_), 200,
+               "alive without a broker");
   cr_assert_eq(tw_http(port_, NULL, "/metrics", NULL, body_, sizeof body_),
                200);
   cr_assert_eq(sample(body_, "warren_broker_connected"), 0);
@@ -365,10 +388,12 @@ Test(health, the_admin_route_refuses_a_missing_or_wrong_token) {
   snprintf(health, sizeof health, "admin_token_file = \"%s\";", tok);
   pid_t w = start("it.h.admin", "", health, "", "");
   const char *path = "/api/admin/workers/status";
-  static const char *const wrong[] = {
-      NULL, "Authorization: Bearer wrong", "Authorization: Bearer s3cret-Toke",
-      "Authorization: Bearer s3cret-Token2", "Authorization: Basic s3cret-Token",
-      "Authorization: Bearer s3cret-token"};
+  static const char *const wrong[] = {NULL,
+                                      "Authorization: Bearer wrong",
+                                      "Authorization: Bearer s3cret-Toke",
+                                      "Authorization: Bearer s3cret-Token2",
+                                      "Authorization: Basic s3cret-Token",
+                                      "Authorization: Bearer s3cret-token"};
   for (size_t i = 0; i < sizeof wrong / sizeof *wrong; i++)
     cr_assert_eq(tw_http(port_, NULL, path, wrong[i], body_, sizeof body_), 401,
                  "%s", wrong[i] ? wrong[i] : "no header");
@@ -430,8 +455,8 @@ Test(health, metrics_pass_promtool) {
       sample(body_,
              "warren_job_duration_seconds_bucket{handler=\"h\",le=\"+Inf\"}"),
       sample(body_, "warren_job_duration_seconds_count{handler=\"h\"}"));
-  cr_assert_eq(sample(body_, "warren_job_duration_seconds_count{handler=\"h\"}"),
-               21);
+  cr_assert_eq(
+      sample(body_, "warren_job_duration_seconds_count{handler=\"h\"}"), 21);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   tw_delete_queue("it.h.prom.dlq");
 }
@@ -485,8 +510,7 @@ Test(health, slow_and_many_clients_do_not_stall_jobs, .timeout = 240) {
     fd[i] = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert_geq(fd[i], 0);
     if (connect(fd[i], (struct sockaddr *)&sa, sizeof sa) == 0)
-      send(fd[i], "GET /status/workers HTTP/1.1\r\nX-Slow: ", 38,
-           MSG_NOSIGNAL);
+      send(fd[i], "GET /status/workers HTTP/1.1\r\nX-Slow: ", 38, MSG_NOSIGNAL);
   }
   cr_assert_eq(tw_publish("it.h.slowloris", JOBS, "job"), 0);
   int done = 0, peak = 0;
@@ -503,12 +527,12 @@ Test(health, slow_and_many_clients_do_not_stall_jobs, .timeout = 240) {
     nanosleep(&(struct timespec){0, 500 * 1000 * 1000}, NULL);
   }
   for (int i = 0; i < SLOW; i++) close(fd[i]);
-  cr_log_info("%d of %d jobs done while %d clients trickled; worker fds %d "
-              "before, peak %d (connection limit %d)",
-              done, JOBS, SLOW, before, peak, limit);
+  cr_log_info(
+      "%d of %d jobs done while %d clients trickled; worker fds %d "
+      "before, peak %d (connection limit %d)",
+      done, JOBS, SLOW, before, peak, limit);
   cr_assert_eq(done, JOBS, "every job handled while the clients hung on");
-  cr_assert_leq(peak, before + limit + 8, "descriptors bounded: peak %d",
-                peak);
+  cr_assert_leq(peak, before + limit + 8, "descriptors bounded: peak %d", peak);
   cr_assert_eq(wait_code("/healthz", 200, 10), 200, "probes answer after");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
@@ -531,8 +555,9 @@ Test(health, a_crash_loop_fails_the_self_check_and_readiness) {
   cr_assert_eq(wait_code("/readyz", 503, 10), 503);
   cJSON *j = cJSON_Parse(body_);
   cr_assert(j, "%s", body_);
-  cr_assert(strstr(str(j, "reason"), "health check failed: handler h: "
-                                     "workers crash-looping"),
+  cr_assert(strstr(str(j, "reason"),
+                   "health check failed: handler h: "
+                   "workers crash-looping"),
             "%s", body_);
   cJSON_Delete(j);
   tw_warren_stop(w, SIGKILL, 10);
