@@ -62,13 +62,20 @@ static size_t escape_utf8(char *dst, size_t cap, const char *src, size_t len) {
   dst[0] = '\0';
   while (i < len) {
     size_t k = utf8_seq((const unsigned char *)src + i, len - i);
-    size_t w =
-        k > 1 ? (o + k < cap ? k : 0) : wr_escape(dst + o, cap - o, src + i, 1);
-    if (k > 1 && w) memcpy(dst + o, src + i, k);
-    if (!w) break;
-    o += w;
+    if (k > 1) { /* a whole character, or nothing */
+      if (o + k >= cap) break;
+      memcpy(dst + o, src + i, k);
+      o += k;
+      dst[o] = '\0';
+    } else if (k == 1) {
+      size_t w = wr_escape(dst + o, cap - o, src + i, 1);
+      if (!w) break;
+      o += w;
+    } else {
+      if (o + 4 >= cap) break;
+      o += (size_t)snprintf(dst + o, cap - o, "\\x%02x", (unsigned char)src[i]);
+    }
     i += k ? k : 1;
-    dst[o] = '\0';
   }
   return o;
 }
