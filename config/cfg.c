@@ -256,6 +256,16 @@ static const char *read_secret(wr_cfg *cfg, size_t *used, ctx *c,
   return own(cfg, used, c, s, buf, "");
 }
 
+/* The secret in the file that setting `name` of g names, or NULL when the
+ * setting is absent (or unusable: reported). */
+static const char *secret_file(wr_cfg *cfg, size_t *used, ctx *c,
+                               config_setting_t *g, const char *name) {
+  config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+  if (!s) return NULL;
+  const char *p = resolve_path(cfg, used, c, s, get_str(c, g, name, NULL, 1));
+  return p ? read_secret(cfg, used, c, s, p) : NULL;
+}
+
 /* An optional path that, when given, must not be empty. */
 static const char *opt_path(wr_cfg *cfg, size_t *used, ctx *c,
                             config_setting_t *g, const char *name) {
@@ -289,9 +299,7 @@ static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
   config_setting_t *pw = g ? config_setting_get_member(g, "password") : NULL;
   if (pf && pw) problem(c, pf, "set either password or password_file");
   if (pf) {
-    const char *p =
-        resolve_path(cfg, used, c, pf, get_str(c, g, "password_file", NULL, 1));
-    b->password = p ? read_secret(cfg, used, c, pf, p) : NULL;
+    b->password = secret_file(cfg, used, c, g, "password_file");
   } else {
     b->password = get_str(c, g, "password", "guest", 0);
     struct stat st;
@@ -579,13 +587,7 @@ static void load_health(ctx *c, wr_cfg *cfg, size_t *used,
             "must be an IPv4 address such as 127.0.0.1 or 0.0.0.0 (got '%s')",
             cfg->health_listen);
   cfg->health_port = (int)get_int(c, g, "port", 0, 0, 65535);
-  config_setting_t *tf =
-      g ? config_setting_get_member(g, "admin_token_file") : NULL;
-  if (tf) {
-    const char *p = resolve_path(cfg, used, c, tf,
-                                 get_str(c, g, "admin_token_file", NULL, 1));
-    cfg->admin_token = p ? read_secret(cfg, used, c, tf, p) : NULL;
-  }
+  cfg->admin_token = secret_file(cfg, used, c, g, "admin_token_file");
   cfg->snapshot_interval = get_double(c, g, "snapshot_interval", 0.5, 0.05, 60);
   cfg->probe_interval = get_double(c, g, "probe_interval", 5, 1, 3600);
   cfg->check_interval = get_double(c, g, "check_interval", 10, 1, 3600);

@@ -18,23 +18,10 @@ const char *const wr_metrics_reasons[WR_DEAD_N] = {
     "malformed", "too_large",    "signature", "other"};
 
 const char *wr_metrics_outcome(wr_outcome o) {
-  switch (o) {
-    case WR_OUT_ACKED:
-      return "acked";
-    case WR_OUT_FAILED:
-      return "failed";
-    case WR_OUT_REJECTED:
-      return "rejected";
-    case WR_OUT_CRASHED:
-      return "crashed";
-    case WR_OUT_TIMEOUT:
-      return "timeout";
-    case WR_OUT_MALFORMED:
-      return "malformed";
-    case WR_OUT_TOO_LARGE:
-      return "too_large";
-  }
-  return "other";
+  /* A failure's word is its dead-letter reason's (retry.c). */
+  return o == WR_OUT_ACKED    ? "acked"
+         : o == WR_OUT_FAILED ? "failed"
+                              : wr_retry_reason(o);
 }
 
 void wr_metrics_observe(wr_hist *h, double v) {

@@ -94,11 +94,17 @@ Test(config, full_file_is_read) {
   wr_cfg_free(cfg);
 }
 
+/* A temporary file holding text; its path into path (a mkstemp template). */
+static void temp_file(char *path, const char *text) {
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+}
+
 Test(config, password_file_is_read_and_trimmed) {
   char secret[] = "/tmp/warren-secret-XXXXXX";
-  int fd = mkstemp(secret);
-  cr_assert_eq(write(fd, "s3cret\n", 7), 7);
-  close(fd);
+  temp_file(secret, "s3cret\n");
   char text[512];
   snprintf(text, sizeof text, "broker = { password_file = \"%s\"; };\n" H(""),
            secret);
@@ -111,9 +117,7 @@ Test(config, password_file_is_read_and_trimmed) {
 
 Test(config, health_and_log_settings_are_read) {
   char secret[] = "/tmp/warren-token-XXXXXX";
-  int fd = mkstemp(secret);
-  cr_assert_eq(write(fd, "t0ken\n", 6), 6);
-  close(fd);
+  temp_file(secret, "t0ken\n");
   char text[512];
   snprintf(text, sizeof text,
            "worker = { log_format = \"json\"; };\n"

@@ -12,8 +12,8 @@ Test(metrics, a_value_lands_in_the_first_bucket_whose_bound_it_does_not_pass) {
   wr_hist h = {0};
   wr_metrics_observe(&h, 0.001); /* le="0.001" includes its bound */
   wr_metrics_observe(&h, 0.0011);
-  wr_metrics_observe(&h, -3);     /* clock skew: counted as 0 */
-  wr_metrics_observe(&h, 7200);   /* past every bound: +Inf */
+  wr_metrics_observe(&h, -3);   /* clock skew: counted as 0 */
+  wr_metrics_observe(&h, 7200); /* past every bound: +Inf */
   cr_assert_eq(h.n[0], 2);
   cr_assert_eq(h.n[1], 1);
   cr_assert_eq(h.n[WR_METRICS_BUCKETS], 1);
