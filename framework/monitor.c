@@ -240,13 +240,16 @@ static unsigned long deaths_of(const wr_pool *p) {
   return d;
 }
 
-/* Unplanned exits within the last CRASH_WINDOW_S, counting this one. */
+/* Unplanned exits within the last CRASH_WINDOW_S; sample: remember this
+ * count (once per check interval, so the ring spans the window). */
 static unsigned long crashes_lately(crash_ring *r, double now,
-                                    unsigned long deaths) {
-  r->t[r->next] = now;
-  r->deaths[r->next] = deaths;
-  r->next = (r->next + 1) % CRASH_SAMPLES;
-  if (r->n < CRASH_SAMPLES) r->n++;
+                                    unsigned long deaths, int sample) {
+  if (sample) {
+    r->t[r->next] = now;
+    r->deaths[r->next] = deaths;
+    r->next = (r->next + 1) % CRASH_SAMPLES;
+    if (r->n < CRASH_SAMPLES) r->n++;
+  }
   unsigned long oldest = deaths;
   for (int k = 0; k < r->n; k++)
     if (now - r->t[k] <= CRASH_WINDOW_S && r->deaths[k] < oldest)
@@ -254,7 +257,10 @@ static unsigned long crashes_lately(crash_ring *r, double now,
   return deaths - oldest;
 }
 
-static void self_check(wr_monitor *m, double now) {
+/* due: the check interval is over (log, and sample the crash counts);
+ * otherwise a failing check is only looked at again, so readiness comes
+ * back as soon as the cause is gone. */
+static void self_check(wr_monitor *m, double now, int due) {
   wr_sup *s = m->s;
   char why[sizeof m->why + 256] = "";
   if (!s->session.conn && !s->draining)
@@ -272,7 +278,7 @@ static void self_check(wr_monitor *m, double now) {
   for (size_t i = 0; i < s->nh; i++) {
     if (!s->h[i].cfg->isolated) continue;
     unsigned long n =
-        crashes_lately(&m->crashes[i], now, deaths_of(&s->h[i].pool));
+        crashes_lately(&m->crashes[i], now, deaths_of(&s->h[i].pool), due);
     if (!why[0] && n >= WR_MONITOR_CRASH_LOOP)
       snprintf(why, sizeof why,
                "handler %s: workers crash-looping (%lu unplanned exits in "
@@ -281,12 +287,12 @@ static void self_check(wr_monitor *m, double now) {
   }
   int was = m->failing;
   m->failing = why[0] != 0;
-  m->check_at_ms = wr_unix_ms();
+  if (due) m->check_at_ms = wr_unix_ms();
   snprintf(m->why, sizeof m->why, "%.*s", (int)sizeof m->why - 1, why);
   /* The exact words existing alert rules grep for. */
-  if (m->failing)
+  if (m->failing && due)
     wr_warn("Background worker health check failed: %s", why);
-  else if (was)
+  else if (was && !m->failing)
     wr_info("Background worker health check passed again");
 }
 
@@ -320,8 +326,10 @@ static double prepare(void *ctx, double now) {
     m->next_probe = now + cfg->probe_interval / (double)m->nq;
   }
   if (now >= m->next_check) {
-    self_check(m, now);
+    self_check(m, now, 1);
     m->next_check = now + cfg->check_interval;
+  } else if (m->failing) {
+    self_check(m, now, 0);
   }
   int why = atomic_load_explicit(&s->hs.why, memory_order_relaxed);
   if (now >= m->next_snap || why != m->published_why ||

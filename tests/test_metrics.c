@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "metrics.h"
 #include "prom.h"
 #include "snapshot.h"
@@ -87,4 +88,61 @@ Test(metrics, a_snapshot_lives_while_a_reader_holds_it) {
   cr_assert_str_eq(b->h[0].name, "b");
   wr_snap_release(&st, b);
   wr_snap_store_free(&st);
+}
+
+/* A job that started `ran` seconds ago, published at pub_ms (unix ms) by
+ * the header of RabbitMQ's message_timestamp plugin, or 0. */
+static void settle_one(wr_metrics *m, wr_job *job, double ran, int64_t pub_ms,
+                       wr_outcome o) {
+  static amqp_table_entry_t e;
+  memset(job, 0, sizeof *job);
+  job->started = wr_now() - ran;
+  if (pub_ms) {
+    e.key = amqp_cstring_bytes("timestamp_in_ms");
+    e.value.kind = AMQP_FIELD_KIND_I64;
+    e.value.value.i64 = pub_ms;
+    job->env.message.properties._flags = AMQP_BASIC_HEADERS_FLAG;
+    job->env.message.properties.headers = (amqp_table_t){1, &e};
+  }
+  wr_metrics_events.settled(m, 0, job, o, o == WR_OUT_ACKED ? NULL : "boom");
+}
+
+Test(metrics, duration_and_pickup_come_from_the_start_and_the_publish_time) {
+  wr_metrics m;
+  wr_job slots[2] = {0};
+  cr_assert_eq(wr_metrics_init(&m, 1, slots, 2), 0);
+  /* Published 3 s ago, started after 2.5 s, ran 0.5 s. */
+  settle_one(&m, &slots[0], 0.5, wr_unix_ms() - 3000, WR_OUT_ACKED);
+  const wr_handler_metrics *h = &m.h[0];
+  cr_assert_eq(h->duration.count, 1);
+  cr_assert_float_eq(h->duration.sum, 0.5, 0.05);
+  cr_assert_eq(h->pickup.count, 1);
+  cr_assert_float_eq(h->pickup.sum, 2.5, 0.05);
+  cr_assert_str_eq(h->last_error, "", "an ack is no error");
+  /* No publish time: no pickup; a failure's text is the last error. */
+  settle_one(&m, &slots[1], 0.01, 0, WR_OUT_FAILED);
+  cr_assert_eq(h->pickup.count, 1);
+  cr_assert_eq(h->duration.count, 2);
+  cr_assert_str_eq(h->last_error, "boom");
+  cr_assert_gt(h->last_error_ms, 0);
+  /* Never reached a handler: no duration. */
+  settle_one(&m, &slots[1], 0, 0, WR_OUT_MALFORMED);
+  cr_assert_eq(h->duration.count, 2);
+  wr_metrics_free(&m);
+}
+
+Test(metrics, a_dead_letter_counts_under_its_reason_once_confirmed) {
+  wr_metrics m;
+  wr_job slots[3] = {0};
+  cr_assert_eq(wr_metrics_init(&m, 1, slots, 3), 0);
+  slots[2].dead = 1;
+  wr_metrics_events.republished(&m, 0, &slots[2], 1, "signature");
+  cr_assert_eq(m.h[0].dead[WR_DEAD_SIGNATURE], 0, "not before the confirm");
+  wr_metrics_events.confirmed(&m, 0, &slots[2], 1);
+  cr_assert_eq(m.h[0].dead[WR_DEAD_SIGNATURE], 1);
+  wr_metrics_events.republished(&m, 0, &slots[1], 1, "rejected");
+  slots[1].dead = 1;
+  wr_metrics_events.confirmed(&m, 0, &slots[1], 0); /* refused */
+  cr_assert_eq(m.h[0].dead[WR_DEAD_REJECTED], 0);
+  wr_metrics_free(&m);
 }
