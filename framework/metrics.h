@@ -54,8 +54,8 @@ typedef struct wr_handler_metrics {
   wr_hist duration;              /* handler start to result */
   wr_hist pickup;                /* publish timestamp to handler start */
   unsigned long dead[WR_DEAD_N]; /* dead letters the broker confirmed */
-  unsigned long persistent;      /* deliveries with delivery_mode 2 */
-  unsigned long transient;
+  unsigned long persistent;      /* settled jobs with delivery_mode 2 */
+  unsigned long transient;       /* settled jobs without */
   char last_error[WR_METRICS_ERROR_MAX]; /* "" until one happens */
   int64_t last_error_ms;                 /* unix ms of it */
 } wr_handler_metrics;

@@ -11,7 +11,8 @@
 #include "sup_private.h"
 
 #define CRASH_WINDOW_S 60.0
-#define CRASH_SAMPLES 64 /* self-checks remembered per handler */
+#define CRASH_SAMPLES 64  /* self-checks remembered per handler */
+#define PROBE_TIMEOUT_S 2 /* longest a probe may block the loop */
 
 enum { Q_WORK, Q_DLQ, Q_RETRY };
 
@@ -38,9 +39,11 @@ struct wr_monitor {
   wr_snap_store store;
   probe_q *q;
   size_t nq, next_q;
-  amqp_channel_t ch; /* the probes' own channel */
-  uint64_t ch_gen;   /* connection generation it is open on; 0: closed */
-  uint64_t props_gen;
+  /* The probes' own connection: a channel on the consuming one would cost
+   * every delivery (rabbitmq-c recycles every channel's buffers per read),
+   * and a missing queue's 404 must not close a channel that matters. */
+  amqp_connection_state_t pc;
+  int pc_channel_open;
   char node[128], version[64], product[64];
   double rtt_ms;
   int64_t rtt_at_ms;
@@ -74,38 +77,56 @@ static void prop(const amqp_table_t *t, const char *key, char *out,
   out[0] = '\0';
 }
 
-static void server_properties(wr_monitor *m) {
-  wr_sup *s = m->s;
-  if (m->props_gen == s->session.gen) return;
-  const amqp_table_t *t = amqp_get_server_properties(s->session.conn);
-  prop(t, "cluster_name", m->node, sizeof m->node);
-  prop(t, "version", m->version, sizeof m->version);
-  prop(t, "product", m->product, sizeof m->product);
-  m->props_gen = s->session.gen;
+static void probe_close(wr_monitor *m) {
+  if (m->pc) amqp_destroy_connection(m->pc);
+  m->pc = NULL;
+  m->pc_channel_open = 0;
 }
 
-/* One passive declare: the queue's depth and consumers, and the round
- * trip. It blocks the loop for that round trip only (frames for other
- * channels that arrive meanwhile are queued by rabbitmq-c and read next). */
+/* Connected for probing (while the worker is connected), channel 1 open.
+ * Connecting blocks the loop like the worker's own connect, bounded by
+ * PROBE_TIMEOUT_S. */
+static int probe_ready(wr_monitor *m) {
+  char err[512];
+  if (!m->pc) {
+    wr_conn_params p = m->s->cfg->broker;
+    p.heartbeat = 0; /* idle between probes; a dead socket fails the next */
+    if (p.connect_timeout > PROBE_TIMEOUT_S)
+      p.connect_timeout = PROBE_TIMEOUT_S;
+    if (wr_conn_open(&p, &m->pc, err, sizeof err) != WARREN_OK) {
+      wr_debug("status probe: %s", err);
+      return 0;
+    }
+    struct timeval tv = {PROBE_TIMEOUT_S, 0};
+    amqp_set_rpc_timeout(m->pc, &tv);
+    const amqp_table_t *t = amqp_get_server_properties(m->pc);
+    prop(t, "cluster_name", m->node, sizeof m->node);
+    prop(t, "version", m->version, sizeof m->version);
+    prop(t, "product", m->product, sizeof m->product);
+  }
+  if (!m->pc_channel_open) {
+    if (wr_conn_channel(m->pc, 1, 0, err, sizeof err) != WARREN_OK) {
+      wr_debug("status probe: %s", err);
+      probe_close(m);
+      return 0;
+    }
+    m->pc_channel_open = 1;
+  }
+  return 1;
+}
+
+/* One passive declare on the probes' connection: the queue's depth and
+ * consumers, and the round trip. It blocks the loop for that round trip. */
 static void probe_one(wr_monitor *m) {
   wr_sup *s = m->s;
-  amqp_connection_state_t c = s->session.conn;
   char err[400];
-  server_properties(m);
-  if (m->ch_gen != s->session.gen) {
-    int rc = wr_conn_channel(c, m->ch, 0, err, sizeof err);
-    if (rc != WARREN_OK) {
-      if (rc == WARREN_BROKER_TIMEOUT) wr_session_lost(&s->session, err, 0);
-      wr_debug("status probe: %s", err);
-      return;
-    }
-    m->ch_gen = s->session.gen;
-  }
+  if (!probe_ready(m)) return;
+  amqp_connection_state_t c = m->pc;
   probe_q *q = &m->q[m->next_q];
   m->next_q = (m->next_q + 1) % m->nq;
   double t0 = wr_now();
   amqp_queue_declare_ok_t *ok = amqp_queue_declare(
-      c, m->ch, amqp_cstring_bytes(q->name), 1, 0, 0, 0, amqp_empty_table);
+      c, 1, amqp_cstring_bytes(q->name), 1, 0, 0, 0, amqp_empty_table);
   double rtt = wr_now() - t0;
   amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
   q->gen = s->session.gen;
@@ -115,15 +136,13 @@ static void probe_one(wr_monitor *m) {
     q->consumers = ok->consumer_count;
   } else {
     q->messages = q->consumers = -1;
-    int rc = wr_conn_reply(c, r, "status probe", err, sizeof err);
+    wr_conn_reply(c, r, "status probe", err, sizeof err);
+    wr_debug("%s", err);
     if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
         r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-      m->ch_gen = 0; /* closed by the broker: a missing queue */
-      wr_debug("%s", err);
-    } else if (rc == WARREN_BROKER_TIMEOUT ||
-               r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION ||
-               r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-      wr_session_lost(&s->session, err, 0);
+      m->pc_channel_open = 0; /* closed by the broker: a missing queue */
+    } else {
+      probe_close(m); /* no answer: no round trip to report either */
       return;
     }
   }
@@ -324,6 +343,8 @@ static double prepare(void *ctx, double now) {
   if (s->session.conn && now >= m->next_probe) {
     probe_one(m);
     m->next_probe = now + cfg->probe_interval / (double)m->nq;
+  } else if (!s->session.conn && m->pc) {
+    probe_close(m); /* the broker is gone for the worker too */
   }
   if (now >= m->next_check) {
     self_check(m, now, 1);
@@ -392,7 +413,6 @@ int wr_monitor_create(wr_sup *s, wr_monitor **out) {
                 wr_retry_queue_name(h->queue, h->retry.backoff[k], name,
                                     sizeof name));
   }
-  m->ch = (amqp_channel_t)(s->nh + 3); /* after publishing and declaring */
   m->rtt_ms = -1;
   m->started = wr_now();
   m->started_ms = wr_unix_ms();
@@ -411,6 +431,7 @@ int wr_monitor_create(wr_sup *s, wr_monitor **out) {
 
 void wr_monitor_destroy(wr_monitor *m) {
   if (!m) return;
+  if (m->pc) wr_conn_close(m->pc);
   wr_snap_store_free(&m->store);
   wr_metrics_free(&m->metrics);
   free(m->q);

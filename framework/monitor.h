@@ -4,7 +4,9 @@
  *   - probes: one passive queue.declare per turn at most, round robin over
  *     every handler's work, retry and dead-letter queues, each queue once
  *     per health.probe_interval: queue depths and consumer counts, and the
- *     measured round trip to the broker (on a channel of its own);
+ *     measured round trip to the broker, on a connection of its own
+ *     (opened while the worker is connected; no heartbeats; each call
+ *     bounded to 2 s);
  *   - the status snapshot (snapshot.h), at most every
  *     health.snapshot_interval and at once when readiness changes;
  *   - the self-check every health.check_interval: broker reachable, every
