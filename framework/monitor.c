@@ -1,5 +1,6 @@
 #include "monitor.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,7 @@
 
 #define CRASH_WINDOW_S 60.0
 #define CRASH_SAMPLES 64  /* self-checks remembered per handler */
-#define PROBE_TIMEOUT_S 2 /* longest a probe may block the loop */
+#define PROBE_TIMEOUT_S 2 /* connecting at most; an answer later is none */
 
 enum { Q_WORK, Q_DLQ, Q_RETRY };
 
@@ -43,7 +44,10 @@ struct wr_monitor {
    * every delivery (rabbitmq-c recycles every channel's buffers per read),
    * and a missing queue's 404 must not close a channel that matters. */
   amqp_connection_state_t pc;
-  int pc_channel_open;
+  int pfd;         /* its socket */
+  int pstate;      /* P_* */
+  double sent_at;  /* monotonic time the method in flight was sent */
+  size_t inflight; /* the queue being probed */
   char node[128], version[64], product[64];
   double rtt_ms;
   int64_t rtt_at_ms;
@@ -77,16 +81,83 @@ static void prop(const amqp_table_t *t, const char *key, char *out,
   out[0] = '\0';
 }
 
+/* The probes' connection, driven by the loop without ever waiting for
+ * the broker: a method is sent, and its answer read when the socket is
+ * readable. Only connecting blocks, like the worker's own connect. */
+enum { P_NONE, P_OPENING, P_IDLE, P_DECLARING, P_CLOSED_CHANNEL };
+
 static void probe_close(wr_monitor *m) {
-  if (m->pc) amqp_destroy_connection(m->pc);
+  if (m->pc) {
+    wr_loop_unwatch(m->s->loop, m->pfd, m);
+    amqp_destroy_connection(m->pc);
+  }
   m->pc = NULL;
-  m->pc_channel_open = 0;
+  m->pstate = P_NONE;
 }
 
-/* Connected for probing (while the worker is connected), channel 1 open.
- * Connecting blocks the loop like the worker's own connect, bounded by
- * PROBE_TIMEOUT_S. */
-static int probe_ready(wr_monitor *m) {
+static void probe_send(wr_monitor *m, amqp_method_number_t id, void *method,
+                       int state, double now) {
+  if (amqp_send_method(m->pc, 1, id, method) != AMQP_STATUS_OK) {
+    probe_close(m);
+    return;
+  }
+  m->pstate = state;
+  m->sent_at = now;
+}
+
+/* The answer to the probe in flight. */
+static void probe_answer(wr_monitor *m, const amqp_queue_declare_ok_t *ok) {
+  probe_q *q = &m->q[m->inflight];
+  q->gen = m->s->session.gen;
+  q->at_ms = wr_unix_ms();
+  q->messages = ok ? (long long)ok->message_count : -1;
+  q->consumers = ok ? (long long)ok->consumer_count : -1;
+  m->rtt_ms = (wr_now() - m->sent_at) * 1000.0;
+  m->rtt_at_ms = q->at_ms;
+}
+
+static void on_probe_io(void *ctx, int fd, short revents) {
+  wr_monitor *m = ctx;
+  (void)fd, (void)revents;
+  while (m->pc) {
+    amqp_frame_t f;
+    struct timeval zero = {0, 0};
+    int rc = amqp_simple_wait_frame_noblock(m->pc, &f, &zero);
+    if (rc == AMQP_STATUS_TIMEOUT) break;
+    if (rc != AMQP_STATUS_OK) {
+      wr_debug("status probe: %s", amqp_error_string2(rc));
+      probe_close(m);
+      return;
+    }
+    if (f.frame_type != AMQP_FRAME_METHOD) continue;
+    switch (f.payload.method.id) {
+      case AMQP_CHANNEL_OPEN_OK_METHOD:
+        m->pstate = P_IDLE;
+        break;
+      case AMQP_QUEUE_DECLARE_OK_METHOD:
+        if (m->pstate == P_DECLARING) probe_answer(m, f.payload.method.decoded);
+        m->pstate = P_IDLE;
+        break;
+      case AMQP_CHANNEL_CLOSE_METHOD: { /* a missing queue: 404 */
+        char why[300];
+        wr_debug("status probe of %s: %s", m->q[m->inflight].name,
+                 wr_conn_close_reason(&f.payload.method, why, sizeof why));
+        if (m->pstate == P_DECLARING) probe_answer(m, NULL);
+        amqp_channel_close_ok_t ok = {0};
+        amqp_send_method(m->pc, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        m->pstate = P_CLOSED_CHANNEL;
+        break;
+      }
+      default: /* connection.close and anything unexpected */
+        probe_close(m);
+        return;
+    }
+  }
+  if (m->pc) amqp_maybe_release_buffers(m->pc);
+}
+
+/* Connect when needed, then send the next step if one is due. */
+static void probe_step(wr_monitor *m, double now) {
   char err[512];
   if (!m->pc) {
     wr_conn_params p = m->s->cfg->broker;
@@ -95,59 +166,33 @@ static int probe_ready(wr_monitor *m) {
       p.connect_timeout = PROBE_TIMEOUT_S;
     if (wr_conn_open(&p, &m->pc, err, sizeof err) != WARREN_OK) {
       wr_debug("status probe: %s", err);
-      return 0;
+      return;
     }
-    struct timeval tv = {PROBE_TIMEOUT_S, 0};
+    struct timeval tv = {PROBE_TIMEOUT_S, 0}; /* closing it, at the end */
     amqp_set_rpc_timeout(m->pc, &tv);
+    m->pfd = amqp_get_sockfd(m->pc);
+    if (wr_loop_watch(m->s->loop, m->pfd, POLLIN, on_probe_io, m) != 0) {
+      amqp_destroy_connection(m->pc);
+      m->pc = NULL;
+      return;
+    }
     const amqp_table_t *t = amqp_get_server_properties(m->pc);
     prop(t, "cluster_name", m->node, sizeof m->node);
     prop(t, "version", m->version, sizeof m->version);
     prop(t, "product", m->product, sizeof m->product);
+    m->pstate = P_CLOSED_CHANNEL;
   }
-  if (!m->pc_channel_open) {
-    if (wr_conn_channel(m->pc, 1, 0, err, sizeof err) != WARREN_OK) {
-      wr_debug("status probe: %s", err);
-      probe_close(m);
-      return 0;
-    }
-    m->pc_channel_open = 1;
+  if (m->pstate == P_CLOSED_CHANNEL) {
+    amqp_channel_open_t open = {0};
+    probe_send(m, AMQP_CHANNEL_OPEN_METHOD, &open, P_OPENING, now);
+  } else if (m->pstate == P_IDLE) {
+    m->inflight = m->next_q;
+    m->next_q = (m->next_q + 1) % m->nq;
+    amqp_queue_declare_t d = {0};
+    d.queue = amqp_cstring_bytes(m->q[m->inflight].name);
+    d.passive = 1;
+    probe_send(m, AMQP_QUEUE_DECLARE_METHOD, &d, P_DECLARING, now);
   }
-  return 1;
-}
-
-/* One passive declare on the probes' connection: the queue's depth and
- * consumers, and the round trip. It blocks the loop for that round trip. */
-static void probe_one(wr_monitor *m) {
-  wr_sup *s = m->s;
-  char err[400];
-  if (!probe_ready(m)) return;
-  amqp_connection_state_t c = m->pc;
-  probe_q *q = &m->q[m->next_q];
-  m->next_q = (m->next_q + 1) % m->nq;
-  double t0 = wr_now();
-  amqp_queue_declare_ok_t *ok = amqp_queue_declare(
-      c, 1, amqp_cstring_bytes(q->name), 1, 0, 0, 0, amqp_empty_table);
-  double rtt = wr_now() - t0;
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-  q->gen = s->session.gen;
-  q->at_ms = wr_unix_ms();
-  if (ok) {
-    q->messages = ok->message_count;
-    q->consumers = ok->consumer_count;
-  } else {
-    q->messages = q->consumers = -1;
-    wr_conn_reply(c, r, "status probe", err, sizeof err);
-    wr_debug("%s", err);
-    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-      m->pc_channel_open = 0; /* closed by the broker: a missing queue */
-    } else {
-      probe_close(m); /* no answer: no round trip to report either */
-      return;
-    }
-  }
-  m->rtt_ms = rtt * 1000.0;
-  m->rtt_at_ms = q->at_ms;
 }
 
 /* ---- the snapshot ------------------------------------------------------ */
@@ -340,11 +385,17 @@ static double prepare(void *ctx, double now) {
   wr_monitor *m = ctx;
   wr_sup *s = m->s;
   const wr_cfg *cfg = s->cfg;
-  if (s->session.conn && now >= m->next_probe) {
-    probe_one(m);
-    m->next_probe = now + cfg->probe_interval / (double)m->nq;
-  } else if (!s->session.conn && m->pc) {
-    probe_close(m); /* the broker is gone for the worker too */
+  if (!s->session.conn) {
+    if (m->pc) probe_close(m); /* the broker is gone for the worker too */
+  } else if ((m->pstate == P_OPENING || m->pstate == P_DECLARING) &&
+             now - m->sent_at > PROBE_TIMEOUT_S) {
+    wr_debug("status probe: no answer in %d s", PROBE_TIMEOUT_S);
+    probe_close(m);
+  } else if (now >= m->next_probe || m->pstate == P_CLOSED_CHANNEL) {
+    probe_step(m, now);
+    /* A channel being opened sends the declare once it is open. */
+    if (m->pstate != P_OPENING)
+      m->next_probe = now + cfg->probe_interval / (double)m->nq;
   }
   if (now >= m->next_check) {
     self_check(m, now, 1);
@@ -364,7 +415,11 @@ static double prepare(void *ctx, double now) {
   }
   double due = earliest(m->next_snap, m->next_check);
   if (cfg->queue_log_interval > 0) due = earliest(due, m->next_qlog);
-  return s->session.conn ? earliest(due, m->next_probe) : due;
+  if (!s->session.conn) return due;
+  /* While an answer is awaited, its socket wakes the loop. */
+  if (m->pstate == P_OPENING || m->pstate == P_DECLARING)
+    return earliest(due, m->sent_at + PROBE_TIMEOUT_S + 0.01);
+  return earliest(due, m->next_probe);
 }
 
 static const wr_loop_phase phase = {prepare, NULL, NULL};

@@ -5,8 +5,9 @@
  *     every handler's work, retry and dead-letter queues, each queue once
  *     per health.probe_interval: queue depths and consumer counts, and the
  *     measured round trip to the broker, on a connection of its own
- *     (opened while the worker is connected; no heartbeats; each call
- *     bounded to 2 s);
+ *     (opened while the worker is connected, without heartbeats). The
+ *     loop sends each declare and reads the answer when that socket is
+ *     readable: it never waits for the broker but to connect (2 s at most);
  *   - the status snapshot (snapshot.h), at most every
  *     health.snapshot_interval and at once when readiness changes;
  *   - the self-check every health.check_interval: broker reachable, every
