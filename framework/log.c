@@ -108,7 +108,7 @@ static size_t logfmt_pair(char *dst, size_t cap, const char *key,
  * interleave. */
 static void emit(warren_log_level lv, const char *tag, const char *msg,
                  size_t mlen, const wr_log_job *job) {
-  char ts[40], line[4096], text[2048], id[1024] = "";
+  char ts[96], line[4096], text[2048], id[1024] = "";
   stamp(ts, sizeof ts);
   const char *level = level_names[lv];
   size_t len;

@@ -15,7 +15,7 @@ static char *done(cJSON *o) {
 /* Unix ms as ISO 8601 UTC, or null for 0 ("never"). */
 static cJSON *iso(int64_t ms) {
   if (!ms) return cJSON_CreateNull();
-  char buf[64];
+  char buf[96];
   time_t t = (time_t)(ms / 1000);
   struct tm tm;
   gmtime_r(&t, &tm);
