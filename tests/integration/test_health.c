@@ -452,6 +452,22 @@ Test(health, metrics_pass_promtool) {
   cr_assert_eq(st, 0, "promtool check metrics (installed by scripts/setup): %s",
                out);
   cr_assert_eq(n, 0, "no lint findings: %s", out);
+  /* Buckets are cumulative: never decreasing, and these no-op jobs are
+   * all within the last finite bound. */
+  double prev = 0, last = 0;
+  int buckets = 0;
+  for (const char *p = body_;
+       (p = strstr(p, "\nwarren_job_duration_seconds_bucket{handler=\"h\""));
+       p++, buckets++) {
+    last = atof(strchr(p, '}') + 1);
+    cr_assert_geq(last, prev, "bucket %d decreases", buckets);
+    prev = last;
+  }
+  cr_assert_eq(buckets, 20, "19 bounds and +Inf");
+  cr_assert_eq(
+      sample(body_,
+             "warren_job_duration_seconds_bucket{handler=\"h\",le=\"1800\"}"),
+      21);
   /* A histogram's +Inf bucket is its count. */
   cr_assert_eq(
       sample(body_,
