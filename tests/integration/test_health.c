@@ -433,8 +433,16 @@ Test(health, metrics_pass_promtool) {
                   "reject_suffix = \"-r\";");
   cr_assert_eq(tw_publish("it.h.prom", 20, "ok"), 0);
   cr_assert_eq(tw_publish_raw("it.h.prom", "x-r", NULL), 0);
+  /* Published "1.5 s ago" by the clock of RabbitMQ's message_timestamp
+   * plugin: its pickup latency is at least that. */
+  amqp_table_entry_t ts = {amqp_cstring_bytes("timestamp_in_ms"),
+                           {AMQP_FIELD_KIND_I64, {.i64 = 0}}};
+  ts.value.value.i64 = wr_unix_ms() - 1500;
+  amqp_table_t hdr = {1, &ts};
+  cr_assert_eq(tw_publish_raw("it.h.prom", "stamped", &hdr), 0);
   cJSON_Delete(wait_num("/status/workers",
                         "handlers.0.counts.dead_lettered.total", 1, 30));
+  cJSON_Delete(wait_num("/status/workers", "handlers.0.counts.acked", 21, 30));
   cr_assert_eq(tw_http(port_, NULL, "/metrics", NULL, body_, sizeof body_),
                200);
   char path[400], cmd[600], out[8192];
@@ -467,14 +475,20 @@ Test(health, metrics_pass_promtool) {
   cr_assert_eq(
       sample(body_,
              "warren_job_duration_seconds_bucket{handler=\"h\",le=\"1800\"}"),
-      21);
+      22);
   /* A histogram's +Inf bucket is its count. */
   cr_assert_eq(
       sample(body_,
              "warren_job_duration_seconds_bucket{handler=\"h\",le=\"+Inf\"}"),
       sample(body_, "warren_job_duration_seconds_count{handler=\"h\"}"));
   cr_assert_eq(
-      sample(body_, "warren_job_duration_seconds_count{handler=\"h\"}"), 21);
+      sample(body_, "warren_job_duration_seconds_count{handler=\"h\"}"), 22);
+  cr_assert_eq(
+      sample(body_, "warren_job_pickup_latency_seconds_count{handler=\"h\"}"),
+      1, "only the stamped job has a pickup latency");
+  cr_assert_geq(
+      sample(body_, "warren_job_pickup_latency_seconds_sum{handler=\"h\"}"),
+      1.5);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   tw_delete_queue("it.h.prom.dlq");
 }
