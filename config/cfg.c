@@ -260,6 +260,16 @@ static const char *read_secret(wr_cfg *cfg, size_t *used, ctx *c,
   return own(cfg, used, c, s, buf, "");
 }
 
+/* The secret in the file that setting `name` of g names, or NULL when the
+ * setting is absent (or unusable: reported). */
+static const char *secret_file(wr_cfg *cfg, size_t *used, ctx *c,
+                               config_setting_t *g, const char *name) {
+  config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+  if (!s) return NULL;
+  const char *p = resolve_path(cfg, used, c, s, get_str(c, g, name, NULL, 1));
+  return p ? read_secret(cfg, used, c, s, p) : NULL;
+}
+
 /* An optional path that, when given, must not be empty. */
 static const char *opt_path(wr_cfg *cfg, size_t *used, ctx *c,
                             config_setting_t *g, const char *name) {
@@ -293,9 +303,7 @@ static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
   config_setting_t *pw = g ? config_setting_get_member(g, "password") : NULL;
   if (pf && pw) problem(c, pf, "set either password or password_file");
   if (pf) {
-    const char *p =
-        resolve_path(cfg, used, c, pf, get_str(c, g, "password_file", NULL, 1));
-    b->password = p ? read_secret(cfg, used, c, pf, p) : NULL;
+    b->password = secret_file(cfg, used, c, g, "password_file");
   } else {
     b->password = get_str(c, g, "password", "guest", 0);
     struct stat st;
@@ -626,6 +634,7 @@ static void load_handlers(ctx *c, wr_cfg *cfg, size_t *used,
 
 static void load_worker(ctx *c, wr_cfg *cfg, config_setting_t *root) {
   static const char *const keys[] = {"shutdown_grace",
+                                     "log_format",
                                      "reconnect_min",
                                      "reconnect_max",
                                      "restart_min",
@@ -641,10 +650,44 @@ static void load_worker(ctx *c, wr_cfg *cfg, config_setting_t *root) {
   cfg->restart_max = get_double(c, g, "restart_max", 10, 0.01, 3600);
   cfg->exit_after_refused_logins =
       (int)get_int(c, g, "exit_after_refused_logins", 0, 0, 1000000);
+  const char *lf = get_str(c, g, "log_format", "text", 0);
+  cfg->log_format = strcmp(lf, "json") == 0     ? WR_LOG_JSON
+                    : strcmp(lf, "logfmt") == 0 ? WR_LOG_LOGFMT
+                                                : WR_LOG_TEXT;
+  if (cfg->log_format == WR_LOG_TEXT && strcmp(lf, "text") != 0)
+    problem(c, config_setting_get_member(g, "log_format"),
+            "must be \"text\", \"json\" or \"logfmt\"");
   if (cfg->reconnect_max < cfg->reconnect_min)
     problem(c, g, "reconnect_max must be >= reconnect_min");
   if (cfg->restart_max < cfg->restart_min)
     problem(c, g, "restart_max must be >= restart_min");
+}
+
+static void load_health(ctx *c, wr_cfg *cfg, size_t *used,
+                        config_setting_t *root) {
+  static const char *const keys[] = {"listen",
+                                     "port",
+                                     "admin_token_file",
+                                     "snapshot_interval",
+                                     "probe_interval",
+                                     "check_interval",
+                                     "queue_log_interval",
+                                     NULL};
+  config_setting_t *g = get_group(c, root, "health", 0);
+  check_keys(c, g, keys);
+  cfg->health_listen = get_str(c, g, "listen", "127.0.0.1", 0);
+  struct in_addr ip;
+  if (inet_pton(AF_INET, cfg->health_listen, &ip) != 1)
+    problem(c, config_setting_get_member(g, "listen"),
+            "must be an IPv4 address such as 127.0.0.1 or 0.0.0.0 (got '%s')",
+            cfg->health_listen);
+  cfg->health_port = (int)get_int(c, g, "port", 0, 0, 65535);
+  cfg->admin_token = secret_file(cfg, used, c, g, "admin_token_file");
+  cfg->snapshot_interval = get_double(c, g, "snapshot_interval", 0.5, 0.05, 60);
+  cfg->probe_interval = get_double(c, g, "probe_interval", 5, 1, 3600);
+  cfg->check_interval = get_double(c, g, "check_interval", 10, 1, 3600);
+  cfg->queue_log_interval =
+      get_double(c, g, "queue_log_interval", 60, 0, 86400);
 }
 
 int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
@@ -680,16 +723,7 @@ int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
   check_keys(&c, root, top_keys);
   load_broker(&c, cfg, &used, root);
   load_worker(&c, cfg, root);
-  static const char *const health_keys[] = {"listen", "port", NULL};
-  config_setting_t *hg = get_group(&c, root, "health", 0);
-  check_keys(&c, hg, health_keys);
-  cfg->health_listen = get_str(&c, hg, "listen", "127.0.0.1", 0);
-  struct in_addr ip;
-  if (inet_pton(AF_INET, cfg->health_listen, &ip) != 1)
-    problem(&c, config_setting_get_member(hg, "listen"),
-            "must be an IPv4 address such as 127.0.0.1 or 0.0.0.0 (got '%s')",
-            cfg->health_listen);
-  cfg->health_port = (int)get_int(&c, hg, "port", 0, 0, 65535);
+  load_health(&c, cfg, &used, root);
   load_exchanges(&c, cfg, root);
   load_signing(&c, cfg, &used, root);
   load_handlers(&c, cfg, &used, root);

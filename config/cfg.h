@@ -90,6 +90,13 @@ typedef struct wr_cfg {
   int exit_after_refused_logins; /* give up (exit 3) after N; 0: never */
   const char *health_listen;     /* liveness/readiness HTTP address */
   int health_port;               /* 0: not served */
+  const char *admin_token;       /* from health.admin_token_file; NULL: no
+                                    admin route */
+  double snapshot_interval;      /* seconds between status snapshots, at most */
+  double probe_interval;         /* seconds between two probes of one queue */
+  double check_interval;         /* seconds between self-checks */
+  double queue_log_interval; /* seconds between queue-metrics lines; 0: off */
+  int log_format;            /* WR_LOG_TEXT, WR_LOG_JSON, WR_LOG_LOGFMT */
   wr_exchange_cfg *exchanges;
   size_t n_exchanges;
   wr_handler_cfg *handlers;

@@ -5,8 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "clock.h"
+#include "prom.h"
+#include "report.h"
 
 #define STALL_MS 10000
 #define MAX_CONNECTIONS 1000u /* about 16 MiB at CONN_MEMORY each */
@@ -16,16 +19,137 @@
 struct wr_health {
   struct MHD_Daemon *d;
   wr_health_state *st;
+  wr_snap_store *snaps;
+  const char *token; /* NULL: no admin route */
 };
 
+const char *wr_health_reason(int why) {
+  switch (why) {
+    case WR_READY:
+      return "ready";
+    case WR_NR_BROKER:
+      return "broker unreachable";
+    case WR_NR_DRAINING:
+      return "draining";
+    case WR_NR_COPIES:
+      return "retry or dead-letter copies refused by the broker";
+    case WR_NR_CHECK:
+      return "health check failed";
+  }
+  return "not ready";
+}
+
+/* Send body (malloc'd, owned from here on; NULL: out of memory). */
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code,
-                             const char *body) {
-  struct MHD_Response *r = MHD_create_response_from_buffer(
-      strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
-  if (!r) return MHD_NO;
-  MHD_add_response_header(r, "Content-Type", "text/plain");
+                             const char *type, char *body, size_t len) {
+  if (!body) {
+    static const char oom[] = "{\"error\":\"out of memory\"}";
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    enum MHD_Result ret = MHD_queue_response(c, 500, r);
+    MHD_destroy_response(r);
+    return ret;
+  }
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+  if (!r) {
+    free(body);
+    return MHD_NO;
+  }
+  MHD_add_response_header(r, "Content-Type", type);
+  MHD_add_response_header(r, "Cache-Control", "no-store");
+  if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
+    MHD_add_response_header(r, "Allow", "GET, HEAD");
+  if (code == MHD_HTTP_UNAUTHORIZED)
+    MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
   enum MHD_Result ret = MHD_queue_response(c, code, r);
   MHD_destroy_response(r);
+  return ret;
+}
+
+static enum MHD_Result json(struct MHD_Connection *c, unsigned code,
+                            char *body) {
+  return reply(c, code, "application/json", body, body ? strlen(body) : 0);
+}
+
+/* Equal, in a time that depends on the lengths only. */
+static int same_secret(const char *given, const char *want) {
+  size_t g = strlen(given), w = strlen(want);
+  unsigned char diff = g != w;
+  for (size_t i = 0; i < w; i++)
+    diff |= (unsigned char)(want[i] ^ (i < g ? given[i] : 0));
+  return diff == 0;
+}
+
+static int authorized(struct MHD_Connection *c, const char *token) {
+  const char *a =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  return a && strncmp(a, "Bearer ", 7) == 0 && same_secret(a + 7, token);
+}
+
+enum route {
+  R_ALIVE,
+  R_READY,
+  R_HEALTH,
+  R_WORKERS,
+  R_QUEUES,
+  R_ADMIN,
+  R_METRICS
+};
+
+static const struct {
+  const char *path;
+  enum route r;
+} routes[] = {
+    {"/healthz", R_ALIVE},
+    {"/readyz", R_READY},
+    {"/api/health/ready", R_READY},
+    {"/api/health", R_HEALTH},
+    {"/status/workers", R_WORKERS},
+    {"/api/v1/tasks/queues", R_QUEUES},
+    {"/api/admin/workers/status", R_ADMIN},
+    {"/metrics", R_METRICS},
+};
+
+static enum MHD_Result answer(wr_health *h, struct MHD_Connection *c,
+                              enum route r) {
+  if (r == R_ALIVE) {
+    double idle = (double)(wr_now_ms() - atomic_load(&h->st->tick_ms)) / 1000.0;
+    int alive = idle * 1000 < STALL_MS;
+    return json(c, alive ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                wr_report_alive(alive, idle));
+  }
+  if (r == R_ADMIN && !authorized(c, h->token))
+    return json(c, MHD_HTTP_UNAUTHORIZED,
+                wr_report_error("a valid bearer token is required"));
+  wr_snap *s = h->snaps ? wr_snap_acquire(h->snaps) : NULL;
+  enum MHD_Result ret;
+  if (r == R_READY) {
+    /* The atomics are fresher than the snapshot; its text says more. */
+    int why = atomic_load(&h->st->ready) ? WR_READY : atomic_load(&h->st->why);
+    if (why == WR_READY && !atomic_load(&h->st->ready)) why = WR_NR_BROKER;
+    ret = json(c, why == WR_READY ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+               wr_report_ready(why, s));
+  } else if (!s) {
+    ret = json(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+               wr_report_error("starting: no status yet"));
+  } else if (r == R_HEALTH) {
+    ret = json(c, s->ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+               wr_report_health(s));
+  } else if (r == R_WORKERS) {
+    ret = json(c, MHD_HTTP_OK, wr_report_workers(s));
+  } else if (r == R_QUEUES) {
+    ret = json(c, MHD_HTTP_OK, wr_report_queues(s));
+  } else if (r == R_ADMIN) {
+    ret = json(c, MHD_HTTP_OK, wr_report_admin(s));
+  } else {
+    size_t len = 0;
+    char *page = wr_prom_render(s, &len);
+    ret = reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                page, len);
+  }
+  wr_snap_release(h->snaps, s);
   return ret;
 }
 
@@ -35,47 +159,58 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c,
                              size_t *data_size, void **req) {
   (void)version, (void)data, (void)data_size, (void)req;
   wr_health *h = cls;
-  if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-    return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only\n");
-  if (strcmp(url, "/healthz") == 0) {
-    long long idle = wr_now_ms() - atomic_load(&h->st->tick_ms);
-    return idle < STALL_MS
-               ? reply(c, MHD_HTTP_OK, "ok\n")
-               : reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "event loop stalled\n");
+  for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
+    if (strcmp(url, routes[i].path) != 0) continue;
+    /* No token file: the admin route does not exist at all. */
+    if (routes[i].r == R_ADMIN && !h->token) break;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+      return json(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                  wr_report_error("method not allowed: GET or HEAD"));
+    if (routes[i].r != R_ALIVE && routes[i].r != R_READY && !h->snaps) break;
+    return answer(h, c, routes[i].r);
   }
-  if (strcmp(url, "/readyz") == 0)
-    return atomic_load(&h->st->ready)
-               ? reply(c, MHD_HTTP_OK, "ready\n")
-               : reply(c, MHD_HTTP_SERVICE_UNAVAILABLE,
-                       "not ready: broker unreachable, consumers not "
-                       "registered, or draining\n");
-  return reply(c, MHD_HTTP_NOT_FOUND, "not found\n");
+  return json(c, MHD_HTTP_NOT_FOUND, wr_report_error("not found"));
 }
 
-wr_health *wr_health_start(const char *listen, int port, wr_health_state *st,
-                           char *err, size_t errlen) {
+/* Connections the HTTP side may hold: at most MAX_CONNECTIONS and a
+ * quarter of the descriptors this process may open, so clients can never
+ * take the ones the loop needs (workers' sockets, reconnects). */
+static unsigned connection_limit(void) {
+  struct rlimit rl;
+  unsigned lim = MAX_CONNECTIONS;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      rl.rlim_cur / 4 < lim)
+    lim = (unsigned)(rl.rlim_cur / 4);
+  return lim < 8 ? 8 : lim;
+}
+
+wr_health *wr_health_start(const wr_health_opts *o, char *err, size_t errlen) {
   struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons((uint16_t)port)};
-  if (inet_pton(AF_INET, listen, &sa.sin_addr) != 1) {
-    snprintf(err, errlen, "health.listen '%s' is not an IPv4 address", listen);
+                           .sin_port = htons((uint16_t)o->port)};
+  if (inet_pton(AF_INET, o->listen, &sa.sin_addr) != 1) {
+    snprintf(err, errlen, "health.listen '%s' is not an IPv4 address",
+             o->listen);
     return NULL;
   }
   wr_health *h = calloc(1, sizeof *h);
   if (!h) return NULL;
-  h->st = st;
+  h->st = o->st;
+  h->snaps = o->snaps;
+  h->token = o->admin_token;
   /* Probes must answer while clients abuse the port: epoll (no select()
-   * limit), room for many connections at a few KiB each, and an idle
-   * client is dropped after IDLE_S, so trickling clients cannot hold the
-   * slots for long. */
+   * limit), a bounded number of connections at a few KiB each, and an
+   * idle client is dropped after IDLE_S, so trickling clients cannot
+   * hold the slots for long. Bodies are rendered from a snapshot: no
+   * request waits for the loop, nor the loop for a request. */
   h->d = MHD_start_daemon(
-      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
-      NULL, serve, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-      MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS,
+      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)o->port,
+      NULL, NULL, serve, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+      MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
       MHD_OPTION_CONNECTION_TIMEOUT, IDLE_S, MHD_OPTION_END);
   if (!h->d) {
-    snprintf(err, errlen, "cannot serve health endpoints on %s:%d", listen,
-             port);
+    snprintf(err, errlen, "cannot serve health endpoints on %s:%d", o->listen,
+             o->port);
     free(h);
     return NULL;
   }

@@ -1,13 +1,20 @@
 /*
- * Liveness and readiness over HTTP (libmicrohttpd, its own thread).
- *   GET /healthz  200 while the event loop turns (it ticks at least once a
- *                 second); 503 if it has not for 10 s. Does not depend on
- *                 the broker: an outage must not get workers restarted.
- *   GET /readyz   200 when connected with every consumer registered and
- *                 not draining; 503 otherwise.
- * The HTTP thread only reads two atomics the loop writes: no lock is
- * shared with the hot path. The status and metrics endpoints of a later
- * issue extend this module.
+ * The HTTP side (libmicrohttpd, its own thread): probes, status, metrics.
+ *   GET /healthz                 200 while the event loop turns (it ticks
+ *                                at least once a second); 503 if it has not
+ *                                for 10 s. Does not depend on the broker: an
+ *                                outage must not get workers restarted.
+ *   GET /readyz, /api/health/ready  200 when connected with every consumer
+ *                                registered, copies going through, the
+ *                                self-check passing and not draining; 503
+ *                                with the reason otherwise.
+ *   GET /api/health, /status/workers, /api/v1/tasks/queues, /metrics, and
+ *       /api/admin/workers/status (bearer token; only when configured):
+ *                                rendered from the latest snapshot
+ *                                (report.h, prom.h).
+ * The thread reads two atomics the loop writes and the snapshots the loop
+ * publishes (snapshot.h): no lock is held by the loop while a client is
+ * served. README.md lists every endpoint with a sample.
  */
 #ifndef WR_HEALTH_H
 #define WR_HEALTH_H
@@ -15,16 +22,37 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "snapshot.h"
+
+/* Why the worker is not ready (wr_health_state.why). */
+enum {
+  WR_READY = 0,
+  WR_NR_BROKER,   /* broker unreachable */
+  WR_NR_DRAINING, /* stopping */
+  WR_NR_COPIES,   /* retry or dead-letter copies refused */
+  WR_NR_CHECK,    /* the self-check failed (snapshot's check_why) */
+};
+/* The reason's words, for a code of the enum above. */
+const char *wr_health_reason(int why);
+
 typedef struct wr_health_state {
   atomic_int ready;
+  atomic_int why;       /* WR_READY or a WR_NR_* */
   atomic_llong tick_ms; /* wr_now_ms() of the loop's last turn */
 } wr_health_state;
 
 typedef struct wr_health wr_health;
 
-/* Serve on listen:port. Returns NULL (and says why in err) on failure. */
-wr_health *wr_health_start(const char *listen, int port, wr_health_state *st,
-                           char *err, size_t errlen);
+typedef struct wr_health_opts {
+  const char *listen; /* IPv4 address */
+  int port;
+  wr_health_state *st;
+  wr_snap_store *snaps;    /* NULL: probes only */
+  const char *admin_token; /* NULL: no admin route */
+} wr_health_opts;
+
+/* Serve. Returns NULL (and says why in err) on failure. */
+wr_health *wr_health_start(const wr_health_opts *o, char *err, size_t errlen);
 void wr_health_stop(wr_health *h);
 
 #endif

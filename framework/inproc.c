@@ -4,6 +4,7 @@
 
 #include <warren/status.h>
 
+#include "clock.h"
 #include "headers.h"
 #include "ipc.h"
 #include "sign.h"
@@ -52,6 +53,7 @@ static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
   warren_message m;
   wr_worker_message(&m, fp, len, &hdrs, job->env.delivery_tag,
                     job->meta.attempt, job->env.redelivered ? 1u : 0u);
+  job->started = wr_now(); /* as a worker's job (pool.c), for durations */
   WR_NOTIFY(&s->obs, started, h->index, job);
   if (job->signed_ok &&
       !wr_sign_body_matches(m.body, m.body_len, job->body_sha256)) {

@@ -81,6 +81,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s\n", err);
     return 2;
   }
+  wr_log_format = cfg->log_format;
   if (check) {
     int bad = check_plugins(cfg);
     if (!bad) printf("%s: OK, %zu handler(s)\n", path, cfg->n_handlers);

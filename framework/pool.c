@@ -130,6 +130,7 @@ static int spawn(wr_pool *p, wr_child *c) {
   c->pid = pid;
   c->fd = sv[0];
   c->state = WR_CHILD_STARTING;
+  c->spawned = wr_now();
   c->head = c->len = 0;
   c->timed_out = 0;
   return 0;
@@ -501,6 +502,8 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
     if (timed_out || c->retiring) {
       delay = 0; /* recycling a hung or retired worker is not a crash */
       wr_backoff_reset(&c->restart);
+    } else {
+      c->deaths++;
     }
     c->restart_at = wr_now() + delay;
     if (c->retiring && !job)
@@ -631,6 +634,12 @@ uint64_t wr_pool_lowest_tag(const wr_pool *p, uint64_t gen) {
     }
   }
   return m;
+}
+
+void wr_pool_worker_info(const wr_pool *p, int k, wr_pool_worker *out) {
+  const wr_child *c = &p->children[k];
+  *out = (wr_pool_worker){c->pid,     c->state, wr_pool_running(c), c->len,
+                          c->spawned, c->jobs,  c->deaths};
 }
 
 void wr_pool_free(wr_pool *p) {

@@ -54,6 +54,8 @@ typedef struct wr_child {
   unsigned long jobs; /* results since it started */
   int retiring;       /* takes no more jobs; stopped and replaced when idle */
   wr_ipc_reader rd;
+  double spawned;       /* monotonic seconds of its fork */
+  unsigned long deaths; /* unplanned exits (not recycles or timeouts) */
 } wr_child;
 
 struct wr_pool;
@@ -156,6 +158,20 @@ void wr_pool_free(wr_pool *p);
 /* The fields of a job as a worker receives them (ipc.h), but for the
  * headers blob, which the caller encodes. Pointers into job->env. */
 void wr_pool_job_fields(const wr_job *job, wr_ipc_field f[WR_JOB_NFIELDS]);
+
+/* One worker as status reports show it (health.h). */
+typedef struct wr_pool_worker {
+  pid_t pid; /* 0 while down */
+  wr_child_state state;
+  const wr_job *job;    /* the one it runs, or NULL */
+  int queued;           /* jobs given to it, the running one included */
+  double spawned;       /* monotonic seconds */
+  unsigned long jobs;   /* results since it started */
+  unsigned long deaths; /* unplanned exits of this slot so far */
+} wr_pool_worker;
+
+/* Worker k (0..p->n-1) of p. */
+void wr_pool_worker_info(const wr_pool *p, int k, wr_pool_worker *out);
 
 /* Lowest delivery tag of connection generation gen queued to or running
  * in a worker (UINT64_MAX: none), so acks never cover an open job. */

@@ -56,6 +56,7 @@ struct wr_sup {
   wr_handler_stats *stats; /* one per handler; the first observer */
   wr_health_state hs;      /* read by the health thread */
   wr_health *health;
+  struct wr_monitor *monitor; /* probes, snapshots, self-check (monitor.h) */
   int draining;
   int stopping; /* the loop is over: workers are being stopped */
   double drain_deadline;

@@ -12,8 +12,10 @@
 
 #include "clock.h"
 #include "inproc.h"
+#include "joblog.h"
 #include "keyring.h"
 #include "log.h"
+#include "monitor.h"
 #include "sup_private.h"
 #include "topology.h"
 
@@ -196,6 +198,7 @@ static void drop_pending(wr_sup *s) {
 static void on_lost_connection(void *ctx) {
   wr_sup *s = ctx;
   atomic_store(&s->hs.ready, 0);
+  atomic_store(&s->hs.why, WR_NR_BROKER);
   drop_pending(s);
   for (size_t i = 0; i < s->nh; i++) {
     wr_handler_rt *h = &s->h[i];
@@ -255,6 +258,7 @@ static void begin_drain(wr_sup *s) {
   s->draining = 1;
   s->session.draining = 1;
   atomic_store(&s->hs.ready, 0);
+  atomic_store(&s->hs.why, WR_NR_DRAINING);
   s->drain_deadline = wr_now() + s->cfg->shutdown_grace;
   int busy = 0;
   for (size_t i = 0; i < s->nh; i++) busy += s->h[i].pool.busy;
@@ -348,11 +352,13 @@ static int busy_total(const wr_sup *s) {
   return busy;
 }
 
-static int ready(const wr_sup *s) {
-  if (!s->session.conn || s->draining) return 0;
+/* WR_READY, or why not (health.h). */
+static int readiness(const wr_sup *s) {
+  if (s->draining) return WR_NR_DRAINING;
+  if (!s->session.conn) return WR_NR_BROKER;
   for (size_t i = 0; i < s->nh; i++)
-    if (s->h[i].refusing) return 0;
-  return 1;
+    if (s->h[i].refusing) return WR_NR_COPIES;
+  return wr_monitor_failing(s->monitor) ? WR_NR_CHECK : WR_READY;
 }
 
 static double earliest(double a, double b) {
@@ -377,7 +383,9 @@ static double prepare(void *ctx, double now) {
   due = earliest(due, wr_settle_tick(s, now));
   for (size_t i = 0; i < s->nh; i++) wr_arena_tick(s->h[i].arena, now);
   watch_workers(s);
-  atomic_store_explicit(&s->hs.ready, ready(s), memory_order_relaxed);
+  int why = readiness(s);
+  atomic_store_explicit(&s->hs.why, why, memory_order_relaxed);
+  atomic_store_explicit(&s->hs.ready, why == WR_READY, memory_order_relaxed);
   return due;
 }
 
@@ -528,6 +536,7 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   }
   gethostname(s->host, sizeof s->host - 1);
   wr_observe(&s->obs, &wr_stats_events, s->stats);
+  wr_observe(&s->obs, &wr_joblog_events, cfg);
   /* Only checks that some handler needs run on every delivery. */
   for (size_t i = 0; i < s->nh; i++)
     if (cfg->handlers[i].max_body) {
@@ -573,16 +582,23 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
     if (s->h[i].cfg->isolated)
       rc = wr_pool_start(&s->h[i].pool, WORKER_START_S, err, errlen);
   if (rc == WARREN_OK) rc = wr_loop_add_phase(s->loop, &turn, s);
+  if (rc == WARREN_OK) rc = wr_monitor_create(s, &s->monitor);
   atomic_store(&s->hs.tick_ms, wr_now_ms());
+  atomic_store(&s->hs.why, WR_NR_BROKER);
   if (rc == WARREN_OK && cfg->health_port > 0) {
-    /* Started after the workers are forked, and serving only atomics. */
-    s->health = wr_health_start(cfg->health_listen, cfg->health_port, &s->hs,
-                                err, errlen);
+    /* Started after the workers are forked; it reads atomics and the
+     * snapshots the monitor publishes, nothing else. */
+    wr_health_opts ho = {cfg->health_listen, cfg->health_port, &s->hs,
+                         wr_monitor_store(s->monitor), cfg->admin_token};
+    s->health = wr_health_start(&ho, err, errlen);
     if (!s->health)
       rc = WARREN_IO;
     else
-      wr_info("health endpoints on http://%s:%d/healthz and /readyz",
-              cfg->health_listen, cfg->health_port);
+      wr_info(
+          "health endpoints on http://%s:%d/healthz, /readyz, "
+          "/status/workers, /metrics%s",
+          cfg->health_listen, cfg->health_port,
+          cfg->admin_token ? " and the admin route" : "");
   }
   if (rc != WARREN_OK) {
     wr_sup_destroy(s);
@@ -618,6 +634,7 @@ void wr_sup_destroy(wr_sup *s) {
   if (s->session.conn) amqp_destroy_connection(s->session.conn);
   wr_loop_destroy(s->loop);
   wr_sigcheck_free(&s->sig);
+  wr_monitor_destroy(s->monitor); /* observers are not called any more */
   free(s->h);
   free(s->stats);
   free(s->slots);

@@ -8,6 +8,7 @@
 #include <warren/status.h>
 
 #include "cfg.h"
+#include "log.h"
 
 static char path[64];
 static char err[4096];
@@ -93,11 +94,17 @@ Test(config, full_file_is_read) {
   wr_cfg_free(cfg);
 }
 
+/* A temporary file holding text; its path into path (a mkstemp template). */
+static void temp_file(char *path, const char *text) {
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+}
+
 Test(config, password_file_is_read_and_trimmed) {
   char secret[] = "/tmp/warren-secret-XXXXXX";
-  int fd = mkstemp(secret);
-  cr_assert_eq(write(fd, "s3cret\n", 7), 7);
-  close(fd);
+  temp_file(secret, "s3cret\n");
   char text[512];
   snprintf(text, sizeof text, "broker = { password_file = \"%s\"; };\n" H(""),
            secret);
@@ -106,6 +113,35 @@ Test(config, password_file_is_read_and_trimmed) {
   cr_assert_str_eq(cfg->broker.password, "s3cret");
   wr_cfg_free(cfg);
   unlink(secret);
+}
+
+Test(config, health_and_log_settings_are_read) {
+  char secret[] = "/tmp/warren-token-XXXXXX";
+  temp_file(secret, "t0ken\n");
+  char text[512];
+  snprintf(text, sizeof text,
+           "worker = { log_format = \"json\"; };\n"
+           "health = { port = 8080; admin_token_file = \"%s\"; "
+           "probe_interval = 2.0; queue_log_interval = 0; };\n" H(""),
+           secret);
+  wr_cfg *cfg;
+  cr_assert_eq(load(text, &cfg), WARREN_OK, "%s", err);
+  cr_assert_str_eq(cfg->admin_token, "t0ken");
+  cr_assert_eq(cfg->log_format, WR_LOG_JSON);
+  cr_assert_float_eq(cfg->probe_interval, 2.0, 1e-9);
+  cr_assert_float_eq(cfg->snapshot_interval, 0.5, 1e-9, "the default");
+  cr_assert_float_eq(cfg->check_interval, 10.0, 1e-9, "the default");
+  cr_assert_float_eq(cfg->queue_log_interval, 0.0, 1e-9);
+  wr_cfg_free(cfg);
+  unlink(secret);
+  cr_assert_eq(load("health = { port = 8080; };\n" H(""), &cfg), WARREN_OK);
+  cr_assert_null(cfg->admin_token, "no token file: no admin route");
+  cr_assert_eq(cfg->log_format, WR_LOG_TEXT);
+  wr_cfg_free(cfg);
+  expect_error("worker = { log_format = \"yaml\"; };\n" H(""), 1,
+               "worker.log_format: must be \"text\", \"json\" or \"logfmt\"");
+  expect_error("health = { admin_token_file = \"/nonexistent/t\"; };\n" H(""),
+               1, "cannot read '/nonexistent/t'");
 }
 
 Test(config, syntax_error_names_line) {
@@ -335,6 +371,16 @@ static const bound bounds[] = {
      "0.01", "3600.0", "3600.001"},
     {"health.port", "health = { port = %s; };\n" HR(""), "-1", "0", "65535",
      "65536"},
+    {"health.snapshot_interval",
+     "health = { snapshot_interval = %s; };\n" HR(""), "0.049", "0.05", "60.0",
+     "60.001"},
+    {"health.probe_interval", "health = { probe_interval = %s; };\n" HR(""),
+     "0.999", "1.0", "3600.0", "3600.001"},
+    {"health.check_interval", "health = { check_interval = %s; };\n" HR(""),
+     "0.999", "1.0", "3600.0", "3600.001"},
+    {"health.queue_log_interval",
+     "health = { queue_log_interval = %s; };\n" HR(""), "-0.001", "0.0",
+     "86400.0", "86400.001"},
     {"handlers.[0].prefetch", HR("prefetch = %s;"), "0", "1", "65535", "65536"},
     {"handlers.[0].concurrency", HR("prefetch = 1024; concurrency = %s;"), "0",
      "1", "1024", "1025"},

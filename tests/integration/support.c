@@ -111,12 +111,25 @@ ReportHook(TEST_CRASH)(struct criterion_test_stats *st) {
   cleanup(st->test, 0);
 }
 
+static pid_t start_warren(const char *dir, const char *broker,
+                          const char *worker, const char *rest);
+
 pid_t tw_warren_start(const char *dir, const char *rest) {
+  return tw_warren_start_worker(dir, "", rest);
+}
+
+pid_t tw_warren_start_worker(const char *dir, const char *worker,
+                             const char *rest) {
   char broker[200];
   snprintf(broker, sizeof broker,
            "broker = { host = \"127.0.0.1\"; port = %d; heartbeat = 5; };\n",
            tw_port());
-  return tw_warren_start_broker(dir, broker, rest);
+  return start_warren(dir, broker, worker, rest);
+}
+
+pid_t tw_warren_start_broker(const char *dir, const char *broker,
+                             const char *rest) {
+  return start_warren(dir, broker, "", rest);
 }
 
 const char *tw_tls_dir(void) {
@@ -127,8 +140,9 @@ const char *tw_tls_dir(void) {
   return dir;
 }
 
-pid_t tw_warren_start_broker(const char *dir, const char *broker,
-                             const char *rest) {
+/* The config is broker, the worker group with `worker` in it, rest. */
+static pid_t start_warren(const char *dir, const char *broker,
+                          const char *worker, const char *rest) {
   char cfg[300], log[300], pgids[300];
   snprintf(cfg, sizeof cfg, "%s/warren.cfg", dir);
   snprintf(log, sizeof log, "%s/warren.log", dir);
@@ -138,8 +152,8 @@ pid_t tw_warren_start_broker(const char *dir, const char *broker,
   fprintf(f,
           "%s"
           "worker = { reconnect_min = 0.2; reconnect_max = 2.0; "
-          "shutdown_grace = 20.0; };\n%s",
-          broker, rest);
+          "shutdown_grace = 20.0; %s };\n%s",
+          broker, worker, rest);
   fclose(f);
   pid_t parent = getpid();
   pid_t pid = fork();
@@ -451,6 +465,57 @@ long tw_http_get(int port, const char *path) {
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
   curl_easy_cleanup(c);
   return code;
+}
+
+typedef struct tw_buf {
+  char *p;
+  size_t len, cap;
+} tw_buf;
+
+static size_t keep_body(char *p, size_t size, size_t n, void *ctx) {
+  tw_buf *b = ctx;
+  size_t k = size * n, room = b->cap - 1 - b->len;
+  memcpy(b->p + b->len, p, k < room ? k : room);
+  b->len += k < room ? k : room;
+  b->p[b->len] = '\0';
+  return size * n;
+}
+
+long tw_http(int port, const char *method, const char *path, const char *auth,
+             char *body, size_t len) {
+  char url[256];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+  tw_buf b = {body, 0, len};
+  body[0] = '\0';
+  CURL *c = curl_easy_init();
+  if (!c) return -1;
+  struct curl_slist *h = NULL;
+  if (auth) h = curl_slist_append(h, auth);
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 3000L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+  if (method) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+  if (h) curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  long code = -1;
+  if (curl_easy_perform(c) == CURLE_OK)
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+  return code;
+}
+
+int tw_free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t al = sizeof a;
+  int port = -1;
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+      getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+    port = ntohs(a.sin_port);
+  if (fd >= 0) close(fd);
+  return port;
 }
 
 int tw_missing(const int *a, const int *b, int n, int *dupes) {

@@ -31,6 +31,9 @@ pid_t tw_warren_start(const char *dir, const char *rest);
 /* The same with the given broker section (a whole "broker = {...};"). */
 pid_t tw_warren_start_broker(const char *dir, const char *broker,
                              const char *rest);
+/* The same with `worker` added to the worker group. */
+pid_t tw_warren_start_worker(const char *dir, const char *worker,
+                             const char *rest);
 /* The test node's certificates (scripts/tls-certs): ca.pem, other-ca.pem,
  * client.pem, client.key; its TLS port is tw_port() + 2. */
 const char *tw_tls_dir(void);
@@ -79,6 +82,14 @@ int tw_wait_all(const char *path, const char *prefix, int *done, int n,
 
 /* HTTP GET http://127.0.0.1:port/path with libcurl; the status, or -1. */
 long tw_http_get(int port, const char *path);
+/* A request with libcurl: method (NULL: GET), an Authorization header
+ * (NULL: none); the body into body (truncated to len, NUL-terminated).
+ * The status, or -1. */
+long tw_http(int port, const char *method, const char *path, const char *auth,
+             char *body, size_t len);
+/* A TCP port on 127.0.0.1 that was free a moment ago (from the kernel's
+ * ephemeral range), for a worker's HTTP listener. */
+int tw_free_port(void);
 
 /* Report and return the number of ids never seen and seen twice. */
 int tw_missing(const int *a, const int *b, int n, int *dupes);

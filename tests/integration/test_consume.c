@@ -148,15 +148,17 @@ Test(consume, concurrency_is_honoured, .timeout = 120) {
 /* Publish N, start the worker, let `head` jobs finish, disturb it, and
  * return the per-id tallies of handled (rec "end") and still queued. */
 enum { BATCH = 1000 };
+static int health_port; /* of the worker batch_config describes */
 
 static void batch_config(const char *dir, const char *queue, int sleep_ms) {
+  health_port = tw_free_port();
   snprintf(text, sizeof text,
            "health = { port = %d; };\n"
            "handlers = ( { name = \"batch\"; queue = \"%s\";\n"
            "  plugin = \"" RECORD
            "\"; prefetch = 50; concurrency = 2;\n"
            "  settings = { log = \"%s/rec\"; sleep_ms = %d; }; } );\n",
-           tw_port() + 100, queue, dir, sleep_ms);
+           health_port, queue, dir, sleep_ms);
 }
 
 Test(consume, sigterm_mid_batch_loses_nothing, .timeout = 300) {
@@ -200,7 +202,7 @@ Test(consume, broker_restart_mid_batch_loses_nothing, .timeout = 300) {
   cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
   cr_assert_eq(tw_publish("it.restart", BATCH, "job"), 0);
   cr_assert_geq(tw_wait_count(rec, "end", "job", BATCH, 100, 60), 100);
-  int health = tw_port() + 100;
+  int health = health_port;
   cr_assert_eq(tw_http_get(health, "/readyz"), 200);
 
   cr_assert_eq(tw_broker_stop_app(out, sizeof out), 0, "%s", out);

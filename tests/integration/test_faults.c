@@ -286,7 +286,7 @@ Test(faults,
  * answering (an orchestrator would restart a healthy worker). */
 Test(faults, slow_clients_do_not_starve_the_probes, .timeout = 120) {
   const char *dir = tw_dir();
-  int port = tw_port() + 110;
+  int port = tw_free_port();
   char text[1024];
   snprintf(text, sizeof text,
            "health = { port = %d; };\n"

@@ -1,0 +1,231 @@
+#include "prom.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A growable page with a hard maximum; a failed write marks it broken. */
+typedef struct page {
+  char *p;
+  size_t len, cap;
+  int broken;
+} page;
+
+static void put(page *g, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void put(page *g, const char *fmt, ...) {
+  for (;;) {
+    if (g->broken) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(g->p + g->len, g->cap - g->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      g->broken = 1;
+      return;
+    }
+    if ((size_t)n < g->cap - g->len) {
+      g->len += (size_t)n;
+      return;
+    }
+    size_t cap = g->cap * 2;
+    char *p = cap <= WR_PROM_MAX ? realloc(g->p, cap) : NULL;
+    if (!p) {
+      g->broken = 1;
+      return;
+    }
+    g->p = p;
+    g->cap = cap;
+  }
+}
+
+/* A label value: backslash, double quote and newline escaped. */
+static const char *label(const char *v, char *buf, size_t len) {
+  size_t o = 0;
+  for (; *v && o + 3 < len; v++) {
+    if (*v == '\\' || *v == '"' || *v == '\n') {
+      buf[o++] = '\\';
+      buf[o++] = *v == '\n' ? 'n' : *v;
+    } else {
+      buf[o++] = *v;
+    }
+  }
+  buf[o] = '\0';
+  return buf;
+}
+
+static void head(page *g, const char *name, const char *type,
+                 const char *help) {
+  put(g, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+typedef double (*per_handler)(const wr_snap_handler *h);
+
+/* One sample per handler; NaN values (not known yet) are left out. */
+static void each(page *g, const wr_snap *s, const char *name, const char *type,
+                 const char *help, per_handler f) {
+  char hl[600];
+  head(g, name, type, help);
+  for (size_t i = 0; i < s->nh; i++) {
+    double v = f(&s->h[i]);
+    if (isnan(v)) continue;
+    put(g, "%s{handler=\"%s\"} %.17g\n", name,
+        label(s->h[i].name, hl, sizeof hl), v);
+  }
+}
+
+static void hist(page *g, const wr_snap *s, const char *name, const char *help,
+                 int pickup) {
+  char hl[600];
+  head(g, name, "histogram", help);
+  for (size_t i = 0; i < s->nh; i++) {
+    const wr_hist *h = pickup ? &s->h[i].m.pickup : &s->h[i].m.duration;
+    label(s->h[i].name, hl, sizeof hl);
+    unsigned long cum = 0;
+    for (int b = 0; b < WR_METRICS_BUCKETS; b++) {
+      cum += h->n[b];
+      put(g, "%s_bucket{handler=\"%s\",le=\"%g\"} %lu\n", name, hl,
+          wr_metrics_bounds[b], cum);
+    }
+    put(g, "%s_bucket{handler=\"%s\",le=\"+Inf\"} %lu\n", name, hl, h->count);
+    put(g, "%s_sum{handler=\"%s\"} %.17g\n", name, hl, h->sum);
+    put(g, "%s_count{handler=\"%s\"} %lu\n", name, hl, h->count);
+  }
+}
+
+static double nan_if(long long v) {
+  return v < 0 ? NAN : (double)v;
+}
+
+static double delivered(const wr_snap_handler *h) {
+  return (double)h->st.delivered;
+}
+static double retried(const wr_snap_handler *h) {
+  return (double)h->st.retried;
+}
+static double refused(const wr_snap_handler *h) {
+  return (double)h->st.republish_failed;
+}
+static double dropped(const wr_snap_handler *h) {
+  return (double)h->st.dropped;
+}
+static double restarts(const wr_snap_handler *h) {
+  return (double)h->restarts;
+}
+static double in_flight(const wr_snap_handler *h) {
+  return (double)h->in_flight;
+}
+static double running(const wr_snap_handler *h) {
+  return (double)h->running_jobs;
+}
+static double alive(const wr_snap_handler *h) {
+  return (double)h->alive;
+}
+static double depth(const wr_snap_handler *h) {
+  return nan_if(h->work.messages);
+}
+static double consumers(const wr_snap_handler *h) {
+  return nan_if(h->work.consumers);
+}
+static double per_worker(const wr_snap_handler *h) {
+  return nan_if(h->work.messages) / (double)h->concurrency;
+}
+static double retrying(const wr_snap_handler *h) {
+  return nan_if(h->retrying);
+}
+static double dlq(const wr_snap_handler *h) {
+  return nan_if(h->dlq.messages);
+}
+
+static void outcomes(page *g, const wr_snap *s) {
+  char hl[600];
+  head(g, "warren_jobs_total", "counter",
+       "Attempts finished, by handler and outcome.");
+  for (size_t i = 0; i < s->nh; i++) {
+    const wr_handler_stats *st = &s->h[i].st;
+    const unsigned long v[WR_METRICS_OUTCOMES] = {
+        [WR_OUT_FAILED] = st->failed,       [WR_OUT_REJECTED] = st->rejected,
+        [WR_OUT_CRASHED] = st->lost,        [WR_OUT_TIMEOUT] = st->timeouts,
+        [WR_OUT_MALFORMED] = st->malformed, [WR_OUT_ACKED] = st->acked,
+        [WR_OUT_TOO_LARGE] = st->too_large};
+    label(s->h[i].name, hl, sizeof hl);
+    for (int o = 0; o < WR_METRICS_OUTCOMES; o++)
+      put(g, "warren_jobs_total{handler=\"%s\",outcome=\"%s\"} %lu\n", hl,
+          wr_metrics_outcome((wr_outcome)o), v[o]);
+  }
+  head(g, "warren_dead_letters_total", "counter",
+       "Dead letters the broker confirmed, by handler and reason.");
+  for (size_t i = 0; i < s->nh; i++) {
+    label(s->h[i].name, hl, sizeof hl);
+    for (int r = 0; r < WR_DEAD_N; r++)
+      put(g, "warren_dead_letters_total{handler=\"%s\",reason=\"%s\"} %lu\n",
+          hl, wr_metrics_reasons[r], s->h[i].m.dead[r]);
+  }
+}
+
+char *wr_prom_render(const wr_snap *s, size_t *len) {
+  page g = {malloc(16384), 0, 16384, 0};
+  if (!g.p) return NULL;
+  g.p[0] = '\0';
+  each(&g, s, "warren_jobs_delivered_total", "counter",
+       "Deliveries received from the broker.", delivered);
+  outcomes(&g, s);
+  each(&g, s, "warren_retries_total", "counter",
+       "Retry copies the broker confirmed.", retried);
+  each(&g, s, "warren_copies_refused_total", "counter",
+       "Retry or dead-letter copies the broker refused or returned.", refused);
+  each(&g, s, "warren_jobs_redelivered_total", "counter",
+       "Finished jobs left to the broker because their connection closed.",
+       dropped);
+  each(&g, s, "warren_worker_restarts_total", "counter",
+       "Worker processes started again.", restarts);
+  each(&g, s, "warren_jobs_in_flight", "gauge",
+       "Jobs delivered and not settled yet.", in_flight);
+  each(&g, s, "warren_jobs_running", "gauge",
+       "Jobs running in a worker process now.", running);
+  each(&g, s, "warren_workers_alive", "gauge",
+       "Worker processes up (1 for an in-process handler).", alive);
+  each(&g, s, "warren_queue_messages_ready", "gauge",
+       "Messages ready in the work queue (last probe).", depth);
+  each(&g, s, "warren_queue_consumers", "gauge",
+       "Consumers of the work queue (last probe).", consumers);
+  each(&g, s, "warren_queue_messages_ready_per_worker", "gauge",
+       "Messages ready in the work queue per configured worker process; "
+       "an autoscaler's target.",
+       per_worker);
+  each(&g, s, "warren_retry_queue_messages", "gauge",
+       "Messages waiting in the handler's retry queues (last probe).",
+       retrying);
+  each(&g, s, "warren_dead_letter_queue_messages", "gauge",
+       "Messages in the handler's dead-letter queue (last probe).", dlq);
+  hist(&g, s, "warren_job_duration_seconds",
+       "Time from a handler's start to its result.", 0);
+  hist(&g, s, "warren_job_pickup_latency_seconds",
+       "Time from the publish timestamp to the handler's start (jobs with a "
+       "timestamp).",
+       1);
+  head(&g, "warren_broker_connected", "gauge",
+       "1 while connected to the broker.");
+  put(&g, "warren_broker_connected %d\n", s->connected);
+  head(&g, "warren_ready", "gauge", "1 while ready (as /readyz).");
+  put(&g, "warren_ready %d\n", s->ready);
+  head(&g, "warren_health_check_ok", "gauge",
+       "1 while the last self-check passed.");
+  put(&g, "warren_health_check_ok %d\n", s->check_ok);
+  if (s->rtt_ms >= 0) {
+    head(&g, "warren_broker_rtt_seconds", "gauge",
+         "Round trip of the last passive queue declare.");
+    put(&g, "warren_broker_rtt_seconds %.9f\n", s->rtt_ms / 1000.0);
+  }
+  head(&g, "warren_start_time_seconds", "gauge",
+       "Unix time the worker started.");
+  put(&g, "warren_start_time_seconds %.3f\n", (double)s->started_ms / 1000.0);
+  if (g.broken) {
+    free(g.p);
+    return NULL;
+  }
+  *len = g.len;
+  return g.p;
+}

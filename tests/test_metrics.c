@@ -1,0 +1,148 @@
+/* Histograms, dead-letter reasons, the Prometheus page and the snapshot
+ * store (framework/metrics.c, prom.c, snapshot.c). */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "metrics.h"
+#include "prom.h"
+#include "snapshot.h"
+
+Test(metrics, a_value_lands_in_the_first_bucket_whose_bound_it_does_not_pass) {
+  wr_hist h = {0};
+  wr_metrics_observe(&h, 0.001); /* le="0.001" includes its bound */
+  wr_metrics_observe(&h, 0.0011);
+  wr_metrics_observe(&h, -3);   /* clock skew: counted as 0 */
+  wr_metrics_observe(&h, 7200); /* past every bound: +Inf */
+  cr_assert_eq(h.n[0], 2);
+  cr_assert_eq(h.n[1], 1);
+  cr_assert_eq(h.n[WR_METRICS_BUCKETS], 1);
+  cr_assert_eq(h.count, 4);
+  cr_assert_float_eq(h.sum, 0.001 + 0.0011 + 7200, 1e-9);
+}
+
+Test(metrics, reasons_map_to_their_counter_and_unknown_ones_to_other) {
+  cr_assert_eq(wr_metrics_reason("signature"), WR_DEAD_SIGNATURE);
+  cr_assert_eq(wr_metrics_reason("max-attempts"), WR_DEAD_MAX_ATTEMPTS);
+  cr_assert_eq(wr_metrics_reason("too_large"), WR_DEAD_TOO_LARGE);
+  cr_assert_eq(wr_metrics_reason("something new"), WR_DEAD_OTHER);
+  cr_assert_eq(wr_metrics_reason(NULL), WR_DEAD_OTHER);
+}
+
+static wr_snap *one_handler(const char *name) {
+  int workers[1] = {1};
+  wr_snap *s = wr_snap_alloc(1, workers);
+  cr_assert(s);
+  s->h[0].name = name;
+  s->h[0].queue = "q";
+  s->h[0].concurrency = 2;
+  s->h[0].work = (wr_snap_queue){10, 1, 1};
+  s->h[0].dlq = (wr_snap_queue){-1, -1, 0};
+  s->h[0].retrying = -1;
+  s->rtt_ms = -1;
+  return s;
+}
+
+Test(metrics, histograms_are_cumulative_and_labels_escaped) {
+  wr_snap *s = one_handler("a\"b\\c\nd");
+  wr_metrics_observe(&s->h[0].m.duration, 0.002);
+  wr_metrics_observe(&s->h[0].m.duration, 0.2);
+  size_t len;
+  char *p = wr_prom_render(s, &len);
+  cr_assert(p);
+  cr_assert_eq(strlen(p), len);
+  const char *l = "handler=\"a\\\"b\\\\c\\nd\"";
+  char want[256];
+  snprintf(want, sizeof want,
+           "warren_job_duration_seconds_bucket{%s,le=\"0.0025\"} 1\n", l);
+  cr_assert(strstr(p, want), "%s", want);
+  snprintf(want, sizeof want,
+           "warren_job_duration_seconds_bucket{%s,le=\"0.25\"} 2\n", l);
+  cr_assert(strstr(p, want), "%s", want);
+  snprintf(want, sizeof want,
+           "warren_job_duration_seconds_bucket{%s,le=\"+Inf\"} 2\n", l);
+  cr_assert(strstr(p, want), "%s", want);
+  snprintf(want, sizeof want, "warren_queue_messages_ready_per_worker{%s} 5\n",
+           l);
+  cr_assert(strstr(p, want), "%s", want);
+  /* Not probed yet: left out, not 0. */
+  cr_assert(!strstr(p, "warren_dead_letter_queue_messages{"));
+  cr_assert(!strstr(p, "warren_broker_rtt_seconds "));
+  free(p);
+  free(s);
+}
+
+Test(metrics, a_snapshot_lives_while_a_reader_holds_it) {
+  wr_snap_store st;
+  wr_snap_store_init(&st);
+  cr_assert_null(wr_snap_acquire(&st));
+  wr_snap *a = one_handler("a");
+  wr_snap_publish(&st, a);
+  wr_snap *held = wr_snap_acquire(&st);
+  cr_assert_eq(held, a);
+  wr_snap_publish(&st, one_handler("b")); /* a is still held */
+  cr_assert_str_eq(held->h[0].name, "a");
+  wr_snap_release(&st, held); /* freed here (ASan and valgrind check) */
+  wr_snap *b = wr_snap_acquire(&st);
+  cr_assert_str_eq(b->h[0].name, "b");
+  wr_snap_release(&st, b);
+  wr_snap_store_free(&st);
+}
+
+/* A job that started `ran` seconds ago, published at pub_ms (unix ms) by
+ * the header of RabbitMQ's message_timestamp plugin, or 0. */
+static void settle_one(wr_metrics *m, wr_job *job, double ran, int64_t pub_ms,
+                       wr_outcome o) {
+  static amqp_table_entry_t e;
+  memset(job, 0, sizeof *job);
+  job->started = wr_now() - ran;
+  if (pub_ms) {
+    e.key = amqp_cstring_bytes("timestamp_in_ms");
+    e.value.kind = AMQP_FIELD_KIND_I64;
+    e.value.value.i64 = pub_ms;
+    job->env.message.properties._flags = AMQP_BASIC_HEADERS_FLAG;
+    job->env.message.properties.headers = (amqp_table_t){1, &e};
+  }
+  wr_metrics_events.settled(m, 0, job, o, o == WR_OUT_ACKED ? NULL : "boom");
+}
+
+Test(metrics, duration_and_pickup_come_from_the_start_and_the_publish_time) {
+  wr_metrics m;
+  wr_job slots[2] = {0};
+  cr_assert_eq(wr_metrics_init(&m, 1, slots, 2), 0);
+  /* Published 3 s ago, started after 2.5 s, ran 0.5 s. */
+  settle_one(&m, &slots[0], 0.5, wr_unix_ms() - 3000, WR_OUT_ACKED);
+  const wr_handler_metrics *h = &m.h[0];
+  cr_assert_eq(h->duration.count, 1);
+  cr_assert_float_eq(h->duration.sum, 0.5, 0.05);
+  cr_assert_eq(h->pickup.count, 1);
+  cr_assert_float_eq(h->pickup.sum, 2.5, 0.05);
+  cr_assert_str_eq(h->last_error, "", "an ack is no error");
+  /* No publish time: no pickup; a failure's text is the last error. */
+  settle_one(&m, &slots[1], 0.01, 0, WR_OUT_FAILED);
+  cr_assert_eq(h->pickup.count, 1);
+  cr_assert_eq(h->duration.count, 2);
+  cr_assert_str_eq(h->last_error, "boom");
+  cr_assert_gt(h->last_error_ms, 0);
+  /* Never reached a handler: no duration. */
+  settle_one(&m, &slots[1], 0, 0, WR_OUT_MALFORMED);
+  cr_assert_eq(h->duration.count, 2);
+  wr_metrics_free(&m);
+}
+
+Test(metrics, a_dead_letter_counts_under_its_reason_once_confirmed) {
+  wr_metrics m;
+  wr_job slots[3] = {0};
+  cr_assert_eq(wr_metrics_init(&m, 1, slots, 3), 0);
+  slots[2].dead = 1;
+  wr_metrics_events.republished(&m, 0, &slots[2], 1, "signature");
+  cr_assert_eq(m.h[0].dead[WR_DEAD_SIGNATURE], 0, "not before the confirm");
+  wr_metrics_events.confirmed(&m, 0, &slots[2], 1);
+  cr_assert_eq(m.h[0].dead[WR_DEAD_SIGNATURE], 1);
+  wr_metrics_events.republished(&m, 0, &slots[1], 1, "rejected");
+  slots[1].dead = 1;
+  wr_metrics_events.confirmed(&m, 0, &slots[1], 0); /* refused */
+  cr_assert_eq(m.h[0].dead[WR_DEAD_REJECTED], 0);
+  wr_metrics_free(&m);
+}
