@@ -19,9 +19,9 @@
 
 TW_SUITE(bodies, 240);
 
-/* Around WR_ARENA_MIN_BODY, a page, a frame (128 KiB) and several. */
+/* Around a page, WR_ARENA_MIN_BODY (8 KiB), a frame (128 KiB), several. */
 static const size_t sizes[] = {
-    0,     1,      2047,   2048,    2049,          4096,         4097,
+    0,     1,      4096,   4097,    8191,          8192,         8193,
     65536, 131072, 131073, 1 << 20, (3 << 20) + 5, (8 << 20) + 3};
 #define NSIZES (sizeof sizes / sizeof *sizes)
 
@@ -188,7 +188,7 @@ Test(bodies, the_region_is_given_back_when_idle) {
  * region's mapping at fork: both must crash; attempt 3 writes nothing. */
 Test(bodies, a_handler_writing_to_its_body_crashes_and_the_retry_is_intact) {
   char log[300], rec[300];
-  /* b9 is 65536 bytes: it lies in the shared region */
+  /* b9 is 131072 bytes: it lies in the shared region */
   pid_t w = tw_start_record("it.bodies.scribble",
                             "retry = { backoff = [0.05]; max_crashes = 3; };",
                             "digest = true; scribble_on = \"b9\";", log, rec);
