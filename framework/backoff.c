@@ -14,6 +14,9 @@ void wr_backoff_init(wr_backoff *b, double min, double max, double jitter) {
 
 double wr_backoff_fail(wr_backoff *b, double rnd) {
   double d = b->next * (1.0 + b->jitter * (2.0 * rnd - 1.0));
+  /* Never above max: a draw past it is folded back below, so delays at
+   * the cap stay spread (clamping would stack them all on max). */
+  if (d > b->max) d = 2 * b->max - d;
   b->next *= 2;
   if (b->next > b->max) b->next = b->max;
   return d;
