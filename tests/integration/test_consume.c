@@ -234,3 +234,33 @@ Test(consume, broker_restart_mid_batch_loses_nothing, .timeout = 300) {
   cr_assert_eq(nq, 0);
   cr_assert(tw_wait_text(log, "connected to", 1));
 }
+
+/* handlers/wordcount.cpp, built with g++ from the same header: it loads
+ * (its entry symbol has C linkage), runs jobs, and its reject is a dead
+ * letter like any other. */
+Test(consume, a_handler_written_in_cxx_runs_jobs, .timeout = 120) {
+  const char *dir = tw_dir();
+  snprintf(text, sizeof text,
+           "handlers = ( { name = \"wc\"; queue = \"it.cxx\"; plugin = "
+           "\"" WARREN_CXX_HANDLER
+           "\"; settings = { min_length = 2; }; } );\n");
+  pid_t w = tw_warren_start(dir, text);
+  char log[300];
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30), "it did not start");
+  /* the message id is the body */
+  cr_assert_eq(tw_publish_raw("it.cxx", "pear a apple pear plum pear", NULL),
+               0);
+  cr_assert_eq(tw_publish_raw("it.cxx", "", NULL), 0);
+  cr_assert(tw_wait_text(log, "5 words, top 'pear' x3", 30),
+            "the job ran (one-letter words not counted)");
+  char dump[4096];
+  int got = 0;
+  for (int i = 0;
+       i < 100 && !(got = tw_take_one("it.cxx.dlq", dump, sizeof dump)); i++)
+    usleep(100000);
+  cr_assert_eq(got, 1, "the empty job was dead-lettered");
+  cr_assert(strstr(dump, "h.warren-last-error=empty body: nothing to count\n"),
+            "%s", dump);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
