@@ -1,9 +1,9 @@
 /*
  * One delivery held by the supervisor, from basic.deliver until it is
  * acked, requeued or rejected. Slots are preallocated (supervisor.c) and
- * linked through `next`, so the hot path allocates nothing of Warren's
- * own: the envelope is filled by rabbitmq-c in place and sent to a worker
- * from there.
+ * linked through `next`. The envelope is filled in place (deliver.c): its
+ * strings and properties by rabbitmq-c's allocator, its body in the
+ * handler's region when large (arena.h), and sent to a worker from there.
  */
 #ifndef WR_JOB_H
 #define WR_JOB_H
