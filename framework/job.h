@@ -33,6 +33,11 @@ typedef struct wr_job {
   struct wr_job *next;           /* the one queue it is on, or the free list */
 } wr_job;
 
+/* The job whose envelope env is (deliver.c hands out envelopes). */
+static inline wr_job *wr_job_of(amqp_envelope_t *env) {
+  return (wr_job *)((char *)env - offsetof(wr_job, env));
+}
+
 /* A FIFO of jobs linked through `next`; a job is on one queue at a time. */
 typedef struct wr_jobq {
   wr_job *head, *tail;

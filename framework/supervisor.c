@@ -37,7 +37,7 @@ typedef struct child_ref {
  * (arena.h), else the heap. */
 static void *on_body(void *ctx, amqp_envelope_t *env, size_t len) {
   wr_sup *s = ctx;
-  wr_job *job = (wr_job *)((char *)env - offsetof(wr_job, env));
+  wr_job *job = wr_job_of(env);
   job->body_off = WR_ARENA_NONE;
   wr_arena *a = env->channel >= 1 && env->channel <= s->nh
                     ? s->h[env->channel - 1].arena
@@ -50,7 +50,7 @@ static void *on_body(void *ctx, amqp_envelope_t *env, size_t len) {
 
 static void on_release(void *ctx, amqp_envelope_t *env) {
   wr_sup *s = ctx;
-  wr_job *job = (wr_job *)((char *)env - offsetof(wr_job, env));
+  wr_job *job = wr_job_of(env);
   if (job->body_off != WR_ARENA_NONE)
     wr_arena_free(s->h[env->channel - 1].arena, job->body_off,
                   env->message.body.len);
