@@ -690,9 +690,28 @@ static void load_health(ctx *c, wr_cfg *cfg, size_t *used,
       get_double(c, g, "queue_log_interval", 60, 0, 86400);
 }
 
+static const char *env_lookup(const char *name) {
+  return getenv(name);
+}
+
+/* The `tracing` group, with the OTEL_* environment over it (otelcfg.h). */
+static void load_tracing(ctx *c, wr_cfg *cfg, config_setting_t *root) {
+  config_setting_t *g = config_setting_get_member(root, "tracing");
+  if (g && !config_setting_is_group(g)) {
+    problem(c, g, "must be a group");
+    return;
+  }
+  char why[2048];
+  if (wr_otel_cfg_load(g, env_lookup, &cfg->tracing, why, sizeof why) == 0) return;
+  /* One problem per line, each naming its setting or variable. */
+  for (char *line = strtok(why, "\n"); line; line = strtok(NULL, "\n"))
+    problem(c, g ? g : root, "%s", line);
+}
+
 int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
   static const char *const top_keys[] = {
-      "broker", "worker", "exchanges", "handlers", "health", "signing", NULL};
+      "broker",  "worker",  "exchanges", "handlers",
+      "health",  "signing", "tracing",   NULL};
   if (errlen) err[0] = '\0';
   wr_cfg *cfg = calloc(1, sizeof *cfg);
   if (cfg) config_init(&cfg->lc);
@@ -727,6 +746,7 @@ int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
   load_exchanges(&c, cfg, root);
   load_signing(&c, cfg, &used, root);
   load_handlers(&c, cfg, &used, root);
+  load_tracing(&c, cfg, root);
   if (c.errors) {
     wr_cfg_free(cfg);
     return WARREN_CONFIG_INVALID;

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "../framework/conn.h"
+#include "../otel/otelcfg.h"
 
 #define WR_CFG_MAX_PREFETCH 65535
 #define WR_CFG_MAX_CONCURRENCY 1024
@@ -102,6 +103,7 @@ typedef struct wr_cfg {
   wr_handler_cfg *handlers;
   size_t n_handlers;
   wr_signing_cfg signing;
+  wr_otel_cfg tracing; /* the `tracing` group and the OTEL_* variables */
   char *owned; /* resolved plugin paths and password, one block */
 } wr_cfg;
 

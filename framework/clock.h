@@ -13,5 +13,7 @@ double wr_now(void);
 long long wr_now_ms(void);
 /* Unix time in milliseconds. */
 int64_t wr_unix_ms(void);
+/* Unix time in nanoseconds (span times). */
+int64_t wr_unix_ns(void);
 
 #endif

@@ -1,10 +1,12 @@
 #include "inproc.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <warren/status.h>
 
 #include "clock.h"
+#include "extras.h"
 #include "headers.h"
 #include "ipc.h"
 #include "sign.h"
@@ -51,8 +53,11 @@ static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
   fp[WR_JOB_BODY] = f[WR_JOB_BODY].ptr;
   len[WR_JOB_BODY] = f[WR_JOB_BODY].len;
   warren_message m;
+  wr_worker_trace tr;
+  wr_worker_trace_set(&tr, job->trace.trace_id, job->trace.span_id,
+                      job->trace.flags, job->trace.on);
   wr_worker_message(&m, fp, len, &hdrs, job->env.delivery_tag,
-                    job->meta.attempt, job->env.redelivered ? 1u : 0u);
+                    job->meta.attempt, job->env.redelivered ? 1u : 0u, &tr);
   job->started = wr_now(); /* as a worker's job (pool.c), for durations */
   WR_NOTIFY(&s->obs, started, h->index, job);
   if (job->signed_ok &&
@@ -64,6 +69,11 @@ static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
   size_t err_len;
   int32_t r = wr_worker_run(h->cfg->name, h->plugin.def, h->inline_state, &m,
                             &err, &err_len);
+  const wr_extras_buf *x = wr_worker_extras();
+  if (x->len && (job->xbuf = malloc(x->len))) { /* as a worker sends them */
+    memcpy(job->xbuf, x->p, x->len);
+    job->xlen = x->len;
+  }
   wr_sup_done(s, h, job, r, err, err_len);
 }
 

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -85,7 +86,23 @@ int wr_ipc_send(int fd, uint32_t type, const void *fixed, size_t fixed_len,
   return writev_all(fd, iov, 3);
 }
 
+void wr_ipc_reader_free(wr_ipc_reader *r) {
+  free(r->big);
+  r->big = NULL;
+  r->in_big = 0;
+  r->big_have = 0;
+}
+
 long wr_ipc_reader_fill(wr_ipc_reader *r, int fd) {
+  if (r->in_big) { /* straight into the large frame's own memory */
+    ssize_t n;
+    do {
+      n = read(fd, r->big + r->big_have, r->big_hdr.len - r->big_have);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return WR_IPC_AGAIN;
+    if (n > 0) r->big_have += (size_t)n;
+    return (long)n;
+  }
   if (r->consumed) {
     memmove(r->buf, r->buf + r->consumed, r->len - r->consumed);
     r->len -= r->consumed;
@@ -101,12 +118,38 @@ long wr_ipc_reader_fill(wr_ipc_reader *r, int fd) {
   return (long)n;
 }
 
+/* Start reading a large frame whose header is at r->consumed. */
+static int begin_big(wr_ipc_reader *r, const wr_ipc_hdr *hdr) {
+  if (hdr->type != WR_IPC_EXTRAS || hdr->len > WR_IPC_MAX_BIG) return -1;
+  free(r->big);
+  r->big = malloc((size_t)hdr->len);
+  if (!r->big) return -1;
+  r->big_hdr = *hdr;
+  r->consumed += sizeof *hdr;
+  size_t have = r->len - r->consumed;
+  r->big_have = have < hdr->len ? have : (size_t)hdr->len;
+  memcpy(r->big, r->buf + r->consumed, r->big_have);
+  r->consumed += r->big_have;
+  r->in_big = 1;
+  return 0;
+}
+
 int wr_ipc_reader_next(wr_ipc_reader *r, wr_ipc_hdr *hdr,
                        const unsigned char **payload) {
+  if (r->in_big) {
+    if (r->big_have < r->big_hdr.len) return 0;
+    r->in_big = 0; /* complete: returned once, freed by the next one */
+    *hdr = r->big_hdr;
+    *payload = r->big;
+    return 1;
+  }
   size_t avail = r->len - r->consumed;
   if (avail < sizeof *hdr) return 0;
   memcpy(hdr, r->buf + r->consumed, sizeof *hdr);
-  if (hdr->len > WR_IPC_RBUF - sizeof *hdr) return -1;
+  if (hdr->len > WR_IPC_RBUF - sizeof *hdr) {
+    if (begin_big(r, hdr) != 0) return -1;
+    return wr_ipc_reader_next(r, hdr, payload);
+  }
   if (avail < sizeof *hdr + hdr->len) return 0;
   *payload = r->buf + r->consumed + sizeof *hdr;
   r->consumed += sizeof *hdr + (size_t)hdr->len;

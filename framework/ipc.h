@@ -24,6 +24,9 @@ enum wr_ipc_type {
   WR_IPC_WAKE = 2,        /* worker -> supervisor: results are published */
   WR_IPC_READY = 3,       /* worker -> supervisor: init done */
   WR_IPC_INIT_FAILED = 4, /* worker -> supervisor: text, then exit */
+  /* worker -> supervisor: u64 job id, then what the handler added to the
+   * job (extras.h), sent before the job's result is published */
+  WR_IPC_EXTRAS = 5,
 };
 
 /*
@@ -50,7 +53,7 @@ typedef struct wr_ipc_slot {
   int32_t result;    /* warren_result */
   uint32_t err_len;  /* bytes of err used */
   uint32_t over_rss; /* the worker's peak RSS passed rss_limit_kb */
-  uint32_t pad;
+  uint32_t extras;   /* a WR_IPC_EXTRAS frame for this job came first */
   char err[WR_IPC_MAX_ERROR];
 } wr_ipc_slot;
 
@@ -103,6 +106,11 @@ typedef struct wr_ipc_job {
   uint32_t check_body; /* compare the body with body_sha256 */
   uint32_t pad;
   unsigned char body_sha256[32]; /* its signed digest (sigcheck.h) */
+  uint8_t trace_id[16];          /* the job's span (job.h), when traced */
+  uint8_t span_id[8];
+  uint8_t trace_flags;
+  uint8_t traced;
+  uint8_t pad2[6];
 } wr_ipc_job;
 
 /* One field of a job as it is sent: pointer and length, not copied. */
@@ -147,14 +155,24 @@ int wr_ipc_send(int fd, uint32_t type, const void *fixed, size_t fixed_len,
 /*
  * Incremental frame reader for the supervisor's non-blocking side: feed
  * it what read() returned, then pop complete frames. Frames from workers
- * are small; anything over the buffer is a protocol error.
+ * are small, but for WR_IPC_EXTRAS, which may carry follow-up jobs: one
+ * over the buffer is read into memory of its own, up to WR_IPC_MAX_BIG.
+ * Anything else over the buffer is a protocol error.
  */
 #define WR_IPC_RBUF (sizeof(wr_ipc_hdr) + WR_IPC_MAX_ERROR + 64)
+#define WR_IPC_MAX_BIG (((uint64_t)64 << 20) + 65536) /* extras.h, framed */
 typedef struct wr_ipc_reader {
   unsigned char buf[WR_IPC_RBUF * 2];
   size_t len;
-  size_t consumed; /* bytes of the frame last returned by _next */
+  size_t consumed;    /* bytes of the frame last returned by _next */
+  unsigned char *big; /* the large frame being read, or last returned */
+  size_t big_have;    /* its payload bytes read so far */
+  wr_ipc_hdr big_hdr;
+  int in_big; /* big is being filled */
 } wr_ipc_reader;
+
+/* Free what a reader holds (a large frame). */
+void wr_ipc_reader_free(wr_ipc_reader *r);
 
 /* read() once from fd into r. Returns bytes read, 0 on EOF, -1 on error,
  * WR_IPC_AGAIN when a non-blocking fd has nothing now. */

@@ -99,6 +99,12 @@ static _Noreturn void child(wr_pool *p, wr_child *self, int fd, pid_t parent) {
   wr_worker_main(3, self->shm, p->arena, p->name, p->def, p->settings);
 }
 
+/* Extras read from a worker whose results will not be collected. */
+static void drop_extras(wr_child *c) {
+  for (int i = 0; i < c->nx; i++) free(c->xq[i].p);
+  c->nx = 0;
+}
+
 static int spawn(wr_pool *p, wr_child *c) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -1;
@@ -126,7 +132,9 @@ static int spawn(wr_pool *p, wr_child *c) {
   }
   if (pid == 0) child(p, c, sv[1], parent);
   close(sv[1]);
+  wr_ipc_reader_free(&c->rd);
   memset(&c->rd, 0, sizeof c->rd);
+  drop_extras(c);
   c->pid = pid;
   c->fd = sv[0];
   c->state = WR_CHILD_STARTING;
@@ -305,6 +313,12 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
   }
   /* The body is hashed by the worker, off the loop (sigcheck.h). */
   if (job->signed_ok) memcpy(j.body_sha256, job->body_sha256, 32);
+  if (job->trace.on) {
+    memcpy(j.trace_id, job->trace.trace_id, 16);
+    memcpy(j.span_id, job->trace.span_id, 8);
+    j.trace_flags = job->trace.flags;
+    j.traced = 1;
+  }
   wr_ipc_batch_add(c->out, &j, f);
   c->unsent++;
   c->q[(c->head + c->len++) % WR_POOL_MAX_DEPTH] = job;
@@ -341,7 +355,10 @@ static void collect(wr_pool *p, wr_child *c) {
     if (revoked_skip(c, s)) continue;
     if (c->len <= c->unsent) break;
     wr_job *job = c->q[c->head];
-    if (s->job_id != job->id || s->err_len > WR_IPC_MAX_ERROR) {
+    /* Its extras came first on the socket: wait for them to be read. */
+    if (s->extras && !c->nx) break;
+    if (s->job_id != job->id || s->err_len > WR_IPC_MAX_ERROR ||
+        (s->extras && c->xq[0].job_id != job->id)) {
       wr_warn(
           "handler %s: worker %d published a result for another job; "
           "killing it",
@@ -366,6 +383,11 @@ static void collect(wr_pool *p, wr_child *c) {
     } else {
       c->q[c->head]->started = wr_now(); /* the next one starts now */
       if (p->ev->started) p->ev->started(p->ctx, p, c->q[c->head]);
+    }
+    if (s->extras) {
+      job->xbuf = c->xq[0].p;
+      job->xlen = c->xq[0].len;
+      memmove(&c->xq[0], &c->xq[1], (size_t)--c->nx * sizeof c->xq[0]);
     }
     if (s->result == WR_IPC_SKIPPED)
       p->ev->unstarted(p->ctx, p, job);
@@ -441,6 +463,17 @@ static long pump(wr_pool *p, wr_child *c) {
                (const char *)pl);
     } else if (h.type == WR_IPC_WAKE && h.len == 0) {
       /* results are collected below */
+    } else if (h.type == WR_IPC_EXTRAS && h.len >= 8 &&
+               c->nx < WR_POOL_MAX_DEPTH) {
+      unsigned char *x = malloc((size_t)h.len - 8);
+      if (!x && h.len > 8) {
+        discard(p, c, "sent extras that do not fit in memory");
+        return -1;
+      }
+      memcpy(&c->xq[c->nx].job_id, pl, 8);
+      if (h.len > 8) memcpy(x, pl + 8, (size_t)h.len - 8);
+      c->xq[c->nx].p = x;
+      c->xq[c->nx++].len = (size_t)h.len - 8;
     } else {
       discard(p, c, "sent an unexpected frame");
       return -1;
@@ -520,6 +553,7 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
   c->head = c->len = c->unsent = 0;
   c->out->n = c->out->niov = c->out->first = c->out->done = 0;
   c->arena_used = 0;
+  drop_extras(c);
 }
 
 int wr_pool_reap(wr_pool *p, pid_t pid, int status) {
@@ -649,6 +683,8 @@ void wr_pool_free(wr_pool *p) {
     free(c->out);
     free(c->arena);
     free(c->big);
+    drop_extras(c);
+    wr_ipc_reader_free(&c->rd);
   }
   free(p->children);
   p->children = NULL;

@@ -54,13 +54,23 @@ typedef struct wr_child {
   unsigned long jobs; /* results since it started */
   int retiring;       /* takes no more jobs; stopped and replaced when idle */
   wr_ipc_reader rd;
+  /* WR_IPC_EXTRAS frames read, each waiting for its job's result: job
+   * ids and malloc'd payloads, oldest first */
+  struct {
+    uint64_t job_id;
+    unsigned char *p;
+    size_t len;
+  } xq[WR_POOL_MAX_DEPTH];
+  int nx;
   double spawned;       /* monotonic seconds of its fork */
   unsigned long deaths; /* unplanned exits (not recycles or timeouts) */
 } wr_child;
 
 struct wr_pool;
 typedef struct wr_pool_events {
-  /* The worker finished `job` with `result`; err is its set_error text. */
+  /* The worker finished `job` with `result`; err is its set_error text.
+   * What the handler added (extras.h), if anything, is job->xbuf, which
+   * the callee then owns. */
   void (*done)(void *ctx, struct wr_pool *p, wr_job *job, int result,
                const char *err, size_t err_len);
   /* The worker running `job` died; `why` describes how. timed_out: the

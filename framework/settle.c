@@ -7,14 +7,27 @@
 #include <warren/status.h>
 
 #include "clock.h"
+#include "extras.h"
 #include "log.h"
+#include "spans.h"
 #include "sup_private.h"
 #include "topology.h"
+#include "tracectx.h"
 
 static amqp_bytes_t msg_id(const wr_job *job) {
   const amqp_basic_properties_t *p = &job->env.message.properties;
   amqp_bytes_t none = {0, ""};
   return (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id : none;
+}
+
+/* The job waits on `confirming` for the n publishes from first on. */
+static void await_confirms(wr_sup *s, wr_job *job, uint64_t first, size_t n) {
+  job->confirm_first = first;
+  job->confirm_seq = first + n - 1;
+  memset(job->confirm_bits, 0, sizeof job->confirm_bits);
+  for (size_t k = 0; k < n; k++) job->confirm_bits[k / 64] |= 1ull << (k % 64);
+  job->returned = 0;
+  wr_jobq_push(&s->settle.confirming, job);
 }
 
 /*
@@ -29,7 +42,7 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   int64_t now = wr_unix_ms();
   uint32_t crashes = o == WR_OUT_CRASHED ? job->meta.crashes + 1 : 0;
   uint64_t seq = wr_session_next_seq(&s->session);
-  amqp_table_entry_t add[14];
+  amqp_table_entry_t add[16];
   size_t n = 0;
   add[n++] = wr_entry_int(WR_H_COPY, (int64_t)seq);
   add[n++] =
@@ -46,6 +59,10 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
     add[n++] = wr_entry_str(WR_SIGN_COUNTER_HEADER, csig);
   if (o == WR_OUT_SIGNATURE)
     add[n++] = wr_entry_str(WR_H_SIG_CHECK, wr_sign_check_name(job->sig_check));
+  /* The copy continues the trace from this attempt (spans.h). */
+  char tp[WR_TRACEPARENT_LEN + 1];
+  if (wr_spans_copy_context(job, tp) == 0)
+    add[n++] = wr_entry_str("traceparent", tp);
   amqp_basic_properties_t pr = job->env.message.properties;
   char exchange[300], rk[300], expiration[32];
   if (d.dead) {
@@ -101,12 +118,110 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
     wr_info("handler %s: job %.*s attempt %u failed (%s); retry in %.1f s",
             hc->name, (int)id.len, (const char *)id.bytes, job->meta.attempt,
             err, (double)d.delay_ms / 1000.0);
-  job->confirm_seq = got;
   job->dead = (uint8_t)d.dead;
-  job->returned = 0;
-  wr_jobq_push(&s->settle.confirming, job);
+  job->followups = 0;
+  await_confirms(s, job, got, 1);
   WR_NOTIFY(&s->obs, republished, h->index, job, d.dead,
             d.dead ? d.reason : NULL);
+}
+
+static amqp_field_value_t field_of(const wr_attr *a) {
+  amqp_field_value_t v = {0};
+  switch (a->type) {
+    case WR_ATTR_STRING:
+      v.kind = AMQP_FIELD_KIND_UTF8;
+      v.value.bytes = (amqp_bytes_t){a->len, (void *)a->str};
+      break;
+    case WR_ATTR_INT:
+      v.kind = AMQP_FIELD_KIND_I64;
+      v.value.i64 = a->i;
+      break;
+    case WR_ATTR_DOUBLE:
+      v.kind = AMQP_FIELD_KIND_F64;
+      v.value.f64 = a->d;
+      break;
+    default:
+      v.kind = AMQP_FIELD_KIND_BOOLEAN;
+      v.value.boolean = a->i != 0;
+  }
+  return v;
+}
+
+static amqp_bytes_t bytes_of(wr_str s) {
+  return (amqp_bytes_t){s.len, (void *)s.s};
+}
+
+/* Publish follow-up f of job. Returns its confirm sequence, or 0 when the
+ * connection was lost. */
+static uint64_t publish_followup(wr_sup *s, wr_handler_rt *h,
+                                 const wr_job *job, const wr_followup *f) {
+  amqp_table_entry_t e[WR_EXTRAS_MAX_HEADERS + 5];
+  size_t n = 0;
+  for (size_t i = 0; i < f->nheaders; i++)
+    e[n++] = (amqp_table_entry_t){amqp_cstring_bytes(f->headers[i].key),
+                                  field_of(&f->headers[i])};
+  /* Which publish it is, for a return (conn.h), as on copies. */
+  e[n++] = wr_entry_int(WR_H_COPY, (int64_t)wr_session_next_seq(&s->session));
+  char tp[WR_TRACEPARENT_LEN + 1];
+  const amqp_table_t *orig = (job->env.message.properties._flags &
+                              AMQP_BASIC_HEADERS_FLAG)
+                                 ? &job->env.message.properties.headers
+                                 : NULL;
+  amqp_bytes_t ts;
+  if (wr_spans_followup_context(job, orig, tp, &ts) == 0) {
+    e[n++] = wr_entry_str("traceparent", tp);
+    if (ts.len)
+      e[n++] = (amqp_table_entry_t){amqp_cstring_bytes("tracestate"),
+                                    {AMQP_FIELD_KIND_UTF8, {.bytes = ts}}};
+  }
+  amqp_basic_properties_t pr = {0};
+  pr._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
+  pr.delivery_mode = f->transient ? 1 : 2;
+  if (f->content_type.len) {
+    pr._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+    pr.content_type = bytes_of(f->content_type);
+  }
+  if (f->message_id.len) {
+    pr._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+    pr.message_id = bytes_of(f->message_id);
+  }
+  if (f->correlation_id.len) {
+    pr._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+    pr.correlation_id = bytes_of(f->correlation_id);
+  }
+  /* Signed as its producer, with Warren's own key (docs/signing.md). */
+  char sig[WARREN_SIGNATURE_MAX];
+  if (s->sig.ring && s->sig.counter_key[0]) {
+    wr_sign_job sj = {{f->message_id.s, f->message_id.len},
+                      {f->exchange.s, f->exchange.len},
+                      {f->routing_key.s, f->routing_key.len},
+                      {f->content_type.s, f->content_type.len},
+                      {"", 0}};
+    if (wr_sign_make(s->sig.ring, s->sig.counter_key, wr_sign_now_ms(), &sj,
+                     f->body, f->body_len, sig) == 0)
+      e[n++] = wr_entry_str(WARREN_SIGNATURE_HEADER, sig);
+  }
+  pr.headers = (amqp_table_t){(int)n, e};
+  (void)h;
+  return wr_session_publish(&s->session, f->exchange.s, f->routing_key.s, &pr,
+                            (amqp_bytes_t){f->body_len, (void *)f->body});
+}
+
+void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
+  const wr_extras *x = job->extras;
+  uint64_t first = 0;
+  for (size_t i = 0; i < x->nfollow; i++) {
+    uint64_t seq = publish_followup(s, h, job, &x->follow[i]);
+    if (!seq) { /* connection lost: the broker redelivers the job */
+      WR_NOTIFY(&s->obs, dropped, h->index, 1);
+      wr_sup_release(s, job);
+      return;
+    }
+    if (!first) first = seq;
+  }
+  job->dead = 0;
+  job->followups = 1;
+  await_confirms(s, job, first, x->nfollow);
 }
 
 void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
@@ -136,6 +251,10 @@ void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
 /* The copy of `job` went through: ack the original. */
 static void copy_confirmed(wr_sup *s, wr_job *job) {
   wr_handler_rt *h = &s->h[job->handler];
+  if (job->followups) { /* all of them: the job is done */
+    wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
+    return;
+  }
   WR_NOTIFY(&s->obs, confirmed, h->index, job, 1);
   if (h->refusing) {
     h->refusing = 0;
@@ -153,6 +272,16 @@ static void copy_confirmed(wr_sup *s, wr_job *job) {
  * (an operator may have deleted a retry queue or unbound the DLQ). */
 static void copy_refused(wr_sup *s, wr_job *job) {
   wr_handler_rt *h = &s->h[job->handler];
+  if (job->followups) {
+    /* The handler's work is not complete: the job fails this attempt
+     * and its retry sends the follow-ups again (handler.h). */
+    char err[128];
+    snprintf(err, sizeof err, "a follow-up job was %s by the broker",
+             job->returned ? "returned unroutable" : "refused");
+    job->followups = 0;
+    wr_settle_finish(s, h, job, WR_OUT_FAILED, err);
+    return;
+  }
   WR_NOTIFY(&s->obs, confirmed, h->index, job, 0);
   double delay = wr_backoff_fail(&h->refusal, wr_rand01());
   amqp_bytes_t id = msg_id(job);
@@ -171,11 +300,31 @@ static void copy_refused(wr_sup *s, wr_job *job) {
   if (!s->settle.redeclare_at) s->settle.redeclare_at = wr_now();
 }
 
+/* Clear the publishes of j that confirm ev covers; 1 when any was. */
+static int cover(wr_job *j, const wr_pub_event *ev) {
+  uint64_t lo = ev->multiple ? j->confirm_first : ev->tag, hi = ev->tag;
+  if (lo < j->confirm_first) lo = j->confirm_first;
+  if (hi > j->confirm_seq) hi = j->confirm_seq;
+  int any = 0;
+  for (uint64_t q = lo; q <= hi && lo <= hi; q++) {
+    uint64_t k = q - j->confirm_first, bit = 1ull << (k % 64);
+    any |= (j->confirm_bits[k / 64] & bit) != 0;
+    j->confirm_bits[k / 64] &= ~bit;
+  }
+  return any;
+}
+
+static int awaited(const wr_job *j) {
+  return (j->confirm_bits[0] | j->confirm_bits[1] | j->confirm_bits[2] |
+          j->confirm_bits[3]) != 0;
+}
+
 void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
   wr_jobq *q = &s->settle.confirming;
   if (ev->kind == WR_PUB_RETURN) {
     wr_job *j = q->head;
-    while (j && ev->copy >= 0 && j->confirm_seq != (uint64_t)ev->copy)
+    while (j && ev->copy >= 0 && (j->confirm_first > (uint64_t)ev->copy ||
+                                  j->confirm_seq < (uint64_t)ev->copy))
       j = j->next;
     if (!j || ev->copy < 0) {
       /* Not a copy of ours: nothing is tied to it. */
@@ -186,8 +335,11 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
       return;
     }
     j->returned = 1;
-    wr_debug("handler %s: a %s copy came back unroutable: %s",
-             s->h[j->handler].cfg->name, j->dead ? "dead-letter" : "retry",
+    wr_debug("handler %s: a %s came back unroutable: %s",
+             s->h[j->handler].cfg->name,
+             j->followups ? "follow-up"
+             : j->dead    ? "dead-letter copy"
+                          : "retry copy",
              ev->why);
     return;
   }
@@ -197,8 +349,8 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
   wr_job *prev = NULL, *j = q->head;
   while (j) {
     wr_job *next = j->next;
-    if (j->confirm_seq == ev->tag ||
-        (ev->multiple && j->confirm_seq < ev->tag)) {
+    if (cover(j, ev) && ev->kind != WR_PUB_ACK) j->returned = 1;
+    if (!awaited(j)) {
       wr_jobq_unlink(q, prev, j);
       wr_jobq_push(&done, j);
     } else {

@@ -44,6 +44,13 @@ void wr_settle_finish(struct wr_sup *s, struct wr_handler_rt *h, wr_job *job,
 /* A confirm, nack or return on the publishing channel. */
 void wr_settle_published(struct wr_sup *s, const wr_pub_event *ev);
 
+/* A job acked by its handler that published follow-ups (extras.h, parsed
+ * in job->extras): publish them; the job is settled as acked once the
+ * broker confirmed every one, or fails this attempt if one is refused or
+ * returned (handler.h says why). */
+void wr_settle_followups(struct wr_sup *s, struct wr_handler_rt *h,
+                         wr_job *job);
+
 /* Requeue parked jobs that are due, re-declare topology when asked.
  * Returns when it is next due (0: nothing). */
 double wr_settle_tick(struct wr_sup *s, double now);

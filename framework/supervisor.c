@@ -15,13 +15,16 @@
 #include "joblog.h"
 #include "keyring.h"
 #include "log.h"
+#include "extras.h"
 #include "monitor.h"
+#include "spans.h"
 #include "sup_private.h"
 #include "topology.h"
 
 #define WORKER_START_S 30.0 /* time init() gets at start */
 #define WORKER_STOP_S 5.0   /* time idle workers get to run shutdown() */
 #define ACK_DELAY_S 0.001   /* longest a finished job waits for its ack */
+#define SPAN_FLUSH_S 5.0    /* time queued spans get to reach the collector */
 
 /* A worker's socket as the loop watches it. */
 typedef struct child_ref {
@@ -62,6 +65,14 @@ static void on_release(void *ctx, amqp_envelope_t *env) {
 
 void wr_sup_release(wr_sup *s, wr_job *job) {
   on_release(s, &job->env);
+  if (job->extras) {
+    wr_extras_release(job->extras);
+    free(job->extras);
+    job->extras = NULL;
+  }
+  free(job->xbuf);
+  job->xbuf = NULL;
+  job->xlen = 0;
   wr_deliver_free(&job->env);
   job->next = s->free_list;
   s->free_list = job;
@@ -86,10 +97,30 @@ void wr_sup_flush_acks(wr_sup *s, wr_handler_rt *h) {
     if (wr_session_ack(&s->session, h->ch, p.single[i], 0) != 0) return;
 }
 
+/* What the handler added to the job (extras.h): parsed into job->extras
+ * for its span and follow-ups. Malformed, it is dropped, and said once. */
+static void take_extras(wr_sup *s, wr_handler_rt *h, wr_job *job) {
+  (void)s;
+  wr_extras *x = malloc(sizeof *x);
+  if (x && wr_extras_parse(job->xbuf, job->xlen, x) == 0) {
+    job->extras = x;
+    return;
+  }
+  free(x);
+  wr_error(
+      "handler %s: what the handler added to job %llu (span data, follow-up "
+      "jobs) is malformed or too large for memory; dropped",
+      h->cfg->name, (unsigned long long)job->id);
+}
+
 void wr_sup_done(wr_sup *s, wr_handler_rt *h, wr_job *job, int result,
                  const char *err, size_t err_len) {
+  if (job->xbuf && !job->extras) take_extras(s, h, job);
   if (result == WARREN_ACK) {
-    wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
+    if (job->extras && job->extras->nfollow)
+      wr_settle_followups(s, h, job);
+    else
+      wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
     return;
   }
   char text[WR_IPC_MAX_ERROR + 64];
@@ -537,6 +568,18 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   gethostname(s->host, sizeof s->host - 1);
   wr_observe(&s->obs, &wr_stats_events, s->stats);
   wr_observe(&s->obs, &wr_joblog_events, cfg);
+  if (cfg->tracing.enabled) {
+    rc = wr_spans_create(&cfg->tracing, cfg, &s->spans, err, errlen);
+    if (rc != WARREN_OK) {
+      wr_sup_destroy(s);
+      return rc;
+    }
+    /* First in the chain: a job refused at intake has its span too. */
+    wr_intake_add(&s->intake, &wr_intake_trace, s->spans);
+    wr_observe(&s->obs, &wr_spans_events, s->spans);
+    wr_info("tracing: spans go to %s as service %s", cfg->tracing.endpoint,
+            cfg->tracing.service_name);
+  }
   /* Only checks that some handler needs run on every delivery. */
   for (size_t i = 0; i < s->nh; i++)
     if (cfg->handlers[i].max_body) {
@@ -545,6 +588,7 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
     }
   wr_intake_add(&s->intake, &wr_intake_headers, s);
   rc = wr_sigcheck_init(&s->sig, cfg);
+
   if (rc != WARREN_OK) {
     wr_sup_destroy(s);
     return rc;
@@ -635,6 +679,7 @@ void wr_sup_destroy(wr_sup *s) {
   wr_loop_destroy(s->loop);
   wr_sigcheck_free(&s->sig);
   wr_monitor_destroy(s->monitor); /* observers are not called any more */
+  wr_spans_destroy(s->spans, SPAN_FLUSH_S);
   free(s->h);
   free(s->stats);
   free(s->slots);

@@ -11,10 +11,13 @@
 #include <warren/status.h>
 
 #include "arena.h"
+#include "clock.h"
+#include "extras.h"
 #include "headers.h"
 #include "ipc.h"
 #include "log.h"
 #include "sign.h"
+#include "tracectx.h"
 
 /* The handler being called; one at a time per process. */
 static const char *g_name;
@@ -29,6 +32,8 @@ static char g_err[WR_IPC_MAX_ERROR];
 static size_t g_err_len;
 static const warren_message *g_current;
 static wr_arena *g_arena; /* where large bodies lie (arena.h) */
+static wr_extras_buf g_extras; /* what the running job's handler added */
+static int g_sampled;          /* its span records what handlers add */
 
 static void api_log(warren_log_level level, const char *fmt, ...) {
   va_list ap;
@@ -46,6 +51,32 @@ static void api_set_error(const warren_message *msg, const char *fmt, ...) {
   g_err_len = n < 0                      ? 0
               : (size_t)n < sizeof g_err ? (size_t)n
                                          : sizeof g_err - 1;
+}
+
+static int api_span_set_attribute(const warren_message *msg, const char *key,
+                                  const warren_value *value) {
+  if (!msg || msg != g_current || !key || !value) return WARREN_INVALID;
+  return g_sampled ? wr_extras_attr(&g_extras, key, value) : WARREN_OK;
+}
+
+static int api_span_add_event(const warren_message *msg, const char *name,
+                              const warren_attribute *attrs, size_t n) {
+  if (!msg || msg != g_current || !name) return WARREN_INVALID;
+  if (!g_sampled) return WARREN_OK;
+  return wr_extras_event(&g_extras, name, (uint64_t)wr_unix_ns(), attrs, n);
+}
+
+static int api_publish(const warren_message *msg, const warren_publish *pub) {
+  if (!msg || msg != g_current) return WARREN_INVALID;
+  /* "<job id>/<n>": a retry that sends the follow-ups again sends the
+   * same ids, so their consumers can tell the duplicates. */
+  char id[300];
+  const char *def = NULL;
+  if (msg->message_id[0]) {
+    snprintf(id, sizeof id, "%s/%u", msg->message_id, g_extras.nfollow + 1);
+    def = id;
+  }
+  return wr_extras_followup(&g_extras, pub, def);
 }
 
 static int api_setting_get(const warren_settings *s, const char *path,
@@ -89,6 +120,9 @@ static const warren_api g_api = {
     .header_at = wr_hdr_at,
     .setting_get = api_setting_get,
     .set_error = api_set_error,
+    .span_set_attribute = api_span_set_attribute,
+    .span_add_event = api_span_add_event,
+    .publish = api_publish,
 };
 
 static _Noreturn void die(int code) {
@@ -153,14 +187,32 @@ static int unpack(unsigned char *p, size_t len, warren_message *msg,
       return -1;
     j.field_len[WR_JOB_BODY] = j.body_len;
   }
+  static wr_worker_trace trace; /* one job at a time */
+  wr_worker_trace_set(&trace, j.trace_id, j.span_id, j.trace_flags, j.traced);
   return wr_worker_message(msg, f, j.field_len, hdrs, j.delivery_tag, j.attempt,
-                           j.redelivered);
+                           j.redelivered, &trace);
+}
+
+void wr_worker_trace_set(wr_worker_trace *t, const uint8_t trace_id[16],
+                         const uint8_t span_id[8], uint8_t flags, int traced) {
+  if (!traced) {
+    *t = (wr_worker_trace){0};
+    return;
+  }
+  wr_trace_ctx c = {.flags = flags, .valid = 1};
+  memcpy(c.trace_id, trace_id, 16);
+  memcpy(c.span_id, span_id, 8);
+  wr_trace_hex(trace_id, 16, t->trace_id);
+  wr_trace_hex(span_id, 8, t->span_id);
+  wr_trace_format(&c, t->traceparent);
+  t->sampled = (flags & WR_TRACE_SAMPLED) != 0;
 }
 
 int wr_worker_message(warren_message *msg, const char *const f[WR_JOB_NFIELDS],
                       const uint64_t len[WR_JOB_NFIELDS],
                       struct warren_headers *hdrs, uint64_t delivery_tag,
-                      uint32_t attempt, uint32_t redelivered) {
+                      uint32_t attempt, uint32_t redelivered,
+                      const wr_worker_trace *trace) {
   if (wr_hdr_parse(hdrs, (const unsigned char *)f[WR_JOB_HEADERS],
                    len[WR_JOB_HEADERS]) != WARREN_OK)
     return -1;
@@ -177,7 +229,11 @@ int wr_worker_message(warren_message *msg, const char *const f[WR_JOB_NFIELDS],
       .attempt = attempt,
       .redelivered = redelivered,
       .delivery_tag = delivery_tag,
+      .trace_id = trace->trace_id,
+      .span_id = trace->span_id,
+      .traceparent = trace->traceparent,
   };
+  g_sampled = trace->sampled;
   return 0;
 }
 
@@ -186,6 +242,14 @@ int wr_worker_message(warren_message *msg, const char *const f[WR_JOB_NFIELDS],
 static int publish(int fd, wr_ipc_shm *shm, uint32_t *done, uint64_t job_id,
                    int32_t result, int over_rss) {
   wr_ipc_slot *s = &shm->slot[*done % WR_IPC_SLOTS];
+  /* Written before the result, so the supervisor has it when it reads
+   * the result (pool.c waits for it). */
+  s->extras = g_extras.len > 0 && result != WR_IPC_SKIPPED;
+  if (s->extras &&
+      wr_ipc_send(fd, WR_IPC_EXTRAS, &job_id, sizeof job_id, g_extras.p,
+                  g_extras.len) != 0)
+    return -1;
+  wr_extras_clear(&g_extras);
   s->job_id = job_id;
   s->result = result;
   s->err_len = (uint32_t)g_err_len;
@@ -210,6 +274,7 @@ int32_t wr_worker_run(const char *handler_name, const warren_handler *def,
                       size_t *err_len) {
   set_handler(handler_name);
   g_err_len = 0;
+  wr_extras_clear(&g_extras);
   g_current = msg;
   int32_t result = (int32_t)def->handle(state, msg);
   g_current = NULL;
@@ -221,6 +286,10 @@ int32_t wr_worker_run(const char *handler_name, const warren_handler *def,
   *err = g_err;
   *err_len = g_err_len;
   return result;
+}
+
+const wr_extras_buf *wr_worker_extras(void) {
+  return &g_extras;
 }
 
 void wr_worker_main(int fd, wr_ipc_shm *shm, wr_arena *arena,

@@ -44,16 +44,34 @@ int32_t wr_worker_run(const char *handler_name, const warren_handler *def,
                       void *state, const warren_message *msg, const char **err,
                       size_t *err_len);
 
+struct wr_extras_buf;
+/* What the handler added to the job of the last run (extras.h): span
+ * attributes and events, follow-ups. Valid until the next run. */
+const struct wr_extras_buf *wr_worker_extras(void);
+
+/* The trace of the job about to run, as the handler sees it (the
+ * warren_message members of ABI 1.1). traced 0: not traced. */
+typedef struct wr_worker_trace {
+  char trace_id[33];
+  char span_id[17];
+  char traceparent[56];
+  int sampled; /* span calls are recorded */
+} wr_worker_trace;
+void wr_worker_trace_set(wr_worker_trace *t, const uint8_t trace_id[16],
+                         const uint8_t span_id[8], uint8_t flags, int traced);
+
 /*
  * The one builder of the warren_message a handler sees, in a worker and in
  * process alike: f[i] is field i (ipc.h order), len[i] bytes; the string
  * fields are NUL-terminated at f[i][len[i]]. hdrs is filled from the
- * headers blob (headers.h) and points into it. Returns 0, or -1 when the
+ * headers blob (headers.h) and points into it; trace (kept by the caller
+ * while msg is used) gives the trace members. Returns 0, or -1 when the
  * blob is malformed.
  */
 int wr_worker_message(warren_message *msg, const char *const f[WR_JOB_NFIELDS],
                       const uint64_t len[WR_JOB_NFIELDS],
                       struct warren_headers *hdrs, uint64_t delivery_tag,
-                      uint32_t attempt, uint32_t redelivered);
+                      uint32_t attempt, uint32_t redelivered,
+                      const wr_worker_trace *trace);
 
 #endif

@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 #define WARREN_ABI_MAJOR 1
-#define WARREN_ABI_MINOR 0
+#define WARREN_ABI_MINOR 1
 #define WARREN_HANDLER_SYMBOL "warren_handler_entry"
 #define WARREN_ABI_VERSION \
   ((uint32_t)((WARREN_ABI_MAJOR << 16) | WARREN_ABI_MINOR))
@@ -170,7 +170,53 @@ typedef struct warren_message {
   uint32_t attempt;
   uint32_t redelivered;  /**< 1 if the broker flagged it. @since 1.0 */
   uint64_t delivery_tag; /**< the broker's, for logs only. @since 1.0 */
+  /**
+   * The job's trace, when Warren traces jobs (docs/tracing.md): 32
+   * lower-case hex digits, or "" when it does not. @since 1.1
+   */
+  const char *trace_id;
+  /** The job's own span in that trace: 16 hex digits, or "". @since 1.1 */
+  const char *span_id;
+  /**
+   * A W3C `traceparent` naming the job's span (trace_id, span_id and the
+   * sampled flag), to pass on to what the handler calls (an HTTP request,
+   * another queue) so that it continues the trace; "" when not traced.
+   * Follow-up jobs sent with warren_api.publish carry it already.
+   * @since 1.1
+   */
+  const char *traceparent;
 } warren_message;
+
+/**
+ * A named value: a span attribute, or a header of a follow-up job. The
+ * struct is frozen like warren_value (it never grows). @since 1.1
+ */
+typedef struct warren_attribute {
+  const char *key; /**< NUL-terminated, not NULL. @since 1.1 */
+  warren_value value; /**< STRING, INT, DOUBLE or BOOL. @since 1.1 */
+} warren_attribute;
+
+/**
+ * A follow-up job for warren_api.publish. Everything is read during the
+ * call only (copied). Strings are NUL-terminated; NULL means absent.
+ * @since 1.1
+ */
+typedef struct warren_publish {
+  uint32_t size;           /**< sizeof(warren_publish). @since 1.1 */
+  const char *exchange;    /**< NULL or "": the default exchange. */
+  const char *routing_key; /**< not NULL; at most 255 bytes. */
+  const void *body;        /**< body_len bytes; may be NULL when 0. */
+  size_t body_len;
+  const char *content_type;   /**< at most 255 bytes. */
+  /** At most 255 bytes. NULL: "<this job's message id>/<n>" for the n-th
+   * follow-up of this attempt (none when the job has no id), so that the
+   * copies a retry sends again carry the same ids. */
+  const char *message_id;
+  const char *correlation_id; /**< at most 255 bytes. */
+  const warren_attribute *headers; /**< n_headers application headers */
+  size_t n_headers;
+  int transient; /**< 1: delivery_mode 1; default persistent. */
+} warren_publish;
 
 /**
  * The host API, handed to init(). The table and its functions stay valid,
@@ -230,6 +276,43 @@ typedef struct warren_api {
    */
   void (*set_error)(const warren_message *msg, const char *fmt, ...)
       WARREN_PRINTF_FORMAT(2, 3);
+
+  /**
+   * Set an attribute on the job's span (docs/tracing.md), replacing one of
+   * the same key. Only inside handle() and for the message it was given.
+   * key and value are copied. A job that is not traced, or not sampled,
+   * ignores it and WARREN_OK is returned all the same. At most 64
+   * attributes of up to 1 KiB each per job.
+   * @return WARREN_OK; WARREN_INVALID (not the running job, NULL key, a
+   *         value of another type); WARREN_TOO_LARGE (over a limit; the
+   *         attribute is dropped). @since 1.1
+   */
+  int (*span_set_attribute)(const warren_message *msg, const char *key,
+                            const warren_value *value);
+
+  /**
+   * Add a timestamped event named `name` to the job's span, with n
+   * attributes (attrs may be NULL when n is 0); as span_set_attribute.
+   * At most 32 events of 16 attributes each per job. @since 1.1
+   */
+  int (*span_add_event)(const warren_message *msg, const char *name,
+                        const warren_attribute *attrs, size_t n);
+
+  /**
+   * Publish a follow-up job, continuing the trace (its `traceparent` names
+   * this job's span; signed with Warren's key when signing is configured).
+   * It is sent only if handle() returns WARREN_ACK, and this job is acked
+   * only once the broker confirmed every follow-up. A follow-up the broker
+   * refuses or cannot route fails this job, which is retried by its
+   * policy: the follow-ups are sent again then (at-least-once; a consumer
+   * sees a duplicate with the same message id). A crash of the worker
+   * sends none. At most 256 follow-ups and 64 MiB per job.
+   * @param msg the running job. @param pub read during the call only.
+   * @return WARREN_OK (queued); WARREN_INVALID (not the running job, a
+   *         bad field, a header this API does not send); WARREN_TOO_LARGE
+   *         (over a limit). @since 1.1
+   */
+  int (*publish)(const warren_message *msg, const warren_publish *pub);
 } warren_api;
 
 /**
