@@ -35,9 +35,9 @@ static struct {
   struct MHD_Daemon *d;
   int port;
   pthread_mutex_t mu;
-  int fail_first;  /* answer fail_code to this many requests first */
-  int fail_code;   /* 503 unless set */
-  int requests;    /* every POST, failed ones too */
+  int fail_first;      /* answer fail_code to this many requests first */
+  int fail_code;       /* 503 unless set */
+  int requests;        /* every POST, failed ones too */
   req_t *ok[MAX_REQS]; /* the ones answered 200 */
   size_t nok;
   size_t max_spans; /* most spans in one request */
@@ -219,7 +219,9 @@ Test(exporter, a_span_arrives_with_every_field_and_the_resource) {
 
   char name[] = "orders process";
   wr_attr at[4] = {
-      {.key = "messaging.system", .type = WR_ATTR_STRING, .str = "rabbitmq",
+      {.key = "messaging.system",
+       .type = WR_ATTR_STRING,
+       .str = "rabbitmq",
        .len = 8},
       {.key = "attempt", .type = WR_ATTR_INT, .i = -3},
       {.key = "ratio", .type = WR_ATTR_DOUBLE, .d = 0.125},
@@ -230,12 +232,21 @@ Test(exporter, a_span_arrives_with_every_field_and_the_resource) {
   wr_span_link lk = {.tracestate = "a=b", .flags = 1};
   memset(lk.trace_id, 0x77, 16);
   memset(lk.span_id, 0x66, 8);
-  wr_span sp = {.has_parent = 1, .tracestate = "k=v", .flags = 1,
-                .name = name, .kind = WR_SPAN_CONSUMER,
+  wr_span sp = {.has_parent = 1,
+                .tracestate = "k=v",
+                .flags = 1,
+                .name = name,
+                .kind = WR_SPAN_CONSUMER,
                 .start_ns = 1700000000000000001ull,
-                .end_ns = 1700000000900000002ull, .attrs = at, .nattrs = 4,
-                .events = &ev, .nevents = 1, .links = &lk, .nlinks = 1,
-                .status = WR_STATUS_ERROR, .status_msg = "crashed"};
+                .end_ns = 1700000000900000002ull,
+                .attrs = at,
+                .nattrs = 4,
+                .events = &ev,
+                .nevents = 1,
+                .links = &lk,
+                .nlinks = 1,
+                .status = WR_STATUS_ERROR,
+                .status_msg = "crashed"};
   for (int i = 0; i < 16; i++) sp.trace_id[i] = (uint8_t)(0xf0 - i);
   for (int i = 0; i < 8; i++) sp.span_id[i] = (uint8_t)(i + 1);
   for (int i = 0; i < 8; i++) sp.parent_span_id[i] = (uint8_t)(0x80 + i);
@@ -258,8 +269,8 @@ Test(exporter, a_span_arrives_with_every_field_and_the_resource) {
   size_t nra = rs->resource->n_attributes;
   cr_assert_str_eq(find(ra, nra, "service.name")->value->string_value,
                    "orders");
-  cr_assert_str_eq(
-      find(ra, nra, "deployment.environment")->value->string_value, "test");
+  cr_assert_str_eq(find(ra, nra, "deployment.environment")->value->string_value,
+                   "test");
   cr_assert_eq(find(ra, nra, "process.pid")->value->int_value, getpid());
   cr_assert_str_eq(rs->scope_spans[0]->scope->name, "warren");
   cr_assert_eq(rs->scope_spans[0]->n_spans, 1);
@@ -276,9 +287,9 @@ Test(exporter, a_span_arrives_with_every_field_and_the_resource) {
   cr_assert_eq(p->start_time_unix_nano, 1700000000000000001ull);
   cr_assert_eq(p->end_time_unix_nano, 1700000000900000002ull);
   cr_assert_eq(p->n_attributes, 4);
-  cr_assert_str_eq(find(p->attributes, 4, "messaging.system")
-                       ->value->string_value,
-                   "rabbitmq");
+  cr_assert_str_eq(
+      find(p->attributes, 4, "messaging.system")->value->string_value,
+      "rabbitmq");
   cr_assert_eq(find(p->attributes, 4, "attempt")->value->int_value, -3);
   cr_assert_float_eq(find(p->attributes, 4, "ratio")->value->double_value,
                      0.125, 1e-15);
@@ -407,8 +418,8 @@ Test(exporter, a_span_over_the_size_cap_is_dropped_and_counted) {
   wr_exporter *e = start(&c);
   static char big[20000];
   memset(big, 'x', sizeof big);
-  wr_attr at = {.key = "body", .type = WR_ATTR_STRING, .str = big,
-                .len = sizeof big};
+  wr_attr at = {
+      .key = "body", .type = WR_ATTR_STRING, .str = big, .len = sizeof big};
   wr_span sp = numbered(1);
   sp.attrs = &at;
   sp.nattrs = 1;
@@ -438,7 +449,8 @@ static int refusing_port(int *fd) {
   return -1;
 }
 
-Test(exporter, with_the_collector_down_submit_never_blocks_and_the_queue_holds) {
+Test(exporter,
+     with_the_collector_down_submit_never_blocks_and_the_queue_holds) {
   int fd;
   wr_otel_cfg c = config(refusing_port(&fd));
   c.max_queue = 100;
@@ -549,8 +561,8 @@ static int receiver_start(const char *out) {
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
   }
-  cr_assert_fail("the receiver did not start on any port of %d..%d",
-                 PORT_FIRST, PORT_LAST);
+  cr_assert_fail("the receiver did not start on any port of %d..%d", PORT_FIRST,
+                 PORT_LAST);
   return -1;
 }
 
@@ -607,12 +619,19 @@ Test(receiver, the_node_receiver_decodes_what_the_exporter_sends) {
   wr_span_link lk = {.flags = 1};
   memset(lk.trace_id, 0xab, 16);
   memset(lk.span_id, 0xcd, 8);
-  wr_span sp = {.has_parent = 1, .name = "orders process",
+  wr_span sp = {.has_parent = 1,
+                .name = "orders process",
                 .kind = WR_SPAN_CONSUMER,
                 .start_ns = 1700000000000000001ull,
-                .end_ns = 1700000000900000002ull, .attrs = at, .nattrs = 4,
-                .events = &ev, .nevents = 1, .links = &lk, .nlinks = 1,
-                .status = WR_STATUS_ERROR, .status_msg = "boom"};
+                .end_ns = 1700000000900000002ull,
+                .attrs = at,
+                .nattrs = 4,
+                .events = &ev,
+                .nevents = 1,
+                .links = &lk,
+                .nlinks = 1,
+                .status = WR_STATUS_ERROR,
+                .status_msg = "boom"};
   for (int i = 0; i < 16; i++) sp.trace_id[i] = (uint8_t)i;
   memset(sp.span_id, 0x12, 8);
   memset(sp.parent_span_id, 0x34, 8);
@@ -653,7 +672,7 @@ Test(receiver, the_node_receiver_decodes_what_the_exporter_sends) {
   const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "resource");
   cr_assert_str_eq(jstr(r, "service.name"), "orders");
   cr_assert_eq(jnum(r, "process.pid"), getpid());
-  cr_assert_str_eq(
-      jstr(cJSON_GetObjectItemCaseSensitive(j, "scope"), "name"), "warren");
+  cr_assert_str_eq(jstr(cJSON_GetObjectItemCaseSensitive(j, "scope"), "name"),
+                   "warren");
   cJSON_Delete(j);
 }
