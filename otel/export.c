@@ -40,15 +40,15 @@ struct wr_exporter {
   wr_otlp_resource res;
 
   pthread_mutex_t mu;
-  pthread_cond_t cv;  /* wakes the exporter thread */
-  char *ring;         /* cap bytes */
-  size_t cap;         /* a multiple of WR_OTLP_FLAT_ALIGN */
-  size_t head, tail;  /* first copy; where the next goes */
-  size_t used;        /* bytes taken, with any skipped at the end */
-  size_t count;       /* copies in the ring, the batch being sent included */
-  int stopping;       /* wr_exporter_stop was called */
-  double stop_by;     /* monotonic seconds the flush may last until */
-  char *scratch;      /* SPAN_MAX bytes: submit's copy, made unlocked */
+  pthread_cond_t cv; /* wakes the exporter thread */
+  char *ring;        /* cap bytes */
+  size_t cap;        /* a multiple of WR_OTLP_FLAT_ALIGN */
+  size_t head, tail; /* first copy; where the next goes */
+  size_t used;       /* bytes taken, with any skipped at the end */
+  size_t count;      /* copies in the ring, the batch being sent included */
+  int stopping;      /* wr_exporter_stop was called */
+  double stop_by;    /* monotonic seconds the flush may last until */
+  char *scratch;     /* SPAN_MAX bytes: submit's copy, made unlocked */
 
   pthread_t thread;
   const wr_span **batch; /* max_batch spans being sent */
@@ -237,10 +237,11 @@ static void nap_until(wr_exporter *e, double t) {
 static void end_episode(wr_exporter *e) {
   if (!e->failing) return;
   if (e->episode_dropped)
-    wr_warn("tracing: export to %s works again after %llu failed requests; "
-            "%llu spans were dropped",
-            e->cfg.endpoint, (unsigned long long)e->episode_errors,
-            (unsigned long long)e->episode_dropped);
+    wr_warn(
+        "tracing: export to %s works again after %llu failed requests; "
+        "%llu spans were dropped",
+        e->cfg.endpoint, (unsigned long long)e->episode_errors,
+        (unsigned long long)e->episode_dropped);
   else
     wr_info("tracing: export to %s works again after %llu failed requests",
             e->cfg.endpoint, (unsigned long long)e->episode_errors);
@@ -278,9 +279,10 @@ static void send_batch(wr_exporter *e, const uint8_t *body, size_t len,
         wr_warn("tracing: %s refused %zu spans (%s); they are dropped",
                 e->cfg.endpoint, n, why);
       else
-        wr_warn("tracing: export to %s failed (%s); retrying each batch for "
-                "up to %gs, spans are queued meanwhile",
-                e->cfg.endpoint, why, e->cfg.retry_max);
+        wr_warn(
+            "tracing: export to %s failed (%s); retrying each batch for "
+            "up to %gs, spans are queued meanwhile",
+            e->cfg.endpoint, why, e->cfg.retry_max);
     }
     double wait = e->retry_after > 0 ? e->retry_after : backoff;
     backoff = backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : backoff * 2;
@@ -370,8 +372,7 @@ static void destroy(wr_exporter *e) {
 }
 
 static int set_headers(wr_exporter *e) {
-  char line[sizeof e->cfg.headers[0].key + sizeof e->cfg.headers[0].value +
-            4];
+  char line[sizeof e->cfg.headers[0].key + sizeof e->cfg.headers[0].value + 4];
   const char *fixed[] = {"Content-Type: application/x-protobuf",
                          /* No 100-continue round trip for large batches. */
                          "Expect:"};

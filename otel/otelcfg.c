@@ -88,8 +88,7 @@ static int kv_set(wr_otel_kv *t, size_t *n, size_t max, const char *key,
 static int header_ok(const char *k, const char *v) {
   if (!*k) return 0;
   for (const char *p = k; *p; p++)
-    if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p))
-      return 0;
+    if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p)) return 0;
   for (const char *p = v; *p; p++)
     if ((unsigned char)*p < 0x20 && *p != '\t') return 0;
   return 1;
@@ -103,8 +102,8 @@ static void put(errs *e, wr_otel_cfg *o, table t, const char *where,
   int r;
   if (t == T_RESOURCE) {
     if (strcmp(key, "service.name") == 0) {
-      if (copy(o->service_name, sizeof o->service_name, value,
-               strlen(value)) != 0)
+      if (copy(o->service_name, sizeof o->service_name, value, strlen(value)) !=
+          0)
         bad(e, "%s: service.name: longer than %zu bytes", where,
             sizeof o->service_name - 1);
       return;
@@ -210,12 +209,21 @@ static int set_base(wr_otel_cfg *o, const char *base) {
 
 /* ---- the file ---- */
 
-static const char *const keys[] = {
-    "enabled", "endpoint",  "traces_endpoint", "service_name",
-    "resource_attributes",  "headers",         "sampler",
-    "sampler_arg",          "parent",          "max_queue",
-    "max_batch",            "delay",           "timeout",
-    "retry_max",            NULL};
+static const char *const keys[] = {"enabled",
+                                   "endpoint",
+                                   "traces_endpoint",
+                                   "service_name",
+                                   "resource_attributes",
+                                   "headers",
+                                   "sampler",
+                                   "sampler_arg",
+                                   "parent",
+                                   "max_queue",
+                                   "max_batch",
+                                   "delay",
+                                   "timeout",
+                                   "retry_max",
+                                   NULL};
 
 static const config_setting_t *member(const config_setting_t *g,
                                       const char *name) {
@@ -311,15 +319,17 @@ static int load_file(errs *e, const config_setting_t *g, wr_otel_cfg *o) {
   const char *s;
   if ((s = file_str(e, g, "endpoint"))) {
     if (!url_ok(s) || set_base(o, s) != 0)
-      bad(e, "tracing.endpoint: must be an http:// or https:// URL of at "
-             "most %zu bytes",
+      bad(e,
+          "tracing.endpoint: must be an http:// or https:// URL of at "
+          "most %zu bytes",
           sizeof o->endpoint - 11);
   }
   /* The signal's own URL wins over the base one, as in the environment. */
   if ((s = file_str(e, g, "traces_endpoint"))) {
     if (!url_ok(s) || copy(o->endpoint, sizeof o->endpoint, s, strlen(s)))
-      bad(e, "tracing.traces_endpoint: must be an http:// or https:// URL of "
-             "at most %zu bytes",
+      bad(e,
+          "tracing.traces_endpoint: must be an http:// or https:// URL of "
+          "at most %zu bytes",
           sizeof o->endpoint - 1);
   }
   file_table(e, o, g, "resource_attributes", T_RESOURCE);
@@ -511,8 +521,8 @@ int wr_otel_cfg_load(const config_setting_t *g, wr_otel_getenv_fn env,
         "tracing.max_batch: %zu is more than max_queue %zu "
         "(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_MAX_QUEUE_SIZE)",
         o->max_batch, o->max_queue);
-  if (!o->endpoint[0]) snprintf(o->endpoint, sizeof o->endpoint, "%s",
-                                DEFAULT_ENDPOINT);
+  if (!o->endpoint[0])
+    snprintf(o->endpoint, sizeof o->endpoint, "%s", DEFAULT_ENDPOINT);
   o->enabled = enabled;
   return e.n ? -1 : 0;
 }

@@ -36,13 +36,13 @@ typedef struct wr_otel_cfg {
   wr_otel_kv headers[WR_OTEL_MAX_HEADERS];
   size_t n_headers;
   wr_sampler sampler;
-  double ratio;         /* for the ratio samplers, 0..1 */
-  int link_parent;      /* the producer's context is a link, not a parent */
-  size_t max_queue;     /* spans held at most (OTEL_BSP_MAX_QUEUE_SIZE) */
-  size_t max_batch;     /* spans per request (OTEL_BSP_MAX_EXPORT_BATCH_SIZE) */
-  double delay;         /* seconds between exports (OTEL_BSP_SCHEDULE_DELAY) */
-  double timeout;       /* seconds per request (OTEL_EXPORTER_OTLP_TIMEOUT) */
-  double retry_max;     /* seconds a batch is retried before it is dropped */
+  double ratio;     /* for the ratio samplers, 0..1 */
+  int link_parent;  /* the producer's context is a link, not a parent */
+  size_t max_queue; /* spans held at most (OTEL_BSP_MAX_QUEUE_SIZE) */
+  size_t max_batch; /* spans per request (OTEL_BSP_MAX_EXPORT_BATCH_SIZE) */
+  double delay;     /* seconds between exports (OTEL_BSP_SCHEDULE_DELAY) */
+  double timeout;   /* seconds per request (OTEL_EXPORTER_OTLP_TIMEOUT) */
+  double retry_max; /* seconds a batch is retried before it is dropped */
 } wr_otel_cfg;
 
 /* Returns the value of an environment variable, or NULL. */

@@ -268,7 +268,8 @@ static pb_kv *kv_str(arena *a, const char *key, const char *s, size_t len) {
   pb_any *v;
   pb_kv *k = kv(a, key, &v);
   if (!k) return NULL;
-  v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+  v->value_case =
+      OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
   v->string_value = str(a, s, len);
   return k;
 }

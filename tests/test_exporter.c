@@ -1,14 +1,20 @@
 /* The span exporter (otel/export.c) against a real HTTP collector run in
  * the test (libmicrohttpd), which decodes every request with the
- * generated protobuf-c code. Ports come from 5720..5739. */
+ * generated protobuf-c code; and against the integration tests' receiver
+ * (tests/otlp/receiver.js, protobufjs). Ports come from 5720..5739. */
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,9 +35,9 @@ static struct {
   struct MHD_Daemon *d;
   int port;
   pthread_mutex_t mu;
-  int fail_first;  /* answer fail_code to this many requests first */
-  int fail_code;   /* 503 unless set */
-  int requests;    /* every POST, failed ones too */
+  int fail_first;      /* answer fail_code to this many requests first */
+  int fail_code;       /* 503 unless set */
+  int requests;        /* every POST, failed ones too */
   req_t *ok[MAX_REQS]; /* the ones answered 200 */
   size_t nok;
   size_t max_spans; /* most spans in one request */
@@ -213,7 +219,9 @@ Test(exporter, a_span_arrives_with_every_field_and_the_resource) {
 
   char name[] = "orders process";
   wr_attr at[4] = {
-      {.key = "messaging.system", .type = WR_ATTR_STRING, .str = "rabbitmq",
+      {.key = "messaging.system",
+       .type = WR_ATTR_STRING,
+       .str = "rabbitmq",
        .len = 8},
       {.key = "attempt", .type = WR_ATTR_INT, .i = -3},
       {.key = "ratio", .type = WR_ATTR_DOUBLE, .d = 0.125},
@@ -224,12 +232,21 @@ Test(exporter, a_span_arrives_with_every_field_and_the_resource) {
   wr_span_link lk = {.tracestate = "a=b", .flags = 1};
   memset(lk.trace_id, 0x77, 16);
   memset(lk.span_id, 0x66, 8);
-  wr_span sp = {.has_parent = 1, .tracestate = "k=v", .flags = 1,
-                .name = name, .kind = WR_SPAN_CONSUMER,
+  wr_span sp = {.has_parent = 1,
+                .tracestate = "k=v",
+                .flags = 1,
+                .name = name,
+                .kind = WR_SPAN_CONSUMER,
                 .start_ns = 1700000000000000001ull,
-                .end_ns = 1700000000900000002ull, .attrs = at, .nattrs = 4,
-                .events = &ev, .nevents = 1, .links = &lk, .nlinks = 1,
-                .status = WR_STATUS_ERROR, .status_msg = "crashed"};
+                .end_ns = 1700000000900000002ull,
+                .attrs = at,
+                .nattrs = 4,
+                .events = &ev,
+                .nevents = 1,
+                .links = &lk,
+                .nlinks = 1,
+                .status = WR_STATUS_ERROR,
+                .status_msg = "crashed"};
   for (int i = 0; i < 16; i++) sp.trace_id[i] = (uint8_t)(0xf0 - i);
   for (int i = 0; i < 8; i++) sp.span_id[i] = (uint8_t)(i + 1);
   for (int i = 0; i < 8; i++) sp.parent_span_id[i] = (uint8_t)(0x80 + i);
@@ -252,8 +269,8 @@ Test(exporter, a_span_arrives_with_every_field_and_the_resource) {
   size_t nra = rs->resource->n_attributes;
   cr_assert_str_eq(find(ra, nra, "service.name")->value->string_value,
                    "orders");
-  cr_assert_str_eq(
-      find(ra, nra, "deployment.environment")->value->string_value, "test");
+  cr_assert_str_eq(find(ra, nra, "deployment.environment")->value->string_value,
+                   "test");
   cr_assert_eq(find(ra, nra, "process.pid")->value->int_value, getpid());
   cr_assert_str_eq(rs->scope_spans[0]->scope->name, "warren");
   cr_assert_eq(rs->scope_spans[0]->n_spans, 1);
@@ -270,9 +287,9 @@ Test(exporter, a_span_arrives_with_every_field_and_the_resource) {
   cr_assert_eq(p->start_time_unix_nano, 1700000000000000001ull);
   cr_assert_eq(p->end_time_unix_nano, 1700000000900000002ull);
   cr_assert_eq(p->n_attributes, 4);
-  cr_assert_str_eq(find(p->attributes, 4, "messaging.system")
-                       ->value->string_value,
-                   "rabbitmq");
+  cr_assert_str_eq(
+      find(p->attributes, 4, "messaging.system")->value->string_value,
+      "rabbitmq");
   cr_assert_eq(find(p->attributes, 4, "attempt")->value->int_value, -3);
   cr_assert_float_eq(find(p->attributes, 4, "ratio")->value->double_value,
                      0.125, 1e-15);
@@ -401,8 +418,8 @@ Test(exporter, a_span_over_the_size_cap_is_dropped_and_counted) {
   wr_exporter *e = start(&c);
   static char big[20000];
   memset(big, 'x', sizeof big);
-  wr_attr at = {.key = "body", .type = WR_ATTR_STRING, .str = big,
-                .len = sizeof big};
+  wr_attr at = {
+      .key = "body", .type = WR_ATTR_STRING, .str = big, .len = sizeof big};
   wr_span sp = numbered(1);
   sp.attrs = &at;
   sp.nattrs = 1;
@@ -432,7 +449,8 @@ static int refusing_port(int *fd) {
   return -1;
 }
 
-Test(exporter, with_the_collector_down_submit_never_blocks_and_the_queue_holds) {
+Test(exporter,
+     with_the_collector_down_submit_never_blocks_and_the_queue_holds) {
   int fd;
   wr_otel_cfg c = config(refusing_port(&fd));
   c.max_queue = 100;
@@ -497,4 +515,164 @@ Test(exporter, after_the_retry_time_a_batch_is_dropped_and_the_next_goes_out) {
   s = wait_exported(e, 1, 10);
   cr_assert_eq(s.exported, 1);
   wr_exporter_stop(e, 5);
+}
+
+/* ---- the receiver of the integration tests (tests/otlp/receiver.js) ---- */
+
+#define RECEIVER WARREN_SOURCE_DIR "/tests/otlp/receiver.js"
+
+static pid_t receiver_pid = -1;
+
+/* Start the receiver on the first port of our range it can bind; returns
+ * the port once it says it listens. */
+static int receiver_start(const char *out) {
+  for (int p = PORT_FIRST; p <= PORT_LAST; p++) {
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    char port[8];
+    snprintf(port, sizeof port, "%d", p);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+      dup2(fds[1], 1);
+      close(fds[0]);
+      execlp("node", "node", RECEIVER, port, out, (char *)NULL);
+      _exit(127);
+    }
+    close(fds[1]);
+    char line[64] = "";
+    size_t n = 0;
+    struct pollfd pf = {.fd = fds[0], .events = POLLIN};
+    /* Node starts in well under a second; ten under a sanitizer. */
+    while (n < sizeof line - 1 && poll(&pf, 1, 10000) == 1) {
+      ssize_t r = read(fds[0], line + n, sizeof line - 1 - n);
+      if (r <= 0) break;
+      n += (size_t)r;
+      if (memchr(line, '\n', n)) break;
+    }
+    close(fds[0]);
+    line[n] = '\0';
+    char want[32];
+    snprintf(want, sizeof want, "listening %d\n", p);
+    if (strcmp(line, want) == 0) {
+      receiver_pid = pid;
+      return p;
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+  }
+  cr_assert_fail("the receiver did not start on any port of %d..%d", PORT_FIRST,
+                 PORT_LAST);
+  return -1;
+}
+
+static void receiver_stop(void) {
+  if (receiver_pid > 0) {
+    kill(receiver_pid, SIGKILL);
+    waitpid(receiver_pid, NULL, 0);
+  }
+  receiver_pid = -1;
+}
+
+static char *slurp(const char *file) {
+  FILE *f = fopen(file, "r");
+  if (!f) return NULL;
+  static char buf[65536];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  return buf;
+}
+
+static const char *jstr(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  cr_assert(cJSON_IsString(v), "%s is not a string", k);
+  return v->valuestring;
+}
+
+static double jnum(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  cr_assert(cJSON_IsNumber(v), "%s is not a number", k);
+  return v->valuedouble;
+}
+
+TestSuite(receiver, .fini = receiver_stop, .timeout = 60);
+
+Test(receiver, the_node_receiver_decodes_what_the_exporter_sends) {
+  if (access(WARREN_SOURCE_DIR "/tests/otlp/node_modules/protobufjs", R_OK) !=
+      0)
+    cr_skip_test("tests/otlp/node_modules missing (scripts/setup installs it)");
+  char out[] = "/tmp/warren-otlp-XXXXXX";
+  int fd = mkstemp(out);
+  cr_assert_geq(fd, 0);
+  close(fd);
+  int port = receiver_start(out);
+  wr_otel_cfg c = config(port);
+  wr_exporter *e = start(&c);
+  wr_attr at[4] = {
+      {.key = "s", .type = WR_ATTR_STRING, .str = "v\"1", .len = 3},
+      {.key = "i", .type = WR_ATTR_INT, .i = -7},
+      {.key = "d", .type = WR_ATTR_DOUBLE, .d = 1.5},
+      {.key = "b", .type = WR_ATTR_BOOL, .i = 0},
+  };
+  wr_span_event ev = {"ev", 123, at, 1};
+  wr_span_link lk = {.flags = 1};
+  memset(lk.trace_id, 0xab, 16);
+  memset(lk.span_id, 0xcd, 8);
+  wr_span sp = {.has_parent = 1,
+                .name = "orders process",
+                .kind = WR_SPAN_CONSUMER,
+                .start_ns = 1700000000000000001ull,
+                .end_ns = 1700000000900000002ull,
+                .attrs = at,
+                .nattrs = 4,
+                .events = &ev,
+                .nevents = 1,
+                .links = &lk,
+                .nlinks = 1,
+                .status = WR_STATUS_ERROR,
+                .status_msg = "boom"};
+  for (int i = 0; i < 16; i++) sp.trace_id[i] = (uint8_t)i;
+  memset(sp.span_id, 0x12, 8);
+  memset(sp.parent_span_id, 0x34, 8);
+  cr_assert_eq(wr_exporter_submit(e, &sp), 0);
+  wr_exporter_stats s = wait_exported(e, 1, 10);
+  wr_exporter_stop(e, 5);
+  cr_assert_eq(s.exported, 1);
+
+  char *text = slurp(out);
+  unlink(out);
+  cr_assert(text && strchr(text, '\n'), "no line in the receiver's file");
+  cJSON *j = cJSON_Parse(text);
+  cr_assert(j, "not JSON: %s", text);
+  cr_assert_str_eq(jstr(j, "traceId"), "000102030405060708090a0b0c0d0e0f");
+  cr_assert_str_eq(jstr(j, "spanId"), "1212121212121212");
+  cr_assert_str_eq(jstr(j, "parentSpanId"), "3434343434343434");
+  cr_assert_str_eq(jstr(j, "name"), "orders process");
+  cr_assert_eq(jnum(j, "kind"), 5);
+  cr_assert_str_eq(jstr(j, "startTimeUnixNano"), "1700000000000000001");
+  cr_assert_str_eq(jstr(j, "endTimeUnixNano"), "1700000000900000002");
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "attributes");
+  cr_assert_str_eq(jstr(a, "s"), "v\"1");
+  cr_assert_eq(jnum(a, "i"), -7);
+  cr_assert_eq(jnum(a, "d"), 1.5);
+  cr_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(a, "b")));
+  const cJSON *evj =
+      cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "events"), 0);
+  cr_assert_str_eq(jstr(evj, "name"), "ev");
+  cr_assert_str_eq(
+      jstr(cJSON_GetObjectItemCaseSensitive(evj, "attributes"), "s"), "v\"1");
+  const cJSON *lj =
+      cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "links"), 0);
+  cr_assert_str_eq(jstr(lj, "traceId"), "abababababababababababababababab");
+  cr_assert_str_eq(jstr(lj, "spanId"), "cdcdcdcdcdcdcdcd");
+  const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "status");
+  cr_assert_eq(jnum(st, "code"), 2);
+  cr_assert_str_eq(jstr(st, "message"), "boom");
+  const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "resource");
+  cr_assert_str_eq(jstr(r, "service.name"), "orders");
+  cr_assert_eq(jnum(r, "process.pid"), getpid());
+  cr_assert_str_eq(jstr(cJSON_GetObjectItemCaseSensitive(j, "scope"), "name"),
+                   "warren");
+  cJSON_Delete(j);
 }

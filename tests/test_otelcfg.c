@@ -163,8 +163,7 @@ Test(otelcfg, a_header_value_cannot_inject_a_header_line) {
 Test(otelcfg, enabled_false_in_the_file_wins_over_an_endpoint_variable) {
   wr_otel_cfg c;
   const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318", NULL};
-  cr_assert_eq(load("tracing = { enabled = false; };", env, &c), 0, "%s",
-               err);
+  cr_assert_eq(load("tracing = { enabled = false; };", env, &c), 0, "%s", err);
   cr_assert_eq(c.enabled, 0);
 }
 
@@ -186,23 +185,21 @@ Test(otelcfg, the_base_endpoint_gets_one_slash_before_v1_traces) {
 
 Test(otelcfg, the_traces_endpoint_variable_wins_and_is_used_as_is) {
   wr_otel_cfg c;
-  const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT",
-                       "http://generic:4318",
+  const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4318",
                        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                       "http://traces:4318/x",
-                       NULL};
-  cr_assert_eq(load("tracing = { traces_endpoint = \"http://file/t\"; };", env,
-                    &c),
-               0, "%s", err);
+                       "http://traces:4318/x", NULL};
+  cr_assert_eq(
+      load("tracing = { traces_endpoint = \"http://file/t\"; };", env, &c), 0,
+      "%s", err);
   cr_assert_str_eq(c.endpoint, "http://traces:4318/x");
 }
 
 Test(otelcfg, the_environment_overrides_the_file_endpoint) {
   wr_otel_cfg c;
   const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:1", NULL};
-  cr_assert_eq(load("tracing = { traces_endpoint = \"http://file/t\"; };", env,
-                    &c),
-               0, "%s", err);
+  cr_assert_eq(
+      load("tracing = { traces_endpoint = \"http://file/t\"; };", env, &c), 0,
+      "%s", err);
   cr_assert_str_eq(c.endpoint, "http://env:1/v1/traces");
 }
 
@@ -217,8 +214,7 @@ Test(otelcfg, sdk_disabled_turns_everything_off_whatever_else_is_set) {
   cr_assert_eq(c.enabled, 1);
   const char *bad[] = {"OTEL_SDK_DISABLED", "yes", NULL};
   cr_assert_eq(load("tracing = {};", bad, &c), -1);
-  cr_assert(strstr(err, "OTEL_SDK_DISABLED: must be true or false"), "%s",
-            err);
+  cr_assert(strstr(err, "OTEL_SDK_DISABLED: must be true or false"), "%s", err);
 }
 
 Test(otelcfg, service_name_precedence_env_name_then_env_attributes_then_file) {
@@ -261,22 +257,19 @@ Test(otelcfg, a_bad_percent_escape_or_a_missing_equals_names_the_variable) {
   cr_assert_eq(load(NULL, trunc, &c), -1);
   const char *noeq[] = {"OTEL_EXPORTER_OTLP_HEADERS", "justakey", NULL};
   cr_assert_eq(load(NULL, noeq, &c), -1);
-  cr_assert(strstr(err, "OTEL_EXPORTER_OTLP_HEADERS: 'justakey' is not "
-                        "key=value"),
+  cr_assert(strstr(err,
+                   "OTEL_EXPORTER_OTLP_HEADERS: 'justakey' is not "
+                   "key=value"),
             "%s", err);
 }
 
 Test(otelcfg, trace_headers_win_over_generic_ones_key_by_key) {
   wr_otel_cfg c;
-  const char *env[] = {"OTEL_EXPORTER_OTLP_HEADERS",
-                       "a=generic,b=generic%20b",
-                       "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-                       "a=traces",
-                       NULL};
-  cr_assert_eq(
-      load("tracing = { headers = { a = \"file\"; c = \"file\"; }; };", env,
-           &c),
-      0, "%s", err);
+  const char *env[] = {"OTEL_EXPORTER_OTLP_HEADERS", "a=generic,b=generic%20b",
+                       "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=traces", NULL};
+  cr_assert_eq(load("tracing = { headers = { a = \"file\"; c = \"file\"; }; };",
+                    env, &c),
+               0, "%s", err);
   cr_assert_str_eq(hdr(&c, "a"), "traces");
   cr_assert_str_eq(hdr(&c, "b"), "generic b");
   cr_assert_str_eq(hdr(&c, "c"), "file");
@@ -293,8 +286,11 @@ Test(otelcfg, sampler_variables_override_the_file) {
                0, "%s", err);
   cr_assert_eq(c.sampler, WR_SAMPLER_PARENT_RATIO);
   cr_assert_float_eq(c.ratio, 0.1, 1e-12);
-  const char *names[] = {"always_on", "always_off", "traceidratio",
-                         "parentbased_always_on", "parentbased_always_off",
+  const char *names[] = {"always_on",
+                         "always_off",
+                         "traceidratio",
+                         "parentbased_always_on",
+                         "parentbased_always_off",
                          "parentbased_traceidratio"};
   const wr_sampler want[] = {WR_SAMPLER_ALWAYS_ON,
                              WR_SAMPLER_ALWAYS_OFF,
@@ -315,8 +311,8 @@ Test(otelcfg, bad_sampler_variables_are_errors_naming_them) {
                        "OTEL_TRACES_SAMPLER_ARG", "2", NULL};
   cr_assert_eq(load(NULL, env, &c), -1);
   cr_assert(strstr(err, "OTEL_TRACES_SAMPLER: must be"), "%s", err);
-  cr_assert(strstr(err, "OTEL_TRACES_SAMPLER_ARG: must be a number 0..1"),
-            "%s", err);
+  cr_assert(strstr(err, "OTEL_TRACES_SAMPLER_ARG: must be a number 0..1"), "%s",
+            err);
 }
 
 Test(otelcfg, timeouts_and_batch_variables_are_milliseconds_and_counts) {
@@ -377,8 +373,13 @@ Test(otelcfg, a_batch_larger_than_the_queue_is_refused) {
 
 Test(otelcfg, empty_variables_count_as_unset) {
   wr_otel_cfg c;
-  const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTEL_SDK_DISABLED",
-                       "", "OTEL_SERVICE_NAME", "", NULL};
+  const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT",
+                       "",
+                       "OTEL_SDK_DISABLED",
+                       "",
+                       "OTEL_SERVICE_NAME",
+                       "",
+                       NULL};
   cr_assert_eq(load(NULL, env, &c), 0, "%s", err);
   cr_assert_eq(c.enabled, 0);
   cr_assert_str_eq(c.service_name, "warren");
@@ -394,6 +395,6 @@ Test(otelcfg, too_many_attributes_is_an_error_not_a_silent_cut) {
   }
   const char *env[] = {"OTEL_RESOURCE_ATTRIBUTES", list, NULL};
   cr_assert_eq(load(NULL, env, &c), -1);
-  cr_assert(strstr(err, "OTEL_RESOURCE_ATTRIBUTES: more than 32 entries"),
-            "%s", err);
+  cr_assert(strstr(err, "OTEL_RESOURCE_ATTRIBUTES: more than 32 entries"), "%s",
+            err);
 }

@@ -45,8 +45,8 @@ static void fill(wr_span *sp, wr_attr *at, wr_span_event *ev, wr_attr *evat,
   sp->kind = WR_SPAN_CONSUMER;
   sp->start_ns = 1700000000123456789ull;
   sp->end_ns = 1700000000223456789ull;
-  at[0] = (wr_attr){.key = "s", .type = WR_ATTR_STRING, .str = "abcdef",
-                    .len = 3};
+  at[0] =
+      (wr_attr){.key = "s", .type = WR_ATTR_STRING, .str = "abcdef", .len = 3};
   at[1] = (wr_attr){.key = "i", .type = WR_ATTR_INT, .i = -42};
   at[2] = (wr_attr){.key = "d", .type = WR_ATTR_DOUBLE, .d = 2.5};
   at[3] = (wr_attr){.key = "b", .type = WR_ATTR_BOOL, .i = 1};
@@ -84,15 +84,17 @@ static void check_span(const Opentelemetry__Proto__Trace__V1__Span *p) {
   cr_assert(k);
   cr_assert_str_eq(k->value->string_value, "abc");
   k = find(p->attributes, p->n_attributes, "i");
-  cr_assert(k && k->value->value_case ==
-                     OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE);
+  cr_assert(k &&
+            k->value->value_case ==
+                OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE);
   cr_assert_eq(k->value->int_value, -42);
   k = find(p->attributes, p->n_attributes, "d");
   cr_assert(k);
   cr_assert_float_eq(k->value->double_value, 2.5, 1e-12);
   k = find(p->attributes, p->n_attributes, "b");
-  cr_assert(k && k->value->value_case ==
-                     OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE);
+  cr_assert(k &&
+            k->value->value_case ==
+                OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE);
   cr_assert(k->value->bool_value);
   cr_assert_eq(p->n_events, 2);
   cr_assert_str_eq(p->events[0]->name, "retry");
@@ -126,8 +128,8 @@ Test(otlp, every_field_of_a_span_survives_encoding) {
   size_t nra = rs->resource->n_attributes;
   cr_assert_str_eq(find(ra, nra, "service.name")->value->string_value,
                    "orders");
-  cr_assert_str_eq(
-      find(ra, nra, "deployment.environment")->value->string_value, "test");
+  cr_assert_str_eq(find(ra, nra, "deployment.environment")->value->string_value,
+                   "test");
   cr_assert_eq(find(ra, nra, "process.pid")->value->int_value, 4242);
   cr_assert_eq(rs->n_scope_spans, 1);
   cr_assert_str_eq(rs->scope_spans[0]->scope->name, "warren");
@@ -161,8 +163,8 @@ Test(otlp, a_copy_moved_as_bytes_is_the_same_span) {
   cr_assert_eq(c->attrs[0].len, 3);
   const wr_span *list[1] = {c};
   size_t len;
-  uint8_t *buf = wr_otlp_encode(&(wr_otlp_resource){"x", NULL, 0, 0}, list, 1,
-                                &len);
+  uint8_t *buf =
+      wr_otlp_encode(&(wr_otlp_resource){"x", NULL, 0, 0}, list, 1, &len);
   cr_assert(buf);
   req_t *r = decode(buf, len);
   check_span(r->resource_spans[0]->scope_spans[0]->spans[0]);
@@ -177,8 +179,8 @@ Test(otlp, a_copy_moved_as_bytes_is_the_same_span) {
 }
 
 Test(otlp, a_span_without_parent_events_or_links_has_empty_fields) {
-  wr_span sp = {.name = "bare", .kind = WR_SPAN_INTERNAL, .start_ns = 1,
-                .end_ns = 2};
+  wr_span sp = {
+      .name = "bare", .kind = WR_SPAN_INTERNAL, .start_ns = 1, .end_ns = 2};
   size_t sz = wr_otlp_flat_size(&sp);
   uint64_t *a = malloc(sz);
   wr_otlp_flatten(a, &sp);
@@ -187,8 +189,8 @@ Test(otlp, a_span_without_parent_events_or_links_has_empty_fields) {
   cr_assert_null(c->tracestate);
   const wr_span *list[1] = {c};
   size_t len;
-  uint8_t *buf = wr_otlp_encode(&(wr_otlp_resource){"x", NULL, 0, 1}, list, 1,
-                                &len);
+  uint8_t *buf =
+      wr_otlp_encode(&(wr_otlp_resource){"x", NULL, 0, 1}, list, 1, &len);
   req_t *r = decode(buf, len);
   const Opentelemetry__Proto__Trace__V1__Span *p =
       r->resource_spans[0]->scope_spans[0]->spans[0];
@@ -204,13 +206,15 @@ Test(otlp, a_span_without_parent_events_or_links_has_empty_fields) {
 Test(otlp, invalid_utf8_is_replaced_so_a_collector_accepts_the_batch) {
   /* A message id from a publisher may be any bytes; Go's protobuf (the
    * Collector's) refuses a whole request with one bad string. */
-  wr_attr at = {.key = "messaging.message.id", .type = WR_ATTR_STRING,
-                .str = "a\xff\xc3\xa9\xe2\x82", .len = 6};
+  wr_attr at = {.key = "messaging.message.id",
+                .type = WR_ATTR_STRING,
+                .str = "a\xff\xc3\xa9\xe2\x82",
+                .len = 6};
   wr_span sp = {.name = "n\xc0", .attrs = &at, .nattrs = 1};
   const wr_span *list[1] = {&sp};
   size_t len;
-  uint8_t *buf = wr_otlp_encode(&(wr_otlp_resource){"x", NULL, 0, 0}, list, 1,
-                                &len);
+  uint8_t *buf =
+      wr_otlp_encode(&(wr_otlp_resource){"x", NULL, 0, 0}, list, 1, &len);
   req_t *r = decode(buf, len);
   const Opentelemetry__Proto__Trace__V1__Span *p =
       r->resource_spans[0]->scope_spans[0]->spans[0];
@@ -231,8 +235,8 @@ Test(otlp, many_spans_are_all_in_one_request) {
     list[i] = &sp[i];
   }
   size_t len;
-  uint8_t *buf = wr_otlp_encode(&(wr_otlp_resource){"x", NULL, 0, 0}, list, N,
-                                &len);
+  uint8_t *buf =
+      wr_otlp_encode(&(wr_otlp_resource){"x", NULL, 0, 0}, list, N, &len);
   req_t *r = decode(buf, len);
   cr_assert_eq(r->resource_spans[0]->scope_spans[0]->n_spans, N);
   const Opentelemetry__Proto__Trace__V1__Span *last =
