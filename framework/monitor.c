@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "spans.h"
 #include "sup_private.h"
 
 #define CRASH_WINDOW_S 60.0
@@ -287,6 +288,19 @@ static void snapshot(wr_monitor *m, double now) {
   n->rtt_ms = m->rtt_at_ms ? m->rtt_ms : -1;
   n->rtt_at_ms = m->rtt_at_ms;
   for (size_t i = 0; i < s->nh; i++) snap_handler(m, i, &n->h[i], now);
+  if (s->spans) {
+    wr_spans_counters c;
+    wr_spans_counters_get(s->spans, &c);
+    n->tracing = 1;
+    n->trace.invalid_context = c.invalid_context;
+    n->trace.sampled = c.sampled;
+    n->trace.not_sampled = c.not_sampled;
+    n->trace.exported = c.exported;
+    n->trace.dropped_full = c.dropped_full;
+    n->trace.dropped_failed = c.dropped_failed;
+    n->trace.export_errors = c.export_errors;
+    n->trace.queued = c.queued;
+  }
   m->published_why = n->not_ready;
   m->published_failing = m->failing;
   wr_snap_publish(&m->store, n);

@@ -219,6 +219,39 @@ char *wr_prom_render(const wr_snap *s, size_t *len) {
          "Round trip of the last passive queue declare.");
     put(&g, "warren_broker_rtt_seconds %.9f\n", s->rtt_ms / 1000.0);
   }
+  if (s->tracing) {
+    head(&g, "warren_trace_spans_exported_total", "counter",
+         "Spans the OTLP collector accepted.");
+    put(&g, "warren_trace_spans_exported_total %llu\n",
+        (unsigned long long)s->trace.exported);
+    head(&g, "warren_trace_spans_dropped_total", "counter",
+         "Spans dropped: the export queue was full, or the collector did not "
+         "take them after retries.");
+    put(&g, "warren_trace_spans_dropped_total{reason=\"queue_full\"} %llu\n",
+        (unsigned long long)s->trace.dropped_full);
+    put(&g,
+        "warren_trace_spans_dropped_total{reason=\"export_failed\"} %llu\n",
+        (unsigned long long)s->trace.dropped_failed);
+    head(&g, "warren_trace_export_errors_total", "counter",
+         "Export requests that failed (each may be retried).");
+    put(&g, "warren_trace_export_errors_total %llu\n",
+        (unsigned long long)s->trace.export_errors);
+    head(&g, "warren_trace_queue_spans", "gauge",
+         "Spans waiting in the export queue.");
+    put(&g, "warren_trace_queue_spans %llu\n",
+        (unsigned long long)s->trace.queued);
+    head(&g, "warren_trace_jobs_total", "counter",
+         "Jobs traced, by the sampler's decision.");
+    put(&g, "warren_trace_jobs_total{sampled=\"true\"} %llu\n",
+        (unsigned long long)s->trace.sampled);
+    put(&g, "warren_trace_jobs_total{sampled=\"false\"} %llu\n",
+        (unsigned long long)s->trace.not_sampled);
+    head(&g, "warren_trace_context_invalid_total", "counter",
+         "Jobs whose traceparent or tracestate header was invalid (they ran "
+         "as new traces).");
+    put(&g, "warren_trace_context_invalid_total %llu\n",
+        (unsigned long long)s->trace.invalid_context);
+  }
   head(&g, "warren_start_time_seconds", "gauge",
        "Unix time the worker started.");
   put(&g, "warren_start_time_seconds %.3f\n", (double)s->started_ms / 1000.0);

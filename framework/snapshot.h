@@ -70,6 +70,11 @@ typedef struct wr_snap {
   char node[128], version[64], product[64]; /* server properties */
   double rtt_ms; /* the last probe's round trip; < 0: none yet */
   int64_t rtt_at_ms;
+  int tracing; /* spans are exported; then trace holds the counters */
+  struct {
+    uint64_t invalid_context, sampled, not_sampled;
+    uint64_t exported, dropped_full, dropped_failed, export_errors, queued;
+  } trace;
   size_t nh;
   wr_snap_handler h[]; /* then every handler's workers */
 } wr_snap;

@@ -15,6 +15,14 @@
  *   body <message_id> <attempt> <body_len> <FNV-1a 64 of the body, hex>
  * scribble_on: a message id whose first two attempts write to its body
  * (which the ABI forbids).
+ * trace (bool): every attempt appends
+ *   trace <message_id> <attempt> <trace_id or -> <span_id or -> <traceparent>
+ * and sets span attribute app.job = its message id and app.n = 42, and adds
+ * an event app.step {k = "v"} (ABI 1.1).
+ * followup_queue: a job whose id has no '/' publishes one follow-up to that
+ * queue (default exchange, default message id, header app.kind=followup,
+ * body "next <id>") and, if followup_unroutable is set, a second one with
+ * that routing key on the default exchange (no such queue: it comes back).
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -33,7 +41,8 @@ typedef struct rec {
   long sleep_ms;
   const char *crash_on, *hang_on, *fail_on, *reject_unless, *reject_prefix;
   const char *sigpipe_on, *orphan_on, *fail_suffix, *reject_suffix, *exit_on;
-  const char *scribble_on;
+  const char *scribble_on, *followup_queue, *followup_unroutable;
+  int trace;
   long leak_kb;
   long fail_below;
   int digest;
@@ -66,6 +75,11 @@ static int rec_init(const warren_api *api, const warren_settings *s,
   if (api->setting_get(s, "digest", &v) == 0) r->digest = (int)v.i;
   if (api->setting_get(s, "fail_suffix", &v) == 0) r->fail_suffix = v.str;
   if (api->setting_get(s, "reject_suffix", &v) == 0) r->reject_suffix = v.str;
+  if (api->setting_get(s, "trace", &v) == 0) r->trace = (int)v.i;
+  if (api->setting_get(s, "followup_queue", &v) == 0)
+    r->followup_queue = v.str;
+  if (api->setting_get(s, "followup_unroutable", &v) == 0)
+    r->followup_unroutable = v.str;
   r->api = api;
   *state = r;
   return r->fd < 0 ? -1 : 0;
@@ -96,9 +110,50 @@ static void body_line(rec *r, const warren_message *m) {
   if (n > 0 && write(r->fd, buf, (size_t)n) != n) abort();
 }
 
+/* ABI 1.1: the job's trace, its span, follow-ups. */
+static void trace_calls(rec *r, const warren_message *m) {
+  char buf[400];
+  int n = snprintf(buf, sizeof buf, "trace %s %u %s %s %s\n", m->message_id,
+                   m->attempt, m->trace_id[0] ? m->trace_id : "-",
+                   m->span_id[0] ? m->span_id : "-",
+                   m->traceparent[0] ? m->traceparent : "-");
+  if (n > 0 && write(r->fd, buf, (size_t)n) != n) abort();
+  warren_value v = {.type = WARREN_VALUE_STRING,
+                    .str = m->message_id,
+                    .len = strlen(m->message_id)};
+  warren_value i = {.type = WARREN_VALUE_INT, .i = 42};
+  if (r->api->span_set_attribute(m, "app.job", &v) != WARREN_OK ||
+      r->api->span_set_attribute(m, "app.n", &i) != WARREN_OK)
+    abort();
+  warren_attribute ev[] = {
+      {"k", {.type = WARREN_VALUE_STRING, .str = "v", .len = 1}}};
+  if (r->api->span_add_event(m, "app.step", ev, 1) != WARREN_OK) abort();
+}
+
+static void followups(rec *r, const warren_message *m) {
+  char body[300];
+  int n = snprintf(body, sizeof body, "next %s", m->message_id);
+  warren_attribute hd[] = {
+      {"app.kind",
+       {.type = WARREN_VALUE_STRING, .str = "followup", .len = 8}}};
+  warren_publish p = {.size = sizeof p,
+                      .routing_key = r->followup_queue,
+                      .body = body,
+                      .body_len = (size_t)n,
+                      .headers = hd,
+                      .n_headers = 1};
+  if (r->api->publish(m, &p) != WARREN_OK) abort();
+  if (r->followup_unroutable) {
+    p.routing_key = r->followup_unroutable;
+    if (r->api->publish(m, &p) != WARREN_OK) abort();
+  }
+}
+
 static warren_result rec_handle(void *state, const warren_message *m) {
   rec *r = state;
   if (r->digest) body_line(r, m);
+  if (r->trace) trace_calls(r, m);
+  if (r->followup_queue && !strchr(m->message_id, '/')) followups(r, m);
   line(r, "start", m->message_id, m->attempt);
   if (r->leak_kb > 0) {
     char *leak = malloc((size_t)r->leak_kb * 1024);
