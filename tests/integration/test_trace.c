@@ -1,0 +1,157 @@
+/*
+ * The trace context a job carries (docs/producing.md): libwarren and
+ * warren-publish give every job a W3C traceparent, a fresh one or exactly
+ * the one they were given, and refuse an invalid one; `warren dlq replay`
+ * starts a new trace for the message it sends back.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <warren/producer.h>
+#include <warren/status.h>
+
+#include "support.h"
+#include "tracectx.h"
+
+TW_SUITE(trace, 120);
+
+#define TP "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+#define TS "vendor=abc,other=x1"
+
+/* The string header key of a tw_get dump ("h.key=S:len:value"), or "". */
+static const char *header(const char *dump, const char *key) {
+  static char v[1024];
+  char pat[128];
+  snprintf(pat, sizeof pat, "\nh.%s=S:", key);
+  const char *p = strstr(dump, pat);
+  v[0] = '\0';
+  if (p && (p = strchr(p + strlen(pat), ':')))
+    snprintf(v, sizeof v, "%.*s", (int)strcspn(p + 1, "\n"), p + 1);
+  return v;
+}
+
+static int valid_tp(const char *s) {
+  wr_trace_ctx c;
+  return strlen(s) == WR_TRACEPARENT_LEN && wr_trace_parse(s, strlen(s), &c) == 0;
+}
+
+/* Publish one job to queue through libwarren; 0 or the status. The
+ * producer's error text goes to why. */
+static int publish(const char *queue, const warren_publish_opts *o, char *why,
+                   size_t len) {
+  warren_producer_opts po = {.size = sizeof po, .port = tw_port()};
+  warren_producer *p;
+  int rc = warren_producer_open(&po, &p);
+  if (rc) return rc;
+  rc = warren_producer_publish(p, "", queue, "b", 1, o);
+  snprintf(why, len, "%s", warren_producer_error(p));
+  if (rc == 0) rc = warren_producer_flush(p, 30000);
+  int rc2 = warren_producer_close(p);
+  return rc ? rc : rc2;
+}
+
+/* Breaks when a job leaves libwarren without a traceparent, with one
+ * that does not parse, unsampled, or with the same ids as the last job
+ * (every job would then sit in one trace). */
+Test(trace, a_job_without_a_traceparent_gets_a_fresh_valid_one) {
+  const char *q = "it.trace.fresh";
+  tw_delete_queue(q);
+  cr_assert_eq(tw_declare_plain(q), 0);
+  char out1[WARREN_TRACEPARENT_LEN + 1], out2[WARREN_TRACEPARENT_LEN + 1];
+  char why[512], dump[4096], first[64];
+  warren_publish_opts o = {
+      .size = sizeof o, .message_id = "j1", .traceparent_out = out1};
+  cr_assert_eq(publish(q, &o, why, sizeof why), 0, "%s", why);
+  o.message_id = "j2";
+  o.traceparent_out = out2;
+  cr_assert_eq(publish(q, &o, why, sizeof why), 0, "%s", why);
+
+  cr_assert_eq(tw_get(q, 1, dump, sizeof dump), 1);
+  snprintf(first, sizeof first, "%s", header(dump, "traceparent"));
+  cr_assert(valid_tp(first), "no valid traceparent:\n%s", dump);
+  cr_assert_str_eq(first, out1, "traceparent_out is what the job carries");
+  cr_assert_str_eq(first + 53, "01", "a new trace is sampled: %s", first);
+  cr_assert_null(strstr(dump, "h.tracestate="), "%s", dump);
+  cr_assert_eq(tw_get(q, 1, dump, sizeof dump), 1);
+  const char *second = header(dump, "traceparent");
+  cr_assert(valid_tp(second), "%s", dump);
+  cr_assert_str_eq(second, out2);
+  cr_assert_neq(strncmp(first + 3, second + 3, 32), 0,
+                "two jobs share a trace id: %s %s", first, second);
+  cr_assert_neq(strncmp(first + 36, second + 36, 16), 0,
+                "two jobs share a span id: %s %s", first, second);
+  tw_delete_queue(q);
+}
+
+/* Breaks when a given context is replaced, altered, sent twice (as the
+ * option and as a header of another case) or its tracestate is lost. */
+Test(trace, a_given_traceparent_and_tracestate_arrive_exactly) {
+  const char *q = "it.trace.given";
+  tw_delete_queue(q);
+  cr_assert_eq(tw_declare_plain(q), 0);
+  char out[WARREN_TRACEPARENT_LEN + 1], why[512], dump[4096];
+  warren_publish_opts o = {.size = sizeof o,
+                           .message_id = "j1",
+                           .traceparent = TP,
+                           .tracestate = TS,
+                           .traceparent_out = out};
+  cr_assert_eq(publish(q, &o, why, sizeof why), 0, "%s", why);
+  cr_assert_str_eq(out, TP);
+  cr_assert_eq(tw_get(q, 1, dump, sizeof dump), 1);
+  cr_assert_str_eq(header(dump, "traceparent"), TP, "%s", dump);
+  cr_assert_str_eq(header(dump, "tracestate"), TS, "%s", dump);
+
+  /* The same context as headers in another case: sent once, lower case. */
+  warren_header_kv h[] = {
+      {"TraceParent", TP}, {"tenant", "acme"}, {"TRACESTATE", TS}};
+  warren_publish_opts oh = {
+      .size = sizeof oh, .message_id = "j2", .headers = h, .n_headers = 3};
+  cr_assert_eq(publish(q, &oh, why, sizeof why), 0, "%s", why);
+  cr_assert_eq(tw_get(q, 1, dump, sizeof dump), 1);
+  cr_assert_str_eq(header(dump, "traceparent"), TP, "%s", dump);
+  cr_assert_str_eq(header(dump, "tracestate"), TS, "%s", dump);
+  cr_assert_str_eq(header(dump, "tenant"), "acme", "%s", dump);
+  cr_assert_null(strstr(dump, "h.TraceParent="), "%s", dump);
+  cr_assert_null(strstr(dump, "h.TRACESTATE="), "%s", dump);
+  tw_delete_queue(q);
+}
+
+/* Breaks when the producer sends a context a consumer cannot parse, or
+ * one it was given twice, instead of refusing it with a reason. */
+Test(trace, an_invalid_traceparent_is_refused_by_the_producer) {
+  const char *q = "it.trace.invalid";
+  tw_delete_queue(q);
+  cr_assert_eq(tw_declare_plain(q), 0);
+  char why[512], out[WARREN_TRACEPARENT_LEN + 1] = "untouched";
+  const char *bad[] = {
+      "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01", /* upper */
+      "00-00000000000000000000000000000000-b7ad6b7169203331-01", /* zero */
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",    /* short */
+      "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", /* ff */
+      "garbage"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    warren_publish_opts o = {
+        .size = sizeof o, .traceparent = bad[i], .traceparent_out = out};
+    cr_assert_eq(publish(q, &o, why, sizeof why), WARREN_INVALID, "%s", bad[i]);
+    cr_assert(strstr(why, "not a valid W3C traceparent"), "%s", why);
+    cr_assert_str_eq(out, "untouched");
+  }
+  warren_header_kv h[] = {{"traceparent", TP}};
+  warren_publish_opts both = {
+      .size = sizeof both, .traceparent = TP, .headers = h, .n_headers = 1};
+  cr_assert_eq(publish(q, &both, why, sizeof why), WARREN_INVALID);
+  cr_assert(strstr(why, "traceparent given twice"), "%s", why);
+  warren_publish_opts ts = {
+      .size = sizeof ts, .traceparent = TP, .tracestate = "=bad"};
+  cr_assert_eq(publish(q, &ts, why, sizeof why), WARREN_INVALID);
+  cr_assert(strstr(why, "not a valid W3C tracestate"), "%s", why);
+  warren_publish_opts alone = {.size = sizeof alone, .tracestate = TS};
+  cr_assert_eq(publish(q, &alone, why, sizeof why), WARREN_INVALID);
+  cr_assert(strstr(why, "without a traceparent"), "%s", why);
+  cr_assert_eq(tw_queue_len(q), 0, "a refused job was published");
+  tw_delete_queue(q);
+}
