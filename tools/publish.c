@@ -6,9 +6,11 @@
  *                  [--key-id ID --key-file FILE]
  *                  [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
  *                  [--no-verify-hostname]
+ *                  [--traceparent TP [--tracestate TS]] [--print-trace]
  * With --count N the jobs get message ids PREFIX1..PREFIXN; "{n}" in the
- * body is replaced by the job's number. Exits non-zero unless every job
- * was confirmed by the broker.
+ * body is replaced by the job's number. Every job carries a traceparent:
+ * TP as it is (each job a child of the caller's span), or a new trace per
+ * job. Exits non-zero unless every job was confirmed by the broker.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -60,6 +62,10 @@ static void usage(FILE *f) {
           "       [--key-id ID --key-file FILE]   sign every job\n"
           "       [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]\n"
           "       [--no-verify-hostname]          TLS (port default 5671)\n"
+          "       [--traceparent TP [--tracestate TS]] the jobs' parent "
+          "context (default: a new trace per job)\n"
+          "       [--print-trace]                 print 'message_id "
+          "traceparent' per job\n"
           "Exit status: 0 every job confirmed, 1 broker trouble, 2 usage.\n");
 }
 
@@ -67,6 +73,8 @@ int main(int argc, char **argv) {
   warren_producer_opts po = {.size = sizeof po};
   const char *exchange = "", *key = NULL, *id = NULL, *body = "{n}";
   const char *key_file = NULL, *ctype = NULL;
+  const char *traceparent = NULL, *tracestate = NULL;
+  int print_trace = 0;
   long count = 1;
   warren_header_kv hdr[MAX_HEADERS];
   size_t nh = 0;
@@ -75,6 +83,10 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
       return 0;
+    }
+    if (!strcmp(a, "--print-trace")) {
+      print_trace = 1;
+      continue; /* takes no value */
     }
     if (!v && strcmp(a, "--tls") && strcmp(a, "--no-verify-hostname"))
       goto usage;
@@ -94,6 +106,10 @@ int main(int argc, char **argv) {
       body = v;
     else if (!strcmp(a, "--content-type"))
       ctype = v;
+    else if (!strcmp(a, "--traceparent"))
+      traceparent = v;
+    else if (!strcmp(a, "--tracestate"))
+      tracestate = v;
     else if (!strcmp(a, "--key-id"))
       po.sign_key_id = v;
     else if (!strcmp(a, "--key-file"))
@@ -141,12 +157,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "warren-publish: %s: %s\n", warren_strerror(rc), why);
     return 1;
   }
-  char mid[256], text[65536];
+  char mid[256], text[65536], tp[WARREN_TRACEPARENT_LEN + 1];
   for (long n = 1; n <= count && rc == 0; n++) {
     warren_publish_opts o = {.size = sizeof o,
                              .headers = hdr,
                              .n_headers = nh,
-                             .content_type = ctype};
+                             .content_type = ctype,
+                             .traceparent = traceparent,
+                             .tracestate = tracestate,
+                             .traceparent_out = tp};
     if (id) {
       if (count > 1)
         snprintf(mid, sizeof mid, "%s%ld", id, n);
@@ -156,6 +175,10 @@ int main(int argc, char **argv) {
     }
     expand(text, sizeof text, body, n);
     rc = warren_producer_publish(p, exchange, key, text, strlen(text), &o);
+    /* Printed once written, so a script finds the trace of every job that
+     * may have reached the broker, a failed run's included. */
+    if (print_trace && (rc == 0 || rc == WARREN_BROKER_NACK))
+      printf("%s %s\n", id ? mid : "-", tp);
   }
   if (rc == 0) rc = warren_producer_flush(p, 30000);
   if (rc != 0) snprintf(why, sizeof why, "%s", warren_producer_error(p));

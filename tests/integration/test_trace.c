@@ -36,7 +36,8 @@ static const char *header(const char *dump, const char *key) {
 
 static int valid_tp(const char *s) {
   wr_trace_ctx c;
-  return strlen(s) == WR_TRACEPARENT_LEN && wr_trace_parse(s, strlen(s), &c) == 0;
+  return strlen(s) == WR_TRACEPARENT_LEN &&
+         wr_trace_parse(s, strlen(s), &c) == 0;
 }
 
 /* Publish one job to queue through libwarren; 0 or the status. The
@@ -153,5 +154,61 @@ Test(trace, an_invalid_traceparent_is_refused_by_the_producer) {
   cr_assert_eq(publish(q, &alone, why, sizeof why), WARREN_INVALID);
   cr_assert(strstr(why, "without a traceparent"), "%s", why);
   cr_assert_eq(tw_queue_len(q), 0, "a refused job was published");
+  tw_delete_queue(q);
+}
+/* Run a shell command; stdout only into out. */
+static int sh(const char *cmd, char *out, size_t len) {
+  FILE *p = popen(cmd, "r");
+  if (!p) return -1;
+  size_t n = fread(out, 1, len - 1, p);
+  out[n] = '\0';
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Breaks when --traceparent is not what each job carries, when
+ * --print-trace lines do not match the jobs, or when the trace lines are
+ * printed without being asked for. */
+Test(trace, warren_publish_passes_traceparent_and_prints_each_jobs) {
+  const char *q = "it.trace.cli";
+  tw_delete_queue(q);
+  cr_assert_eq(tw_declare_plain(q), 0);
+  char cmd[1024], out[4096], dump[4096], line[128];
+  snprintf(cmd, sizeof cmd,
+           "timeout 60 %s --port %d --routing-key %s --count 2 --id g "
+           "--traceparent %s --tracestate %s --print-trace",
+           WARREN_PUBLISH_BIN, tw_port(), q, TP, TS);
+  cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+  for (int i = 1; i <= 2; i++) {
+    snprintf(line, sizeof line, "g%d %s\n", i, TP);
+    cr_assert(strstr(out, line), "no line '%s' in:\n%s", line, out);
+    cr_assert_eq(tw_get(q, 1, dump, sizeof dump), 1);
+    cr_assert_str_eq(header(dump, "traceparent"), TP, "%s", dump);
+    cr_assert_str_eq(header(dump, "tracestate"), TS, "%s", dump);
+  }
+
+  /* Without one: each job its own new trace, printed as it was sent. */
+  snprintf(cmd, sizeof cmd,
+           "timeout 60 %s --port %d --routing-key %s --count 2 --id f "
+           "--print-trace",
+           WARREN_PUBLISH_BIN, tw_port(), q);
+  cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+  for (int i = 1; i <= 2; i++) {
+    cr_assert_eq(tw_get(q, 1, dump, sizeof dump), 1);
+    const char *tp = header(dump, "traceparent");
+    cr_assert(valid_tp(tp), "%s", dump);
+    snprintf(line, sizeof line, "f%d %s\n", i, tp);
+    cr_assert(strstr(out, line), "no line '%s' in:\n%s", line, out);
+  }
+
+  snprintf(cmd, sizeof cmd, "timeout 60 %s --port %d --routing-key %s --id n",
+           WARREN_PUBLISH_BIN, tw_port(), q);
+  cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+  cr_assert_null(strstr(out, "00-"), "trace printed unasked:\n%s", out);
+  snprintf(cmd, sizeof cmd,
+           "timeout 60 %s --port %d --routing-key %s --traceparent bad 2>&1",
+           WARREN_PUBLISH_BIN, tw_port(), q);
+  cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+  cr_assert(strstr(out, "not a valid W3C traceparent"), "%s", out);
   tw_delete_queue(q);
 }
