@@ -29,6 +29,7 @@ typedef struct wr_exporter_stats {
   uint64_t dropped_failed; /* queued, then given up after retries or at stop */
   uint64_t export_errors;  /* failed export requests (each may be retried) */
   uint64_t queued;         /* spans in the queue now */
+  uint64_t dropped_large;  /* refused by submit: its copy is over 16 KiB */
 } wr_exporter_stats;
 
 /*
