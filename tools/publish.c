@@ -11,6 +11,9 @@
  * body is replaced by the job's number. Every job carries a traceparent:
  * TP as it is (each job a child of the caller's span), or a new trace per
  * job. Exits non-zero unless every job was confirmed by the broker.
+ * When the environment configures tracing (OTEL_EXPORTER_OTLP_ENDPOINT or
+ * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), each job of a new trace also gets
+ * a PRODUCER span, exported over OTLP/HTTP before the program exits.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,7 +23,11 @@
 #include <warren/producer.h>
 #include <warren/sign.h>
 
+#include "export.h"
 #include "keyring.h"
+#include "log.h"
+#include "otelcfg.h"
+#include "prodspan.h"
 
 #define MAX_HEADERS 16
 
@@ -52,6 +59,44 @@ static long number(const char *opt, const char *v, long min, long max) {
     return -1;
   }
   return n;
+}
+
+static const char *env(const char *name) {
+  return getenv(name);
+}
+
+/* The span exporter when the environment configures tracing, else NULL.
+ * Tracing is an extra: a bad setting is reported and the jobs still go. */
+static wr_exporter *tracing_start(void) {
+  wr_otel_cfg cfg;
+  char err[2048];
+  if (wr_otel_cfg_load(NULL, env, &cfg, err, sizeof err) != 0) {
+    fprintf(stderr, "warren-publish: tracing off: %s\n", err);
+    return NULL;
+  }
+  if (!cfg.enabled) return NULL;
+  /* The spans are this program's, not a worker's, unless the user named
+   * the service. */
+  const char *ra = getenv("OTEL_RESOURCE_ATTRIBUTES");
+  if (!getenv("OTEL_SERVICE_NAME") && !(ra && strstr(ra, "service.name=")))
+    snprintf(cfg.service_name, sizeof cfg.service_name, "warren-publish");
+  wr_exporter *e = wr_exporter_start(&cfg, err, sizeof err);
+  if (!e) fprintf(stderr, "warren-publish: tracing off: %s\n", err);
+  return e;
+}
+
+/* The PRODUCER span of one job of a new trace, with the ids the job
+ * carries so the consumer's span finds its parent. A job sent with a
+ * given traceparent gets none: that context's span is the caller's, and
+ * a second span with its id would collide with it. */
+static void publish_span(wr_exporter *e, const char *tp, const char *exchange,
+                         const char *key, const char *mid, size_t len,
+                         uint64_t start_ns) {
+  wr_prodspan ps;
+  if (wr_prodspan_init(&ps, "publish", exchange, tp, exchange, key, mid, len,
+                       start_ns, wr_prodspan_now_ns()) == 0 &&
+      (ps.span.flags & WR_TRACE_SAMPLED))
+    wr_exporter_submit(e, &ps.span);
 }
 
 static void usage(FILE *f) {
@@ -157,6 +202,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "warren-publish: %s: %s\n", warren_strerror(rc), why);
     return 1;
   }
+  wr_log_init_from_env();
+  wr_exporter *tracer = traceparent ? NULL : tracing_start();
   char mid[256], text[65536], tp[WARREN_TRACEPARENT_LEN + 1];
   for (long n = 1; n <= count && rc == 0; n++) {
     warren_publish_opts o = {.size = sizeof o,
@@ -174,7 +221,11 @@ int main(int argc, char **argv) {
       o.message_id = mid;
     }
     expand(text, sizeof text, body, n);
+    uint64_t start_ns = wr_prodspan_now_ns();
     rc = warren_producer_publish(p, exchange, key, text, strlen(text), &o);
+    if (tracer && (rc == 0 || rc == WARREN_BROKER_NACK))
+      publish_span(tracer, tp, exchange, key, o.message_id, strlen(text),
+                   start_ns);
     /* Printed once written, so a script finds the trace of every job that
      * may have reached the broker, a failed run's included. */
     if (print_trace && (rc == 0 || rc == WARREN_BROKER_NACK))
@@ -184,6 +235,8 @@ int main(int argc, char **argv) {
   if (rc != 0) snprintf(why, sizeof why, "%s", warren_producer_error(p));
   int rc2 = warren_producer_close(p);
   if (rc == 0) rc = rc2;
+  /* What is not sent by then is counted and logged by the exporter. */
+  wr_exporter_stop(tracer, 5);
   if (rc != 0) {
     fprintf(stderr, "warren-publish: %s%s%s\n", warren_strerror(rc),
             why[0] ? ": " : "", why);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <warren/producer.h>
 #include <warren/status.h>
@@ -210,5 +211,111 @@ Test(trace, warren_publish_passes_traceparent_and_prints_each_jobs) {
            WARREN_PUBLISH_BIN, tw_port(), q);
   cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
   cr_assert(strstr(out, "not a valid W3C traceparent"), "%s", out);
+  tw_delete_queue(q);
+}
+
+/* A stand-in OTLP/HTTP collector on 127.0.0.1:port: it appends each
+ * request body to path and answers 200. It ends by itself within a
+ * minute, should the test die before stopping it. */
+static pid_t collector_start(int port, const char *path) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "import http.server, sys\n"
+           "class H(http.server.BaseHTTPRequestHandler):\n"
+           "  def do_POST(s):\n"
+           "    b = s.rfile.read(int(s.headers['Content-Length']))\n"
+           "    open('%s', 'ab').write(b)\n"
+           "    s.send_response(200)\n"
+           "    s.send_header('Content-Length', '0')\n"
+           "    s.end_headers()\n"
+           "  def log_message(s, *a): pass\n"
+           "http.server.HTTPServer(('127.0.0.1', %d), H).serve_forever()\n",
+           path, port);
+  pid_t pid = fork();
+  if (pid == 0) {
+    execlp("timeout", "timeout", "60", "python3", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  /* Up once it accepts a connection. */
+  char probe[128];
+  snprintf(probe, sizeof probe,
+           "for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/%d) "
+           "2>/dev/null && exit 0; sleep 0.1; done; exit 1",
+           port);
+  char out[64];
+  snprintf(cmd, sizeof cmd, "bash -c '%s'", probe);
+  if (sh(cmd, out, sizeof out) != 0) {
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    return -1;
+  }
+  return pid;
+}
+
+static size_t slurp(const char *path, char *buf, size_t len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, len, f);
+  fclose(f);
+  return n;
+}
+
+/* Raw bytes of n hex digits. */
+static void unhex(const char *s, unsigned char *out, size_t n) {
+  for (size_t i = 0; i < n; i++) sscanf(s + 2 * i, "%2hhx", &out[i]);
+}
+
+/* Breaks when warren-publish exports no span for a job, or one whose ids
+ * are not the job's traceparent (the consumer's parent would be missing
+ * in Jaeger), or without the messaging attributes. */
+Test(trace, warren_publish_exports_a_producer_span_per_job) {
+  const char *q = "it.trace.span";
+  int port = tw_port() + 4; /* within this node's range of ports */
+  tw_delete_queue(q);
+  cr_assert_eq(tw_declare_plain(q), 0);
+  char spans[400], cmd[1400], out[4096];
+  snprintf(spans, sizeof spans, "%s/spans", tw_dir());
+  unlink(spans);
+  pid_t col = collector_start(port, spans);
+  cr_assert_gt(col, 0, "the stand-in collector did not start");
+  snprintf(cmd, sizeof cmd,
+           "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:%d "
+           "OTEL_BSP_SCHEDULE_DELAY=100 timeout 60 %s --port %d "
+           "--routing-key %s --count 2 --id s --body 12345 --print-trace",
+           port, WARREN_PUBLISH_BIN, tw_port(), q);
+  int rc = sh(cmd, out, sizeof out);
+  kill(col, SIGTERM);
+  waitpid(col, NULL, 0);
+  cr_assert_eq(rc, 0, "%s", out);
+  static char body[65536];
+  size_t n = slurp(spans, body, sizeof body);
+  cr_assert_gt(n, 0, "no span reached the collector");
+  const char *names[] = {"publish (default)",
+                         "messaging.system",
+                         "rabbitmq",
+                         "messaging.operation.type",
+                         "send",
+                         "messaging.destination.name",
+                         "messaging.rabbitmq.destination.routing_key",
+                         "it.trace.span",
+                         "messaging.message.id",
+                         "s1",
+                         "s2",
+                         "messaging.message.body.size",
+                         "warren-publish"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+    cr_assert_not_null(memmem(body, n, names[i], strlen(names[i])),
+                       "no '%s' in the export", names[i]);
+  int jobs = 0;
+  for (const char *l = out; (l = strstr(l, " 00-")); l += 1 + 55) {
+    const char *tp = l + 1; /* "message_id traceparent" lines */
+    unsigned char trace_id[16], span_id[8];
+    unhex(tp + 3, trace_id, 16);
+    unhex(tp + 36, span_id, 8);
+    cr_assert_not_null(memmem(body, n, trace_id, 16), "trace of %.55s", tp);
+    cr_assert_not_null(memmem(body, n, span_id, 8), "span of %.55s", tp);
+    jobs++;
+  }
+  cr_assert_eq(jobs, 2, "%s", out);
   tw_delete_queue(q);
 }
