@@ -319,3 +319,104 @@ Test(trace, warren_publish_exports_a_producer_span_per_job) {
   cr_assert_eq(jobs, 2, "%s", out);
   tw_delete_queue(q);
 }
+
+#define STR(k, v)                    \
+  {                                  \
+    amqp_cstring_bytes(k), {         \
+      AMQP_FIELD_KIND_UTF8, {        \
+        .bytes = { sizeof v - 1, v } \
+      }                              \
+    }                                \
+  }
+
+/* A dead letter in q.dlq carrying TP and TS under the header names a
+ * publisher might use (not lower case); cfg gets the worker's config. */
+static void dead_letter(const char *q, char *cfg, size_t len) {
+  char log_[300], rec[300], settings[400], dump[8192];
+  snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";",
+           tw_dir());
+  pid_t w =
+      tw_start_record(q, "queue_type = \"classic\";", settings, log_, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  amqp_table_entry_t h[] = {STR("TraceParent", TP), STR("Tracestate", TS),
+                            STR("tenant", "acme")};
+  amqp_table_t headers = {3, h};
+  cr_assert_eq(tw_publish_raw(q, "job1", &headers), 0);
+  cr_assert(tw_wait_text(log_, "job job1 dead-lettered", 30));
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  char dlq[200];
+  snprintf(dlq, sizeof dlq, "%s.dlq", q);
+  cr_assert_eq(tw_get(dlq, 0, dump, sizeof dump), 1);
+  cr_assert_str_eq(header(dump, "TraceParent"), TP, "the dead letter:\n%s",
+                   dump);
+  snprintf(cfg, len, "%s/warren.cfg", tw_dir());
+}
+
+/* Breaks when a replay keeps the dead letter's traceparent (the replay's
+ * runs would join a trace that ended long ago) or its tracestate, sends
+ * the old one beside the new, or one that does not parse. */
+Test(trace, dlq_replay_starts_a_new_trace) {
+  char cfg[400], args[600], out[8192], dump[8192];
+  dead_letter("it.trace.replay", cfg, sizeof cfg);
+  snprintf(args, sizeof args, "dlq replay %s h", cfg);
+  cr_assert_eq(tw_warren_cli(out, sizeof out, args), 0, "%s", out);
+  cr_assert(strstr(out, "replayed 1 message(s)"), "%s", out);
+  cr_assert_eq(tw_get("it.trace.replay", 1, dump, sizeof dump), 1);
+  cr_log_info("replayed:\n%s", dump);
+  const char *tp = header(dump, "traceparent");
+  cr_assert(valid_tp(tp), "%s", dump);
+  cr_assert_neq(strncmp(tp + 3, TP + 3, 32), 0, "same trace id: %s", tp);
+  cr_assert_neq(strncmp(tp + 36, TP + 36, 16), 0, "same span id: %s", tp);
+  cr_assert_null(
+      strcasestr(strstr(dump, "h.traceparent=") + 1, "h.traceparent"),
+      "the old one kept:\n%s", dump);
+  cr_assert_null(strcasestr(dump, "h.tracestate="), "old tracestate kept:\n%s",
+                 dump);
+  cr_assert_str_eq(header(dump, "tenant"), "acme", "%s", dump);
+  cr_assert(strstr(dump, "h.warren-replays=l:1\n"), "%s", dump);
+}
+
+/* Breaks when a traced replay exports no span, or one without the link to
+ * the dead letter's context (the way from the new trace to the failed
+ * runs) or without its replay attributes. */
+Test(trace, dlq_replay_exports_a_span_linked_to_the_dead_letter) {
+  char cfg[400], args[600], out[8192], dump[8192], spans[400], env[64];
+  dead_letter("it.trace.rspan", cfg, sizeof cfg);
+  int port = tw_port() + 4;
+  snprintf(spans, sizeof spans, "%s/spans", tw_dir());
+  unlink(spans);
+  pid_t col = collector_start(port, spans);
+  cr_assert_gt(col, 0, "the stand-in collector did not start");
+  snprintf(env, sizeof env, "http://127.0.0.1:%d", port);
+  setenv("OTEL_EXPORTER_OTLP_ENDPOINT", env, 1);
+  setenv("OTEL_BSP_SCHEDULE_DELAY", "100", 1);
+  snprintf(args, sizeof args, "dlq replay %s h", cfg);
+  int rc = tw_warren_cli(out, sizeof out, args);
+  kill(col, SIGTERM);
+  waitpid(col, NULL, 0);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert_eq(tw_get("it.trace.rspan", 1, dump, sizeof dump), 1);
+  const char *tp = header(dump, "traceparent");
+  cr_assert(valid_tp(tp), "%s", dump);
+  static char body[65536];
+  size_t n = slurp(spans, body, sizeof body);
+  cr_assert_gt(n, 0, "no span reached the collector");
+  const char *names[] = {"replay it.trace.rspan",
+                         "messaging.operation.type",
+                         "messaging.rabbitmq.destination.routing_key",
+                         "warren.dlq.queue",
+                         "it.trace.rspan.dlq",
+                         "warren.replays",
+                         "job1",
+                         TS};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+    cr_assert_not_null(memmem(body, n, names[i], strlen(names[i])),
+                       "no '%s' in the export", names[i]);
+  unsigned char id[16];
+  unhex(tp + 36, id, 8);
+  cr_assert_not_null(memmem(body, n, id, 8), "no span with the job's id");
+  unhex(TP + 3, id, 16);
+  cr_assert_not_null(memmem(body, n, id, 16), "no link to the old trace");
+  unhex(TP + 36, id, 8);
+  cr_assert_not_null(memmem(body, n, id, 8), "no link to the old span");
+}
