@@ -180,7 +180,7 @@ int main(int argc, char **argv) {
     i++;
   }
   if (!key || count < 1 || !po.sign_key_id != !key_file ||
-      !po.cert_file != !po.key_file)
+      !po.cert_file != !po.key_file || (tracestate && !traceparent))
     goto usage;
   char why[512] = "";
   static unsigned char secret[WARREN_SIGN_MAX_KEY + 2];

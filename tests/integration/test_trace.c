@@ -206,11 +206,17 @@ Test(trace, warren_publish_passes_traceparent_and_prints_each_jobs) {
            WARREN_PUBLISH_BIN, tw_port(), q);
   cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
   cr_assert_null(strstr(out, "00-"), "trace printed unasked:\n%s", out);
+  cr_assert_eq(tw_get(q, 1, dump, sizeof dump), 1);
   snprintf(cmd, sizeof cmd,
            "timeout 60 %s --port %d --routing-key %s --traceparent bad 2>&1",
            WARREN_PUBLISH_BIN, tw_port(), q);
   cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
   cr_assert(strstr(out, "not a valid W3C traceparent"), "%s", out);
+  snprintf(cmd, sizeof cmd,
+           "timeout 60 %s --port %d --routing-key %s --tracestate a=b 2>&1",
+           WARREN_PUBLISH_BIN, tw_port(), q);
+  cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
+  cr_assert_eq(tw_queue_len(q), 0, "a refused job was published");
   tw_delete_queue(q);
 }
 
