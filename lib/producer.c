@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <warren/producer.h>
 #include <warren/sign.h>
@@ -10,9 +11,14 @@
 #include "conn.h"
 #include "keyring.h"
 #include "sign.h"
+#include "tracectx.h"
 
 #define CH 1
 #define MAX_HEADERS 64
+
+/* The public length is the one tracectx.h parses and writes. */
+_Static_assert(WARREN_TRACEPARENT_LEN == WR_TRACEPARENT_LEN,
+               "producer.h and tracectx.h disagree on the traceparent length");
 
 struct warren_producer {
   amqp_connection_state_t c;
@@ -25,6 +31,8 @@ struct warren_producer {
 /* An options field exists when the caller's struct is large enough. */
 #define HAS(o, field) \
   ((o)->size >= offsetof(warren_producer_opts, field) + sizeof((o)->field))
+#define PUB_HAS(o, field) \
+  ((o)->size >= offsetof(warren_publish_opts, field) + sizeof((o)->field))
 
 int warren_producer_open(const warren_producer_opts *o, warren_producer **out) {
   wr_conn_params b = {.host = "127.0.0.1",
@@ -92,6 +100,77 @@ int warren_producer_flush(warren_producer *p, int timeout_ms) {
   return failed(p, wr_confirms_wait(p->c, &p->cf, timeout_ms));
 }
 
+/* The trace context a job carries. tp and ts point into the caller's
+ * options or into own (a new traceparent); skip[i] marks the entries of
+ * o->headers that are sent as the trace context instead of as they are. */
+typedef struct trace_pick {
+  const char *tp, *ts;
+  char own[WR_TRACEPARENT_LEN + 1];
+} trace_pick;
+
+/* Take the trace context from the options or the headers, or make one.
+ * Returns 0, or WARREN_INVALID with the reason in p->err. */
+static int pick_trace(warren_producer *p, const warren_publish_opts *o,
+                      unsigned char *skip, trace_pick *t) {
+  t->tp = o && PUB_HAS(o, traceparent) ? o->traceparent : NULL;
+  t->ts = o && PUB_HAS(o, tracestate) ? o->tracestate : NULL;
+  int opt_tp = t->tp != NULL, opt_ts = t->ts != NULL;
+  int hdr_tp = 0, hdr_ts = 0;
+  for (size_t i = 0; o && i < o->n_headers; i++) {
+    const char *name = o->headers[i].name;
+    /* W3C names them in lower case; a header of another case is the same
+     * header, and sending both would leave the consumer to guess. */
+    int is_tp = !strcasecmp(name, "traceparent");
+    if (!is_tp && strcasecmp(name, "tracestate")) continue;
+    skip[i] = 1;
+    int *seen = is_tp ? &hdr_tp : &hdr_ts;
+    if ((is_tp ? opt_tp : opt_ts) || (*seen)++) {
+      snprintf(p->err, sizeof p->err,
+               "%s given twice (as an option or a header of any case)",
+               is_tp ? "traceparent" : "tracestate");
+      return WARREN_INVALID;
+    }
+    if (is_tp)
+      t->tp = o->headers[i].value;
+    else
+      t->ts = o->headers[i].value;
+  }
+  if (t->ts && !*t->ts) t->ts = NULL; /* W3C: an empty one is not sent */
+  wr_trace_ctx c;
+  if (t->tp) {
+    size_t len = strlen(t->tp);
+    /* A later version may be longer; Warren carries and reports the
+     * 55-character form, so it is refused rather than cut. */
+    if (len > WR_TRACEPARENT_LEN || wr_trace_parse(t->tp, len, &c) != 0) {
+      snprintf(p->err, sizeof p->err,
+               "traceparent '%.64s' is not a valid W3C traceparent "
+               "(00-<32 hex>-<16 hex>-<2 hex>, lower case, ids not zero)",
+               t->tp);
+      return WARREN_INVALID;
+    }
+  }
+  if (t->ts && !wr_tracestate_valid(t->ts, strlen(t->ts))) {
+    snprintf(p->err, sizeof p->err,
+             "tracestate is not a valid W3C tracestate (at most 512 bytes, "
+             "32 key=value members)");
+    return WARREN_INVALID;
+  }
+  if (t->ts && !t->tp) {
+    /* A tracestate belongs to its parent's context; on a new trace it
+     * would describe a span that is not the job's parent. */
+    snprintf(p->err, sizeof p->err, "tracestate given without a traceparent");
+    return WARREN_INVALID;
+  }
+  if (!t->tp) {
+    c = (wr_trace_ctx){.flags = WR_TRACE_SAMPLED, .valid = 1};
+    wr_trace_new_trace_id(c.trace_id);
+    wr_trace_new_span_id(c.span_id);
+    wr_trace_format(&c, t->own);
+    t->tp = t->own;
+  }
+  return WARREN_OK;
+}
+
 int warren_producer_publish(warren_producer *p, const char *exchange,
                             const char *routing_key, const void *body,
                             size_t len, const warren_publish_opts *o) {
@@ -100,7 +179,8 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
   amqp_basic_properties_t pr = {0};
   pr._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
   pr.delivery_mode = (o && o->transient) ? 1 : 2;
-  amqp_table_entry_t entries[MAX_HEADERS + 1];
+  /* The caller's headers, then the trace context and the signature. */
+  amqp_table_entry_t entries[MAX_HEADERS + 3];
   if (o && o->message_id) {
     pr._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
     pr.message_id = amqp_cstring_bytes(o->message_id);
@@ -113,25 +193,36 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
     pr._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
     pr.content_type = amqp_cstring_bytes(o->content_type);
   }
-  if (o && o->n_headers) {
-    if (o->n_headers > MAX_HEADERS) {
-      snprintf(p->err, sizeof p->err, "%zu headers: at most %d", o->n_headers,
-               MAX_HEADERS);
-      return WARREN_TOO_LARGE;
+  if (o && o->n_headers > MAX_HEADERS) {
+    snprintf(p->err, sizeof p->err, "%zu headers: at most %d", o->n_headers,
+             MAX_HEADERS);
+    return WARREN_TOO_LARGE;
+  }
+  unsigned char skip[MAX_HEADERS] = {0};
+  trace_pick t;
+  rc = pick_trace(p, o, skip, &t);
+  if (rc != WARREN_OK) return rc;
+  size_t n = 0;
+  for (size_t i = 0; o && i < o->n_headers; i++) {
+    if (p->ring && !strcmp(o->headers[i].name, WARREN_SIGNATURE_HEADER)) {
+      snprintf(p->err, sizeof p->err,
+               "header %s is written by the producer's signing key",
+               WARREN_SIGNATURE_HEADER);
+      return WARREN_INVALID;
     }
-    for (size_t i = 0; i < o->n_headers; i++) {
-      if (p->ring && !strcmp(o->headers[i].name, WARREN_SIGNATURE_HEADER)) {
-        snprintf(p->err, sizeof p->err,
-                 "header %s is written by the producer's signing key",
-                 WARREN_SIGNATURE_HEADER);
-        return WARREN_INVALID;
-      }
-      entries[i].key = amqp_cstring_bytes(o->headers[i].name);
-      entries[i].value.kind = AMQP_FIELD_KIND_UTF8;
-      entries[i].value.value.bytes = amqp_cstring_bytes(o->headers[i].value);
-    }
-    pr._flags |= AMQP_BASIC_HEADERS_FLAG;
-    pr.headers = (amqp_table_t){(int)o->n_headers, entries};
+    if (skip[i]) continue;
+    entries[n].key = amqp_cstring_bytes(o->headers[i].name);
+    entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[n++].value.value.bytes = amqp_cstring_bytes(o->headers[i].value);
+  }
+  /* longstr, as other languages' clients write strings (docs/producing.md). */
+  entries[n].key = amqp_cstring_bytes("traceparent");
+  entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
+  entries[n++].value.value.bytes = amqp_cstring_bytes(t.tp);
+  if (t.ts) {
+    entries[n].key = amqp_cstring_bytes("tracestate");
+    entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[n++].value.value.bytes = amqp_cstring_bytes(t.ts);
   }
   char sig[WARREN_SIGNATURE_MAX];
   if (p->ring) {
@@ -149,13 +240,12 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
                "cannot sign: a field is over 255 bytes or OpenSSL failed");
       return WARREN_INVALID;
     }
-    size_t n = (pr._flags & AMQP_BASIC_HEADERS_FLAG) ? o->n_headers : 0;
     entries[n].key = amqp_cstring_bytes(WARREN_SIGNATURE_HEADER);
     entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
-    entries[n].value.value.bytes = amqp_cstring_bytes(sig);
-    pr._flags |= AMQP_BASIC_HEADERS_FLAG;
-    pr.headers = (amqp_table_t){(int)n + 1, entries};
+    entries[n++].value.value.bytes = amqp_cstring_bytes(sig);
   }
+  pr._flags |= AMQP_BASIC_HEADERS_FLAG;
+  pr.headers = (amqp_table_t){(int)n, entries};
   amqp_bytes_t b = {len, (void *)body};
   rc = amqp_basic_publish(
       p->c, CH, amqp_cstring_bytes(exchange ? exchange : ""),
@@ -166,6 +256,8 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
     return WARREN_BROKER_CLOSED;
   }
   wr_confirms_sent(&p->cf);
+  if (o && PUB_HAS(o, traceparent_out) && o->traceparent_out)
+    snprintf(o->traceparent_out, WR_TRACEPARENT_LEN + 1, "%s", t.tp);
   if (p->cf.refused) {
     snprintf(p->err, sizeof p->err, "%s", p->cf.err);
     return WARREN_BROKER_NACK;

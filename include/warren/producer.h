@@ -58,15 +58,36 @@ typedef struct warren_header_kv {
   const char *value;
 } warren_header_kv;
 
+/** Length of a W3C traceparent (version 00) without its NUL. */
+#define WARREN_TRACEPARENT_LEN 55
+
 /** Per-job properties; every field optional (NULL/0). */
 typedef struct warren_publish_opts {
   uint32_t size; /**< sizeof(warren_publish_opts) */
   const char *message_id;
   const char *correlation_id;
   const char *content_type;
-  const warren_header_kv *headers; /**< n_headers entries, copied */
+  /** Read during the call only. A header named traceparent or tracestate
+   *  (any case) is taken as the option of that name below. */
+  const warren_header_kv *headers; /**< n_headers entries */
   size_t n_headers;
   int transient; /**< 1: delivery_mode 1 (default persistent) */
+  /* Fields below were added with tracing; read when size covers them.
+   * Every job carries a W3C `traceparent` header (docs/producing.md). */
+  /** The job's parent context, read during the call only: the job carries
+   *  exactly this value (a W3C traceparent of at most
+   *  WARREN_TRACEPARENT_LEN characters, lower-case hex). NULL: a new trace
+   *  (new trace id and span id, sampled). Invalid: WARREN_INVALID. */
+  const char *traceparent;
+  /** W3C tracestate sent beside the traceparent (read during the call
+   *  only); needs a given traceparent. NULL or "": none. Invalid:
+   *  WARREN_INVALID. */
+  const char *tracestate;
+  /** NULL, or a caller-owned buffer of at least WARREN_TRACEPARENT_LEN + 1
+   *  bytes that receives the traceparent the job carries (NUL-terminated)
+   *  when the job was written: on a return of 0 or WARREN_BROKER_NACK;
+   *  untouched otherwise. */
+  char *traceparent_out;
 } warren_publish_opts;
 
 /**
@@ -85,7 +106,20 @@ WARREN_EXPORT int warren_producer_open(const warren_producer_opts *opts,
  * signed now; a header of that name in opts->headers is refused
  * (WARREN_INVALID). Returns once it is written; the confirm is awaited by
  * warren_producer_flush(), or here when too many are outstanding.
- * body is read during the call only.
+ *
+ * Tracing: the job carries a `traceparent` header (and `tracestate` when
+ * one is given), from opts->traceparent / opts->tracestate or from a header
+ * of that name in opts->headers (matched in any case, sent once, under
+ * the lower-case name), else a new trace. Giving one both as an option
+ * and as a header, two headers of one name, a tracestate without a
+ * traceparent, or a value that is not valid W3C is WARREN_INVALID, and
+ * warren_producer_error() names the problem; nothing is published then.
+ *
+ * @param p            the producer; used by one thread at a time.
+ * @param exchange     NULL or "": the default exchange. Read during the
+ *                     call only, as are routing_key and body.
+ * @param opts         NULL for all defaults; read during the call only,
+ *                     except that opts->traceparent_out is written.
  * @return 0 or a negative warren_status (WARREN_BROKER_NACK when the broker
  *         refused or could not route a job published so far).
  */

@@ -118,7 +118,8 @@ Test(dead_letters, headers_of_every_type_survive_dead_letter_and_replay) {
   cr_assert_eq(tw_get("it.typed", 1, dump, sizeof dump), 1,
                "replay reached no queue");
   cr_log_info("replayed:\n%s", dump);
-  expect_lines(want, dump, "the replay");
+  /* All but the traceparent: a replay starts a new trace (test_trace.c). */
+  expect_lines(strchr(want, '\n') + 1, dump, "the replay");
   cr_assert(strstr(dump, "h.warren-replays=l:1\n"), "%s", dump);
   cr_assert_null(strstr(dump, "h.warren-dead-"), "Warren's headers go:\n%s",
                  dump);
