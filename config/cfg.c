@@ -702,16 +702,17 @@ static void load_tracing(ctx *c, wr_cfg *cfg, config_setting_t *root) {
     return;
   }
   char why[2048];
-  if (wr_otel_cfg_load(g, env_lookup, &cfg->tracing, why, sizeof why) == 0) return;
+  if (wr_otel_cfg_load(g, env_lookup, &cfg->tracing, why, sizeof why) == 0)
+    return;
   /* One problem per line, each naming its setting or variable. */
   for (char *line = strtok(why, "\n"); line; line = strtok(NULL, "\n"))
     problem(c, g ? g : root, "%s", line);
 }
 
 int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
-  static const char *const top_keys[] = {
-      "broker",  "worker",  "exchanges", "handlers",
-      "health",  "signing", "tracing",   NULL};
+  static const char *const top_keys[] = {"broker",   "worker", "exchanges",
+                                         "handlers", "health", "signing",
+                                         "tracing",  NULL};
   if (errlen) err[0] = '\0';
   wr_cfg *cfg = calloc(1, sizeof *cfg);
   if (cfg) config_init(&cfg->lc);

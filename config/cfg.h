@@ -104,7 +104,7 @@ typedef struct wr_cfg {
   size_t n_handlers;
   wr_signing_cfg signing;
   wr_otel_cfg tracing; /* the `tracing` group and the OTEL_* variables */
-  char *owned; /* resolved plugin paths and password, one block */
+  char *owned;         /* resolved plugin paths and password, one block */
 } wr_cfg;
 
 /**

@@ -77,8 +77,8 @@ static int put_value(wr_extras_buf *b, const char *key, const warren_value *v) {
       return put_str(b, v->str ? v->str : "", v->len);
     case WARREN_VALUE_INT:
     case WARREN_VALUE_BOOL:
-      return put_u64(b, (uint64_t)(v->type == WARREN_VALUE_BOOL ? v->i != 0
-                                                                : v->i));
+      return put_u64(
+          b, (uint64_t)(v->type == WARREN_VALUE_BOOL ? v->i != 0 : v->i));
     case WARREN_VALUE_DOUBLE: {
       uint64_t d;
       memcpy(&d, &v->d, 8);
@@ -121,8 +121,7 @@ int wr_extras_event(wr_extras_buf *b, const char *name, uint64_t time_ns,
   int rc = put_u8(b, REC_EVENT);
   if (rc == WARREN_OK) rc = put_str(b, name, strlen(name));
   if (rc == WARREN_OK) rc = put_u64(b, time_ns);
-  if (rc == WARREN_OK)
-    rc = put_values(b, attrs, n, WR_EXTRAS_MAX_EVENT_ATTRS);
+  if (rc == WARREN_OK) rc = put_values(b, attrs, n, WR_EXTRAS_MAX_EVENT_ATTRS);
   if (rc != WARREN_OK) {
     b->len = mark;
     return rc;
@@ -162,7 +161,8 @@ int wr_extras_followup(wr_extras_buf *b, const warren_publish *pub,
       return WARREN_INVALID;
   size_t mark = b->len;
   int rc = put_u8(b, REC_FOLLOWUP);
-  for (size_t i = 0; i < 5 && rc == WARREN_OK; i++) rc = put_short(b, shorts[i]);
+  for (size_t i = 0; i < 5 && rc == WARREN_OK; i++)
+    rc = put_short(b, shorts[i]);
   if (rc == WARREN_OK) rc = put_u8(b, pub->transient ? 1 : 0);
   if (rc == WARREN_OK)
     rc = put_values(b, pub->headers, pub->n_headers, WR_EXTRAS_MAX_HEADERS);
@@ -310,8 +310,7 @@ int wr_extras_parse(const unsigned char *p, size_t len, wr_extras *out) {
       for (uint32_t i = 0; i < n && !r.bad; i++)
         get_value(&r, &out->ev_attrs[nev_attrs++]);
       e->nattrs = n;
-    } else if (kind == REC_FOLLOWUP &&
-               out->nfollow < WR_EXTRAS_MAX_FOLLOWUPS) {
+    } else if (kind == REC_FOLLOWUP && out->nfollow < WR_EXTRAS_MAX_FOLLOWUPS) {
       if (out->nfollow == cap) {
         cap = cap ? cap * 2 : 4;
         wr_followup *f = realloc(out->follow, cap * sizeof *f);

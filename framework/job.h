@@ -18,8 +18,8 @@
  * for the format). Not traced: on = 0, the rest unset. */
 typedef struct wr_job_trace {
   uint8_t trace_id[16];
-  uint8_t span_id[8];   /* this attempt's span */
-  uint8_t parent_id[8]; /* the producer's span: parent, or link if linked */
+  uint8_t span_id[8];     /* this attempt's span */
+  uint8_t parent_id[8];   /* the producer's span: parent, or link if linked */
   uint8_t link_trace[16]; /* linked: the producer's trace */
   uint8_t copy_id[8];     /* span of the retry or dead-letter copy sent */
   uint8_t flags;          /* W3C trace flags; bit 0: sampled */
@@ -31,29 +31,29 @@ typedef struct wr_job_trace {
 struct wr_extras;
 
 typedef struct wr_job {
-  amqp_envelope_t env;  /* owned while the job lives */
-  uint64_t id;          /* supervisor-wide sequence, matched in results */
-  uint64_t gen;         /* connection generation the tag belongs to */
-  wr_job_meta meta;     /* attempt, crashes, first failure */
-  double started;       /* monotonic seconds when a worker took it */
-  uint64_t confirm_seq;   /* last publish awaiting its confirm; 0: none */
-  uint64_t confirm_first; /* first of them: they are consecutive */
+  amqp_envelope_t env;      /* owned while the job lives */
+  uint64_t id;              /* supervisor-wide sequence, matched in results */
+  uint64_t gen;             /* connection generation the tag belongs to */
+  wr_job_meta meta;         /* attempt, crashes, first failure */
+  double started;           /* monotonic seconds when a worker took it */
+  uint64_t confirm_seq;     /* last publish awaiting its confirm; 0: none */
+  uint64_t confirm_first;   /* first of them: they are consecutive */
   uint64_t confirm_bits[4]; /* which of first.. are still unconfirmed */
-  uint64_t body_off;    /* the body's block in its handler's arena, or
-                           WR_ARENA_NONE: malloc'd (arena.h) */
-  double due;           /* when parked (settle.c): monotonic time to requeue */
-  uint16_t handler;     /* index of its handler */
-  uint8_t dead;         /* the awaited publish is a dead letter */
-  uint8_t returned;     /* the broker returned the awaited publish */
-  uint8_t followups;    /* the awaited publishes are its follow-ups */
-  uint8_t signed_ok;    /* its signature verified: body_sha256 is to match */
-  uint8_t sig_check;    /* wr_sign_check that refused it (sign.h) */
+  uint64_t body_off;        /* the body's block in its handler's arena, or
+                               WR_ARENA_NONE: malloc'd (arena.h) */
+  double due;        /* when parked (settle.c): monotonic time to requeue */
+  uint16_t handler;  /* index of its handler */
+  uint8_t dead;      /* the awaited publish is a dead letter */
+  uint8_t returned;  /* the broker returned the awaited publish */
+  uint8_t followups; /* the awaited publishes are its follow-ups */
+  uint8_t signed_ok; /* its signature verified: body_sha256 is to match */
+  uint8_t sig_check; /* wr_sign_check that refused it (sign.h) */
   unsigned char body_sha256[32]; /* signed digest, checked where it runs */
   wr_job_trace trace;
   unsigned char *xbuf; /* what its handler added (extras.h), malloc'd */
   size_t xlen;
   struct wr_extras *extras; /* xbuf parsed, once it is settled */
-  struct wr_job *next;           /* the one queue it is on, or the free list */
+  struct wr_job *next;      /* the one queue it is on, or the free list */
 } wr_job;
 
 /* The job whose envelope env is (deliver.c hands out envelopes). */

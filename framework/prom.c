@@ -229,8 +229,7 @@ char *wr_prom_render(const wr_snap *s, size_t *len) {
          "take them after retries.");
     put(&g, "warren_trace_spans_dropped_total{reason=\"queue_full\"} %llu\n",
         (unsigned long long)s->trace.dropped_full);
-    put(&g,
-        "warren_trace_spans_dropped_total{reason=\"export_failed\"} %llu\n",
+    put(&g, "warren_trace_spans_dropped_total{reason=\"export_failed\"} %llu\n",
         (unsigned long long)s->trace.dropped_failed);
     head(&g, "warren_trace_export_errors_total", "counter",
          "Export requests that failed (each may be retried).");

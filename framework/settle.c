@@ -153,8 +153,8 @@ static amqp_bytes_t bytes_of(wr_str s) {
 
 /* Publish follow-up f of job. Returns its confirm sequence, or 0 when the
  * connection was lost. */
-static uint64_t publish_followup(wr_sup *s, wr_handler_rt *h,
-                                 const wr_job *job, const wr_followup *f) {
+static uint64_t publish_followup(wr_sup *s, wr_handler_rt *h, const wr_job *job,
+                                 const wr_followup *f) {
   amqp_table_entry_t e[WR_EXTRAS_MAX_HEADERS + 5];
   size_t n = 0;
   for (size_t i = 0; i < f->nheaders; i++)
@@ -163,10 +163,10 @@ static uint64_t publish_followup(wr_sup *s, wr_handler_rt *h,
   /* Which publish it is, for a return (conn.h), as on copies. */
   e[n++] = wr_entry_int(WR_H_COPY, (int64_t)wr_session_next_seq(&s->session));
   char tp[WR_TRACEPARENT_LEN + 1];
-  const amqp_table_t *orig = (job->env.message.properties._flags &
-                              AMQP_BASIC_HEADERS_FLAG)
-                                 ? &job->env.message.properties.headers
-                                 : NULL;
+  const amqp_table_t *orig =
+      (job->env.message.properties._flags & AMQP_BASIC_HEADERS_FLAG)
+          ? &job->env.message.properties.headers
+          : NULL;
   amqp_bytes_t ts;
   if (wr_spans_followup_context(job, orig, tp, &ts) == 0) {
     e[n++] = wr_entry_str("traceparent", tp);
@@ -323,8 +323,9 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
   wr_jobq *q = &s->settle.confirming;
   if (ev->kind == WR_PUB_RETURN) {
     wr_job *j = q->head;
-    while (j && ev->copy >= 0 && (j->confirm_first > (uint64_t)ev->copy ||
-                                  j->confirm_seq < (uint64_t)ev->copy))
+    while (j && ev->copy >= 0 &&
+           (j->confirm_first > (uint64_t)ev->copy ||
+            j->confirm_seq < (uint64_t)ev->copy))
       j = j->next;
     if (!j || ev->copy < 0) {
       /* Not a copy of ours: nothing is tied to it. */

@@ -58,8 +58,8 @@ static int sampled_root(const wr_otel_cfg *oc, const uint8_t id[16]) {
 }
 
 static int parent_based(wr_sampler s) {
-  return s == WR_SAMPLER_PARENT_ALWAYS_ON || s == WR_SAMPLER_PARENT_ALWAYS_OFF ||
-         s == WR_SAMPLER_PARENT_RATIO;
+  return s == WR_SAMPLER_PARENT_ALWAYS_ON ||
+         s == WR_SAMPLER_PARENT_ALWAYS_OFF || s == WR_SAMPLER_PARENT_RATIO;
 }
 
 static int trace_check(void *ctx, size_t handler, wr_job *job, wr_outcome *o,
@@ -153,8 +153,8 @@ typedef struct attrs {
 
 static void add_str(attrs *as, const char *k, const void *s, size_t len) {
   if (as->n < MAX_ATTRS)
-    as->a[as->n++] = (wr_attr){.key = k, .type = WR_ATTR_STRING, .str = s,
-                               .len = len};
+    as->a[as->n++] =
+        (wr_attr){.key = k, .type = WR_ATTR_STRING, .str = s, .len = len};
 }
 
 static void add_cstr(attrs *as, const char *k, const char *s) {
@@ -251,10 +251,14 @@ static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
   uint64_t end = (uint64_t)wr_unix_ns();
   wr_attr exc[2];
   if (o != WR_OUT_ACKED && err) {
-    exc[0] = (wr_attr){.key = "exception.type", .type = WR_ATTR_STRING,
-                       .str = out, .len = strlen(out)};
-    exc[1] = (wr_attr){.key = "exception.message", .type = WR_ATTR_STRING,
-                       .str = err, .len = strlen(err)};
+    exc[0] = (wr_attr){.key = "exception.type",
+                       .type = WR_ATTR_STRING,
+                       .str = out,
+                       .len = strlen(out)};
+    exc[1] = (wr_attr){.key = "exception.message",
+                       .type = WR_ATTR_STRING,
+                       .str = err,
+                       .len = strlen(err)};
     ev[nev++] = (wr_span_event){"exception", end, exc, 2};
   }
   char name[300];
@@ -359,8 +363,7 @@ void wr_spans_destroy(wr_spans *sp, double flush_s) {
 void wr_spans_counters_get(wr_spans *sp, wr_spans_counters *out) {
   wr_exporter_stats st;
   wr_exporter_stats_get(sp->exp, &st);
-  *out = (wr_spans_counters){sp->invalid_context, sp->sampled,
-                             sp->not_sampled,     st.exported,
-                             st.dropped_full,     st.dropped_failed,
-                             st.export_errors,    st.queued};
+  *out = (wr_spans_counters){
+      sp->invalid_context, sp->sampled,       sp->not_sampled,  st.exported,
+      st.dropped_full,     st.dropped_failed, st.export_errors, st.queued};
 }

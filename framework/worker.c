@@ -31,7 +31,7 @@ static void set_handler(const char *name) {
 static char g_err[WR_IPC_MAX_ERROR];
 static size_t g_err_len;
 static const warren_message *g_current;
-static wr_arena *g_arena; /* where large bodies lie (arena.h) */
+static wr_arena *g_arena;      /* where large bodies lie (arena.h) */
 static wr_extras_buf g_extras; /* what the running job's handler added */
 static int g_sampled;          /* its span records what handlers add */
 
@@ -245,9 +245,8 @@ static int publish(int fd, wr_ipc_shm *shm, uint32_t *done, uint64_t job_id,
   /* Written before the result, so the supervisor has it when it reads
    * the result (pool.c waits for it). */
   s->extras = g_extras.len > 0 && result != WR_IPC_SKIPPED;
-  if (s->extras &&
-      wr_ipc_send(fd, WR_IPC_EXTRAS, &job_id, sizeof job_id, g_extras.p,
-                  g_extras.len) != 0)
+  if (s->extras && wr_ipc_send(fd, WR_IPC_EXTRAS, &job_id, sizeof job_id,
+                               g_extras.p, g_extras.len) != 0)
     return -1;
   wr_extras_clear(&g_extras);
   s->job_id = job_id;

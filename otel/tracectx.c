@@ -80,8 +80,7 @@ static int member_valid(const char *m, size_t n) {
   if (!eq || eq == m) return 0;
   size_t kl = (size_t)(eq - m), vl = n - kl - 1;
   if (kl > 256 || vl == 0 || vl > 256) return 0;
-  if (!((m[0] >= 'a' && m[0] <= 'z') || (m[0] >= '0' && m[0] <= '9')))
-    return 0;
+  if (!((m[0] >= 'a' && m[0] <= 'z') || (m[0] >= '0' && m[0] <= '9'))) return 0;
   for (size_t i = 0; i < kl; i++)
     if (!key_char(m[i])) return 0;
   for (size_t i = 0; i < vl; i++) {

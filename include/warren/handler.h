@@ -192,7 +192,7 @@ typedef struct warren_message {
  * struct is frozen like warren_value (it never grows). @since 1.1
  */
 typedef struct warren_attribute {
-  const char *key; /**< NUL-terminated, not NULL. @since 1.1 */
+  const char *key;    /**< NUL-terminated, not NULL. @since 1.1 */
   warren_value value; /**< STRING, INT, DOUBLE or BOOL. @since 1.1 */
 } warren_attribute;
 
@@ -207,12 +207,12 @@ typedef struct warren_publish {
   const char *routing_key; /**< not NULL; at most 255 bytes. */
   const void *body;        /**< body_len bytes; may be NULL when 0. */
   size_t body_len;
-  const char *content_type;   /**< at most 255 bytes. */
+  const char *content_type; /**< at most 255 bytes. */
   /** At most 255 bytes. NULL: "<this job's message id>/<n>" for the n-th
    * follow-up of this attempt (none when the job has no id), so that the
    * copies a retry sends again carry the same ids. */
   const char *message_id;
-  const char *correlation_id; /**< at most 255 bytes. */
+  const char *correlation_id;      /**< at most 255 bytes. */
   const warren_attribute *headers; /**< n_headers application headers */
   size_t n_headers;
   int transient; /**< 1: delivery_mode 1; default persistent. */

@@ -76,8 +76,7 @@ static int rec_init(const warren_api *api, const warren_settings *s,
   if (api->setting_get(s, "fail_suffix", &v) == 0) r->fail_suffix = v.str;
   if (api->setting_get(s, "reject_suffix", &v) == 0) r->reject_suffix = v.str;
   if (api->setting_get(s, "trace", &v) == 0) r->trace = (int)v.i;
-  if (api->setting_get(s, "followup_queue", &v) == 0)
-    r->followup_queue = v.str;
+  if (api->setting_get(s, "followup_queue", &v) == 0) r->followup_queue = v.str;
   if (api->setting_get(s, "followup_unroutable", &v) == 0)
     r->followup_unroutable = v.str;
   r->api = api;
@@ -134,8 +133,7 @@ static void followups(rec *r, const warren_message *m) {
   char body[300];
   int n = snprintf(body, sizeof body, "next %s", m->message_id);
   warren_attribute hd[] = {
-      {"app.kind",
-       {.type = WARREN_VALUE_STRING, .str = "followup", .len = 8}}};
+      {"app.kind", {.type = WARREN_VALUE_STRING, .str = "followup", .len = 8}}};
   warren_publish p = {.size = sizeof p,
                       .routing_key = r->followup_queue,
                       .body = body,

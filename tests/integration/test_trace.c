@@ -73,8 +73,9 @@ static pid_t start_worker(int port, const char *q, const char *extra,
            "  plugin = \"" TEST_HANDLER_DIR
            "/record.so\";\n"
            "  %s\n  settings = { log = \"%s\"; trace = true; %s }; } );\n",
-           port ? port : tw_free_port(), port ? "" : "retry_max = 0.3; max_queue = 8; max_batch = 4;",
-           top, q, extra, rec, settings);
+           port ? port : tw_free_port(),
+           port ? "" : "retry_max = 0.3; max_queue = 8; max_batch = 4;", top, q,
+           extra, rec, settings);
   pid_t w = tw_warren_start(dir, text);
   cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30), "worker up");
   return w;
@@ -191,11 +192,11 @@ Test(trace, a_known_traceparent_gives_a_consumer_span_in_that_trace) {
   cr_assert_eq(attr_num(s, "app.n"), 42);
   const cJSON *ev = cJSON_GetArrayItem(cJSON_GetObjectItem(s, "events"), 0);
   cr_assert(ev && !strcmp(str(ev, "name"), "app.step"), "the handler's event");
-  cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "status"), "code")
-                   ->valueint,
-               0, "unset: not an error");
-  cr_assert_str_eq(
-      str(cJSON_GetObjectItem(s, "resource"), "service.name"), "warren-it");
+  cr_assert_eq(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(s, "status"), "code")->valueint,
+      0, "unset: not an error");
+  cr_assert_str_eq(str(cJSON_GetObjectItem(s, "resource"), "service.name"),
+                   "warren-it");
   /* The handler saw the same ids and the traceparent naming its span. */
   char want[200];
   snprintf(want, sizeof want, "trace k1 1 %s %s 00-%s-%s-01", TID,
@@ -264,9 +265,9 @@ Test(trace, a_retried_job_its_attempts_and_its_dead_letter_share_one_trace) {
   cr_assert_eq(cJSON_GetObjectItem(rt, "kind")->valueint, 4, "PRODUCER");
   cr_assert_str_eq(attr_str(a1, "warren.outcome"), "retry");
   cr_assert_str_eq(attr_str(a1, "error.type"), "retry");
-  cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(a1, "status"), "code")
-                   ->valueint,
-               2, "ERROR");
+  cr_assert_eq(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(a1, "status"), "code")->valueint,
+      2, "ERROR");
   const cJSON *ex = cJSON_GetArrayItem(cJSON_GetObjectItem(a1, "events"), 1);
   cr_assert(ex && !strcmp(str(ex, "name"), "exception"));
   cr_assert(strstr(attr_str(ex, "exception.message"), "fails on purpose"),
@@ -352,6 +353,7 @@ Test(trace, a_collector_that_is_down_loses_no_job_and_drops_are_counted) {
   }
   cr_assert_gt(full, 0, "a full queue drops and counts:\n%s", body);
   cr_assert_gt(failed, 0, "spans given up after retries are counted");
-  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0, "stops despite the collector");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0,
+               "stops despite the collector");
   cr_assert_eq(tw_queue_len("tr.down"), 0);
 }
