@@ -207,9 +207,46 @@ static uint64_t publish_followup(wr_sup *s, wr_handler_rt *h, const wr_job *job,
                             (amqp_bytes_t){f->body_len, (void *)f->body});
 }
 
+/* Whether exchange name (a follow-up's) exists: 1, 0, or -1 when the
+ * connection failed asking. The default exchange always does. */
+static int exchange_ok(wr_sup *s, const wr_str *name) {
+  wr_settle *st = &s->settle;
+  if (!name->len) return 1;
+  unsigned n = st->nknown < WR_SETTLE_KNOWN ? st->nknown : WR_SETTLE_KNOWN;
+  for (unsigned i = 0; i < n; i++)
+    if (strcmp(st->known[i], name->s) == 0) return 1;
+  char err[512];
+  int rc = wr_topology_exchange_exists(s->session.conn, s->declare_ch, name->s,
+                                       err, sizeof err);
+  if (rc == 1)
+    snprintf(st->known[st->nknown++ % WR_SETTLE_KNOWN], sizeof st->known[0],
+             "%s", name->s);
+  if (rc < 0) {
+    wr_session_lost(&s->session, err, 0);
+    return -1;
+  }
+  return rc;
+}
+
 void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
   const wr_extras *x = job->extras;
   uint64_t first = 0;
+  for (size_t i = 0; i < x->nfollow; i++) {
+    int ok = exchange_ok(s, &x->follow[i].exchange);
+    if (ok < 0) { /* connection lost: the broker redelivers the job */
+      WR_NOTIFY(&s->obs, dropped, h->index, 1);
+      wr_sup_release(s, job);
+      return;
+    }
+    if (!ok) {
+      char err[400];
+      snprintf(err, sizeof err,
+               "a follow-up job names exchange '%s', which does not exist",
+               x->follow[i].exchange.s);
+      wr_settle_finish(s, h, job, WR_OUT_FAILED, err);
+      return;
+    }
+  }
   for (size_t i = 0; i < x->nfollow; i++) {
     uint64_t seq = publish_followup(s, h, job, &x->follow[i]);
     if (!seq) { /* connection lost: the broker redelivers the job */
@@ -431,4 +468,5 @@ void wr_settle_forget(wr_sup *s) {
   while ((j = wr_jobq_pop(&s->settle.confirming))) wr_sup_release(s, j);
   while ((j = wr_jobq_pop(&s->settle.parked))) wr_sup_release(s, j);
   s->settle.redeclare_at = 0;
+  s->settle.nknown = 0; /* an exchange may be gone after a reconnect */
 }

@@ -31,8 +31,15 @@ struct wr_handler_rt;
 #define WR_REFUSAL_MIN_S 1.0
 #define WR_REFUSAL_MAX_S 30.0
 
+#define WR_SETTLE_KNOWN 32 /* exchanges follow-ups went to, remembered */
+
 typedef struct wr_settle {
   wr_jobq confirming;  /* originals whose copy awaits its confirm */
+  /* Exchanges follow-ups may be published to (checked once per
+   * connection, as a publish to a missing one closes the channel);
+   * replaced round-robin. */
+  char known[WR_SETTLE_KNOWN][256];
+  unsigned nknown;
   wr_jobq parked;      /* originals whose copy was refused: requeued when due */
   double redeclare_at; /* re-declare the topology then (0: not needed) */
 } wr_settle;

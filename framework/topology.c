@@ -156,6 +156,28 @@ int wr_topology_declare(amqp_connection_state_t c, const wr_cfg *cfg,
   return rc;
 }
 
+int wr_topology_exchange_exists(amqp_connection_state_t c, amqp_channel_t ch,
+                                const char *name, char *err, size_t errlen) {
+  int rc = wr_conn_channel(c, ch, 0, err, errlen);
+  if (rc != WARREN_OK) return rc;
+  char what[300];
+  snprintf(what, sizeof what, "exchange '%s'", name);
+  amqp_exchange_declare(c, ch, amqp_cstring_bytes(name),
+                        amqp_cstring_bytes("direct"), 1, 0, 0, 0,
+                        amqp_empty_table);
+  rc = checked(c, ch, what, err, errlen);
+  if (rc == WARREN_OK) {
+    amqp_channel_close(c, ch, AMQP_REPLY_SUCCESS);
+    return 1;
+  }
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+  if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+      r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+      ((amqp_channel_close_t *)r.reply.decoded)->reply_code == AMQP_NOT_FOUND)
+    return 0; /* checked() acknowledged the close */
+  return rc;
+}
+
 int wr_topology_consume(amqp_connection_state_t c, amqp_channel_t ch,
                         const wr_handler_cfg *h, const char *tag, char *err,
                         size_t errlen) {

@@ -17,6 +17,13 @@
 int wr_topology_declare(amqp_connection_state_t c, const wr_cfg *cfg,
                         amqp_channel_t ch, char *err, size_t errlen);
 
+/* Whether exchange `name` exists, asked passively on channel ch, which it
+ * opens and closes again: 1 yes, 0 no (the broker closed ch: NOT_FOUND),
+ * or a negative warren_status with err set. For names a handler chose: a
+ * publish to a missing exchange would close the publishing channel. */
+int wr_topology_exchange_exists(amqp_connection_state_t c, amqp_channel_t ch,
+                                const char *name, char *err, size_t errlen);
+
 /* Open channel ch, set basic.qos(prefetch, global=false) and consume. */
 int wr_topology_consume(amqp_connection_state_t c, amqp_channel_t ch,
                         const wr_handler_cfg *h, const char *tag, char *err,

@@ -22,7 +22,8 @@
  * followup_queue: a job whose id has no '/' publishes one follow-up to that
  * queue (default exchange, default message id, header app.kind=followup,
  * body "next <id>") and, if followup_unroutable is set, a second one with
- * that routing key on the default exchange (no such queue: it comes back).
+ * that routing key on the default exchange (no such queue: it comes back);
+ * followup_exchange: the follow-up goes through that exchange instead.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -42,6 +43,7 @@ typedef struct rec {
   const char *crash_on, *hang_on, *fail_on, *reject_unless, *reject_prefix;
   const char *sigpipe_on, *orphan_on, *fail_suffix, *reject_suffix, *exit_on;
   const char *scribble_on, *followup_queue, *followup_unroutable;
+  const char *followup_exchange;
   int trace;
   long leak_kb;
   long fail_below;
@@ -77,6 +79,8 @@ static int rec_init(const warren_api *api, const warren_settings *s,
   if (api->setting_get(s, "reject_suffix", &v) == 0) r->reject_suffix = v.str;
   if (api->setting_get(s, "trace", &v) == 0) r->trace = (int)v.i;
   if (api->setting_get(s, "followup_queue", &v) == 0) r->followup_queue = v.str;
+  if (api->setting_get(s, "followup_exchange", &v) == 0)
+    r->followup_exchange = v.str;
   if (api->setting_get(s, "followup_unroutable", &v) == 0)
     r->followup_unroutable = v.str;
   r->api = api;
@@ -139,7 +143,8 @@ static void followups(rec *r, const warren_message *m) {
                       .body = body,
                       .body_len = (size_t)n,
                       .headers = hd,
-                      .n_headers = 1};
+                      .n_headers = 1,
+                      .exchange = r->followup_exchange};
   if (r->api->publish(m, &p) != WARREN_OK) abort();
   if (r->followup_unroutable) {
     p.routing_key = r->followup_unroutable;

@@ -328,6 +328,32 @@ Test(trace, a_follow_up_that_comes_back_fails_its_job_and_is_sent_again) {
   stop_receiver();
 }
 
+Test(trace, a_follow_up_to_a_missing_exchange_fails_its_job_not_the_channel) {
+  int port = start_receiver();
+  char log[300], rec[300];
+  pid_t w = start_worker(port, "tr.noexchange",
+                         "retry = { max_attempts = 2; backoff = [0.2]; };",
+                         "followup_queue = \"tr.noexchange\"; "
+                         "followup_exchange = \"tr.no.such.exchange\";",
+                         "", log, rec);
+  cr_assert_eq(publish_tp("tr.noexchange", "x1", NULL, NULL), 0);
+  cr_assert_eq(tw_publish("tr.noexchange", 3, "plain"), 0);
+  char dump[8192];
+  double until = wr_now() + 20;
+  int got = 0;
+  while (!got && wr_now() < until) {
+    got = tw_take_one("tr.noexchange.dlq", dump, sizeof dump);
+    if (!got) nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+  }
+  cr_assert(got, "dead-lettered after its two attempts");
+  cr_assert(strstr(dump, "exchange 'tr.no.such.exchange', which does not exist"),
+            "%s", dump);
+  cr_assert(!tw_wait_text(log, "broker connection lost", 0.5),
+            "the connection and its channels stayed up");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  stop_receiver();
+}
+
 Test(trace, a_collector_that_is_down_loses_no_job_and_drops_are_counted) {
   int hp = tw_free_port();
   char top[100], log[300], rec[300];
