@@ -44,7 +44,8 @@ typedef struct wr_job {
   double due;        /* when parked (settle.c): monotonic time to requeue */
   uint16_t handler;  /* index of its handler */
   uint8_t dead;      /* the awaited publish is a dead letter */
-  uint8_t returned;  /* the broker returned the awaited publish */
+  uint8_t returned;  /* the broker returned an awaited publish */
+  uint8_t nacked;    /* the broker refused (nacked) an awaited publish */
   uint8_t followups; /* the awaited publishes are its follow-ups */
   uint8_t signed_ok; /* its signature verified: body_sha256 is to match */
   uint8_t sig_check; /* wr_sign_check that refused it (sign.h) */

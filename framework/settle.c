@@ -26,7 +26,7 @@ static void await_confirms(wr_sup *s, wr_job *job, uint64_t first, size_t n) {
   job->confirm_seq = first + n - 1;
   memset(job->confirm_bits, 0, sizeof job->confirm_bits);
   for (size_t k = 0; k < n; k++) job->confirm_bits[k / 64] |= 1ull << (k % 64);
-  job->returned = 0;
+  job->returned = job->nacked = 0;
   wr_jobq_push(&s->settle.confirming, job);
 }
 
@@ -387,7 +387,7 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
   wr_job *prev = NULL, *j = q->head;
   while (j) {
     wr_job *next = j->next;
-    if (cover(j, ev) && ev->kind != WR_PUB_ACK) j->returned = 1;
+    if (cover(j, ev) && ev->kind != WR_PUB_ACK) j->nacked = 1;
     if (!awaited(j)) {
       wr_jobq_unlink(q, prev, j);
       wr_jobq_push(&done, j);
@@ -399,7 +399,7 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
   while ((j = wr_jobq_pop(&done))) {
     if (!s->session.conn)
       wr_sup_release(s, j);
-    else if (ev->kind == WR_PUB_ACK && !j->returned)
+    else if (!j->nacked && !j->returned)
       copy_confirmed(s, j);
     else
       copy_refused(s, j);

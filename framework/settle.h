@@ -34,7 +34,7 @@ struct wr_handler_rt;
 #define WR_SETTLE_KNOWN 32 /* exchanges follow-ups went to, remembered */
 
 typedef struct wr_settle {
-  wr_jobq confirming;  /* originals whose copy awaits its confirm */
+  wr_jobq confirming; /* originals whose copy awaits its confirm */
   /* Exchanges follow-ups may be published to (checked once per
    * connection, as a publish to a missing one closes the channel);
    * replaced round-robin. */

@@ -346,8 +346,9 @@ Test(trace, a_follow_up_to_a_missing_exchange_fails_its_job_not_the_channel) {
     if (!got) nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
   }
   cr_assert(got, "dead-lettered after its two attempts");
-  cr_assert(strstr(dump, "exchange 'tr.no.such.exchange', which does not exist"),
-            "%s", dump);
+  cr_assert(
+      strstr(dump, "exchange 'tr.no.such.exchange', which does not exist"),
+      "%s", dump);
   cr_assert(!tw_wait_text(log, "broker connection lost", 0.5),
             "the connection and its channels stayed up");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
