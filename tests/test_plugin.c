@@ -92,6 +92,16 @@ static const warren_api *host_api(void) {
   return seen_api;
 }
 
+/* headers.so declares WARREN_PLUGIN_ABI_MINOR 0: built for 1.0, it loads
+ * in this 1.1 worker (the integration tests run it). */
+Test(plugin, a_plugin_built_for_1_0_loads) {
+  wr_plugin p;
+  int rc = wr_plugin_load(TEST_HANDLER_DIR "/headers.so", &p, err, sizeof err);
+  cr_assert_eq(rc, WARREN_OK, "%s", err);
+  cr_assert_eq(p.def->abi_version, (uint32_t)(WARREN_ABI_MAJOR << 16 | 0));
+  wr_plugin_unload(&p);
+}
+
 Test(plugin, host_api_has_every_member_it_declares) {
   const warren_api *api = host_api();
   cr_assert_eq(api->size, sizeof(warren_api));
@@ -105,6 +115,9 @@ Test(plugin, host_api_has_every_member_it_declares) {
   HAS_AND_SET(header_at);
   HAS_AND_SET(setting_get);
   HAS_AND_SET(set_error);
+  HAS_AND_SET(span_set_attribute);
+  HAS_AND_SET(span_add_event);
+  HAS_AND_SET(publish);
 #undef HAS_AND_SET
 }
 
@@ -162,6 +175,16 @@ Test(plugin, abi_1_0_layout_is_frozen) {
   cr_assert_eq(offsetof(warren_message, redelivered), 76);
   cr_assert_eq(offsetof(warren_message, delivery_tag), 80);
   cr_assert_geq(sizeof(warren_message), 88);
+
+  /* 1.1 appended these. */
+  cr_assert_eq(offsetof(warren_api, span_set_attribute), 56);
+  cr_assert_eq(offsetof(warren_api, span_add_event), 64);
+  cr_assert_eq(offsetof(warren_api, publish), 72);
+  cr_assert_eq(offsetof(warren_message, trace_id), 88);
+  cr_assert_eq(offsetof(warren_message, span_id), 96);
+  cr_assert_eq(offsetof(warren_message, traceparent), 104);
+  cr_assert_eq(offsetof(warren_attribute, value), 8);
+  cr_assert_eq(sizeof(warren_attribute), 48);
 
   /* warren_value never grows: not even at the end. */
   cr_assert_eq(offsetof(warren_value, str), 8);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* Built for ABI 1.0 on purpose: a 1.1 worker must keep loading it. */
+#define WARREN_PLUGIN_ABI_MINOR 0
 #include <warren/handler.h>
 
 typedef struct st {
