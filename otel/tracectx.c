@@ -1,5 +1,6 @@
 #include "tracectx.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -111,19 +112,31 @@ int wr_tracestate_valid(const char *s, size_t len) {
 /* xoshiro256** seeded per process: ids need to be unique, not secret, and
  * a system call per span would cost more than the span. */
 static uint64_t g_s[4];
-static pid_t g_pid;
+static int g_seeded;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+/* A forked child draws its own ids: it seeds again on first use. (Asking
+ * getpid() per id instead would be a system call per span.) */
+static void forked(void) {
+  g_seeded = 0;
+}
+
+static void watch_forks(void) {
+  pthread_atfork(NULL, NULL, forked);
+}
 
 static uint64_t rotl(uint64_t x, int k) {
   return (x << k) | (x >> (64 - k));
 }
 
 static uint64_t next64(void) {
-  if (g_pid != getpid()) {
-    g_pid = getpid();
+  if (!g_seeded) {
+    pthread_once(&g_once, watch_forks);
+    g_seeded = 1;
     if (getrandom(g_s, sizeof g_s, 0) != (ssize_t)sizeof g_s) {
       struct timespec ts;
       clock_gettime(CLOCK_REALTIME, &ts);
-      g_s[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)g_pid << 32);
+      g_s[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
       g_s[1] = (uint64_t)ts.tv_sec * 0x9e3779b97f4a7c15ull;
       g_s[2] = (uint64_t)(uintptr_t)&ts;
       g_s[3] = 0x2545f4914f6cdd1dull;
