@@ -26,6 +26,7 @@ typedef struct wr_job_trace {
   uint8_t on;             /* traced: the ids are set */
   uint8_t has_parent;     /* parent_id is set */
   uint8_t linked;         /* the producer's context is a link */
+  uint8_t link_flags;     /* its W3C flags */
 } wr_job_trace;
 
 struct wr_extras;

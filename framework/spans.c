@@ -96,6 +96,7 @@ static int trace_check(void *ctx, size_t handler, wr_job *job, wr_outcome *o,
       memcpy(t->link_trace, parent.trace_id, 16);
       memcpy(t->parent_id, parent.span_id, 8);
       t->linked = 1;
+      t->link_flags = parent.flags;
     }
     sampled = sampled_root(&sp->oc, t->trace_id);
   }
@@ -271,7 +272,7 @@ static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
     memcpy(tsbuf, ts.bytes, ts.len);
     tsbuf[ts.len] = '\0';
   }
-  wr_span_link link = {.flags = WR_TRACE_SAMPLED};
+  wr_span_link link = {.flags = t->link_flags};
   if (t->linked) {
     memcpy(link.trace_id, t->link_trace, 16);
     memcpy(link.span_id, t->parent_id, 8);

@@ -25,6 +25,7 @@ TW_SUITE(trace, 120);
 #define TP "00-" TID "-" PSID "-01"
 
 static pid_t receiver_;
+static const char *tracing_extra_ = ""; /* more of the tracing group */
 static char spans_[400];
 
 static void stop_receiver(void) {
@@ -68,14 +69,14 @@ static pid_t start_worker(int port, const char *q, const char *extra,
   char text[4096];
   snprintf(text, sizeof text,
            "tracing = { endpoint = \"http://127.0.0.1:%d\"; delay = 0.05; "
-           "service_name = \"warren-it\"; %s };\n%s\n"
+           "service_name = \"warren-it\"; %s %s };\n%s\n"
            "handlers = ( { name = \"h\"; queue = \"%s\";\n"
            "  plugin = \"" TEST_HANDLER_DIR
            "/record.so\";\n"
            "  %s\n  settings = { log = \"%s\"; trace = true; %s }; } );\n",
            port ? port : tw_free_port(),
-           port ? "" : "retry_max = 0.3; max_queue = 8; max_batch = 4;", top, q,
-           extra, rec, settings);
+           port ? "" : "retry_max = 0.3; max_queue = 8; max_batch = 4;",
+           tracing_extra_, top, q, extra, rec, settings);
   pid_t w = tw_warren_start(dir, text);
   cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30), "worker up");
   return w;
@@ -351,6 +352,57 @@ Test(trace, a_follow_up_to_a_missing_exchange_fails_its_job_not_the_channel) {
       "%s", dump);
   cr_assert(!tw_wait_text(log, "broker connection lost", 0.5),
             "the connection and its channels stayed up");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  stop_receiver();
+}
+
+Test(trace, link_mode_and_the_environment_over_the_file) {
+  int port = start_receiver();
+  char log[300], rec[300];
+  /* OTEL_SERVICE_NAME wins over the file's service_name. */
+  setenv("OTEL_SERVICE_NAME", "from-env", 1);
+  pid_t w = start_worker(port, "tr.link", "", "", "", log, rec);
+  unsetenv("OTEL_SERVICE_NAME");
+  cr_assert_eq(publish_tp("tr.link", "l1", TP, NULL), 0);
+  cJSON *all = NULL;
+  const cJSON *s = wait_span(&all, "process", "l1", 1);
+  cr_assert(s);
+  cr_assert_str_eq(str(cJSON_GetObjectItem(s, "resource"), "service.name"),
+                   "from-env");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  /* parent = "link": a trace of its own, linked to the producer's span. */
+  tracing_extra_ = "parent = \"link\";";
+  w = start_worker(port, "tr.link", "", "", "", log, rec);
+  tracing_extra_ = "";
+  cr_assert_eq(publish_tp("tr.link", "l2", TP, NULL), 0);
+  const cJSON *l = wait_span(&all, "process", "l2", 1);
+  cr_assert(l);
+  cr_assert(is_hex(str(l, "traceId"), 32));
+  cr_assert_str_neq(str(l, "traceId"), TID, "a trace of its own");
+  cr_assert_str_eq(str(l, "parentSpanId"), "", "a root");
+  const cJSON *lk = cJSON_GetArrayItem(cJSON_GetObjectItem(l, "links"), 0);
+  cr_assert(lk, "with a link");
+  cr_assert_str_eq(str(lk, "traceId"), TID);
+  cr_assert_str_eq(str(lk, "spanId"), PSID);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cJSON_Delete(all);
+  stop_receiver();
+}
+
+Test(trace, an_in_process_handler_has_its_span_and_follow_ups) {
+  int port = start_receiver();
+  char log[300], rec[300];
+  pid_t w = start_worker(port, "tr.inproc", "isolation = false;",
+                         "followup_queue = \"tr.inproc\";", "", log, rec);
+  cr_assert_eq(publish_tp("tr.inproc", "i1", TP, NULL), 0);
+  cJSON *all = NULL;
+  const cJSON *p = wait_span(&all, "process", "i1", 1);
+  const cJSON *c = wait_span(&all, "process", "i1/1", 1);
+  cr_assert(p && c, "the job and its follow-up, in process");
+  cr_assert_str_eq(str(p, "parentSpanId"), PSID);
+  cr_assert_str_eq(str(c, "parentSpanId"), str(p, "spanId"));
+  cr_assert_str_eq(attr_str(p, "app.job"), "i1", "the handler's attribute");
+  cJSON_Delete(all);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   stop_receiver();
 }

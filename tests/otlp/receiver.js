@@ -6,6 +6,7 @@
 //
 //   node tests/otlp/receiver.js PORT OUT_FILE [--fail N] [--fail-status CODE]
 //
+// OUT_FILE "-" decodes every request and writes nothing (bench/run).
 // Listens on 127.0.0.1:PORT and prints "listening PORT" on stdout once it
 // accepts connections. POST /v1/traces takes application/x-protobuf (and
 // application/json as OTLP's JSON mapping writes it) and is answered 200
@@ -166,7 +167,8 @@ const server = http.createServer((req, res) => {
       return reply(res, 400, 'text/plain', Buffer.from(e.message + '\n'));
     }
     const lines = [];
-    for (const rs of msg.resourceSpans || []) {
+    // OUT_FILE "-": decoded, as a collector must, and not written (bench/run).
+    for (const rs of out === '-' ? [] : msg.resourceSpans || []) {
       const resource = attrs(rs.resource && rs.resource.attributes);
       for (const ss of rs.scopeSpans || []) {
         const scope = {
