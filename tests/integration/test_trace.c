@@ -284,6 +284,33 @@ Test(trace, a_retried_job_its_attempts_and_its_dead_letter_share_one_trace) {
   stop_receiver();
 }
 
+Test(trace, a_crash_and_a_timeout_are_recorded_by_the_supervisor) {
+  int port = start_receiver();
+  char log[300], rec[300];
+  pid_t w = start_worker(port, "tr.crash",
+                         "timeout = 0.5; retry = { max_attempts = 1; };",
+                         "crash_on = \"c1\"; hang_on = \"t1\";", "", log, rec);
+  cr_assert_eq(publish_tp("tr.crash", "c1", TP, NULL), 0);
+  cr_assert_eq(publish_tp("tr.crash", "t1", TP, NULL), 0);
+  cJSON *all = NULL;
+  const cJSON *c = wait_span(&all, "process", "c1", 1);
+  const cJSON *t = wait_span(&all, "process", "t1", 1);
+  cr_assert(c && t, "spans for the crashed and the timed-out job");
+  cr_assert_str_eq(attr_str(c, "warren.outcome"), "crashed");
+  cr_assert_str_eq(attr_str(t, "warren.outcome"), "timeout");
+  cr_assert_str_eq(str(c, "parentSpanId"), PSID);
+  cr_assert_eq(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(c, "status"), "code")->valueint,
+      2, "ERROR");
+  /* "worker killed by signal 11", or under ASan "worker exited with
+   * status 1" */
+  cr_assert(strstr(str(cJSON_GetObjectItem(c, "status"), "message"), "worker"),
+            "why: %s", str(cJSON_GetObjectItem(c, "status"), "message"));
+  cJSON_Delete(all);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  stop_receiver();
+}
+
 Test(trace, a_follow_up_job_is_a_child_in_the_same_trace) {
   int port = start_receiver();
   char log[300], rec[300];
