@@ -56,8 +56,10 @@ static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
   wr_worker_trace tr;
   wr_worker_trace_set(&tr, job->trace.trace_id, job->trace.span_id,
                       job->trace.flags, job->trace.on);
-  wr_worker_message(&m, fp, len, &hdrs, job->env.delivery_tag,
-                    job->meta.attempt, job->env.redelivered ? 1u : 0u, &tr);
+  wr_worker_meta meta = {job->env.delivery_tag,          job->meta.attempt,
+                         job->env.redelivered ? 1u : 0u, job->meta.crashes,
+                         wr_pool_job_present(job),       &tr};
+  wr_worker_message(&m, fp, len, &hdrs, &meta);
   job->started = wr_now(); /* as a worker's job (pool.c), for durations */
   WR_NOTIFY(&s->obs, started, h->index, job);
   if (job->signed_ok &&

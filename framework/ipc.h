@@ -110,7 +110,10 @@ typedef struct wr_ipc_job {
   uint8_t span_id[8];
   uint8_t trace_flags;
   uint8_t traced;
-  uint8_t pad2[6];
+  uint8_t pad2[2];
+  uint32_t crashes; /* worker deaths in a row on it so far */
+  uint32_t present; /* WARREN_MESSAGE_HAS_* */
+  uint32_t pad3;
 } wr_ipc_job;
 
 /* One field of a job as it is sent: pointer and length, not copied. */

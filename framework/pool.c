@@ -276,6 +276,17 @@ void wr_pool_job_fields(const wr_job *job, wr_ipc_field f[WR_JOB_NFIELDS]) {
       (wr_ipc_field){job->env.message.body.bytes, job->env.message.body.len};
 }
 
+uint32_t wr_pool_job_present(const wr_job *job) {
+  amqp_flags_t fl = job->env.message.properties._flags;
+  return ((fl & AMQP_BASIC_MESSAGE_ID_FLAG) ? WARREN_MESSAGE_HAS_MESSAGE_ID
+                                            : 0) |
+         ((fl & AMQP_BASIC_CORRELATION_ID_FLAG)
+              ? WARREN_MESSAGE_HAS_CORRELATION_ID
+              : 0) |
+         ((fl & AMQP_BASIC_CONTENT_TYPE_FLAG) ? WARREN_MESSAGE_HAS_CONTENT_TYPE
+                                              : 0);
+}
+
 int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
   const amqp_basic_properties_t *pr = &job->env.message.properties;
   wr_ipc_field f[WR_JOB_NFIELDS];
@@ -306,7 +317,9 @@ int wr_pool_dispatch(wr_pool *p, wr_child *c, wr_job *job) {
                   .attempt = job->meta.attempt,
                   .redelivered = job->env.redelivered ? 1u : 0u,
                   .body_off = p->arena ? job->body_off : WR_ARENA_NONE,
-                  .check_body = job->signed_ok};
+                  .check_body = job->signed_ok,
+                  .crashes = job->meta.crashes,
+                  .present = wr_pool_job_present(job)};
   if (j.body_off != WR_ARENA_NONE) { /* the worker reads it in place */
     j.body_len = f[WR_JOB_BODY].len;
     f[WR_JOB_BODY] = (wr_ipc_field){"", 0};

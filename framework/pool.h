@@ -169,6 +169,9 @@ void wr_pool_free(wr_pool *p);
  * headers blob, which the caller encodes. Pointers into job->env. */
 void wr_pool_job_fields(const wr_job *job, wr_ipc_field f[WR_JOB_NFIELDS]);
 
+/* Which of its properties a job carries (WARREN_MESSAGE_HAS_*). */
+uint32_t wr_pool_job_present(const wr_job *job);
+
 /* One worker as status reports show it (health.h). */
 typedef struct wr_pool_worker {
   pid_t pid; /* 0 while down */

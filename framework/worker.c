@@ -42,15 +42,24 @@ static void api_log(warren_log_level level, const char *fmt, ...) {
   va_end(ap);
 }
 
-static void api_set_error(const warren_message *msg, const char *fmt, ...) {
+static void api_logv(warren_log_level level, const char *fmt, va_list ap) {
+  wr_logv(level, g_tag, fmt, ap);
+}
+
+static void api_set_errorv(const warren_message *msg, const char *fmt,
+                           va_list ap) {
   if (!msg || msg != g_current) return; /* only the running job */
-  va_list ap;
-  va_start(ap, fmt);
   int n = vsnprintf(g_err, sizeof g_err, fmt, ap);
-  va_end(ap);
   g_err_len = n < 0                      ? 0
               : (size_t)n < sizeof g_err ? (size_t)n
                                          : sizeof g_err - 1;
+}
+
+static void api_set_error(const warren_message *msg, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  api_set_errorv(msg, fmt, ap);
+  va_end(ap);
 }
 
 static int api_span_set_attribute(const warren_message *msg, const char *key,
@@ -123,6 +132,9 @@ static const warren_api g_api = {
     .span_set_attribute = api_span_set_attribute,
     .span_add_event = api_span_add_event,
     .publish = api_publish,
+    .logv = api_logv,
+    .set_errorv = api_set_errorv,
+    .strerror = warren_strerror,
 };
 
 static _Noreturn void die(int code) {
@@ -189,8 +201,9 @@ static int unpack(unsigned char *p, size_t len, warren_message *msg,
   }
   static wr_worker_trace trace; /* one job at a time */
   wr_worker_trace_set(&trace, j.trace_id, j.span_id, j.trace_flags, j.traced);
-  return wr_worker_message(msg, f, j.field_len, hdrs, j.delivery_tag, j.attempt,
-                           j.redelivered, &trace);
+  wr_worker_meta m = {j.delivery_tag, j.attempt, j.redelivered,
+                      j.crashes,      j.present, &trace};
+  return wr_worker_message(msg, f, j.field_len, hdrs, &m);
 }
 
 void wr_worker_trace_set(wr_worker_trace *t, const uint8_t trace_id[16],
@@ -210,9 +223,8 @@ void wr_worker_trace_set(wr_worker_trace *t, const uint8_t trace_id[16],
 
 int wr_worker_message(warren_message *msg, const char *const f[WR_JOB_NFIELDS],
                       const uint64_t len[WR_JOB_NFIELDS],
-                      struct warren_headers *hdrs, uint64_t delivery_tag,
-                      uint32_t attempt, uint32_t redelivered,
-                      const wr_worker_trace *trace) {
+                      struct warren_headers *hdrs, const wr_worker_meta *m) {
+  const wr_worker_trace *trace = m->trace;
   if (wr_hdr_parse(hdrs, (const unsigned char *)f[WR_JOB_HEADERS],
                    len[WR_JOB_HEADERS]) != WARREN_OK)
     return -1;
@@ -226,12 +238,15 @@ int wr_worker_message(warren_message *msg, const char *const f[WR_JOB_NFIELDS],
       .correlation_id = f[WR_JOB_CORRELATION_ID],
       .content_type = f[WR_JOB_CONTENT_TYPE],
       .headers = hdrs,
-      .attempt = attempt,
-      .redelivered = redelivered,
-      .delivery_tag = delivery_tag,
+      .attempt = m->attempt,
+      .redelivered = m->redelivered,
+      .delivery_tag = m->delivery_tag,
       .trace_id = trace->trace_id,
       .span_id = trace->span_id,
       .traceparent = trace->traceparent,
+      .api = &g_api,
+      .crashes = m->crashes,
+      .present = m->present,
   };
   g_sampled = trace->sampled;
   return 0;

@@ -64,14 +64,19 @@ void wr_worker_trace_set(wr_worker_trace *t, const uint8_t trace_id[16],
  * The one builder of the warren_message a handler sees, in a worker and in
  * process alike: f[i] is field i (ipc.h order), len[i] bytes; the string
  * fields are NUL-terminated at f[i][len[i]]. hdrs is filled from the
- * headers blob (headers.h) and points into it; trace (kept by the caller
- * while msg is used) gives the trace members. Returns 0, or -1 when the
- * blob is malformed.
+ * headers blob (headers.h) and points into it; m gives the rest (its
+ * trace is kept by the caller while msg is used). Returns 0, or -1 when
+ * the blob is malformed.
  */
+typedef struct wr_worker_meta {
+  uint64_t delivery_tag;
+  uint32_t attempt, redelivered, crashes;
+  uint32_t present; /* WARREN_MESSAGE_HAS_* */
+  const wr_worker_trace *trace;
+} wr_worker_meta;
+
 int wr_worker_message(warren_message *msg, const char *const f[WR_JOB_NFIELDS],
                       const uint64_t len[WR_JOB_NFIELDS],
-                      struct warren_headers *hdrs, uint64_t delivery_tag,
-                      uint32_t attempt, uint32_t redelivered,
-                      const wr_worker_trace *trace);
+                      struct warren_headers *hdrs, const wr_worker_meta *m);
 
 #endif

@@ -8,7 +8,8 @@
 #include "extras.h"
 
 static warren_value sv(const char *s) {
-  return (warren_value){.type = WARREN_VALUE_STRING, .str = s, .len = strlen(s)};
+  return (warren_value){
+      .type = WARREN_VALUE_STRING, .str = s, .len = strlen(s)};
 }
 
 Test(extras, attributes_events_and_follow_ups_survive_the_trip) {
@@ -75,8 +76,8 @@ Test(extras, limits_and_bad_arguments_record_nothing) {
   cr_assert_eq(wr_extras_event(&b, "e", 0, NULL, 17), WARREN_TOO_LARGE);
   cr_assert_eq(b.len, len);
   warren_attribute bad[] = {{"traceparent", sv("x")}};
-  warren_publish p = {.size = sizeof p, .routing_key = "rk", .headers = bad,
-                      .n_headers = 1};
+  warren_publish p = {
+      .size = sizeof p, .routing_key = "rk", .headers = bad, .n_headers = 1};
   cr_assert_eq(wr_extras_followup(&b, &p, NULL), WARREN_INVALID,
                "Warren's own header");
   p.n_headers = 0;
@@ -100,8 +101,8 @@ Test(extras, a_cut_or_corrupted_buffer_is_refused_not_trusted) {
   wr_extras_buf b = {0};
   warren_value v = sv("value");
   warren_attribute ea[] = {{"x", sv("y")}};
-  warren_publish p = {.size = sizeof p, .routing_key = "rk", .body = "abc",
-                      .body_len = 3};
+  warren_publish p = {
+      .size = sizeof p, .routing_key = "rk", .body = "abc", .body_len = 3};
   size_t ends[3];
   wr_extras_attr(&b, "key", &v);
   ends[0] = b.len;

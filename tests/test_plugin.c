@@ -118,6 +118,9 @@ Test(plugin, host_api_has_every_member_it_declares) {
   HAS_AND_SET(span_set_attribute);
   HAS_AND_SET(span_add_event);
   HAS_AND_SET(publish);
+  HAS_AND_SET(logv);
+  HAS_AND_SET(set_errorv);
+  HAS_AND_SET(strerror);
 #undef HAS_AND_SET
 }
 
@@ -183,6 +186,14 @@ Test(plugin, abi_1_0_layout_is_frozen) {
   cr_assert_eq(offsetof(warren_message, trace_id), 88);
   cr_assert_eq(offsetof(warren_message, span_id), 96);
   cr_assert_eq(offsetof(warren_message, traceparent), 104);
+  cr_assert_eq(offsetof(warren_message, api), 112);
+  cr_assert_eq(offsetof(warren_message, crashes), 120);
+  cr_assert_eq(offsetof(warren_message, present), 124);
+  cr_assert_eq(sizeof(warren_message), 128);
+  cr_assert_eq(offsetof(warren_api, logv), 80);
+  cr_assert_eq(offsetof(warren_api, set_errorv), 88);
+  cr_assert_eq(offsetof(warren_api, strerror), 96);
+  cr_assert_eq(sizeof(warren_api), 104);
   cr_assert_eq(offsetof(warren_attribute, value), 8);
   cr_assert_eq(sizeof(warren_attribute), 48);
 

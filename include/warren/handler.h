@@ -28,10 +28,17 @@
 #ifndef WARREN_HANDLER_H
 #define WARREN_HANDLER_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
+/* The status codes, without libwarren's functions, which a plugin cannot
+ * call (it links nothing from Warren; warren_api.strerror describes a
+ * code). Including <warren/status.h> itself, as libwarren's users do,
+ * declares them. */
+#define WARREN_STATUS_CODES_ONLY
 #include <warren/status.h>
+#undef WARREN_STATUS_CODES_ONLY
 
 #ifdef __cplusplus
 extern "C" {
@@ -154,6 +161,8 @@ typedef struct warren_settings warren_settings;
  * written. Strings are NUL-terminated and "" when the property is absent.
  * The body is not guaranteed to be NUL-terminated.
  */
+struct warren_api;
+
 typedef struct warren_message {
   /** sizeof the struct as the worker built it. @since 1.0 */
   uint32_t size;
@@ -185,7 +194,27 @@ typedef struct warren_message {
    * @since 1.1
    */
   const char *traceparent;
+  /**
+   * The host API, as init() got it: for a handler without init(), or
+   * code that has only the message. @since 1.1
+   */
+  const struct warren_api *api;
+  /**
+   * Worker deaths in a row while running this job before this attempt
+   * (crashes count towards max_crashes, docs/retries.md). @since 1.1
+   */
+  uint32_t crashes;
+  /**
+   * WARREN_MESSAGE_HAS_* bits: which properties the message carries, to
+   * tell an absent message id from an empty one (both read ""). @since 1.1
+   */
+  uint32_t present;
 } warren_message;
+
+/** warren_message.present bits. @since 1.1 */
+#define WARREN_MESSAGE_HAS_MESSAGE_ID 0x1u
+#define WARREN_MESSAGE_HAS_CORRELATION_ID 0x2u
+#define WARREN_MESSAGE_HAS_CONTENT_TYPE 0x4u
 
 /**
  * A named value: a span attribute, or a header of a follow-up job. The
@@ -313,6 +342,19 @@ typedef struct warren_api {
    *         (over a limit). @since 1.1
    */
   int (*publish)(const warren_message *msg, const warren_publish *pub);
+
+  /** log() with a va_list, to forward a plugin's own logger. @since 1.1 */
+  void (*logv)(warren_log_level level, const char *fmt, va_list ap);
+
+  /** set_error() with a va_list. @since 1.1 */
+  void (*set_errorv)(const warren_message *msg, const char *fmt, va_list ap);
+
+  /**
+   * Describe a status code (what libwarren's warren_strerror says, which
+   * a plugin cannot call). @return a static string, never NULL.
+   * @since 1.1
+   */
+  const char *(*strerror)(int status);
 } warren_api;
 
 /**

@@ -69,6 +69,18 @@ typedef enum warren_status {
 #undef WARREN_STATUS_ENUM_
 } warren_status;
 
+#ifdef __cplusplus
+}
+#endif
+#endif /* WARREN_STATUS_H */
+
+/* libwarren's functions, declared unless only the codes were asked for
+ * (handler.h does: plugins link nothing from Warren). */
+#if !defined(WARREN_STATUS_CODES_ONLY) && !defined(WARREN_STATUS_FUNCTIONS_)
+#define WARREN_STATUS_FUNCTIONS_
+#ifdef __cplusplus
+extern "C" {
+#endif
 /**
  * Describe a status code.
  *
@@ -89,4 +101,4 @@ WARREN_EXPORT const char *warren_status_name(int status);
 #ifdef __cplusplus
 }
 #endif
-#endif /* WARREN_STATUS_H */
+#endif

@@ -17,6 +17,7 @@
  * (which the ABI forbids).
  * trace (bool): every attempt appends
  *   trace <message_id> <attempt> <trace_id or -> <span_id or -> <traceparent>
+ *     api=<msg->api is init's api> crashes=<n> id=<a message id is present>
  * and sets span attribute app.job = its message id and app.n = 42, and adds
  * an event app.step {k = "v"} (ABI 1.1).
  * followup_queue: a job whose id has no '/' publishes one follow-up to that
@@ -116,10 +117,12 @@ static void body_line(rec *r, const warren_message *m) {
 /* ABI 1.1: the job's trace, its span, follow-ups. */
 static void trace_calls(rec *r, const warren_message *m) {
   char buf[400];
-  int n = snprintf(buf, sizeof buf, "trace %s %u %s %s %s\n", m->message_id,
-                   m->attempt, m->trace_id[0] ? m->trace_id : "-",
-                   m->span_id[0] ? m->span_id : "-",
-                   m->traceparent[0] ? m->traceparent : "-");
+  int n = snprintf(
+      buf, sizeof buf, "trace %s %u %s %s %s api=%d crashes=%u id=%d\n",
+      m->message_id, m->attempt, m->trace_id[0] ? m->trace_id : "-",
+      m->span_id[0] ? m->span_id : "-",
+      m->traceparent[0] ? m->traceparent : "-", m->api == r->api, m->crashes,
+      (m->present & WARREN_MESSAGE_HAS_MESSAGE_ID) != 0);
   if (n > 0 && write(r->fd, buf, (size_t)n) != n) abort();
   warren_value v = {.type = WARREN_VALUE_STRING,
                     .str = m->message_id,

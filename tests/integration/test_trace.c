@@ -200,7 +200,8 @@ Test(trace, a_known_traceparent_gives_a_consumer_span_in_that_trace) {
                    "warren-it");
   /* The handler saw the same ids and the traceparent naming its span. */
   char want[200];
-  snprintf(want, sizeof want, "trace k1 1 %s %s 00-%s-%s-01", TID,
+  snprintf(want, sizeof want,
+           "trace k1 1 %s %s 00-%s-%s-01 api=1 crashes=0 id=1", TID,
            str(s, "spanId"), TID, str(s, "spanId"));
   cr_assert(tw_wait_text(rec, want, 5), "handler saw: %s", want);
   cJSON_Delete(all);
