@@ -770,3 +770,8 @@ void wr_cfg_free(wr_cfg *cfg) {
   free(cfg->path);
   free(cfg);
 }
+
+int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
+  fprintf(out, "config %s\n", cfg->path);
+  return 0;
+}

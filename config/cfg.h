@@ -11,6 +11,7 @@
 
 #include <libconfig.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "../framework/conn.h"
 #include "../otel/otelcfg.h"
@@ -116,5 +117,10 @@ typedef struct wr_cfg {
  */
 int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen);
 void wr_cfg_free(wr_cfg *cfg);
+
+/* `warren --print-config`: every effective setting, one per line, with
+ * where its value came from (file, environment or default); secrets are
+ * masked. Returns 0. */
+int wr_cfg_print(const wr_cfg *cfg, FILE *out);
 
 #endif

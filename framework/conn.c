@@ -294,3 +294,30 @@ int wr_confirms_wait(amqp_connection_state_t c, wr_confirms *cf,
   cf->refused = 0;
   return refused ? WARREN_BROKER_NACK : WARREN_OK;
 }
+
+int wr_conn_url(const char *url, wr_conn_params *b, char *store,
+                size_t storelen, char *err, size_t errlen) {
+  size_t n = url ? strlen(url) : 0;
+  if (!n || n >= storelen) {
+    snprintf(err, errlen, "broker URL is %s", n ? "too long" : "empty");
+    return -1;
+  }
+  memcpy(store, url, n + 1); /* parsed in place: the fields point into it */
+  struct amqp_connection_info ci;
+  amqp_default_connection_info(&ci);
+  if (amqp_parse_url(store, &ci) != AMQP_STATUS_OK) {
+    /* The URL may hold a password: say what is expected, not what came. */
+    snprintf(err, errlen,
+             "broker URL is not amqp://[user[:password]@]host[:port][/vhost] "
+             "or amqps://... (port 1..65535, percent-encode reserved "
+             "characters)");
+    return -1;
+  }
+  b->host = ci.host;
+  b->port = ci.port;
+  b->vhost = ci.vhost[0] ? ci.vhost : "/";
+  b->user = ci.user;
+  b->password = ci.password;
+  b->tls.enabled = ci.ssl;
+  return 0;
+}

@@ -38,6 +38,19 @@ typedef struct wr_conn_params {
   wr_tls_params tls;
 } wr_conn_params;
 
+/*
+ * Read an AMQP URI (amqp://user:pass@host:port/vhost, or amqps:// which
+ * turns TLS on) into b's host, port, vhost, user, password and
+ * tls.enabled; other members are left as they are. rabbitmq-c's
+ * amqp_parse_url reads it, percent-decoding user, password and vhost;
+ * absent parts are its defaults (guest, guest, port 5672 or 5671). An
+ * empty vhost ("amqp://host/") is "/", as pika and kombu read it. The
+ * strings are copied into store (storelen bytes), which must outlive b's
+ * use. 0, or -1 with err saying what is wrong (never the password).
+ */
+int wr_conn_url(const char *url, wr_conn_params *b, char *store,
+                size_t storelen, char *err, size_t errlen);
+
 /* Connect, log in and set timeouts. On failure *out is NULL and err says
  * why (host:port and the broker's or the library's words). */
 int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,

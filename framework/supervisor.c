@@ -685,3 +685,7 @@ void wr_sup_destroy(wr_sup *s) {
   free(s->slots);
   free(s);
 }
+
+void wr_sup_set_burst(wr_sup *s, int on) {
+  (void)s, (void)on;
+}
