@@ -449,7 +449,10 @@ int wr_pool_sleep(wr_pool *p) {
 /* A worker that broke protocol or hung up: kill it; reaping reports its
  * job. Its fd is closed now so poll() does not spin on the hang-up. */
 static void discard(wr_pool *p, wr_child *c, const char *why) {
-  wr_warn("handler %s: worker %d %s; killing it", p->name, (int)c->pid, why);
+  /* A closed socket is how most deaths are first seen: reaping logs the
+   * cause once, so the hang-up itself is only a debug line. */
+  wr_log(strcmp(why, "closed its socket") ? WARREN_LOG_WARN : WARREN_LOG_DEBUG,
+         "handler %s: worker %d %s; killing it", p->name, (int)c->pid, why);
   kill_worker(c);
   close(c->fd);
   c->fd = -1;
@@ -577,6 +580,40 @@ int wr_pool_reap(wr_pool *p, pid_t pid, int status) {
     }
   }
   return 0;
+}
+
+int wr_pool_revoke_unstarted(wr_pool *p) {
+  int total = 0;
+  for (int i = 0; i < p->n; i++) {
+    wr_child *c = &p->children[i];
+    if (c->state != WR_CHILD_BUSY || c->nrev || c->len == 0) continue;
+    /* From the head if the worker has not claimed it, else from the job
+     * behind it; a failed exchange means the worker claimed it first. */
+    uint32_t expect = c->collected;
+    int from = 0;
+    if (!atomic_compare_exchange_strong(&c->shm->claim, &expect,
+                                        c->collected | WR_IPC_REVOKED)) {
+      expect = c->collected + 1;
+      if (c->len < 2 ||
+          !atomic_compare_exchange_strong(&c->shm->claim, &expect,
+                                          (c->collected + 1) | WR_IPC_REVOKED))
+        continue;
+      from = 1;
+    }
+    int len = c->len;
+    for (int k = from; k < len; k++)
+      c->rev[c->nrev++] = c->q[(c->head + k) % WR_POOL_MAX_DEPTH]->id;
+    c->len = from;
+    if (!from) {
+      c->state = WR_CHILD_IDLE;
+      p->busy--;
+      p->idle++;
+    }
+    for (int k = len - 1; k >= from; k--)
+      p->ev->unstarted(p->ctx, p, c->q[(c->head + k) % WR_POOL_MAX_DEPTH]);
+    total += len - from;
+  }
+  return total;
 }
 
 /* c's head job has run long: take back the jobs queued behind it, if the

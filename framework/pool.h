@@ -148,6 +148,13 @@ int wr_pool_sleep(wr_pool *p);
  * behind it, which come back through `unstarted`. */
 void wr_pool_drain(wr_pool *p);
 
+/* The connection the jobs came on is gone, so their acks could not
+ * count: take back every job queued to a worker that has not started it
+ * (the worker skips it; the claim in ipc.h decides the race), and hand
+ * each back through `unstarted`. The jobs running go on. Returns how many
+ * were taken back. */
+int wr_pool_revoke_unstarted(wr_pool *p);
+
 /* c->fd is readable (or hung up). */
 void wr_pool_readable(wr_pool *p, wr_child *c);
 

@@ -176,6 +176,13 @@ static void on_lost(void *ctx, wr_pool *p, wr_job *job, const char *why,
 static void on_unstarted(void *ctx, wr_pool *p, wr_job *job) {
   wr_handler_rt *h = ctx;
   (void)p;
+  wr_sup *s = h->sup;
+  if (job->gen != s->session.gen || !s->session.conn) {
+    /* Its delivery died with its connection: the broker has it again. */
+    WR_NOTIFY(&s->obs, dropped, h->index, 1);
+    wr_sup_release(s, job);
+    return;
+  }
   wr_jobq_push_front(&h->pending, job);
 }
 
@@ -235,6 +242,15 @@ static void on_lost_connection(void *ctx) {
     wr_handler_rt *h = &s->h[i];
     size_t n = wr_acks_forget(&h->acks);
     if (n) WR_NOTIFY(&s->obs, dropped, h->index, n);
+    /* Jobs queued to workers and not started would run for nothing (their
+     * acks cannot count) and run again when redelivered: only the running
+     * ones are left to finish. */
+    int r = h->cfg->isolated ? wr_pool_revoke_unstarted(&h->pool) : 0;
+    if (r)
+      wr_info(
+          "handler %s: %d job(s) queued to workers taken back; the "
+          "broker delivers them again",
+          h->cfg->name, r);
   }
   wr_settle_forget(s);
 }
