@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 #include <warren/status.h>
 
+#include "../framework/conn.h"
 #include "../framework/keyring.h"
 #include "../framework/log.h"
 #include "../framework/retry.h"
@@ -57,12 +59,17 @@ static void problem(ctx *c, const config_setting_t *s, const char *fmt, ...) {
   setting_path(s, path, sizeof path);
   c->errors++;
   if (c->len >= c->cap) return;
+  /* A setting the environment gave names its variable, not a line. */
+  const char *var = s ? config_setting_get_hook(s) : NULL;
   int line = s ? (int)config_setting_source_line(s) : 0;
   char at[16] = "";
   if (line > 0) snprintf(at, sizeof at, ":%d", line);
-  int w = snprintf(c->buf + c->len, c->cap - c->len, "%s%s%s: %s: %s",
-                   c->len ? "\n" : "", c->file, at,
-                   path[0] ? path : "(top level)", msg);
+  int w = var ? snprintf(c->buf + c->len, c->cap - c->len,
+                         "%senvironment %s: %s: %s", c->len ? "\n" : "", var,
+                         path, msg)
+              : snprintf(c->buf + c->len, c->cap - c->len, "%s%s%s: %s: %s",
+                         c->len ? "\n" : "", c->file, at,
+                         path[0] ? path : "(top level)", msg);
   if (w > 0) c->len += (size_t)w;
   if (c->len > c->cap) c->len = c->cap;
 }
@@ -281,11 +288,178 @@ static const char *opt_path(wr_cfg *cfg, size_t *used, ctx *c,
   return resolve_path(cfg, used, c, g, v);
 }
 
+/* ---- the environment over the file (README, "Configuration from the
+ * environment"; docs/config.md has the same table) ---------------------- */
+
+typedef struct env_setting {
+  const char *var;  /* WARREN_... (for handlers: the part after the name) */
+  const char *path; /* the setting, dotted */
+  int type;         /* CONFIG_TYPE_INT, _FLOAT, _BOOL or _STRING */
+} env_setting;
+
+static const env_setting env_global[] = {
+    {"WARREN_BROKER_URL", "broker.url", CONFIG_TYPE_STRING},
+    {"WARREN_BROKER_HOST", "broker.host", CONFIG_TYPE_STRING},
+    {"WARREN_BROKER_PORT", "broker.port", CONFIG_TYPE_INT},
+    {"WARREN_BROKER_VHOST", "broker.vhost", CONFIG_TYPE_STRING},
+    {"WARREN_BROKER_USER", "broker.user", CONFIG_TYPE_STRING},
+    {"WARREN_BROKER_PASSWORD_FILE", "broker.password_file", CONFIG_TYPE_STRING},
+    {"WARREN_BROKER_HEARTBEAT", "broker.heartbeat", CONFIG_TYPE_INT},
+    {"WARREN_BROKER_TLS", "broker.tls.enabled", CONFIG_TYPE_BOOL},
+    {"WARREN_BROKER_TLS_CA_FILE", "broker.tls.ca_file", CONFIG_TYPE_STRING},
+    {"WARREN_LOG_FORMAT", "worker.log_format", CONFIG_TYPE_STRING},
+    {"WARREN_SHUTDOWN_GRACE", "worker.shutdown_grace", CONFIG_TYPE_FLOAT},
+    {"WARREN_HEALTH_LISTEN", "health.listen", CONFIG_TYPE_STRING},
+    {"WARREN_HEALTH_PORT", "health.port", CONFIG_TYPE_INT},
+};
+
+/* WARREN_HANDLER_<NAME>_<suffix>, NAME the handler's name in capitals
+ * with every other character than A-Z and 0-9 as '_'. */
+static const env_setting env_handler[] = {
+    {"CONCURRENCY", "concurrency", CONFIG_TYPE_INT},
+    {"PREFETCH", "prefetch", CONFIG_TYPE_INT},
+    {"TIMEOUT", "timeout", CONFIG_TYPE_FLOAT},
+    {"MAX_ATTEMPTS", "retry.max_attempts", CONFIG_TYPE_INT},
+};
+
+/* Settings an environment variable replaces, with the file's settings
+ * they make void (a URL from the environment wins over the file's host;
+ * a password file over the file's password). */
+static void drop_member(config_setting_t *g, const char *name) {
+  if (g && config_setting_get_member(g, name)) config_setting_remove(g, name);
+}
+
+/* Put value (from variable var) at the dotted path under root, creating
+ * groups, replacing what the file had there. 0, or -1 when the value is
+ * not of the setting's type (the problem names the variable). */
+static int env_put(ctx *c, config_setting_t *root, const char *path,
+                   const char *var, const char *value, int type) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", path);
+  config_setting_t *g = root;
+  char *save = NULL, *part = strtok_r(buf, ".", &save);
+  while (part) {
+    char *next = strtok_r(NULL, ".", &save);
+    config_setting_t *m = config_setting_get_member(g, part);
+    if (!next) {
+      if (m) config_setting_remove(g, part);
+      m = config_setting_add(g, part, type);
+      if (!m) return -1;
+      config_setting_set_hook(m, (void *)var);
+      char *end;
+      errno = 0;
+      switch (type) {
+        case CONFIG_TYPE_INT: {
+          long long v = strtoll(value, &end, 10);
+          if (errno || end == value || *end) {
+            problem(c, m, "'%s' is not a whole number", value);
+            return -1;
+          }
+          config_setting_set_int64(m, v);
+          if (v >= INT32_MIN && v <= INT32_MAX)
+            config_setting_set_int(m, (int)v);
+          return 0;
+        }
+        case CONFIG_TYPE_FLOAT: {
+          double v = strtod(value, &end);
+          if (errno || end == value || *end) {
+            problem(c, m, "'%s' is not a number", value);
+            return -1;
+          }
+          config_setting_set_float(m, v);
+          return 0;
+        }
+        case CONFIG_TYPE_BOOL: {
+          int t = !strcmp(value, "true") || !strcmp(value, "1") ||
+                  !strcmp(value, "yes");
+          int f = !strcmp(value, "false") || !strcmp(value, "0") ||
+                  !strcmp(value, "no");
+          if (!t && !f) {
+            problem(c, m, "'%s' is not true or false", value);
+            return -1;
+          }
+          config_setting_set_bool(m, t);
+          return 0;
+        }
+        default:
+          config_setting_set_string(m, value);
+          return 0;
+      }
+    }
+    if (!m) m = config_setting_add(g, part, CONFIG_TYPE_GROUP);
+    if (!m || !config_setting_is_group(m)) {
+      problem(c, m ? m : g, "cannot take %s: not a group", var);
+      return -1;
+    }
+    g = m;
+    part = next;
+  }
+  return -1;
+}
+
+static void env_name(const char *name, char *out, size_t len) {
+  size_t i = 0;
+  for (; name[i] && i + 1 < len; i++) {
+    char ch = name[i];
+    out[i] = (ch >= 'a' && ch <= 'z')   ? (char)(ch - 'a' + 'A')
+             : (ch >= 'A' && ch <= 'Z') ? ch
+             : (ch >= '0' && ch <= '9') ? ch
+                                        : '_';
+  }
+  out[i] = '\0';
+}
+
+/* Apply every WARREN_* variable that is set over the parsed file. The
+ * variables' names are static strings: the settings' hooks point at them
+ * (problem() and wr_cfg_print read them). */
+static void apply_env(ctx *c, config_setting_t *root) {
+  static char handler_vars[WR_CFG_MAX_HANDLERS]
+                          [sizeof env_handler / sizeof *env_handler][160];
+  for (size_t i = 0; i < sizeof env_global / sizeof *env_global; i++) {
+    const env_setting *e = &env_global[i];
+    const char *v = getenv(e->var);
+    if (!v) continue;
+    config_setting_t *b = config_setting_get_member(root, "broker");
+    if (!strcmp(e->var, "WARREN_BROKER_URL")) {
+      static const char *const by_url[] = {"host", "port", "vhost", "user",
+                                           "password"};
+      for (size_t k = 0; k < 5; k++) drop_member(b, by_url[k]);
+    } else if (!strcmp(e->var, "WARREN_BROKER_PASSWORD_FILE")) {
+      drop_member(b, "password");
+    } else if (!strncmp(e->var, "WARREN_BROKER_", 14) &&
+               strcmp(e->var, "WARREN_BROKER_HEARTBEAT") &&
+               strncmp(e->var, "WARREN_BROKER_TLS", 17) &&
+               !getenv("WARREN_BROKER_URL")) {
+      drop_member(b, "url"); /* a part given alone wins over the file's URL */
+    }
+    env_put(c, root, e->path, e->var, v, e->type);
+  }
+  config_setting_t *hs = config_setting_get_member(root, "handlers");
+  for (int i = 0;
+       hs && i < config_setting_length(hs) && i < WR_CFG_MAX_HANDLERS; i++) {
+    config_setting_t *h = config_setting_get_elem(hs, (unsigned)i);
+    const char *name = NULL;
+    if (!h || !config_setting_is_group(h) ||
+        !config_setting_lookup_string(h, "name", &name))
+      continue;
+    char up[128];
+    env_name(name, up, sizeof up);
+    for (size_t k = 0; k < sizeof env_handler / sizeof *env_handler; k++) {
+      char *var = handler_vars[i][k];
+      snprintf(var, sizeof handler_vars[i][k], "WARREN_HANDLER_%s_%s", up,
+               env_handler[k].var);
+      const char *v = getenv(var);
+      if (v) env_put(c, h, env_handler[k].path, var, v, env_handler[k].type);
+    }
+  }
+}
+
 static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
                         config_setting_t *root) {
   static const char *const keys[] = {
-      "host",          "port",      "vhost",           "user", "password",
-      "password_file", "heartbeat", "connect_timeout", "tls",  NULL};
+      "url",      "host",          "port",      "vhost",           "user",
+      "password", "password_file", "heartbeat", "connect_timeout", "tls",
+      NULL};
   static const char *const tls_keys[] = {
       "enabled",     "ca_file",         "cert_file", "key_file",
       "verify_peer", "verify_hostname", NULL};
@@ -296,6 +470,22 @@ static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
   b->port = (int)get_int(c, g, "port", 5672, 1, 65535);
   b->vhost = get_str(c, g, "vhost", "/", 0);
   b->user = get_str(c, g, "user", "guest", 0);
+  config_setting_t *url = g ? config_setting_get_member(g, "url") : NULL;
+  int from_url = 0;
+  if (url) {
+    static const char *const parts[] = {"host", "port", "vhost", "user",
+                                        "password"};
+    for (size_t k = 0; k < 5; k++)
+      if (config_setting_get_member(g, parts[k]))
+        problem(c, config_setting_get_member(g, parts[k]),
+                "set either broker.url or the broker's %s", parts[k]);
+    char why[256];
+    const char *u = get_str(c, g, "url", NULL, 1);
+    if (u && wr_conn_url(u, b, cfg->url_store, sizeof cfg->url_store, why,
+                         sizeof why) != 0)
+      problem(c, url, "%s", why);
+    from_url = u != NULL;
+  }
   b->heartbeat = (int)get_int(c, g, "heartbeat", 30, 0, 3600);
   b->connect_timeout = get_double(c, g, "connect_timeout", 5, 0.1, 600);
   config_setting_t *pf =
@@ -304,7 +494,7 @@ static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
   if (pf && pw) problem(c, pf, "set either password or password_file");
   if (pf) {
     b->password = secret_file(cfg, used, c, g, "password_file");
-  } else {
+  } else if (!from_url) {
     b->password = get_str(c, g, "password", "guest", 0);
     struct stat st;
     /* A password in a file others can read is a password others know. */
@@ -316,7 +506,8 @@ static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
   }
   config_setting_t *t = g ? get_group(c, g, "tls", 0) : NULL;
   check_keys(c, t, tls_keys);
-  b->tls.enabled = get_bool(c, t, "enabled", 0);
+  /* amqps:// turns TLS on; the tls group's other settings still apply. */
+  b->tls.enabled = get_bool(c, t, "enabled", 0) || (from_url && b->tls.enabled);
   b->tls.ca_file = opt_path(cfg, used, c, t, "ca_file");
   b->tls.cert_file = opt_path(cfg, used, c, t, "cert_file");
   b->tls.key_file = opt_path(cfg, used, c, t, "key_file");
@@ -740,6 +931,7 @@ int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
   ctx c = {path, err, errlen ? errlen - 1 : 0, 0, 0};
   size_t used = 0;
   config_setting_t *root = config_root_setting(&cfg->lc);
+  apply_env(&c, root);
   check_keys(&c, root, top_keys);
   load_broker(&c, cfg, &used, root);
   load_worker(&c, cfg, root);
@@ -771,7 +963,134 @@ void wr_cfg_free(wr_cfg *cfg) {
   free(cfg);
 }
 
+/* ---- --print-config --------------------------------------------------- */
+
+/* Where member `name` of group g (NULL: absent) came from. */
+static void source(const wr_cfg *cfg, const config_setting_t *g,
+                   const char *name, char *buf, size_t len) {
+  const config_setting_t *s =
+      g ? config_setting_get_member((config_setting_t *)g, name) : NULL;
+  const char *var = s ? config_setting_get_hook(s) : NULL;
+  if (var)
+    snprintf(buf, len, "environment %s", var);
+  else if (s)
+    snprintf(buf, len, "file %s:%d", cfg->path, config_setting_source_line(s));
+  else
+    snprintf(buf, len, "default");
+}
+
+static const config_setting_t *group(const config_setting_t *g,
+                                     const char *name) {
+  return g ? config_setting_get_member((config_setting_t *)g, name) : NULL;
+}
+
+typedef struct printer {
+  const wr_cfg *cfg;
+  FILE *out;
+} printer;
+
+static void line_of(printer *p, const char *prefix, const char *key,
+                    const config_setting_t *g, const char *member,
+                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void line_of(printer *p, const char *prefix, const char *key,
+                    const config_setting_t *g, const char *member,
+                    const char *fmt, ...) {
+  char val[600], src[400], name[200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(val, sizeof val, fmt, ap);
+  va_end(ap);
+  source(p->cfg, g, member, src, sizeof src);
+  snprintf(name, sizeof name, "%s%s", prefix, key);
+  fprintf(p->out, "%-36s = %-28s # %s\n", name, val, src);
+}
+
+#define MASK(s) ((s) && (s)[0] ? "\"****\"" : "(none)")
+
 int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
-  fprintf(out, "config %s\n", cfg->path);
+  printer p = {cfg, out};
+  const config_setting_t *root = config_root_setting(&cfg->lc);
+  const config_setting_t *b = group(root, "broker"), *t = group(b, "tls");
+  const wr_broker_cfg *bc = &cfg->broker;
+  /* A value the URL gave is sourced to the URL. */
+  const char *url = group(b, "url") ? "url" : NULL;
+  fprintf(out,
+          "# the effective configuration of %s: each setting, its value "
+          "and where the value came from; secrets are masked\n",
+          cfg->path);
+  line_of(&p, "broker.", "host", b, url ? url : "host", "\"%s\"", bc->host);
+  line_of(&p, "broker.", "port", b, url ? url : "port", "%d", bc->port);
+  line_of(&p, "broker.", "vhost", b, url ? url : "vhost", "\"%s\"", bc->vhost);
+  line_of(&p, "broker.", "user", b, url ? url : "user", "\"%s\"", bc->user);
+  line_of(&p, "broker.", "password", b,
+          group(b, "password_file") ? "password_file"
+          : url                     ? url
+                                    : "password",
+          "%s", MASK(bc->password));
+  line_of(&p, "broker.", "heartbeat", b, "heartbeat", "%d", bc->heartbeat);
+  line_of(&p, "broker.", "connect_timeout", b, "connect_timeout", "%g",
+          bc->connect_timeout);
+  line_of(&p, "broker.tls.", "enabled", t, "enabled", "%s",
+          bc->tls.enabled ? "true" : "false");
+  line_of(&p, "broker.tls.", "ca_file", t, "ca_file", "\"%s\"",
+          bc->tls.ca_file ? bc->tls.ca_file : WR_CONN_SYSTEM_CA);
+  const config_setting_t *w = group(root, "worker");
+  line_of(&p, "worker.", "shutdown_grace", w, "shutdown_grace", "%g",
+          cfg->shutdown_grace);
+  line_of(&p, "worker.", "reconnect_min", w, "reconnect_min", "%g",
+          cfg->reconnect_min);
+  line_of(&p, "worker.", "reconnect_max", w, "reconnect_max", "%g",
+          cfg->reconnect_max);
+  line_of(&p, "worker.", "restart_min", w, "restart_min", "%g",
+          cfg->restart_min);
+  line_of(&p, "worker.", "restart_max", w, "restart_max", "%g",
+          cfg->restart_max);
+  static const char *const formats[] = {"text", "json", "logfmt"};
+  line_of(&p, "worker.", "log_format", w, "log_format", "\"%s\"",
+          cfg->log_format >= 0 && cfg->log_format < 3 ? formats[cfg->log_format]
+                                                      : "text");
+  const config_setting_t *he = group(root, "health");
+  line_of(&p, "health.", "listen", he, "listen", "\"%s\"", cfg->health_listen);
+  line_of(&p, "health.", "port", he, "port", "%d", cfg->health_port);
+  line_of(&p, "health.", "admin_token_file", he, "admin_token_file", "%s",
+          MASK(cfg->admin_token));
+  const config_setting_t *hs = group(root, "handlers");
+  for (size_t i = 0; i < cfg->n_handlers; i++) {
+    const wr_handler_cfg *h = &cfg->handlers[i];
+    const config_setting_t *hg =
+        hs ? config_setting_get_elem((config_setting_t *)hs, (unsigned)i)
+           : NULL;
+    const config_setting_t *rg = group(hg, "retry");
+    char pre[160];
+    snprintf(pre, sizeof pre, "handlers[%zu](%s).", i, h->name);
+    line_of(&p, pre, "queue", hg, "queue", "\"%s\"", h->queue);
+    line_of(&p, pre, "plugin", hg, "plugin", "\"%s\"", h->plugin);
+    line_of(&p, pre, "prefetch", hg, "prefetch", "%d", h->prefetch);
+    line_of(&p, pre, "concurrency", hg, "concurrency", "%d", h->concurrency);
+    line_of(&p, pre, "isolation", hg, "isolation", "%s",
+            h->isolated ? "true" : "false");
+    line_of(&p, pre, "timeout", hg, "timeout", "%g", h->timeout);
+    line_of(&p, pre, "retry.max_attempts", rg, "max_attempts", "%d",
+            h->retry.max_attempts);
+    line_of(&p, pre, "retry.max_crashes", rg, "max_crashes", "%d",
+            h->retry.max_crashes);
+    line_of(&p, pre, "require_signature", hg, "require_signature", "%s",
+            h->require_signature ? "true" : "false");
+  }
+  const wr_otel_cfg *tr = &cfg->tracing;
+  const config_setting_t *tg = group(root, "tracing");
+  fprintf(out,
+          "# tracing: the `tracing` group with the OTEL_* variables "
+          "over it (docs/tracing.md)\n");
+  line_of(&p, "tracing.", "enabled", tg, "enabled", "%s",
+          tr->enabled ? "true" : "false");
+  if (tr->enabled) {
+    line_of(&p, "tracing.", "endpoint", tg, "endpoint", "\"%s\"", tr->endpoint);
+    line_of(&p, "tracing.", "service_name", tg, "service_name", "\"%s\"",
+            tr->service_name);
+    line_of(&p, "tracing.", "sampler_arg", tg, "sampler_arg", "%g", tr->ratio);
+    for (size_t i = 0; i < tr->n_headers; i++)
+      fprintf(out, "tracing.headers.%-20s = \"****\"\n", tr->headers[i].key);
+  }
   return 0;
 }

@@ -104,8 +104,9 @@ typedef struct wr_cfg {
   wr_handler_cfg *handlers;
   size_t n_handlers;
   wr_signing_cfg signing;
-  wr_otel_cfg tracing; /* the `tracing` group and the OTEL_* variables */
-  char *owned;         /* resolved plugin paths and password, one block */
+  wr_otel_cfg tracing;  /* the `tracing` group and the OTEL_* variables */
+  char url_store[1024]; /* broker.url, parsed: broker's strings point here */
+  char *owned;          /* resolved plugin paths and password, one block */
 } wr_cfg;
 
 /**

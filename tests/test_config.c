@@ -473,3 +473,73 @@ Test(config, signing_keys_are_checked_at_load) {
   wr_cfg_free(cfg);
   unlink(kf);
 }
+
+/* ---- the environment over the file -------------------------------------- */
+
+Test(config, a_broker_url_gives_host_port_vhost_user_and_password) {
+  wr_cfg *cfg;
+  int rc = load(
+      "broker = { url = \"amqps://jobs%40x:p%2Fss@mq.example:5999/%2Fprod\"; "
+      "};\n" H(""),
+      &cfg);
+  cr_assert_eq(rc, WARREN_OK, "%s", err);
+  cr_assert_str_eq(cfg->broker.host, "mq.example");
+  cr_assert_eq(cfg->broker.port, 5999);
+  cr_assert_str_eq(cfg->broker.vhost, "/prod");
+  cr_assert_str_eq(cfg->broker.user, "jobs@x");
+  cr_assert_str_eq(cfg->broker.password, "p/ss");
+  cr_assert(cfg->broker.tls.enabled, "amqps turns TLS on");
+  wr_cfg_free(cfg);
+  expect_error("broker = { url = \"amqp://h\"; host = \"x\"; };\n" H(""), 1,
+               "set either broker.url or the broker's host");
+  expect_error("broker = { url = \"http://h\"; };\n" H(""), 1,
+               "broker URL is not amqp://");
+}
+
+Test(config, the_environment_wins_over_the_file) {
+  setenv("WARREN_BROKER_URL", "amqp://envuser:envpw@envhost:5800/envvh", 1);
+  setenv("WARREN_HANDLER_A_CONCURRENCY", "7", 1);
+  setenv("WARREN_HEALTH_PORT", "8123", 1);
+  wr_cfg *cfg;
+  int rc = load(
+      "broker = { host = \"filehost\"; port = 5673; password = \"f\"; };\n"
+      "health = { port = 9000; };\n" H("concurrency = 2;"),
+      &cfg);
+  unsetenv("WARREN_BROKER_URL");
+  unsetenv("WARREN_HANDLER_A_CONCURRENCY");
+  unsetenv("WARREN_HEALTH_PORT");
+  cr_assert_eq(rc, WARREN_OK, "%s", err);
+  cr_assert_str_eq(cfg->broker.host, "envhost");
+  cr_assert_eq(cfg->broker.port, 5800);
+  cr_assert_str_eq(cfg->broker.password, "envpw");
+  cr_assert_eq(cfg->handlers[0].concurrency, 7);
+  cr_assert_eq(cfg->health_port, 8123);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  wr_cfg_print(cfg, f);
+  fclose(f);
+  cr_assert(strstr(text, "environment WARREN_HANDLER_A_CONCURRENCY"), "%s",
+            text);
+  cr_assert(strstr(text, "environment WARREN_HEALTH_PORT"), "%s", text);
+  cr_assert(strstr(text, "\"****\""), "the password is masked");
+  cr_assert_null(strstr(text, "envpw"), "and never shown:\n%s", text);
+  cr_assert(strstr(text, "# default"), "defaults say so");
+  free(text);
+  wr_cfg_free(cfg);
+}
+
+Test(config, a_bad_value_in_a_variable_is_refused_naming_it) {
+  setenv("WARREN_BROKER_PORT", "99x", 1);
+  wr_cfg *cfg;
+  int rc = load(H(""), &cfg);
+  unsetenv("WARREN_BROKER_PORT");
+  cr_assert_lt(rc, 0);
+  cr_assert(strstr(err, "environment WARREN_BROKER_PORT"), "%s", err);
+  setenv("WARREN_HANDLER_A_PREFETCH", "70000", 1);
+  rc = load(H(""), &cfg);
+  unsetenv("WARREN_HANDLER_A_PREFETCH");
+  cr_assert_lt(rc, 0);
+  cr_assert(strstr(err, "WARREN_HANDLER_A_PREFETCH"), "%s", err);
+  cr_assert(strstr(err, "1..65535"), "%s", err);
+}
