@@ -408,6 +408,41 @@ static int readiness(const wr_sup *s) {
   return wr_monitor_failing(s->monitor) ? WR_NR_CHECK : WR_READY;
 }
 
+/* Nothing delivered is held: no job waits, runs, or awaits a confirm, and
+ * every ack is sent. */
+static int holds_nothing(const wr_sup *s) {
+  if (!wr_settle_idle(s) || wr_session_buffered(&s->session)) return 0;
+  for (size_t i = 0; i < s->nh; i++)
+    if (s->h[i].pending.n || s->h[i].pool.busy || s->h[i].acks.n) return 0;
+  return 1;
+}
+
+/* --burst (like `rq worker --burst`): once nothing is held and every work
+ * queue has had no ready message twice in a row, 50 ms apart, stop as on
+ * SIGTERM. Retry copies still waiting for their delay stay in their retry
+ * queues for the next run (README, "Batch runs"). */
+static void burst_check(wr_sup *s, double now) {
+  if (!s->burst || s->draining || !s->session.conn || now < s->burst_due)
+    return;
+  s->burst_due = now + 0.05;
+  uint32_t total = 0;
+  for (size_t i = 0; i < s->nh && holds_nothing(s); i++) {
+    uint32_t n = 0;
+    char err[512];
+    int rc = wr_topology_queue_ready(s->session.conn, s->declare_ch,
+                                     s->h[i].cfg->queue, &n, err, sizeof err);
+    if (rc == WARREN_BROKER_TIMEOUT) {
+      wr_session_lost(&s->session, err, 0);
+      return;
+    }
+    total += rc == WARREN_OK ? n : 1; /* an error is not "empty" */
+  }
+  s->burst_empty = holds_nothing(s) && total == 0 ? s->burst_empty + 1 : 0;
+  if (s->burst_empty < 2) return;
+  wr_info("burst: every queue is empty and every job settled; stopping");
+  begin_drain(s);
+}
+
 static double earliest(double a, double b) {
   return !a ? b : !b ? a : a < b ? a : b;
 }
@@ -428,6 +463,8 @@ static double prepare(void *ctx, double now) {
   for (size_t i = 0; i < s->nh; i++)
     due = earliest(due, wr_pool_tick(&s->h[i].pool, now));
   due = earliest(due, wr_settle_tick(s, now));
+  burst_check(s, now);
+  if (s->burst && !s->draining) due = earliest(due, s->burst_due);
   for (size_t i = 0; i < s->nh; i++) wr_arena_tick(s->h[i].arena, now);
   watch_workers(s);
   int why = readiness(s);
@@ -703,5 +740,5 @@ void wr_sup_destroy(wr_sup *s) {
 }
 
 void wr_sup_set_burst(wr_sup *s, int on) {
-  (void)s, (void)on;
+  s->burst = on;
 }

@@ -178,6 +178,22 @@ int wr_topology_exchange_exists(amqp_connection_state_t c, amqp_channel_t ch,
   return rc;
 }
 
+int wr_topology_queue_ready(amqp_connection_state_t c, amqp_channel_t ch,
+                            const char *name, uint32_t *ready, char *err,
+                            size_t errlen) {
+  int rc = wr_conn_channel(c, ch, 0, err, errlen);
+  if (rc != WARREN_OK) return rc;
+  char what[300];
+  snprintf(what, sizeof what, "queue '%s'", name);
+  amqp_queue_declare_ok_t *ok = amqp_queue_declare(
+      c, ch, amqp_cstring_bytes(name), 1, 0, 0, 0, amqp_empty_table);
+  rc = checked(c, ch, what, err, errlen);
+  if (rc != WARREN_OK) return rc;
+  *ready = ok ? ok->message_count : 0;
+  amqp_channel_close(c, ch, AMQP_REPLY_SUCCESS);
+  return WARREN_OK;
+}
+
 int wr_topology_consume(amqp_connection_state_t c, amqp_channel_t ch,
                         const wr_handler_cfg *h, const char *tag, char *err,
                         size_t errlen) {

@@ -24,6 +24,13 @@ int wr_topology_declare(amqp_connection_state_t c, const wr_cfg *cfg,
 int wr_topology_exchange_exists(amqp_connection_state_t c, amqp_channel_t ch,
                                 const char *name, char *err, size_t errlen);
 
+/* Messages ready in queue `name`, asked passively on channel ch, which it
+ * opens and closes again. 0 and *ready, or a negative warren_status with
+ * err set (a missing queue closes ch: WARREN_BROKER_CLOSED). */
+int wr_topology_queue_ready(amqp_connection_state_t c, amqp_channel_t ch,
+                            const char *name, uint32_t *ready, char *err,
+                            size_t errlen);
+
 /* Open channel ch, set basic.qos(prefetch, global=false) and consume. */
 int wr_topology_consume(amqp_connection_state_t c, amqp_channel_t ch,
                         const wr_handler_cfg *h, const char *tag, char *err,
