@@ -59,10 +59,10 @@ struct wr_sup {
   wr_health *health;
   struct wr_monitor *monitor; /* probes, snapshots, self-check (monitor.h) */
   int draining;
-  int stopping; /* the loop is over: workers are being stopped */
-  int burst;           /* --burst: stop once the queues are empty */
-  int burst_empty;     /* checks in a row that found them empty */
-  double burst_due;    /* when to look again */
+  int stopping;     /* the loop is over: workers are being stopped */
+  int burst;        /* --burst: stop once the queues are empty */
+  int burst_empty;  /* checks in a row that found them empty */
+  double burst_due; /* when to look again */
   double drain_deadline;
   amqp_channel_t declare_ch; /* re-declaring topology while running */
   char host[64];

@@ -232,8 +232,13 @@ Test(consume, broker_restart_mid_batch_loses_nothing, .timeout = 300) {
       during, missing, dupes, nq);
   cr_assert_eq(missing, 0, "%d job(s) lost", missing);
   /* Jobs queued to workers but not started are taken back when the
-   * connection goes: only the two running (concurrency 2) can run twice. */
-  cr_assert_leq(dupes, 2, "%d duplicates; at most the running jobs", dupes);
+   * connection goes: what runs twice is the two running (concurrency 2)
+   * and acks the broker had not processed when it stopped (observed: 2;
+   * 48-50 before the jobs were taken back). */
+  cr_assert_leq(dupes, 10,
+                "%d duplicates; at most the running jobs and "
+                "acks in flight",
+                dupes);
   cr_assert_eq(nq, 0);
   cr_assert(tw_wait_text(log, "connected to", 1));
 }

@@ -1,0 +1,74 @@
+/*
+ * Configuration from the environment (docs/config.md, "Environment"): a
+ * broker URL with an encoded password and a vhost of its own, reaching a
+ * real broker; per-handler variables over the file.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+TW_SUITE(envcfg, 120);
+
+Test(envcfg, a_url_with_an_encoded_password_and_a_vhost_reaches_the_broker) {
+  char out[4096];
+  /* A user and a vhost whose names need percent-encoding in a URL. */
+  tw_ctl(out, sizeof out, "delete_vhost 'it/env'");
+  cr_assert_eq(tw_ctl(out, sizeof out, "add_vhost 'it/env'"), 0, "%s", out);
+  tw_ctl(out, sizeof out, "delete_user 'it@env'");
+  cr_assert_eq(tw_ctl(out, sizeof out, "add_user 'it@env' 'p:a/s%s w'"), 0,
+               "%s", out);
+  cr_assert_eq(
+      tw_ctl(out, sizeof out,
+             "set_permissions -p 'it/env' 'it@env' '.*' '.*' '.*'"),
+      0, "%s", out);
+  char url[300];
+  snprintf(url, sizeof url,
+           "amqp://it%%40env:p%%3Aa%%2Fs%%25s%%20w@127.0.0.1:%d/it%%2Fenv",
+           tw_port());
+  setenv("WARREN_BROKER_URL", url, 1);
+  char log[300], rec[300];
+  pid_t w = tw_start_record("it.env.url", "", "", log, rec);
+  unsetenv("WARREN_BROKER_URL");
+  cr_assert_gt(w, 0, "consuming through the URL's user and vhost");
+  cr_assert_eq(tw_ctl(out, sizeof out, "list_queues -p 'it/env' name"), 0);
+  cr_assert(strstr(out, "it.env.url"), "the queue is in vhost it/env:\n%s",
+            out);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  tw_ctl(out, sizeof out, "delete_vhost 'it/env'");
+  tw_ctl(out, sizeof out, "delete_user 'it@env'");
+}
+
+Test(envcfg, a_handler_variable_wins_over_the_file) {
+  setenv("WARREN_HANDLER_H_CONCURRENCY", "3", 1);
+  char log[300], rec[300];
+  pid_t w = tw_start_record("it.env.conc", "concurrency = 1; prefetch = 6;",
+                            "", log, rec);
+  unsetenv("WARREN_HANDLER_H_CONCURRENCY");
+  cr_assert_gt(w, 0);
+  /* Three worker processes, not the file's one. */
+  char path[100], kids[512] = "";
+  snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)w, (int)w);
+  FILE *f = fopen(path, "r");
+  if (f) {
+    if (!fgets(kids, sizeof kids, f)) kids[0] = '\0';
+    fclose(f);
+  }
+  int n = 0;
+  for (char *t = strtok(kids, " \n"); t; t = strtok(NULL, " \n")) n++;
+  cr_assert_eq(n, 3, "3 workers from WARREN_HANDLER_H_CONCURRENCY: %s", kids);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
+
+Test(envcfg, a_bad_variable_stops_the_start_naming_it) {
+  setenv("WARREN_HEALTH_PORT", "80x", 1);
+  char log[300], rec[300];
+  pid_t w = tw_start_record("it.env.bad", "", "", log, rec);
+  unsetenv("WARREN_HEALTH_PORT");
+  cr_assert_lt(w, 0, "never consumed");
+  cr_assert(tw_wait_text(log, "environment WARREN_HEALTH_PORT", 5),
+            "the error names the variable");
+}
