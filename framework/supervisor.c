@@ -650,9 +650,10 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
       rc = WARREN_IO;
     else
       wr_info(
-          "health endpoints on http://%s:%d/healthz, /readyz, "
+          "health endpoints on http://%s%s%s:%d/healthz, /readyz, "
           "/status/workers, /metrics%s",
-          cfg->health_listen, cfg->health_port,
+          strchr(cfg->health_listen, ':') ? "[" : "", cfg->health_listen,
+          strchr(cfg->health_listen, ':') ? "]" : "", cfg->health_port,
           cfg->admin_token ? " and the admin route" : "");
   }
   if (rc != WARREN_OK) {
