@@ -61,8 +61,9 @@ static int next_note(int fd, double timeout_s, note *n) {
 
 /* Under NotifyAccess=main systemd drops what another process sends: the
  * supervisor (not a worker) must send everything, once consumers are up
- * (READY), while the loop turns (WATCHDOG) and when the drain begins
- * (STOPPING). The socket has an abstract name, as systemd's may. */
+ * (READY), while the loop turns (WATCHDOG), around a reload (RELOADING,
+ * READY) and when the drain begins (STOPPING). The socket has an abstract name,
+ * as systemd's may. */
 Test(ops, systemd_notify_ready_watchdog_stopping) {
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   cr_assert_geq(fd, 0);
@@ -116,6 +117,24 @@ Test(ops, systemd_notify_ready_watchdog_stopping) {
   }
   cr_assert_geq(pets, 6, "%d watchdog pets in 1 s, want about 10", pets);
   cr_assert_leq(pets, 15, "%d watchdog pets in 1 s, want about 10", pets);
+
+  /* systemctl reload: RELOADING=1 (with the time systemd 253 wants),
+   * then READY=1 once the keys are read again. */
+  cr_assert_eq(kill(w, SIGHUP), 0);
+  int reloading = 0, back = 0;
+  until = wr_now() + 5;
+  while (!back && wr_now() < until && next_note(fd, 1, &n)) {
+    if (strcmp(n.text, "WATCHDOG=1") == 0) continue;
+    if (!reloading) {
+      cr_assert(strncmp(n.text, "RELOADING=1\nMONOTONIC_USEC=", 27) == 0,
+                "'%s' before RELOADING=1", n.text);
+      reloading = 1;
+      continue;
+    }
+    cr_assert_str_eq(n.text, "READY=1");
+    back = 1;
+  }
+  cr_assert(back, "no RELOADING=1 then READY=1 on SIGHUP (%d)", reloading);
 
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0, "clean exit");
   int stopping = 0;
