@@ -1,6 +1,5 @@
 #include "cfg.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -15,6 +14,7 @@
 #include <warren/status.h>
 
 #include "../framework/conn.h"
+#include "../framework/health.h"
 #include "../framework/keyring.h"
 #include "../framework/log.h"
 #include "../framework/retry.h"
@@ -867,11 +867,11 @@ static void load_health(ctx *c, wr_cfg *cfg, size_t *used,
   config_setting_t *g = get_group(c, root, "health", 0);
   check_keys(c, g, keys);
   cfg->health_listen = get_str(c, g, "listen", "127.0.0.1", 0);
-  struct in_addr ip;
-  if (inet_pton(AF_INET, cfg->health_listen, &ip) != 1)
-    problem(c, config_setting_get_member(g, "listen"),
-            "must be an IPv4 address such as 127.0.0.1 or 0.0.0.0 (got '%s')",
-            cfg->health_listen);
+  struct sockaddr_storage sa;
+  socklen_t salen;
+  char why[256];
+  if (wr_health_address(cfg->health_listen, 0, &sa, &salen, why, sizeof why))
+    problem(c, config_setting_get_member(g, "listen"), "%s", why);
   cfg->health_port = (int)get_int(c, g, "port", 0, 0, 65535);
   cfg->admin_token = secret_file(cfg, used, c, g, "admin_token_file");
   cfg->snapshot_interval = get_double(c, g, "snapshot_interval", 0.5, 0.05, 60);

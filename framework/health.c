@@ -1,7 +1,10 @@
 #include "health.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,14 +187,67 @@ static unsigned connection_limit(void) {
   return lim < 8 ? 8 : lim;
 }
 
+/* Letters, digits, dots and hyphens: anything else is neither a literal
+ * nor a name, and is refused without asking the resolver. */
+static int host_name_syntax(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 253) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '-') return 0;
+  return 1;
+}
+
+int wr_health_address(const char *listen, int port, struct sockaddr_storage *sa,
+                      socklen_t *len, char *err, size_t errlen) {
+  struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                           .ai_socktype = SOCK_STREAM,
+                           .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
+  struct addrinfo *res = NULL;
+  int rc = getaddrinfo(listen, NULL, &hints, &res);
+  if (rc == EAI_NONAME && host_name_syntax(listen)) {
+    /* Not a literal: a name. No AI_ADDRCONFIG, which would drop ::1 on a
+     * host with IPv6 on its loopback only. */
+    hints.ai_flags = AI_PASSIVE;
+    rc = getaddrinfo(listen, NULL, &hints, &res);
+  } else if (rc == EAI_NONAME) {
+    snprintf(err, errlen,
+             "must be an IPv4 or IPv6 address or a host name such as "
+             "127.0.0.1, ::1, :: or localhost (got '%s')",
+             listen);
+    return -1;
+  }
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot resolve '%s': %s", listen, gai_strerror(rc));
+    return -1;
+  }
+  memset(sa, 0, sizeof *sa);
+  memcpy(sa, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  if (sa->ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+  else
+    ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+  return 0;
+}
+
 wr_health *wr_health_start(const wr_health_opts *o, char *err, size_t errlen) {
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons((uint16_t)o->port)};
-  if (inet_pton(AF_INET, o->listen, &sa.sin_addr) != 1) {
-    snprintf(err, errlen, "health.listen '%s' is not an IPv4 address",
-             o->listen);
+  struct sockaddr_storage sa;
+  socklen_t salen;
+  char why[256];
+  if (wr_health_address(o->listen, o->port, &sa, &salen, why, sizeof why)) {
+    snprintf(err, errlen, "health.listen: %s", why);
     return NULL;
   }
+  /* libmicrohttpd reads the family from the flags, not from the address.
+   * On "::" it turns IPV6_V6ONLY off (dual stack), so IPv4 clients reach
+   * it too, as mapped addresses; on any other IPv6 address it serves that
+   * address only. */
+  unsigned family = 0;
+  if (sa.ss_family == AF_INET6)
+    family = IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&sa)->sin6_addr)
+                 ? MHD_USE_DUAL_STACK
+                 : MHD_USE_IPv6;
   wr_health *h = calloc(1, sizeof *h);
   if (!h) return NULL;
   h->st = o->st;
@@ -203,14 +259,15 @@ wr_health *wr_health_start(const wr_health_opts *o, char *err, size_t errlen) {
    * hold the slots for long. Bodies are rendered from a snapshot: no
    * request waits for the loop, nor the loop for a request. */
   h->d = MHD_start_daemon(
-      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)o->port,
-      NULL, NULL, serve, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-      MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
+      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | family,
+      (uint16_t)o->port, NULL, NULL, serve, h, MHD_OPTION_SOCK_ADDR,
+      (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
       MHD_OPTION_CONNECTION_TIMEOUT, IDLE_S, MHD_OPTION_END);
   if (!h->d) {
-    snprintf(err, errlen, "cannot serve health endpoints on %s:%d", o->listen,
-             o->port);
+    int v6 = strchr(o->listen, ':') != NULL;
+    snprintf(err, errlen, "cannot serve health endpoints on %s%s%s:%d",
+             v6 ? "[" : "", o->listen, v6 ? "]" : "", o->port);
     free(h);
     return NULL;
   }

@@ -21,6 +21,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "snapshot.h"
 
@@ -44,12 +45,20 @@ typedef struct wr_health_state {
 typedef struct wr_health wr_health;
 
 typedef struct wr_health_opts {
-  const char *listen; /* IPv4 address */
+  const char *listen; /* IPv4 or IPv6 address, or host name */
   int port;
   wr_health_state *st;
   wr_snap_store *snaps;    /* NULL: probes only */
   const char *admin_token; /* NULL: no admin route */
 } wr_health_opts;
+
+/* Where to listen: listen is an IPv4 or IPv6 literal ("::" is every
+ * address of both families), or a host name resolved with getaddrinfo
+ * (its first address). The address with port goes to sa and len. Returns
+ * 0, or -1 with the reason in err. Also used to check the config
+ * (cfg.c), so a name that does not resolve is refused at load. */
+int wr_health_address(const char *listen, int port, struct sockaddr_storage *sa,
+                      socklen_t *len, char *err, size_t errlen);
 
 /* Serve. Returns NULL (and says why in err) on failure. */
 wr_health *wr_health_start(const wr_health_opts *o, char *err, size_t errlen);

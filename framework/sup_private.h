@@ -58,6 +58,7 @@ struct wr_sup {
   wr_health_state hs;      /* read by the health thread */
   wr_health *health;
   struct wr_monitor *monitor; /* probes, snapshots, self-check (monitor.h) */
+  struct wr_notify *notify;   /* the service manager (notify.h); NULL: none */
   int draining;
   int stopping;     /* the loop is over: workers are being stopped */
   int burst;        /* --burst: stop once the queues are empty */

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "extras.h"
 #include "monitor.h"
+#include "notify.h"
 #include "spans.h"
 #include "sup_private.h"
 #include "topology.h"
@@ -222,6 +223,7 @@ static int on_setup(void *ctx, amqp_connection_state_t c, char *err,
 static void on_connected(void *ctx) {
   wr_sup *s = ctx;
   wr_info("consuming %zu queue(s)", s->nh);
+  wr_notify_ready(s->notify, s->nh);
 }
 
 /* Forget the deliveries no worker has started; unacked, they go back to
@@ -304,6 +306,7 @@ static void begin_drain(wr_sup *s) {
   }
   s->draining = 1;
   s->session.draining = 1;
+  wr_notify_send(s->notify, "STOPPING=1");
   atomic_store(&s->hs.ready, 0);
   atomic_store(&s->hs.why, WR_NR_DRAINING);
   s->drain_deadline = wr_now() + s->cfg->shutdown_grace;
@@ -334,9 +337,7 @@ static void on_child_signal(void *ctx, const struct signalfd_siginfo *si) {
 /* SIGHUP: the keyring is read again (rotation without a restart). It
  * runs between two turns of the loop: jobs held, running or awaiting a
  * confirm are not touched, and those admitted stay admitted. */
-static void on_reload_signal(void *ctx, const struct signalfd_siginfo *si) {
-  wr_sup *s = ctx;
-  (void)si;
+static void reload_keys(wr_sup *s) {
   char err[4096];
   int rc = wr_sigcheck_reload(&s->sig, s->cfg->path, err, sizeof err);
   if (rc == WARREN_NOT_FOUND) {
@@ -355,6 +356,15 @@ static void on_reload_signal(void *ctx, const struct signalfd_siginfo *si) {
     if (w > 0) o += (size_t)w;
   }
   wr_info("SIGHUP: signing keys reloaded from %s: %s", s->cfg->path, ids);
+}
+
+/* The service manager shows "reloading" until READY=1 comes back. */
+static void on_reload_signal(void *ctx, const struct signalfd_siginfo *si) {
+  wr_sup *s = ctx;
+  (void)si;
+  wr_notify_reloading(s->notify);
+  reload_keys(s);
+  wr_notify_reloaded(s->notify);
 }
 
 static void on_other_signal(void *ctx, const struct signalfd_siginfo *si) {
@@ -680,6 +690,7 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
       rc = wr_pool_start(&s->h[i].pool, WORKER_START_S, err, errlen);
   if (rc == WARREN_OK) rc = wr_loop_add_phase(s->loop, &turn, s);
   if (rc == WARREN_OK) rc = wr_monitor_create(s, &s->monitor);
+  if (rc == WARREN_OK) rc = wr_notify_create(s->loop, &s->notify);
   atomic_store(&s->hs.tick_ms, wr_now_ms());
   atomic_store(&s->hs.why, WR_NR_BROKER);
   if (rc == WARREN_OK && cfg->health_port > 0) {
@@ -692,9 +703,10 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
       rc = WARREN_IO;
     else
       wr_info(
-          "health endpoints on http://%s:%d/healthz, /readyz, "
+          "health endpoints on http://%s%s%s:%d/healthz, /readyz, "
           "/status/workers, /metrics%s",
-          cfg->health_listen, cfg->health_port,
+          strchr(cfg->health_listen, ':') ? "[" : "", cfg->health_listen,
+          strchr(cfg->health_listen, ':') ? "]" : "", cfg->health_port,
           cfg->admin_token ? " and the admin route" : "");
   }
   if (rc != WARREN_OK) {
@@ -730,6 +742,7 @@ void wr_sup_destroy(wr_sup *s) {
   }
   if (s->session.conn) amqp_destroy_connection(s->session.conn);
   wr_loop_destroy(s->loop);
+  wr_notify_destroy(s->notify); /* its phase went with the loop */
   wr_sigcheck_free(&s->sig);
   wr_monitor_destroy(s->monitor); /* observers are not called any more */
   wr_spans_destroy(s->spans, SPAN_FLUSH_S);

@@ -281,6 +281,22 @@ Test(config, a_password_file_that_is_no_usable_secret_is_refused) {
   unlink(secret);
 }
 
+/* health.listen takes both families and names (health.c binds "::" dual
+ * stack); a name is resolved at load, so a typo fails --check-config. */
+Test(config, health_listen_takes_ipv4_ipv6_and_host_names) {
+  static const char *const ok[] = {"0.0.0.0", "127.0.0.1", "::", "::1",
+                                   "localhost"};
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+    char text[512];
+    snprintf(text, sizeof text,
+             "health = { listen = \"%s\"; port = 8080; };\n" H(""), ok[i]);
+    wr_cfg *cfg;
+    cr_assert_eq(load(text, &cfg), 0, "listen '%s': %s", ok[i], err);
+    cr_assert_str_eq(cfg->health_listen, ok[i]);
+    wr_cfg_free(cfg);
+  }
+}
+
 Test(config, names_and_addresses_the_broker_would_refuse_are_errors) {
   char q[300], text[1024];
   memset(q, 'q', 250);
@@ -288,8 +304,10 @@ Test(config, names_and_addresses_the_broker_would_refuse_are_errors) {
   snprintf(text, sizeof text, H("queue = \"%s\";"), q);
   expect_error(text, 1, "queue name too long");
   expect_error(H("queue = \"\";"), 1, "must not be empty");
-  expect_error("health = { listen = \"localhost\"; port = 8080; };\n" H(""), 1,
-               "must be an IPv4 address");
+  expect_error("health = { listen = \"local host\"; port = 8080; };\n" H(""), 1,
+               "must be an IPv4 or IPv6 address or a host name");
+  expect_error("health = { listen = \"::1/128\"; port = 8080; };\n" H(""), 1,
+               "must be an IPv4 or IPv6 address or a host name");
   expect_error(
       "broker = { tls = { enabled = true; ca_file = \"\"; }; };\n" H(""), 1,
       "ca_file: must not be empty");

@@ -455,6 +455,10 @@ static size_t discard_body(char *p, size_t size, size_t n, void *ctx) {
 long tw_http_get(int port, const char *path) {
   char url[256];
   snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+  return tw_http_url(url);
+}
+
+long tw_http_url(const char *url) {
   CURL *c = curl_easy_init();
   if (!c) return -1;
   curl_easy_setopt(c, CURLOPT_URL, url);

@@ -87,6 +87,8 @@ long tw_http_get(int port, const char *path);
  * The status, or -1. */
 long tw_http(int port, const char *method, const char *path, const char *auth,
              char *body, size_t len);
+/* GET url with libcurl (an IPv6 host in brackets); the status, or -1. */
+long tw_http_url(const char *url);
 /* A TCP port on 127.0.0.1 that was free a moment ago (from the kernel's
  * ephemeral range), for a worker's HTTP listener. */
 int tw_free_port(void);
