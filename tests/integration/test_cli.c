@@ -293,6 +293,51 @@ Test(cli, dlq_takes_the_broker_from_the_command_line_over_the_file) {
   tw_delete_queue("it.cli.dlq.dlq");
 }
 
+/* Breaks when the TLS options of `warren dlq` are not the ones it
+ * connects with (the file says plain AMQP on a port where nothing
+ * listens), or when amqps:// does not turn TLS on for warren-publish. The
+ * TLS listener requires a client certificate (test_tls.c). */
+Test(cli, dlq_and_warren_publish_connect_over_tls_from_the_command_line) {
+  const char *d = tw_tls_dir();
+  char cfg[300], out[8192], tls[1200];
+  snprintf(cfg, sizeof cfg, "%s/dlq.cfg", tw_dir());
+  FILE *f = fopen(cfg, "w");
+  cr_assert_not_null(f);
+  fprintf(f,
+          "broker = { host = \"127.0.0.1\"; port = 1; };\n"
+          "handlers = ( { name = \"h\"; queue = \"it.cli.tls\";\n"
+          "  plugin = \"" TEST_HANDLER_DIR "/record.so\"; } );\n");
+  fclose(f);
+  cr_assert_eq(tw_declare_plain("it.cli.tls.dlq"), 0);
+  snprintf(tls, sizeof tls,
+           "--tls-ca %s/ca.pem --tls-cert %s/client.pem --tls-key "
+           "%s/client.key",
+           d, d, d);
+
+  int rc =
+      sh(out, sizeof out, "%s dlq list %s h --host localhost --port %d %s 2>&1",
+         WARREN_BIN, cfg, tw_port() + 2, tls);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert(strstr(out, "in it.cli.tls.dlq shown"), "%s", out);
+
+  /* The CA given is the one used: another CA fails verification. */
+  rc = sh(out, sizeof out,
+          "%s dlq list %s h --host localhost --port %d --tls-ca "
+          "%s/other-ca.pem --tls-cert %s/client.pem --tls-key %s/client.key "
+          "2>&1",
+          WARREN_BIN, cfg, tw_port() + 2, d, d, d);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "verification failed"), "%s", out);
+
+  rc = sh(out, sizeof out,
+          "%s --url amqps://guest:guest@localhost:%d/ %s --routing-key "
+          "it.cli.tls.dlq --id t 2>&1",
+          WARREN_PUBLISH_BIN, tw_port() + 2, tls);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert_eq(tw_queue_len("it.cli.tls.dlq"), 1);
+  tw_delete_queue("it.cli.tls.dlq");
+}
+
 /* --print-config reads the file and connects to nothing (the broker in
  * the file is not there). */
 Test(cli, print_config_exits_0_without_connecting) {
