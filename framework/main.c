@@ -34,7 +34,8 @@ static void usage(FILE *f) {
       "  --version       the version and the handler ABI version\n"
       "`warren dlq --help` lists the options of the dead-letter tools.\n"
       "Environment: WARREN_LOG_LEVEL=error|warn|info|debug\n"
-      "Exit status: 0 stopped cleanly, 2 usage or configuration error.\n");
+      "Exit status: 0 stopped cleanly, 1 the event loop failed, 2 usage or\n"
+      "configuration error, 3 too many refused logins (docs/tools.md).\n");
 }
 
 /* Load and unload every plugin, so --check-config catches what start
