@@ -237,7 +237,8 @@ static const char *resolve_path(wr_cfg *cfg, size_t *used, ctx *c,
 
 /* A secret file: a regular file of 1..WR_CFG_MAX_SECRET bytes once its
  * trailing newline is removed. Anything else is an error, never an empty
- * or cut password. */
+ * or cut password. framework/args.c reads --password-file by the same
+ * rules: change both. */
 static const char *read_secret(wr_cfg *cfg, size_t *used, ctx *c,
                                const config_setting_t *s, const char *path) {
   struct stat st;

@@ -1,4 +1,5 @@
 /* warren: the worker binary. */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,23 +8,34 @@
 #include <warren/status.h>
 
 #include "../config/cfg.h"
+#include "args.h"
 #include "dlq.h"
 #include "log.h"
 #include "plugin.h"
 #include "supervisor.h"
 
-#define WARREN_VERSION "0.1.0"
-
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: warren [--check-config] CONFIG_FILE\n"
-          "       warren dlq list|show|replay|purge CONFIG_FILE HANDLER [...]\n"
-          "       warren --version\n"
-          "\n"
-          "Runs the handlers CONFIG_FILE lists against RabbitMQ.\n"
-          "  --check-config  validate the file and load every plugin, without\n"
-          "                  connecting; exit 0 if all is well, 2 if not.\n"
-          "Environment: WARREN_LOG_LEVEL=error|warn|info|debug\n");
+  fprintf(
+      f,
+      "usage: warren [--check-config] [--print-config] [--burst] "
+      "CONFIG_FILE\n"
+      "       warren dlq list|show|replay|purge CONFIG_FILE HANDLER "
+      "[OPTION]...\n"
+      "       warren --help | --version\n"
+      "\n"
+      "Runs the handlers CONFIG_FILE lists against RabbitMQ.\n"
+      "  --check-config  validate the file and load every plugin, without\n"
+      "                  connecting; exit 0 if all is well, 2 if not\n"
+      "  --print-config  print every effective setting and where it came\n"
+      "                  from (secrets masked), without connecting; exit 0\n"
+      "  --burst         stop once every queue is empty and no job is\n"
+      "                  held, as SIGTERM would (batch runs)\n"
+      "  -h, --help      this text\n"
+      "  --version       the version and the handler ABI version\n"
+      "`warren dlq --help` lists the options of the dead-letter tools.\n"
+      "Environment: WARREN_LOG_LEVEL=error|warn|info|debug\n"
+      "Exit status: 0 stopped cleanly, 1 the event loop failed, 2 usage or\n"
+      "configuration error, 3 too many refused logins (docs/tools.md).\n");
 }
 
 /* Load and unload every plugin, so --check-config catches what start
@@ -49,42 +61,65 @@ static int check_plugins(const wr_cfg *cfg) {
 
 int main(int argc, char **argv) {
   wr_log_init_from_env();
-  int check = 0;
-  const char *path = NULL;
+  /* A subcommand has its own options: it is dispatched before any are
+   * read here. */
   if (argc > 1 && strcmp(argv[1], "dlq") == 0)
-    return wr_dlq_main(argc - 2, argv + 2);
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--check-config") == 0) {
-      check = 1;
-    } else if (strcmp(argv[i], "--version") == 0) {
-      printf("warren %s (handler ABI %d.%d)\n", WARREN_VERSION,
-             WARREN_ABI_MAJOR, WARREN_ABI_MINOR);
-      return 0;
-    } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      usage(stdout);
-      return 0;
-    } else if (argv[i][0] == '-' || path) {
-      usage(stderr);
-      return 2;
-    } else {
-      path = argv[i];
+    return wr_dlq_main(argc - 1, argv + 1);
+  enum { OPT_CHECK = WR_ARGS_OPT_NEXT, OPT_PRINT, OPT_BURST, OPT_VERSION };
+  static const struct option longopts[] = {
+      {"check-config", no_argument, NULL, OPT_CHECK},
+      {"print-config", no_argument, NULL, OPT_PRINT},
+      {"burst", no_argument, NULL, OPT_BURST},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, OPT_VERSION},
+      {NULL, 0, NULL, 0}};
+  int check = 0, print = 0, burst = 0, c;
+  char err[8192];
+  opterr = 0; /* refused options are reported below, in one format */
+  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    switch (c) {
+      case OPT_CHECK:
+        check = 1;
+        break;
+      case OPT_PRINT:
+        print = 1;
+        break;
+      case OPT_BURST:
+        burst = 1;
+        break;
+      case 'h':
+        usage(stdout);
+        return 0;
+      case OPT_VERSION:
+        printf("warren %s (handler ABI %d.%d)\n", wr_args_version(),
+               WARREN_ABI_MAJOR, WARREN_ABI_MINOR);
+        return 0;
+      default:
+        wr_args_getopt_error(c, argv, err, sizeof err);
+        return wr_args_refuse("warren", err);
     }
   }
-  if (!path) {
-    usage(stderr);
-    return 2;
+  if (optind >= argc) return wr_args_refuse("warren", "CONFIG_FILE is missing");
+  if (optind + 1 < argc) {
+    snprintf(err, sizeof err, "one CONFIG_FILE only (got '%s' too)",
+             argv[optind + 1]);
+    return wr_args_refuse("warren", err);
   }
+  const char *path = argv[optind];
   wr_cfg *cfg;
-  char err[8192];
   int rc = wr_cfg_load(path, &cfg, err, sizeof err);
   if (rc != WARREN_OK) {
     fprintf(stderr, "%s\n", err);
     return 2;
   }
   wr_log_format = cfg->log_format;
-  if (check) {
-    int bad = check_plugins(cfg);
-    if (!bad) printf("%s: OK, %zu handler(s)\n", path, cfg->n_handlers);
+  if (print || check) {
+    int bad = 0;
+    if (print) wr_cfg_print(cfg, stdout);
+    if (check) {
+      bad = check_plugins(cfg);
+      if (!bad) printf("%s: OK, %zu handler(s)\n", path, cfg->n_handlers);
+    }
     wr_cfg_free(cfg);
     return bad ? 2 : 0;
   }
@@ -95,8 +130,10 @@ int main(int argc, char **argv) {
     wr_cfg_free(cfg);
     return 2;
   }
-  wr_info("warren %s started with %zu handler(s) from %s", WARREN_VERSION,
-          cfg->n_handlers, path);
+  if (burst) wr_sup_set_burst(sup, 1);
+  wr_info("warren %s started with %zu handler(s) from %s%s", wr_args_version(),
+          cfg->n_handlers, path,
+          burst ? " (burst: until the queues are empty)" : "");
   int code = wr_sup_run(sup);
   wr_sup_destroy(sup);
   wr_cfg_free(cfg);

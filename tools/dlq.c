@@ -1,6 +1,6 @@
 #include "dlq.h"
 
-#include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +9,7 @@
 
 #include <warren/status.h>
 
+#include "args.h"
 #include "conn.h"
 #include "export.h"
 #include "headers.h"
@@ -399,61 +400,106 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o,
 static void dlq_usage(FILE *f) {
   fprintf(
       f,
-      "usage: warren dlq list|show|replay|purge CONFIG_FILE HANDLER\n"
-      "                  [--count N] [--reason REASON] [--id MESSAGE_ID]\n"
+      "usage: warren dlq list|show|replay|purge CONFIG_FILE HANDLER "
+      "[OPTION]...\n"
       "  list    one line per dead letter: id, reason, attempts, last error\n"
       "  show    every header and the body\n"
       "  replay  republish to the work queue with attempts reset and a new\n"
       "          trace (a span linked to the old one when OTEL_* is set)\n"
       "          (confirmed by the broker, then removed from the DLQ)\n"
       "  purge   delete (all, or those matching)\n"
-      "Exit status: 0 done, 1 broker trouble (a replay not confirmed\n"
-      "included), 2 usage or configuration error.\n");
+      "Which messages:\n"
+      "  --count N             at most N, 1..1000000000 (default all)\n"
+      "  --reason REASON       only those whose warren-dead-reason is REASON\n"
+      "  --id MESSAGE_ID       only that message id\n");
+  wr_args_conn_help(f, "CONFIG_FILE's broker section");
+  fprintf(f,
+          "Other:\n"
+          "  -h, --help            this text\n"
+          "  --version             the version and the handler ABI version\n"
+          "Exit status: 0 done, 1 broker trouble (a replay not confirmed\n"
+          "included), 2 usage or configuration error.\n");
 }
 
 int wr_dlq_main(int argc, char **argv) {
+  enum {
+    OPT_COUNT = WR_ARGS_OPT_NEXT,
+    OPT_REASON,
+    OPT_ID,
+    OPT_VERSION,
+  };
+  static const struct option longopts[] = {
+      {"count", required_argument, NULL, OPT_COUNT},
+      {"reason", required_argument, NULL, OPT_REASON},
+      {"id", required_argument, NULL, OPT_ID},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, OPT_VERSION},
+      WR_ARGS_CONN_LONGOPTS,
+      {NULL, 0, NULL, 0}};
+  static const char prog[] = "warren dlq";
   dlq_opts o = {0};
-  const char *path = NULL, *handler = NULL;
-  int i = 0;
-  if (argc < 1) goto usage;
-  o.cmd = argv[i++];
-  if (!strcmp(o.cmd, "--help") || !strcmp(o.cmd, "-h")) {
-    dlq_usage(stdout);
-    return 0;
-  }
-  if (strcmp(o.cmd, "list") && strcmp(o.cmd, "show") &&
-      strcmp(o.cmd, "replay") && strcmp(o.cmd, "purge"))
-    goto usage;
-  for (; i < argc; i++) {
-    if (!strcmp(argv[i], "--count") && i + 1 < argc) {
-      char *end;
-      errno = 0;
-      o.count = strtol(argv[++i], &end, 10);
-      if (errno || end == argv[i] || *end || o.count < 1) {
-        fprintf(stderr, "dlq: --count takes a whole number from 1 (got '%s')\n",
-                argv[i]);
-        return 2;
-      }
-    } else if (!strcmp(argv[i], "--reason") && i + 1 < argc) {
-      o.reason = argv[++i];
-    } else if (!strcmp(argv[i], "--id") && i + 1 < argc) {
-      o.id = argv[++i];
-    } else if (argv[i][0] == '-') {
-      goto usage;
-    } else if (!path) {
-      path = argv[i];
-    } else if (!handler) {
-      handler = argv[i];
-    } else {
-      goto usage;
+  wr_args_conn conn = {0};
+  char err[8192];
+  int c;
+  /* 0, not 1: getopt_long starts afresh, also when called twice. */
+  optind = 0;
+  opterr = 0; /* refused options are reported below, in one format */
+  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    int taken = wr_args_conn_opt(&conn, c, optarg, err, sizeof err);
+    if (taken < 0) return wr_args_refuse(prog, err);
+    if (taken) continue;
+    switch (c) {
+      case OPT_COUNT:
+        if (wr_args_long("--count", optarg, 1, 1000000000, &o.count, err,
+                         sizeof err))
+          return wr_args_refuse(prog, err);
+        break;
+      case OPT_REASON:
+        o.reason = optarg;
+        break;
+      case OPT_ID:
+        o.id = optarg;
+        break;
+      case 'h':
+        dlq_usage(stdout);
+        return 0;
+      case OPT_VERSION:
+        printf("warren %s (handler ABI %d.%d)\n", wr_args_version(),
+               WARREN_ABI_MAJOR, WARREN_ABI_MINOR);
+        return 0;
+      default:
+        wr_args_getopt_error(c, argv, err, sizeof err);
+        return wr_args_refuse(prog, err);
     }
   }
-  if (!path || !handler) goto usage;
+  /* The operands, wherever the options were: SUBCOMMAND CONFIG_FILE
+   * HANDLER. */
+  if (optind >= argc) return wr_args_refuse(prog, "a subcommand is missing");
+  o.cmd = argv[optind++];
+  if (strcmp(o.cmd, "list") && strcmp(o.cmd, "show") &&
+      strcmp(o.cmd, "replay") && strcmp(o.cmd, "purge")) {
+    snprintf(err, sizeof err,
+             "the subcommand is list, show, replay or purge (got '%s')", o.cmd);
+    return wr_args_refuse(prog, err);
+  }
+  if (argc - optind != 2) {
+    snprintf(err, sizeof err, "%s takes CONFIG_FILE and HANDLER (got %d)",
+             o.cmd, argc - optind);
+    return wr_args_refuse(prog, err);
+  }
+  const char *path = argv[optind], *handler = argv[optind + 1];
   wr_cfg *cfg;
-  char err[8192];
   if (wr_cfg_load(path, &cfg, err, sizeof err) != WARREN_OK) {
     fprintf(stderr, "%s\n", err);
     return 2;
+  }
+  /* The command line and the environment over the file's broker section;
+   * the password read here is kept until the connection is made. */
+  static wr_args_store store;
+  if (wr_args_conn_apply(&conn, getenv(WR_ARGS_URL_ENV), &cfg->broker, &store,
+                         err, sizeof err)) {
+    wr_cfg_free(cfg);
+    return wr_args_refuse(prog, err);
   }
   const wr_handler_cfg *h = NULL;
   for (size_t k = 0; k < cfg->n_handlers; k++)
@@ -471,8 +517,6 @@ int wr_dlq_main(int argc, char **argv) {
     wr_exporter_stop(tracer, 5);
   }
   wr_cfg_free(cfg);
+  memset(store.password, 0, sizeof store.password);
   return rc;
-usage:
-  dlq_usage(stderr);
-  return 2;
 }

@@ -2,8 +2,11 @@
 #ifndef WR_DLQ_H
 #define WR_DLQ_H
 
-/* argv starts at the subcommand (list|show|replay|purge). Returns the
- * process exit code: 0 done, 1 broker trouble, 2 usage or config error. */
+/* argv starts at "dlq" (argv[0], in getopt's place of the program's
+ * name); the subcommand (list|show|replay|purge), CONFIG_FILE and HANDLER
+ * follow, with options anywhere among them. argv may be permuted.
+ * Returns the process exit code: 0 done, 1 broker trouble, 2 usage or
+ * config error. */
 int wr_dlq_main(int argc, char **argv);
 
 #endif

@@ -1,12 +1,13 @@
 /*
  * warren-publish: publish jobs with publisher confirms (libwarren).
- *   warren-publish [--host H] [--port N] [--exchange X] --routing-key K
+ *   warren-publish [CONNECTION] [--exchange X] --routing-key K
  *                  [--count N] [--id PREFIX] [--header NAME=VALUE]...
  *                  [--content-type T] [--body TEXT]
  *                  [--key-id ID --key-file FILE]
- *                  [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
- *                  [--no-verify-hostname]
  *                  [--traceparent TP [--tracestate TS]] [--print-trace]
+ * CONNECTION is --url, --host, --port, --vhost, --user, --password-file
+ * and the TLS options, as `warren dlq` takes them (args.h), over
+ * WARREN_BROKER_URL, over libwarren's defaults.
  * With --count N the jobs get message ids PREFIX1..PREFIXN; "{n}" in the
  * body is replaced by the job's number. Every job carries a traceparent:
  * TP as it is (each job a child of the caller's span), or a new trace per
@@ -15,7 +16,7 @@
  * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), each job of a new trace also gets
  * a PRODUCER span, exported over OTLP/HTTP before the program exits.
  */
-#include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include <warren/producer.h>
 #include <warren/sign.h>
 
+#include "args.h"
 #include "export.h"
 #include "keyring.h"
 #include "log.h"
@@ -44,21 +46,6 @@ static void expand(char *dst, size_t cap, const char *tmpl, long n) {
     }
   }
   dst[o] = '\0';
-}
-
-/* A whole number in [min, max], or -1 after saying why. */
-static long number(const char *opt, const char *v, long min, long max) {
-  char *end;
-  errno = 0;
-  long n = strtol(v, &end, 10);
-  if (errno || end == v || *end || n < min || n > max) {
-    fprintf(stderr,
-            "warren-publish: %s takes a whole number from %ld to %ld "
-            "(got '%s')\n",
-            opt, min, max, v);
-    return -1;
-  }
-  return n;
 }
 
 static const char *env(const char *name) {
@@ -100,89 +87,179 @@ static void publish_span(wr_exporter *e, const char *tp, const char *exchange,
 }
 
 static void usage(FILE *f) {
+  fprintf(
+      f,
+      "usage: warren-publish [OPTION]... --routing-key KEY\n"
+      "Publishes jobs and waits until the broker confirms every one.\n"
+      "Job:\n"
+      "  --routing-key KEY     routing key (with the default exchange:\n"
+      "                        the queue); required\n"
+      "  --exchange X          exchange (default \"\": the default one)\n"
+      "  --count N             publish N jobs, 1..100000000 (default 1)\n"
+      "  --id PREFIX           message id; PREFIX1..PREFIXN with --count\n"
+      "  --body TEXT           the body; {n} is the job's number\n"
+      "                        (default {n})\n"
+      "  --content-type T      the content_type property\n"
+      "  --header NAME=VALUE   a string header; up to 16\n"
+      "  --key-id ID           sign every job with this key id, with\n"
+      "  --key-file FILE       the key: the file's bytes, trailing newline\n"
+      "                        removed\n"
+      "Tracing:\n"
+      "  --traceparent TP      the jobs' parent context (default: a new\n"
+      "                        trace per job)\n"
+      "  --tracestate TS       W3C tracestate, with --traceparent\n"
+      "  --print-trace         print 'MESSAGE_ID TRACEPARENT' per job\n");
+  wr_args_conn_help(f, "libwarren's defaults");
   fprintf(f,
-          "usage: warren-publish [--host H] [--port N] [--exchange X] "
-          "--routing-key K [--count N] [--id PREFIX] "
-          "[--header NAME=VALUE]... [--content-type T] [--body TEXT]\n"
-          "       [--key-id ID --key-file FILE]   sign every job\n"
-          "       [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]\n"
-          "       [--no-verify-hostname]          TLS (port default 5671)\n"
-          "       [--traceparent TP [--tracestate TS]] the jobs' parent "
-          "context (default: a new trace per job)\n"
-          "       [--print-trace]                 print 'message_id "
-          "traceparent' per job\n"
+          "Other:\n"
+          "  -h, --help            this text\n"
+          "  --version             the version\n"
           "Exit status: 0 every job confirmed, 1 broker trouble, 2 usage.\n");
 }
 
+/* The connection as libwarren takes it. */
+static void producer_conn(const wr_conn_params *b, warren_producer_opts *po) {
+  po->host = b->host;
+  po->port = b->port;
+  po->vhost = b->vhost;
+  po->user = b->user;
+  po->password = b->password;
+  po->tls = b->tls.enabled;
+  po->ca_file = b->tls.ca_file;
+  po->cert_file = b->tls.cert_file;
+  po->key_file = b->tls.key_file;
+  po->no_verify_hostname = !b->tls.verify_hostname;
+}
+
 int main(int argc, char **argv) {
+  enum {
+    OPT_EXCHANGE = WR_ARGS_OPT_NEXT,
+    OPT_ROUTING_KEY,
+    OPT_COUNT,
+    OPT_ID,
+    OPT_BODY,
+    OPT_CONTENT_TYPE,
+    OPT_HEADER,
+    OPT_KEY_ID,
+    OPT_KEY_FILE,
+    OPT_TRACEPARENT,
+    OPT_TRACESTATE,
+    OPT_PRINT_TRACE,
+    OPT_VERSION,
+  };
+  static const struct option longopts[] = {
+      {"exchange", required_argument, NULL, OPT_EXCHANGE},
+      {"routing-key", required_argument, NULL, OPT_ROUTING_KEY},
+      {"count", required_argument, NULL, OPT_COUNT},
+      {"id", required_argument, NULL, OPT_ID},
+      {"body", required_argument, NULL, OPT_BODY},
+      {"content-type", required_argument, NULL, OPT_CONTENT_TYPE},
+      {"header", required_argument, NULL, OPT_HEADER},
+      {"key-id", required_argument, NULL, OPT_KEY_ID},
+      {"key-file", required_argument, NULL, OPT_KEY_FILE},
+      {"traceparent", required_argument, NULL, OPT_TRACEPARENT},
+      {"tracestate", required_argument, NULL, OPT_TRACESTATE},
+      {"print-trace", no_argument, NULL, OPT_PRINT_TRACE},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, OPT_VERSION},
+      WR_ARGS_CONN_LONGOPTS,
+      {NULL, 0, NULL, 0}};
+  static const char prog[] = "warren-publish";
   warren_producer_opts po = {.size = sizeof po};
+  wr_args_conn conn = {0};
   const char *exchange = "", *key = NULL, *id = NULL, *body = "{n}";
   const char *key_file = NULL, *ctype = NULL;
   const char *traceparent = NULL, *tracestate = NULL;
-  int print_trace = 0;
+  int print_trace = 0, c;
   long count = 1;
   warren_header_kv hdr[MAX_HEADERS];
   size_t nh = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
-      return 0;
-    }
-    if (!strcmp(a, "--print-trace")) {
-      print_trace = 1;
-      continue; /* takes no value */
-    }
-    if (!v && strcmp(a, "--tls") && strcmp(a, "--no-verify-hostname"))
-      goto usage;
-    if (!strcmp(a, "--host"))
-      po.host = v;
-    else if (!strcmp(a, "--port")) {
-      if ((po.port = (int)number(a, v, 1, 65535)) < 0) return 2;
-    } else if (!strcmp(a, "--exchange"))
-      exchange = v;
-    else if (!strcmp(a, "--routing-key"))
-      key = v;
-    else if (!strcmp(a, "--count")) {
-      if ((count = number(a, v, 1, 100000000)) < 0) return 2;
-    } else if (!strcmp(a, "--id"))
-      id = v;
-    else if (!strcmp(a, "--body"))
-      body = v;
-    else if (!strcmp(a, "--content-type"))
-      ctype = v;
-    else if (!strcmp(a, "--traceparent"))
-      traceparent = v;
-    else if (!strcmp(a, "--tracestate"))
-      tracestate = v;
-    else if (!strcmp(a, "--key-id"))
-      po.sign_key_id = v;
-    else if (!strcmp(a, "--key-file"))
-      key_file = v;
-    else if (!strcmp(a, "--tls-ca"))
-      po.ca_file = v;
-    else if (!strcmp(a, "--tls-cert"))
-      po.cert_file = v;
-    else if (!strcmp(a, "--tls-key"))
-      po.key_file = v;
-    else if (!strcmp(a, "--tls") || !strcmp(a, "--no-verify-hostname")) {
-      if (a[2] == 't')
-        po.tls = 1;
-      else
-        po.no_verify_hostname = 1;
-      continue; /* takes no value */
-    } else if (!strcmp(a, "--header") && nh < MAX_HEADERS && strchr(v, '=')) {
-      char *eq = strchr(argv[i + 1], '=');
-      *eq = '\0';
-      hdr[nh++] = (warren_header_kv){argv[i + 1], eq + 1};
-    } else
-      goto usage;
-    i++;
-  }
-  if (!key || count < 1 || !po.sign_key_id != !key_file ||
-      !po.cert_file != !po.key_file || (tracestate && !traceparent))
-    goto usage;
   char why[512] = "";
+  opterr = 0; /* refused options are reported below, in one format */
+  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    int taken = wr_args_conn_opt(&conn, c, optarg, why, sizeof why);
+    if (taken < 0) return wr_args_refuse(prog, why);
+    if (taken) continue;
+    switch (c) {
+      case OPT_EXCHANGE:
+        exchange = optarg;
+        break;
+      case OPT_ROUTING_KEY:
+        key = optarg;
+        break;
+      case OPT_COUNT:
+        if (wr_args_long("--count", optarg, 1, 100000000, &count, why,
+                         sizeof why))
+          return wr_args_refuse(prog, why);
+        break;
+      case OPT_ID:
+        id = optarg;
+        break;
+      case OPT_BODY:
+        body = optarg;
+        break;
+      case OPT_CONTENT_TYPE:
+        ctype = optarg;
+        break;
+      case OPT_HEADER: {
+        char *eq = strchr(optarg, '=');
+        if (!eq || eq == optarg || nh == MAX_HEADERS) {
+          snprintf(why, sizeof why,
+                   "--header takes NAME=VALUE, up to %d of them (got '%s')",
+                   MAX_HEADERS, optarg);
+          return wr_args_refuse(prog, why);
+        }
+        *eq = '\0';
+        hdr[nh++] = (warren_header_kv){optarg, eq + 1};
+        break;
+      }
+      case OPT_KEY_ID:
+        po.sign_key_id = optarg;
+        break;
+      case OPT_KEY_FILE:
+        key_file = optarg;
+        break;
+      case OPT_TRACEPARENT:
+        traceparent = optarg;
+        break;
+      case OPT_TRACESTATE:
+        tracestate = optarg;
+        break;
+      case OPT_PRINT_TRACE:
+        print_trace = 1;
+        break;
+      case 'h':
+        usage(stdout);
+        return 0;
+      case OPT_VERSION:
+        printf("%s %s\n", prog, wr_args_version());
+        return 0;
+      default:
+        wr_args_getopt_error(c, argv, why, sizeof why);
+        return wr_args_refuse(prog, why);
+    }
+  }
+  if (optind < argc) {
+    snprintf(why, sizeof why, "unexpected argument '%s'", argv[optind]);
+    return wr_args_refuse(prog, why);
+  }
+  if (!key) return wr_args_refuse(prog, "--routing-key is required");
+  if (!po.sign_key_id != !key_file)
+    return wr_args_refuse(prog, "--key-id and --key-file go together");
+  if (tracestate && !traceparent)
+    return wr_args_refuse(prog, "--tracestate needs --traceparent");
+  /* libwarren's defaults, for the options to lay over. */
+  wr_conn_params b = {.host = "127.0.0.1",
+                      .port = 5672,
+                      .vhost = "/",
+                      .user = "guest",
+                      .password = "guest",
+                      .tls = {.verify_peer = 1, .verify_hostname = 1}};
+  static wr_args_store store;
+  if (wr_args_conn_apply(&conn, getenv(WR_ARGS_URL_ENV), &b, &store, why,
+                         sizeof why))
+    return wr_args_refuse(prog, why);
+  producer_conn(&b, &po);
   static unsigned char secret[WARREN_SIGN_MAX_KEY + 2];
   if (key_file) {
     if (wr_keyring_read(key_file, NULL, secret, sizeof secret, &po.sign_key_len,
@@ -198,6 +275,7 @@ int main(int argc, char **argv) {
   int rc = warren_producer_open(&po, &p);
   /* The producer keeps its own copy. */
   memset(secret, 0, sizeof secret);
+  memset(store.password, 0, sizeof store.password);
   if (rc != 0) {
     fprintf(stderr, "warren-publish: %s: %s\n", warren_strerror(rc), why);
     return 1;
@@ -245,7 +323,4 @@ int main(int argc, char **argv) {
   printf("published %ld job(s) to exchange '%s' key '%s', all confirmed\n",
          count, exchange, key);
   return 0;
-usage:
-  usage(stderr);
-  return 2;
 }

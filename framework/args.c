@@ -1,0 +1,209 @@
+#include "args.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifndef WARREN_VERSION
+#error "WARREN_VERSION is defined by CMakeLists.txt for this file"
+#endif
+
+const char *wr_args_version(void) {
+  return WARREN_VERSION;
+}
+
+int wr_args_long(const char *opt, const char *s, long min, long max, long *out,
+                 char *err, size_t errlen) {
+  /* strtol alone would take " 5", "+5" and "5x" (stopping at the x): the
+   * characters are checked first, so only the number itself is read. */
+  const char *d = s && s[0] == '-' ? s + 1 : s;
+  int ok = d && *d;
+  for (const char *p = d; ok && *p; p++) ok = *p >= '0' && *p <= '9';
+  long n = 0;
+  if (ok) {
+    char *end;
+    errno = 0;
+    n = strtol(s, &end, 10);
+    ok = !errno && !*end && n >= min && n <= max;
+  }
+  if (!ok) {
+    snprintf(err, errlen, "%s takes a whole number from %ld to %ld (got '%s')",
+             opt, min, max, s ? s : "");
+    return -1;
+  }
+  *out = n;
+  return 0;
+}
+
+void wr_args_conn_help(FILE *f, const char *base) {
+  fprintf(
+      f,
+      "Connection (command line over %s over %s):\n"
+      "  --url URL             amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST]\n"
+      "                        or amqps://... (TLS); the options below\n"
+      "                        override its parts\n"
+      "  --host HOST           broker host (default 127.0.0.1)\n"
+      "  --port N              broker port, 1..65535 (default 5672, 5671\n"
+      "                        with TLS)\n"
+      "  --vhost VHOST         virtual host (default /)\n"
+      "  --user USER           user name (default guest)\n"
+      "  --password-file FILE  the password: the file's content, trailing\n"
+      "                        newlines removed (default guest)\n"
+      "  --tls                 connect with TLS, verifying the broker\n"
+      "  --tls-ca FILE         PEM CAs the broker's certificate must chain\n"
+      "                        to (default: the system's); implies --tls\n"
+      "  --tls-cert FILE       PEM client certificate, with --tls-key;\n"
+      "                        implies --tls\n"
+      "  --tls-key FILE        its private key\n"
+      "  --no-verify-hostname  accept a certificate for another host name\n",
+      WR_ARGS_URL_ENV " (when neither --url nor --host is given)", base);
+}
+
+/* A string option: refused when empty, which would only be a mistake. */
+static int str_opt(const char **dst, const char *opt, const char *v, char *err,
+                   size_t errlen) {
+  if (!v || !v[0]) {
+    snprintf(err, errlen, "%s must not be empty", opt);
+    return -1;
+  }
+  *dst = v;
+  return 1;
+}
+
+int wr_args_conn_opt(wr_args_conn *a, int c, const char *v, char *err,
+                     size_t errlen) {
+  switch (c) {
+    case WR_ARGS_OPT_URL:
+      return str_opt(&a->url, "--url", v, err, errlen);
+    case WR_ARGS_OPT_HOST:
+      return str_opt(&a->host, "--host", v, err, errlen);
+    case WR_ARGS_OPT_PORT:
+      return wr_args_long("--port", v, 1, 65535, &a->port, err, errlen) == 0
+                 ? 1
+                 : -1;
+    case WR_ARGS_OPT_VHOST:
+      return str_opt(&a->vhost, "--vhost", v, err, errlen);
+    case WR_ARGS_OPT_USER:
+      return str_opt(&a->user, "--user", v, err, errlen);
+    case WR_ARGS_OPT_PASSWORD_FILE:
+      return str_opt(&a->password_file, "--password-file", v, err, errlen);
+    case WR_ARGS_OPT_TLS:
+      a->tls = 1;
+      return 1;
+    case WR_ARGS_OPT_TLS_CA:
+      return str_opt(&a->ca, "--tls-ca", v, err, errlen);
+    case WR_ARGS_OPT_TLS_CERT:
+      return str_opt(&a->cert, "--tls-cert", v, err, errlen);
+    case WR_ARGS_OPT_TLS_KEY:
+      return str_opt(&a->key, "--tls-key", v, err, errlen);
+    case WR_ARGS_OPT_NO_VERIFY_HOSTNAME:
+      a->no_verify_hostname = 1;
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+/* The rules of config/cfg.c's read_secret (keep the two alike): a
+ * regular file of 1..cap-1 bytes once trailing newlines are removed;
+ * anything else is an error, never an empty or cut password. */
+static int read_secret(const char *path, char *buf, size_t cap, char *err,
+                       size_t errlen) {
+  struct stat st;
+  FILE *f = NULL;
+  if (stat(path, &st) != 0 || !(f = fopen(path, "r"))) {
+    snprintf(err, errlen, "--password-file: cannot read '%s': %s", path,
+             strerror(errno));
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fclose(f);
+    snprintf(err, errlen, "--password-file: '%s' is not a regular file", path);
+    return -1;
+  }
+  /* One byte more than fits, so a longer file is seen as longer. */
+  char tmp[sizeof((wr_args_store *)0)->password + 1];
+  size_t n = fread(tmp, 1, sizeof tmp - 1, f);
+  fclose(f);
+  while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r')) n--;
+  if (n == 0 || n >= cap) {
+    if (n)
+      snprintf(err, errlen, "--password-file: '%s' is longer than %zu bytes",
+               path, cap - 1);
+    else
+      snprintf(err, errlen, "--password-file: '%s' is empty", path);
+    memset(tmp, 0, sizeof tmp);
+    return -1;
+  }
+  memcpy(buf, tmp, n);
+  buf[n] = '\0';
+  memset(tmp, 0, sizeof tmp);
+  return 0;
+}
+
+int wr_args_conn_apply(const wr_args_conn *a, const char *env_url,
+                       wr_conn_params *b, wr_args_store *store, char *err,
+                       size_t errlen) {
+  int tls_before = b->tls.enabled, port_here = 0;
+  const char *url = a->url, *from = "--url";
+  if (!url && !a->host && env_url && env_url[0]) {
+    url = env_url;
+    from = WR_ARGS_URL_ENV;
+  }
+  if (url) {
+    char why[300];
+    if (wr_conn_url(url, b, store->url, sizeof store->url, why, sizeof why)) {
+      snprintf(err, errlen, "%s: %s", from, why);
+      return -1;
+    }
+    port_here = 1; /* the URL's, or its scheme's default */
+  }
+  if (a->host) b->host = a->host;
+  if (a->port) {
+    b->port = (int)a->port;
+    port_here = 1;
+  }
+  if (a->vhost) b->vhost = a->vhost;
+  if (a->user) b->user = a->user;
+  if (a->password_file) {
+    if (read_secret(a->password_file, store->password, sizeof store->password,
+                    err, errlen))
+      return -1;
+    b->password = store->password;
+  }
+  if (a->tls || a->ca || a->cert) b->tls.enabled = 1;
+  if (a->ca) b->tls.ca_file = a->ca;
+  if (a->cert) b->tls.cert_file = a->cert;
+  if (a->key) b->tls.key_file = a->key;
+  if (a->no_verify_hostname) b->tls.verify_hostname = 0;
+  if (b->tls.enabled && !tls_before && !port_here) b->port = 5671;
+  if (!b->tls.cert_file != !b->tls.key_file) {
+    snprintf(err, errlen, "--tls-cert and --tls-key go together");
+    return -1;
+  }
+  return 0;
+}
+
+void wr_args_getopt_error(int c, char *const argv[], char *err, size_t errlen) {
+  /* getopt_long has moved optind past the offending argument; a short
+   * option inside a group ("-xh") is named by optopt instead. */
+  const char *arg = optind > 0 ? argv[optind - 1] : "?";
+  if (optopt && !(arg[0] == '-' && arg[1] == '-')) {
+    snprintf(err, errlen,
+             c == ':' ? "option '-%c' needs a value" : "unknown option '-%c'",
+             optopt);
+    return;
+  }
+  /* "--opt=value" is named without its value. */
+  size_t len = strcspn(arg, "=");
+  snprintf(err, errlen,
+           c == ':' ? "option '%.*s' needs a value" : "unknown option '%.*s'",
+           (int)len, arg);
+}
+
+int wr_args_refuse(const char *prog, const char *msg) {
+  fprintf(stderr, "%s: %s\n", prog, msg);
+  fprintf(stderr, "Try '%s --help' for the options.\n", prog);
+  return 2;
+}
