@@ -140,6 +140,8 @@ const char *tw_tls_dir(void) {
   return dir;
 }
 
+const char *tw_warren_option;
+
 /* The config is broker, the worker group with `worker` in it, rest. */
 static pid_t start_warren(const char *dir, const char *broker,
                           const char *worker, const char *rest) {
@@ -174,8 +176,11 @@ static pid_t start_warren(const char *dir, const char *broker,
     const char *wrap = getenv("WARREN_WRAPPER");
     if (wrap && *wrap) {
       char cmd[1024];
-      snprintf(cmd, sizeof cmd, "exec %s %s %s", wrap, WARREN_BIN, cfg);
+      snprintf(cmd, sizeof cmd, "exec %s %s %s %s", wrap, WARREN_BIN,
+               tw_warren_option ? tw_warren_option : "", cfg);
       execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    } else if (tw_warren_option) {
+      execl(WARREN_BIN, WARREN_BIN, tw_warren_option, cfg, (char *)NULL);
     } else {
       execl(WARREN_BIN, WARREN_BIN, cfg, (char *)NULL);
     }

@@ -28,6 +28,9 @@ const char *tw_dir(void);
  * by `rest`, start the worker (own process group, killed if the test
  * process dies) with stdout and stderr to dir/warren.log. */
 pid_t tw_warren_start(const char *dir, const char *rest);
+/* One more option for the workers started next (e.g. "--burst"); NULL:
+ * none. Reset it after starting. */
+extern const char *tw_warren_option;
 /* The same with the given broker section (a whole "broker = {...};"). */
 pid_t tw_warren_start_broker(const char *dir, const char *broker,
                              const char *rest);

@@ -7,11 +7,14 @@
  * separate options, in that order of precedence over the config file.
  */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 
+#include "clock.h"
 #include "support.h"
 
 TW_SUITE(cli, 120);
@@ -353,4 +356,42 @@ Test(cli, print_config_exits_0_without_connecting) {
   int rc = sh(out, sizeof out, "%s --print-config %s 2>&1", WARREN_BIN, cfg);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert(strstr(out, cfg), "%s", out);
+}
+
+/* `warren --burst` (README, "Batch runs"): every job runs once, the queue
+ * is left empty, and the worker exits 0 by itself. */
+Test(cli, burst_runs_every_job_and_exits_0) {
+  enum { N = 300 };
+  char log[300], rec[300];
+  snprintf(log, sizeof log, "%s/warren.log", tw_dir());
+  snprintf(rec, sizeof rec, "%s/rec", tw_dir());
+  char text[1024];
+  snprintf(text, sizeof text,
+           "handlers = ( { name = \"h\"; queue = \"it.burst\";\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\"; prefetch = 20; concurrency = 2;\n"
+           "  settings = { log = \"%s\"; }; } );\n",
+           rec);
+  /* Declared by a first start, then filled, then run in a burst. */
+  pid_t w = tw_warren_start(tw_dir(), text);
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert_eq(tw_publish("it.burst", N, "b"), 0);
+  tw_warren_option = "--burst";
+  w = tw_warren_start(tw_dir(), text);
+  tw_warren_option = NULL;
+  cr_assert_gt(w, 0);
+  int status = -1;
+  double until = wr_now() + 60;
+  while (wr_now() < until && waitpid(w, &status, WNOHANG) == 0)
+    nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+            "exited by itself, status 0 (status %d)", status);
+  static int done[N + 1];
+  int dupes, missing = tw_wait_all(rec, "b", done, N, 1);
+  tw_missing(done, NULL, N, &dupes);
+  cr_assert_eq(missing, 0, "every job ran");
+  cr_assert_eq(dupes, 0, "once");
+  cr_assert_eq(tw_queue_len("it.burst"), 0, "the queue is empty");
+  cr_assert(tw_wait_text(log, "burst: every queue is empty", 1));
 }

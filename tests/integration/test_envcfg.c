@@ -21,10 +21,9 @@ Test(envcfg, a_url_with_an_encoded_password_and_a_vhost_reaches_the_broker) {
   tw_ctl(out, sizeof out, "delete_user 'it@env'");
   cr_assert_eq(tw_ctl(out, sizeof out, "add_user 'it@env' 'p:a/s%s w'"), 0,
                "%s", out);
-  cr_assert_eq(
-      tw_ctl(out, sizeof out,
-             "set_permissions -p 'it/env' 'it@env' '.*' '.*' '.*'"),
-      0, "%s", out);
+  cr_assert_eq(tw_ctl(out, sizeof out,
+                      "set_permissions -p 'it/env' 'it@env' '.*' '.*' '.*'"),
+               0, "%s", out);
   char url[300];
   snprintf(url, sizeof url,
            "amqp://it%%40env:p%%3Aa%%2Fs%%25s%%20w@127.0.0.1:%d/it%%2Fenv",
@@ -45,8 +44,8 @@ Test(envcfg, a_url_with_an_encoded_password_and_a_vhost_reaches_the_broker) {
 Test(envcfg, a_handler_variable_wins_over_the_file) {
   setenv("WARREN_HANDLER_H_CONCURRENCY", "3", 1);
   char log[300], rec[300];
-  pid_t w = tw_start_record("it.env.conc", "concurrency = 1; prefetch = 6;",
-                            "", log, rec);
+  pid_t w = tw_start_record("it.env.conc", "concurrency = 1; prefetch = 6;", "",
+                            log, rec);
   unsetenv("WARREN_HANDLER_H_CONCURRENCY");
   cr_assert_gt(w, 0);
   /* Three worker processes, not the file's one. */
