@@ -455,12 +455,61 @@ static void apply_env(ctx *c, config_setting_t *root) {
   }
 }
 
+/* broker.nodes: the nodes of a cluster, tried in turn (docs/config.md). */
+static void load_nodes(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *g) {
+  config_setting_t *l = g ? config_setting_get_member(g, "nodes") : NULL;
+  if (!l) return;
+  if (config_setting_type(l) != CONFIG_TYPE_ARRAY &&
+      config_setting_type(l) != CONFIG_TYPE_LIST) {
+    problem(c, l, "must be a list of strings such as [\"mq1:5672\", \"mq2\"]");
+    return;
+  }
+  int n = config_setting_length(l);
+  if (n < 1 || n > WR_CFG_MAX_NODES) {
+    problem(c, l, "must list 1..%d nodes", WR_CFG_MAX_NODES);
+    return;
+  }
+  if (config_setting_get_member(g, "host") ||
+      config_setting_get_member(g, "port"))
+    problem(c, l, "set either broker.nodes or broker.host and port");
+  cfg->nodes = calloc((size_t)n, sizeof *cfg->nodes);
+  if (!cfg->nodes) {
+    problem(c, l, "out of memory");
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+    const char *v = e && config_setting_type(e) == CONFIG_TYPE_STRING
+                        ? config_setting_get_string(e)
+                        : NULL;
+    char host[256], why[300];
+    int port;
+    if (!v) {
+      problem(c, e ? e : l, "must be a string");
+      continue;
+    }
+    /* The default port follows TLS (an amqps:// URL sets it). */
+    int def = cfg->broker.tls.enabled ? 5671 : 5672;
+    if (config_setting_get_member(g, "url")) def = cfg->broker.port;
+    if (wr_conn_node_parse(v, def, host, sizeof host, &port, why, sizeof why) !=
+        0) {
+      problem(c, e, "%s", why);
+      continue;
+    }
+    cfg->nodes[cfg->broker.n_nodes].host = own(cfg, used, c, e, host, "");
+    cfg->nodes[cfg->broker.n_nodes++].port = port;
+  }
+  cfg->broker.nodes = cfg->nodes;
+  cfg->broker.host = cfg->nodes[0].host ? cfg->nodes[0].host : "";
+  cfg->broker.port = cfg->nodes[0].port;
+}
+
 static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
                         config_setting_t *root) {
   static const char *const keys[] = {
-      "url",      "host",          "port",      "vhost",           "user",
-      "password", "password_file", "heartbeat", "connect_timeout", "tls",
-      NULL};
+      "url",  "host",     "port",          "nodes",     "vhost",
+      "user", "password", "password_file", "heartbeat", "connect_timeout",
+      "tls",  NULL};
   static const char *const tls_keys[] = {
       "enabled",     "ca_file",         "cert_file", "key_file",
       "verify_peer", "verify_hostname", NULL};
@@ -516,6 +565,7 @@ static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
   b->tls.verify_hostname = get_bool(c, t, "verify_hostname", 1);
   if (t && (!b->tls.cert_file) != (!b->tls.key_file))
     problem(c, t, "cert_file and key_file go together");
+  load_nodes(c, cfg, used, g);
 }
 
 static void load_exchanges(ctx *c, wr_cfg *cfg, config_setting_t *root) {
@@ -956,6 +1006,7 @@ void wr_cfg_free(wr_cfg *cfg) {
     free(cfg->handlers[i].signing_keys);
   }
   wr_keyring_free(cfg->signing.keyring);
+  free(cfg->nodes);
   free(cfg->handlers);
   free(cfg->exchanges);
   config_destroy(&cfg->lc);

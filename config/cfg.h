@@ -20,6 +20,7 @@
 #define WR_CFG_MAX_CONCURRENCY 1024
 #define WR_CFG_MAX_HANDLERS 64
 #define WR_CFG_MAX_SECRET 1023 /* bytes of a password_file */
+#define WR_CFG_MAX_NODES 64    /* broker.nodes */
 
 /* The broker section is the connection's own parameters (conn.h). */
 typedef wr_tls_params wr_tls_cfg;
@@ -106,6 +107,7 @@ typedef struct wr_cfg {
   wr_signing_cfg signing;
   wr_otel_cfg tracing;  /* the `tracing` group and the OTEL_* variables */
   char url_store[1024]; /* broker.url, parsed: broker's strings point here */
+  wr_conn_node *nodes;  /* broker.nodes (broker.nodes points here) */
   char *owned;          /* resolved plugin paths and password, one block */
 } wr_cfg;
 

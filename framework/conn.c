@@ -3,6 +3,7 @@
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
@@ -319,5 +320,61 @@ int wr_conn_url(const char *url, wr_conn_params *b, char *store,
   b->user = ci.user;
   b->password = ci.password;
   b->tls.enabled = ci.ssl;
+  return 0;
+}
+
+int wr_conn_node_parse(const char *s, int default_port, char *host,
+                       size_t hostlen, int *port, char *err, size_t errlen) {
+  char buf[600];
+  if (!s || !*s || strlen(s) >= sizeof buf) {
+    snprintf(err, errlen, "a node is \"host\", \"host:port\" or a URI");
+    return -1;
+  }
+  snprintf(buf, sizeof buf, "%s", s);
+  const char *h = buf;
+  long p = default_port;
+  if (!strncmp(buf, "amqp://", 7) || !strncmp(buf, "amqps://", 8)) {
+    struct amqp_connection_info ci;
+    amqp_default_connection_info(&ci);
+    if (amqp_parse_url(buf, &ci) != AMQP_STATUS_OK) {
+      snprintf(err, errlen, "'%s' is not an amqp:// URI", s);
+      return -1;
+    }
+    h = ci.host;
+    p = ci.port;
+  } else {
+    char *colon = NULL;
+    if (buf[0] == '[') { /* [v6]:port */
+      char *close = strchr(buf, ']');
+      if (!close || (close[1] && close[1] != ':')) {
+        snprintf(err, errlen, "'%s': an IPv6 address goes in [brackets]", s);
+        return -1;
+      }
+      *close = '\0';
+      h = buf + 1;
+      colon = close[1] == ':' ? close + 1 : NULL;
+    } else {
+      colon = strchr(buf, ':');
+      if (colon && strchr(colon + 1, ':')) {
+        snprintf(err, errlen, "'%s': write an IPv6 address as [addr]:port", s);
+        return -1;
+      }
+    }
+    if (colon) {
+      *colon = '\0';
+      char *end;
+      p = strtol(colon + 1, &end, 10);
+      if (end == colon + 1 || *end || p < 1 || p > 65535) {
+        snprintf(err, errlen, "'%s': the port must be 1..65535", s);
+        return -1;
+      }
+    }
+  }
+  if (!*h || strlen(h) >= hostlen) {
+    snprintf(err, errlen, "'%s': no host, or a host name too long", s);
+    return -1;
+  }
+  snprintf(host, hostlen, "%s", h);
+  *port = (int)p;
   return 0;
 }

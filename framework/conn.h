@@ -27,9 +27,17 @@ typedef struct wr_tls_params {
 } wr_tls_params;
 
 /* Where and how to connect. Strings are read during wr_conn_open only. */
-typedef struct wr_conn_params {
+/* One node of a cluster (broker.nodes). */
+typedef struct wr_conn_node {
   const char *host;
   int port;
+} wr_conn_node;
+
+typedef struct wr_conn_params {
+  const char *host; /* with n_nodes > 0: the node being tried */
+  int port;
+  const wr_conn_node *nodes; /* a cluster's nodes, or NULL: host and port */
+  size_t n_nodes;
   const char *vhost;
   const char *user;
   const char *password;
@@ -50,6 +58,15 @@ typedef struct wr_conn_params {
  */
 int wr_conn_url(const char *url, wr_conn_params *b, char *store,
                 size_t storelen, char *err, size_t errlen);
+
+/*
+ * One entry of a node list: "host", "host:port", "[v6 address]:port", or
+ * an amqp:// or amqps:// URI of which only host and port are taken. The
+ * host goes to host (hostlen bytes), the port to *port (default_port when
+ * it has none). 0, or -1 with err.
+ */
+int wr_conn_node_parse(const char *s, int default_port, char *host,
+                       size_t hostlen, int *port, char *err, size_t errlen);
 
 /* Connect, log in and set timeouts. On failure *out is NULL and err says
  * why (host:port and the broker's or the library's words). */

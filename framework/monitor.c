@@ -161,7 +161,8 @@ static void on_probe_io(void *ctx, int fd, short revents) {
 static void probe_step(wr_monitor *m, double now) {
   char err[512];
   if (!m->pc) {
-    wr_conn_params p = m->s->cfg->broker;
+    /* The node the session uses (a cluster's nodes: session.h). */
+    wr_conn_params p = m->s->session.cur;
     p.heartbeat = 0; /* idle between probes; a dead socket fails the next */
     if (p.connect_timeout > PROBE_TIMEOUT_S)
       p.connect_timeout = PROBE_TIMEOUT_S;
@@ -279,8 +280,8 @@ static void snapshot(wr_monitor *m, double now) {
   n->check_ok = !m->failing;
   n->check_at_ms = m->check_at_ms;
   snprintf(n->check_why, sizeof n->check_why, "%s", m->why);
-  n->host = s->cfg->broker.host;
-  n->port = s->cfg->broker.port;
+  n->host = s->session.cur.host;
+  n->port = s->session.cur.port;
   n->vhost = s->cfg->broker.vhost;
   memcpy(n->node, m->node, sizeof n->node);
   memcpy(n->version, m->version, sizeof n->version);
@@ -342,8 +343,8 @@ static void self_check(wr_monitor *m, double now, int due) {
   wr_sup *s = m->s;
   char why[sizeof m->why + 256] = "";
   if (!s->session.conn && !s->draining)
-    snprintf(why, sizeof why, "broker %s:%d unreachable", s->cfg->broker.host,
-             s->cfg->broker.port);
+    snprintf(why, sizeof why, "broker %s:%d unreachable", s->session.cur.host,
+             s->session.cur.port);
   for (size_t k = 0; !why[0] && s->session.conn && !s->draining && k < m->nq;
        k++) {
     const probe_q *q = &m->q[k];

@@ -28,6 +28,27 @@ void wr_session_init(wr_session *s, const wr_conn_params *p,
   s->ev = ev;
   s->ctx = ctx;
   s->store = (wr_deliver_store){ev->body, ev->release, ctx};
+  size_t n = p->n_nodes < WR_SESSION_MAX_NODES ? p->n_nodes : 0;
+  for (size_t i = 0; i < n; i++) s->order[i] = (uint8_t)i;
+  for (size_t i = n; i > 1; i--) { /* Fisher-Yates, seeded per process */
+    size_t j = (size_t)(wr_rand01() * (double)i);
+    if (j >= i) j = i - 1;
+    uint8_t t = s->order[i - 1];
+    s->order[i - 1] = s->order[j];
+    s->order[j] = t;
+  }
+  s->cur = *p;
+}
+
+/* The parameters of the node to try now. */
+static const wr_conn_params *current(wr_session *s) {
+  const wr_conn_params *p = s->params;
+  if (!p->n_nodes || p->n_nodes > WR_SESSION_MAX_NODES) return p;
+  const wr_conn_node *nd = &p->nodes[s->order[s->node % p->n_nodes]];
+  s->cur = *p;
+  s->cur.host = nd->host;
+  s->cur.port = nd->port;
+  return &s->cur;
 }
 
 static void on_readable(void *ctx, int fd, short revents) {
@@ -42,20 +63,29 @@ static void on_readable(void *ctx, int fd, short revents) {
 static void plan_reconnect(wr_session *s, const char *why, int rc) {
   double d = wr_backoff_fail(&s->backoff, wr_rand01());
   s->next_connect = wr_now() + d;
+  const wr_conn_params *p = current(s);
+  char was[300], to[300] = "";
+  snprintf(was, sizeof was, "%s:%d", p->host, p->port);
+  /* A cluster: the next attempt goes to the next node (the one that
+   * failed or went away may be down). */
+  if (s->params->n_nodes > 1) {
+    s->node++;
+    p = current(s);
+    snprintf(to, sizeof to, "; next: node %s:%d", p->host, p->port);
+  }
   if (why)
     wr_log(rc == WARREN_BROKER_LOGIN || rc == WARREN_BROKER_TLS
                ? WARREN_LOG_ERROR
                : WARREN_LOG_WARN,
-           "broker %s:%d: %s; retrying in %.1f s", s->params->host,
-           s->params->port, why, d);
+           "broker %s: %s; retrying in %.1f s%s", was, why, d, to);
   else if (!s->draining)
-    wr_info("reconnecting in %.1f s", d);
+    wr_info("reconnecting in %.1f s%s", d, to);
 }
 
 static void try_connect(wr_session *s) {
   char err[512];
   amqp_connection_state_t c = NULL;
-  const wr_conn_params *b = s->params;
+  const wr_conn_params *b = current(s);
   int rc = wr_conn_open(b, &c, err, sizeof err);
   if (rc == WARREN_OK) rc = s->ev->setup(s->ctx, c, err, sizeof err);
   if (rc == WARREN_OK) { /* setup opened it */

@@ -47,8 +47,16 @@ typedef struct wr_session_events {
   const char *(*channel_name)(void *ctx, amqp_channel_t ch);
 } wr_session_events;
 
+#define WR_SESSION_MAX_NODES 64
+
 typedef struct wr_session {
   const wr_conn_params *params;
+  /* A cluster's nodes (params->nodes) in this process's own shuffled
+   * order, so a fleet spreads over them; `node` is the one to try next
+   * (or connected to). */
+  uint8_t order[WR_SESSION_MAX_NODES];
+  size_t node;
+  wr_conn_params cur;           /* params with the node's host and port */
   amqp_connection_state_t conn; /* NULL while disconnected */
   int sock;
   uint64_t gen;          /* bumped per connection: older tags are void */

@@ -561,3 +561,28 @@ Test(config, a_bad_value_in_a_variable_is_refused_naming_it) {
   cr_assert(strstr(err, "WARREN_HANDLER_A_PREFETCH"), "%s", err);
   cr_assert(strstr(err, "1..65535"), "%s", err);
 }
+
+Test(config, a_node_list_is_read_and_checked) {
+  wr_cfg *cfg;
+  int rc = load(
+      "broker = { nodes = [\"mq1:5700\", \"mq2\", \"[::1]:5701\", "
+      "\"amqp://mq4:5702\"]; };\n" H(""),
+      &cfg);
+  cr_assert_eq(rc, WARREN_OK, "%s", err);
+  cr_assert_eq(cfg->broker.n_nodes, 4);
+  cr_assert_str_eq(cfg->broker.nodes[0].host, "mq1");
+  cr_assert_eq(cfg->broker.nodes[0].port, 5700);
+  cr_assert_str_eq(cfg->broker.nodes[1].host, "mq2");
+  cr_assert_eq(cfg->broker.nodes[1].port, 5672, "the default port");
+  cr_assert_str_eq(cfg->broker.nodes[2].host, "::1");
+  cr_assert_eq(cfg->broker.nodes[2].port, 5701);
+  cr_assert_str_eq(cfg->broker.nodes[3].host, "mq4");
+  cr_assert_eq(cfg->broker.nodes[3].port, 5702);
+  wr_cfg_free(cfg);
+  expect_error("broker = { nodes = [\"mq1:99999\"]; };\n" H(""), 1,
+               "the port must be 1..65535");
+  expect_error("broker = { nodes = [\"::1:5672\"]; };\n" H(""), 1,
+               "[addr]:port");
+  expect_error("broker = { host = \"x\"; nodes = [\"mq1\"]; };\n" H(""), 1,
+               "set either broker.nodes or broker.host");
+}

@@ -71,3 +71,25 @@ Test(envcfg, a_bad_variable_stops_the_start_naming_it) {
   cr_assert(tw_wait_text(log, "environment WARREN_HEALTH_PORT", 5),
             "the error names the variable");
 }
+
+/* broker.nodes: a node that does not answer is skipped for the next. */
+Test(envcfg, a_node_list_skips_a_node_that_is_down) {
+  char broker[300];
+  snprintf(broker, sizeof broker,
+           "broker = { nodes = [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]; "
+           "heartbeat = 5; };\n",
+           tw_free_port(), tw_port());
+  char log[300], text[1024];
+  snprintf(log, sizeof log, "%s/warren.log", tw_dir());
+  snprintf(text, sizeof text,
+           "handlers = ( { name = \"h\"; queue = \"it.env.nodes\";\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";\n  settings = { log = \"%s/rec\"; }; } );\n",
+           tw_dir());
+  pid_t w = tw_warren_start_broker(tw_dir(), broker, text);
+  char want[64];
+  snprintf(want, sizeof want, "connected to 127.0.0.1:%d", tw_port());
+  cr_assert(tw_wait_text(log, want, 20), "on the node that is up");
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 10));
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
