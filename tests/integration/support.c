@@ -32,6 +32,22 @@ int tw_port(void) {
   return p ? atoi(p) : 5683;
 }
 
+int tw_cluster_port(int i) {
+  const char *p = getenv("WARREN_CLUSTER_PORT");
+  return (p ? atoi(p) : 5761) + i;
+}
+
+static int amqp_port_set; /* tw_use_port; 0: the test node */
+
+void tw_use_port(int port) {
+  amqp_port_set = port;
+}
+
+/* The node the producer and raw AMQP helpers talk to. */
+static int amqp_port(void) {
+  return amqp_port_set ? amqp_port_set : tw_port();
+}
+
 /* Folder of a test, the same whether the runner or the test computes it. */
 static void dir_of(const char *suite, const char *test, char *buf, size_t len) {
   snprintf(buf, len, "/tmp/warren-it-%d-%s.%s", tw_port(), suite, test);
@@ -44,14 +60,18 @@ const char *tw_dir(void) {
   return dir;
 }
 
-static int port_open(void) {
+static int port_open_at(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_in a = {.sin_family = AF_INET,
-                          .sin_port = htons((uint16_t)tw_port())};
+                          .sin_port = htons((uint16_t)port)};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
   if (fd >= 0) close(fd);
   return ok;
+}
+
+static int port_open(void) {
+  return port_open_at(tw_port());
 }
 
 /* Start the broker app (after a stop_app) and wait for its AMQP port. */
@@ -63,12 +83,82 @@ static int start_app(char *out, size_t outlen) {
   return rc == 0 && port_open() ? 0 : -1;
 }
 
-void tw_init(void) {
-  char cmd[400], out[4096];
-  /* A test killed before its cleanup could run may have left it stopped. */
-  if (!port_open()) start_app(out, sizeof out);
+static void make_dir(void) {
+  char cmd[700];
   snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", tw_dir(), tw_dir());
   cr_assert_eq(system(cmd), 0, "cannot make %s", tw_dir());
+}
+
+void tw_init(void) {
+  char out[4096];
+  /* A test killed before its cleanup could run may have left it stopped. */
+  if (!port_open()) start_app(out, sizeof out);
+  make_dir();
+}
+
+static int run(const char *cmd, char *out, size_t outlen);
+
+/* scripts/broker VERB cluster PORT [ARGS], output into out. */
+static int cluster_script(const char *verb, int port, const char *args,
+                          char *out, size_t outlen) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "timeout 120 %s %s cluster %d %s 2>&1",
+           WARREN_BROKER_SCRIPT, verb, port, args ? args : "");
+  return run(cmd, out, outlen);
+}
+
+/* Bring back every cluster node whose AMQP port is closed (killed or its
+ * app stopped); 0 when all three answer. */
+static int revive_all(void) {
+  char out[4096];
+  int rc = 0;
+  for (int i = 0; i < 3; i++) {
+    int port = tw_cluster_port(i);
+    if (port_open_at(port)) continue;
+    if (cluster_script("revive", port, NULL, out, sizeof out) != 0) {
+      fprintf(stderr, "cluster node %d did not come back: %s\n", port, out);
+      rc = -1;
+    }
+  }
+  return rc;
+}
+
+void tw_cluster_init(void) {
+  tw_use_port(tw_cluster_port(0));
+  cr_assert_eq(revive_all(), 0, "the cluster is not whole");
+  make_dir();
+}
+
+int tw_cluster_ctl(int port, char *out, size_t outlen, const char *args) {
+  return cluster_script("ctl", port, args, out, outlen);
+}
+
+void tw_cluster_node_down(void) {
+  char mark[400];
+  snprintf(mark, sizeof mark, "%s/cluster-node-down", tw_dir());
+  FILE *f = fopen(mark, "w");
+  if (f) fclose(f);
+}
+
+int tw_cluster_node(const char *verb, int port, char *out, size_t outlen) {
+  /* Marked before the act: the cleanup revives the node whatever happens. */
+  if (!strcmp(verb, "kill9") || !strcmp(verb, "stop-app"))
+    tw_cluster_node_down();
+  int rc = cluster_script(verb, port, NULL, out, outlen);
+  size_t n = strlen(out);
+  while (n && out[n - 1] == '\n') out[--n] = '\0';
+  return rc;
+}
+
+int tw_cluster_leader(const char *queue) {
+  char out[4096];
+  for (int i = 0; i < 3; i++) {
+    if (!port_open_at(tw_cluster_port(i))) continue;
+    if (cluster_script("leader", tw_cluster_port(i), queue, out, sizeof out) ==
+        0)
+      return atoi(out);
+  }
+  return -1;
 }
 
 /* Runs in the Criterion runner after each test, whatever its outcome
@@ -82,6 +172,10 @@ static void cleanup(const struct criterion_test *t, int passed) {
   while (f && fscanf(f, "%d", &pg) == 1)
     if (pg > 1) kill(-pg, SIGKILL);
   if (f) fclose(f);
+  snprintf(path, sizeof path, "%s/cluster-node-down", dir);
+  if (access(path, F_OK) == 0) {
+    if (revive_all() == 0) unlink(path);
+  }
   snprintf(path, sizeof path, "%s/broker-stopped", dir);
   if (access(path, F_OK) == 0) {
     fprintf(stderr, "%s.%s left the broker stopped: starting it again\n",
@@ -148,7 +242,9 @@ static pid_t start_warren(const char *dir, const char *broker,
   char cfg[300], log[300], pgids[300];
   snprintf(cfg, sizeof cfg, "%s/warren.cfg", dir);
   snprintf(log, sizeof log, "%s/warren.log", dir);
-  snprintf(pgids, sizeof pgids, "%s/pgids", dir);
+  /* The test's own folder even for a worker in a subfolder: the cleanup
+   * reads it there. */
+  snprintf(pgids, sizeof pgids, "%s/pgids", tw_dir());
   FILE *f = fopen(cfg, "w");
   if (!f) return -1;
   fprintf(f,
@@ -245,7 +341,7 @@ int tw_warren_stop(pid_t pid, int sig, double timeout_s) {
 }
 
 int tw_publish(const char *queue, int n, const char *prefix) {
-  warren_producer_opts o = {.size = sizeof o, .port = tw_port()};
+  warren_producer_opts o = {.size = sizeof o, .port = amqp_port()};
   warren_producer *p;
   int rc = warren_producer_open(&o, &p);
   if (rc) return rc;
@@ -327,10 +423,11 @@ int tw_wait_text(const char *path, const char *needle, double timeout_s) {
   return 0;
 }
 
-/* A connection to the test node with channel 1 open, or NULL. */
+/* A connection to the test node (or tw_use_port's) with channel 1 open,
+ * or NULL. */
 static amqp_connection_state_t test_conn(void) {
   wr_broker_cfg b = {.host = "127.0.0.1",
-                     .port = tw_port(),
+                     .port = amqp_port(),
                      .vhost = "/",
                      .user = "guest",
                      .password = "guest",

@@ -10,6 +10,14 @@
 
 int tw_port(void);
 
+/* The three-node cluster the `cluster` fixture starts (scripts/broker
+ * cluster-start cluster P P+1 P+2, P = $WARREN_CLUSTER_PORT): node i's
+ * AMQP port, i = 0, 1, 2. */
+int tw_cluster_port(int i);
+/* The AMQP port tw_publish and the raw AMQP helpers below (tw_drain,
+ * tw_queue_len, ...) talk to from now on; 0: the test node, tw_port(). */
+void tw_use_port(int port);
+
 /*
  * Every integration suite runs tw_init before and nothing after each
  * test: cleanup is done by the Criterion runner process (a report hook in
@@ -21,6 +29,24 @@ int tw_port(void);
  */
 void tw_init(void);
 #define TW_SUITE(name, secs) TestSuite(name, .init = tw_init, .timeout = (secs))
+/* The same for tests on the cluster, which need not the test node: before
+ * each test every node whose port is closed is brought back, and the
+ * helpers talk to node 0. A test that took a node down (tw_cluster_node)
+ * gets it back from the cleanup whatever its outcome. */
+void tw_cluster_init(void);
+#define TW_CLUSTER_SUITE(name, secs) \
+  TestSuite(name, .init = tw_cluster_init, .timeout = (secs))
+/* rabbitmqctl against the cluster node on port; output into out. */
+int tw_cluster_ctl(int port, char *out, size_t outlen, const char *args);
+/* scripts/broker VERB for the cluster node on port: "kill9", "stop-app",
+ * "start-app", "revive" or "pid". Its output, the last newline stripped,
+ * into out; returns the exit code. kill9 and stop-app mark the test so
+ * that the cleanup revives the node. */
+int tw_cluster_node(const char *verb, int port, char *out, size_t outlen);
+/* The AMQP port of the node holding the quorum queue's leader, asked of
+ * a node that is up; -1 if unknown. */
+int tw_cluster_leader(const char *queue);
+void tw_cluster_node_down(void);
 
 /* This test's folder, /tmp/warren-it-<port>-<suite>.<test>. */
 const char *tw_dir(void);
