@@ -272,3 +272,29 @@ Test(consume, a_handler_written_in_cxx_runs_jobs, .timeout = 120) {
             "%s", dump);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
+
+/* The broker cancels a consumer whose queue is deleted (consumer cancel
+ * notification): Warren declares the queue again and consumes it, on the
+ * same connection and channel, and counts it. */
+Test(consume, a_consumer_the_broker_cancels_comes_back_by_itself) {
+  char log[300], rec[300], out[4096];
+  pid_t w = tw_start_record("it.cancel", "", "", log, rec);
+  cr_assert_gt(w, 0);
+  cr_assert_eq(tw_publish("it.cancel", 3, "before"), 0);
+  cr_assert(tw_wait_count(rec, "end", "before", 3, 3, 10));
+  cr_assert_eq(tw_ctl(out, sizeof out, "delete_queue it.cancel"), 0, "%s", out);
+  cr_assert(tw_wait_text(log, "cancelled the consumer of queue it.cancel", 10),
+            "the cancel is reported");
+  cr_assert(tw_wait_text(log, "consuming queue it.cancel again", 10));
+  cr_assert_eq(tw_publish("it.cancel", 3, "after"), 0);
+  cr_assert(tw_wait_count(rec, "end", "after", 3, 3, 10),
+            "jobs published after the cancel run");
+  cr_assert(!tw_wait_text(log, "broker connection lost", 0.1),
+            "without dropping the connection");
+  /* The quorum queue it declared again has a delivery limit far above
+   * what a connection can cause (RabbitMQ 4 defaults it to 20). */
+  cr_assert_eq(tw_ctl(out, sizeof out, "list_queues name arguments"), 0);
+  const char *q = strstr(out, "it.cancel\t");
+  cr_assert(q && strstr(q, "x-delivery-limit"), "%s", out);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
