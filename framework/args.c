@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <warren/handler.h>
+
 #ifndef WARREN_VERSION
 #error "WARREN_VERSION is defined by CMakeLists.txt for this file"
 #endif
@@ -206,4 +208,9 @@ int wr_args_refuse(const char *prog, const char *msg) {
   fprintf(stderr, "%s: %s\n", prog, msg);
   fprintf(stderr, "Try '%s --help' for the options.\n", prog);
   return 2;
+}
+
+void wr_args_print_warren_version(void) {
+  printf("warren %s (handler ABI %d.%d)\n", wr_args_version(), WARREN_ABI_MAJOR,
+         WARREN_ABI_MINOR);
 }

@@ -122,6 +122,10 @@ void wr_args_getopt_error(int c, char *const argv[], char *err, size_t errlen);
 /* The version of this build (CMake's project version), e.g. "0.1.0". */
 const char *wr_args_version(void);
 
+/* `warren --version` and `warren dlq --version`: the version and the
+ * handler ABI the worker speaks, on stdout. */
+void wr_args_print_warren_version(void);
+
 /* Print "PROG: MSG" and the one-line hint "Try 'PROG --help' ..." to
  * stderr. Returns 2, the exit status of a usage error. */
 int wr_args_refuse(const char *prog, const char *msg);

@@ -110,8 +110,23 @@ int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
   amqp_set_handshake_timeout(c, &tv);
   struct timeval rpc = {RPC_TIMEOUT_S, 0};
   amqp_set_rpc_timeout(c, &rpc);
-  amqp_rpc_reply_t r = amqp_login(c, b->vhost, 0, 131072, b->heartbeat,
-                                  AMQP_SASL_METHOD_PLAIN, b->user, b->password);
+  /* consumer_cancel_notify: the broker tells a consumer it cancelled
+   * (queue deleted, leader moved, consumer_timeout) instead of going
+   * silent; rabbitmq-c merges this with its own capabilities. */
+  amqp_table_entry_t cap[] = {
+      {amqp_cstring_bytes("consumer_cancel_notify"),
+       {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}}},
+      {amqp_cstring_bytes("authentication_failure_close"),
+       {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}}},
+  };
+  amqp_table_entry_t props_e[] = {
+      {amqp_cstring_bytes("capabilities"),
+       {AMQP_FIELD_KIND_TABLE, {.table = {2, cap}}}},
+  };
+  amqp_table_t props = {1, props_e};
+  amqp_rpc_reply_t r =
+      amqp_login_with_properties(c, b->vhost, 0, 131072, b->heartbeat, &props,
+                                 AMQP_SASL_METHOD_PLAIN, b->user, b->password);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
     char why[384];
     wr_conn_reply(c, r, "login", why, sizeof why);

@@ -91,8 +91,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
       case OPT_VERSION:
-        printf("warren %s (handler ABI %d.%d)\n", wr_args_version(),
-               WARREN_ABI_MAJOR, WARREN_ABI_MINOR);
+        wr_args_print_warren_version();
         return 0;
       default:
         wr_args_getopt_error(c, argv, err, sizeof err);

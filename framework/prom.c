@@ -132,6 +132,10 @@ static double consumers(const wr_snap_handler *h) {
 static double per_worker(const wr_snap_handler *h) {
   return nan_if(h->work.messages) / (double)h->concurrency;
 }
+static double cancels(const wr_snap_handler *h) {
+  return (double)h->st.cancels;
+}
+
 static double retrying(const wr_snap_handler *h) {
   return nan_if(h->retrying);
 }
@@ -181,6 +185,10 @@ char *wr_prom_render(const wr_snap *s, size_t *len) {
        dropped);
   each(&g, s, "warren_worker_restarts_total", "counter",
        "Worker processes started again.", restarts);
+  each(&g, s, "warren_consumer_cancels_total", "counter",
+       "Consumers the broker cancelled (queue deleted, leader moved, "
+       "consumer_timeout); each is consumed again.",
+       cancels);
   each(&g, s, "warren_jobs_in_flight", "gauge",
        "Jobs delivered and not settled yet.", in_flight);
   each(&g, s, "warren_jobs_running", "gauge",

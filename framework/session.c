@@ -185,10 +185,10 @@ static int on_frame(wr_session *s, amqp_frame_t f) {
     }
     case AMQP_BASIC_CANCEL_METHOD:
       if (s->draining) return 0;
-      snprintf(why, sizeof why,
-               "broker cancelled the consumer of %s (queue deleted?)", name);
-      wr_session_lost(s, why, 1);
-      return -1;
+      /* Only that consumer is gone: its channel, its unacked deliveries
+       * and the other handlers' consumers are untouched. */
+      s->ev->cancelled(s->ctx, f.channel);
+      return s->conn ? 0 : -1;
     default:
       wr_debug("ignored method 0x%08x on channel %u", f.payload.method.id,
                f.channel);

@@ -43,6 +43,11 @@ typedef struct wr_session_events {
                       const char *why);
   /* A confirm, nack or return on the publishing channel. */
   void (*published)(void *ctx, const wr_pub_event *ev);
+  /* The broker cancelled the consumer on channel ch (the queue was
+   * deleted, its leader moved, consumer_timeout): the channel and its
+   * unacked deliveries stay; the owner consumes again. Not while
+   * draining. */
+  void (*cancelled)(void *ctx, amqp_channel_t ch);
   /* Name of what uses channel ch, for logs. */
   const char *(*channel_name)(void *ctx, amqp_channel_t ch);
 } wr_session_events;

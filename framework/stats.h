@@ -21,6 +21,7 @@ typedef struct wr_handler_stats {
   unsigned long dead;      /* copies confirmed into the dead-letter queue */
   unsigned long republish_failed; /* copies the broker refused */
   unsigned long dropped; /* finished, but their connection closed first */
+  unsigned long cancels; /* consumer cancelled by the broker, resumed */
 } wr_handler_stats;
 
 /* Subscribe with ctx = an array of wr_handler_stats, one per handler. */

@@ -39,6 +39,8 @@ typedef struct wr_handler_rt {
   int refusing;           /* its retry/dead-letter copies are being refused */
   struct child_ref *refs; /* its workers' sockets as the loop watches them */
   wr_arena *arena;        /* its large bodies (arena.h); NULL: none */
+  double resume_at;       /* consume again then: the broker cancelled it */
+  wr_backoff resume;      /* between attempts to consume again */
 } wr_handler_rt;
 
 struct wr_sup {

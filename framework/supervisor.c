@@ -222,6 +222,7 @@ static int on_setup(void *ctx, amqp_connection_state_t c, char *err,
 
 static void on_connected(void *ctx) {
   wr_sup *s = ctx;
+  for (size_t i = 0; i < s->nh; i++) s->h[i].resume_at = 0;
   wr_info("consuming %zu queue(s)", s->nh);
   wr_notify_ready(s->notify, s->nh);
 }
@@ -285,6 +286,50 @@ static void on_published(void *ctx, const wr_pub_event *ev) {
   wr_settle_published(ctx, ev);
 }
 
+static void on_cancelled(void *ctx, amqp_channel_t ch) {
+  wr_sup *s = ctx;
+  if (ch < 1 || ch > s->nh) return;
+  wr_handler_rt *h = &s->h[ch - 1];
+  s->stats[h->index].cancels++;
+  wr_warn(
+      "handler %s: the broker cancelled the consumer of queue %s (deleted, "
+      "its leader moved, or a consumer timeout); consuming it again",
+      h->cfg->name, h->cfg->queue);
+  h->resume_at = wr_now();
+}
+
+/* Consume h's queue again after a cancel: declare the topology (the queue
+ * may have been deleted), then basic.consume on the channel, still open,
+ * so the jobs it holds keep their tags. */
+static void resume_consumer(wr_sup *s, wr_handler_rt *h, double now) {
+  char err[512];
+  amqp_connection_state_t c = s->session.conn;
+  int rc = wr_topology_declare(c, s->cfg, s->declare_ch, err, sizeof err);
+  if (rc == WARREN_OK) {
+    amqp_channel_close(c, s->declare_ch, AMQP_REPLY_SUCCESS);
+    rc = wr_topology_resume(c, h->ch, h->cfg, h->tag, err, sizeof err);
+    if (rc == WARREN_OK) {
+      h->resume_at = 0;
+      wr_backoff_reset(&h->resume);
+      wr_info("handler %s: consuming queue %s again", h->cfg->name,
+              h->cfg->queue);
+      return;
+    }
+    /* The consume failed on the handler's channel, which the broker then
+     * closed with its deliveries: start over with a fresh connection. */
+    wr_session_lost(&s->session, err, 0);
+    return;
+  }
+  if (rc == WARREN_BROKER_TIMEOUT) {
+    wr_session_lost(&s->session, err, 0);
+    return;
+  }
+  double d = wr_backoff_fail(&h->resume, wr_rand01());
+  wr_error("handler %s: cannot consume queue %s again: %s; retrying in %.1f s",
+           h->cfg->name, h->cfg->queue, err, d);
+  h->resume_at = now + d;
+}
+
 static const char *on_channel_name(void *ctx, amqp_channel_t ch) {
   wr_sup *s = ctx;
   if (ch >= 1 && ch <= s->nh) return s->h[ch - 1].cfg->name;
@@ -292,8 +337,9 @@ static const char *on_channel_name(void *ctx, amqp_channel_t ch) {
 }
 
 static const wr_session_events session_events = {
-    on_setup,   on_connected, on_lost_connection, on_slot,      on_body,
-    on_release, on_delivery,  on_undecodable,     on_published, on_channel_name,
+    on_setup,     on_connected, on_lost_connection, on_slot,
+    on_body,      on_release,   on_delivery,        on_undecodable,
+    on_published, on_cancelled, on_channel_name,
 };
 
 /* ---- signals and draining ------------------------------------------------ */
@@ -474,6 +520,13 @@ static double prepare(void *ctx, double now) {
     due = earliest(due, wr_pool_tick(&s->h[i].pool, now));
   due = earliest(due, wr_settle_tick(s, now));
   burst_check(s, now);
+  for (size_t i = 0; i < s->nh; i++) {
+    wr_handler_rt *h = &s->h[i];
+    if (!h->resume_at) continue;
+    if (s->session.conn && !s->draining && now >= h->resume_at)
+      resume_consumer(s, h, now);
+    due = earliest(due, h->resume_at);
+  }
   if (s->burst && !s->draining) due = earliest(due, s->burst_due);
   for (size_t i = 0; i < s->nh; i++) wr_arena_tick(s->h[i].arena, now);
   watch_workers(s);
@@ -555,6 +608,7 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
   snprintf(h->tag, sizeof h->tag, "warren.%s.%s.%d", h->cfg->name, s->host,
            (int)getpid());
   wr_backoff_init(&h->refusal, WR_REFUSAL_MIN_S, WR_REFUSAL_MAX_S, 0.2);
+  wr_backoff_init(&h->resume, 0.5, 30, 0.2);
   /* prefetch 1 acks at once; larger prefetch acks in runs of half of it,
    * so the broker always has room to send the next ones. Finished jobs of
    * an older connection can add up to concurrency. */

@@ -28,7 +28,7 @@ static int checked(amqp_connection_state_t c, amqp_channel_t ch,
 
 /* Queue arguments, built up per queue; bounded. */
 typedef struct qargs {
-  amqp_table_entry_t e[8];
+  amqp_table_entry_t e[12];
   int n;
 } qargs;
 
@@ -42,11 +42,22 @@ static void arg_int(qargs *a, const char *k, int64_t v) {
 
 /* Quorum queues get at-least-once dead-lettering (it needs
  * reject-publish overflow), so what they dead-letter is not lost. */
+/* A quorum queue's delivery limit counts redeliveries of one message:
+ * requeues after a lost connection or a refused copy. Warren's attempts
+ * are new messages (retry copies), so the limit never sees them; it is
+ * set well above anything a connection can cause, because RabbitMQ 4.0+
+ * defaults it to 20 and then dead-letters (or drops) the message behind
+ * the retry policy's back. -1 (no limit) is refused by RabbitMQ 3.x. */
+#define WR_DELIVERY_LIMIT 1000
+
 static void type_args(qargs *a, const wr_handler_cfg *h) {
   if (!h->quorum) return;
   arg_str(a, "x-queue-type", "quorum");
   arg_str(a, "x-dead-letter-strategy", "at-least-once");
   arg_str(a, "x-overflow", "reject-publish");
+  long limit = 2L * (h->retry.max_attempts + h->retry.max_crashes);
+  arg_int(a, "x-delivery-limit",
+          limit > WR_DELIVERY_LIMIT ? limit : WR_DELIVERY_LIMIT);
 }
 
 /* Passive first, so a queue an operator declared is used as it is
@@ -192,6 +203,17 @@ int wr_topology_queue_ready(amqp_connection_state_t c, amqp_channel_t ch,
   *ready = ok ? ok->message_count : 0;
   amqp_channel_close(c, ch, AMQP_REPLY_SUCCESS);
   return WARREN_OK;
+}
+
+int wr_topology_resume(amqp_connection_state_t c, amqp_channel_t ch,
+                       const wr_handler_cfg *h, const char *tag, char *err,
+                       size_t errlen) {
+  char what[300];
+  amqp_basic_consume(c, ch, amqp_cstring_bytes(h->queue),
+                     amqp_cstring_bytes(tag), 0, 0, 0, amqp_empty_table);
+  snprintf(what, sizeof what, "consume queue '%s' again (handler %s)", h->queue,
+           h->name);
+  return checked(c, ch, what, err, errlen);
 }
 
 int wr_topology_consume(amqp_connection_state_t c, amqp_channel_t ch,

@@ -31,6 +31,12 @@ int wr_topology_queue_ready(amqp_connection_state_t c, amqp_channel_t ch,
                             const char *name, uint32_t *ready, char *err,
                             size_t errlen);
 
+/* basic.consume again on ch, still open, after the broker cancelled the
+ * consumer (its qos stays). A missing queue closes ch. */
+int wr_topology_resume(amqp_connection_state_t c, amqp_channel_t ch,
+                       const wr_handler_cfg *h, const char *tag, char *err,
+                       size_t errlen);
+
 /* Open channel ch, set basic.qos(prefetch, global=false) and consume. */
 int wr_topology_consume(amqp_connection_state_t c, amqp_channel_t ch,
                         const wr_handler_cfg *h, const char *tag, char *err,

@@ -34,6 +34,44 @@ struct warren_producer {
 #define PUB_HAS(o, field) \
   ((o)->size >= offsetof(warren_publish_opts, field) + sizeof((o)->field))
 
+/* b's host, or with opts->nodes each node in a random order, until one
+ * connects; err keeps the last failure. */
+static int open_any(const warren_producer_opts *o, wr_conn_params *b,
+                    amqp_connection_state_t *c, char *err, size_t errlen) {
+  size_t n = o && HAS(o, n_nodes) && o->nodes ? o->n_nodes : 0;
+  if (!n) return wr_conn_open(b, c, err, errlen);
+  if (n > 64) {
+    snprintf(err, errlen, "at most 64 nodes");
+    return WARREN_INVALID;
+  }
+  size_t order[64];
+  for (size_t i = 0; i < n; i++) order[i] = i;
+  for (size_t i = n; i > 1; i--) { /* spread producers over the nodes */
+    uint8_t r[8]; /* the trace ids' generator: seeded per process */
+    uint64_t x;
+    wr_trace_new_span_id(r);
+    memcpy(&x, r, sizeof x);
+    size_t j = (size_t)(x % i);
+    size_t t = order[i - 1];
+    order[i - 1] = order[j];
+    order[j] = t;
+  }
+  int rc = WARREN_INVALID;
+  for (size_t k = 0; k < n; k++) {
+    char host[256];
+    int port;
+    if (wr_conn_node_parse(o->nodes[order[k]], b->port, host, sizeof host,
+                           &port, err, errlen) != 0)
+      return WARREN_INVALID;
+    wr_conn_params nb = *b;
+    nb.host = host;
+    nb.port = port;
+    rc = wr_conn_open(&nb, c, err, errlen);
+    if (rc == WARREN_OK || rc == WARREN_BROKER_LOGIN) return rc;
+  }
+  return rc;
+}
+
 int warren_producer_open(const warren_producer_opts *o, warren_producer **out) {
   wr_conn_params b = {.host = "127.0.0.1",
                       .port = 5672,
@@ -71,7 +109,7 @@ int warren_producer_open(const warren_producer_opts *o, warren_producer **out) {
       rc = p->ring ? WARREN_INVALID : WARREN_NOMEM;
     snprintf(p->key_id, sizeof p->key_id, "%s", o->sign_key_id);
   }
-  if (rc == WARREN_OK) rc = wr_conn_open(&b, &p->c, err, sizeof err);
+  if (rc == WARREN_OK) rc = open_any(o, &b, &p->c, err, sizeof err);
   if (rc == WARREN_OK) rc = wr_conn_channel(p->c, CH, 1, err, sizeof err);
   if (rc != WARREN_OK) {
     if (o && HAS(o, errlen) && o->errbuf && o->errlen)

@@ -110,6 +110,11 @@ static void usage(FILE *f) {
       "  --tracestate TS       W3C tracestate, with --traceparent\n"
       "  --print-trace         print 'MESSAGE_ID TRACEPARENT' per job\n");
   wr_args_conn_help(f, "libwarren's defaults");
+  fprintf(
+      f,
+      "  --node HOST[:PORT]    a node of a cluster; repeat for each: one\n"
+      "                        is picked at random, the next tried if it\n"
+      "                        does not answer (instead of --host/--port)\n");
   fprintf(f,
           "Other:\n"
           "  -h, --help            this text\n"
@@ -145,6 +150,7 @@ int main(int argc, char **argv) {
     OPT_TRACEPARENT,
     OPT_TRACESTATE,
     OPT_PRINT_TRACE,
+    OPT_NODE,
     OPT_VERSION,
   };
   static const struct option longopts[] = {
@@ -160,6 +166,7 @@ int main(int argc, char **argv) {
       {"traceparent", required_argument, NULL, OPT_TRACEPARENT},
       {"tracestate", required_argument, NULL, OPT_TRACESTATE},
       {"print-trace", no_argument, NULL, OPT_PRINT_TRACE},
+      {"node", required_argument, NULL, OPT_NODE},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
       WR_ARGS_CONN_LONGOPTS,
@@ -174,6 +181,8 @@ int main(int argc, char **argv) {
   long count = 1;
   warren_header_kv hdr[MAX_HEADERS];
   size_t nh = 0;
+  const char *nodes[64];
+  size_t nn = 0;
   char why[512] = "";
   opterr = 0; /* refused options are reported below, in one format */
   while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -228,6 +237,11 @@ int main(int argc, char **argv) {
       case OPT_PRINT_TRACE:
         print_trace = 1;
         break;
+      case OPT_NODE:
+        if (nn == sizeof nodes / sizeof *nodes)
+          return wr_args_refuse(prog, "at most 64 --node options");
+        nodes[nn++] = optarg;
+        break;
       case 'h':
         usage(stdout);
         return 0;
@@ -260,6 +274,8 @@ int main(int argc, char **argv) {
                          sizeof why))
     return wr_args_refuse(prog, why);
   producer_conn(&b, &po);
+  po.nodes = nn ? nodes : NULL;
+  po.n_nodes = nn;
   static unsigned char secret[WARREN_SIGN_MAX_KEY + 2];
   if (key_file) {
     if (wr_keyring_read(key_file, NULL, secret, sizeof secret, &po.sign_key_len,

@@ -50,6 +50,14 @@ typedef struct warren_producer_opts {
   const char *sign_key_id; /**< non-NULL: sign every job (warren/sign.h) */
   const void *sign_key;    /**< sign_key_len bytes */
   size_t sign_key_len;     /**< WARREN_SIGN_MIN_KEY..WARREN_SIGN_MAX_KEY */
+  /* Added with clusters; read when size covers them. */
+  /** n_nodes nodes of a cluster, each "host", "host:port", "[v6]:port" or
+   *  an amqp:// URI of which host and port are used (the port defaults to
+   *  `port`, or 5672/5671). Tried in a random order until one connects;
+   *  host is then ignored. Read during warren_producer_open only. A lost
+   *  connection is not re-established: open a new producer. */
+  const char *const *nodes;
+  size_t n_nodes; /**< 0: connect to host */
 } warren_producer_opts;
 
 /** One extra string header on a job. */

@@ -93,3 +93,18 @@ Test(envcfg, a_node_list_skips_a_node_that_is_down) {
   cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 10));
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
+
+/* warren-publish --node, repeated: a node that does not answer is skipped
+ * (libwarren's warren_producer_opts.nodes). */
+Test(envcfg, warren_publish_takes_a_node_list) {
+  cr_assert_eq(tw_declare_plain("it.env.pubnodes"), 0);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd,
+           "%s --node 127.0.0.1:%d --node 127.0.0.1:%d --node 127.0.0.1:%d "
+           "--routing-key it.env.pubnodes --count 5 >/dev/null 2>&1",
+           WARREN_PUBLISH_BIN, tw_free_port(), tw_port(), tw_free_port());
+  for (int i = 0; i < 3; i++) /* the order is random: try it a few times */
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+  cr_assert_eq(tw_queue_len("it.env.pubnodes"), 15);
+  tw_delete_queue("it.env.pubnodes");
+}
