@@ -237,6 +237,8 @@ Test(cluster, stopping_the_queue_leader_node_loses_nothing, .timeout = 300) {
   resumed = wr_now() - t0;
   int new_leader = tw_cluster_leader(q);
   cr_assert(wait_ready(health, 60), "/readyz never 200 again");
+  int after;
+  connected_port(log, &after);
 
   static int done[JOBS + 1], queued[JOBS + 1];
   int missing = tw_wait_all(rec, "job", done, JOBS, 180);
@@ -261,6 +263,9 @@ Test(cluster, stopping_the_queue_leader_node_loses_nothing, .timeout = 300) {
             new_leader);
   if (node == leader)
     cr_assert(saw_503, "/readyz must say 503 while the worker has no node");
+  else
+    cr_assert_eq(after, before,
+                 "a worker on another node keeps its connection");
   cr_assert_eq(missing, 0, "%d job(s) lost", missing);
   cr_assert_eq(nq, 0);
   cr_assert_leq(dupes, 200, "%d duplicates", dupes);
@@ -365,9 +370,9 @@ Test(cluster, a_cancelled_consumer_comes_back, .timeout = 180) {
 
   /* Deleted from another node: the broker cancels the consumer. */
   double t0 = wr_now();
+  int from = other_node(node, -1);
   snprintf(args, sizeof args, "-q delete_queue %s", q);
-  cr_assert_eq(tw_cluster_ctl(other_node(node, -1), out, sizeof out, args), 0,
-               "%s", out);
+  cr_assert_eq(tw_cluster_ctl(from, out, sizeof out, args), 0, "%s", out);
   /* The worker declares and consumes again on its own. */
   double back = -1;
   while (wr_now() < t0 + 30) {
@@ -378,7 +383,12 @@ Test(cluster, a_cancelled_consumer_comes_back, .timeout = 180) {
     }
     pause_ms(100);
   }
-  cr_assert_geq(back, 0, "no consumer on %s 30 s after its deletion", q);
+  cr_assert_geq(
+      back, 0,
+      "no consumer on %s 30 s after its deletion (worker on %d, "
+      "deleted through %d; the worker %s the cancel)",
+      q, node, from,
+      tw_wait_text(log, "cancelled the consumer", 0) ? "logged" : "never saw");
   cr_assert_eq(tw_publish(q, 10, "b"), 0);
   cr_assert_eq(tw_wait_all(rec, "b", done, 10, 30), 0,
                "jobs published after the re-consume run");
@@ -387,11 +397,12 @@ Test(cluster, a_cancelled_consumer_comes_back, .timeout = 180) {
   long ready = tw_http_get(health, "/readyz");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   cr_log_info(
-      "queue deleted under the consumer: consuming again after %.2f s, "
-      "%d connection(s) before, %d after",
-      back, before, after);
+      "queue deleted through node %d under the consumer on node %d: "
+      "consuming again after %.2f s, %d connection(s) before, %d after",
+      from, node, back, before, after);
   cr_assert_eq(after, before, "the connection must stay");
   cr_assert(!tw_wait_text(log, "connection lost", 0), "the connection dropped");
-  cr_assert(tw_wait_text(log, "cancel", 0), "the cancel is logged");
+  cr_assert(tw_wait_text(log, "cancelled the consumer", 0),
+            "the cancel is logged");
   cr_assert_eq(ready, 200);
 }
