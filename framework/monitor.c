@@ -115,6 +115,18 @@ static void probe_answer(wr_monitor *m, const amqp_queue_declare_ok_t *ok) {
   q->consumers = ok ? (long long)ok->consumer_count : -1;
   m->rtt_ms = (wr_now() - m->sent_at) * 1000.0;
   m->rtt_at_ms = q->at_ms;
+  /* A work queue gone or without a consumer while connected: the broker
+   * dropped the consumer without the cancel notification (a queue deleted
+   * behind a partition, a node lost). Declare and consume it again, as
+   * after a cancel (supervisor.c). */
+  wr_sup *s = m->s;
+  wr_handler_rt *h = &s->h[q->handler];
+  if (q->kind == Q_WORK && q->consumers <= 0 && s->session.conn &&
+      !s->draining && !h->resume_at) {
+    wr_warn("handler %s: queue %s %s; declaring and consuming it again",
+            h->cfg->name, q->name, ok ? "has no consumer" : "does not exist");
+    h->resume_at = wr_now();
+  }
 }
 
 static void on_probe_io(void *ctx, int fd, short revents) {
