@@ -55,6 +55,11 @@ static void type_args(qargs *a, const wr_handler_cfg *h) {
   arg_str(a, "x-queue-type", "quorum");
   arg_str(a, "x-dead-letter-strategy", "at-least-once");
   arg_str(a, "x-overflow", "reject-publish");
+}
+
+/* The work and retry queues' delivery limit (the DLQ has its own). */
+static void limit_arg(qargs *a, const wr_handler_cfg *h) {
+  if (!h->quorum) return;
   long limit = 2L * (h->retry.max_attempts + h->retry.max_crashes);
   arg_int(a, "x-delivery-limit",
           limit > WR_DELIVERY_LIMIT ? limit : WR_DELIVERY_LIMIT);
@@ -122,6 +127,7 @@ static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
   int rc = checked(c, ch, what, err, errlen);
   qargs work = {.n = 0};
   type_args(&work, h);
+  limit_arg(&work, h);
   arg_str(&work, "x-dead-letter-exchange", dlx);
   if (rc == WARREN_OK)
     rc = ensure_queue(c, ch, h, h->queue, &work, err, errlen);
@@ -138,6 +144,7 @@ static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
   for (int i = 0; rc == WARREN_OK && i < h->retry.n_backoff; i++) {
     qargs rq = {.n = 0};
     type_args(&rq, h);
+    limit_arg(&rq, h);
     arg_int(&rq, "x-message-ttl", wr_retry_queue_ttl(&h->retry, i));
     arg_str(&rq, "x-dead-letter-exchange", "");
     arg_str(&rq, "x-dead-letter-routing-key", h->queue);
