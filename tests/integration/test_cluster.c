@@ -276,12 +276,12 @@ enum { SPLIT = 3000, SPLIT_MS = 5 };
 
 Test(cluster, two_and_three_workers_split_the_jobs, .timeout = 300) {
   const char *dir = tw_dir(), *q = "it.cluster.split";
-  char sub[3][300], log[400], rec[3][400];
+  char sub[3][300], log[1024], rec[3][1024];
   pid_t w[3];
   for (int i = 0; i < 3; i++) {
     snprintf(sub[i], sizeof sub[i], "%s/w%d", dir, i);
     snprintf(rec[i], sizeof rec[i], "%s/rec", sub[i]);
-    char cmd[400];
+    char cmd[1024];
     snprintf(cmd, sizeof cmd, "mkdir -p %s", sub[i]);
     cr_assert_eq(system(cmd), 0);
   }
