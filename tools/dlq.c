@@ -279,21 +279,6 @@ static int replay_one(amqp_connection_state_t c, wr_confirms *cf,
   return rc;
 }
 
-static const char *env(const char *name) {
-  return getenv(name);
-}
-
-/* The tracing settings of `warren dlq replay`: the standard OTEL_*
- * environment over the config file's `tracing` group. config/cfg.c does
- * not keep that group yet, so group is NULL for now; this is the one
- * place to pass it. Returns 0, or -1 after saying why. */
-static int replay_tracing_cfg(const config_setting_t *group, wr_otel_cfg *out) {
-  char err[2048];
-  if (wr_otel_cfg_load(group, env, out, err, sizeof err) == 0) return 0;
-  fprintf(stderr, "dlq: tracing off: %s\n", err);
-  return -1;
-}
-
 /* The span exporter for replays when oc enables tracing, else NULL.
  * Tracing is an extra: when it cannot start, replays go on without. */
 static wr_exporter *replay_tracer(const wr_otel_cfg *oc) {
@@ -507,10 +492,10 @@ int wr_dlq_main(int argc, char **argv) {
   if (!h)
     fprintf(stderr, "%s: no handler named '%s'\n", path, handler);
   else {
-    wr_otel_cfg oc;
-    wr_exporter *tracer = NULL;
-    if (!strcmp(o.cmd, "replay") && replay_tracing_cfg(NULL, &oc) == 0)
-      tracer = replay_tracer(&oc);
+    /* The config's `tracing` group with the OTEL_* variables over it, as
+     * the worker reads them (cfg.c). */
+    wr_exporter *tracer =
+        !strcmp(o.cmd, "replay") ? replay_tracer(&cfg->tracing) : NULL;
     rc = run(cfg, h, &o, tracer) == WARREN_OK ? 0 : 1;
     /* Spans not sent by then are counted and logged by the exporter. */
     wr_exporter_stop(tracer, 5);
