@@ -158,6 +158,17 @@ static int publish_tp(const char *q, const char *id, const char *tp,
   return tw_publish_raw(q, id, &t);
 }
 
+/* Take the first dead letter of queue dlq into dump, waiting up to 20 s.
+ * 1, or 0 when none came. */
+static int wait_dead_letter(const char *dlq, char *dump, size_t len) {
+  double until = wr_now() + 20;
+  do {
+    if (tw_take_one(dlq, dump, len)) return 1;
+    nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+  } while (wr_now() < until);
+  return 0;
+}
+
 static int is_hex(const char *s, size_t n) {
   if (strlen(s) != n || strspn(s, "0123456789abcdef") != n) return 0;
   return strspn(s, "0") != n;
@@ -340,13 +351,8 @@ Test(trace, a_follow_up_that_comes_back_fails_its_job_and_is_sent_again) {
       "", log, rec);
   cr_assert_eq(publish_tp("tr.unroutable", "u1", NULL, NULL), 0);
   char dump[8192];
-  double until = wr_now() + 20;
-  int got = 0;
-  while (!got && wr_now() < until) {
-    got = tw_take_one("tr.unroutable.dlq", dump, sizeof dump);
-    if (!got) nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
-  }
-  cr_assert(got, "dead-lettered after its two attempts");
+  cr_assert(wait_dead_letter("tr.unroutable.dlq", dump, sizeof dump),
+            "dead-lettered after its two attempts");
   cr_assert(strstr(dump, "follow-up job was returned unroutable"), "%s", dump);
   /* Each attempt sent its routable follow-up: at least once, here twice,
    * with the same message id. */
@@ -368,13 +374,8 @@ Test(trace, a_follow_up_to_a_missing_exchange_fails_its_job_not_the_channel) {
   cr_assert_eq(publish_tp("tr.noexchange", "x1", NULL, NULL), 0);
   cr_assert_eq(tw_publish("tr.noexchange", 3, "plain"), 0);
   char dump[8192];
-  double until = wr_now() + 20;
-  int got = 0;
-  while (!got && wr_now() < until) {
-    got = tw_take_one("tr.noexchange.dlq", dump, sizeof dump);
-    if (!got) nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
-  }
-  cr_assert(got, "dead-lettered after its two attempts");
+  cr_assert(wait_dead_letter("tr.noexchange.dlq", dump, sizeof dump),
+            "dead-lettered after its two attempts");
   cr_assert(
       strstr(dump, "exchange 'tr.no.such.exchange', which does not exist"),
       "%s", dump);
