@@ -344,7 +344,10 @@ static int env_put(ctx *c, config_setting_t *root, const char *path,
     config_setting_t *m = config_setting_get_member(g, part);
     if (!next) {
       if (m) config_setting_remove(g, part);
-      m = config_setting_add(g, part, type);
+      /* Whole numbers as 64-bit, so a value out of int's range is
+       * refused by its setting's bounds, with the value named. */
+      m = config_setting_add(
+          g, part, type == CONFIG_TYPE_INT ? CONFIG_TYPE_INT64 : type);
       if (!m) return -1;
       config_setting_set_hook(m, (void *)var);
       char *end;
@@ -357,8 +360,6 @@ static int env_put(ctx *c, config_setting_t *root, const char *path,
             return -1;
           }
           config_setting_set_int64(m, v);
-          if (v >= INT32_MIN && v <= INT32_MAX)
-            config_setting_set_int(m, (int)v);
           return 0;
         }
         case CONFIG_TYPE_FLOAT: {

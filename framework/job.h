@@ -18,15 +18,17 @@
  * for the format). Not traced: on = 0, the rest unset. */
 typedef struct wr_job_trace {
   uint8_t trace_id[16];
-  uint8_t span_id[8];     /* this attempt's span */
-  uint8_t parent_id[8];   /* the producer's span: parent, or link if linked */
-  uint8_t link_trace[16]; /* linked: the producer's trace */
-  uint8_t copy_id[8];     /* span of the retry or dead-letter copy sent */
-  uint8_t flags;          /* W3C trace flags; bit 0: sampled */
-  uint8_t on;             /* traced: the ids are set */
-  uint8_t has_parent;     /* parent_id is set */
-  uint8_t linked;         /* the producer's context is a link */
-  uint8_t link_flags;     /* its W3C flags */
+  uint8_t span_id[8];      /* this attempt's span */
+  uint8_t parent_id[8];    /* the producer's span: parent, or link if linked */
+  uint8_t link_trace[16];  /* linked: the producer's trace */
+  uint8_t copy_id[8];      /* span of the retry or dead-letter copy sent */
+  uint8_t flags;           /* W3C trace flags; bit 0: sampled */
+  uint8_t on;              /* traced: the ids are set */
+  uint8_t has_parent;      /* parent_id is set */
+  uint8_t linked;          /* the producer's context is a link */
+  uint8_t link_flags;      /* its W3C flags */
+  amqp_bytes_t tracestate; /* the job's valid tracestate, passed on (into
+                              its own headers); empty: none */
 } wr_job_trace;
 
 struct wr_extras;

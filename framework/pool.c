@@ -582,36 +582,38 @@ int wr_pool_reap(wr_pool *p, pid_t pid, int status) {
   return 0;
 }
 
+/* Take back c's jobs from its from-th queued one on (0: the head too),
+ * if the worker has not claimed that one yet (the claim in ipc.h decides
+ * the race); they come back through `unstarted`, last first. Returns how
+ * many, 0 when the worker claimed it first or nothing is there. */
+static int revoke_from(wr_pool *p, wr_child *c, int from) {
+  uint32_t r = c->collected + (uint32_t)from, expect = r;
+  if (c->len <= from || !atomic_compare_exchange_strong(&c->shm->claim, &expect,
+                                                        r | WR_IPC_REVOKED))
+    return 0;
+  int len = c->len;
+  for (int k = from; k < len; k++)
+    c->rev[c->nrev++] = c->q[(c->head + k) % WR_POOL_MAX_DEPTH]->id;
+  c->len = from;
+  if (!from) {
+    c->state = WR_CHILD_IDLE;
+    p->busy--;
+    p->idle++;
+  }
+  for (int k = len - 1; k >= from; k--)
+    p->ev->unstarted(p->ctx, p, c->q[(c->head + k) % WR_POOL_MAX_DEPTH]);
+  return len - from;
+}
+
 int wr_pool_revoke_unstarted(wr_pool *p) {
   int total = 0;
   for (int i = 0; i < p->n; i++) {
     wr_child *c = &p->children[i];
-    if (c->state != WR_CHILD_BUSY || c->nrev || c->len == 0) continue;
+    if (c->state != WR_CHILD_BUSY || c->nrev) continue;
     /* From the head if the worker has not claimed it, else from the job
-     * behind it; a failed exchange means the worker claimed it first. */
-    uint32_t expect = c->collected;
-    int from = 0;
-    if (!atomic_compare_exchange_strong(&c->shm->claim, &expect,
-                                        c->collected | WR_IPC_REVOKED)) {
-      expect = c->collected + 1;
-      if (c->len < 2 ||
-          !atomic_compare_exchange_strong(&c->shm->claim, &expect,
-                                          (c->collected + 1) | WR_IPC_REVOKED))
-        continue;
-      from = 1;
-    }
-    int len = c->len;
-    for (int k = from; k < len; k++)
-      c->rev[c->nrev++] = c->q[(c->head + k) % WR_POOL_MAX_DEPTH]->id;
-    c->len = from;
-    if (!from) {
-      c->state = WR_CHILD_IDLE;
-      p->busy--;
-      p->idle++;
-    }
-    for (int k = len - 1; k >= from; k--)
-      p->ev->unstarted(p->ctx, p, c->q[(c->head + k) % WR_POOL_MAX_DEPTH]);
-    total += len - from;
+     * behind it. */
+    int n = revoke_from(p, c, 0);
+    total += n ? n : revoke_from(p, c, 1);
   }
   return total;
 }
@@ -619,21 +621,13 @@ int wr_pool_revoke_unstarted(wr_pool *p) {
 /* c's head job has run long: take back the jobs queued behind it, if the
  * worker has not claimed the next one yet, and hand them out again. */
 static void revoke_queued(wr_pool *p, wr_child *c) {
-  uint32_t r = c->collected + 1; /* index of the first job behind the head */
-  uint32_t expect = r;
-  if (!atomic_compare_exchange_strong(&c->shm->claim, &expect,
-                                      r | WR_IPC_REVOKED))
-    return; /* the head just finished and the next one started */
-  int n = c->len - 1;
-  for (int k = 1; k <= n; k++)
-    c->rev[c->nrev++] = c->q[(c->head + k) % WR_POOL_MAX_DEPTH]->id;
-  c->len = 1;
-  wr_info(
-      "handler %s: a job has run %.1f s in worker %d; %d job(s) queued "
-      "behind it go to other workers",
-      p->name, wr_now() - c->q[c->head]->started, (int)c->pid, n);
-  for (int k = n; k >= 1; k--)
-    p->ev->unstarted(p->ctx, p, c->q[(c->head + k) % WR_POOL_MAX_DEPTH]);
+  double ran = wr_now() - c->q[c->head]->started;
+  int n = revoke_from(p, c, 1);
+  if (n) /* else the head just finished and the next one started */
+    wr_info(
+        "handler %s: a job has run %.1f s in worker %d; %d job(s) queued "
+        "behind it go to other workers",
+        p->name, ran, (int)c->pid, n);
 }
 
 double wr_pool_tick(wr_pool *p, double now) {

@@ -153,7 +153,7 @@ static amqp_bytes_t bytes_of(wr_str s) {
 
 /* Publish follow-up f of job. Returns its confirm sequence, or 0 when the
  * connection was lost. */
-static uint64_t publish_followup(wr_sup *s, wr_handler_rt *h, const wr_job *job,
+static uint64_t publish_followup(wr_sup *s, const wr_job *job,
                                  const wr_followup *f) {
   amqp_table_entry_t e[WR_EXTRAS_MAX_HEADERS + 5];
   size_t n = 0;
@@ -163,12 +163,8 @@ static uint64_t publish_followup(wr_sup *s, wr_handler_rt *h, const wr_job *job,
   /* Which publish it is, for a return (conn.h), as on copies. */
   e[n++] = wr_entry_int(WR_H_COPY, (int64_t)wr_session_next_seq(&s->session));
   char tp[WR_TRACEPARENT_LEN + 1];
-  const amqp_table_t *orig =
-      (job->env.message.properties._flags & AMQP_BASIC_HEADERS_FLAG)
-          ? &job->env.message.properties.headers
-          : NULL;
   amqp_bytes_t ts;
-  if (wr_spans_followup_context(job, orig, tp, &ts) == 0) {
+  if (wr_spans_followup_context(job, tp, &ts) == 0) {
     e[n++] = wr_entry_str("traceparent", tp);
     if (ts.len)
       e[n++] = (amqp_table_entry_t){amqp_cstring_bytes("tracestate"),
@@ -202,7 +198,6 @@ static uint64_t publish_followup(wr_sup *s, wr_handler_rt *h, const wr_job *job,
       e[n++] = wr_entry_str(WARREN_SIGNATURE_HEADER, sig);
   }
   pr.headers = (amqp_table_t){(int)n, e};
-  (void)h;
   return wr_session_publish(&s->session, f->exchange.s, f->routing_key.s, &pr,
                             (amqp_bytes_t){f->body_len, (void *)f->body});
 }
@@ -248,7 +243,7 @@ void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
     }
   }
   for (size_t i = 0; i < x->nfollow; i++) {
-    uint64_t seq = publish_followup(s, h, job, &x->follow[i]);
+    uint64_t seq = publish_followup(s, job, &x->follow[i]);
     if (!seq) { /* connection lost: the broker redelivers the job */
       WR_NOTIFY(&s->obs, dropped, h->index, 1);
       wr_sup_release(s, job);
@@ -408,18 +403,13 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
 
 static void redeclare(wr_sup *s) {
   char err[512];
-  amqp_connection_state_t c = s->session.conn;
-  int rc = wr_topology_declare(c, s->cfg, s->declare_ch, err, sizeof err);
+  int rc = wr_sup_redeclare(s, err, sizeof err);
   if (rc == WARREN_OK) {
-    amqp_channel_close(c, s->declare_ch, AMQP_REPLY_SUCCESS);
     wr_info("topology declared again");
     s->settle.redeclare_at = 0;
     return;
   }
-  if (rc == WARREN_BROKER_TIMEOUT) { /* the connection is out of step */
-    wr_session_lost(&s->session, err, 0);
-    return;
-  }
+  if (rc == WARREN_BROKER_TIMEOUT) return; /* the connection is lost */
   /* A connection the broker closed is noticed at the next read. */
   wr_error("declaring the topology again failed: %s", err);
   s->settle.redeclare_at = wr_now() + WR_REFUSAL_MAX_S;

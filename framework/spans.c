@@ -74,9 +74,12 @@ static int trace_check(void *ctx, size_t handler, wr_job *job, wr_outcome *o,
   int got = header_bytes(hd, "traceparent", &v);
   if (got == 1 && wr_trace_parse(v.bytes, v.len, &parent) != 0) got = -1;
   if (got < 0) sp->invalid_context++;
-  if (got == 1 && header_bytes(hd, "tracestate", &v) == 1 &&
-      !wr_tracestate_valid(v.bytes, v.len))
-    sp->invalid_context++; /* not passed on (spans and follow-ups check) */
+  if (got == 1 && header_bytes(hd, "tracestate", &v) == 1) {
+    if (wr_tracestate_valid(v.bytes, v.len))
+      t->tracestate = v;
+    else
+      sp->invalid_context++; /* not passed on */
+  }
   t->on = 1;
   wr_trace_new_span_id(t->span_id);
   int sampled;
@@ -97,6 +100,7 @@ static int trace_check(void *ctx, size_t handler, wr_job *job, wr_outcome *o,
       memcpy(t->parent_id, parent.span_id, 8);
       t->linked = 1;
       t->link_flags = parent.flags;
+      t->tracestate = amqp_empty_bytes; /* the producer's, not this trace's */
     }
     sampled = sampled_root(&sp->oc, t->trace_id);
   }
@@ -122,23 +126,27 @@ int wr_spans_copy_context(wr_job *job, char tp[WR_TRACEPARENT_LEN + 1]) {
   return 0;
 }
 
-int wr_spans_followup_context(const wr_job *job, const amqp_table_t *orig,
+int wr_spans_followup_context(const wr_job *job,
                               char tp[WR_TRACEPARENT_LEN + 1],
                               amqp_bytes_t *ts) {
   wr_trace_ctx c = {0};
-  amqp_bytes_t v;
-  *ts = amqp_empty_bytes;
   if (job->trace.on) {
     c = (wr_trace_ctx){.flags = job->trace.flags, .valid = 1};
     memcpy(c.trace_id, job->trace.trace_id, 16);
     memcpy(c.span_id, job->trace.span_id, 8);
-  } else if (header_bytes(orig, "traceparent", &v) != 1 ||
-             wr_trace_parse(v.bytes, v.len, &c) != 0) {
-    return -1;
+    *ts = job->trace.tracestate; /* checked at intake */
+  } else {
+    /* Not traced: the job's own context, when valid, passed on as it is. */
+    const amqp_table_t *hd = headers_of(job);
+    amqp_bytes_t v;
+    if (header_bytes(hd, "traceparent", &v) != 1 ||
+        wr_trace_parse(v.bytes, v.len, &c) != 0)
+      return -1;
+    *ts = header_bytes(hd, "tracestate", &v) == 1 &&
+                  wr_tracestate_valid(v.bytes, v.len)
+              ? v
+              : amqp_empty_bytes;
   }
-  if (!job->trace.linked && header_bytes(orig, "tracestate", &v) == 1 &&
-      wr_tracestate_valid(v.bytes, v.len))
-    *ts = v;
   wr_trace_format(&c, tp);
   return 0;
 }
@@ -264,14 +272,9 @@ static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
   }
   char name[300];
   span_name(name, sizeof name, "process", job->env.exchange);
-  amqp_bytes_t ts = amqp_empty_bytes, v;
-  char tsbuf[WR_TRACESTATE_MAX + 1] = "";
-  if (!t->linked && header_bytes(headers_of(job), "tracestate", &v) == 1 &&
-      wr_tracestate_valid(v.bytes, v.len)) {
-    ts = v;
-    memcpy(tsbuf, ts.bytes, ts.len);
-    tsbuf[ts.len] = '\0';
-  }
+  char tsbuf[WR_TRACESTATE_MAX + 1]; /* span.h wants it NUL-terminated */
+  if (t->tracestate.len) memcpy(tsbuf, t->tracestate.bytes, t->tracestate.len);
+  tsbuf[t->tracestate.len] = '\0';
   wr_span_link link = {.flags = t->link_flags};
   if (t->linked) {
     memcpy(link.trace_id, t->link_trace, 16);

@@ -59,8 +59,8 @@ int wr_spans_copy_context(wr_job *job, char tp[WR_TRACEPARENT_LEN + 1]);
 /* For a follow-up job that job's handler published: the traceparent
  * naming job's span, or when job is not traced, the job's own valid
  * traceparent header passed on; *ts gets the tracestate to pass on
- * (bytes within orig, or empty). -1: no context to pass on. */
-int wr_spans_followup_context(const wr_job *job, const amqp_table_t *orig,
+ * (bytes within job's headers, or empty). -1: no context to pass on. */
+int wr_spans_followup_context(const wr_job *job,
                               char tp[WR_TRACEPARENT_LEN + 1],
                               amqp_bytes_t *ts);
 

@@ -78,6 +78,12 @@ void wr_sup_release(wr_sup *s, wr_job *job);
 void wr_sup_done(wr_sup *s, wr_handler_rt *h, wr_job *job, int result,
                  const char *err, size_t err_len);
 
+/* Declare the whole topology again on the declare channel, while
+ * consuming (an operator may have deleted a queue). WARREN_OK, or the
+ * error with err set; a timeout has then lost the connection, which is
+ * out of step. */
+int wr_sup_redeclare(wr_sup *s, char *err, size_t errlen);
+
 /* Send h's waiting acks now. */
 void wr_sup_flush_acks(wr_sup *s, wr_handler_rt *h);
 

@@ -11,11 +11,11 @@
 #include <warren/status.h>
 
 #include "clock.h"
+#include "extras.h"
 #include "inproc.h"
 #include "joblog.h"
 #include "keyring.h"
 #include "log.h"
-#include "extras.h"
 #include "monitor.h"
 #include "notify.h"
 #include "spans.h"
@@ -100,8 +100,7 @@ void wr_sup_flush_acks(wr_sup *s, wr_handler_rt *h) {
 
 /* What the handler added to the job (extras.h): parsed into job->extras
  * for its span and follow-ups. Malformed, it is dropped, and said once. */
-static void take_extras(wr_sup *s, wr_handler_rt *h, wr_job *job) {
-  (void)s;
+static void take_extras(const wr_handler_rt *h, wr_job *job) {
   wr_extras *x = malloc(sizeof *x);
   if (x && wr_extras_parse(job->xbuf, job->xlen, x) == 0) {
     job->extras = x;
@@ -116,7 +115,7 @@ static void take_extras(wr_sup *s, wr_handler_rt *h, wr_job *job) {
 
 void wr_sup_done(wr_sup *s, wr_handler_rt *h, wr_job *job, int result,
                  const char *err, size_t err_len) {
-  if (job->xbuf && !job->extras) take_extras(s, h, job);
+  if (job->xbuf && !job->extras) take_extras(h, job);
   if (result == WARREN_ACK) {
     if (job->extras && job->extras->nfollow)
       wr_settle_followups(s, h, job);
@@ -301,13 +300,22 @@ static void on_cancelled(void *ctx, amqp_channel_t ch) {
 /* Consume h's queue again after a cancel: declare the topology (the queue
  * may have been deleted), then basic.consume on the channel, still open,
  * so the jobs it holds keep their tags. */
+int wr_sup_redeclare(wr_sup *s, char *err, size_t errlen) {
+  amqp_connection_state_t c = s->session.conn;
+  int rc = wr_topology_declare(c, s->cfg, s->declare_ch, err, errlen);
+  if (rc == WARREN_OK)
+    amqp_channel_close(c, s->declare_ch, AMQP_REPLY_SUCCESS);
+  else if (rc == WARREN_BROKER_TIMEOUT)
+    wr_session_lost(&s->session, err, 0);
+  return rc;
+}
+
 static void resume_consumer(wr_sup *s, wr_handler_rt *h, double now) {
   char err[512];
-  amqp_connection_state_t c = s->session.conn;
-  int rc = wr_topology_declare(c, s->cfg, s->declare_ch, err, sizeof err);
+  int rc = wr_sup_redeclare(s, err, sizeof err);
   if (rc == WARREN_OK) {
-    amqp_channel_close(c, s->declare_ch, AMQP_REPLY_SUCCESS);
-    rc = wr_topology_resume(c, h->ch, h->cfg, h->tag, err, sizeof err);
+    rc = wr_topology_resume(s->session.conn, h->ch, h->cfg, h->tag, err,
+                            sizeof err);
     if (rc == WARREN_OK) {
       h->resume_at = 0;
       wr_backoff_reset(&h->resume);
@@ -320,10 +328,7 @@ static void resume_consumer(wr_sup *s, wr_handler_rt *h, double now) {
     wr_session_lost(&s->session, err, 0);
     return;
   }
-  if (rc == WARREN_BROKER_TIMEOUT) {
-    wr_session_lost(&s->session, err, 0);
-    return;
-  }
+  if (rc == WARREN_BROKER_TIMEOUT) return; /* the connection is lost */
   double d = wr_backoff_fail(&h->resume, wr_rand01());
   wr_error("handler %s: cannot consume queue %s again: %s; retrying in %.1f s",
            h->cfg->name, h->cfg->queue, err, d);
@@ -705,7 +710,6 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
     }
   wr_intake_add(&s->intake, &wr_intake_headers, s);
   rc = wr_sigcheck_init(&s->sig, cfg);
-
   if (rc != WARREN_OK) {
     wr_sup_destroy(s);
     return rc;
