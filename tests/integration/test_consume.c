@@ -291,6 +291,10 @@ Test(consume, a_consumer_the_broker_cancels_comes_back_by_itself) {
   cr_assert(tw_wait_text(log, "cancelled the consumer of queue it.cancel", 10),
             "the cancel is reported");
   cr_assert(tw_wait_text(log, "consuming queue it.cancel again", 10));
+  /* ... because of the cancel, not because a status probe later found
+   * the queue without a consumer (the fallback, monitor.c). */
+  cr_assert(!tw_wait_text(log, "declaring and consuming it again", 0),
+            "the cancel itself brought the consumer back");
   cr_assert_eq(tw_publish("it.cancel", 3, "after"), 0);
   cr_assert(tw_wait_count(rec, "end", "after", 3, 3, 10),
             "jobs published after the cancel run");
