@@ -15,7 +15,7 @@ const double wr_metrics_bounds[WR_METRICS_BUCKETS] = {
 
 const char *const wr_metrics_reasons[WR_DEAD_N] = {
     "rejected",  "max-attempts", "crashed",   "timeout",
-    "malformed", "too_large",    "signature", "other"};
+    "malformed", "too_large",    "signature", "revoked", "other"};
 
 const char *wr_metrics_outcome(wr_outcome o) {
   /* A failure's word is its dead-letter reason's (retry.c). */

@@ -19,6 +19,8 @@ const char *wr_retry_reason(wr_outcome o) {
       return "too_large";
     case WR_OUT_SIGNATURE:
       return "signature";
+    case WR_OUT_REVOKED:
+      return "revoked";
     default:
       return "max-attempts";
   }
@@ -80,7 +82,7 @@ wr_decision wr_retry_decide(const wr_retry_cfg *p, const wr_job_meta *m,
                             wr_outcome o, double rnd) {
   wr_decision d = {0, NULL, 0, 0};
   if (o == WR_OUT_REJECTED || o == WR_OUT_MALFORMED || o == WR_OUT_TOO_LARGE ||
-      o == WR_OUT_SIGNATURE ||
+      o == WR_OUT_SIGNATURE || o == WR_OUT_REVOKED ||
       (o == WR_OUT_CRASHED && m->crashes + 1 >= (uint32_t)p->max_crashes) ||
       m->attempt >= (uint32_t)p->max_attempts) {
     d.dead = 1;

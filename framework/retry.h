@@ -49,6 +49,7 @@ typedef enum wr_outcome {
   WR_OUT_ACKED,     /* handler said ack (never passed to the policy) */
   WR_OUT_TOO_LARGE, /* its body is over the handler's max_body */
   WR_OUT_SIGNATURE, /* its signature did not verify (sigcheck.h) */
+  WR_OUT_REVOKED,   /* revoked by `warren revoke` before or while it ran */
 } wr_outcome;
 
 /* Reasons written to WR_H_REASON. */

@@ -36,6 +36,9 @@ static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
     case WR_OUT_SIGNATURE:
       s->signature++;
       break;
+    case WR_OUT_REVOKED:
+      s->revoked++;
+      break;
   }
 }
 
@@ -64,10 +67,10 @@ void wr_stats_log(const char *name, const wr_handler_stats *s) {
   wr_info(
       "handler %s: delivered %lu, acked %lu, failed %lu, rejected %lu, "
       "crashed %lu, timed out %lu, malformed %lu, too large %lu, signature "
-      "refused %lu; sent to retry %lu, "
+      "refused %lu, revoked %lu; sent to retry %lu, "
       "dead-lettered %lu, copies refused %lu; left to the broker at "
       "disconnect %lu",
       name, s->delivered, s->acked, s->failed, s->rejected, s->lost,
-      s->timeouts, s->malformed, s->too_large, s->signature, s->retried,
+      s->timeouts, s->malformed, s->too_large, s->signature, s->revoked, s->retried,
       s->dead, s->republish_failed, s->dropped);
 }

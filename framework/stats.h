@@ -17,6 +17,7 @@ typedef struct wr_handler_stats {
   unsigned long malformed; /* never given to the handler */
   unsigned long too_large; /* over max_body, never given to the handler */
   unsigned long signature; /* signature refused, never given to the handler */
+  unsigned long revoked;   /* revoked (warren revoke), dead-lettered */
   unsigned long retried;   /* copies confirmed into a retry queue */
   unsigned long dead;      /* copies confirmed into the dead-letter queue */
   unsigned long republish_failed; /* copies the broker refused */
