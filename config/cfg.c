@@ -14,6 +14,7 @@
 #include <warren/status.h>
 
 #include "../framework/conn.h"
+#include "../framework/delay.h"
 #include "../framework/health.h"
 #include "../framework/keyring.h"
 #include "../framework/log.h"
@@ -754,6 +755,7 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
                                      "max_body",
                                      "require_signature",
                                      "signing_keys",
+                                     "delayed",
                                      NULL};
   check_keys(c, e, keys);
   h->line = config_setting_source_line(e);
@@ -835,6 +837,13 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
         "or timeout, or raise consumer_timeout",
         c->file, h->line, h->name, worst);
   load_handler_signing(c, cfg, h, e);
+  h->delayed = get_bool(c, e, "delayed", 0);
+  if (h->delayed && !wr_delay_queue_ok(h->queue))
+    problem(c, config_setting_get_member(e, "delayed"),
+            "queue '%s' cannot take delayed jobs: its name must have no '*' "
+            "or '#' and at most %d bytes",
+            h->queue, 255 - WR_DELAY_BITS_LEN);
+  if (h->delayed) cfg->delays.used = 1;
   config_setting_t *s = config_setting_get_member(e, "settings");
   if (s && !config_setting_is_group(s))
     problem(c, s, "must be a group { ... }");
@@ -933,6 +942,24 @@ static void load_health(ctx *c, wr_cfg *cfg, size_t *used,
       get_double(c, g, "queue_log_interval", 60, 0, 86400);
 }
 
+/* The `delays` group: where the delay cascade lives and its queue type. */
+static void load_delays(ctx *c, wr_cfg *cfg, config_setting_t *root) {
+  static const char *const keys[] = {"prefix", "queue_type", NULL};
+  config_setting_t *g = get_group(c, root, "delays", 0);
+  check_keys(c, g, keys);
+  wr_delays_cfg *d = &cfg->delays;
+  d->prefix = get_str(c, g, "prefix", WR_DELAY_PREFIX, 0);
+  size_t pl = strlen(d->prefix);
+  if (!pl || pl > WR_DELAY_MAX_PREFIX || strpbrk(d->prefix, "*#"))
+    problem(c, config_setting_get_member(g, "prefix"),
+            "must be 1 to %d bytes without '*' or '#'", WR_DELAY_MAX_PREFIX);
+  const char *qt = get_str(c, g, "queue_type", "classic", 0);
+  d->quorum = strcmp(qt, "quorum") == 0;
+  if (!d->quorum && strcmp(qt, "classic") != 0)
+    problem(c, config_setting_get_member(g, "queue_type"),
+            "must be \"quorum\" or \"classic\"");
+}
+
 static const char *env_lookup(const char *name) {
   return getenv(name);
 }
@@ -955,7 +982,8 @@ static void load_tracing(ctx *c, wr_cfg *cfg, config_setting_t *root) {
 int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
   static const char *const top_keys[] = {"broker",   "worker", "exchanges",
                                          "handlers", "health", "signing",
-                                         "tracing",  NULL};
+                                         "tracing",  "delays",
+                                         NULL};
   if (errlen) err[0] = '\0';
   wr_cfg *cfg = calloc(1, sizeof *cfg);
   if (cfg) config_init(&cfg->lc);
@@ -990,6 +1018,7 @@ int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
   load_health(&c, cfg, &used, root);
   load_exchanges(&c, cfg, root);
   load_signing(&c, cfg, &used, root);
+  load_delays(&c, cfg, root);
   load_handlers(&c, cfg, &used, root);
   load_tracing(&c, cfg, root);
   if (c.errors) {
@@ -1129,7 +1158,14 @@ int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
             h->retry.max_crashes);
     line_of(&p, pre, "require_signature", hg, "require_signature", "%s",
             h->require_signature ? "true" : "false");
+    line_of(&p, pre, "delayed", hg, "delayed", "%s",
+            h->delayed ? "true" : "false");
   }
+  const config_setting_t *dg = group(root, "delays");
+  line_of(&p, "delays.", "prefix", dg, "prefix", "\"%s\"",
+          cfg->delays.prefix);
+  line_of(&p, "delays.", "queue_type", dg, "queue_type", "\"%s\"",
+          cfg->delays.quorum ? "quorum" : "classic");
   const wr_otel_cfg *tr = &cfg->tracing;
   const config_setting_t *tg = group(root, "tracing");
   fprintf(out,

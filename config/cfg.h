@@ -64,6 +64,7 @@ typedef struct wr_handler_cfg {
   unsigned long max_jobs; /* recycle a worker after N jobs; 0: never */
   unsigned max_rss_mb;    /* recycle a worker past N MiB peak RSS; 0: never */
   size_t max_body;        /* bytes; a larger job is dead-lettered; 0: none */
+  int delayed; /* its queue takes delayed jobs (docs/delays.md) */
   wr_retry_cfg retry;
   int require_signature;     /* refuse unsigned jobs (signing.md) */
   const char **signing_keys; /* key ids it accepts; none: every key */
@@ -80,6 +81,13 @@ typedef struct wr_signing_cfg {
   const char *countersign_key; /* id of Warren's own key in the ring */
   double window;               /* seconds a signing time may be off */
 } wr_signing_cfg;
+
+/* The delay cascade (framework/delay.h), shared by the delayed handlers. */
+typedef struct wr_delays_cfg {
+  const char *prefix; /* names' prefix, WR_DELAY_PREFIX by default */
+  int quorum;         /* queue_type = "quorum" */
+  int used;           /* some handler has delayed = true */
+} wr_delays_cfg;
 
 typedef struct wr_cfg {
   config_t lc;
@@ -105,6 +113,7 @@ typedef struct wr_cfg {
   wr_handler_cfg *handlers;
   size_t n_handlers;
   wr_signing_cfg signing;
+  wr_delays_cfg delays;
   wr_otel_cfg tracing;  /* the `tracing` group and the OTEL_* variables */
   char url_store[1024]; /* broker.url, parsed: broker's strings point here */
   wr_conn_node *nodes;  /* broker.nodes (broker.nodes points here) */

@@ -193,7 +193,7 @@ static uint64_t publish_followup(wr_sup *s, const wr_job *job,
                       {f->routing_key.s, f->routing_key.len},
                       {f->content_type.s, f->content_type.len},
                       {"", 0}};
-    if (wr_sign_make(s->sig.ring, s->sig.counter_key, wr_sign_now_ms(), &sj,
+    if (wr_sign_make(s->sig.ring, s->sig.counter_key, wr_sign_now_ms(), 0, &sj,
                      f->body, f->body_len, sig) == 0)
       e[n++] = wr_entry_str(WARREN_SIGNATURE_HEADER, sig);
   }

@@ -9,6 +9,7 @@
 
 #include "../config/cfg.h"
 #include "clock.h"
+#include "delay.h"
 #include "keyring.h"
 #include "log.h"
 
@@ -99,6 +100,7 @@ int wr_sigcheck_init(wr_sigcheck *sc, wr_cfg *cfg) {
       policies(cfg, NULL, cfg->n_handlers, err, sizeof err);
   if (!h) return WARREN_NOMEM;
   sc->nh = cfg->n_handlers;
+  sc->delay_prefix = cfg->delays.prefix;
   take(sc, cfg, h);
   return WARREN_OK;
 }
@@ -170,6 +172,15 @@ static int check_signature(void *ctx, size_t handler, wr_job *job,
   wr_sigcheck_read(&job->env.message.properties, p->queue, &hd, &sj);
   sj.exchange = bytes(job->env.exchange);
   sj.routing_key = bytes(job->env.routing_key);
+  /* Through the delay levels: signed as sent straight to its queue, the
+   * route it took being the bits of its delay (docs/signing.md). */
+  const char *dest;
+  size_t dl;
+  if (wr_delay_destination(sc->delay_prefix, sj.exchange.p, sj.exchange.len,
+                           sj.routing_key.p, sj.routing_key.len, &dest, &dl)) {
+    sj.exchange = (wr_sign_str){"", 0};
+    sj.routing_key = (wr_sign_str){dest, dl};
+  }
   wr_sign_policy pol = policy(sc, p);
   int64_t skew;
   wr_sign_str key;
@@ -185,6 +196,11 @@ static int check_signature(void *ctx, size_t handler, wr_job *job,
   if (c == WR_SIGN_MISSING || c == WR_SIGN_MALFORMED ||
       c == WR_SIGN_C_MALFORMED)
     snprintf(why, whylen, "signature check failed: %s", name);
+  else if (c == WR_SIGN_EARLY)
+    snprintf(why, whylen,
+             "signature check failed: early (key '%.*s', %.1f s before its "
+             "signed not-before time: its delay was cut short)",
+             kl, key.p, (double)-skew / 1000.0);
   else if (c == WR_SIGN_EXPIRED || c == WR_SIGN_FUTURE ||
            c == WR_SIGN_C_EXPIRED || c == WR_SIGN_C_FUTURE)
     snprintf(why, whylen,

@@ -42,6 +42,7 @@ typedef struct wr_sigcheck {
   int64_t window_ms;
   wr_sigcheck_handler *h; /* one per handler, in the config's order */
   size_t nh;
+  const char *delay_prefix; /* the delay levels' (cfg.h), for their jobs */
 } wr_sigcheck;
 
 /* Take cfg's keyring (cfg->signing.keyring becomes NULL) and the

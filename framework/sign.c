@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -121,6 +122,21 @@ int wr_sign_body_matches(const void *body, size_t len,
 
 /* ---- headers ----------------------------------------------------------- */
 
+/* Decimal Unix ms without sign or leading zeros, so one time has one
+ * spelling; 0 and the value, or -1. */
+static int parse_ms(const wr_sign_str *t, int64_t *out) {
+  if (t->len < 1 || t->len > WR_SIGN_MAX_TIME_DIGITS ||
+      (t->p[0] == '0' && t->len > 1))
+    return -1;
+  int64_t ms = 0;
+  for (size_t i = 0; i < t->len; i++) {
+    if (t->p[i] < '0' || t->p[i] > '9') return -1;
+    ms = ms * 10 + (t->p[i] - '0');
+  }
+  *out = ms;
+  return 0;
+}
+
 /* Take "name=" then the value up to the next ';' (or the end when last).
  * Returns 0 and the value, advancing *at; -1 if it is not there. */
 static int field(const char *v, size_t len, size_t *at, const char *name,
@@ -143,22 +159,18 @@ int wr_sign_parse(const char *v, size_t len, int counter, wr_sig *out) {
   size_t at = 3;
   wr_sign_str body = {0}, mac;
   if (field(v, len, &at, "key", 0, &out->key_id) ||
-      field(v, len, &at, "time", 0, &out->time) ||
-      (!counter && field(v, len, &at, "body", 0, &body)) ||
+      field(v, len, &at, "time", 0, &out->time))
+    return -1;
+  /* A delayed job's not-before time, only in a signature, only here. */
+  if (!counter && len - at > 3 && memcmp(v + at, "nb=", 3) == 0 &&
+      (field(v, len, &at, "nb", 0, &out->nb) ||
+       parse_ms(&out->nb, &out->nb_ms) || out->nb_ms == 0))
+    return -1;
+  if ((!counter && field(v, len, &at, "body", 0, &body)) ||
       field(v, len, &at, "sig", 1, &mac))
     return -1;
   if (!wr_sign_key_id_ok(out->key_id.p, out->key_id.len)) return -1;
-  /* Decimal without sign or leading zeros, so one time has one spelling. */
-  const wr_sign_str *t = &out->time;
-  if (t->len < 1 || t->len > WR_SIGN_MAX_TIME_DIGITS ||
-      (t->p[0] == '0' && t->len > 1))
-    return -1;
-  int64_t ms = 0;
-  for (size_t i = 0; i < t->len; i++) {
-    if (t->p[i] < '0' || t->p[i] > '9') return -1;
-    ms = ms * 10 + (t->p[i] - '0');
-  }
-  out->time_ms = ms;
+  if (parse_ms(&out->time, &out->time_ms)) return -1;
   if (!counter && parse_hex(body.p, body.len, out->body_sha256) != 0) return -1;
   return parse_b64(mac.p, mac.len, out->mac);
 }
@@ -211,13 +223,23 @@ static size_t build(char *buf, const char *tag, const char *const *names,
 
 size_t wr_sign_canonical(const wr_sig *sig, const char *body_hex,
                          const wr_sign_job *job, char *buf) {
+  /* A delayed job's not-before line comes after the time, and only then:
+   * the signatures of other jobs are as they always were. */
   static const char *const names[] = {
+      "key-id",   "time",        "not-before",   "message-id",
+      "exchange", "routing-key", "content-type", "body-sha256"};
+  const wr_sign_str vals[] = {
+      sig->key_id,   sig->time,        sig->nb,
+      job->message_id, job->exchange,  job->routing_key,
+      job->content_type, {body_hex, 64}};
+  if (sig->nb.len) return build(buf, "warren-signature-v1", names, vals, 8);
+  static const char *const plain[] = {
       "key-id",      "time",         "message-id", "exchange",
       "routing-key", "content-type", "body-sha256"};
-  const wr_sign_str vals[] = {
+  const wr_sign_str pv[] = {
       sig->key_id,      sig->time,         job->message_id, job->exchange,
       job->routing_key, job->content_type, {body_hex, 64}};
-  return build(buf, "warren-signature-v1", names, vals, 7);
+  return build(buf, "warren-signature-v1", plain, pv, 7);
 }
 
 size_t wr_sign_counter_canonical(const wr_sig *csig, wr_sign_str signature,
@@ -293,10 +315,20 @@ wr_sign_check wr_sign_verify(const wr_sign_policy *pol,
   }
   /* Checked after the MAC: only a genuine time says "expired". */
   *skew_ms = pol->now_ms - timed->time_ms;
-  if (*skew_ms > pol->window_ms)
-    return counter ? COUNTER(WR_SIGN_EXPIRED) : WR_SIGN_EXPIRED;
   if (-*skew_ms > pol->window_ms)
     return counter ? COUNTER(WR_SIGN_FUTURE) : WR_SIGN_FUTURE;
+  if (!counter && sig.nb.len) {
+    /* A delayed job: fresh from its not-before time, and not before it
+     * (a shortened delay); a lengthened one is expired from there. */
+    int64_t from = sig.nb_ms > sig.time_ms ? sig.nb_ms : sig.time_ms;
+    if (pol->now_ms < sig.nb_ms - WR_SIGN_EARLY_SLACK_MS) {
+      *skew_ms = pol->now_ms - sig.nb_ms;
+      return WR_SIGN_EARLY;
+    }
+    *skew_ms = pol->now_ms - from;
+  }
+  if (*skew_ms > pol->window_ms)
+    return counter ? COUNTER(WR_SIGN_EXPIRED) : WR_SIGN_EXPIRED;
   return WR_SIGN_OK;
 }
 
@@ -324,13 +356,17 @@ static wr_sign_str opt(const char *s) {
 }
 
 int wr_sign_make(const wr_keyring *ring, const char *key_id, int64_t time_ms,
-                 const wr_sign_job *job, const void *body, size_t len,
-                 char *out) {
-  char t[24], hex[65], buf[WR_SIGN_CANON_MAX], b64[45];
+                 int64_t nb_ms, const wr_sign_job *job, const void *body,
+                 size_t len, char *out) {
+  char t[24], nb[24], hex[65], buf[WR_SIGN_CANON_MAX], b64[45];
   unsigned char digest[32], mac[32];
   int tl = snprintf(t, sizeof t, "%lld", (long long)time_ms);
-  wr_sig s = {.key_id = opt(key_id), .time = {t, (size_t)tl}};
+  int nl = nb_ms > 0 ? snprintf(nb, sizeof nb, "%lld", (long long)nb_ms) : 0;
+  wr_sig s = {.key_id = opt(key_id),
+              .time = {t, (size_t)tl},
+              .nb = {nb, (size_t)nl}};
   if (time_ms <= 0 || tl > WR_SIGN_MAX_TIME_DIGITS ||
+      nl > WR_SIGN_MAX_TIME_DIGITS || nb_ms < 0 ||
       wr_sign_sha256(body ? body : "", len, digest) != 0)
     return -1;
   wr_sign_hex(digest, hex);
@@ -338,8 +374,12 @@ int wr_sign_make(const wr_keyring *ring, const char *key_id, int64_t time_ms,
   if (!n || wr_keyring_mac(ring, s.key_id.p, s.key_id.len, buf, n, mac) != 0)
     return -1;
   wr_sign_b64(mac, b64);
-  snprintf(out, WARREN_SIGNATURE_MAX, "v1;key=%s;time=%s;body=%s;sig=%s",
-           key_id, t, hex, b64);
+  if (nl)
+    snprintf(out, WARREN_SIGNATURE_MAX,
+             "v1;key=%s;time=%s;nb=%s;body=%s;sig=%s", key_id, t, nb, hex, b64);
+  else
+    snprintf(out, WARREN_SIGNATURE_MAX, "v1;key=%s;time=%s;body=%s;sig=%s",
+             key_id, t, hex, b64);
   return 0;
 }
 
@@ -349,8 +389,12 @@ int64_t wr_sign_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Fields appended to warren_sign_input are read when its size covers them. */
+#define SIGN_HAS(in, f) \
+  ((in)->size >= offsetof(warren_sign_input, f) + sizeof(in)->f)
+
 int warren_sign(const warren_sign_input *in, char *out, size_t outlen) {
-  if (!in || in->size < sizeof *in || !out || outlen < WARREN_SIGNATURE_MAX ||
+  if (!in || in->size < offsetof(warren_sign_input, not_before_ms) || !out || outlen < WARREN_SIGNATURE_MAX ||
       !in->key_id || !in->key || (!in->body && in->body_len))
     return WARREN_INVALID;
   wr_sign_job job = {opt(in->message_id),
@@ -368,6 +412,8 @@ int warren_sign(const warren_sign_input *in, char *out, size_t outlen) {
                           sizeof err) == 0 &&
                    wr_sign_make(ring, in->key_id,
                                 in->time_ms ? in->time_ms : wr_sign_now_ms(),
+                                SIGN_HAS(in, not_before_ms) ? in->not_before_ms
+                                                            : 0,
                                 &job, in->body, in->body_len, out) == 0
                ? WARREN_OK
                : WARREN_INVALID;

@@ -22,7 +22,11 @@ struct wr_keyring;
 #define WR_SIGN_CHECK_HEADER "warren-signature-check" /* on a dead letter */
 #define WR_SIGN_MAC_LEN 32                            /* HMAC-SHA256 */
 #define WR_SIGN_B64_LEN 44                            /* base64 of 32 bytes */
-#define WR_SIGN_MAX_HEADER 200 /* a longer header value is malformed */
+#define WR_SIGN_MAX_HEADER 240 /* a longer header value is malformed */
+/* A delayed job may come this much before its signed not-before time
+ * (the clocks of its producer's and its worker's hosts differ a little);
+ * earlier, it was sent the short way: refused as WR_SIGN_EARLY. */
+#define WR_SIGN_EARLY_SLACK_MS 2000
 #define WR_SIGN_MAX_TIME_DIGITS 15
 #define WR_SIGN_CANON_MAX 2048 /* longest canonical string, with margin */
 
@@ -41,7 +45,8 @@ struct wr_keyring;
   X(C_UNKNOWN_KEY, "countersignature-unknown-key")                \
   X(C_BAD_SIGNATURE, "countersignature-bad-signature")            \
   X(C_EXPIRED, "countersignature-expired")                        \
-  X(C_FUTURE, "countersignature-future")
+  X(C_FUTURE, "countersignature-future")                          \
+  X(EARLY, "early") /* before its signed not-before time */
 
 typedef enum wr_sign_check {
 #define WR_SIGN_ENUM_(name, text) WR_SIGN_##name,
@@ -63,6 +68,8 @@ typedef struct wr_sig {
   wr_sign_str key_id;
   wr_sign_str time; /* the digits as written */
   int64_t time_ms;
+  wr_sign_str nb; /* not-before digits (a delayed job's); len 0: none */
+  int64_t nb_ms;
   unsigned char body_sha256[32]; /* signature only */
   unsigned char mac[WR_SIGN_MAC_LEN];
 } wr_sig;
@@ -135,11 +142,12 @@ int wr_sign_countersign(const struct wr_keyring *ring, const char *key_id,
                         const wr_sign_job *job, char *out);
 
 /* Sign: write the warren-signature value for job with body (len bytes)
- * under key `key_id` of ring, signed at time_ms, into out
+ * under key `key_id` of ring, signed at time_ms, not to run before nb_ms
+ * (Unix ms; 0: no such time, the field is left out), into out
  * (WARREN_SIGNATURE_MAX). 0, or -1 (unknown key, field too long). */
 int wr_sign_make(const struct wr_keyring *ring, const char *key_id,
-                 int64_t time_ms, const wr_sign_job *job, const void *body,
-                 size_t len, char *out);
+                 int64_t time_ms, int64_t nb_ms, const wr_sign_job *job,
+                 const void *body, size_t len, char *out);
 
 /* The wall clock in Unix ms (the signing time). */
 int64_t wr_sign_now_ms(void);

@@ -6,6 +6,7 @@
 #include <warren/status.h>
 
 #include "conn.h"
+#include "delay.h"
 #include "log.h"
 #include "retry.h"
 
@@ -112,7 +113,8 @@ static int bind(amqp_connection_state_t c, amqp_channel_t ch, const char *queue,
 /* The work queue, its retry queues, and its dead-letter exchange and
  * queue (names: retry.h). */
 static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
-                           const wr_handler_cfg *h, char *err, size_t errlen) {
+                           const wr_handler_cfg *h, const char *prefix,
+                           char *err, size_t errlen) {
   char dlx[300], dlq[300], name[300];
   wr_retry_dlx_name(h->queue, dlx, sizeof dlx);
   wr_retry_dlq_name(h->queue, dlq, sizeof dlq);
@@ -154,6 +156,109 @@ static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
   for (size_t i = 0; rc == WARREN_OK && h->declare && i < h->n_bindings; i++)
     rc = bind(c, ch, h->queue, h->bindings[i].exchange,
               h->bindings[i].routing_key, err, errlen);
+  if (rc == WARREN_OK && h->declare && h->delayed) {
+    char key[300];
+    wr_delay_binding(h->queue, key, sizeof key);
+    rc = bind(c, ch, h->queue, wr_delay_deliver(prefix, name, sizeof name),
+              key, err, errlen);
+  }
+  return rc;
+}
+
+static int declare_exchange(amqp_connection_state_t c, amqp_channel_t ch,
+                            const char *name, const char *type,
+                            const qargs *a, char *err, size_t errlen) {
+  char what[300];
+  snprintf(what, sizeof what, "declare %s exchange '%s'", type, name);
+  amqp_exchange_declare(c, ch, amqp_cstring_bytes(name),
+                        amqp_cstring_bytes(type), 0, 1, 0, 0,
+                        (amqp_table_t){a->n, (amqp_table_entry_t *)a->e});
+  return checked(c, ch, what, err, errlen);
+}
+
+/* A cascade queue, declared as configured: one of another type or TTL
+ * fails with the broker's words (PRECONDITION_FAILED), named. */
+static int declare_delay_queue(amqp_connection_state_t c, amqp_channel_t ch,
+                               const char *name, int quorum, const qargs *a,
+                               char *err, size_t errlen) {
+  char what[400];
+  snprintf(what, sizeof what,
+           "declare delay queue '%s' (%s; delete it to change delays)", name,
+           quorum ? "quorum" : "classic");
+  amqp_queue_declare(c, ch, amqp_cstring_bytes(name), 0, 1, 0, 0,
+                     (amqp_table_t){a->n, (amqp_table_entry_t *)a->e});
+  return checked(c, ch, what, err, errlen);
+}
+
+/* The bits' binding key of level n: one word per higher level, the bit,
+ * then the rest. */
+static void level_key(int n, char bit, char *buf) {
+  char *o = buf;
+  for (int k = WR_DELAY_LEVELS - 1; k > n; k--) {
+    *o++ = '*';
+    *o++ = '.';
+  }
+  *o++ = bit;
+  memcpy(o, ".#", 3);
+}
+
+/* The delay cascade (delay.h), declared when a handler takes delayed
+ * jobs. Every name depends on delays.prefix only, so Warren processes
+ * with the same prefix share one cascade. */
+static int declare_delays(amqp_connection_state_t c, amqp_channel_t ch,
+                          const wr_delays_cfg *d, char *err, size_t errlen) {
+  char un[300], dl[300], name[300], next[300], key[80];
+  wr_delay_unrouted(d->prefix, un, sizeof un);
+  wr_delay_deliver(d->prefix, dl, sizeof dl);
+  qargs none = {.n = 0}, q = {.n = 0};
+  if (d->quorum) {
+    arg_str(&q, "x-queue-type", "quorum");
+    /* Like a DLQ: looked at, not consumed; never dropped for it. */
+    arg_int(&q, "x-delivery-limit", 1000000000);
+  }
+  int rc = declare_exchange(c, ch, un, "fanout", &none, err, errlen);
+  if (rc == WARREN_OK)
+    rc = declare_delay_queue(c, ch, un, d->quorum, &q, err, errlen);
+  if (rc == WARREN_OK) rc = bind(c, ch, un, un, "", err, errlen);
+  /* A job due for a queue that is not bound (deleted, or no handler
+   * takes delayed jobs from it) goes to the unrouted queue, not nowhere. */
+  qargs ae = {.n = 0};
+  arg_str(&ae, "alternate-exchange", un);
+  if (rc == WARREN_OK) rc = declare_exchange(c, ch, dl, "topic", &ae, err, errlen);
+  for (int n = 0; rc == WARREN_OK && n < WR_DELAY_LEVELS; n++) {
+    wr_delay_level(d->prefix, n, name, sizeof name);
+    if (n)
+      wr_delay_level(d->prefix, n - 1, next, sizeof next);
+    else
+      snprintf(next, sizeof next, "%s", dl);
+    qargs lq = {.n = 0};
+    if (d->quorum) {
+      /* At-least-once dead-lettering (it needs reject-publish): a hop
+       * between levels is not lost if a node fails mid-way. */
+      type_args(&lq, &(wr_handler_cfg){.quorum = 1});
+      arg_int(&lq, "x-delivery-limit", 1000000000);
+    }
+    arg_int(&lq, "x-message-ttl", (INT64_C(1) << n) * 1000);
+    arg_str(&lq, "x-dead-letter-exchange", next);
+    rc = declare_exchange(c, ch, name, "topic", &none, err, errlen);
+    if (rc == WARREN_OK)
+      rc = declare_delay_queue(c, ch, name, d->quorum, &lq, err, errlen);
+    level_key(n, '1', key);
+    if (rc == WARREN_OK) rc = bind(c, ch, name, name, key, err, errlen);
+    level_key(n, '0', key);
+    if (rc == WARREN_OK) {
+      amqp_exchange_bind(c, ch, amqp_cstring_bytes(next),
+                         amqp_cstring_bytes(name), amqp_cstring_bytes(key),
+                         amqp_empty_table);
+      char what[1024];
+      snprintf(what, sizeof what, "bind exchange '%s' to '%s' key '%s'", next,
+               name, key);
+      rc = checked(c, ch, what, err, errlen);
+    }
+  }
+  if (rc == WARREN_OK)
+    wr_debug("delay levels %s.0 to %s.%d declared (%s queues)", d->prefix,
+             d->prefix, WR_DELAY_LEVELS - 1, d->quorum ? "quorum" : "classic");
   return rc;
 }
 
@@ -169,8 +274,11 @@ int wr_topology_declare(amqp_connection_state_t c, const wr_cfg *cfg,
                           amqp_empty_table);
     rc = checked(c, ch, what, err, errlen);
   }
+  if (rc == WARREN_OK && cfg->delays.used)
+    rc = declare_delays(c, ch, &cfg->delays, err, errlen);
   for (size_t i = 0; rc == WARREN_OK && i < cfg->n_handlers; i++)
-    rc = declare_handler(c, ch, &cfg->handlers[i], err, errlen);
+    rc = declare_handler(c, ch, &cfg->handlers[i], cfg->delays.prefix, err,
+                         errlen);
   return rc;
 }
 

@@ -9,6 +9,7 @@
 #include <warren/sign.h>
 
 #include "conn.h"
+#include "delay.h"
 #include "keyring.h"
 #include "sign.h"
 #include "tracectx.h"
@@ -209,16 +210,61 @@ static int pick_trace(warren_producer *p, const warren_publish_opts *o,
   return WARREN_OK;
 }
 
+/* Where a delayed job goes first: the delay levels' entry, its routing
+ * key the bits of its delay and its queue (delay.h). *nb gets its
+ * not-before time; 0 and *nb = 0 when it is not delayed. */
+static int pick_delay(warren_producer *p, const warren_publish_opts *o,
+                      const char *exchange, const char *queue, int64_t *nb,
+                      char *ex, char *rk) {
+  *nb = 0;
+  int64_t d = o && PUB_HAS(o, delay_ms) ? o->delay_ms : 0;
+  int64_t at = o && PUB_HAS(o, not_before_ms) ? o->not_before_ms : 0;
+  if (!d && !at) return WARREN_OK;
+  if (d < 0 || at < 0 || (d && at)) {
+    snprintf(p->err, sizeof p->err,
+             "give delay_ms or not_before_ms, one of them, not negative");
+    return WARREN_INVALID;
+  }
+  int64_t now = wr_sign_now_ms();
+  int64_t when = d ? now + d : at, secs = wr_delay_seconds(when - now);
+  if (!secs) return WARREN_OK; /* due already */
+  const char *prefix = PUB_HAS(o, delay_prefix) && o->delay_prefix
+                           ? o->delay_prefix
+                           : WR_DELAY_PREFIX;
+  if (secs > WR_DELAY_MAX_S) {
+    snprintf(p->err, sizeof p->err, "a delay of %lld s is over the most, %lld s",
+             (long long)secs, (long long)WR_DELAY_MAX_S);
+    return WARREN_INVALID;
+  }
+  if ((exchange && *exchange) || !queue || !wr_delay_queue_ok(queue) ||
+      strlen(prefix) > WR_DELAY_MAX_PREFIX) {
+    snprintf(p->err, sizeof p->err,
+             "a delayed job goes to a queue: the exchange must be the default "
+             "one and the routing key a queue name without '*' or '#' of at "
+             "most %d bytes",
+             255 - WR_DELAY_BITS_LEN);
+    return WARREN_INVALID;
+  }
+  wr_delay_routing_key(secs, queue, rk, 256);
+  wr_delay_entry(prefix, ex, 128);
+  *nb = when;
+  return WARREN_OK;
+}
+
 int warren_producer_publish(warren_producer *p, const char *exchange,
                             const char *routing_key, const void *body,
                             size_t len, const warren_publish_opts *o) {
-  int rc = wr_confirms_room(p->c, &p->cf, 30000);
+  int64_t nb;
+  char dex[128], drk[256];
+  int rc = pick_delay(p, o, exchange, routing_key, &nb, dex, drk);
+  if (rc != WARREN_OK) return rc;
+  rc = wr_confirms_room(p->c, &p->cf, 30000);
   if (rc != WARREN_OK) return failed(p, rc);
   amqp_basic_properties_t pr = {0};
   pr._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
   pr.delivery_mode = (o && o->transient) ? 1 : 2;
   /* The caller's headers, then the trace context and the signature. */
-  amqp_table_entry_t entries[MAX_HEADERS + 3];
+  amqp_table_entry_t entries[MAX_HEADERS + 4];
   if (o && o->message_id) {
     pr._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
     pr.message_id = amqp_cstring_bytes(o->message_id);
@@ -262,6 +308,11 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
     entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
     entries[n++].value.value.bytes = amqp_cstring_bytes(t.ts);
   }
+  if (nb) {
+    entries[n].key = amqp_cstring_bytes(WR_DELAY_HEADER);
+    entries[n].value.kind = AMQP_FIELD_KIND_I64;
+    entries[n++].value.value.i64 = nb;
+  }
   char sig[WARREN_SIGNATURE_MAX];
   if (p->ring) {
     wr_sign_job job = {
@@ -272,8 +323,10 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
         {o && o->content_type ? o->content_type : "",
          o && o->content_type ? strlen(o->content_type) : 0},
         {"", 0}};
-    if (wr_sign_make(p->ring, p->key_id, wr_sign_now_ms(), &job, body, len,
-                     sig) != 0) {
+    /* A delayed job is signed as sent straight to its queue, with its
+     * not-before time (docs/signing.md). */
+    if (wr_sign_make(p->ring, p->key_id, wr_sign_now_ms(), nb, &job, body,
+                     len, sig) != 0) {
       snprintf(p->err, sizeof p->err,
                "cannot sign: a field is over 255 bytes or OpenSSL failed");
       return WARREN_INVALID;
@@ -285,6 +338,10 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
   pr._flags |= AMQP_BASIC_HEADERS_FLAG;
   pr.headers = (amqp_table_t){(int)n, entries};
   amqp_bytes_t b = {len, (void *)body};
+  if (nb) {
+    exchange = dex;
+    routing_key = drk;
+  }
   rc = amqp_basic_publish(
       p->c, CH, amqp_cstring_bytes(exchange ? exchange : ""),
       amqp_cstring_bytes(routing_key ? routing_key : ""), 1, 0, &pr, b);

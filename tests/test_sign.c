@@ -1,6 +1,7 @@
 /* The signing scheme as pure functions (framework/sign.c): the spec's
  * test vector, strict parsing, and the verdict for every check. */
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -191,5 +192,110 @@ Test(sign, each_check_and_the_countersignature) {
                WR_SIGN_C_UNKNOWN_KEY);
   cr_assert_str_eq(wr_sign_check_name(WR_SIGN_C_EXPIRED),
                    "countersignature-expired");
+  wr_keyring_free(r);
+}
+
+/* docs/signing.md, "Delayed jobs": the same job sent with a one-hour
+ * delay, signed as published straight to queue email.send. */
+#define VNB 1764075600000
+#define VSIG_NB                                                       \
+  "v1;key=gw-2026;time=1764072000000;nb=1764075600000;body="          \
+  "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;" \
+  "sig=KCyYhpR8AE83CCuECSkM0PV6KIAQe1Gdm/dCTgrjM4M="
+
+Test(sign, the_delayed_test_vector) {
+  warren_sign_input in = vector();
+  in.exchange = "";
+  in.not_before_ms = VNB;
+  char out[WARREN_SIGNATURE_MAX];
+  cr_assert_eq(warren_sign(&in, out, sizeof out), WARREN_OK);
+  cr_assert_str_eq(out, VSIG_NB);
+  wr_sig s;
+  cr_assert_eq(wr_sign_parse(VSIG_NB, strlen(VSIG_NB), 0, &s), 0);
+  int64_t nb = s.nb_ms;
+  cr_assert_eq(nb, VNB);
+  char hex[65], canon[WR_SIGN_CANON_MAX];
+  wr_sign_hex(s.body_sha256, hex);
+  wr_sign_job j = vjob();
+  j.exchange = S("");
+  size_t n = wr_sign_canonical(&s, hex, &j, canon);
+  const char *want =
+      "warren-signature-v1\n"
+      "key-id:7:gw-2026\n"
+      "time:13:1764072000000\n"
+      "not-before:13:1764075600000\n"
+      "message-id:8:order-42\n"
+      "exchange:0:\n"
+      "routing-key:10:email.send\n"
+      "content-type:16:application/json\n"
+      "body-sha256:64:"
+      "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21\n";
+  cr_assert_eq(n, strlen(want));
+  cr_assert_eq(memcmp(canon, want, n), 0);
+  /* A caller built before the field existed signs without it. */
+  in.size = (uint32_t)offsetof(warren_sign_input, not_before_ms);
+  cr_assert_eq(warren_sign(&in, out, sizeof out), WARREN_OK);
+  cr_assert_null(strstr(out, ";nb="));
+  /* One spelling: no leading zero, no zero time, only before body=. */
+  const char *bad[] = {
+      "v1;key=gw-2026;time=1764072000000;nb=01764075600000;body="
+      "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;"
+      "sig=KCyYhpR8AE83CCuECSkM0PV6KIAQe1Gdm/dCTgrjM4M=",
+      "v1;key=gw-2026;time=1764072000000;nb=0;body="
+      "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;"
+      "sig=KCyYhpR8AE83CCuECSkM0PV6KIAQe1Gdm/dCTgrjM4M=",
+      "v1;key=gw-2026;nb=1764075600000;time=1764072000000;body="
+      "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;"
+      "sig=KCyYhpR8AE83CCuECSkM0PV6KIAQe1Gdm/dCTgrjM4M="};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    int rc = wr_sign_parse(bad[i], strlen(bad[i]), 0, &s);
+    cr_assert_eq(rc, -1, "%s", bad[i]);
+  }
+}
+
+Test(sign, a_delay_is_bound_and_the_window_starts_at_its_end) {
+  wr_keyring *r = wr_keyring_new();
+  char err[200];
+  cr_assert_eq(
+      wr_keyring_add(r, "gw-2026", VKEY, strlen(VKEY), err, sizeof err), 0);
+  /* Due an hour after signing: fresh then, though the signing time is
+   * far outside the window. */
+  wr_sign_policy pol = {r, NULL, 0, NULL, VNB + 1000, 300000, 1};
+  wr_sign_job j = vjob();
+  j.exchange = S("");
+  wr_sign_headers h = {1, 0, S(VSIG_NB), {0}};
+  unsigned char d[32];
+  int64_t skew;
+  wr_sign_str key;
+  wr_sign_check c = wr_sign_verify(&pol, &h, &j, d, &skew, &key);
+  cr_assert_eq(c, WR_SIGN_OK, "%s", wr_sign_check_name(c));
+  /* Delivered long before its time: the delay was cut short. */
+  pol.now_ms = VNB - 60000;
+  c = wr_sign_verify(&pol, &h, &j, d, &skew, &key);
+  cr_assert_eq(c, WR_SIGN_EARLY, "%s", wr_sign_check_name(c));
+  cr_assert_eq(skew, -60000);
+  pol.now_ms = VNB - WR_SIGN_EARLY_SLACK_MS;
+  c = wr_sign_verify(&pol, &h, &j, d, &skew, &key);
+  cr_assert_eq(c, WR_SIGN_OK, "clocks a little apart: %s",
+               wr_sign_check_name(c));
+  /* Held back longer than the window after its time. */
+  pol.now_ms = VNB + 300001;
+  c = wr_sign_verify(&pol, &h, &j, d, &skew, &key);
+  cr_assert_eq(c, WR_SIGN_EXPIRED, "%s", wr_sign_check_name(c));
+  /* Another not-before (shorter or longer) fails the MAC. */
+  const char *moved =
+      "v1;key=gw-2026;time=1764072000000;nb=1764072060000;body="
+      "a9d25f9c95495eb1ced6a884c1b5af6c5b4abaa8e8de0899981fee47995bdf21;"
+      "sig=KCyYhpR8AE83CCuECSkM0PV6KIAQe1Gdm/dCTgrjM4M=";
+  h.sig = (wr_sign_str){moved, strlen(moved)};
+  pol.now_ms = 1764072060000;
+  c = wr_sign_verify(&pol, &h, &j, d, &skew, &key);
+  cr_assert_eq(c, WR_SIGN_BAD_SIGNATURE, "%s", wr_sign_check_name(c));
+  /* Dropping the field fails too. */
+  h.sig = (wr_sign_str){VSIG, strlen(VSIG)};
+  j = vjob();
+  j.exchange = S("");
+  c = wr_sign_verify(&pol, &h, &j, d, &skew, &key);
+  cr_assert_eq(c, WR_SIGN_BAD_SIGNATURE, "%s", wr_sign_check_name(c));
   wr_keyring_free(r);
 }

@@ -96,7 +96,25 @@ typedef struct warren_publish_opts {
    *  when the job was written: on a return of 0 or WARREN_BROKER_NACK;
    *  untouched otherwise. */
   char *traceparent_out;
+  /* Fields below were added with delayed jobs; read when size covers
+   * them (docs/delays.md). A delayed job waits in the delay levels the
+   * worker declares (a handler with `delayed = true`) and is delivered
+   * to the queue named by routing_key: exchange must then be NULL or "".
+   * It carries a `warren-not-before` header (Unix ms), and with a signing
+   * key its signature binds that time. */
+  /** Run it no earlier than this many ms from now (whole seconds, rounded
+   *  up; at most WARREN_DELAY_MAX_S). 0: at once. */
+  int64_t delay_ms;
+  /** Or not before this time, Unix ms, by this host's clock. In the past:
+   *  at once. Giving both is WARREN_INVALID. */
+  int64_t not_before_ms;
+  /** The delay levels' names prefix, as the worker's delays.prefix (read
+   *  during the call only); NULL: "warren.delay". */
+  const char *delay_prefix;
 } warren_publish_opts;
+
+/** The longest delay, in seconds: 2^28 - 1 (about 8.5 years). */
+#define WARREN_DELAY_MAX_S 268435455
 
 /**
  * Connect and enable publisher confirms.

@@ -24,7 +24,7 @@ extern "C" {
 
 /** The application header that carries a job's signature (a string). */
 #define WARREN_SIGNATURE_HEADER "warren-signature"
-/** Room for the header value with its NUL (the longest is 196 bytes). */
+/** Room for the header value with its NUL (the longest is 231 bytes). */
 #define WARREN_SIGNATURE_MAX 256
 /** Keys are at least this many bytes (a worker refuses shorter ones). */
 #define WARREN_SIGN_MIN_KEY 32
@@ -47,6 +47,11 @@ typedef struct warren_sign_input {
   const char *content_type; /**< the content_type property */
   const void *body;         /**< body_len bytes, read during the call */
   size_t body_len;
+  /* Added with delayed jobs; read when size covers it. */
+  /** A delayed job's not-before time, Unix ms (0: not delayed). Signed
+   *  jobs sent through the delay levels must carry it, with exchange ""
+   *  and routing_key the destination queue (docs/signing.md). */
+  int64_t not_before_ms;
 } warren_sign_input;
 
 /**
