@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <warren/handler.h>
 
@@ -35,6 +36,122 @@ int wr_args_long(const char *opt, const char *s, long min, long max, long *out,
     return -1;
   }
   *out = n;
+  return 0;
+}
+
+int wr_args_duration(const char *opt, const char *s, int64_t min_ms,
+                     int64_t max_ms, int64_t *ms, char *err, size_t errlen) {
+  static const struct {
+    const char *unit;
+    int64_t ms;
+  } units[] = {{"ms", 1},       {"s", 1000},     {"m", 60000},
+               {"h", 3600000},  {"d", 86400000}, {"", 1000}};
+  int64_t total = 0;
+  const char *p = s ? s : "";
+  int ok = *p != '\0';
+  while (ok && *p) {
+    int64_t n = 0;
+    const char *d = p;
+    while (*p >= '0' && *p <= '9' && n <= INT64_C(1) << 30)
+      n = n * 10 + (*p++ - '0');
+    ok = p > d && !(*p >= '0' && *p <= '9');
+    size_t k = 0, nu = sizeof units / sizeof *units;
+    while (ok && k < nu &&
+           strncmp(p, units[k].unit, strlen(units[k].unit)) != 0)
+      k++;
+    /* "m" must not take the m of "ms"; a bare number is the whole text. */
+    if (ok && k == 2 && p[1] == 's') k = 0;
+    ok = ok && k < nu && (units[k].unit[0] || (d == s && !*p));
+    if (ok) {
+      p += strlen(units[k].unit);
+      total += n * units[k].ms;
+      ok = total <= max_ms;
+    }
+  }
+  if (!ok || total < min_ms) {
+    snprintf(err, errlen,
+             "%s takes a duration like 90s, 30m, 2h or 1h30m (units ms, s, m, "
+             "h, d) from %lld ms to %lld s (got '%s')",
+             opt, (long long)min_ms, (long long)(max_ms / 1000), s ? s : "");
+    return -1;
+  }
+  *ms = total;
+  return 0;
+}
+
+/* Exactly n digits at *p, advancing it; -1 if not. */
+static int digits(const char **p, int n) {
+  int v = 0;
+  for (int i = 0; i < n; i++) {
+    if ((*p)[i] < '0' || (*p)[i] > '9') return -1;
+    v = v * 10 + ((*p)[i] - '0');
+  }
+  *p += n;
+  return v;
+}
+
+int wr_args_time(const char *opt, const char *s, int64_t *ms, char *err,
+                 size_t errlen) {
+  const char *p = s ? s : "";
+  struct tm tm = {0};
+  int frac = 0, off = 0, ok = 1;
+  int y = digits(&p, 4);
+  ok = y >= 1970 && *p++ == '-';
+  int mo = ok ? digits(&p, 2) : -1;
+  ok = ok && mo >= 1 && mo <= 12 && *p++ == '-';
+  int d = ok ? digits(&p, 2) : -1;
+  ok = ok && d >= 1 && d <= 31 && (*p == 'T' || *p == 't' || *p == ' ');
+  p += ok;
+  int h = ok ? digits(&p, 2) : -1;
+  ok = ok && h >= 0 && h <= 23 && *p++ == ':';
+  int mi = ok ? digits(&p, 2) : -1;
+  ok = ok && mi >= 0 && mi <= 59;
+  int sec = 0;
+  if (ok && *p == ':') {
+    p++;
+    sec = digits(&p, 2);
+    ok = sec >= 0 && sec <= 60;
+    if (ok && (*p == '.' || *p == ',')) {
+      p++;
+      int scale = 100, any = 0;
+      for (; *p >= '0' && *p <= '9'; p++, any = 1, scale /= 10)
+        frac += (*p - '0') * scale;
+      ok = any;
+    }
+  }
+  if (ok && (*p == 'Z' || *p == 'z')) {
+    p++;
+  } else if (ok && (*p == '+' || *p == '-')) {
+    int sign = *p++ == '-' ? -1 : 1;
+    int oh = digits(&p, 2);
+    if (*p == ':') p++;
+    int om = oh >= 0 ? digits(&p, 2) : -1;
+    ok = oh >= 0 && oh <= 23 && om >= 0 && om <= 59;
+    off = sign * (oh * 60 + om) * 60;
+  } else {
+    ok = 0;
+  }
+  ok = ok && *p == '\0';
+  if (ok) {
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    /* timegm folds 31 February into March: a date that moved is wrong. */
+    struct tm back;
+    ok = t != (time_t)-1 && gmtime_r(&t, &back) && back.tm_mday == d;
+    if (ok) *ms = ((int64_t)t - off) * 1000 + frac;
+  }
+  if (!ok) {
+    snprintf(err, errlen,
+             "%s takes an ISO 8601 time with its zone, like "
+             "2026-11-26T09:30:00Z or 2026-11-26T10:30:00+01:00 (got '%s')",
+             opt, s ? s : "");
+    return -1;
+  }
   return 0;
 }
 

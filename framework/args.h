@@ -11,6 +11,7 @@
 
 #include <getopt.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "conn.h"
@@ -27,6 +28,25 @@
  */
 int wr_args_long(const char *opt, const char *s, long min, long max, long *out,
                  char *err, size_t errlen);
+
+/*
+ * A duration: whole numbers each followed by a unit, ms, s, m, h or d, in
+ * any order ("90s", "30m", "2h", "1h30m"); a bare number is seconds. 0
+ * with *ms set when it is within [min_ms, max_ms], else -1 with err
+ * naming opt, the format and the range.
+ */
+int wr_args_duration(const char *opt, const char *s, int64_t min_ms,
+                     int64_t max_ms, int64_t *ms, char *err, size_t errlen);
+
+/*
+ * An ISO 8601 time with its zone: YYYY-MM-DDTHH:MM[:SS[.fraction]]
+ * followed by Z or an offset (+HH:MM, +HHMM, -HH:MM, -HHMM); a space may
+ * stand for the T. A time without a zone is refused: whose clock it
+ * means would be a guess. 0 with *ms (Unix ms), or -1 with err naming
+ * opt.
+ */
+int wr_args_time(const char *opt, const char *s, int64_t *ms, char *err,
+                 size_t errlen);
 
 /* The connection options as given; NULL or 0: not given. */
 typedef struct wr_args_conn {

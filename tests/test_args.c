@@ -268,3 +268,60 @@ Test(args, getopt_errors_name_the_option) {
   wr_args_getopt_error(c, argv2, err, sizeof err);
   cr_assert_str_eq(err, "unknown option '-x'");
 }
+
+Test(args, durations_take_units_and_refuse_the_rest) {
+  char err[300];
+  int64_t ms = -1;
+  static const struct {
+    const char *in;
+    int64_t ms;
+  } good[] = {{"90s", 90000},  {"30m", 1800000}, {"2h", 7200000},
+              {"1h30m", 5400000}, {"3d", 259200000}, {"250ms", 250},
+              {"45", 45000},   {"1m5s", 65000}};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+    int rc = wr_args_duration("--delay", good[i].in, 0, INT64_C(1) << 40, &ms,
+                              err, sizeof err);
+    cr_assert_eq(rc, 0, "%s: %s", good[i].in, err);
+    cr_assert_eq(ms, good[i].ms, "%s: %lld", good[i].in, (long long)ms);
+  }
+  static const char *const bad[] = {"", "s",    "5x",  "-5s", "1.5h",
+                                    "5 s", "h5", "5s5", "99999999999999d"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    ms = 7;
+    int rc = wr_args_duration("--delay", bad[i], 0, INT64_C(1) << 40, &ms, err,
+                              sizeof err);
+    cr_assert_eq(rc, -1, "'%s' taken as %lld", bad[i], (long long)ms);
+    cr_assert_eq(ms, 7, "untouched");
+    cr_assert(strstr(err, "--delay") && strstr(err, bad[i]), "%s", err);
+  }
+  int rc = wr_args_duration("--expires", "2h", 0, 3600000, &ms, err,
+                            sizeof err);
+  cr_assert_eq(rc, -1, "over the most");
+}
+
+Test(args, times_are_iso_8601_with_a_zone) {
+  char err[300];
+  int64_t ms = 0;
+  static const struct {
+    const char *in;
+    int64_t ms;
+  } good[] = {{"2025-11-25T12:00:00Z", 1764072000000},
+              {"2025-11-25T13:00:00+01:00", 1764072000000},
+              {"2025-11-25T07:00:00-0500", 1764072000000},
+              {"2025-11-25 12:00Z", 1764072000000},
+              {"2025-11-25T12:00:00.250Z", 1764072000250}};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+    int rc = wr_args_time("--at", good[i].in, &ms, err, sizeof err);
+    cr_assert_eq(rc, 0, "%s: %s", good[i].in, err);
+    cr_assert_eq(ms, good[i].ms, "%s: %lld", good[i].in, (long long)ms);
+  }
+  static const char *const bad[] = {
+      "2026-11-25T12:00:00", "2026-02-31T12:00:00Z", "2026-11-25T25:00:00Z",
+      "2026-11-25",          "tomorrow",             "2026-11-25T12:00:00Zx",
+      "2026-11-25T12:00:00.Z"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    int rc = wr_args_time("--at", bad[i], &ms, err, sizeof err);
+    cr_assert_eq(rc, -1, "'%s' taken", bad[i]);
+    cr_assert(strstr(err, "ISO 8601"), "%s", err);
+  }
+}

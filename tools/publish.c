@@ -101,6 +101,13 @@ static void usage(FILE *f) {
       "                        (default {n})\n"
       "  --content-type T      the content_type property\n"
       "  --header NAME=VALUE   a string header; up to 16\n"
+      "  --delay DURATION      run it no earlier than DURATION from now\n"
+      "                        (90s, 30m, 2h, 1h30m, 3d; whole seconds,\n"
+      "                        rounded up); KEY is then the queue\n"
+      "  --at TIME             or not before TIME, ISO 8601 with its zone\n"
+      "                        (2026-11-26T09:30:00Z)\n"
+      "  --delay-prefix P      the delay levels' prefix, as the worker's\n"
+      "                        delays.prefix (default warren.delay)\n"
       "  --key-id ID           sign every job with this key id, with\n"
       "  --key-file FILE       the key: the file's bytes, trailing newline\n"
       "                        removed\n"
@@ -151,6 +158,9 @@ int main(int argc, char **argv) {
     OPT_TRACESTATE,
     OPT_PRINT_TRACE,
     OPT_NODE,
+    OPT_DELAY,
+    OPT_AT,
+    OPT_DELAY_PREFIX,
     OPT_VERSION,
   };
   static const struct option longopts[] = {
@@ -167,6 +177,9 @@ int main(int argc, char **argv) {
       {"tracestate", required_argument, NULL, OPT_TRACESTATE},
       {"print-trace", no_argument, NULL, OPT_PRINT_TRACE},
       {"node", required_argument, NULL, OPT_NODE},
+      {"delay", required_argument, NULL, OPT_DELAY},
+      {"at", required_argument, NULL, OPT_AT},
+      {"delay-prefix", required_argument, NULL, OPT_DELAY_PREFIX},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
       WR_ARGS_CONN_LONGOPTS,
@@ -177,6 +190,8 @@ int main(int argc, char **argv) {
   const char *exchange = "", *key = NULL, *id = NULL, *body = "{n}";
   const char *key_file = NULL, *ctype = NULL;
   const char *traceparent = NULL, *tracestate = NULL;
+  const char *delay_prefix = NULL;
+  int64_t delay_ms = 0, at_ms = 0;
   int print_trace = 0, c;
   long count = 1;
   warren_header_kv hdr[MAX_HEADERS];
@@ -242,6 +257,19 @@ int main(int argc, char **argv) {
           return wr_args_refuse(prog, "at most 64 --node options");
         nodes[nn++] = optarg;
         break;
+      case OPT_DELAY:
+        if (wr_args_duration("--delay", optarg, 0,
+                             (int64_t)WARREN_DELAY_MAX_S * 1000, &delay_ms,
+                             why, sizeof why))
+          return wr_args_refuse(prog, why);
+        break;
+      case OPT_AT:
+        if (wr_args_time("--at", optarg, &at_ms, why, sizeof why))
+          return wr_args_refuse(prog, why);
+        break;
+      case OPT_DELAY_PREFIX:
+        delay_prefix = optarg;
+        break;
       case 'h':
         usage(stdout);
         return 0;
@@ -262,6 +290,12 @@ int main(int argc, char **argv) {
     return wr_args_refuse(prog, "--key-id and --key-file go together");
   if (tracestate && !traceparent)
     return wr_args_refuse(prog, "--tracestate needs --traceparent");
+  if (delay_ms && at_ms)
+    return wr_args_refuse(prog, "--delay and --at: give one of them");
+  if ((delay_ms || at_ms) && exchange[0])
+    return wr_args_refuse(prog,
+                          "a delayed job goes to a queue: give --routing-key "
+                          "QUEUE without --exchange");
   /* libwarren's defaults, for the options to lay over. */
   wr_conn_params b = {.host = "127.0.0.1",
                       .port = 5672,
@@ -306,7 +340,10 @@ int main(int argc, char **argv) {
                              .content_type = ctype,
                              .traceparent = traceparent,
                              .tracestate = tracestate,
-                             .traceparent_out = tp};
+                             .traceparent_out = tp,
+                             .delay_ms = delay_ms,
+                             .not_before_ms = at_ms,
+                             .delay_prefix = delay_prefix};
     if (id) {
       if (count > 1)
         snprintf(mid, sizeof mid, "%s%ld", id, n);
@@ -336,7 +373,11 @@ int main(int argc, char **argv) {
             why[0] ? ": " : "", why);
     return 1;
   }
-  printf("published %ld job(s) to exchange '%s' key '%s', all confirmed\n",
-         count, exchange, key);
+  if (delay_ms || at_ms)
+    printf("published %ld delayed job(s) for queue '%s', all confirmed\n",
+           count, key);
+  else
+    printf("published %ld job(s) to exchange '%s' key '%s', all confirmed\n",
+           count, exchange, key);
   return 0;
 }
