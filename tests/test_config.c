@@ -586,3 +586,29 @@ Test(config, a_node_list_is_read_and_checked) {
   expect_error("broker = { host = \"x\"; nodes = [\"mq1\"]; };\n" H(""), 1,
                "set either broker.nodes or broker.host");
 }
+
+Test(config, delayed_handlers_and_the_delay_levels) {
+  wr_cfg *cfg;
+  int rc = load(H("queue = \"jobs.email\"; delayed = true;"), &cfg);
+  cr_assert_eq(rc, 0, "%s", err);
+  cr_assert(cfg->handlers[0].delayed);
+  cr_assert(cfg->delays.used);
+  cr_assert_str_eq(cfg->delays.prefix, "warren.delay");
+  cr_assert_not(cfg->delays.quorum, "classic by default");
+  wr_cfg_free(cfg);
+  rc = load("delays = { prefix = \"app.later\"; queue_type = \"quorum\"; };\n" H(
+                ""),
+            &cfg);
+  cr_assert_eq(rc, 0, "%s", err);
+  cr_assert_not(cfg->delays.used, "no handler takes delayed jobs");
+  cr_assert(cfg->delays.quorum);
+  cr_assert_str_eq(cfg->delays.prefix, "app.later");
+  wr_cfg_free(cfg);
+  expect_error(H("queue = \"jobs.*\"; delayed = true;"), 1,
+               "cannot take delayed jobs");
+  expect_error("delays = { queue_type = \"lazy\"; };\n" H(""), 1,
+               "must be \"quorum\" or \"classic\"");
+  expect_error("delays = { prefix = \"a#b\"; };\n" H(""), 1,
+               "without '*' or '#'");
+  expect_error("delays = { levels = 3; };\n" H(""), 1, "levels");
+}
