@@ -982,8 +982,7 @@ static void load_tracing(ctx *c, wr_cfg *cfg, config_setting_t *root) {
 int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
   static const char *const top_keys[] = {"broker",   "worker", "exchanges",
                                          "handlers", "health", "signing",
-                                         "tracing",  "delays",
-                                         NULL};
+                                         "tracing",  "delays", NULL};
   if (errlen) err[0] = '\0';
   wr_cfg *cfg = calloc(1, sizeof *cfg);
   if (cfg) config_init(&cfg->lc);
@@ -1162,8 +1161,7 @@ int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
             h->delayed ? "true" : "false");
   }
   const config_setting_t *dg = group(root, "delays");
-  line_of(&p, "delays.", "prefix", dg, "prefix", "\"%s\"",
-          cfg->delays.prefix);
+  line_of(&p, "delays.", "prefix", dg, "prefix", "\"%s\"", cfg->delays.prefix);
   line_of(&p, "delays.", "queue_type", dg, "queue_type", "\"%s\"",
           cfg->delays.quorum ? "quorum" : "classic");
   const wr_otel_cfg *tr = &cfg->tracing;

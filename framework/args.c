@@ -44,8 +44,8 @@ int wr_args_duration(const char *opt, const char *s, int64_t min_ms,
   static const struct {
     const char *unit;
     int64_t ms;
-  } units[] = {{"ms", 1},       {"s", 1000},     {"m", 60000},
-               {"h", 3600000},  {"d", 86400000}, {"", 1000}};
+  } units[] = {{"ms", 1},      {"s", 1000},     {"m", 60000},
+               {"h", 3600000}, {"d", 86400000}, {"", 1000}};
   int64_t total = 0;
   const char *p = s ? s : "";
   int ok = *p != '\0';

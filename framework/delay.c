@@ -58,9 +58,9 @@ int wr_delay_queue_ok(const char *queue) {
   return q && WR_DELAY_BITS_LEN + q <= 255 && !strpbrk(queue, "*#");
 }
 
-int wr_delay_destination(const char *prefix, const void *exchange,
-                         size_t exlen, const void *rk, size_t rklen,
-                         const char **dest, size_t *destlen) {
+int wr_delay_destination(const char *prefix, const void *exchange, size_t exlen,
+                         const void *rk, size_t rklen, const char **dest,
+                         size_t *destlen) {
   size_t p = strlen(prefix);
   const char *x = exchange, *r = rk;
   if (exlen <= p + 1 || memcmp(x, prefix, p) != 0 || x[p] != '.' ||

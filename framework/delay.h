@@ -59,8 +59,8 @@ int wr_delay_queue_ok(const char *queue);
 /* A delivery that came through the cascade: its exchange is one of
  * prefix's and its routing key is bits then a destination. Returns 1 and
  * the destination (a pointer into rk), else 0. */
-int wr_delay_destination(const char *prefix, const void *exchange,
-                         size_t exlen, const void *rk, size_t rklen,
-                         const char **dest, size_t *destlen);
+int wr_delay_destination(const char *prefix, const void *exchange, size_t exlen,
+                         const void *rk, size_t rklen, const char **dest,
+                         size_t *destlen);
 
 #endif

@@ -229,16 +229,15 @@ size_t wr_sign_canonical(const wr_sig *sig, const char *body_hex,
       "key-id",   "time",        "not-before",   "message-id",
       "exchange", "routing-key", "content-type", "body-sha256"};
   const wr_sign_str vals[] = {
-      sig->key_id,   sig->time,        sig->nb,
-      job->message_id, job->exchange,  job->routing_key,
-      job->content_type, {body_hex, 64}};
+      sig->key_id,   sig->time,        sig->nb,           job->message_id,
+      job->exchange, job->routing_key, job->content_type, {body_hex, 64}};
   if (sig->nb.len) return build(buf, "warren-signature-v1", names, vals, 8);
   static const char *const plain[] = {
       "key-id",      "time",         "message-id", "exchange",
       "routing-key", "content-type", "body-sha256"};
-  const wr_sign_str pv[] = {
-      sig->key_id,      sig->time,         job->message_id, job->exchange,
-      job->routing_key, job->content_type, {body_hex, 64}};
+  const wr_sign_str pv[] = {sig->key_id,   sig->time,        job->message_id,
+                            job->exchange, job->routing_key, job->content_type,
+                            {body_hex, 64}};
   return build(buf, "warren-signature-v1", plain, pv, 7);
 }
 
@@ -362,9 +361,8 @@ int wr_sign_make(const wr_keyring *ring, const char *key_id, int64_t time_ms,
   unsigned char digest[32], mac[32];
   int tl = snprintf(t, sizeof t, "%lld", (long long)time_ms);
   int nl = nb_ms > 0 ? snprintf(nb, sizeof nb, "%lld", (long long)nb_ms) : 0;
-  wr_sig s = {.key_id = opt(key_id),
-              .time = {t, (size_t)tl},
-              .nb = {nb, (size_t)nl}};
+  wr_sig s = {
+      .key_id = opt(key_id), .time = {t, (size_t)tl}, .nb = {nb, (size_t)nl}};
   if (time_ms <= 0 || tl > WR_SIGN_MAX_TIME_DIGITS ||
       nl > WR_SIGN_MAX_TIME_DIGITS || nb_ms < 0 ||
       wr_sign_sha256(body ? body : "", len, digest) != 0)
@@ -394,8 +392,9 @@ int64_t wr_sign_now_ms(void) {
   ((in)->size >= offsetof(warren_sign_input, f) + sizeof(in)->f)
 
 int warren_sign(const warren_sign_input *in, char *out, size_t outlen) {
-  if (!in || in->size < offsetof(warren_sign_input, not_before_ms) || !out || outlen < WARREN_SIGNATURE_MAX ||
-      !in->key_id || !in->key || (!in->body && in->body_len))
+  if (!in || in->size < offsetof(warren_sign_input, not_before_ms) || !out ||
+      outlen < WARREN_SIGNATURE_MAX || !in->key_id || !in->key ||
+      (!in->body && in->body_len))
     return WARREN_INVALID;
   wr_sign_job job = {opt(in->message_id),
                      opt(in->exchange),
@@ -408,15 +407,15 @@ int warren_sign(const warren_sign_input *in, char *out, size_t outlen) {
   wr_keyring *ring = wr_keyring_new();
   if (!ring) return WARREN_NOMEM;
   char err[160];
-  int rc = wr_keyring_add(ring, in->key_id, in->key, in->key_len, err,
-                          sizeof err) == 0 &&
-                   wr_sign_make(ring, in->key_id,
-                                in->time_ms ? in->time_ms : wr_sign_now_ms(),
-                                SIGN_HAS(in, not_before_ms) ? in->not_before_ms
-                                                            : 0,
-                                &job, in->body, in->body_len, out) == 0
-               ? WARREN_OK
-               : WARREN_INVALID;
+  int rc =
+      wr_keyring_add(ring, in->key_id, in->key, in->key_len, err, sizeof err) ==
+                  0 &&
+              wr_sign_make(ring, in->key_id,
+                           in->time_ms ? in->time_ms : wr_sign_now_ms(),
+                           SIGN_HAS(in, not_before_ms) ? in->not_before_ms : 0,
+                           &job, in->body, in->body_len, out) == 0
+          ? WARREN_OK
+          : WARREN_INVALID;
   wr_keyring_free(ring);
   return rc;
 }

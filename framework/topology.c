@@ -159,15 +159,15 @@ static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
   if (rc == WARREN_OK && h->declare && h->delayed) {
     char key[300];
     wr_delay_binding(h->queue, key, sizeof key);
-    rc = bind(c, ch, h->queue, wr_delay_deliver(prefix, name, sizeof name),
-              key, err, errlen);
+    rc = bind(c, ch, h->queue, wr_delay_deliver(prefix, name, sizeof name), key,
+              err, errlen);
   }
   return rc;
 }
 
 static int declare_exchange(amqp_connection_state_t c, amqp_channel_t ch,
-                            const char *name, const char *type,
-                            const qargs *a, char *err, size_t errlen) {
+                            const char *name, const char *type, const qargs *a,
+                            char *err, size_t errlen) {
   char what[300];
   snprintf(what, sizeof what, "declare %s exchange '%s'", type, name);
   amqp_exchange_declare(c, ch, amqp_cstring_bytes(name),
@@ -224,7 +224,8 @@ static int declare_delays(amqp_connection_state_t c, amqp_channel_t ch,
    * takes delayed jobs from it) goes to the unrouted queue, not nowhere. */
   qargs ae = {.n = 0};
   arg_str(&ae, "alternate-exchange", un);
-  if (rc == WARREN_OK) rc = declare_exchange(c, ch, dl, "topic", &ae, err, errlen);
+  if (rc == WARREN_OK)
+    rc = declare_exchange(c, ch, dl, "topic", &ae, err, errlen);
   for (int n = 0; rc == WARREN_OK && n < WR_DELAY_LEVELS; n++) {
     wr_delay_level(d->prefix, n, name, sizeof name);
     if (n)

@@ -232,8 +232,9 @@ static int pick_delay(warren_producer *p, const warren_publish_opts *o,
                            ? o->delay_prefix
                            : WR_DELAY_PREFIX;
   if (secs > WR_DELAY_MAX_S) {
-    snprintf(p->err, sizeof p->err, "a delay of %lld s is over the most, %lld s",
-             (long long)secs, (long long)WR_DELAY_MAX_S);
+    snprintf(p->err, sizeof p->err,
+             "a delay of %lld s is over the most, %lld s", (long long)secs,
+             (long long)WR_DELAY_MAX_S);
     return WARREN_INVALID;
   }
   if ((exchange && *exchange) || !queue || !wr_delay_queue_ok(queue) ||
@@ -325,8 +326,8 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
         {"", 0}};
     /* A delayed job is signed as sent straight to its queue, with its
      * not-before time (docs/signing.md). */
-    if (wr_sign_make(p->ring, p->key_id, wr_sign_now_ms(), nb, &job, body,
-                     len, sig) != 0) {
+    if (wr_sign_make(p->ring, p->key_id, wr_sign_now_ms(), nb, &job, body, len,
+                     sig) != 0) {
       snprintf(p->err, sizeof p->err,
                "cannot sign: a field is over 255 bytes or OpenSSL failed");
       return WARREN_INVALID;

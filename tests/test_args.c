@@ -275,17 +275,17 @@ Test(args, durations_take_units_and_refuse_the_rest) {
   static const struct {
     const char *in;
     int64_t ms;
-  } good[] = {{"90s", 90000},  {"30m", 1800000}, {"2h", 7200000},
+  } good[] = {{"90s", 90000},     {"30m", 1800000},  {"2h", 7200000},
               {"1h30m", 5400000}, {"3d", 259200000}, {"250ms", 250},
-              {"45", 45000},   {"1m5s", 65000}};
+              {"45", 45000},      {"1m5s", 65000}};
   for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
     int rc = wr_args_duration("--delay", good[i].in, 0, INT64_C(1) << 40, &ms,
                               err, sizeof err);
     cr_assert_eq(rc, 0, "%s: %s", good[i].in, err);
     cr_assert_eq(ms, good[i].ms, "%s: %lld", good[i].in, (long long)ms);
   }
-  static const char *const bad[] = {"", "s",    "5x",  "-5s", "1.5h",
-                                    "5 s", "h5", "5s5", "99999999999999d"};
+  static const char *const bad[] = {
+      "", "s", "5x", "-5s", "1.5h", "5 s", "h5", "5s5", "99999999999999d"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     ms = 7;
     int rc = wr_args_duration("--delay", bad[i], 0, INT64_C(1) << 40, &ms, err,
@@ -294,8 +294,8 @@ Test(args, durations_take_units_and_refuse_the_rest) {
     cr_assert_eq(ms, 7, "untouched");
     cr_assert(strstr(err, "--delay") && strstr(err, bad[i]), "%s", err);
   }
-  int rc = wr_args_duration("--expires", "2h", 0, 3600000, &ms, err,
-                            sizeof err);
+  int rc =
+      wr_args_duration("--expires", "2h", 0, 3600000, &ms, err, sizeof err);
   cr_assert_eq(rc, -1, "over the most");
 }
 
@@ -315,10 +315,13 @@ Test(args, times_are_iso_8601_with_a_zone) {
     cr_assert_eq(rc, 0, "%s: %s", good[i].in, err);
     cr_assert_eq(ms, good[i].ms, "%s: %lld", good[i].in, (long long)ms);
   }
-  static const char *const bad[] = {
-      "2026-11-25T12:00:00", "2026-02-31T12:00:00Z", "2026-11-25T25:00:00Z",
-      "2026-11-25",          "tomorrow",             "2026-11-25T12:00:00Zx",
-      "2026-11-25T12:00:00.Z"};
+  static const char *const bad[] = {"2026-11-25T12:00:00",
+                                    "2026-02-31T12:00:00Z",
+                                    "2026-11-25T25:00:00Z",
+                                    "2026-11-25",
+                                    "tomorrow",
+                                    "2026-11-25T12:00:00Zx",
+                                    "2026-11-25T12:00:00.Z"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     int rc = wr_args_time("--at", bad[i], &ms, err, sizeof err);
     cr_assert_eq(rc, -1, "'%s' taken", bad[i]);

@@ -596,9 +596,9 @@ Test(config, delayed_handlers_and_the_delay_levels) {
   cr_assert_str_eq(cfg->delays.prefix, "warren.delay");
   cr_assert_not(cfg->delays.quorum, "classic by default");
   wr_cfg_free(cfg);
-  rc = load("delays = { prefix = \"app.later\"; queue_type = \"quorum\"; };\n" H(
-                ""),
-            &cfg);
+  rc = load(
+      "delays = { prefix = \"app.later\"; queue_type = \"quorum\"; };\n" H(""),
+      &cfg);
   cr_assert_eq(rc, 0, "%s", err);
   cr_assert_not(cfg->delays.used, "no handler takes delayed jobs");
   cr_assert(cfg->delays.quorum);

@@ -24,8 +24,8 @@ Test(delay, the_routing_key_is_the_bits_then_the_queue) {
   cr_assert_eq(n, strlen(want));
   /* Three days: 259200 s = 2^17 + 2^16 + ... ; bit 17 is the highest. */
   n = wr_delay_routing_key(259200, "q", rk, sizeof rk);
-  cr_assert_str_eq(
-      rk, "0.0.0.0.0.0.0.0.0.0.1.1.1.1.1.1.0.1.0.0.1.0.0.0.0.0.0.0.q");
+  cr_assert_str_eq(rk,
+                   "0.0.0.0.0.0.0.0.0.0.1.1.1.1.1.1.0.1.0.0.1.0.0.0.0.0.0.0.q");
   n = wr_delay_routing_key(WR_DELAY_MAX_S, "q", rk, sizeof rk);
   cr_assert_eq(n, (size_t)WR_DELAY_BITS_LEN + 1);
   cr_assert_eq(strspn(rk, "1."), (size_t)WR_DELAY_BITS_LEN);
@@ -70,14 +70,15 @@ Test(delay, a_delivery_through_the_levels_names_its_queue) {
   cr_assert_eq(through, 1);
   cr_assert_eq(dl, 10);
   cr_assert_eq(memcmp(dest, "jobs.email", 10), 0);
-  int other = wr_delay_destination("warren.delay", "jobs", 4, rk, n, &dest, &dl);
+  int other =
+      wr_delay_destination("warren.delay", "jobs", 4, rk, n, &dest, &dl);
   cr_assert_eq(other, 0, "another exchange");
   int prefix_only = wr_delay_destination("warren.delay", "warren.delayed.3", 16,
                                          rk, n, &dest, &dl);
   cr_assert_eq(prefix_only, 0, "a name that only starts alike");
   rk[4] = '2';
-  int badbits = wr_delay_destination("warren.delay", "warren.delay.deliver",
-                                     20, rk, n, &dest, &dl);
+  int badbits = wr_delay_destination("warren.delay", "warren.delay.deliver", 20,
+                                     rk, n, &dest, &dl);
   cr_assert_eq(badbits, 0, "bits are 0 or 1");
   int nodest = wr_delay_destination("warren.delay", "warren.delay.0", 14, rk,
                                     WR_DELAY_BITS_LEN, &dest, &dl);

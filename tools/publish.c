@@ -259,8 +259,8 @@ int main(int argc, char **argv) {
         break;
       case OPT_DELAY:
         if (wr_args_duration("--delay", optarg, 0,
-                             (int64_t)WARREN_DELAY_MAX_S * 1000, &delay_ms,
-                             why, sizeof why))
+                             (int64_t)WARREN_DELAY_MAX_S * 1000, &delay_ms, why,
+                             sizeof why))
           return wr_args_refuse(prog, why);
         break;
       case OPT_AT:

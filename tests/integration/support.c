@@ -839,12 +839,12 @@ int tw_get(const char *queue, int ack, char *dump, size_t len) {
     got = 1;
     const amqp_basic_properties_t *p = &m.properties;
     const amqp_basic_get_ok_t *ok = r.reply.decoded;
-    size_t o = putf(dump, len, "id=%.*s\nbody=%.*s\nexchange=%.*s\nrk=%.*s\n",
-                    (int)p->message_id.len, (const char *)p->message_id.bytes,
-                    (int)m.body.len, (const char *)m.body.bytes,
-                    (int)ok->exchange.len, (const char *)ok->exchange.bytes,
-                    (int)ok->routing_key.len,
-                    (const char *)ok->routing_key.bytes);
+    size_t o =
+        putf(dump, len, "id=%.*s\nbody=%.*s\nexchange=%.*s\nrk=%.*s\n",
+             (int)p->message_id.len, (const char *)p->message_id.bytes,
+             (int)m.body.len, (const char *)m.body.bytes, (int)ok->exchange.len,
+             (const char *)ok->exchange.bytes, (int)ok->routing_key.len,
+             (const char *)ok->routing_key.bytes);
     if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
       tw_table_dump(&p->headers, dump + o, len - o);
     amqp_destroy_message(&m);

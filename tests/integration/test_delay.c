@@ -103,8 +103,9 @@ static double lateness(const char *id, double sent, double delay_s,
   return t - sent - delay_s;
 }
 
-Test(delay,
-     jobs_delayed_1_and_5_seconds_are_never_early_and_arrive_within_the_precision) {
+Test(
+    delay,
+    jobs_delayed_1_and_5_seconds_are_never_early_and_arrive_within_the_precision) {
   const char *q = "it.delay.time";
   tw_delete_queue(q);
   pid_t w = start("", q, "");
@@ -112,8 +113,8 @@ Test(delay,
   static const struct {
     const char *id;
     int64_t ms;
-  } jobs[] = {{"one-a", 1000}, {"five-a", 5000}, {"one-b", 1000},
-              {"five-b", 5000}, {"one-c", 1000}, {"five-c", 5000}};
+  } jobs[] = {{"one-a", 1000},  {"five-a", 5000}, {"one-b", 1000},
+              {"five-b", 5000}, {"one-c", 1000},  {"five-c", 5000}};
   double sent[6];
   for (int i = 0; i < 6; i++) {
     sent[i] = publish(p, q, jobs[i].id, jobs[i].ms, NULL);
@@ -226,7 +227,8 @@ static void publish_signed(const char *q, const char *id, int64_t when,
   cr_assert_eq(warren_sign(&in, sig, sizeof sig), 0);
   amqp_table_entry_t e = {
       amqp_cstring_bytes(WARREN_SIGNATURE_HEADER),
-      {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(forged ? forged : sig)}}};
+      {AMQP_FIELD_KIND_UTF8,
+       {.bytes = amqp_cstring_bytes(forged ? forged : sig)}}};
   amqp_table_t t = {1, &e};
   cr_assert_eq(tw_publish_raw(q, id, &t), 0);
 }
@@ -246,8 +248,7 @@ static const char *dead_check(const char *q, const char *id) {
     }
     const char *c = strstr(dump, "h.warren-signature-check=");
     if (strncmp(dump, want, strlen(want)) == 0 && c)
-      snprintf(check, sizeof check, "%.*s", (int)strcspn(c + 25, "\n"),
-               c + 25);
+      snprintf(check, sizeof check, "%.*s", (int)strcspn(c + 25, "\n"), c + 25);
   }
   return check;
 }
@@ -306,8 +307,8 @@ Test(delay, a_signed_delayed_job_verifies_and_a_changed_delay_is_refused) {
   publish_signed(q, "held-back", unix_ms() - 400000, unix_ms() - 120000, NULL);
   c = dead_check(q, "held-back");
   cr_assert_str_eq(c, "expired");
-  double t = started_at("cut-short") + started_at("moved") +
-             started_at("held-back");
+  double t =
+      started_at("cut-short") + started_at("moved") + started_at("held-back");
   cr_assert_eq(t, -3, "a refused job reached the handler");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
@@ -376,8 +377,8 @@ Test(delay, warren_publish_delays_by_duration_and_by_time) {
 Test(delay, quorum_levels_under_their_own_prefix) {
   const char *q = "it.delay.quorum";
   tw_delete_queue(q);
-  pid_t w = start("delays = { prefix = \"it.qdelay\"; queue_type = \"quorum\"; };",
-                  q, "");
+  pid_t w = start(
+      "delays = { prefix = \"it.qdelay\"; queue_type = \"quorum\"; };", q, "");
   warren_producer *p = producer(NULL, NULL);
   double sent[3];
   sent[0] = publish(p, q, "q-one", 1000, "it.qdelay");
