@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A Warren producer in Python, written from docs/signing.md alone.
+"""A Warren producer in Python, written from docs/signing.md and
+docs/delays.md alone.
 
 Publishes signed jobs with pika (Debian: python3-pika) and the standard
 library's hmac, hashlib and base64; nothing of Warren is imported.
@@ -7,26 +8,29 @@ library's hmac, hashlib and base64; nothing of Warren is imported.
   sign_producer.py --port N --queue Q --key-id ID --key-file F
                    [--count N] [--id PREFIX] [--exchange X]
                    [--routing-key K] [--content-type T]
-                   [--print-vector]
+                   [--delay SECONDS [--delay-prefix P]] [--print-vector]
 
 Exchange "" and routing key Q by default; job i gets message id PREFIXi
-and body {"n": i}. --print-vector prints the signature of the spec's test
-vector instead (the tests compare it with the spec).
+and body {"n": i}. --delay sends them through the delay levels to queue Q,
+signed with their not-before time. --print-vector prints the signature of
+the spec's test vector instead (the tests compare it with the spec).
 """
 import argparse
 import base64
 import hashlib
 import hmac
+import math
 import sys
 import time
 
 
 def canonical(key_id, time_ms, message_id, exchange, routing_key,
-              content_type, body):
+              content_type, body, nb=None):
     """The canonical string of docs/signing.md, as bytes."""
     fields = [
         ("key-id", key_id.encode()),
         ("time", str(time_ms).encode()),
+    ] + ([("not-before", str(nb).encode())] if nb else []) + [
         ("message-id", message_id.encode()),
         ("exchange", exchange.encode()),
         ("routing-key", routing_key.encode()),
@@ -41,14 +45,26 @@ def canonical(key_id, time_ms, message_id, exchange, routing_key,
 
 
 def signature(key, key_id, time_ms, message_id, exchange, routing_key,
-              content_type, body):
+              content_type, body, nb=None):
     """The value of the warren-signature header."""
     c = canonical(key_id, time_ms, message_id, exchange, routing_key,
-                  content_type, body)
+                  content_type, body, nb)
     mac = base64.b64encode(hmac.new(key, c, hashlib.sha256).digest())
     digest = hashlib.sha256(body).hexdigest()
+    if nb:
+        return "v1;key=%s;time=%d;nb=%d;body=%s;sig=%s" % (
+            key_id, time_ms, nb, digest, mac.decode())
     return "v1;key=%s;time=%d;body=%s;sig=%s" % (key_id, time_ms, digest,
                                                  mac.decode())
+
+
+def delayed_route(queue, delay_s, prefix):
+    """docs/delays.md: the entry exchange and the routing key (the delay's
+    28 bits, most significant first, then the queue)."""
+    secs = math.ceil(delay_s)
+    assert 1 <= secs <= 2**28 - 1 and "*" not in queue and "#" not in queue
+    bits = ".".join("1" if secs >> n & 1 else "0" for n in range(27, -1, -1))
+    return prefix + ".27", bits + "." + queue, secs
 
 
 def main():
@@ -63,6 +79,8 @@ def main():
     ap.add_argument("--key-file")
     ap.add_argument("--count", type=int, default=1)
     ap.add_argument("--id", default="py")
+    ap.add_argument("--delay", type=float, default=0)
+    ap.add_argument("--delay-prefix", default="warren.delay")
     ap.add_argument("--print-vector", action="store_true")
     a = ap.parse_args()
     if a.print_vector:
@@ -83,13 +101,20 @@ def main():
         mid = "%s%d" % (a.id, i)
         body = ('{"n": %d}' % i).encode()
         now = int(time.time() * 1000)
-        sig = signature(key, a.key_id, now, mid, a.exchange, rk,
-                        a.content_type, body)
+        headers = {}
+        ex, key_out, nb = a.exchange, rk, None
+        if a.delay:
+            # Signed as sent straight to the queue, with its not-before.
+            ex, key_out, secs = delayed_route(rk, a.delay, a.delay_prefix)
+            nb = now + secs * 1000
+            headers["warren-not-before"] = nb
+        headers["warren-signature"] = signature(
+            key, a.key_id, now, mid, a.exchange, rk, a.content_type, body, nb)
         ch.basic_publish(
-            exchange=a.exchange, routing_key=rk, body=body, mandatory=True,
+            exchange=ex, routing_key=key_out, body=body, mandatory=True,
             properties=pika.BasicProperties(
                 message_id=mid, content_type=a.content_type, delivery_mode=2,
-                headers={"warren-signature": sig}))
+                headers=headers))
     conn.close()
     print("published %d signed job(s)" % a.count)
     return 0

@@ -399,3 +399,40 @@ Test(delay, quorum_levels_under_their_own_prefix) {
   cr_assert(strstr(out, "it.qdelay.0\tquorum"), "%s", out);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
+
+/* tests/integration/sign_producer.py --delay follows docs/delays.md and
+ * docs/signing.md with pika and the standard library only. */
+Test(delay, a_python_producer_written_from_the_docs_is_delayed_and_verified) {
+  if (system("python3 -c 'import pika' 2>/dev/null") != 0)
+    cr_skip_test("python3-pika is not installed (scripts/setup installs it)");
+  const char *q = "it.delay.python";
+  tw_delete_queue(q);
+  key_file("gw-a", KEY_A);
+  key_file("warren", KEY_W);
+  char top[1024], cmd[1200];
+  snprintf(top, sizeof top,
+           "signing = { keys = ( { id = \"gw-a\"; file = \"%s/gw-a.key\"; },"
+           " { id = \"warren\"; file = \"%s/warren.key\"; } );"
+           " countersign_key = \"warren\"; window = 60.0; };",
+           tw_dir(), tw_dir());
+  pid_t w = start(top, q, "");
+  snprintf(cmd, sizeof cmd,
+           "python3 " WARREN_SOURCE_DIR
+           "/tests/integration/sign_producer.py --port %d --queue %s "
+           "--key-id gw-a --key-file %s/gw-a.key --count 2 --id pyd "
+           "--delay 2 > %s/python.log 2>&1",
+           tw_port(), q, tw_dir(), tw_dir());
+  double sent = mono();
+  cr_assert_eq(system(cmd), 0, "see %s/python.log", tw_dir());
+  for (int i = 1; i <= 2; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "pyd%d", i);
+    double late = lateness(id, sent, 2, 30);
+    cr_assert(late >= 0, "%s arrived %.3f s early", id, -late);
+  }
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  char dlq[100];
+  snprintf(dlq, sizeof dlq, "%s.dlq", q);
+  int n = tw_queue_len(dlq);
+  cr_assert_eq(n, 0, "refused: %d", n);
+}
