@@ -58,17 +58,22 @@ int wr_delay_queue_ok(const char *queue) {
   return q && WR_DELAY_BITS_LEN + q <= 255 && !strpbrk(queue, "*#");
 }
 
-int wr_delay_destination(const char *prefix, const void *exchange, size_t exlen,
-                         const void *rk, size_t rklen, const char **dest,
-                         size_t *destlen) {
-  size_t p = strlen(prefix);
-  const char *x = exchange, *r = rk;
-  if (exlen <= p + 1 || memcmp(x, prefix, p) != 0 || x[p] != '.' ||
-      rklen <= WR_DELAY_BITS_LEN)
-    return 0;
+int wr_delay_split(const void *rk, size_t rklen, const char **dest,
+                   size_t *destlen) {
+  const char *r = rk;
+  if (rklen <= WR_DELAY_BITS_LEN) return 0;
   for (size_t i = 0; i < WR_DELAY_BITS_LEN; i += 2)
     if ((r[i] != '0' && r[i] != '1') || r[i + 1] != '.') return 0;
   *dest = r + WR_DELAY_BITS_LEN;
   *destlen = rklen - WR_DELAY_BITS_LEN;
   return 1;
+}
+
+int wr_delay_destination(const char *prefix, const void *exchange, size_t exlen,
+                         const void *rk, size_t rklen, const char **dest,
+                         size_t *destlen) {
+  size_t p = strlen(prefix);
+  const char *x = exchange;
+  if (exlen <= p + 1 || memcmp(x, prefix, p) != 0 || x[p] != '.') return 0;
+  return wr_delay_split(rk, rklen, dest, destlen);
 }

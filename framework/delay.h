@@ -56,6 +56,11 @@ size_t wr_delay_binding(const char *queue, char *buf, size_t len);
  * topic wildcard or would make the routing key pass 255 bytes. */
 int wr_delay_queue_ok(const char *queue);
 
+/* A routing key of the levels: the bits, then a destination. Returns 1
+ * and the destination (a pointer into rk), else 0. */
+int wr_delay_split(const void *rk, size_t rklen, const char **dest,
+                   size_t *destlen);
+
 /* A delivery that came through the cascade: its exchange is one of
  * prefix's and its routing key is bits then a destination. Returns 1 and
  * the destination (a pointer into rk), else 0. */

@@ -11,6 +11,7 @@
 
 #include "args.h"
 #include "conn.h"
+#include "delay.h"
 #include "export.h"
 #include "headers.h"
 #include "log.h"
@@ -27,6 +28,7 @@ typedef struct dlq_opts {
   long count;         /* at most this many (replay, purge); 0: all */
   const char *reason; /* only this warren-dead-reason */
   const char *id;     /* only this message id */
+  int unrouted;       /* the delay levels' unrouted queue, not a DLQ */
 } dlq_opts;
 
 /* A string header as "%.*s" arguments, "" when absent. */
@@ -199,14 +201,14 @@ static void old_trace(const amqp_basic_properties_t *p, wr_trace_ctx *ctx,
  * context: the replay starts a new trace, and the link leads from it to
  * the runs that failed. */
 static void replay_span(wr_exporter *e, const char *tp, const char *dlq,
-                        const wr_handler_cfg *h, const amqp_message_t *m,
+                        const char *to, const amqp_message_t *m,
                         int64_t replays, uint64_t start_ns, int rc) {
   const amqp_basic_properties_t *p = &m->properties;
   char mid[256], ts[WR_TRACESTATE_MAX + 1];
   snprintf(mid, sizeof mid, "%.*s", (int)p->message_id.len,
            (const char *)p->message_id.bytes);
   wr_prodspan ps;
-  if (wr_prodspan_init(&ps, "replay", h->queue, tp, "", h->queue,
+  if (wr_prodspan_init(&ps, "replay", to, tp, "", to,
                        (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? mid : NULL,
                        m->body.len, start_ns, wr_prodspan_now_ns()) != 0)
     return;
@@ -229,7 +231,7 @@ static void replay_span(wr_exporter *e, const char *tp, const char *dlq,
  * the old parent, goes with it. */
 static int replay_one(amqp_connection_state_t c, wr_confirms *cf,
                       const wr_cfg *cfg, const wr_handler_cfg *h,
-                      const char *dlq, wr_exporter *tracer,
+                      const char *to, const char *dlq, wr_exporter *tracer,
                       const amqp_message_t *m, long *unsigned_n) {
   uint64_t start_ns = wr_prodspan_now_ns();
   amqp_basic_properties_t pr = m->properties;
@@ -248,7 +250,7 @@ static int replay_one(amqp_connection_state_t c, wr_confirms *cf,
   /* A job Warren verified comes back countersigned for now, so it runs
    * however long it waited (docs/signing.md). */
   char csig[WARREN_SIGNATURE_MAX];
-  if (wr_sigcheck_recountersign(cfg, h, m, csig) == 0)
+  if (h && wr_sigcheck_recountersign(cfg, h, m, csig) == 0)
     add[n++] = wr_entry_str(WR_SIGN_COUNTER_HEADER, csig);
   else if (cfg->signing.keyring)
     ++*unsigned_n;
@@ -265,7 +267,7 @@ static int replay_one(amqp_connection_state_t c, wr_confirms *cf,
   pr.headers = wr_retry_headers(&rest, store, cap, add, n);
   pr._flags |= AMQP_BASIC_HEADERS_FLAG;
   int rc = amqp_basic_publish(c, CH, amqp_cstring_bytes(""),
-                              amqp_cstring_bytes(h->queue), 1, 0, &pr, m->body);
+                              amqp_cstring_bytes(to), 1, 0, &pr, m->body);
   free(store);
   if (rc != AMQP_STATUS_OK) {
     fprintf(stderr, "dlq: publish: %s\n", amqp_error_string2(rc));
@@ -275,7 +277,7 @@ static int replay_one(amqp_connection_state_t c, wr_confirms *cf,
   rc = wr_confirms_wait(c, cf, 30000);
   if (rc != WARREN_OK)
     fprintf(stderr, "dlq: replay not confirmed: %s\n", cf->err);
-  if (tracer) replay_span(tracer, tp, dlq, h, m, replays, start_ns, rc);
+  if (tracer) replay_span(tracer, tp, dlq, to, m, replays, start_ns, rc);
   return rc;
 }
 
@@ -289,10 +291,34 @@ static wr_exporter *replay_tracer(const wr_otel_cfg *oc) {
   return e;
 }
 
+/* A delayed job no queue took (docs/delays.md), with the queue it was
+ * for (to); its reason is where it is. */
+static void print_unrouted(long n, const amqp_message_t *m, const char *to) {
+  const amqp_basic_properties_t *p = &m->properties;
+  amqp_bytes_t id = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+                        ? p->message_id
+                        : (amqp_bytes_t){1, "-"};
+  char when[32];
+  fmt_time(header_int(p, WR_DELAY_HEADER), when, sizeof when);
+  printf("%-4ld %-24s %-12s %8s  %s  due for queue %s, which nothing bound\n",
+         n, esc(id), "unrouted", "-", when,
+         esc((amqp_bytes_t){strlen(to), (void *)to}));
+}
+
+/* The handler whose work queue is q, or NULL. */
+static const wr_handler_cfg *handler_of(const wr_cfg *cfg, const char *q) {
+  for (size_t k = 0; k < cfg->n_handlers; k++)
+    if (!strcmp(cfg->handlers[k].queue, q)) return &cfg->handlers[k];
+  return NULL;
+}
+
 static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o,
                wr_exporter *tracer) {
   char err[512], dlq[300];
-  wr_retry_dlq_name(h->queue, dlq, sizeof dlq);
+  if (o->unrouted)
+    wr_delay_unrouted(cfg->delays.prefix, dlq, sizeof dlq);
+  else
+    wr_retry_dlq_name(h->queue, dlq, sizeof dlq);
   amqp_connection_state_t c;
   int rc = wr_conn_open(&cfg->broker, &c, err, sizeof err);
   if (rc != WARREN_OK) {
@@ -339,7 +365,20 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o,
     if (r.reply_type != AMQP_RESPONSE_NORMAL ||
         r.reply.id != AMQP_BASIC_GET_OK_METHOD)
       break;
-    uint64_t tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
+    const amqp_basic_get_ok_t *ok = r.reply.decoded;
+    uint64_t tag = ok->delivery_tag;
+    /* Where it goes back to: the work queue, or for a delayed job that
+     * no queue took, the queue its routing key names. */
+    char to[256];
+    const char *dest;
+    size_t dl;
+    if (!o->unrouted)
+      snprintf(to, sizeof to, "%s", h->queue);
+    else if (wr_delay_split(ok->routing_key.bytes, ok->routing_key.len, &dest,
+                            &dl))
+      snprintf(to, sizeof to, "%.*s", (int)dl, dest);
+    else
+      to[0] = '\0'; /* not a delayed job's key: nowhere to replay it */
     amqp_message_t m;
     if (amqp_read_message(c, CH, &m, 0).reply_type != AMQP_RESPONSE_NORMAL) {
       rc = WARREN_BROKER_CLOSED;
@@ -353,12 +392,24 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o,
     if (match && (!o->count || matched < o->count)) {
       matched++;
       if (!strcmp(o->cmd, "list")) {
-        print_summary(n, &m);
+        if (o->unrouted)
+          print_unrouted(n, &m, to);
+        else
+          print_summary(n, &m);
       } else if (!strcmp(o->cmd, "show")) {
         print_full(n, &m);
       } else {
+        if (!strcmp(o->cmd, "replay") && !to[0]) {
+          fprintf(stderr,
+                  "dlq: message %ld has no delay levels' routing key; left "
+                  "where it is\n",
+                  n);
+          amqp_destroy_message(&m);
+          continue;
+        }
         if (!strcmp(o->cmd, "replay"))
-          rc = replay_one(c, &cf, cfg, h, dlq, tracer, &m, &plain);
+          rc = replay_one(c, &cf, cfg, o->unrouted ? handler_of(cfg, to) : h,
+                          to, dlq, tracer, &m, &plain);
         /* Removed from the DLQ only once its copy is confirmed. */
         if (rc == WARREN_OK && amqp_basic_ack(c, CH, tag, 0) == AMQP_STATUS_OK)
           done++;
@@ -367,8 +418,9 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o,
     amqp_destroy_message(&m);
   }
   if (!strcmp(o->cmd, "replay")) {
-    printf("replayed %ld message(s) from %s to queue %s\n", done, dlq,
-           h->queue);
+    printf("replayed %ld message(s) from %s to %s%s\n", done, dlq,
+           o->unrouted ? "the queues they were for" : "queue ",
+           o->unrouted ? "" : h->queue);
     if (plain)
       printf(
           "%ld of them had no valid countersignature: they are verified as "
@@ -387,6 +439,8 @@ static void dlq_usage(FILE *f) {
       f,
       "usage: warren dlq list|show|replay|purge CONFIG_FILE HANDLER "
       "[OPTION]...\n"
+      "       warren dlq list|show|replay|purge CONFIG_FILE --unrouted "
+      "[OPTION]...\n"
       "  list    one line per dead letter: id, reason, attempts, last error\n"
       "  show    every header and the body\n"
       "  replay  republish to the work queue with attempts reset and a new\n"
@@ -396,7 +450,11 @@ static void dlq_usage(FILE *f) {
       "Which messages:\n"
       "  --count N             at most N, 1..1000000000 (default all)\n"
       "  --reason REASON       only those whose warren-dead-reason is REASON\n"
-      "  --id MESSAGE_ID       only that message id\n");
+      "  --id MESSAGE_ID       only that message id\n"
+      "  --unrouted            instead of a handler's DLQ: delayed jobs that\n"
+      "                        came due for a queue nothing bound\n"
+      "                        (<delays.prefix>.unrouted); replay sends each\n"
+      "                        to the queue it was for\n");
   wr_args_conn_help(f, "CONFIG_FILE's broker section");
   fprintf(f,
           "Other:\n"
@@ -411,12 +469,14 @@ int wr_dlq_main(int argc, char **argv) {
     OPT_COUNT = WR_ARGS_OPT_NEXT,
     OPT_REASON,
     OPT_ID,
+    OPT_UNROUTED,
     OPT_VERSION,
   };
   static const struct option longopts[] = {
       {"count", required_argument, NULL, OPT_COUNT},
       {"reason", required_argument, NULL, OPT_REASON},
       {"id", required_argument, NULL, OPT_ID},
+      {"unrouted", no_argument, NULL, OPT_UNROUTED},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
       WR_ARGS_CONN_LONGOPTS,
@@ -445,6 +505,9 @@ int wr_dlq_main(int argc, char **argv) {
       case OPT_ID:
         o.id = optarg;
         break;
+      case OPT_UNROUTED:
+        o.unrouted = 1;
+        break;
       case 'h':
         dlq_usage(stdout);
         return 0;
@@ -466,12 +529,14 @@ int wr_dlq_main(int argc, char **argv) {
              "the subcommand is list, show, replay or purge (got '%s')", o.cmd);
     return wr_args_refuse(prog, err);
   }
-  if (argc - optind != 2) {
-    snprintf(err, sizeof err, "%s takes CONFIG_FILE and HANDLER (got %d)",
-             o.cmd, argc - optind);
+  if (argc - optind != 2 - o.unrouted) {
+    snprintf(err, sizeof err, "%s takes CONFIG_FILE and %s (got %d)", o.cmd,
+             o.unrouted ? "no HANDLER with --unrouted" : "HANDLER",
+             argc - optind);
     return wr_args_refuse(prog, err);
   }
-  const char *path = argv[optind], *handler = argv[optind + 1];
+  const char *path = argv[optind],
+             *handler = o.unrouted ? NULL : argv[optind + 1];
   wr_cfg *cfg;
   if (wr_cfg_load(path, &cfg, err, sizeof err) != WARREN_OK) {
     fprintf(stderr, "%s\n", err);
@@ -486,10 +551,10 @@ int wr_dlq_main(int argc, char **argv) {
     return wr_args_refuse(prog, err);
   }
   const wr_handler_cfg *h = NULL;
-  for (size_t k = 0; k < cfg->n_handlers; k++)
+  for (size_t k = 0; handler && k < cfg->n_handlers; k++)
     if (!strcmp(cfg->handlers[k].name, handler)) h = &cfg->handlers[k];
   int rc = 2;
-  if (!h)
+  if (!h && !o.unrouted)
     fprintf(stderr, "%s: no handler named '%s'\n", path, handler);
   else {
     /* The config's `tracing` group with the OTEL_* variables over it, as
