@@ -1,0 +1,750 @@
+#include "events.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <amqp_framing.h>
+
+#include "../config/cfg.h"
+#include "clock.h"
+#include "conn.h"
+#include "log.h"
+#include "retry.h"
+#include "warren/status.h"
+
+#define CH 1
+#define RECONNECT_MIN_S 0.5
+#define RECONNECT_MAX_S 30.0
+#define WINDOW_IDS 64 /* ids of jobs whose attempt ended in the window */
+
+/* A job's state between its callbacks, per supervisor slot. */
+typedef struct slot_state {
+  uint8_t running;  /* started and not yet settled */
+  uint8_t outcome;  /* its attempt's outcome + 1 */
+  double duration;  /* seconds it ran; < 0: never started */
+  int64_t delay_ms; /* the retry copy's delay */
+  char reason[WR_EV_REASON_MAX];
+  char error[WR_EV_ERROR_MAX];
+} slot_state;
+
+/* Events of one routing key waiting to be sent together. */
+typedef struct group {
+  cJSON *arr;
+  int n;
+} group;
+
+struct wr_events {
+  const wr_cfg *cfg;
+  const wr_events_cfg *ec;
+  wr_ev_source src;
+  char host[256];
+  /* The ring: the loop thread writes at tail, the sender reads at head. */
+  wr_ev_rec *ring;
+  size_t mask;
+  _Atomic size_t head, tail;
+  const wr_job *slots;
+  slot_state *slot;
+  size_t nslots;
+  _Atomic uint64_t published, messages, dropped_full, dropped_broker;
+  _Atomic uint64_t active, processed;
+  atomic_int connected;
+  atomic_int sockfd; /* the sender's socket, -1: none (shut down to stop) */
+  /* The sender thread. */
+  pthread_t thread;
+  int started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int stopping;
+  double stop_by;
+  /* Sender-only state. */
+  amqp_connection_state_t conn;
+  double connect_at, backoff;
+  size_t node;
+  group *groups; /* handler-major: nh x WR_EV_JOB_KINDS */
+  size_t nwin;   /* events in the window */
+  double win_at; /* when its first event was taken */
+  char ids[WINDOW_IDS][WR_EV_ID_MAX + 1];
+  size_t nids;
+  char *buf;
+  size_t buflen;
+};
+
+/* ---- formatting (pure) ---------------------------------------------- */
+
+static const char *const names[WR_EV_KINDS] = {
+    "job.received",  "job.started", "job.succeeded",    "job.retried",
+    "job.failed",    "job.revoked", "job.dead_lettered", "worker.online",
+    "worker.heartbeat", "worker.offline"};
+
+const char *wr_events_name(int kind) {
+  return kind >= 0 && kind < WR_EV_KINDS ? names[kind] : "unknown";
+}
+
+const char *wr_events_outcome(int outcome) {
+  switch (outcome - 1) {
+    case WR_OUT_ACKED:
+      return "acked";
+    case WR_OUT_FAILED:
+      return "failed";
+    case WR_OUT_REJECTED:
+      return "rejected";
+    case WR_OUT_CRASHED:
+      return "crashed";
+    case WR_OUT_TIMEOUT:
+      return "timeout";
+    case WR_OUT_MALFORMED:
+      return "malformed";
+    case WR_OUT_TOO_LARGE:
+      return "too_large";
+    case WR_OUT_SIGNATURE:
+      return "signature";
+    case WR_OUT_REVOKED:
+      return "revoked";
+    default:
+      return NULL;
+  }
+}
+
+char *wr_events_routing_key(const char *handler, int kind, char *buf,
+                            size_t len) {
+  if (kind >= WR_EV_JOB_KINDS)
+    snprintf(buf, len, "%s", wr_events_name(kind));
+  else
+    snprintf(buf, len, "%s.%s", handler, wr_events_name(kind));
+  return buf;
+}
+
+size_t wr_events_utf8_cut(const char *s, size_t n, size_t max) {
+  if (n <= max) return n;
+  size_t k = max;
+  /* Back off over continuation bytes to the start of the sequence cut. */
+  while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
+  return k;
+}
+
+static void add_raw(cJSON *o, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void add_raw(cJSON *o, const char *key, const char *fmt, ...) {
+  char v[64];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(v, sizeof v, fmt, ap);
+  va_end(ap);
+  cJSON_AddRawToObject(o, key, v);
+}
+
+/* Unix seconds with milliseconds, as written: 1764107000.123. */
+static void add_time(cJSON *o, int64_t ms) {
+  add_raw(o, "time", "%lld.%03d", (long long)(ms / 1000), (int)(ms % 1000));
+}
+
+static cJSON *common(int kind, int64_t time_ms, const wr_ev_source *src) {
+  cJSON *o = cJSON_CreateObject();
+  if (!o) return NULL;
+  cJSON_AddStringToObject(o, "event", wr_events_name(kind));
+  add_time(o, time_ms);
+  cJSON_AddStringToObject(o, "hostname", src->hostname);
+  cJSON_AddNumberToObject(o, "pid", (double)src->pid);
+  return o;
+}
+
+cJSON *wr_events_job_json(const wr_ev_rec *r, const wr_ev_source *src) {
+  cJSON *o = common(r->kind, r->time_ms, src);
+  if (!o) return NULL;
+  const wr_handler_cfg *h = &src->cfg->handlers[r->handler];
+  cJSON_AddStringToObject(o, "handler", h->name);
+  cJSON_AddStringToObject(o, "queue", h->queue);
+  if (r->has_id) {
+    char id[WR_EV_ID_MAX + 1];
+    memcpy(id, r->id, r->id_len);
+    id[r->id_len] = '\0';
+    cJSON_AddStringToObject(o, "job_id", id);
+  } else {
+    cJSON_AddNullToObject(o, "job_id");
+  }
+  cJSON_AddNumberToObject(o, "attempt", r->attempt);
+  if (r->kind != WR_EV_RECEIVED && r->kind != WR_EV_STARTED &&
+      r->kind != WR_EV_DEAD_LETTERED && r->duration >= 0)
+    add_raw(o, "duration", "%.6f", r->duration);
+  const char *out = wr_events_outcome(r->outcome);
+  if (out && r->kind != WR_EV_RECEIVED && r->kind != WR_EV_STARTED)
+    cJSON_AddStringToObject(o, "outcome", out);
+  if (r->kind == WR_EV_RETRIED)
+    add_raw(o, "delay", "%.3f", (double)r->delay_ms / 1000.0);
+  if (r->error[0]) cJSON_AddStringToObject(o, "error", r->error);
+  if (r->reason[0]) cJSON_AddStringToObject(o, "reason", r->reason);
+  if (r->traced) {
+    char hex[33];
+    for (int i = 0; i < 16; i++)
+      snprintf(hex + 2 * i, 3, "%02x", r->trace_id[i]);
+    cJSON_AddStringToObject(o, "trace_id", hex);
+  }
+  return o;
+}
+
+cJSON *wr_events_worker_json(int kind, int64_t time_ms,
+                             const wr_ev_source *src, const wr_ev_worker *w) {
+  cJSON *o = common(kind, time_ms, src);
+  if (!o) return NULL;
+  add_raw(o, "freq", "%g", w->freq);
+  cJSON_AddNumberToObject(o, "active", (double)w->active);
+  cJSON_AddNumberToObject(o, "processed", (double)w->processed);
+  cJSON_AddNumberToObject(o, "dropped", (double)w->dropped);
+  if (kind == WR_EV_ONLINE) {
+    cJSON *hs = cJSON_AddArrayToObject(o, "handlers");
+    for (size_t i = 0; hs && i < src->cfg->n_handlers; i++)
+      cJSON_AddItemToArray(hs,
+                           cJSON_CreateString(src->cfg->handlers[i].name));
+  }
+  return o;
+}
+
+/* ---- the loop thread: records into the ring -------------------------- */
+
+static size_t slot_of(const wr_events *ev, const wr_job *job) {
+  size_t i = (size_t)(job - ev->slots);
+  return i < ev->nslots ? i : 0;
+}
+
+/* A free record at the ring's tail, or NULL (counted) when it is full. */
+static wr_ev_rec *take(wr_events *ev) {
+  size_t t = atomic_load_explicit(&ev->tail, memory_order_relaxed);
+  size_t h = atomic_load_explicit(&ev->head, memory_order_acquire);
+  if (t - h > ev->mask) {
+    atomic_fetch_add_explicit(&ev->dropped_full, 1, memory_order_relaxed);
+    return NULL;
+  }
+  return &ev->ring[t & ev->mask];
+}
+
+static void put(wr_events *ev) {
+  size_t t = atomic_load_explicit(&ev->tail, memory_order_relaxed);
+  atomic_store_explicit(&ev->tail, t + 1, memory_order_release);
+}
+
+/* The parts of a record every job event has. */
+static wr_ev_rec *job_rec(wr_events *ev, int kind, size_t h,
+                          const wr_job *job) {
+  wr_ev_rec *r = take(ev);
+  if (!r) return NULL;
+  r->time_ms = wr_unix_ms();
+  r->kind = (uint8_t)kind;
+  r->handler = (uint16_t)h;
+  r->attempt = job->meta.attempt;
+  r->outcome = 0;
+  r->duration = -1;
+  r->delay_ms = 0;
+  r->reason[0] = r->error[0] = '\0';
+  r->traced = job->trace.on;
+  if (r->traced) memcpy(r->trace_id, job->trace.trace_id, 16);
+  const amqp_basic_properties_t *p = &job->env.message.properties;
+  r->has_id = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) != 0;
+  r->id_len = 0;
+  if (r->has_id) {
+    r->id_len = (uint8_t)wr_events_utf8_cut(p->message_id.bytes,
+                                            p->message_id.len, WR_EV_ID_MAX);
+    memcpy(r->id, p->message_id.bytes, r->id_len);
+  }
+  return r;
+}
+
+static void copy_text(char *dst, size_t cap, const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  n = wr_events_utf8_cut(s, n, cap - 1);
+  if (n) memcpy(dst, s, n);
+  dst[n] = '\0';
+}
+
+/* The attempt a delivery is, from its warren-attempt header: at
+ * `received` the intake checks have not read the headers yet. */
+static uint32_t header_attempt(const wr_job *job) {
+  const amqp_basic_properties_t *p = &job->env.message.properties;
+  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return 1;
+  static const size_t klen = sizeof WR_H_ATTEMPT - 1;
+  for (int i = 0; i < p->headers.num_entries; i++) {
+    const amqp_table_entry_t *e = &p->headers.entries[i];
+    if (e->key.len != klen || memcmp(e->key.bytes, WR_H_ATTEMPT, klen))
+      continue;
+    int64_t v;
+    switch (e->value.kind) {
+      case AMQP_FIELD_KIND_I8:
+        v = e->value.value.i8;
+        break;
+      case AMQP_FIELD_KIND_U8:
+        v = e->value.value.u8;
+        break;
+      case AMQP_FIELD_KIND_I16:
+        v = e->value.value.i16;
+        break;
+      case AMQP_FIELD_KIND_U16:
+        v = e->value.value.u16;
+        break;
+      case AMQP_FIELD_KIND_I32:
+        v = e->value.value.i32;
+        break;
+      case AMQP_FIELD_KIND_U32:
+        v = e->value.value.u32;
+        break;
+      case AMQP_FIELD_KIND_I64:
+        v = e->value.value.i64;
+        break;
+      default:
+        return 1;
+    }
+    return v >= 1 && v <= WR_RETRY_MAX_COUNT ? (uint32_t)v : 1;
+  }
+  return 1;
+}
+
+static void on_received(void *ctx, size_t h, const wr_job *job) {
+  wr_events *ev = ctx;
+  slot_state *st = &ev->slot[slot_of(ev, job)];
+  if (st->running) { /* its last delivery was dropped unsettled */
+    st->running = 0;
+    atomic_fetch_sub_explicit(&ev->active, 1, memory_order_relaxed);
+  }
+  st->duration = -1;
+  wr_ev_rec *r = job_rec(ev, WR_EV_RECEIVED, h, job);
+  if (!r) return;
+  r->attempt = header_attempt(job);
+  put(ev);
+}
+
+static void on_started(void *ctx, size_t h, const wr_job *job) {
+  wr_events *ev = ctx;
+  slot_state *st = &ev->slot[slot_of(ev, job)];
+  if (!st->running) {
+    st->running = 1;
+    atomic_fetch_add_explicit(&ev->active, 1, memory_order_relaxed);
+  }
+  if (job_rec(ev, WR_EV_STARTED, h, job)) put(ev);
+}
+
+static void on_settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
+                       const char *err) {
+  wr_events *ev = ctx;
+  slot_state *st = &ev->slot[slot_of(ev, job)];
+  atomic_fetch_add_explicit(&ev->processed, 1, memory_order_relaxed);
+  st->duration = -1;
+  if (st->running) {
+    st->running = 0;
+    atomic_fetch_sub_explicit(&ev->active, 1, memory_order_relaxed);
+    st->duration = wr_now() - job->started;
+  }
+  st->outcome = (uint8_t)(o + 1);
+  if (o == WR_OUT_ACKED) {
+    wr_ev_rec *r = job_rec(ev, WR_EV_SUCCEEDED, h, job);
+    if (!r) return;
+    r->outcome = st->outcome;
+    r->duration = st->duration;
+    put(ev);
+    return;
+  }
+  /* What follows depends on the copy (republished, confirmed). */
+  copy_text(st->error, sizeof st->error, err);
+  st->reason[0] = '\0';
+}
+
+static void on_republished(void *ctx, size_t h, const wr_job *job, int dead,
+                           const char *reason) {
+  wr_events *ev = ctx;
+  (void)h;
+  slot_state *st = &ev->slot[slot_of(ev, job)];
+  st->delay_ms = dead ? 0 : job->retry_delay_ms;
+  copy_text(st->reason, sizeof st->reason, dead ? reason : NULL);
+}
+
+/* The copy is safe with the broker: the attempt's end is told. A refused
+ * copy tells nothing: the original goes back to the queue and is received
+ * again. */
+static void on_confirmed(void *ctx, size_t h, const wr_job *job, int ok) {
+  wr_events *ev = ctx;
+  if (!ok) return;
+  slot_state *st = &ev->slot[slot_of(ev, job)];
+  int kind = !job->dead                               ? WR_EV_RETRIED
+             : st->outcome == WR_OUT_REVOKED + 1 ? WR_EV_REVOKED
+                                                 : WR_EV_FAILED;
+  wr_ev_rec *r = job_rec(ev, kind, h, job);
+  if (r) {
+    r->outcome = st->outcome;
+    r->duration = st->duration;
+    r->delay_ms = st->delay_ms;
+    memcpy(r->error, st->error, sizeof r->error);
+    memcpy(r->reason, st->reason, sizeof r->reason);
+    put(ev);
+  }
+  if (!job->dead) return;
+  r = job_rec(ev, WR_EV_DEAD_LETTERED, h, job);
+  if (!r) return;
+  r->outcome = st->outcome;
+  memcpy(r->reason, st->reason, sizeof r->reason);
+  put(ev);
+}
+
+const wr_job_events wr_events_events = {
+    .received = on_received,
+    .started = on_started,
+    .settled = on_settled,
+    .republished = on_republished,
+    .confirmed = on_confirmed,
+};
+
+/* ---- the sender thread ------------------------------------------------ */
+
+static void lost(wr_events *ev, const char *why) {
+  if (ev->conn) {
+    atomic_store(&ev->sockfd, -1);
+    amqp_destroy_connection(ev->conn);
+    ev->conn = NULL;
+  }
+  atomic_store(&ev->connected, 0);
+  wr_warn("events: %s; events are dropped until the connection is back", why);
+  ev->connect_at = wr_now() + ev->backoff;
+  ev->backoff = ev->backoff * 2 > RECONNECT_MAX_S ? RECONNECT_MAX_S
+                                                  : ev->backoff * 2;
+}
+
+/* Publish body to routing key rk; n events in it. 0, or -1: lost. */
+static int publish(wr_events *ev, const char *rk, const char *body, size_t n) {
+  if (!ev->conn) {
+    atomic_fetch_add(&ev->dropped_broker, n);
+    return -1;
+  }
+  amqp_basic_properties_t pr = {0};
+  pr._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+  pr.content_type = amqp_cstring_bytes("application/json");
+  pr.delivery_mode = 1; /* transient */
+  int rc = amqp_basic_publish(ev->conn, CH, amqp_cstring_bytes(ev->ec->exchange),
+                              amqp_cstring_bytes(rk), 0, 0, &pr,
+                              amqp_cstring_bytes(body));
+  if (rc != AMQP_STATUS_OK) {
+    atomic_fetch_add(&ev->dropped_broker, n);
+    char why[200];
+    snprintf(why, sizeof why, "publishing failed: %s", amqp_error_string2(rc));
+    lost(ev, why);
+    return -1;
+  }
+  atomic_fetch_add(&ev->published, n);
+  atomic_fetch_add(&ev->messages, 1);
+  return 0;
+}
+
+/* Print a (an array of n events) and send it to rk; a is deleted. */
+static void send_json(wr_events *ev, const char *rk, cJSON *a, size_t n) {
+  if (!ev->conn) {
+    atomic_fetch_add(&ev->dropped_broker, n);
+    cJSON_Delete(a);
+    return;
+  }
+  if (cJSON_PrintPreallocated(a, ev->buf, (int)ev->buflen, 0)) {
+    publish(ev, rk, ev->buf, n);
+  } else {
+    char *s = cJSON_PrintUnformatted(a);
+    if (s)
+      publish(ev, rk, s, n);
+    else
+      atomic_fetch_add(&ev->dropped_broker, n);
+    free(s);
+  }
+  cJSON_Delete(a);
+}
+
+static void worker_event(wr_events *ev, int kind) {
+  wr_ev_worker w = {ev->ec->heartbeat, atomic_load(&ev->active),
+                    atomic_load(&ev->processed),
+                    atomic_load(&ev->dropped_full) +
+                        atomic_load(&ev->dropped_broker)};
+  cJSON *a = cJSON_CreateArray();
+  cJSON *o = wr_events_worker_json(kind, wr_unix_ms(), &ev->src, &w);
+  if (!a || !o) {
+    cJSON_Delete(a);
+    cJSON_Delete(o);
+    return;
+  }
+  cJSON_AddItemToArray(a, o);
+  char rk[64];
+  send_json(ev, wr_events_routing_key(NULL, kind, rk, sizeof rk), a, 1);
+}
+
+/* Send every group: kind by kind, so that one attempt's events leave in
+ * their order (received, started, its end, dead_lettered). */
+static void flush(wr_events *ev) {
+  size_t nh = ev->cfg->n_handlers;
+  for (int k = 0; k < WR_EV_JOB_KINDS; k++)
+    for (size_t h = 0; h < nh; h++) {
+      group *g = &ev->groups[h * WR_EV_JOB_KINDS + (size_t)k];
+      if (!g->arr) continue;
+      char rk[300];
+      wr_events_routing_key(ev->cfg->handlers[h].name, k, rk, sizeof rk);
+      send_json(ev, rk, g->arr, (size_t)g->n);
+      g->arr = NULL;
+      g->n = 0;
+    }
+  ev->nwin = 0;
+  ev->nids = 0;
+}
+
+static int in_window(const wr_events *ev, const wr_ev_rec *r) {
+  for (size_t i = 0; i < ev->nids; i++)
+    if (strlen(ev->ids[i]) == r->id_len && !memcmp(ev->ids[i], r->id, r->id_len))
+      return 1;
+  return 0;
+}
+
+/* Put r in the window. A job received again whose earlier attempt ended
+ * in this window (a short retry) sends the window first: per kind, its
+ * new `received` would otherwise leave before the old attempt's end. */
+static void add(wr_events *ev, const wr_ev_rec *r) {
+  if (r->kind == WR_EV_RECEIVED && r->has_id && ev->nids && in_window(ev, r))
+    flush(ev);
+  group *g = &ev->groups[(size_t)r->handler * WR_EV_JOB_KINDS + r->kind];
+  cJSON *o = wr_events_job_json(r, &ev->src);
+  if (!o || (!g->arr && !(g->arr = cJSON_CreateArray()))) {
+    cJSON_Delete(o);
+    atomic_fetch_add(&ev->dropped_broker, 1);
+    return;
+  }
+  cJSON_AddItemToArray(g->arr, o);
+  g->n++;
+  if (!ev->nwin++) ev->win_at = wr_now();
+  if (r->kind >= WR_EV_RETRIED && r->kind != WR_EV_DEAD_LETTERED &&
+      r->has_id) {
+    if (ev->nids == WINDOW_IDS) {
+      flush(ev);
+      return;
+    }
+    memcpy(ev->ids[ev->nids], r->id, r->id_len);
+    ev->ids[ev->nids++][r->id_len] = '\0';
+  }
+  if (g->n >= ev->ec->batch) flush(ev);
+}
+
+/* Take what the loop thread queued; returns how many. */
+static size_t drain(wr_events *ev) {
+  size_t h = atomic_load_explicit(&ev->head, memory_order_relaxed);
+  size_t t = atomic_load_explicit(&ev->tail, memory_order_acquire);
+  size_t n = t - h;
+  for (; h != t; h++) {
+    const wr_ev_rec *r = &ev->ring[h & ev->mask];
+    if (ev->conn)
+      add(ev, r);
+    else
+      atomic_fetch_add(&ev->dropped_broker, 1);
+    atomic_store_explicit(&ev->head, h + 1, memory_order_release);
+  }
+  return n;
+}
+
+static void try_connect(wr_events *ev) {
+  wr_conn_params p = ev->cfg->broker;
+  if (p.n_nodes) {
+    const wr_conn_node *nd = &p.nodes[ev->node++ % p.n_nodes];
+    p.host = nd->host;
+    p.port = nd->port;
+  }
+  char err[512];
+  amqp_connection_state_t c;
+  int rc = wr_conn_open(&p, &c, err, sizeof err);
+  if (rc == WARREN_OK) rc = wr_conn_channel(c, CH, 0, err, sizeof err);
+  if (rc == WARREN_OK) {
+    amqp_exchange_declare(c, CH, amqp_cstring_bytes(ev->ec->exchange),
+                          amqp_cstring_bytes("topic"), 0, 1, 0, 0,
+                          amqp_empty_table);
+    char what[300];
+    snprintf(what, sizeof what, "declaring exchange '%s'", ev->ec->exchange);
+    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), what, err, sizeof err);
+  }
+  if (rc != WARREN_OK) {
+    if (c) amqp_destroy_connection(c);
+    ev->conn = NULL;
+    char why[700];
+    snprintf(why, sizeof why, "cannot connect: %s", err);
+    lost(ev, why);
+    return;
+  }
+  ev->conn = c;
+  ev->backoff = RECONNECT_MIN_S;
+  atomic_store(&ev->sockfd, amqp_get_sockfd(c));
+  atomic_store(&ev->connected, 1);
+  wr_info("events: publishing to exchange %s on %s:%d", ev->ec->exchange,
+          p.host, p.port);
+  worker_event(ev, WR_EV_ONLINE);
+}
+
+/* Read what the broker sent (heartbeats, a close) without waiting. */
+static void poll_broker(wr_events *ev) {
+  while (ev->conn) {
+    amqp_frame_t f;
+    struct timeval tv = {0, 0};
+    int rc = amqp_simple_wait_frame_noblock(ev->conn, &f, &tv);
+    if (rc == AMQP_STATUS_TIMEOUT) break;
+    if (rc != AMQP_STATUS_OK) {
+      char why[200];
+      snprintf(why, sizeof why, "connection lost: %s", amqp_error_string2(rc));
+      lost(ev, why);
+      return;
+    }
+    if (f.frame_type == AMQP_FRAME_METHOD &&
+        (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
+         f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD)) {
+      char why[300];
+      wr_conn_close_reason(&f.payload.method, why, sizeof why);
+      lost(ev, why);
+      return;
+    }
+    amqp_maybe_release_buffers(ev->conn);
+  }
+}
+
+static struct timespec abs_mono(double t) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)t;
+  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+  return ts;
+}
+
+static void *run(void *arg) {
+  wr_events *ev = arg;
+  double tick = ev->ec->flush_interval / 4;
+  double next_beat = wr_now() + ev->ec->heartbeat;
+  for (;;) {
+    pthread_mutex_lock(&ev->mu);
+    if (!ev->stopping) {
+      struct timespec ts = abs_mono(wr_now() + tick);
+      pthread_cond_timedwait(&ev->cv, &ev->mu, &ts);
+    }
+    int stopping = ev->stopping;
+    pthread_mutex_unlock(&ev->mu);
+    double now = wr_now();
+    if (!ev->conn && now >= ev->connect_at) try_connect(ev);
+    drain(ev);
+    if (ev->nwin && (stopping || now - ev->win_at >= ev->ec->flush_interval))
+      flush(ev);
+    if (now >= next_beat) {
+      if (ev->conn) worker_event(ev, WR_EV_HEARTBEAT);
+      next_beat = now + ev->ec->heartbeat;
+    }
+    poll_broker(ev);
+    if (stopping) break;
+  }
+  drain(ev);
+  flush(ev);
+  if (ev->conn) {
+    worker_event(ev, WR_EV_OFFLINE);
+    atomic_store(&ev->sockfd, -1);
+    wr_conn_close(ev->conn);
+    ev->conn = NULL;
+  }
+  return NULL;
+}
+
+/* ---- life ------------------------------------------------------------- */
+
+static void destroy(wr_events *ev) {
+  for (size_t i = 0; ev->groups && i < ev->cfg->n_handlers * WR_EV_JOB_KINDS;
+       i++)
+    cJSON_Delete(ev->groups[i].arr);
+  free(ev->groups);
+  free(ev->ring);
+  free(ev->slot);
+  free(ev->buf);
+  pthread_cond_destroy(&ev->cv);
+  pthread_mutex_destroy(&ev->mu);
+  free(ev);
+}
+
+int wr_events_create(const wr_cfg *cfg, const char *hostname,
+                     const wr_job *slots, size_t nslots, wr_events **out,
+                     char *err, size_t errlen) {
+  *out = NULL;
+  wr_events *ev = calloc(1, sizeof *ev);
+  if (!ev) return WARREN_NOMEM;
+  ev->cfg = cfg;
+  ev->ec = &cfg->events;
+  snprintf(ev->host, sizeof ev->host, "%s", hostname);
+  ev->src = (wr_ev_source){ev->host, (long)getpid(), cfg};
+  size_t cap = 16;
+  while (cap < (size_t)ev->ec->buffer) cap <<= 1;
+  ev->mask = cap - 1;
+  ev->slots = slots;
+  ev->nslots = nslots;
+  ev->backoff = RECONNECT_MIN_S;
+  atomic_store(&ev->sockfd, -1);
+  ev->buflen = (size_t)ev->ec->batch * 1024 + 4096;
+  pthread_mutex_init(&ev->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&ev->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  /* The ring's pages are touched only as far as it fills. */
+  ev->ring = calloc(cap, sizeof *ev->ring);
+  ev->slot = calloc(nslots ? nslots : 1, sizeof *ev->slot);
+  ev->groups = calloc(cfg->n_handlers * WR_EV_JOB_KINDS, sizeof *ev->groups);
+  ev->buf = malloc(ev->buflen);
+  if (!ev->ring || !ev->slot || !ev->groups || !ev->buf) {
+    snprintf(err, errlen, "events: no memory for %zu queued events", cap);
+    destroy(ev);
+    return WARREN_NOMEM;
+  }
+  /* Every signal blocked: the supervisor's are read by its loop. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&ev->thread, NULL, run, ev);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
+    snprintf(err, errlen, "events: cannot start the sender thread: %s",
+             strerror(rc));
+    destroy(ev);
+    return WARREN_NOMEM;
+  }
+  ev->started = 1;
+  *out = ev;
+  return WARREN_OK;
+}
+
+void wr_events_destroy(wr_events *ev, double flush_s) {
+  if (!ev) return;
+  pthread_mutex_lock(&ev->mu);
+  ev->stopping = 1;
+  pthread_mutex_unlock(&ev->mu);
+  pthread_cond_signal(&ev->cv);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += (time_t)flush_s;
+  if (pthread_timedjoin_np(ev->thread, NULL, &ts) != 0) {
+    /* Stuck writing to a broker that does not read (a memory alarm
+     * blocks publishers): cut the socket so the thread gives up. */
+    int fd = atomic_load(&ev->sockfd);
+    if (fd >= 0) shutdown(fd, SHUT_RDWR);
+    pthread_join(ev->thread, NULL);
+  }
+  uint64_t lost = atomic_load(&ev->dropped_full) +
+                  atomic_load(&ev->dropped_broker);
+  if (lost)
+    wr_info("events: %llu events were dropped (ring full %llu, broker "
+            "unavailable %llu); %llu sent",
+            (unsigned long long)lost,
+            (unsigned long long)atomic_load(&ev->dropped_full),
+            (unsigned long long)atomic_load(&ev->dropped_broker),
+            (unsigned long long)atomic_load(&ev->published));
+  destroy(ev);
+}
+
+void wr_events_counters_get(wr_events *ev, wr_events_counters *out) {
+  out->published = atomic_load(&ev->published);
+  out->messages = atomic_load(&ev->messages);
+  out->dropped_full = atomic_load(&ev->dropped_full);
+  out->dropped_broker = atomic_load(&ev->dropped_broker);
+  out->connected = atomic_load(&ev->connected);
+}
