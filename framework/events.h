@@ -94,9 +94,10 @@ const char *wr_events_outcome(int outcome);
  * into buf. Returns buf. */
 char *wr_events_routing_key(const char *handler, int kind, char *buf,
                             size_t len);
-/* One job event as a JSON object (the caller deletes it); NULL when out
- * of memory. */
-cJSON *wr_events_job_json(const wr_ev_rec *r, const wr_ev_source *src);
+/* One job event as a JSON object's text into buf (len bytes, NUL
+ * included): its length, or -1 when it does not fit. */
+int wr_events_format_job(const wr_ev_rec *r, const wr_ev_source *src,
+                         char *buf, size_t len);
 /* One worker event (kind WR_EV_ONLINE, _HEARTBEAT or _OFFLINE). */
 cJSON *wr_events_worker_json(int kind, int64_t time_ms,
                              const wr_ev_source *src, const wr_ev_worker *w);

@@ -89,8 +89,9 @@ Test(events, a_retried_event_has_error_delay_and_no_reason) {
   r.duration = 1.5;
   r.delay_ms = 2500;
   strcpy(r.error, "job timed out");
-  cJSON *o = wr_events_job_json(&r, &src);
-  char *s = cJSON_PrintUnformatted(o);
+  char s[2048];
+  int n = wr_events_format_job(&r, &src, s, sizeof s);
+  cr_assert_eq(n, (int)strlen(s));
   cr_log_info("%s", s);
   cr_assert_str_eq(s,
                    "{\"event\":\"job.retried\",\"time\":1764107000.123,"
@@ -98,8 +99,9 @@ Test(events, a_retried_event_has_error_delay_and_no_reason) {
                    "\"queue\":\"mail\",\"job_id\":\"j-1\",\"attempt\":2,"
                    "\"duration\":1.500000,\"outcome\":\"timeout\","
                    "\"delay\":2.500,\"error\":\"job timed out\"}");
-  free(s);
-  cJSON_Delete(o);
+  /* Too small a buffer: refused, never cut. */
+  n = wr_events_format_job(&r, &src, s, 40);
+  cr_assert_eq(n, -1);
   wr_cfg_free(cfg);
 }
 
@@ -111,7 +113,10 @@ Test(events, a_received_event_has_no_outcome_and_a_missing_id_is_null) {
   r.outcome = WR_OUT_ACKED + 1; /* ignored for received */
   r.traced = 1;
   for (int i = 0; i < 16; i++) r.trace_id[i] = (uint8_t)(0xa0 + i);
-  cJSON *o = wr_events_job_json(&r, &src);
+  char text[2048];
+  cr_assert_gt(wr_events_format_job(&r, &src, text, sizeof text), 0);
+  cJSON *o = cJSON_Parse(text);
+  cr_assert(o, "%s", text);
   cr_assert(cJSON_IsNull(cJSON_GetObjectItem(o, "job_id")));
   cr_assert_null(cJSON_GetObjectItem(o, "outcome"));
   cr_assert_null(cJSON_GetObjectItem(o, "duration"));
@@ -130,7 +135,10 @@ Test(events, a_dead_lettered_event_has_its_reason_and_no_duration) {
   r.outcome = WR_OUT_REVOKED + 1;
   r.duration = 0.25;
   strcpy(r.reason, "revoked");
-  cJSON *o = wr_events_job_json(&r, &src);
+  char text[2048];
+  cr_assert_gt(wr_events_format_job(&r, &src, text, sizeof text), 0);
+  cJSON *o = cJSON_Parse(text);
+  cr_assert(o, "%s", text);
   const char *why = str(o, "reason"), *out = str(o, "outcome");
   cr_assert(why && !strcmp(why, "revoked"));
   cr_assert(out && !strcmp(out, "revoked"));
@@ -227,4 +235,24 @@ Test(events, bad_settings_are_refused_with_their_line) {
     cr_assert_lt(rc, 0, "accepted: %s", bad[i]);
     cr_assert(strstr(err, ":1:"), "no line in '%s'", err);
   }
+}
+
+/* An error text with quotes, a newline and UTF-8 stays valid JSON. */
+Test(events, texts_are_escaped_by_cjson) {
+  wr_cfg *cfg = cfg_ok(ONE_HANDLER);
+  wr_ev_source src = {"h", 1, cfg};
+  wr_ev_rec r = rec_of(WR_EV_FAILED);
+  r.outcome = WR_OUT_REJECTED + 1;
+  strcpy(r.error, "bad \"input\"\n\xc3\xa9");
+  r.id_len = 4;
+  memcpy(r.id, "a\\b\"", 4);
+  char text[2048];
+  cr_assert_gt(wr_events_format_job(&r, &src, text, sizeof text), 0);
+  cJSON *o = cJSON_Parse(text);
+  cr_assert(o, "%s", text);
+  const char *e = str(o, "error"), *id = str(o, "job_id");
+  cr_assert(e && !strcmp(e, "bad \"input\"\n\xc3\xa9"), "%s", text);
+  cr_assert(id && !strcmp(id, "a\\b\""), "%s", text);
+  cJSON_Delete(o);
+  wr_cfg_free(cfg);
 }
