@@ -54,6 +54,7 @@ struct wr_events {
   wr_ev_rec *ring;
   size_t mask;
   _Atomic size_t head, tail;
+  size_t head_seen; /* the loop thread's last read of head */
   const wr_job *slots;
   slot_state *slot;
   size_t nslots;
@@ -225,8 +226,9 @@ int wr_events_format_job(const wr_ev_rec *r, const wr_ev_source *src,
     uint64_t d = r->delay_ms > 0 ? (uint64_t)r->delay_ms : 0;
     field(&o, "delay", cJSON_Raw, decimal(delay, d / 1000, d % 1000, 3), 0);
   }
-  if (r->error[0]) field(&o, "error", cJSON_String, r->error, 0);
-  if (r->reason[0]) field(&o, "reason", cJSON_String, r->reason, 0);
+  if (r->texts && r->error[0]) field(&o, "error", cJSON_String, r->error, 0);
+  if (r->texts && r->reason[0])
+    field(&o, "reason", cJSON_String, r->reason, 0);
   if (r->traced) {
     static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < 16; i++) {
@@ -290,8 +292,11 @@ static size_t slot_of(const wr_events *ev, const wr_job *job) {
 /* A free record at the ring's tail, or NULL (counted) when it is full. */
 static wr_ev_rec *take(wr_events *ev) {
   size_t t = atomic_load_explicit(&ev->tail, memory_order_relaxed);
-  size_t h = atomic_load_explicit(&ev->head, memory_order_acquire);
-  if (t - h > ev->mask) {
+  /* head is read again only when the ring looks full: its cache line is
+   * the sender's, and a read per event would fetch it every time. */
+  if (t - ev->head_seen > ev->mask)
+    ev->head_seen = atomic_load_explicit(&ev->head, memory_order_acquire);
+  if (t - ev->head_seen > ev->mask) {
     atomic_fetch_add_explicit(&ev->dropped_full, 1, memory_order_relaxed);
     return NULL;
   }
@@ -315,7 +320,7 @@ static wr_ev_rec *job_rec(wr_events *ev, int kind, size_t h,
   r->outcome = 0;
   r->duration = -1;
   r->delay_ms = 0;
-  r->reason[0] = r->error[0] = '\0';
+  r->texts = 0;
   r->traced = job->trace.on;
   if (r->traced) memcpy(r->trace_id, job->trace.trace_id, 16);
   const amqp_basic_properties_t *p = &job->env.message.properties;
@@ -452,13 +457,16 @@ static void on_confirmed(void *ctx, size_t h, const wr_job *job, int ok) {
     r->delay_ms = st->delay_ms;
     memcpy(r->error, st->error, sizeof r->error);
     memcpy(r->reason, st->reason, sizeof r->reason);
+    r->texts = 1;
     put(ev);
   }
   if (!job->dead) return;
   r = job_rec(ev, WR_EV_DEAD_LETTERED, h, job);
   if (!r) return;
   r->outcome = st->outcome;
+  r->error[0] = '\0';
   memcpy(r->reason, st->reason, sizeof r->reason);
+  r->texts = 1;
   put(ev);
 }
 
@@ -621,14 +629,14 @@ static size_t drain(wr_events *ev) {
   size_t h = atomic_load_explicit(&ev->head, memory_order_relaxed);
   size_t t = atomic_load_explicit(&ev->tail, memory_order_acquire);
   size_t n = t - h;
-  for (; h != t; h++) {
-    const wr_ev_rec *r = &ev->ring[h & ev->mask];
+  for (size_t i = h; i != t; i++) {
+    const wr_ev_rec *r = &ev->ring[i & ev->mask];
     if (ev->conn)
       add(ev, r);
     else
       atomic_fetch_add(&ev->dropped_broker, 1);
-    atomic_store_explicit(&ev->head, h + 1, memory_order_release);
   }
+  atomic_store_explicit(&ev->head, t, memory_order_release);
   return n;
 }
 

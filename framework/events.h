@@ -59,10 +59,12 @@ typedef struct wr_ev_rec {
   uint8_t traced;  /* trace_id is set */
   uint8_t has_id;  /* the job has a message id (maybe empty) */
   uint8_t id_len;
+  uint8_t texts; /* reason and error are set; else not even touched, so
+                    a job's usual events write two cache lines */
   uint8_t trace_id[16];
   char id[WR_EV_ID_MAX];
-  char reason[WR_EV_REASON_MAX]; /* dead_lettered, failed, revoked */
-  char error[WR_EV_ERROR_MAX];   /* NUL-terminated; "" none */
+  char reason[WR_EV_REASON_MAX]; /* with texts: NUL-terminated, "" none */
+  char error[WR_EV_ERROR_MAX];
 } wr_ev_rec;
 
 /* Who sends: the fields every event carries. */

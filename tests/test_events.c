@@ -70,6 +70,7 @@ static wr_ev_rec rec_of(int kind) {
   r.time_ms = 1764107000123;
   r.attempt = 2;
   r.duration = -1;
+  r.texts = 1;
   r.has_id = 1;
   r.id_len = 3;
   memcpy(r.id, "j-1", 3);

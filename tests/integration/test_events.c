@@ -198,12 +198,15 @@ Test(events, a_job_retried_once_then_succeeding_tells_its_exact_sequence) {
 }
 
 /* Breaks when the final failure or the dead letter is not told, is told
- * before the copy is safe, or comes in the wrong order. */
+ * before the copy is safe, or comes in the wrong order. The retry is due
+ * after 10 ms, so attempt 2 is received while attempt 1's end still
+ * waits to be sent (flush_interval 0.1 s): its order must hold. */
 Test(events, a_dead_lettered_job_tells_failed_then_dead_lettered) {
   bind_queue("it.ev.sub2", "#");
   setenv("WARREN_EVENTS_ENABLED", "true", 1);
   pid_t w = tw_start_record(
-      "it.ev.dead", "retry = { max_attempts = 2; backoff = [0.1]; };",
+      "it.ev.dead",
+      "retry = { max_attempts = 2; backoff = [0.01]; jitter = 0.0; };",
       "fail_on = \"doomed1\";", log_, rec);
   cr_assert(w > 0);
   cr_assert_eq(tw_publish("it.ev.dead", 1, "doomed"), 0);
