@@ -74,6 +74,8 @@ struct wr_events {
   double connect_at, backoff;
   size_t node;
   group *groups; /* handler-major: nh x WR_EV_JOB_KINDS */
+  char **heads;  /* the same, each its events' head (format_head) */
+  size_t *hlens;
   size_t nwin;   /* events in the window */
   double win_at; /* when its first event was taken */
   char ids[WINDOW_IDS][WR_EV_ID_MAX + 1];
@@ -141,7 +143,10 @@ size_t wr_events_utf8_cut(const char *s, size_t n, size_t max) {
  * cJSON_StringIsConst): cJSON writes the text, and no node or string is
  * allocated per event (heap nodes cost three times as much, per event
  * on a busy worker). Numbers cJSON would print with "%1.15g" (time,
- * durations) are raw texts formatted here.
+ * durations) are raw texts formatted here. The fields that are the same
+ * for every event of a kind and handler (the head) are printed once, at
+ * start: an event is its head and its own fields, each printed by cJSON,
+ * joined where the second object's '{' becomes a ','.
  */
 typedef struct stack_obj {
   cJSON root;
@@ -189,22 +194,40 @@ static const char *decimal(char *out, uint64_t v, uint64_t frac, int digits) {
   return out;
 }
 
-int wr_events_format_job(const wr_ev_rec *r, const wr_ev_source *src,
-                         char *buf, size_t len) {
+static void obj_init(stack_obj *o) {
+  memset(&o->root, 0, sizeof o->root);
+  o->root.type = cJSON_Object;
+  o->n = 0;
+}
+
+int wr_events_format_head(int kind, size_t handler, const wr_ev_source *src,
+                          char *buf, size_t len) {
   stack_obj o;
-  memset(&o.root, 0, sizeof o.root);
-  o.root.type = cJSON_Object;
-  o.n = 0;
-  const wr_handler_cfg *h = &src->cfg->handlers[r->handler];
-  char time[32], pid[32], att[32], dur[32], delay[32], hex[33];
-  char id[WR_EV_ID_MAX + 1];
-  uint64_t ms = r->time_ms > 0 ? (uint64_t)r->time_ms : 0;
-  field(&o, "event", cJSON_String, wr_events_name(r->kind), 0);
-  field(&o, "time", cJSON_Raw, decimal(time, ms / 1000, ms % 1000, 3), 0);
+  obj_init(&o);
+  const wr_handler_cfg *h = &src->cfg->handlers[handler];
+  char pid[32];
+  field(&o, "event", cJSON_String, wr_events_name(kind), 0);
   field(&o, "hostname", cJSON_String, src->hostname, 0);
   field(&o, "pid", cJSON_Raw, decimal(pid, (uint64_t)src->pid, 0, 0), 0);
   field(&o, "handler", cJSON_String, h->name, 0);
   field(&o, "queue", cJSON_String, h->queue, 0);
+  if (len > INT32_MAX || !cJSON_PrintPreallocated(&o.root, buf, (int)len, 0))
+    return -1;
+  size_t n = strlen(buf);
+  buf[--n] = '\0'; /* the closing brace: the job's own fields follow */
+  return (int)n;
+}
+
+int wr_events_format_job(const wr_ev_rec *r, const char *head, size_t hlen,
+                         char *buf, size_t len) {
+  if (hlen + 3 > len || len > INT32_MAX) return -1;
+  memcpy(buf, head, hlen);
+  stack_obj o;
+  obj_init(&o);
+  char time[32], att[32], dur[32], delay[32], hex[33];
+  char id[WR_EV_ID_MAX + 1];
+  uint64_t ms = r->time_ms > 0 ? (uint64_t)r->time_ms : 0;
+  field(&o, "time", cJSON_Raw, decimal(time, ms / 1000, ms % 1000, 3), 0);
   if (r->has_id) {
     memcpy(id, r->id, r->id_len);
     id[r->id_len] = '\0';
@@ -238,9 +261,11 @@ int wr_events_format_job(const wr_ev_rec *r, const wr_ev_source *src,
     hex[32] = '\0';
     field(&o, "trace_id", cJSON_String, hex, 0);
   }
-  if (len > INT32_MAX || !cJSON_PrintPreallocated(&o.root, buf, (int)len, 0))
+  char *rest = buf + hlen;
+  if (!cJSON_PrintPreallocated(&o.root, rest, (int)(len - hlen), 0))
     return -1;
-  return (int)strlen(buf);
+  rest[0] = ','; /* its '{' joins these fields to the head's */
+  return (int)(hlen + strlen(rest));
 }
 
 static void add_raw(cJSON *o, const char *key, const char *fmt, ...)
@@ -598,7 +623,9 @@ static void add(wr_events *ev, const wr_ev_rec *r) {
    * room for the closing ']' is kept. A full buffer sends the window. */
   for (;;) {
     size_t at = g->n ? g->len + 1 : 1;
-    int k = wr_events_format_job(r, &ev->src, g->buf + at, GROUP_CAP - at - 1);
+    size_t gi = (size_t)r->handler * WR_EV_JOB_KINDS + r->kind;
+    int k = wr_events_format_job(r, ev->heads[gi], ev->hlens[gi], g->buf + at,
+                                 GROUP_CAP - at - 1);
     if (k >= 0) {
       g->buf[at - 1] = g->n ? ',' : '[';
       g->len = at + (size_t)k;
@@ -747,8 +774,12 @@ static void *run(void *arg) {
 
 static void destroy(wr_events *ev) {
   for (size_t i = 0; ev->groups && i < ev->cfg->n_handlers * WR_EV_JOB_KINDS;
-       i++)
+       i++) {
     free(ev->groups[i].buf);
+    if (ev->heads) free(ev->heads[i]);
+  }
+  free(ev->heads);
+  free(ev->hlens);
   free(ev->groups);
   free(ev->ring);
   free(ev->slot);
@@ -787,7 +818,19 @@ int wr_events_create(const wr_cfg *cfg, const char *hostname,
   ev->slot = calloc(nslots ? nslots : 1, sizeof *ev->slot);
   ev->groups = calloc(cfg->n_handlers * WR_EV_JOB_KINDS, sizeof *ev->groups);
   ev->buf = malloc(ev->buflen);
-  if (!ev->ring || !ev->slot || !ev->groups || !ev->buf) {
+  size_t ng = cfg->n_handlers * WR_EV_JOB_KINDS;
+  ev->heads = calloc(ng, sizeof *ev->heads);
+  ev->hlens = calloc(ng, sizeof *ev->hlens);
+  int heads_ok = ev->heads && ev->hlens;
+  for (size_t i = 0; heads_ok && i < ng; i++) {
+    char head[4096];
+    int n = wr_events_format_head((int)(i % WR_EV_JOB_KINDS),
+                                  i / WR_EV_JOB_KINDS, &ev->src, head,
+                                  sizeof head);
+    heads_ok = n > 0 && (ev->heads[i] = strdup(head)) != NULL;
+    ev->hlens[i] = n > 0 ? (size_t)n : 0;
+  }
+  if (!ev->ring || !ev->slot || !ev->groups || !ev->buf || !heads_ok) {
     snprintf(err, errlen, "events: no memory for %zu queued events", cap);
     destroy(ev);
     return WARREN_NOMEM;

@@ -96,9 +96,16 @@ const char *wr_events_outcome(int outcome);
  * into buf. Returns buf. */
 char *wr_events_routing_key(const char *handler, int kind, char *buf,
                             size_t len);
-/* One job event as a JSON object's text into buf (len bytes, NUL
- * included): its length, or -1 when it does not fit. */
-int wr_events_format_job(const wr_ev_rec *r, const wr_ev_source *src,
+/* The fields every job event of kind and handler has ("event",
+ * "hostname", "pid", "handler", "queue") as the text of a JSON object
+ * without its closing brace, into buf (len bytes, NUL included): its
+ * length, or -1 when it does not fit. */
+int wr_events_format_head(int kind, size_t handler, const wr_ev_source *src,
+                          char *buf, size_t len);
+/* Job event r as a JSON object's text into buf: its head (hlen bytes,
+ * from wr_events_format_head for r's kind and handler) and then its own
+ * fields. Its length, or -1 when it does not fit. */
+int wr_events_format_job(const wr_ev_rec *r, const char *head, size_t hlen,
                          char *buf, size_t len);
 /* One worker event (kind WR_EV_ONLINE, _HEARTBEAT or _OFFLINE). */
 cJSON *wr_events_worker_json(int kind, int64_t time_ms,

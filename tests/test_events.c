@@ -77,6 +77,15 @@ static wr_ev_rec rec_of(int kind) {
   return r;
 }
 
+/* r as the sender writes it. */
+static int format(const wr_ev_rec *r, const wr_ev_source *src, char *buf,
+                  size_t len) {
+  char head[1024];
+  int h = wr_events_format_head(r->kind, r->handler, src, head, sizeof head);
+  cr_assert_gt(h, 0);
+  return wr_events_format_job(r, head, (size_t)h, buf, len);
+}
+
 static const char *str(const cJSON *o, const char *k) {
   const cJSON *v = cJSON_GetObjectItem(o, k);
   return cJSON_IsString(v) ? v->valuestring : NULL;
@@ -91,17 +100,17 @@ Test(events, a_retried_event_has_error_delay_and_no_reason) {
   r.delay_ms = 2500;
   strcpy(r.error, "job timed out");
   char s[2048];
-  int n = wr_events_format_job(&r, &src, s, sizeof s);
+  int n = format(&r, &src, s, sizeof s);
   cr_assert_eq(n, (int)strlen(s));
   cr_log_info("%s", s);
   cr_assert_str_eq(s,
-                   "{\"event\":\"job.retried\",\"time\":1764107000.123,"
-                   "\"hostname\":\"host-a\",\"pid\":4242,\"handler\":\"email\","
-                   "\"queue\":\"mail\",\"job_id\":\"j-1\",\"attempt\":2,"
+                   "{\"event\":\"job.retried\",\"hostname\":\"host-a\","
+                   "\"pid\":4242,\"handler\":\"email\",\"queue\":\"mail\","
+                   "\"time\":1764107000.123,\"job_id\":\"j-1\",\"attempt\":2,"
                    "\"duration\":1.500000,\"outcome\":\"timeout\","
                    "\"delay\":2.500,\"error\":\"job timed out\"}");
   /* Too small a buffer: refused, never cut. */
-  n = wr_events_format_job(&r, &src, s, 40);
+  n = format(&r, &src, s, 40);
   cr_assert_eq(n, -1);
   wr_cfg_free(cfg);
 }
@@ -115,7 +124,7 @@ Test(events, a_received_event_has_no_outcome_and_a_missing_id_is_null) {
   r.traced = 1;
   for (int i = 0; i < 16; i++) r.trace_id[i] = (uint8_t)(0xa0 + i);
   char text[2048];
-  cr_assert_gt(wr_events_format_job(&r, &src, text, sizeof text), 0);
+  cr_assert_gt(format(&r, &src, text, sizeof text), 0);
   cJSON *o = cJSON_Parse(text);
   cr_assert(o, "%s", text);
   cr_assert(cJSON_IsNull(cJSON_GetObjectItem(o, "job_id")));
@@ -137,7 +146,7 @@ Test(events, a_dead_lettered_event_has_its_reason_and_no_duration) {
   r.duration = 0.25;
   strcpy(r.reason, "revoked");
   char text[2048];
-  cr_assert_gt(wr_events_format_job(&r, &src, text, sizeof text), 0);
+  cr_assert_gt(format(&r, &src, text, sizeof text), 0);
   cJSON *o = cJSON_Parse(text);
   cr_assert(o, "%s", text);
   const char *why = str(o, "reason"), *out = str(o, "outcome");
@@ -248,7 +257,7 @@ Test(events, texts_are_escaped_by_cjson) {
   r.id_len = 4;
   memcpy(r.id, "a\\b\"", 4);
   char text[2048];
-  cr_assert_gt(wr_events_format_job(&r, &src, text, sizeof text), 0);
+  cr_assert_gt(format(&r, &src, text, sizeof text), 0);
   cJSON *o = cJSON_Parse(text);
   cr_assert(o, "%s", text);
   const char *e = str(o, "error"), *id = str(o, "job_id");
