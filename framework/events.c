@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #define RECONNECT_MIN_S 0.5
 #define RECONNECT_MAX_S 30.0
 #define WINDOW_IDS 64 /* ids of jobs whose attempt ended in the window */
+#define SENDER_NICE 10
 
 /* A job's state between its callbacks, per supervisor slot. */
 typedef struct slot_state {
@@ -129,12 +131,48 @@ char *wr_events_routing_key(const char *handler, int kind, char *buf,
   return buf;
 }
 
-size_t wr_events_utf8_cut(const char *s, size_t n, size_t max) {
-  if (n <= max) return n;
-  size_t k = max;
-  /* Back off over continuation bytes to the start of the sequence cut. */
-  while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
-  return k;
+/* Bytes in the UTF-8 sequence starting at s (n bytes left), or 0 when
+ * it is not one (overlong forms, surrogates and > U+10FFFF included). */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  size_t len;
+  unsigned min;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF)
+    len = 2, min = 0x80;
+  else if (c >= 0xE0 && c <= 0xEF)
+    len = 3, min = 0x800;
+  else if (c >= 0xF0 && c <= 0xF4)
+    len = 4, min = 0x10000;
+  else
+    return 0;
+  if (n < len) return 0;
+  unsigned v = c & (0x3F >> (len - 1));
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80) return 0;
+    v = (v << 6) | (s[i] & 0x3F);
+  }
+  if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+  return len;
+}
+
+size_t wr_events_utf8_copy(char *dst, const char *src, size_t n, size_t max) {
+  const unsigned char *s = (const unsigned char *)src;
+  size_t i = 0, o = 0;
+  while (i < n) {
+    size_t k = utf8_seq(s + i, n - i);
+    if (!k) { /* not UTF-8: a subscriber's parser would refuse the batch */
+      if (o + 1 > max) break;
+      dst[o++] = '?';
+      i++;
+      continue;
+    }
+    if (o + k > max) break;
+    memcpy(dst + o, s + i, k);
+    o += k;
+    i += k;
+  }
+  return o;
 }
 
 /*
@@ -309,6 +347,13 @@ cJSON *wr_events_worker_json(int kind, int64_t time_ms,
 
 /* ---- the loop thread: records into the ring -------------------------- */
 
+/* Counters only the loop thread writes: no locked read-modify-write. */
+static void bump(_Atomic uint64_t *a, int d) {
+  atomic_store_explicit(
+      a, atomic_load_explicit(a, memory_order_relaxed) + (uint64_t)(int64_t)d,
+      memory_order_relaxed);
+}
+
 static size_t slot_of(const wr_events *ev, const wr_job *job) {
   size_t i = (size_t)(job - ev->slots);
   return i < ev->nslots ? i : 0;
@@ -322,7 +367,7 @@ static wr_ev_rec *take(wr_events *ev) {
   if (t - ev->head_seen > ev->mask)
     ev->head_seen = atomic_load_explicit(&ev->head, memory_order_acquire);
   if (t - ev->head_seen > ev->mask) {
-    atomic_fetch_add_explicit(&ev->dropped_full, 1, memory_order_relaxed);
+    bump(&ev->dropped_full, 1);
     return NULL;
   }
   return &ev->ring[t & ev->mask];
@@ -352,17 +397,14 @@ static wr_ev_rec *job_rec(wr_events *ev, int kind, size_t h,
   r->has_id = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) != 0;
   r->id_len = 0;
   if (r->has_id) {
-    r->id_len = (uint8_t)wr_events_utf8_cut(p->message_id.bytes,
-                                            p->message_id.len, WR_EV_ID_MAX);
-    memcpy(r->id, p->message_id.bytes, r->id_len);
+    r->id_len = (uint8_t)wr_events_utf8_copy(r->id, p->message_id.bytes,
+                                             p->message_id.len, WR_EV_ID_MAX);
   }
   return r;
 }
 
 static void copy_text(char *dst, size_t cap, const char *s) {
-  size_t n = s ? strlen(s) : 0;
-  n = wr_events_utf8_cut(s, n, cap - 1);
-  if (n) memcpy(dst, s, n);
+  size_t n = s ? wr_events_utf8_copy(dst, s, strlen(s), cap - 1) : 0;
   dst[n] = '\0';
 }
 
@@ -412,7 +454,7 @@ static void on_received(void *ctx, size_t h, const wr_job *job) {
   slot_state *st = &ev->slot[slot_of(ev, job)];
   if (st->running) { /* its last delivery was dropped unsettled */
     st->running = 0;
-    atomic_fetch_sub_explicit(&ev->active, 1, memory_order_relaxed);
+    bump(&ev->active, -1);
   }
   st->duration = -1;
   wr_ev_rec *r = job_rec(ev, WR_EV_RECEIVED, h, job);
@@ -426,7 +468,7 @@ static void on_started(void *ctx, size_t h, const wr_job *job) {
   slot_state *st = &ev->slot[slot_of(ev, job)];
   if (!st->running) {
     st->running = 1;
-    atomic_fetch_add_explicit(&ev->active, 1, memory_order_relaxed);
+    bump(&ev->active, 1);
   }
   if (job_rec(ev, WR_EV_STARTED, h, job)) put(ev);
 }
@@ -435,11 +477,11 @@ static void on_settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
                        const char *err) {
   wr_events *ev = ctx;
   slot_state *st = &ev->slot[slot_of(ev, job)];
-  atomic_fetch_add_explicit(&ev->processed, 1, memory_order_relaxed);
+  bump(&ev->processed, 1);
   st->duration = -1;
   if (st->running) {
     st->running = 0;
-    atomic_fetch_sub_explicit(&ev->active, 1, memory_order_relaxed);
+    bump(&ev->active, -1);
     st->duration = wr_now() - job->started;
   }
   st->outcome = (uint8_t)(o + 1);
@@ -737,6 +779,9 @@ static struct timespec abs_mono(double t) {
 
 static void *run(void *arg) {
   wr_events *ev = arg;
+  /* Below the loop and the workers: on a busy host the events wait, not
+   * the jobs (Linux: nice is per thread). */
+  setpriority(PRIO_PROCESS, (id_t)gettid(), SENDER_NICE);
   double tick = ev->ec->flush_interval / 4;
   double next_beat = wr_now() + ev->ec->heartbeat;
   for (;;) {

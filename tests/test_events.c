@@ -53,14 +53,20 @@ Test(events, routing_keys_are_handler_job_event_and_worker_event) {
   cr_assert_str_eq(wr_events_name(WR_EV_OFFLINE), "worker.offline");
 }
 
-Test(events, a_cut_text_never_ends_inside_a_utf8_sequence) {
+Test(events, texts_are_kept_as_valid_utf8_and_cut_between_characters) {
+  char out[16];
   const char *s = "ab\xc3\xa9z"; /* "abéz" */
-  size_t k = wr_events_utf8_cut(s, 5, 3); /* 3 would split é */
+  size_t k = wr_events_utf8_copy(out, s, 5, 3); /* 3 would split é */
   cr_assert_eq(k, 2);
-  k = wr_events_utf8_cut(s, 5, 4);
+  k = wr_events_utf8_copy(out, s, 5, 4);
   cr_assert_eq(k, 4);
-  k = wr_events_utf8_cut(s, 5, 10);
-  cr_assert_eq(k, 5);
+  cr_assert_eq(memcmp(out, "ab\xc3\xa9", 4), 0);
+  /* A stray continuation byte, a truncated sequence, an overlong '/' and
+   * a surrogate each become '?'. */
+  const char *bad = "a" "\x80" "b" "\xc3" "c" "\xc0\xaf" "\xed\xa0\x80";
+  k = wr_events_utf8_copy(out, bad, 10, sizeof out);
+  out[k] = '\0';
+  cr_assert_str_eq(out, "a?b?c?????");
 }
 
 static wr_ev_rec rec_of(int kind) {
