@@ -160,6 +160,10 @@ static void check_common(const cJSON *all, const char *id, pid_t w,
 Test(events, a_job_retried_once_then_succeeding_tells_its_exact_sequence) {
   bind_queue("it.ev.sub1", "h.job.*");
   setenv("WARREN_EVENTS_ENABLED", "true", 1);
+  int hport = tw_free_port();
+  char hp[16];
+  snprintf(hp, sizeof hp, "%d", hport);
+  setenv("WARREN_HEALTH_PORT", hp, 1);
   pid_t w = tw_start_record(
       "it.ev.retry",
       "retry = { max_attempts = 3; backoff = [0.2]; jitter = 0.0; };",
@@ -193,6 +197,31 @@ Test(events, a_job_retried_once_then_succeeding_tells_its_exact_sequence) {
   cr_assert_null(cJSON_GetObjectItem(rc, "outcome"));
   cr_assert_null(cJSON_GetObjectItem(rc, "duration"));
   cJSON_Delete(all);
+  /* Counted on /metrics and /api/health (snapshots every 0.5 s): the six
+   * job events and worker.online at least, none dropped. */
+  static char page[65536];
+  long published = 0, full = -1, broker = -1;
+  for (int i = 0; i < 40 && published < 7; i++) {
+    nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    if (tw_http(hport, NULL, "/metrics", NULL, page, sizeof page) != 200)
+      continue;
+#define AFTER(s) (strstr(page, s) ? strstr(page, s) + sizeof s - 1 : NULL)
+    const char *p = AFTER("\nwarren_events_published_total ");
+    const char *f = AFTER("{cause=\"queue_full\"} ");
+    const char *b = AFTER("{cause=\"broker_unavailable\"} ");
+    if (p) published = atol(p);
+    if (f) full = atol(f);
+    if (b) broker = atol(b);
+  }
+  cr_assert_geq(published, 7, "published %ld", published);
+  cr_assert_eq(full, 0);
+  cr_assert_eq(broker, 0);
+  long st = tw_http(hport, NULL, "/api/health", NULL, page, sizeof page);
+  cr_assert_eq(st, 200);
+  cJSON *h = cJSON_Parse(page);
+  const cJSON *ev = cJSON_GetObjectItem(h, "events");
+  cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(ev, "connected")), "%s", page);
+  cJSON_Delete(h);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   tw_delete_queue("it.ev.sub1");
 }
