@@ -48,6 +48,18 @@ static const char *str(const cJSON *o, const char *k) {
   return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* s with control characters as \xNN, as every tool prints what came
+ * from a publisher: a job id cannot forge a line or move the cursor. */
+static void put_text(const char *s) {
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c < 0x20 || c == 0x7f)
+      printf("\\x%02x", c);
+    else
+      putchar(c);
+  }
+}
+
 /* One human line: time (UTC), host:pid, handler, event, then the rest. */
 static void print_human(const cJSON *o) {
   const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "time");
@@ -59,19 +71,23 @@ static void print_human(const cJSON *o) {
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
   const cJSON *pid = cJSON_GetObjectItemCaseSensitive(o, "pid");
   const char *h = str(o, "handler");
-  printf("%s.%03dZ %s:%d %s %s", when, (int)((at - (double)sec) * 1000 + 0.5) % 1000,
-         str(o, "hostname") ? str(o, "hostname") : "?",
-         cJSON_IsNumber(pid) ? pid->valueint : 0, h ? h : "-",
-         str(o, "event") ? str(o, "event") : "?");
+  printf("%s.%03dZ ", when, (int)((at - (double)sec) * 1000 + 0.5) % 1000);
+  put_text(str(o, "hostname") ? str(o, "hostname") : "?");
+  printf(":%d ", cJSON_IsNumber(pid) ? pid->valueint : 0);
+  put_text(h ? h : "-");
+  putchar(' ');
+  put_text(str(o, "event") ? str(o, "event") : "?");
   static const char *const keys[] = {"job_id", "attempt", "duration", "outcome",
                                      "delay", "reason", "error", "trace_id",
                                      "active", "processed", "dropped"};
   for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
-    if (cJSON_IsString(v))
-      printf(strchr(v->valuestring, ' ') ? " %s=\"%s\"" : " %s=%s", keys[i],
-             v->valuestring);
-    else if (cJSON_IsNumber(v))
+    if (cJSON_IsString(v)) {
+      int quote = strchr(v->valuestring, ' ') != NULL;
+      printf(" %s=%s", keys[i], quote ? "\"" : "");
+      put_text(v->valuestring);
+      if (quote) putchar('"');
+    } else if (cJSON_IsNumber(v))
       printf(" %s=%g", keys[i], v->valuedouble);
   }
   putchar('\n');
