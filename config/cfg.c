@@ -941,9 +941,9 @@ static void load_health(ctx *c, wr_cfg *cfg, size_t *used,
  * the subscribers' patterns, so such names are refused while events are
  * on. */
 static void load_events(ctx *c, wr_cfg *cfg, config_setting_t *root) {
-  static const char *const keys[] = {"enabled", "exchange", "heartbeat",
-                                     "flush_interval", "batch", "buffer",
-                                     NULL};
+  static const char *const keys[] = {
+      "enabled", "exchange", "heartbeat", "flush_interval",
+      "batch",   "buffer",   NULL};
   config_setting_t *g = get_group(c, root, "events", 0);
   check_keys(c, g, keys);
   wr_events_cfg *e = &cfg->events;

@@ -89,8 +89,8 @@ struct wr_events {
 /* ---- formatting (pure) ---------------------------------------------- */
 
 static const char *const names[WR_EV_KINDS] = {
-    "job.received",  "job.started", "job.succeeded",    "job.retried",
-    "job.failed",    "job.revoked", "job.dead_lettered", "worker.online",
+    "job.received",     "job.started",   "job.succeeded",     "job.retried",
+    "job.failed",       "job.revoked",   "job.dead_lettered", "worker.online",
     "worker.heartbeat", "worker.offline"};
 
 const char *wr_events_name(int kind) {
@@ -200,9 +200,9 @@ static void field(stack_obj *o, const char *key, int type, const char *s,
   it->valuestring = (char *)s;
   it->valuedouble = d;
   it->valueint = (int)d;
-  it->type = type | cJSON_StringIsConst |
-             (type == cJSON_String || type == cJSON_Raw ? cJSON_IsReference
-                                                        : 0);
+  it->type =
+      type | cJSON_StringIsConst |
+      (type == cJSON_String || type == cJSON_Raw ? cJSON_IsReference : 0);
   if (o->n) {
     o->f[o->n - 1].next = it;
     it->prev = &o->f[o->n - 1];
@@ -277,8 +277,8 @@ int wr_events_format_job(const wr_ev_rec *r, const char *head, size_t hlen,
   if (r->kind != WR_EV_RECEIVED && r->kind != WR_EV_STARTED &&
       r->kind != WR_EV_DEAD_LETTERED && r->duration >= 0) {
     uint64_t us = (uint64_t)(r->duration * 1e6 + 0.5);
-    field(&o, "duration", cJSON_Raw, decimal(dur, us / 1000000, us % 1000000, 6),
-          0);
+    field(&o, "duration", cJSON_Raw,
+          decimal(dur, us / 1000000, us % 1000000, 6), 0);
   }
   const char *out = wr_events_outcome(r->outcome);
   if (out && r->kind != WR_EV_RECEIVED && r->kind != WR_EV_STARTED)
@@ -288,8 +288,7 @@ int wr_events_format_job(const wr_ev_rec *r, const char *head, size_t hlen,
     field(&o, "delay", cJSON_Raw, decimal(delay, d / 1000, d % 1000, 3), 0);
   }
   if (r->texts && r->error[0]) field(&o, "error", cJSON_String, r->error, 0);
-  if (r->texts && r->reason[0])
-    field(&o, "reason", cJSON_String, r->reason, 0);
+  if (r->texts && r->reason[0]) field(&o, "reason", cJSON_String, r->reason, 0);
   if (r->traced) {
     static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < 16; i++) {
@@ -300,8 +299,7 @@ int wr_events_format_job(const wr_ev_rec *r, const char *head, size_t hlen,
     field(&o, "trace_id", cJSON_String, hex, 0);
   }
   char *rest = buf + hlen;
-  if (!cJSON_PrintPreallocated(&o.root, rest, (int)(len - hlen), 0))
-    return -1;
+  if (!cJSON_PrintPreallocated(&o.root, rest, (int)(len - hlen), 0)) return -1;
   rest[0] = ','; /* its '{' joins these fields to the head's */
   return (int)(hlen + strlen(rest));
 }
@@ -328,8 +326,8 @@ static cJSON *common(int kind, int64_t time_ms, const wr_ev_source *src) {
   return o;
 }
 
-cJSON *wr_events_worker_json(int kind, int64_t time_ms,
-                             const wr_ev_source *src, const wr_ev_worker *w) {
+cJSON *wr_events_worker_json(int kind, int64_t time_ms, const wr_ev_source *src,
+                             const wr_ev_worker *w) {
   cJSON *o = common(kind, time_ms, src);
   if (!o) return NULL;
   add_raw(o, "freq", "%g", w->freq);
@@ -339,8 +337,7 @@ cJSON *wr_events_worker_json(int kind, int64_t time_ms,
   if (kind == WR_EV_ONLINE) {
     cJSON *hs = cJSON_AddArrayToObject(o, "handlers");
     for (size_t i = 0; hs && i < src->cfg->n_handlers; i++)
-      cJSON_AddItemToArray(hs,
-                           cJSON_CreateString(src->cfg->handlers[i].name));
+      cJSON_AddItemToArray(hs, cJSON_CreateString(src->cfg->handlers[i].name));
   }
   return o;
 }
@@ -514,7 +511,7 @@ static void on_confirmed(void *ctx, size_t h, const wr_job *job, int ok) {
   wr_events *ev = ctx;
   if (!ok) return;
   slot_state *st = &ev->slot[slot_of(ev, job)];
-  int kind = !job->dead                               ? WR_EV_RETRIED
+  int kind = !job->dead                          ? WR_EV_RETRIED
              : st->outcome == WR_OUT_REVOKED + 1 ? WR_EV_REVOKED
                                                  : WR_EV_FAILED;
   wr_ev_rec *r = job_rec(ev, kind, h, job);
@@ -556,14 +553,14 @@ static void lost(wr_events *ev, const char *why) {
   atomic_store(&ev->connected, 0);
   wr_warn("events: %s; events are dropped until the connection is back", why);
   ev->connect_at = wr_now() + ev->backoff;
-  ev->backoff = ev->backoff * 2 > RECONNECT_MAX_S ? RECONNECT_MAX_S
-                                                  : ev->backoff * 2;
+  ev->backoff =
+      ev->backoff * 2 > RECONNECT_MAX_S ? RECONNECT_MAX_S : ev->backoff * 2;
 }
 
 /* Publish body (blen bytes) to routing key rk; n events in it. 0, or -1:
  * lost. */
-static int publish(wr_events *ev, const char *rk, const char *body,
-                   size_t blen, size_t n) {
+static int publish(wr_events *ev, const char *rk, const char *body, size_t blen,
+                   size_t n) {
   if (!ev->conn) {
     atomic_fetch_add(&ev->dropped_broker, n);
     return -1;
@@ -572,9 +569,9 @@ static int publish(wr_events *ev, const char *rk, const char *body,
   pr._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
   pr.content_type = amqp_cstring_bytes("application/json");
   pr.delivery_mode = 1; /* transient */
-  int rc = amqp_basic_publish(ev->conn, CH, amqp_cstring_bytes(ev->ec->exchange),
-                              amqp_cstring_bytes(rk), 0, 0, &pr,
-                              (amqp_bytes_t){blen, (void *)body});
+  int rc = amqp_basic_publish(
+      ev->conn, CH, amqp_cstring_bytes(ev->ec->exchange),
+      amqp_cstring_bytes(rk), 0, 0, &pr, (amqp_bytes_t){blen, (void *)body});
   if (rc != AMQP_STATUS_OK) {
     atomic_fetch_add(&ev->dropped_broker, n);
     char why[200];
@@ -608,10 +605,9 @@ static void send_json(wr_events *ev, const char *rk, cJSON *a, size_t n) {
 }
 
 static void worker_event(wr_events *ev, int kind) {
-  wr_ev_worker w = {ev->ec->heartbeat, atomic_load(&ev->active),
-                    atomic_load(&ev->processed),
-                    atomic_load(&ev->dropped_full) +
-                        atomic_load(&ev->dropped_broker)};
+  wr_ev_worker w = {
+      ev->ec->heartbeat, atomic_load(&ev->active), atomic_load(&ev->processed),
+      atomic_load(&ev->dropped_full) + atomic_load(&ev->dropped_broker)};
   cJSON *a = cJSON_CreateArray();
   cJSON *o = wr_events_worker_json(kind, wr_unix_ms(), &ev->src, &w);
   if (!a || !o) {
@@ -645,7 +641,8 @@ static void flush(wr_events *ev) {
 
 static int in_window(const wr_events *ev, const wr_ev_rec *r) {
   for (size_t i = 0; i < ev->nids; i++)
-    if (strlen(ev->ids[i]) == r->id_len && !memcmp(ev->ids[i], r->id, r->id_len))
+    if (strlen(ev->ids[i]) == r->id_len &&
+        !memcmp(ev->ids[i], r->id, r->id_len))
       return 1;
   return 0;
 }
@@ -681,8 +678,7 @@ static void add(wr_events *ev, const wr_ev_rec *r) {
   }
   g->n++;
   if (!ev->nwin++) ev->win_at = wr_now();
-  if (r->kind >= WR_EV_RETRIED && r->kind != WR_EV_DEAD_LETTERED &&
-      r->has_id) {
+  if (r->kind >= WR_EV_RETRIED && r->kind != WR_EV_DEAD_LETTERED && r->has_id) {
     if (ev->nids == WINDOW_IDS) {
       flush(ev);
       return;
@@ -869,9 +865,9 @@ int wr_events_create(const wr_cfg *cfg, const char *hostname,
   int heads_ok = ev->heads && ev->hlens;
   for (size_t i = 0; heads_ok && i < ng; i++) {
     char head[4096];
-    int n = wr_events_format_head((int)(i % WR_EV_JOB_KINDS),
-                                  i / WR_EV_JOB_KINDS, &ev->src, head,
-                                  sizeof head);
+    int n =
+        wr_events_format_head((int)(i % WR_EV_JOB_KINDS), i / WR_EV_JOB_KINDS,
+                              &ev->src, head, sizeof head);
     heads_ok = n > 0 && (ev->heads[i] = strdup(head)) != NULL;
     ev->hlens[i] = n > 0 ? (size_t)n : 0;
   }
@@ -913,15 +909,16 @@ void wr_events_destroy(wr_events *ev, double flush_s) {
     if (fd >= 0) shutdown(fd, SHUT_RDWR);
     pthread_join(ev->thread, NULL);
   }
-  uint64_t lost = atomic_load(&ev->dropped_full) +
-                  atomic_load(&ev->dropped_broker);
+  uint64_t lost =
+      atomic_load(&ev->dropped_full) + atomic_load(&ev->dropped_broker);
   if (lost)
-    wr_info("events: %llu events were dropped (ring full %llu, broker "
-            "unavailable %llu); %llu sent",
-            (unsigned long long)lost,
-            (unsigned long long)atomic_load(&ev->dropped_full),
-            (unsigned long long)atomic_load(&ev->dropped_broker),
-            (unsigned long long)atomic_load(&ev->published));
+    wr_info(
+        "events: %llu events were dropped (ring full %llu, broker "
+        "unavailable %llu); %llu sent",
+        (unsigned long long)lost,
+        (unsigned long long)atomic_load(&ev->dropped_full),
+        (unsigned long long)atomic_load(&ev->dropped_broker),
+        (unsigned long long)atomic_load(&ev->published));
   destroy(ev);
 }
 

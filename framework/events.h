@@ -43,7 +43,7 @@ typedef enum wr_ev_kind {
   WR_EV_KINDS
 } wr_ev_kind;
 
-#define WR_EV_ID_MAX 128   /* bytes of a job id kept */
+#define WR_EV_ID_MAX 128    /* bytes of a job id kept */
 #define WR_EV_ERROR_MAX 200 /* bytes of an error text kept */
 #define WR_EV_REASON_MAX 24
 
@@ -108,8 +108,8 @@ int wr_events_format_head(int kind, size_t handler, const wr_ev_source *src,
 int wr_events_format_job(const wr_ev_rec *r, const char *head, size_t hlen,
                          char *buf, size_t len);
 /* One worker event (kind WR_EV_ONLINE, _HEARTBEAT or _OFFLINE). */
-cJSON *wr_events_worker_json(int kind, int64_t time_ms,
-                             const wr_ev_source *src, const wr_ev_worker *w);
+cJSON *wr_events_worker_json(int kind, int64_t time_ms, const wr_ev_source *src,
+                             const wr_ev_worker *w);
 /* Copy src (n bytes) into dst as valid UTF-8: a byte that is not part
  * of a valid sequence becomes '?', and at most max bytes are written,
  * never part of a sequence. Returns the bytes written (no NUL added). */

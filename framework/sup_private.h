@@ -57,7 +57,6 @@ struct wr_sup {
   wr_observers obs;
   wr_handler_stats *stats; /* one per handler; the first observer */
   struct wr_spans *spans;  /* tracing (spans.h); NULL: off */
-  struct wr_events *events; /* lifecycle events (events.h); NULL: off */
   wr_health_state hs;      /* read by the health thread */
   wr_health *health;
   struct wr_monitor *monitor; /* probes, snapshots, self-check (monitor.h) */
@@ -70,6 +69,7 @@ struct wr_sup {
   double drain_deadline;
   amqp_channel_t declare_ch; /* re-declaring topology while running */
   char host[64];
+  struct wr_events *events; /* lifecycle events (events.h); NULL: off */
 };
 
 /* Give a job's slot back (its envelope is freed). */

@@ -712,8 +712,7 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
       return rc;
     }
     wr_observe(&s->obs, &wr_events_events, s->events);
-    wr_info("events: lifecycle events go to exchange %s",
-            cfg->events.exchange);
+    wr_info("events: lifecycle events go to exchange %s", cfg->events.exchange);
   }
   /* Only checks that some handler needs run on every delivery. */
   for (size_t i = 0; i < s->nh; i++)

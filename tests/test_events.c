@@ -35,8 +35,9 @@ static wr_cfg *cfg_ok(const char *text) {
   return cfg;
 }
 
-#define ONE_HANDLER \
-  "handlers = ( { name = \"email\"; queue = \"mail\"; plugin = \"/x/a.so\"; } );\n"
+#define ONE_HANDLER                                                           \
+  "handlers = ( { name = \"email\"; queue = \"mail\"; plugin = \"/x/a.so\"; " \
+  "} );\n"
 
 Test(events, routing_keys_are_handler_job_event_and_worker_event) {
   char rk[100];
@@ -45,8 +46,9 @@ Test(events, routing_keys_are_handler_job_event_and_worker_event) {
   cr_assert_str_eq(
       wr_events_routing_key("email", WR_EV_DEAD_LETTERED, rk, sizeof rk),
       "email.job.dead_lettered");
-  cr_assert_str_eq(wr_events_routing_key("email", WR_EV_HEARTBEAT, rk, sizeof rk),
-                   "worker.heartbeat");
+  cr_assert_str_eq(
+      wr_events_routing_key("email", WR_EV_HEARTBEAT, rk, sizeof rk),
+      "worker.heartbeat");
   cr_assert_str_eq(wr_events_routing_key(NULL, WR_EV_ONLINE, rk, sizeof rk),
                    "worker.online");
   cr_assert_str_eq(wr_events_name(WR_EV_REVOKED), "job.revoked");
@@ -55,7 +57,7 @@ Test(events, routing_keys_are_handler_job_event_and_worker_event) {
 
 Test(events, texts_are_kept_as_valid_utf8_and_cut_between_characters) {
   char out[16];
-  const char *s = "ab\xc3\xa9z"; /* "abéz" */
+  const char *s = "ab\xc3\xa9z";                /* "abéz" */
   size_t k = wr_events_utf8_copy(out, s, 5, 3); /* 3 would split é */
   cr_assert_eq(k, 2);
   k = wr_events_utf8_copy(out, s, 5, 4);
@@ -63,7 +65,14 @@ Test(events, texts_are_kept_as_valid_utf8_and_cut_between_characters) {
   cr_assert_eq(memcmp(out, "ab\xc3\xa9", 4), 0);
   /* A stray continuation byte, a truncated sequence, an overlong '/' and
    * a surrogate each become '?'. */
-  const char *bad = "a" "\x80" "b" "\xc3" "c" "\xc0\xaf" "\xed\xa0\x80";
+  const char *bad =
+      "a"
+      "\x80"
+      "b"
+      "\xc3"
+      "c"
+      "\xc0\xaf"
+      "\xed\xa0\x80";
   k = wr_events_utf8_copy(out, bad, 10, sizeof out);
   out[k] = '\0';
   cr_assert_str_eq(out, "a?b?c?????");
@@ -185,8 +194,9 @@ Test(events, defaults_and_settings_are_read) {
   cr_assert_float_eq(cfg->events.heartbeat, 2.0, 1e-9);
   cr_assert_float_eq(cfg->events.flush_interval, 0.1, 1e-9);
   wr_cfg_free(cfg);
-  cfg = cfg_ok("events = { enabled = true; exchange = \"ev\"; heartbeat = 5.0; "
-               "batch = 10; buffer = 64; };\n" ONE_HANDLER);
+  cfg = cfg_ok(
+      "events = { enabled = true; exchange = \"ev\"; heartbeat = 5.0; "
+      "batch = 10; buffer = 64; };\n" ONE_HANDLER);
   cr_assert_eq(cfg->events.enabled, 1);
   cr_assert_str_eq(cfg->events.exchange, "ev");
   cr_assert_eq(cfg->events.batch, 10);

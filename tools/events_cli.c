@@ -26,14 +26,15 @@ static void on_signal(int sig) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: warren events CONFIG_FILE [OPTION]...\n"
-          "Prints the lifecycle events the workers of CONFIG_FILE publish\n"
-          "(events.exchange; docs/events.md), one line each, until SIGINT or\n"
-          "SIGTERM. Its queue is its own (exclusive, deleted when it stops).\n"
-          "  --handler NAME        only the job events of handler NAME\n"
-          "  --job ID              only the events of the job with that id\n"
-          "  --json                each event as its JSON object, one a line\n");
+  fprintf(
+      f,
+      "usage: warren events CONFIG_FILE [OPTION]...\n"
+      "Prints the lifecycle events the workers of CONFIG_FILE publish\n"
+      "(events.exchange; docs/events.md), one line each, until SIGINT or\n"
+      "SIGTERM. Its queue is its own (exclusive, deleted when it stops).\n"
+      "  --handler NAME        only the job events of handler NAME\n"
+      "  --job ID              only the events of the job with that id\n"
+      "  --json                each event as its JSON object, one a line\n");
   wr_args_conn_help(f, "CONFIG_FILE's broker section");
   fprintf(f,
           "Other:\n"
@@ -77,9 +78,9 @@ static void print_human(const cJSON *o) {
   put_text(h ? h : "-");
   putchar(' ');
   put_text(str(o, "event") ? str(o, "event") : "?");
-  static const char *const keys[] = {"job_id", "attempt", "duration", "outcome",
-                                     "delay", "reason", "error", "trace_id",
-                                     "active", "processed", "dropped"};
+  static const char *const keys[] = {
+      "job_id", "attempt",  "duration", "outcome",   "delay",  "reason",
+      "error",  "trace_id", "active",   "processed", "dropped"};
   for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
     if (cJSON_IsString(v)) {
@@ -99,7 +100,8 @@ static void show(const amqp_bytes_t *body, const char *job, int json) {
   cJSON *a = cJSON_ParseWithLength(body->bytes, body->len);
   if (!cJSON_IsArray(a)) {
     fprintf(stderr, "events: a message that is not a JSON array: %.*s\n",
-            (int)(body->len > 200 ? 200 : body->len), (const char *)body->bytes);
+            (int)(body->len > 200 ? 200 : body->len),
+            (const char *)body->bytes);
     cJSON_Delete(a);
     return;
   }
@@ -149,9 +151,8 @@ static int tail(const wr_cfg *cfg, const char *handler, const char *job,
   }
   amqp_bytes_t q = amqp_empty_bytes;
   if (rc == WARREN_OK) {
-    amqp_queue_declare_ok_t *ok =
-        amqp_queue_declare(c, CH, amqp_empty_bytes, 0, 0, 1, 1,
-                           amqp_empty_table);
+    amqp_queue_declare_ok_t *ok = amqp_queue_declare(c, CH, amqp_empty_bytes, 0,
+                                                     0, 1, 1, amqp_empty_table);
     rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "queue.declare", err,
                        sizeof err);
     if (rc == WARREN_OK) q = amqp_bytes_malloc_dup(ok->queue);

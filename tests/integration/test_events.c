@@ -33,8 +33,7 @@ static void bind_queue(const char *q, const char *key) {
                         amqp_cstring_bytes("topic"), 0, 1, 0, 0,
                         amqp_empty_table);
   amqp_rpc_reply_t r1 = amqp_get_rpc_reply(c);
-  amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 0, 0, 0, 0,
-                     amqp_empty_table);
+  amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 0, 0, 0, 0, amqp_empty_table);
   amqp_rpc_reply_t r2 = amqp_get_rpc_reply(c);
   amqp_queue_purge(c, 1, amqp_cstring_bytes(q));
   amqp_queue_bind(c, 1, amqp_cstring_bytes(q),
@@ -79,8 +78,9 @@ static cJSON *collect(const char *q, const char *until, int want,
               "an events message is application/json and transient");
     cJSON *a = cJSON_ParseWithLength(m.body.bytes, m.body.len);
     int n = cJSON_GetArraySize(a);
-    cr_assert(cJSON_IsArray(a) && n >= 1, "a body is a JSON array of events: %.*s",
-              (int)m.body.len, (const char *)m.body.bytes);
+    cr_assert(cJSON_IsArray(a) && n >= 1,
+              "a body is a JSON array of events: %.*s", (int)m.body.len,
+              (const char *)m.body.bytes);
     while (cJSON_GetArraySize(a)) {
       cJSON *o = cJSON_DetachItemFromArray(a, 0);
       const cJSON *e = cJSON_GetObjectItem(o, "event");
