@@ -88,8 +88,11 @@ static void print_human(const cJSON *o) {
       printf(" %s=%s", keys[i], quote ? "\"" : "");
       put_text(v->valuestring);
       if (quote) putchar('"');
-    } else if (cJSON_IsNumber(v))
+    } else if (cJSON_IsNumber(v) && !strcmp(keys[i], "duration")) {
+      printf(" %s=%.6f", keys[i], v->valuedouble);
+    } else if (cJSON_IsNumber(v)) {
       printf(" %s=%g", keys[i], v->valuedouble);
+    }
   }
   putchar('\n');
 }
