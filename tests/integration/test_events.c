@@ -383,3 +383,47 @@ Test(events, the_readme_dashboard_keeps_each_jobs_last_state) {
   cr_assert(tw_wait_text(out, "dash3 job.succeeded", 1));
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
+
+/* Breaks when events that cannot be published hold up jobs, or are lost
+ * without being counted: here the exchange exists with another type, so
+ * the events connection is refused its declare and never opens. */
+Test(events, jobs_run_while_events_cannot_be_sent_and_the_drops_are_counted) {
+  amqp_connection_state_t c = tw_conn_confirming();
+  cr_assert(c);
+  amqp_exchange_declare(c, 1, amqp_cstring_bytes("it.ev.fanout"),
+                        amqp_cstring_bytes("fanout"), 0, 0, 0, 0,
+                        amqp_empty_table);
+  int declared = amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL;
+  wr_conn_close(c);
+  cr_assert(declared);
+  setenv("WARREN_EVENTS_ENABLED", "true", 1);
+  setenv("WARREN_EVENTS_EXCHANGE", "it.ev.fanout", 1);
+  int hport = tw_free_port();
+  char hp[16];
+  snprintf(hp, sizeof hp, "%d", hport);
+  setenv("WARREN_HEALTH_PORT", hp, 1);
+  pid_t w = tw_start_record("it.ev.nowhere", "", "", log_, rec);
+  cr_assert(w > 0);
+  cr_assert(tw_wait_text(log_, "events: cannot connect", 10),
+            "the refused declare is logged");
+  cr_assert_eq(tw_publish("it.ev.nowhere", 5, "nw"), 0);
+  int done[6] = {0};
+  int missing = tw_wait_all(rec, "nw", done, 5, 20);
+  cr_assert_eq(missing, 0, "every job ran");
+  static char page[65536];
+  long published = -1, dropped = 0;
+  for (int i = 0; i < 40 && dropped < 15; i++) {
+    nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    if (tw_http(hport, NULL, "/metrics", NULL, page, sizeof page) != 200)
+      continue;
+#define AFTER2(s) (strstr(page, s) ? strstr(page, s) + sizeof s - 1 : NULL)
+    const char *p = AFTER2("\nwarren_events_published_total ");
+    const char *b = AFTER2("{cause=\"broker_unavailable\"} ");
+    if (p) published = atol(p);
+    if (b) dropped = atol(b);
+  }
+  cr_assert_eq(published, 0);
+  cr_assert_geq(dropped, 15, "5 jobs x 3 events dropped, counted: %ld",
+                dropped);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
