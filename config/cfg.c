@@ -313,6 +313,9 @@ static const env_setting env_global[] = {
     {"WARREN_SHUTDOWN_GRACE", "worker.shutdown_grace", CONFIG_TYPE_FLOAT},
     {"WARREN_HEALTH_LISTEN", "health.listen", CONFIG_TYPE_STRING},
     {"WARREN_HEALTH_PORT", "health.port", CONFIG_TYPE_INT},
+    {"WARREN_EVENTS_ENABLED", "events.enabled", CONFIG_TYPE_BOOL},
+    {"WARREN_EVENTS_EXCHANGE", "events.exchange", CONFIG_TYPE_STRING},
+    {"WARREN_EVENTS_HEARTBEAT", "events.heartbeat", CONFIG_TYPE_FLOAT},
 };
 
 /* WARREN_HANDLER_<NAME>_<suffix>, NAME the handler's name in capitals
@@ -960,6 +963,43 @@ static void load_delays(ctx *c, wr_cfg *cfg, config_setting_t *root) {
             "must be \"quorum\" or \"classic\"");
 }
 
+/* The `events` group (docs/events.md). A handler's name is the first
+ * word of its events' routing keys: '.', '*' and '#' in it would break
+ * the subscribers' patterns, so such names are refused while events are
+ * on. */
+static void load_events(ctx *c, wr_cfg *cfg, config_setting_t *root) {
+  static const char *const keys[] = {
+      "enabled", "exchange", "heartbeat", "flush_interval",
+      "batch",   "buffer",   NULL};
+  config_setting_t *g = get_group(c, root, "events", 0);
+  check_keys(c, g, keys);
+  wr_events_cfg *e = &cfg->events;
+  e->enabled = get_bool(c, g, "enabled", 0);
+  e->exchange = get_str(c, g, "exchange", "warren.events", 0);
+  e->heartbeat = get_double(c, g, "heartbeat", 2, 0.1, 3600);
+  e->flush_interval = get_double(c, g, "flush_interval", 0.1, 0.001, 10);
+  e->batch = (int)get_int(c, g, "batch", 100, 1, 10000);
+  e->buffer = (int)get_int(c, g, "buffer", 16384, 16, 1048576);
+  if (!e->exchange[0])
+    problem(c, config_setting_get_member(g, "exchange"), "must not be empty");
+  else if (!strncmp(e->exchange, "amq.", 4))
+    problem(c, config_setting_get_member(g, "exchange"),
+            "'%s': names starting with amq. are the broker's", e->exchange);
+  if (!e->enabled) return;
+  config_setting_t *hs = config_setting_get_member(root, "handlers");
+  for (size_t i = 0; i < cfg->n_handlers; i++) {
+    const char *name = cfg->handlers[i].name;
+    if (name && strpbrk(name, ".*#")) {
+      config_setting_t *h =
+          hs ? config_setting_get_elem(hs, (unsigned)i) : NULL;
+      problem(c, h ? config_setting_get_member(h, "name") : g,
+              "handler name '%s' has '.', '*' or '#', which would break "
+              "the routing keys of its events (events.enabled is true)",
+              name);
+    }
+  }
+}
+
 static const char *env_lookup(const char *name) {
   return getenv(name);
 }
@@ -980,9 +1020,9 @@ static void load_tracing(ctx *c, wr_cfg *cfg, config_setting_t *root) {
 }
 
 int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
-  static const char *const top_keys[] = {"broker",   "worker", "exchanges",
-                                         "handlers", "health", "signing",
-                                         "tracing",  "delays", NULL};
+  static const char *const top_keys[] = {
+      "broker",  "worker",  "exchanges", "handlers", "health",
+      "signing", "tracing", "delays",    "events",   NULL};
   if (errlen) err[0] = '\0';
   wr_cfg *cfg = calloc(1, sizeof *cfg);
   if (cfg) config_init(&cfg->lc);
@@ -1020,6 +1060,7 @@ int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen) {
   load_delays(&c, cfg, root);
   load_handlers(&c, cfg, &used, root);
   load_tracing(&c, cfg, root);
+  load_events(&c, cfg, root);
   if (c.errors) {
     wr_cfg_free(cfg);
     return WARREN_CONFIG_INVALID;
@@ -1178,6 +1219,18 @@ int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
     line_of(&p, "tracing.", "sampler_arg", tg, "sampler_arg", "%g", tr->ratio);
     for (size_t i = 0; i < tr->n_headers; i++)
       fprintf(out, "tracing.headers.%-20s = \"****\"\n", tr->headers[i].key);
+  }
+  const wr_events_cfg *ev = &cfg->events;
+  const config_setting_t *eg = group(root, "events");
+  line_of(&p, "events.", "enabled", eg, "enabled", "%s",
+          ev->enabled ? "true" : "false");
+  if (ev->enabled) {
+    line_of(&p, "events.", "exchange", eg, "exchange", "\"%s\"", ev->exchange);
+    line_of(&p, "events.", "heartbeat", eg, "heartbeat", "%g", ev->heartbeat);
+    line_of(&p, "events.", "flush_interval", eg, "flush_interval", "%g",
+            ev->flush_interval);
+    line_of(&p, "events.", "batch", eg, "batch", "%d", ev->batch);
+    line_of(&p, "events.", "buffer", eg, "buffer", "%d", ev->buffer);
   }
   return 0;
 }

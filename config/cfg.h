@@ -88,6 +88,15 @@ typedef struct wr_delays_cfg {
   int quorum;         /* queue_type = "quorum" */
   int used;           /* some handler has delayed = true */
 } wr_delays_cfg;
+/* Lifecycle events (docs/events.md); the `events` group. */
+typedef struct wr_events_cfg {
+  int enabled;
+  const char *exchange;  /* the topic exchange, declared durable */
+  double heartbeat;      /* seconds between worker.heartbeat events */
+  double flush_interval; /* seconds an event may wait for its group */
+  int batch;             /* events in one message, at most */
+  int buffer;            /* events waiting to be sent, at most */
+} wr_events_cfg;
 
 typedef struct wr_cfg {
   config_t lc;
@@ -118,6 +127,7 @@ typedef struct wr_cfg {
   char url_store[1024]; /* broker.url, parsed: broker's strings point here */
   wr_conn_node *nodes;  /* broker.nodes (broker.nodes points here) */
   char *owned;          /* resolved plugin paths and password, one block */
+  wr_events_cfg events; /* the `events` group (docs/events.md) */
 } wr_cfg;
 
 /**

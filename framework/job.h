@@ -58,6 +58,8 @@ typedef struct wr_job {
   size_t xlen;
   struct wr_extras *extras; /* xbuf parsed, once it is settled */
   struct wr_job *next;      /* the one queue it is on, or the free list */
+  int64_t retry_delay_ms;   /* the retry copy's delay (settle.c), for the
+                               observers of `republished` */
 } wr_job;
 
 /* The job whose envelope env is (deliver.c hands out envelopes). */

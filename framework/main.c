@@ -10,6 +10,7 @@
 #include "../config/cfg.h"
 #include "args.h"
 #include "dlq.h"
+#include "events_cli.h"
 #include "log.h"
 #include "plugin.h"
 #include "supervisor.h"
@@ -21,6 +22,7 @@ static void usage(FILE *f) {
       "CONFIG_FILE\n"
       "       warren dlq list|show|replay|purge CONFIG_FILE HANDLER "
       "[OPTION]...\n"
+      "       warren events CONFIG_FILE [--handler NAME] [--job ID] [--json]\n"
       "       warren --help | --version\n"
       "\n"
       "Runs the handlers CONFIG_FILE lists against RabbitMQ.\n"
@@ -65,6 +67,8 @@ int main(int argc, char **argv) {
    * read here. */
   if (argc > 1 && strcmp(argv[1], "dlq") == 0)
     return wr_dlq_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "events") == 0)
+    return wr_events_tool_main(argc - 1, argv + 1);
   enum { OPT_CHECK = WR_ARGS_OPT_NEXT, OPT_PRINT, OPT_BURST, OPT_VERSION };
   static const struct option longopts[] = {
       {"check-config", no_argument, NULL, OPT_CHECK},

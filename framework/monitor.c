@@ -8,6 +8,7 @@
 #include <warren/status.h>
 
 #include "clock.h"
+#include "events.h"
 #include "log.h"
 #include "spans.h"
 #include "sup_private.h"
@@ -313,6 +314,16 @@ static void snapshot(wr_monitor *m, double now) {
     n->trace.dropped_failed = c.dropped_failed;
     n->trace.export_errors = c.export_errors;
     n->trace.queued = c.queued;
+  }
+  if (s->events) {
+    wr_events_counters c;
+    wr_events_counters_get(s->events, &c);
+    n->events = 1;
+    n->ev.published = c.published;
+    n->ev.messages = c.messages;
+    n->ev.dropped_full = c.dropped_full;
+    n->ev.dropped_broker = c.dropped_broker;
+    n->ev.connected = c.connected;
   }
   m->published_why = n->not_ready;
   m->published_failing = m->failing;

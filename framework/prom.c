@@ -259,6 +259,26 @@ char *wr_prom_render(const wr_snap *s, size_t *len) {
     put(&g, "warren_trace_context_invalid_total %llu\n",
         (unsigned long long)s->trace.invalid_context);
   }
+  if (s->events) { /* docs/events.md */
+    head(&g, "warren_events_published_total", "counter",
+         "Lifecycle events published to the events exchange.");
+    put(&g, "warren_events_published_total %llu\n",
+        (unsigned long long)s->ev.published);
+    head(&g, "warren_events_messages_total", "counter",
+         "Messages those events went in (a JSON array each).");
+    put(&g, "warren_events_messages_total %llu\n",
+        (unsigned long long)s->ev.messages);
+    head(&g, "warren_events_dropped_total", "counter",
+         "Lifecycle events dropped: the queue of events was full, or the "
+         "broker was unavailable.");
+    put(&g, "warren_events_dropped_total{cause=\"queue_full\"} %llu\n",
+        (unsigned long long)s->ev.dropped_full);
+    put(&g, "warren_events_dropped_total{cause=\"broker_unavailable\"} %llu\n",
+        (unsigned long long)s->ev.dropped_broker);
+    head(&g, "warren_events_connected", "gauge",
+         "1 while the events connection is open.");
+    put(&g, "warren_events_connected %d\n", s->ev.connected);
+  }
   head(&g, "warren_start_time_seconds", "gauge",
        "Unix time the worker started.");
   put(&g, "warren_start_time_seconds %.3f\n", (double)s->started_ms / 1000.0);

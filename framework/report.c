@@ -126,6 +126,16 @@ char *wr_report_health(const wr_snap *s) {
     cJSON_AddNumberToObject(q, "transient_jobs", (double)h->m.transient);
     cJSON_AddItemToArray(qs, q);
   }
+  if (s->events) { /* docs/events.md */
+    cJSON *e = cJSON_AddObjectToObject(o, "events");
+    cJSON_AddBoolToObject(e, "connected", s->ev.connected);
+    cJSON_AddNumberToObject(e, "published", (double)s->ev.published);
+    cJSON_AddNumberToObject(e, "messages", (double)s->ev.messages);
+    cJSON *d = cJSON_AddObjectToObject(e, "dropped");
+    cJSON_AddNumberToObject(d, "queue_full", (double)s->ev.dropped_full);
+    cJSON_AddNumberToObject(d, "broker_unavailable",
+                            (double)s->ev.dropped_broker);
+  }
   return done(o);
 }
 

@@ -119,6 +119,7 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
             hc->name, (int)id.len, (const char *)id.bytes, job->meta.attempt,
             err, (double)d.delay_ms / 1000.0);
   job->dead = (uint8_t)d.dead;
+  job->retry_delay_ms = d.dead ? 0 : d.delay_ms;
   job->followups = 0;
   await_confirms(s, job, got, 1);
   WR_NOTIFY(&s->obs, republished, h->index, job, d.dead,

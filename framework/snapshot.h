@@ -75,6 +75,11 @@ typedef struct wr_snap {
     uint64_t invalid_context, sampled, not_sampled;
     uint64_t exported, dropped_full, dropped_failed, export_errors, queued;
   } trace;
+  int events; /* lifecycle events are on; then ev holds the counters */
+  struct {
+    uint64_t published, messages, dropped_full, dropped_broker;
+    int connected;
+  } ev;
   size_t nh;
   wr_snap_handler h[]; /* then every handler's workers */
 } wr_snap;

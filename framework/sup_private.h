@@ -69,6 +69,7 @@ struct wr_sup {
   double drain_deadline;
   amqp_channel_t declare_ch; /* re-declaring topology while running */
   char host[64];
+  struct wr_events *events; /* lifecycle events (events.h); NULL: off */
 };
 
 /* Give a job's slot back (its envelope is freed). */

@@ -11,6 +11,7 @@
 #include <warren/status.h>
 
 #include "clock.h"
+#include "events.h"
 #include "extras.h"
 #include "inproc.h"
 #include "joblog.h"
@@ -26,6 +27,7 @@
 #define WORKER_STOP_S 5.0   /* time idle workers get to run shutdown() */
 #define ACK_DELAY_S 0.001   /* longest a finished job waits for its ack */
 #define SPAN_FLUSH_S 5.0    /* time queued spans get to reach the collector */
+#define EVENTS_FLUSH_S 3.0  /* time queued events get to reach the broker */
 
 /* A worker's socket as the loop watches it. */
 typedef struct child_ref {
@@ -702,6 +704,16 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
     wr_info("tracing: spans go to %s as service %s", cfg->tracing.endpoint,
             cfg->tracing.service_name);
   }
+  if (cfg->events.enabled) {
+    rc = wr_events_create(cfg, s->host, s->slots, nslots + 1, &s->events, err,
+                          errlen);
+    if (rc != WARREN_OK) {
+      wr_sup_destroy(s);
+      return rc;
+    }
+    wr_observe(&s->obs, &wr_events_events, s->events);
+    wr_info("events: lifecycle events go to exchange %s", cfg->events.exchange);
+  }
   /* Only checks that some handler needs run on every delivery. */
   for (size_t i = 0; i < s->nh; i++)
     if (cfg->handlers[i].max_body) {
@@ -804,6 +816,7 @@ void wr_sup_destroy(wr_sup *s) {
   wr_sigcheck_free(&s->sig);
   wr_monitor_destroy(s->monitor); /* observers are not called any more */
   wr_spans_destroy(s->spans, SPAN_FLUSH_S);
+  wr_events_destroy(s->events, EVENTS_FLUSH_S); /* worker.offline last */
   free(s->h);
   free(s->stats);
   free(s->slots);
