@@ -143,8 +143,12 @@ static int apply(wr_sup *s, wr_handler_rt *h, int terminate, double now) {
   char id[4 * WR_CONTROL_MAX_ID + 1];
   /* Queued to workers and not started: taken back (the claim in ipc.h
    * decides against a worker about to start one), onto `pending`. */
-  if (h->cfg->isolated && pool_holds(r, &h->pool, now))
-    wr_pool_revoke_unstarted(&h->pool);
+  if (h->cfg->isolated && pool_holds(r, &h->pool, now)) {
+    int back = wr_pool_revoke_unstarted(&h->pool);
+    if (back)
+      wr_debug("handler %s: %d job(s) queued to workers taken back", h->cfg->name,
+               back);
+  }
   wr_job *prev = NULL, *j = h->pending.head;
   while (j) {
     wr_job *next = j->next;
