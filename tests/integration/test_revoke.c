@@ -330,3 +330,41 @@ Test(revoke, with_a_keyring_only_a_signed_revoke_applies, .timeout = 120) {
   cr_assert_eq(tw_take_one("it.rv.sig.dlq", dump, sizeof dump), 1);
   cr_assert(strstr(dump, "id=sig2\n"), "%s", dump);
 }
+
+/* The command line: --help lists every option; a bad one exits 2 naming
+ * it, before any connection is tried. */
+Test(revoke, help_lists_the_options_and_bad_arguments_exit_2, .timeout = 60) {
+  static char out[16384];
+  int rc = tw_warren_cli(out, sizeof out, "revoke --help");
+  cr_assert_eq(rc, 0, "%s", out);
+  static const char *const opts[] = {"--expires", "--terminate", "--key",
+                                     "--url",     "--tls",       "JOB_ID",
+                                     "--version", NULL};
+  for (const char *const *o = opts; *o; o++)
+    cr_assert(strstr(out, *o), "warren revoke --help lists %s", *o);
+  rc = tw_warren_cli(out, sizeof out, "--help");
+  cr_assert_eq(rc, 0);
+  cr_assert(strstr(out, "warren revoke"), "%s", out);
+  char id[300];
+  memset(id, 'z', 256);
+  id[256] = '\0';
+  char longid[400];
+  snprintf(longid, sizeof longid, "revoke x.cfg %s", id);
+  static const char *const bad[][2] = {
+      {"revoke", "CONFIG_FILE is missing"},
+      {"revoke x.cfg", "no JOB_ID"},
+      {"revoke x.cfg a --expires 8d", "--expires"},
+      {"revoke x.cfg a --expires 1x", "--expires"},
+      {"revoke x.cfg a --expires ''", "--expires"},
+      {"revoke x.cfg a --nope", "--nope"},
+      {"revoke /nonexistent/warren.cfg a", "/nonexistent/warren.cfg"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    rc = tw_warren_cli(out, sizeof out, bad[i][0]);
+    cr_assert_eq(rc, 2, "warren %s: %s", bad[i][0], out);
+    cr_assert(strstr(out, bad[i][1]), "warren %s: %s", bad[i][0], out);
+  }
+  rc = tw_warren_cli(out, sizeof out, longid);
+  cr_assert_eq(rc, 2, "%s", out);
+  cr_assert(strstr(out, "1 to 255 bytes"), "%s", out);
+}
