@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <amqp.h>
+#include <cjson/cJSON.h>
 
 #include <warren/status.h>
 
@@ -152,10 +153,19 @@ Test(revoke, a_job_waiting_behind_a_busy_worker_is_dead_lettered,
 
 Test(revoke, terminate_stops_a_running_job_not_counted_as_a_crash,
      .timeout = 120) {
-  char log[300], rec[300];
-  pid_t w = tw_start_record("it.rv.term", "concurrency = 1;",
-                            "hang_on = \"run1\";", log, rec);
-  cr_assert_gt(w, 0, "worker did not start");
+  char log[300], rec[300], text[2048];
+  int port = tw_free_port();
+  snprintf(log, sizeof log, "%s/warren.log", tw_dir());
+  snprintf(rec, sizeof rec, "%s/rec", tw_dir());
+  snprintf(text, sizeof text,
+           "health = { port = %d; };\n"
+           "handlers = ( { name = \"h\"; queue = \"it.rv.term\";\n"
+           "  concurrency = 1; plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";\n"
+           "  settings = { log = \"%s\"; hang_on = \"run1\"; }; } );\n",
+           port, rec);
+  pid_t w = tw_warren_start(tw_dir(), text);
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30), "not started");
   cr_assert_eq(tw_publish("it.rv.term", 2, "run"), 0);
   cr_assert(tw_wait_text(rec, "start run1", 20));
   /* Without --terminate a running job goes on. */
@@ -164,6 +174,27 @@ Test(revoke, terminate_stops_a_running_job_not_counted_as_a_crash,
   must_revoke(tw_dir(), "--terminate run1", log,
               "was killed to stop a revoked job");
   cr_assert(tw_wait_text(rec, "end run2", 30), "run2 ran after it");
+  /* The worker's own count of deaths, as /status/workers shows it. */
+  double revoked = -1, restarts = -1, crashed = -1;
+  for (int i = 0; i < 200 && revoked != 1; i++) {
+    static char body[65536];
+    if (tw_http(port, NULL, "/status/workers", NULL, body, sizeof body) ==
+        200) {
+      cJSON *j = cJSON_Parse(body);
+      cJSON *h = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "handlers"), 0);
+      cJSON *c = cJSON_GetObjectItem(h, "counts");
+      cJSON *wk = cJSON_GetArrayItem(cJSON_GetObjectItem(h, "workers"), 0);
+      revoked = cJSON_GetNumberValue(cJSON_GetObjectItem(
+          cJSON_GetObjectItem(c, "dead_lettered"), "revoked"));
+      crashed = cJSON_GetNumberValue(cJSON_GetObjectItem(c, "crashed"));
+      restarts = cJSON_GetNumberValue(cJSON_GetObjectItem(wk, "restarts"));
+      cJSON_Delete(j);
+    }
+    if (revoked != 1) nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+  }
+  cr_assert_eq(revoked, 1, "dead-lettered as revoked");
+  cr_assert_eq(crashed, 0, "not a crash");
+  cr_assert_eq(restarts, 0, "the worker's death is not counted");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   cr_assert(tw_wait_text(log, "crashed 0,", 1), "not counted as a crash");
   cr_assert(tw_wait_text(log, "revoked 1;", 1), "counted as revoked");
