@@ -9,8 +9,8 @@
 
 #include "sign.h"
 
-int wr_control_parse(const void *body, size_t len, wr_control_msg *m,
-                     char *err, size_t errlen) {
+int wr_control_parse(const void *body, size_t len, wr_control_msg *m, char *err,
+                     size_t errlen) {
   memset(m, 0, sizeof *m);
   if (len > WR_CONTROL_MAX_BODY) {
     snprintf(err, errlen, "body of %zu bytes is over %d", len,
@@ -100,9 +100,8 @@ void wr_control_free(wr_control_msg *m) {
   m->tree = NULL;
 }
 
-char *wr_control_build_revoke(const char *const *ids, size_t n,
-                              double expires, int terminate, double sent_at,
-                              size_t *len) {
+char *wr_control_build_revoke(const char *const *ids, size_t n, double expires,
+                              int terminate, double sent_at, size_t *len) {
   cJSON *o = cJSON_CreateObject();
   cJSON *a = cJSON_AddArrayToObject(o, "ids");
   int ok = o && a && cJSON_AddStringToObject(o, "type", "revoke");
@@ -124,8 +123,7 @@ int wr_control_sign(const wr_keyring *ring, const char *key_id,
                     char out[WR_CONTROL_SIG_MAX]) {
   unsigned char mac[32];
   size_t idlen = strlen(key_id);
-  if (idlen > 256 ||
-      wr_keyring_mac(ring, key_id, idlen, body, len, mac) != 0)
+  if (idlen > 256 || wr_keyring_mac(ring, key_id, idlen, body, len, mac) != 0)
     return -1;
   char hex[65];
   wr_sign_hex(mac, hex);
@@ -134,8 +132,7 @@ int wr_control_sign(const wr_keyring *ring, const char *key_id,
 }
 
 int wr_control_verify(const wr_keyring *ring, const char *sig, size_t siglen,
-                      const void *body, size_t len, char *err,
-                      size_t errlen) {
+                      const void *body, size_t len, char *err, size_t errlen) {
   const char *colon = sig ? memchr(sig, ':', siglen) : NULL;
   if (!colon || colon == sig || sig + siglen - (colon + 1) != 64) {
     snprintf(err, errlen, "header %s is missing or not <key id>:<64 hex>",

@@ -37,37 +37,34 @@ typedef struct wr_control_msg {
   const char *ids[WR_CONTROL_MAX_IDS]; /* into the parsed tree */
   size_t id_len[WR_CONTROL_MAX_IDS];
   size_t n;
-  double expires;  /* seconds, 1..WR_CONTROL_MAX_EXPIRES */
-  int capped;      /* expires was over the maximum and was capped */
-  int terminate;   /* stop the job where it runs */
-  double sent_at;  /* unix seconds; 0: not given */
-  char type[32];   /* of an unknown message, for the log */
-  void *tree;      /* owned (cJSON) */
+  double expires; /* seconds, 1..WR_CONTROL_MAX_EXPIRES */
+  int capped;     /* expires was over the maximum and was capped */
+  int terminate;  /* stop the job where it runs */
+  double sent_at; /* unix seconds; 0: not given */
+  char type[32];  /* of an unknown message, for the log */
+  void *tree;     /* owned (cJSON) */
 } wr_control_msg;
 
 /* Parse and validate body[0..len). 0, or -1 with err saying what is
  * wrong (the message is then to be ignored; nothing is allocated). Free
  * a parsed message with wr_control_free. */
-int wr_control_parse(const void *body, size_t len, wr_control_msg *m,
-                     char *err, size_t errlen);
+int wr_control_parse(const void *body, size_t len, wr_control_msg *m, char *err,
+                     size_t errlen);
 void wr_control_free(wr_control_msg *m);
 
 /* The body of a revoke of ids[0..n), malloc'd and NUL-terminated (its
  * length in *len), or NULL when out of memory. */
-char *wr_control_build_revoke(const char *const *ids, size_t n,
-                              double expires, int terminate, double sent_at,
-                              size_t *len);
+char *wr_control_build_revoke(const char *const *ids, size_t n, double expires,
+                              int terminate, double sent_at, size_t *len);
 
 /* Sign body[0..len) with key_id of ring into out ("<id>:<hex>").
  * 0, or -1 (no such key). */
 int wr_control_sign(const wr_keyring *ring, const char *key_id,
-                    const void *body, size_t len,
-                    char out[WR_CONTROL_SIG_MAX]);
+                    const void *body, size_t len, char out[WR_CONTROL_SIG_MAX]);
 
 /* Check sig[0..siglen) (the header's value) over body under ring: 0, or
  * -1 with err saying why (malformed, unknown key, wrong signature). */
 int wr_control_verify(const wr_keyring *ring, const char *sig, size_t siglen,
-                      const void *body, size_t len, char *err,
-                      size_t errlen);
+                      const void *body, size_t len, char *err, size_t errlen);
 
 #endif

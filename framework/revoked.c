@@ -72,8 +72,8 @@ int wr_revoked_setup(wr_sup *s, amqp_connection_state_t c, char *err,
   if (rc == 0) {
     /* No acks: a control message is applied when read, and one lost with
      * the connection is lost as a broadcast would be. */
-    amqp_basic_consume(c, ch, amqp_cstring_bytes(qname), amqp_empty_bytes, 0,
-                       1, 1, amqp_empty_table);
+    amqp_basic_consume(c, ch, amqp_cstring_bytes(qname), amqp_empty_bytes, 0, 1,
+                       1, amqp_empty_table);
     rc = step(c, ch, "control basic.consume", err, errlen);
   }
   if (rc < 0) return WARREN_BROKER_CLOSED;
@@ -146,8 +146,8 @@ static int apply(wr_sup *s, wr_handler_rt *h, int terminate, double now) {
   if (h->cfg->isolated && pool_holds(r, &h->pool, now)) {
     int back = wr_pool_revoke_unstarted(&h->pool);
     if (back)
-      wr_debug("handler %s: %d job(s) queued to workers taken back", h->cfg->name,
-               back);
+      wr_debug("handler %s: %d job(s) queued to workers taken back",
+               h->cfg->name, back);
   }
   wr_job *prev = NULL, *j = h->pending.head;
   while (j) {

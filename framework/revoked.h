@@ -28,11 +28,11 @@ struct wr_sup;
 
 typedef struct wr_revoked {
   wr_revset set;
-  amqp_channel_t ch;       /* the control channel */
-  int listening;           /* its consumer is registered on this connection */
-  unsigned long received;  /* revokes applied */
-  unsigned long ignored;   /* control messages refused (malformed, unsigned) */
-  unsigned long refused;   /* jobs refused at intake as revoked */
+  amqp_channel_t ch;      /* the control channel */
+  int listening;          /* its consumer is registered on this connection */
+  unsigned long received; /* revokes applied */
+  unsigned long ignored;  /* control messages refused (malformed, unsigned) */
+  unsigned long refused;  /* jobs refused at intake as revoked */
 } wr_revoked;
 
 /* Ready to listen on channel ch (no I/O). */

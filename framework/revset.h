@@ -14,10 +14,10 @@
 #define WR_REVSET_MAX_ID 255 /* an AMQP message id is a short string */
 
 typedef struct wr_revset_entry {
-  double expires;       /* monotonic seconds */
-  uint32_t next;        /* next in its hash chain, + 1 (0: none) */
-  uint32_t hash;        /* of the id */
-  uint8_t len;          /* id length; 0: the slot is empty */
+  double expires; /* monotonic seconds */
+  uint32_t next;  /* next in its hash chain, + 1 (0: none) */
+  uint32_t hash;  /* of the id */
+  uint8_t len;    /* id length; 0: the slot is empty */
   char id[WR_REVSET_MAX_ID];
 } wr_revset_entry;
 
@@ -25,9 +25,9 @@ typedef struct wr_revset {
   wr_revset_entry *e; /* a ring in the order ids were added */
   uint32_t *bucket;   /* entry index + 1 of a chain's first (0: none) */
   size_t cap, nbucket;
-  size_t head; /* oldest slot of the ring */
-  size_t used; /* slots from head on, empty ones (expired) included */
-  size_t n;    /* ids in the set */
+  size_t head;           /* oldest slot of the ring */
+  size_t used;           /* slots from head on, empty ones (expired) included */
+  size_t n;              /* ids in the set */
   unsigned long evicted; /* ids pushed out while not expired, so far */
 } wr_revset;
 

@@ -305,9 +305,10 @@ static void on_cancelled(void *ctx, amqp_channel_t ch) {
   wr_sup *s = ctx;
   if (ch == s->revoked.ch) {
     s->revoked.listening = 0;
-    wr_warn("revoke: the broker cancelled the control consumer (its queue "
-            "was deleted); revokes reach this process again after a "
-            "reconnect");
+    wr_warn(
+        "revoke: the broker cancelled the control consumer (its queue "
+        "was deleted); revokes reach this process again after a "
+        "reconnect");
     return;
   }
   if (ch < 1 || ch > s->nh) return;

@@ -181,7 +181,8 @@ Test(control, malformed_messages_are_refused_with_a_reason) {
   }
   /* Too many ids, and too long a one. */
   static char body[WR_CONTROL_MAX_IDS * 8 + 100];
-  size_t o = (size_t)snprintf(body, sizeof body, "{\"type\":\"revoke\",\"ids\":[");
+  size_t o =
+      (size_t)snprintf(body, sizeof body, "{\"type\":\"revoke\",\"ids\":[");
   for (int i = 0; i <= WR_CONTROL_MAX_IDS; i++)
     o += (size_t)snprintf(body + o, sizeof body - o, "%s\"i%d\"", i ? "," : "",
                           i);
@@ -212,19 +213,19 @@ Test(control, a_signature_verifies_only_with_its_key_and_body) {
                                  sizeof err),
                0, "%s", err);
   const char *other = "{\"type\":\"revoke\",\"ids\":[\"y\"]}";
-  cr_assert_eq(wr_control_verify(r, sig, strlen(sig), other, strlen(other),
-                                 err, sizeof err),
+  cr_assert_eq(wr_control_verify(r, sig, strlen(sig), other, strlen(other), err,
+                                 sizeof err),
                -1, "another body");
   char forged[WR_CONTROL_SIG_MAX];
   snprintf(forged, sizeof forged, "gw:%s", sig + 4);
   cr_assert_eq(wr_control_verify(r, forged, strlen(forged), body, strlen(body),
                                  err, sizeof err),
                -1, "a key not in the ring");
-  cr_assert_eq(wr_control_verify(r, NULL, 0, body, strlen(body), err,
-                                 sizeof err),
-               -1, "unsigned");
-  cr_assert_eq(wr_control_verify(r, "ops:abc", 7, body, strlen(body), err,
-                                 sizeof err),
-               -1, "malformed");
+  cr_assert_eq(
+      wr_control_verify(r, NULL, 0, body, strlen(body), err, sizeof err), -1,
+      "unsigned");
+  cr_assert_eq(
+      wr_control_verify(r, "ops:abc", 7, body, strlen(body), err, sizeof err),
+      -1, "malformed");
   wr_keyring_free(r);
 }

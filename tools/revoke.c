@@ -28,8 +28,10 @@ static int parse_duration(const char *s, double *out, char *err,
   long mult = 1;
   char num[32];
   if (n && strchr("smhd", s[n - 1])) {
-    mult = s[n - 1] == 's' ? 1 : s[n - 1] == 'm' ? 60 : s[n - 1] == 'h' ? 3600
-                                                                         : 86400;
+    mult = s[n - 1] == 's'   ? 1
+           : s[n - 1] == 'm' ? 60
+           : s[n - 1] == 'h' ? 3600
+                             : 86400;
     n--;
   }
   long v;
@@ -55,30 +57,32 @@ static int parse_duration(const char *s, double *out, char *err,
 }
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: warren revoke CONFIG_FILE JOB_ID... [OPTION]...\n"
-          "Revokes jobs by id (their AMQP message_id) in every Warren process\n"
-          "running now on CONFIG_FILE's broker and vhost: a revoked job is not\n"
-          "run; it is dead-lettered with reason revoked. A process started\n"
-          "later does not know the revoke (docs/revoke.md).\n"
-          "  --expires DURATION    how long each process refuses these ids:\n"
-          "                        seconds, or with s, m, h, d; 1s to 7d\n"
-          "                        (default 1h)\n"
-          "  --terminate           also stop the job where it is running (its\n"
-          "                        worker is killed and restarted)\n"
-          "  --key KEY_ID          sign with this key of the config's signing\n"
-          "                        keyring (default: signing.countersign_key,\n"
-          "                        else the first key); with a keyring the\n"
-          "                        message is always signed\n");
+  fprintf(
+      f,
+      "usage: warren revoke CONFIG_FILE JOB_ID... [OPTION]...\n"
+      "Revokes jobs by id (their AMQP message_id) in every Warren process\n"
+      "running now on CONFIG_FILE's broker and vhost: a revoked job is not\n"
+      "run; it is dead-lettered with reason revoked. A process started\n"
+      "later does not know the revoke (docs/revoke.md).\n"
+      "  --expires DURATION    how long each process refuses these ids:\n"
+      "                        seconds, or with s, m, h, d; 1s to 7d\n"
+      "                        (default 1h)\n"
+      "  --terminate           also stop the job where it is running (its\n"
+      "                        worker is killed and restarted)\n"
+      "  --key KEY_ID          sign with this key of the config's signing\n"
+      "                        keyring (default: signing.countersign_key,\n"
+      "                        else the first key); with a keyring the\n"
+      "                        message is always signed\n");
   wr_args_conn_help(f, "CONFIG_FILE's broker section");
-  fprintf(f,
-          "Other:\n"
-          "  -h, --help            this text\n"
-          "  --version             the version and the handler ABI version\n"
-          "At most %d job ids, each 1 to %d bytes.\n"
-          "Exit status: 0 the broker confirmed the revoke, 1 broker trouble or\n"
-          "no Warren process listening, 2 usage or configuration error.\n",
-          WR_CONTROL_MAX_IDS, WR_CONTROL_MAX_ID);
+  fprintf(
+      f,
+      "Other:\n"
+      "  -h, --help            this text\n"
+      "  --version             the version and the handler ABI version\n"
+      "At most %d job ids, each 1 to %d bytes.\n"
+      "Exit status: 0 the broker confirmed the revoke, 1 broker trouble or\n"
+      "no Warren process listening, 2 usage or configuration error.\n",
+      WR_CONTROL_MAX_IDS, WR_CONTROL_MAX_ID);
 }
 
 /* Publish body to the control exchange, confirmed. */
@@ -98,9 +102,9 @@ static int send_revoke(const wr_cfg *cfg, const char *body, size_t len,
      * close the channel. */
     amqp_exchange_declare(c, CH, ex, amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
                           amqp_empty_table);
-    rc = wr_conn_reply(c, amqp_get_rpc_reply(c),
-                       "exchange.declare " WR_CONTROL_EXCHANGE, err,
-                       sizeof err);
+    rc =
+        wr_conn_reply(c, amqp_get_rpc_reply(c),
+                      "exchange.declare " WR_CONTROL_EXCHANGE, err, sizeof err);
   }
   if (rc != WARREN_OK) {
     fprintf(stderr, "revoke: %s\n", err);
@@ -238,10 +242,11 @@ int wr_revoke_main(int argc, char **argv) {
   } else {
     rc = send_revoke(cfg, body, len, key ? sig : NULL) == WARREN_OK ? 0 : 1;
     if (rc == 0)
-      printf("revoked %d job id(s) for %.0f s%s%s: sent to every Warren "
-             "process listening on exchange %s\n",
-             n, expires, terminate ? ", terminating running ones" : "",
-             key ? " (signed)" : "", WR_CONTROL_EXCHANGE);
+      printf(
+          "revoked %d job id(s) for %.0f s%s%s: sent to every Warren "
+          "process listening on exchange %s\n",
+          n, expires, terminate ? ", terminating running ones" : "",
+          key ? " (signed)" : "", WR_CONTROL_EXCHANGE);
   }
   free(body);
   wr_cfg_free(cfg);

@@ -87,7 +87,8 @@ Test(revoke, a_revoked_id_published_afterwards_is_dead_lettered_and_never_runs,
   char cfg[600];
   snprintf(cfg, sizeof cfg,
            "broker = { host = \"127.0.0.1\"; port = %d; };\n"
-           "handlers = ( { name = \"h\"; queue = \"it.rv.none\"; plugin = \"" TEST_HANDLER_DIR
+           "handlers = ( { name = \"h\"; queue = \"it.rv.none\"; plugin = "
+           "\"" TEST_HANDLER_DIR
            "/record.so\"; settings = { log = \"/dev/null\"; }; } );\n",
            tw_port());
   char path[400];
@@ -113,7 +114,8 @@ Test(revoke, a_revoked_id_published_afterwards_is_dead_lettered_and_never_runs,
    * back: refused at intake too. */
   cr_assert_eq(tw_publish_raw("it.rv.later", "again-f", NULL), 0);
   cr_assert(tw_wait_text(rec, "fail again-f", 20));
-  must_revoke(tw_dir(), "again-f", log, "revoke: 1 id(s) for 3600 s, first again-f");
+  must_revoke(tw_dir(), "again-f", log,
+              "revoke: 1 id(s) for 3600 s, first again-f");
   cr_assert(tw_wait_text(log, "job again-f is revoked", 20));
   cr_assert(tw_wait_text(log, "job later1 is revoked", 20));
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
@@ -204,8 +206,9 @@ Test(revoke, terminate_stops_a_running_job_not_counted_as_a_crash,
   cr_assert(strstr(dump, "id=run1\n"), "%s", dump);
   cr_assert(strstr(dump, "h.warren-dead-reason=revoked\n"), "%s", dump);
   cr_assert(strstr(dump, "h.warren-crashes=0\n"), "%s", dump);
-  cr_assert(strstr(dump, "h.warren-last-error=stopped while running by warren "
-                         "revoke --terminate\n"),
+  cr_assert(strstr(dump,
+                   "h.warren-last-error=stopped while running by warren "
+                   "revoke --terminate\n"),
             "%s", dump);
 }
 
@@ -216,7 +219,8 @@ Test(revoke, an_expired_revoke_no_longer_applies, .timeout = 120) {
   int rc = revoke_cli(tw_dir(), "--expires 0 exp1", out, sizeof out);
   cr_assert_eq(rc, 2, "%s", out);
   cr_assert(strstr(out, "--expires"), "%s", out);
-  must_revoke(tw_dir(), "--expires 1s exp1 exp2", log, "revoke: 2 id(s) for 1 s");
+  must_revoke(tw_dir(), "--expires 1s exp1 exp2", log,
+              "revoke: 2 id(s) for 1 s");
   nanosleep(&(struct timespec){1, 500 * 1000 * 1000}, NULL);
   cr_assert_eq(tw_publish("it.rv.exp", 2, "exp"), 0);
   int done[3];
@@ -226,7 +230,8 @@ Test(revoke, an_expired_revoke_no_longer_applies, .timeout = 120) {
   cr_assert_eq(dead, 0);
 }
 
-Test(revoke, a_malformed_control_message_is_ignored_and_the_worker_keeps_running,
+Test(revoke,
+     a_malformed_control_message_is_ignored_and_the_worker_keeps_running,
      .timeout = 120) {
   char log[300], rec[300];
   pid_t w = tw_start_record("it.rv.bad", "", "", log, rec);
@@ -325,20 +330,21 @@ Test(revoke, with_a_keyring_only_a_signed_revoke_applies, .timeout = 120) {
   cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30), "not started");
   const char *plain = "{\"type\":\"revoke\",\"ids\":[\"sig1\"]}";
   publish_control(plain, strlen(plain));
-  cr_assert(tw_wait_text(log, "control message ignored: header "
-                              "warren-control-signature is missing",
+  cr_assert(tw_wait_text(log,
+                         "control message ignored: header "
+                         "warren-control-signature is missing",
                          20));
   /* Right key, but sent an hour ago (a replayed copy), and a forgery. */
   char err[200], sig[WR_CONTROL_SIG_MAX];
   wr_keyring *ring = wr_keyring_new();
   const char *secret = "ops-secret-0123456789abcdef0123456789abcdef";
-  cr_assert_eq(wr_keyring_add(ring, "ops", secret, strlen(secret), err,
-                              sizeof err),
-               0, "%s", err);
+  cr_assert_eq(
+      wr_keyring_add(ring, "ops", secret, strlen(secret), err, sizeof err), 0,
+      "%s", err);
   const char *ids[] = {"sig1"};
   size_t len;
-  char *old = wr_control_build_revoke(ids, 1, 60, 0,
-                                      (double)time(NULL) - 3600, &len);
+  char *old =
+      wr_control_build_revoke(ids, 1, 60, 0, (double)time(NULL) - 3600, &len);
   cr_assert_eq(wr_control_sign(ring, "ops", old, len, sig), 0);
   publish_signed(old, len, sig);
   cr_assert(tw_wait_text(log, "sent_at is missing or more than 60 s off", 20));
@@ -353,7 +359,8 @@ Test(revoke, with_a_keyring_only_a_signed_revoke_applies, .timeout = 120) {
   must_revoke(tw_dir(), "sig2", log, "revoke: 1 id(s)");
   cr_assert_eq(tw_publish_raw("it.rv.sig", "sig1", NULL), 0);
   cr_assert_eq(tw_publish_raw("it.rv.sig", "sig2", NULL), 0);
-  cr_assert(tw_wait_text(rec, "end sig1", 20), "the unsigned revoke did nothing");
+  cr_assert(tw_wait_text(rec, "end sig1", 20),
+            "the unsigned revoke did nothing");
   cr_assert(tw_wait_text(log, "job sig2 is revoked", 20));
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   cr_assert(!tw_wait_text(rec, "start sig2", 0.1));
