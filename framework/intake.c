@@ -53,6 +53,7 @@ void wr_intake_delivery(wr_sup *s, wr_job *job) {
   job->handler = (uint16_t)(ch - 1);
   job->confirm_seq = 0;
   job->meta = (wr_job_meta){1, 0, 0};
+  job->revoked = 0;
   WR_NOTIFY(&s->obs, received, h->index, job);
   for (size_t i = 0; i < s->intake.n; i++) {
     wr_outcome o;

@@ -52,6 +52,7 @@ typedef struct wr_job {
   uint8_t followups; /* the awaited publishes are its follow-ups */
   uint8_t signed_ok; /* its signature verified: body_sha256 is to match */
   uint8_t sig_check; /* wr_sign_check that refused it (sign.h) */
+  uint8_t revoked;   /* a revoke with terminate stopped it (revoked.h) */
   unsigned char body_sha256[32]; /* signed digest, checked where it runs */
   wr_job_trace trace;
   unsigned char *xbuf; /* what its handler added (extras.h), malloc'd */

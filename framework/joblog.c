@@ -12,7 +12,9 @@ static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
   const wr_cfg *cfg = ctx;
   const amqp_basic_properties_t *p = &job->env.message.properties;
   int has_id = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) != 0;
-  int ran = o != WR_OUT_MALFORMED && o != WR_OUT_TOO_LARGE;
+  /* A revoked job ran only when a revoke stopped it running. */
+  int ran = o != WR_OUT_MALFORMED && o != WR_OUT_TOO_LARGE &&
+            (o != WR_OUT_REVOKED || job->revoked);
   wr_log_job f = {cfg->handlers[h].name,
                   has_id ? (const char *)p->message_id.bytes : "",
                   has_id ? p->message_id.len : 0,

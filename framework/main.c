@@ -13,6 +13,7 @@
 #include "events_cli.h"
 #include "log.h"
 #include "plugin.h"
+#include "revoke.h"
 #include "supervisor.h"
 
 static void usage(FILE *f) {
@@ -23,6 +24,8 @@ static void usage(FILE *f) {
       "       warren dlq list|show|replay|purge CONFIG_FILE HANDLER "
       "[OPTION]...\n"
       "       warren events CONFIG_FILE [--handler NAME] [--job ID] [--json]\n"
+      "       warren revoke CONFIG_FILE JOB_ID... [--expires DURATION] "
+      "[--terminate]\n"
       "       warren --help | --version\n"
       "\n"
       "Runs the handlers CONFIG_FILE lists against RabbitMQ.\n"
@@ -34,7 +37,8 @@ static void usage(FILE *f) {
       "                  held, as SIGTERM would (batch runs)\n"
       "  -h, --help      this text\n"
       "  --version       the version and the handler ABI version\n"
-      "`warren dlq --help` lists the options of the dead-letter tools.\n"
+      "`warren dlq --help` lists the options of the dead-letter tools;\n"
+      "`warren revoke --help` those of revoking jobs.\n"
       "Environment: WARREN_LOG_LEVEL=error|warn|info|debug\n"
       "Exit status: 0 stopped cleanly, 1 the event loop failed, 2 usage or\n"
       "configuration error, 3 too many refused logins (docs/tools.md).\n");
@@ -69,6 +73,8 @@ int main(int argc, char **argv) {
     return wr_dlq_main(argc - 1, argv + 1);
   if (argc > 1 && strcmp(argv[1], "events") == 0)
     return wr_events_tool_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "revoke") == 0)
+    return wr_revoke_main(argc - 1, argv + 1);
   enum { OPT_CHECK = WR_ARGS_OPT_NEXT, OPT_PRINT, OPT_BURST, OPT_VERSION };
   static const struct option longopts[] = {
       {"check-config", no_argument, NULL, OPT_CHECK},

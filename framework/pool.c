@@ -141,6 +141,7 @@ static int spawn(wr_pool *p, wr_child *c) {
   c->spawned = wr_now();
   c->head = c->len = 0;
   c->timed_out = 0;
+  c->revoked = 0;
   return 0;
 }
 
@@ -191,7 +192,7 @@ wr_child *wr_pool_pick(wr_pool *p) {
   for (int i = 0; i < p->n; i++) {
     wr_child *c = &p->children[i];
     if (c->state != WR_CHILD_IDLE && c->state != WR_CHILD_BUSY) continue;
-    if (c->len >= p->depth || c->nrev || c->retiring ||
+    if (c->len >= p->depth || c->nrev || c->retiring || c->revoked ||
         wr_ipc_batch_pending(c->out))
       continue;
     /* Never more queued than its remaining budget of jobs. */
@@ -531,10 +532,12 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
   if (c->pid > 0) kill(-c->pid, SIGKILL);
   if (c->state == WR_CHILD_BUSY) collect(p, c);
   char why[128];
-  int timed_out = c->timed_out;
+  int timed_out = c->timed_out, revoked = c->revoked;
   if (timed_out)
     snprintf(why, sizeof why, "ran past the %.1f s timeout and was killed",
              p->timeout);
+  else if (revoked)
+    snprintf(why, sizeof why, "was killed to stop a revoked job");
   else
     describe(status, c->state == WR_CHILD_STARTING, why, sizeof why);
   if (c->fd >= 0) close(c->fd);
@@ -548,8 +551,10 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
   c->state = WR_CHILD_DOWN;
   if (restart) {
     double delay = wr_backoff_fail(&c->restart, 0.5);
-    if (timed_out || c->retiring) {
-      delay = 0; /* recycling a hung or retired worker is not a crash */
+    if (timed_out || c->retiring || revoked) {
+      /* Recycling a hung or retired worker, or stopping a revoked job, is
+       * not a crash. */
+      delay = 0;
       wr_backoff_reset(&c->restart);
     } else {
       c->deaths++;
@@ -558,9 +563,10 @@ static void reaped(wr_pool *p, wr_child *c, int status, int restart) {
     if (c->retiring && !job)
       wr_debug("handler %s: worker %d retired", p->name, (int)pid);
     else
-      wr_log(timed_out ? WARREN_LOG_WARN : WARREN_LOG_ERROR,
+      wr_log(timed_out || revoked ? WARREN_LOG_WARN : WARREN_LOG_ERROR,
              "handler %s: worker %d %s%s; restarting in %.1f s", p->name,
-             (int)pid, why, job && !timed_out ? " while running a job" : "",
+             (int)pid, why,
+             job && !timed_out && !revoked ? " while running a job" : "",
              delay);
   }
   if (job) p->ev->lost(p->ctx, p, job, why, timed_out);
@@ -616,6 +622,17 @@ int wr_pool_revoke_unstarted(wr_pool *p) {
     total += n ? n : revoke_from(p, c, 1);
   }
   return total;
+}
+
+int wr_pool_terminate(wr_pool *p, wr_child *c) {
+  if (c->state != WR_CHILD_BUSY || c->len <= c->unsent) return 0;
+  /* Nothing may be left behind it to start in its place before the kill
+   * lands: if the worker has claimed the next job, the revoked one is
+   * over. */
+  if (c->len > 1 && !revoke_from(p, c, 1)) return 0;
+  c->revoked = 1;
+  kill_worker(c); /* reaping reports the job */
+  return 1;
 }
 
 /* c's head job has run long: take back the jobs queued behind it, if the

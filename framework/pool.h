@@ -64,6 +64,7 @@ typedef struct wr_child {
   int nx;
   double spawned;       /* monotonic seconds of its fork */
   unsigned long deaths; /* unplanned exits (not recycles or timeouts) */
+  int revoked;          /* killed to stop a revoked job (revoked.h) */
 } wr_child;
 
 struct wr_pool;
@@ -154,6 +155,14 @@ void wr_pool_drain(wr_pool *p);
  * each back through `unstarted`. The jobs running go on. Returns how many
  * were taken back. */
 int wr_pool_revoke_unstarted(wr_pool *p);
+
+/* Stop the job c runs (revoked with terminate, revoked.h): the jobs
+ * queued behind it are taken back first (through `unstarted`), then the
+ * worker is killed. Reaping reports the job through `lost`; the death is
+ * not a crash (deaths and the restart backoff do not move) and the worker
+ * is restarted at once. Returns 1, or 0 when c no longer runs that job
+ * (it finished and the worker took the next). */
+int wr_pool_terminate(wr_pool *p, wr_child *c);
 
 /* c->fd is readable (or hung up). */
 void wr_pool_readable(wr_pool *p, wr_child *c);

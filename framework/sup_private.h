@@ -17,6 +17,7 @@
 #include "loop.h"
 #include "plugin.h"
 #include "pool.h"
+#include "revoked.h"
 #include "session.h"
 #include "settle.h"
 #include "sigcheck.h"
@@ -70,6 +71,7 @@ struct wr_sup {
   amqp_channel_t declare_ch; /* re-declaring topology while running */
   char host[64];
   struct wr_events *events; /* lifecycle events (events.h); NULL: off */
+  wr_revoked revoked; /* revoked ids and the control channel (revoked.h) */
 };
 
 /* Give a job's slot back (its envelope is freed). */

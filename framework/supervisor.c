@@ -167,6 +167,11 @@ static void on_lost(void *ctx, wr_pool *p, wr_job *job, const char *why,
     wr_sup_release(h->sup, job);
     return;
   }
+  if (job->revoked) { /* stopped by a revoke: not a crash (revoked.h) */
+    wr_settle_finish(h->sup, h, job, WR_OUT_REVOKED,
+                     "stopped while running by warren revoke --terminate");
+    return;
+  }
   char err[192];
   snprintf(err, sizeof err, timed_out ? "job %s" : "worker %s", why);
   wr_settle_finish(h->sup, h, job, timed_out ? WR_OUT_TIMEOUT : WR_OUT_CRASHED,
@@ -218,6 +223,7 @@ static int on_setup(void *ctx, amqp_connection_state_t c, char *err,
   for (size_t i = 0; rc == WARREN_OK && i < s->nh; i++)
     rc = wr_topology_consume(c, s->h[i].ch, s->h[i].cfg, s->h[i].tag, err,
                              errlen);
+  if (rc == WARREN_OK) rc = wr_revoked_setup(s, c, err, errlen);
   return rc;
 }
 
@@ -266,12 +272,22 @@ static wr_job *on_slot(void *ctx) {
 static void on_delivery(void *ctx, wr_job *job) {
   wr_sup *s = ctx;
   s->free_list = job->next;
+  if (job->env.channel == s->revoked.ch) { /* a control message */
+    wr_revoked_delivery(s, job);
+    wr_sup_release(s, job);
+    return;
+  }
   wr_intake_delivery(s, job);
 }
 
 static void on_undecodable(void *ctx, amqp_channel_t ch, uint64_t tag,
                            const char *why) {
   wr_sup *s = ctx;
+  if (ch == s->revoked.ch) { /* consumed without acks: nothing to nack */
+    wr_warn("revoke: a control message with undecodable headers ignored (%s)",
+            why);
+    return;
+  }
   const char *name = ch >= 1 && ch <= s->nh ? s->h[ch - 1].cfg->name : "-";
   /* Nothing of it can be republished: the broker dead-letters the message
    * itself, intact, to the work queue's dead-letter exchange (Q.dlx). */
@@ -289,6 +305,14 @@ static void on_published(void *ctx, const wr_pub_event *ev) {
 
 static void on_cancelled(void *ctx, amqp_channel_t ch) {
   wr_sup *s = ctx;
+  if (ch == s->revoked.ch) {
+    s->revoked.listening = 0;
+    wr_warn(
+        "revoke: the broker cancelled the control consumer (its queue "
+        "was deleted); revokes reach this process again after a "
+        "reconnect");
+    return;
+  }
   if (ch < 1 || ch > s->nh) return;
   wr_handler_rt *h = &s->h[ch - 1];
   s->stats[h->index].cancels++;
@@ -340,6 +364,7 @@ static void resume_consumer(wr_sup *s, wr_handler_rt *h, double now) {
 static const char *on_channel_name(void *ctx, amqp_channel_t ch) {
   wr_sup *s = ctx;
   if (ch >= 1 && ch <= s->nh) return s->h[ch - 1].cfg->name;
+  if (ch == s->revoked.ch) return "(control)";
   return ch == s->session.pub_ch ? "(republishing)" : "-";
 }
 
@@ -731,6 +756,9 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   else
     wr_info("signing is not configured: jobs are not verified");
   s->declare_ch = (amqp_channel_t)(s->nh + 2);
+  /* Last in the chain: any job whose id is revoked is refused. */
+  wr_revoked_init(&s->revoked, (amqp_channel_t)(s->nh + 3));
+  wr_intake_add(&s->intake, &wr_intake_revoked, &s->revoked);
   wr_session_init(&s->session, &cfg->broker, (amqp_channel_t)(s->nh + 1),
                   cfg->reconnect_min, cfg->reconnect_max, s->loop,
                   &session_events, s);
@@ -814,6 +842,7 @@ void wr_sup_destroy(wr_sup *s) {
   wr_loop_destroy(s->loop);
   wr_notify_destroy(s->notify); /* its phase went with the loop */
   wr_sigcheck_free(&s->sig);
+  wr_revoked_free(&s->revoked);
   wr_monitor_destroy(s->monitor); /* observers are not called any more */
   wr_spans_destroy(s->spans, SPAN_FLUSH_S);
   wr_events_destroy(s->events, EVENTS_FLUSH_S); /* worker.offline last */
