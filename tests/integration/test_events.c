@@ -290,6 +290,34 @@ static pid_t spawn(char *const argv[], const char *out, const char *err) {
   return pid;
 }
 
+/* Breaks when a revoked job is not told as revoked, is told before its
+ * dead letter is safe, or runs: `warren revoke` and the events together. */
+Test(events, a_revoked_job_tells_received_revoked_dead_lettered) {
+  bind_queue("it.ev.sub4", "h.job.*");
+  setenv("WARREN_EVENTS_ENABLED", "true", 1);
+  pid_t w = tw_start_record("it.ev.revoked", "", "", log_, rec);
+  cr_assert(w > 0);
+  char cmd[600], out[4096];
+  snprintf(cmd, sizeof cmd, "revoke %s/warren.cfg gone1", tw_dir());
+  int rc = tw_warren_cli(out, sizeof out, cmd);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert(tw_wait_text(log_, "revoke: 1 id(s)", 20), "not applied");
+  cr_assert_eq(tw_publish("it.ev.revoked", 1, "gone"), 0);
+  cJSON *all = collect("it.ev.sub4", "job.dead_lettered", 0, 30);
+  char seq[1024];
+  sequence(all, "gone1", seq, sizeof seq);
+  cr_log_info("sequence: %s", seq);
+  cr_assert_str_eq(seq, "job.received/1 job.revoked/1 job.dead_lettered/1");
+  const cJSON *r = event_of(all, "gone1", "job.revoked", 0);
+  const char *out_s = s_of(r, "outcome"), *why = s_of(r, "reason");
+  cr_assert(out_s && !strcmp(out_s, "revoked"), "outcome %s", out_s);
+  cr_assert(why && !strcmp(why, "revoked"), "reason %s", why);
+  cJSON_Delete(all);
+  cr_assert_not(tw_wait_text(rec, "start gone1", 0), "a revoked job ran");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  tw_delete_queue("it.ev.sub4");
+}
+
 /* Breaks when `warren events` misses an event, lets another job's or
  * handler's through its filters, or does not stop cleanly on SIGINT. */
 Test(events, warren_events_tails_one_job_and_stops_on_sigint) {
