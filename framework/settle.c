@@ -419,10 +419,26 @@ void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
 }
 
 /* The copy of `job` went through: ack the original. */
+/* The job's result went out with its publishes: count it; one the broker
+ * refused (reply_gone 2, cover()) is said once and counted as lost. */
+static void reply_settled(wr_sup *s, wr_job *job) {
+  if (!job->reply_seq) return;
+  if (job->reply_gone == 2) {
+    WR_NOTIFY(&s->obs, replied, job->handler, job, 0);
+    wr_log(s->settle.warned_reply ? WARREN_LOG_DEBUG : WARREN_LOG_WARN,
+           "handler %s: the broker refused the error result of a "
+           "dead-lettered job (its reply queue is full?); dropped%s",
+           s->h[job->handler].cfg->name,
+           s->settle.warned_reply ? "" : " (said once; counted)");
+    s->settle.warned_reply = 1;
+  } else if (!job->reply_gone) {
+    WR_NOTIFY(&s->obs, replied, job->handler, job, 1);
+  }
+}
+
 static void copy_confirmed(wr_sup *s, wr_job *job) {
   wr_handler_rt *h = &s->h[job->handler];
-  if (job->reply_seq && !job->reply_gone)
-    WR_NOTIFY(&s->obs, replied, h->index, job, 1);
+  reply_settled(s, job);
   if (job->followups) { /* all of them: the job is done */
     wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
     return;
@@ -444,6 +460,7 @@ static void copy_confirmed(wr_sup *s, wr_job *job) {
  * (an operator may have deleted a retry queue or unbound the DLQ). */
 static void copy_refused(wr_sup *s, wr_job *job) {
   wr_handler_rt *h = &s->h[job->handler];
+  if (!job->followups) reply_settled(s, job);
   if (job->followups) {
     /* The handler's work is not complete: the job fails this attempt
      * and its retry sends the follow-ups again (handler.h). */
@@ -484,7 +501,15 @@ static int cover(wr_job *j, const wr_pub_event *ev) {
   int any = 0;
   for (uint64_t q = lo; q <= hi && lo <= hi; q++) {
     uint64_t k = q - j->confirm_first, bit = 1ull << (k % 64);
-    any |= (j->confirm_bits[k / 64] & bit) != 0;
+    int hit = (j->confirm_bits[k / 64] & bit) != 0;
+    /* The error result of a dead letter is best effort: its refusal
+     * alone (a full reply queue) must not send the job round again
+     * (results.md). */
+    if (hit && q == j->reply_seq && j->dead && ev->kind != WR_PUB_ACK) {
+      j->reply_gone = 2;
+      hit = 0;
+    }
+    any |= hit;
     j->confirm_bits[k / 64] &= ~bit;
   }
   return any;
