@@ -460,7 +460,8 @@ int warren_producer_call(warren_producer *p, const char *exchange,
   for (;;) {
     if (p->cf.refused) {
       p->cf.refused = 0;
-      snprintf(p->err, sizeof p->err, "the job was not taken: %s", p->cf.err);
+      snprintf(p->err, sizeof p->err, "the job was not taken: %.270s",
+               p->cf.err);
       return WARREN_BROKER_NACK;
     }
     double left = deadline - mono_ms();
