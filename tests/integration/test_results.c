@@ -170,6 +170,10 @@ Test(results, a_result_comes_back_by_direct_reply_to) {
   cr_assert_eq(rc, WARREN_BROKER_NACK, "%s", warren_strerror(rc));
   warren_producer_close(p);
   stop_and_check_empty(w, q);
+  /* Each result was taken by the broker as delivered, none came back. */
+  cr_assert(tw_wait_text(g_log, "results sent 3, to a missing reply queue 0",
+                         5),
+            "results were returned or not counted");
 }
 
 /* Breaks when the result is not published to a named reply_to queue, or
