@@ -812,8 +812,7 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
   /* RabbitMQ's own limit on a message is 512 MiB (128 MiB by default). */
   h->max_body = (size_t)get_int(c, e, "max_body", 0, 0, 536870912);
   /* A result travels with the job's extras (extras.h), 16 MiB at most. */
-  h->max_result =
-      (size_t)get_int(c, e, "max_result", 1048576, 0, 16777216);
+  h->max_result = (size_t)get_int(c, e, "max_result", 1048576, 0, 16777216);
   h->timeout = get_double(c, e, "timeout", 0, 0, 86400);
   h->isolated = get_bool(c, e, "isolation", 1);
   if (!h->isolated && h->concurrency != 1)

@@ -197,8 +197,7 @@ int wr_extras_result(wr_extras_buf *b, const void *body, size_t len,
     old = malloc(old_len);
     if (!old) return WARREN_NOMEM;
     memcpy(old, b->p + old_at, old_len);
-    memmove(b->p + old_at, b->p + old_at + old_len,
-            b->len - old_at - old_len);
+    memmove(b->p + old_at, b->p + old_at + old_len, b->len - old_at - old_len);
     b->len -= old_len;
     b->result_at = 0;
   }

@@ -1,6 +1,7 @@
 /*
  * What a handler adds to its job besides the verdict (handler.h, ABI
- * 1.1): attributes and events for the job's span, and follow-up jobs.
+ * 1.1 and 1.2): attributes and events for the job's span, follow-up jobs
+ * and the job's result (results.md).
  * The handler's process records them in one buffer while handle() runs
  * (worker.c); the buffer reaches the supervisor with the result (ipc.h,
  * WR_IPC_EXTRAS), which parses it here, checking every length: the bytes

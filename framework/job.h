@@ -53,7 +53,7 @@ typedef struct wr_job {
   uint8_t nacked;    /* the broker refused (nacked) an awaited publish */
   uint8_t followups; /* the awaited publishes are its follow-ups (and
                         its result) */
-  uint8_t reply_gone; /* its result came back: no such reply queue */
+  uint8_t no_reply;  /* its result was lost: 1 returned, 2 refused */
   uint8_t signed_ok; /* its signature verified: body_sha256 is to match */
   uint8_t sig_check; /* wr_sign_check that refused it (sign.h) */
   unsigned char body_sha256[32]; /* signed digest, checked where it runs */

@@ -100,7 +100,7 @@ static uint64_t publish_result(wr_sup *s, wr_job *job, const char *outcome,
   uint64_t got = wr_session_publish_ex(&s->session, "", rt, &pr, body,
                                        !direct_reply_to(rt));
   job->reply_seq = got;
-  job->reply_gone = 0;
+  job->no_reply = 0;
   return got;
 }
 
@@ -129,13 +129,12 @@ static uint64_t publish_error_result(wr_sup *s, wr_handler_rt *h, wr_job *job,
     cJSON_Delete(o);
   }
   /* Out of memory for the JSON: the headers still say it all. */
-  amqp_table_entry_t more[3] = {
-      wr_entry_str(WR_H_REASON, reason),
-      wr_entry_str(WR_H_LAST_ERROR, err ? err : ""),
-      wr_entry_int(WR_H_ATTEMPTS, job->meta.attempt)};
-  uint64_t got = publish_result(
-      s, job, WR_OUTCOME_DEAD, more, 3, "application/json",
-      text ? amqp_cstring_bytes(text) : amqp_empty_bytes);
+  amqp_table_entry_t more[3] = {wr_entry_str(WR_H_REASON, reason),
+                                wr_entry_str(WR_H_LAST_ERROR, err ? err : ""),
+                                wr_entry_int(WR_H_ATTEMPTS, job->meta.attempt)};
+  uint64_t got =
+      publish_result(s, job, WR_OUTCOME_DEAD, more, 3, "application/json",
+                     text ? amqp_cstring_bytes(text) : amqp_empty_bytes);
   cJSON_free(text);
   return got;
 }
@@ -420,10 +419,10 @@ void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
 
 /* The copy of `job` went through: ack the original. */
 /* The job's result went out with its publishes: count it; one the broker
- * refused (reply_gone 2, cover()) is said once and counted as lost. */
+ * refused (no_reply 2, cover()) is said once and counted as lost. */
 static void reply_settled(wr_sup *s, wr_job *job) {
   if (!job->reply_seq) return;
-  if (job->reply_gone == 2) {
+  if (job->no_reply == 2) {
     WR_NOTIFY(&s->obs, replied, job->handler, job, 0);
     wr_log(s->settle.warned_reply ? WARREN_LOG_DEBUG : WARREN_LOG_WARN,
            "handler %s: the broker refused the error result of a "
@@ -431,7 +430,7 @@ static void reply_settled(wr_sup *s, wr_job *job) {
            s->h[job->handler].cfg->name,
            s->settle.warned_reply ? "" : " (said once; counted)");
     s->settle.warned_reply = 1;
-  } else if (!job->reply_gone) {
+  } else if (!job->no_reply) {
     WR_NOTIFY(&s->obs, replied, job->handler, job, 1);
   }
 }
@@ -506,7 +505,7 @@ static int cover(wr_job *j, const wr_pub_event *ev) {
      * alone (a full reply queue) must not send the job round again
      * (results.md). */
     if (hit && q == j->reply_seq && j->dead && ev->kind != WR_PUB_ACK) {
-      j->reply_gone = 2;
+      j->no_reply = 2;
       hit = 0;
     }
     any |= hit;
@@ -541,7 +540,7 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
     if (j->reply_seq && (uint64_t)ev->copy == j->reply_seq) {
       /* The caller's reply queue is gone (it timed out, its exclusive
        * queue died): the job's work is done all the same. */
-      j->reply_gone = 1;
+      j->no_reply = 1;
       WR_NOTIFY(&s->obs, replied, j->handler, j, 0);
       wr_log(s->settle.warned_reply ? WARREN_LOG_DEBUG : WARREN_LOG_WARN,
              "handler %s: the result of a job came back: its reply queue "

@@ -81,6 +81,7 @@ void wr_stats_log(const char *name, const wr_handler_stats *s) {
       "dead-lettered %lu, copies refused %lu; left to the broker at "
       "disconnect %lu; results sent %lu, to a missing reply queue %lu",
       name, s->delivered, s->acked, s->failed, s->rejected, s->lost,
-      s->timeouts, s->malformed, s->too_large, s->signature, s->revoked, s->retried,
-      s->dead, s->republish_failed, s->dropped, s->results, s->results_lost);
+      s->timeouts, s->malformed, s->too_large, s->signature, s->revoked,
+      s->retried, s->dead, s->republish_failed, s->dropped, s->results,
+      s->results_lost);
 }

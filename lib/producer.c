@@ -343,8 +343,7 @@ static const amqp_field_value_t *header(const amqp_basic_properties_t *pr,
   size_t n = strlen(name);
   for (int i = 0; i < pr->headers.num_entries; i++) {
     const amqp_table_entry_t *e = &pr->headers.entries[i];
-    if (e->key.len == n && memcmp(e->key.bytes, name, n) == 0)
-      return &e->value;
+    if (e->key.len == n && memcmp(e->key.bytes, name, n) == 0) return &e->value;
   }
   return NULL;
 }
@@ -352,25 +351,34 @@ static const amqp_field_value_t *header(const amqp_basic_properties_t *pr,
 static amqp_bytes_t header_str(const amqp_basic_properties_t *pr,
                                const char *name) {
   const amqp_field_value_t *v = header(pr, name);
-  if (v && (v->kind == AMQP_FIELD_KIND_UTF8 || v->kind == AMQP_FIELD_KIND_BYTES))
+  if (v &&
+      (v->kind == AMQP_FIELD_KIND_UTF8 || v->kind == AMQP_FIELD_KIND_BYTES))
     return v->value.bytes;
   return amqp_empty_bytes;
 }
 
-static int64_t header_int(const amqp_basic_properties_t *pr,
-                          const char *name) {
+static int64_t header_int(const amqp_basic_properties_t *pr, const char *name) {
   const amqp_field_value_t *v = header(pr, name);
   if (!v) return 0;
   switch (v->kind) {
-    case AMQP_FIELD_KIND_I8: return v->value.i8;
-    case AMQP_FIELD_KIND_U8: return v->value.u8;
-    case AMQP_FIELD_KIND_I16: return v->value.i16;
-    case AMQP_FIELD_KIND_U16: return v->value.u16;
-    case AMQP_FIELD_KIND_I32: return v->value.i32;
-    case AMQP_FIELD_KIND_U32: return v->value.u32;
-    case AMQP_FIELD_KIND_I64: return v->value.i64;
-    case AMQP_FIELD_KIND_U64: return (int64_t)v->value.u64;
-    default: return 0;
+    case AMQP_FIELD_KIND_I8:
+      return v->value.i8;
+    case AMQP_FIELD_KIND_U8:
+      return v->value.u8;
+    case AMQP_FIELD_KIND_I16:
+      return v->value.i16;
+    case AMQP_FIELD_KIND_U16:
+      return v->value.u16;
+    case AMQP_FIELD_KIND_I32:
+      return v->value.i32;
+    case AMQP_FIELD_KIND_U32:
+      return v->value.u32;
+    case AMQP_FIELD_KIND_I64:
+      return v->value.i64;
+    case AMQP_FIELD_KIND_U64:
+      return (int64_t)v->value.u64;
+    default:
+      return 0;
   }
 }
 
@@ -384,8 +392,7 @@ static int take_reply(const amqp_message_t *m, warren_reply *out) {
       pr->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG ? pr->content_type : none);
   out->correlation_id = dup_bytes(pr->correlation_id);
   amqp_bytes_t oc = header_str(pr, "warren-outcome");
-  out->outcome = oc.len == 3 && !memcmp(oc.bytes, "ack", 3)
-                     ? WARREN_OUTCOME_ACK
+  out->outcome = oc.len == 3 && !memcmp(oc.bytes, "ack", 3) ? WARREN_OUTCOME_ACK
                  : oc.len == 13 && !memcmp(oc.bytes, "dead-lettered", 13)
                      ? WARREN_OUTCOME_DEAD_LETTERED
                      : WARREN_OUTCOME_UNKNOWN;
@@ -406,9 +413,9 @@ static int reply_consumer(warren_producer *p) {
   if (p->replying) return WARREN_OK;
   amqp_basic_consume(p->c, CH, amqp_cstring_bytes(DIRECT_REPLY_TO),
                      amqp_empty_bytes, 0, 1, 0, amqp_empty_table);
-  int rc = wr_conn_reply(p->c, amqp_get_rpc_reply(p->c),
-                         "basic.consume " DIRECT_REPLY_TO, p->err,
-                         sizeof p->err);
+  int rc =
+      wr_conn_reply(p->c, amqp_get_rpc_reply(p->c),
+                    "basic.consume " DIRECT_REPLY_TO, p->err, sizeof p->err);
   if (rc != WARREN_OK) {
     p->cf.broken = 1;
     return rc;
@@ -466,8 +473,9 @@ int warren_producer_call(warren_producer *p, const char *exchange,
     }
     double left = deadline - mono_ms();
     if (left <= 0) {
-      snprintf(p->err, sizeof p->err, "no result for correlation id %s in %d ms",
-               q.correlation_id, timeout_ms);
+      snprintf(p->err, sizeof p->err,
+               "no result for correlation id %s in %d ms", q.correlation_id,
+               timeout_ms);
       return WARREN_NO_REPLY;
     }
     struct timeval tv = {(long)(left / 1000),
@@ -491,10 +499,10 @@ int warren_producer_call(warren_producer *p, const char *exchange,
         return WARREN_BROKER_CLOSED;
       }
       const amqp_basic_properties_t *pr = &m.properties;
-      int mine = (pr->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) &&
-                 pr->correlation_id.len == cid_len &&
-                 memcmp(pr->correlation_id.bytes, q.correlation_id,
-                        cid_len) == 0;
+      int mine =
+          (pr->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) &&
+          pr->correlation_id.len == cid_len &&
+          memcmp(pr->correlation_id.bytes, q.correlation_id, cid_len) == 0;
       /* Another call's late result is dropped. */
       if (mine) rc = take_reply(&m, out);
       amqp_destroy_message(&m);

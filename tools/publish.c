@@ -142,7 +142,8 @@ static int call(warren_producer *p, const char *exchange, const char *key,
                 double timeout_s) {
   warren_reply r = {.size = sizeof r};
   int ms = (int)(timeout_s * 1000 + 0.999);
-  int rc = warren_producer_call(p, exchange, key, text, strlen(text), o, ms, &r);
+  int rc =
+      warren_producer_call(p, exchange, key, text, strlen(text), o, ms, &r);
   if (rc == WARREN_NO_REPLY) {
     fprintf(stderr, "warren-publish: no result in %.3g s: %s\n", timeout_s,
             warren_producer_error(p));
@@ -339,8 +340,9 @@ int main(int argc, char **argv) {
   if (tracestate && !traceparent)
     return wr_args_refuse(prog, "--tracestate needs --traceparent");
   if (wait && reply_to)
-    return wr_args_refuse(prog, "--wait sets its own reply-to: not with "
-                                "--reply-to");
+    return wr_args_refuse(prog,
+                          "--wait sets its own reply-to: not with "
+                          "--reply-to");
   if (wait && count != 1)
     return wr_args_refuse(prog, "--wait sends one job: not with --count");
   /* libwarren's defaults, for the options to lay over. */

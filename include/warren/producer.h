@@ -205,8 +205,7 @@ typedef struct warren_reply {
  *         the broker refused the job or could not route it;
  *         WARREN_INVALID; or another negative warren_status.
  */
-WARREN_EXPORT int warren_producer_call(warren_producer *p,
-                                       const char *exchange,
+WARREN_EXPORT int warren_producer_call(warren_producer *p, const char *exchange,
                                        const char *routing_key,
                                        const void *body, size_t len,
                                        const warren_publish_opts *opts,

@@ -37,8 +37,7 @@ static int rinit(const warren_api *api, const warren_settings *s,
   }
   x->api = api;
   x->fd = open(v.str, O_WRONLY | O_APPEND | O_CREAT, 0644);
-  if (api->setting_get(s, "followup_queue", &v) == 0)
-    x->followup_queue = v.str;
+  if (api->setting_get(s, "followup_queue", &v) == 0) x->followup_queue = v.str;
   *state = x;
   return x->fd < 0 ? -1 : 0;
 }
@@ -64,11 +63,11 @@ static warren_result rhandle(void *state, const warren_message *m) {
   } else if (starts(id, "big")) {
     api->set_result(m, "first", 5, "text/plain");
     size_t n = (size_t)strtoull(
-        m->body_len < sizeof buf ? (snprintf(buf, sizeof buf, "%.*s",
-                                             (int)m->body_len,
-                                             (const char *)m->body),
-                                    buf)
-                                 : "0",
+        m->body_len < sizeof buf
+            ? (snprintf(buf, sizeof buf, "%.*s", (int)m->body_len,
+                        (const char *)m->body),
+               buf)
+            : "0",
         NULL, 10);
     char *big = malloc(n ? n : 1);
     if (big) {
@@ -77,8 +76,7 @@ static warren_result rhandle(void *state, const warren_message *m) {
       free(big);
     }
   } else if (starts(id, "rej")) {
-    api->set_error(m, "no good: %.*s", (int)m->body_len,
-                   (const char *)m->body);
+    api->set_error(m, "no good: %.*s", (int)m->body_len, (const char *)m->body);
     res = WARREN_REJECT;
   } else if (starts(id, "retry")) {
     api->set_error(m, "try again");

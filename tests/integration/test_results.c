@@ -80,11 +80,11 @@ static int take(const char *queue, got *g, double timeout_s) {
              amqp_read_message(c, 1, &m, 0).reply_type == AMQP_RESPONSE_NORMAL;
     if (ok) {
       const amqp_basic_properties_t *p = &m.properties;
-#define PROP(flag, f, dst)                                           \
-  if (p->_flags & (flag))                                            \
-    snprintf(g->dst, sizeof g->dst, "%.*s", (int)p->f.len,           \
-             (const char *)p->f.bytes);                              \
-  else                                                               \
+#define PROP(flag, f, dst)                                 \
+  if (p->_flags & (flag))                                  \
+    snprintf(g->dst, sizeof g->dst, "%.*s", (int)p->f.len, \
+             (const char *)p->f.bytes);                    \
+  else                                                     \
     snprintf(g->dst, sizeof g->dst, "(none)");
       PROP(AMQP_BASIC_MESSAGE_ID_FLAG, message_id, id)
       PROP(AMQP_BASIC_CORRELATION_ID_FLAG, correlation_id, corr)
@@ -92,8 +92,8 @@ static int take(const char *queue, got *g, double timeout_s) {
 #undef PROP
       snprintf(g->body, sizeof g->body, "%.*s", (int)m.body.len,
                (const char *)m.body.bytes);
-      for (int i = 0; (p->_flags & AMQP_BASIC_HEADERS_FLAG) &&
-                      i < p->headers.num_entries;
+      for (int i = 0;
+           (p->_flags & AMQP_BASIC_HEADERS_FLAG) && i < p->headers.num_entries;
            i++) {
         const amqp_table_entry_t *e = &p->headers.entries[i];
         if (e->key.len == 14 && !memcmp(e->key.bytes, "warren-outcome", 14))
@@ -165,15 +165,15 @@ Test(results, a_result_comes_back_by_direct_reply_to) {
 
   /* A job no queue takes fails the call at once, not at its timeout. */
   o = (warren_publish_opts){.size = sizeof o, .message_id = "ok4"};
-  rc = warren_producer_call(p, "", "it.res.no.such.queue", "x", 1, &o, 5000,
-                            &r);
+  rc =
+      warren_producer_call(p, "", "it.res.no.such.queue", "x", 1, &o, 5000, &r);
   cr_assert_eq(rc, WARREN_BROKER_NACK, "%s", warren_strerror(rc));
   warren_producer_close(p);
   stop_and_check_empty(w, q);
   /* Each result was taken by the broker as delivered, none came back. */
-  cr_assert(tw_wait_text(g_log, "results sent 3, to a missing reply queue 0",
-                         5),
-            "results were returned or not counted");
+  cr_assert(
+      tw_wait_text(g_log, "results sent 3, to a missing reply queue 0", 5),
+      "results were returned or not counted");
 }
 
 /* Breaks when the result is not published to a named reply_to queue, or
@@ -412,7 +412,8 @@ Test(results, warren_publish_wait_prints_the_result) {
  * (a refused result must fail the attempt, as a refused follow-up does),
  * or when a refused error result sends the dead-lettered job round again
  * (it is best effort: the dead letter is confirmed, the job acked). */
-Test(results, a_refused_result_fails_the_attempt_and_the_error_result_is_best_effort) {
+Test(results,
+     a_refused_result_fails_the_attempt_and_the_error_result_is_best_effort) {
   const char *q = "it.res.full", *rq = "it.res.full.replies";
   tw_delete_queue(q);
   tw_delete_queue("it.res.full.dlq");
