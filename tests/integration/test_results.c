@@ -201,6 +201,15 @@ Test(results, a_result_goes_to_a_named_reply_queue) {
   cr_assert_eq(rc, 0, "%s", warren_producer_error(p));
   warren_producer_close(p);
 
+  /* warren-publish --reply-to sets it the same way. */
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "%s --port %d --routing-key %s --id ok9 --body cli --reply-to %s "
+           ">/dev/null 2>&1",
+           WARREN_PUBLISH_BIN, tw_port(), q, rq);
+  int st = system(cmd);
+  cr_assert_eq(st, 0, "warren-publish --reply-to exited %d", st);
+
   got g;
   cr_assert(take(rq, &g, 30), "no result in %s", rq);
   cr_assert_str_eq(g.corr, "corr-42");
@@ -211,6 +220,9 @@ Test(results, a_result_goes_to_a_named_reply_queue) {
   cr_assert(take(rq, &g, 30), "no second result in %s", rq);
   cr_assert_str_eq(g.corr, "ok8", "answered under its message id");
   cr_assert_str_eq(g.body, "echo:yz");
+  cr_assert(take(rq, &g, 30), "no result of warren-publish's job in %s", rq);
+  cr_assert_str_eq(g.corr, "ok9");
+  cr_assert_str_eq(g.body, "echo:cli");
   stop_and_check_empty(w, q);
   tw_delete_queue(rq);
 }
