@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "extras.h"
 #include "log.h"
+#include "replyto.h"
 #include "spans.h"
 #include "sup_private.h"
 #include "topology.h"
@@ -47,7 +48,25 @@ int wr_settle_wants_reply(const wr_job *job) {
 
 /* RabbitMQ's direct reply-to: the pseudo-queue and its per-caller names. */
 static int direct_reply_to(const char *rt) {
-  return strncmp(rt, WR_DIRECT_REPLY_TO, strlen(WR_DIRECT_REPLY_TO)) == 0;
+  return wr_replyto_is_direct(rt, strlen(rt));
+}
+
+/* Whether job's result may go to its reply_to (replyto.h): a direct
+ * reply-to name the broker did not make is not sent, as the broker may
+ * close the connection on it; that is said once and counted as lost. */
+static int reply_sendable(wr_sup *s, wr_handler_rt *h, wr_job *job) {
+  char rt[256];
+  if (!reply_to_of(job, rt)) return 0;
+  const amqp_bytes_t *b = &job->env.message.properties.reply_to;
+  if (wr_replyto_ok(b->bytes, b->len) && strlen(rt) == b->len) return 1;
+  WR_NOTIFY(&s->obs, replied, h->index, job, 0);
+  wr_log(s->settle.warned_reply ? WARREN_LOG_DEBUG : WARREN_LOG_WARN,
+         "handler %s: reply_to '%s' is no direct reply-to name the broker "
+         "gave (it could close the connection): no result sent%s",
+         h->cfg->name, rt,
+         s->settle.warned_reply ? "" : " (said once; counted)");
+  s->settle.warned_reply = 1;
+  return 0;
 }
 
 /*
@@ -217,7 +236,8 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   /* A caller waiting on reply_to hears of the final failure only; the
    * original waits for both confirms (results.md). */
   size_t nconfirms = 1;
-  if (got && d.dead && wr_settle_wants_reply(job)) {
+  if (got && d.dead && wr_settle_wants_reply(job) &&
+      reply_sendable(s, h, job)) {
     if (!publish_error_result(s, h, job, d.reason, err)) got = 0;
     nconfirms = 2;
   }
@@ -374,7 +394,7 @@ void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
    * caller hears that the job is done. */
   size_t n = nf;
   job->reply_seq = 0;
-  if (wr_settle_wants_reply(job)) {
+  if (wr_settle_wants_reply(job) && reply_sendable(s, h, job)) {
     int has = x && x->has_result;
     amqp_bytes_t body = has ? (amqp_bytes_t){x->result_len, (void *)x->result}
                             : amqp_empty_bytes;

@@ -458,3 +458,99 @@ Test(results,
   stop_and_check_empty(w, q);
   tw_delete_queue(rq);
 }
+
+/* A job in queue q with message id `id` whose reply_to is a direct
+ * reply-to name the broker gave to a channel that is closed since (as a
+ * replayed dead letter carries): asked for through a holding queue, then
+ * moved to q with its properties as they are. 0 when done. */
+static int publish_stale(const char *q, const char *id) {
+  const char *hold = "it.res.stale.hold";
+  tw_delete_queue(hold);
+  if (tw_declare_plain(hold) != 0) return -1;
+  amqp_connection_state_t c = tw_conn_confirming();
+  if (!c) return -1;
+  amqp_basic_consume(c, 1, amqp_cstring_bytes("amq.rabbitmq.reply-to"),
+                     amqp_empty_bytes, 0, 1, 0, amqp_empty_table);
+  if (amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL) return -1;
+  amqp_basic_properties_t p = {
+      ._flags = AMQP_BASIC_REPLY_TO_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
+                AMQP_BASIC_DELIVERY_MODE_FLAG,
+      .reply_to = amqp_cstring_bytes("amq.rabbitmq.reply-to"),
+      .message_id = amqp_cstring_bytes(id),
+      .delivery_mode = 2};
+  wr_confirms cf;
+  wr_confirms_init(&cf);
+  amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(hold), 1, 0,
+                     &p, amqp_cstring_bytes("x"));
+  wr_confirms_sent(&cf);
+  int rc = wr_confirms_wait(c, &cf, 10000);
+  wr_conn_close(c); /* the name is stale from here on */
+  if (rc != 0) return -1;
+  c = tw_conn_confirming();
+  if (!c) return -1;
+  amqp_rpc_reply_t r = amqp_basic_get(c, 1, amqp_cstring_bytes(hold), 1);
+  amqp_message_t m;
+  if (r.reply_type != AMQP_RESPONSE_NORMAL ||
+      r.reply.id != AMQP_BASIC_GET_OK_METHOD ||
+      amqp_read_message(c, 1, &m, 0).reply_type != AMQP_RESPONSE_NORMAL) {
+    wr_conn_close(c);
+    return -1;
+  }
+  int direct = m.properties.reply_to.len > 22;
+  wr_confirms_init(&cf);
+  amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 1, 0,
+                     &m.properties, m.body);
+  wr_confirms_sent(&cf);
+  rc = wr_confirms_wait(c, &cf, 10000);
+  amqp_destroy_message(&m);
+  wr_conn_close(c);
+  tw_delete_queue(hold);
+  return rc == 0 && direct ? 0 : -1;
+}
+
+/* Breaks when a reply_to that looks like direct reply-to but names no
+ * live caller (a made-up name, or a caller long gone, as a replayed dead
+ * letter carries) costs Warren its publishing channel or loops the job. */
+Test(results, a_stale_or_made_up_direct_reply_to_name_costs_nothing) {
+  const char *q = "it.res.stale";
+  tw_delete_queue(q);
+  pid_t w = start(q, "", "");
+  cr_assert_gt(w, 0);
+  warren_producer *p = producer();
+  warren_reply r = {.size = sizeof r};
+  warren_publish_opts o = {.size = sizeof o};
+  int rc;
+  /* A name the broker once gave, to a channel that is gone. */
+  cr_assert_eq(publish_stale(q, "ok20"), 0);
+  const char *names[] = {"amq.rabbitmq.reply-to.garbage",
+                         "amq.rabbitmq.reply-to.g2wCZAAPcmFiYml0QGxvY2FsaG9z"
+                         "dAAAA3wAAAAAAAAAAQ==.AAAAAAAAAAAAAAAAAAAAAA=="};
+  for (int i = 0; i < 2; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "ok%d", 21 + i);
+    warren_publish_opts po = {
+        .size = sizeof po, .message_id = id, .reply_to = names[i]};
+    rc = warren_producer_publish(p, "", q, "x", 1, &po);
+    cr_assert_eq(rc, 0, "%s", warren_producer_error(p));
+  }
+  cr_assert_eq(warren_producer_flush(p, 30000), 0);
+  /* A call after them still gets its result: the channel is fine. */
+  o.message_id = "ok23";
+  rc = warren_producer_call(p, "", q, "after", 5, &o, 30000, &r);
+  cr_assert_eq(rc, 0, "%s: %s", warren_strerror(rc), warren_producer_error(p));
+  cr_assert_str_eq((const char *)r.body, "echo:after");
+  warren_reply_free(&r);
+  warren_producer_close(p);
+  int r20 = runs("ok20"), r21 = runs("ok21"), r22 = runs("ok22");
+  cr_assert(r20 == 1 && r21 == 1 && r22 == 1, "ran %d, %d and %d times", r20,
+            r21, r22);
+  int lost = tw_wait_text(g_log, "connection lost", 0.1);
+  cr_assert_not(lost, "the broker closed Warren's connection");
+  cr_assert(tw_wait_text(g_log, "no direct reply-to name the broker gave", 1));
+  stop_and_check_empty(w, q);
+  /* The stale name's result went out (the broker dropped it); the two
+   * made-up names' did not. */
+  cr_assert(tw_wait_text(g_log, "results sent 2, to a missing reply queue 2",
+                         5),
+            "the results are not counted as they went");
+}
