@@ -480,8 +480,8 @@ static int publish_stale(const char *q, const char *id) {
       .delivery_mode = 2};
   wr_confirms cf;
   wr_confirms_init(&cf);
-  amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(hold), 1, 0,
-                     &p, amqp_cstring_bytes("x"));
+  amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(hold), 1, 0, &p,
+                     amqp_cstring_bytes("x"));
   wr_confirms_sent(&cf);
   int rc = wr_confirms_wait(c, &cf, 10000);
   wr_conn_close(c); /* the name is stale from here on */
@@ -550,7 +550,7 @@ Test(results, a_stale_or_made_up_direct_reply_to_name_costs_nothing) {
   stop_and_check_empty(w, q);
   /* The stale name's result went out (the broker dropped it); the two
    * made-up names' did not. */
-  cr_assert(tw_wait_text(g_log, "results sent 2, to a missing reply queue 2",
-                         5),
-            "the results are not counted as they went");
+  cr_assert(
+      tw_wait_text(g_log, "results sent 2, to a missing reply queue 2", 5),
+      "the results are not counted as they went");
 }
