@@ -361,6 +361,12 @@ static int exchange_ok(wr_sup *s, const wr_str *name) {
 }
 
 void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
+  /* A delivery of a closed connection comes again: its follow-ups and
+   * result are sent by that run, not twice. */
+  if (job->gen != s->session.gen || !s->session.conn) {
+    wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
+    return;
+  }
   const wr_extras *x = job->extras;
   size_t nf = x ? x->nfollow : 0;
   uint64_t first = 0;

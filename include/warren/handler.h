@@ -370,8 +370,8 @@ typedef struct warren_api {
    * @param content_type NULL or at most 255 bytes, copied.
    * @return WARREN_OK; WARREN_INVALID (not the running job, a bad
    *         argument); WARREN_TOO_LARGE (len over the handler's
-   *         max_result; the result is not set, an earlier one stays).
-   *         @since 1.2
+   *         max_result, or with the job's follow-ups over their 64 MiB;
+   *         the result is not set, an earlier one stays). @since 1.2
    */
   int (*set_result)(const warren_message *msg, const void *body, size_t len,
                     const char *content_type);
