@@ -414,6 +414,10 @@ void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
     if (!first) first = seq;
     n++;
   }
+  if (!n) { /* nothing went out (a reply_to not published to) */
+    wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
+    return;
+  }
   job->dead = 0;
   job->followups = 1;
   await_confirms(s, job, first, n);
