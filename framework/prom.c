@@ -200,8 +200,8 @@ char *wr_prom_render(const wr_snap *s, size_t *len) {
        "Job results sent to a reply_to and confirmed (docs/results.md).",
        results);
   each(&g, s, "warren_results_lost_total", "counter",
-       "Job results whose reply queue did not exist, or error results the "
-       "broker refused.",
+       "Job results whose reply queue did not exist, error results the "
+       "broker refused, results to a malformed direct reply-to name.",
        results_lost);
   each(&g, s, "warren_jobs_in_flight", "gauge",
        "Jobs delivered and not settled yet.", in_flight);
