@@ -325,6 +325,7 @@ static const env_setting env_handler[] = {
     {"PREFETCH", "prefetch", CONFIG_TYPE_INT},
     {"TIMEOUT", "timeout", CONFIG_TYPE_FLOAT},
     {"MAX_ATTEMPTS", "retry.max_attempts", CONFIG_TYPE_INT},
+    {"MAX_RESULT", "max_result", CONFIG_TYPE_INT},
 };
 
 /* Settings an environment variable replaces, with the file's settings
@@ -756,6 +757,7 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
                                      "max_jobs_per_worker",
                                      "max_worker_rss",
                                      "max_body",
+                                     "max_result",
                                      "require_signature",
                                      "signing_keys",
                                      "delayed",
@@ -814,6 +816,8 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
   h->max_rss_mb = (unsigned)get_int(c, e, "max_worker_rss", 0, 0, 1048576);
   /* RabbitMQ's own limit on a message is 512 MiB (128 MiB by default). */
   h->max_body = (size_t)get_int(c, e, "max_body", 0, 0, 536870912);
+  /* A result travels with the job's extras (extras.h), 16 MiB at most. */
+  h->max_result = (size_t)get_int(c, e, "max_result", 1048576, 0, 16777216);
   h->timeout = get_double(c, e, "timeout", 0, 0, 86400);
   h->isolated = get_bool(c, e, "isolation", 1);
   if (!h->isolated && h->concurrency != 1)

@@ -65,6 +65,7 @@ typedef struct wr_handler_cfg {
   unsigned max_rss_mb;    /* recycle a worker past N MiB peak RSS; 0: never */
   size_t max_body;        /* bytes; a larger job is dead-lettered; 0: none */
   int delayed;            /* its queue takes delayed jobs (docs/delays.md) */
+  size_t max_result;      /* bytes of a job's result (results.md) */
   wr_retry_cfg retry;
   int require_signature;     /* refuse unsigned jobs (signing.md) */
   const char **signing_keys; /* key ids it accepts; none: every key */

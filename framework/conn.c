@@ -256,12 +256,22 @@ static int pump(amqp_connection_state_t c, wr_confirms *cf, int timeout_ms) {
              timeout_ms);
     return WARREN_BROKER_TIMEOUT;
   }
-  wr_pub_event ev;
-  if (rc != AMQP_STATUS_OK || wr_conn_pub_frame(c, &f, &ev) != 0) {
+  if (rc != AMQP_STATUS_OK) {
     cf->broken = 1;
     snprintf(cf->err, sizeof cf->err, "waiting for confirms: %s",
-             amqp_error_string2(
-                 rc != AMQP_STATUS_OK ? rc : AMQP_STATUS_CONNECTION_CLOSED));
+             amqp_error_string2(rc));
+    return WARREN_BROKER_CLOSED;
+  }
+  return wr_confirms_frame(c, cf, &f);
+}
+
+int wr_confirms_frame(amqp_connection_state_t c, wr_confirms *cf,
+                      const amqp_frame_t *f) {
+  wr_pub_event ev;
+  if (wr_conn_pub_frame(c, f, &ev) != 0) {
+    cf->broken = 1;
+    snprintf(cf->err, sizeof cf->err, "waiting for confirms: %s",
+             amqp_error_string2(AMQP_STATUS_CONNECTION_CLOSED));
     return WARREN_BROKER_CLOSED;
   }
   switch (ev.kind) {

@@ -136,6 +136,10 @@ typedef struct wr_confirms {
 } wr_confirms;
 
 void wr_confirms_init(wr_confirms *cf);
+/* Account for frame f, read by the caller (which reads other frames of
+ * the channel too, e.g. replies): WARREN_OK, or WARREN_BROKER_CLOSED. */
+int wr_confirms_frame(amqp_connection_state_t c, wr_confirms *cf,
+                      const amqp_frame_t *f);
 /* A publish was written: count it. */
 void wr_confirms_sent(wr_confirms *cf);
 /* Room for another publish? Waits (up to timeout_ms) while the window is

@@ -6,7 +6,7 @@
 
 #include <warren/status.h>
 
-enum { REC_ATTR = 1, REC_EVENT = 2, REC_FOLLOWUP = 3 };
+enum { REC_ATTR = 1, REC_EVENT = 2, REC_FOLLOWUP = 3, REC_RESULT = 4 };
 
 #define KEEP_CAP ((size_t)1 << 20)
 
@@ -177,9 +177,55 @@ int wr_extras_followup(wr_extras_buf *b, const warren_publish *pub,
   return WARREN_OK;
 }
 
+int wr_extras_result(wr_extras_buf *b, const void *body, size_t len,
+                     const char *content_type, size_t max) {
+  if ((!body && len) || !short_enough(content_type, WR_EXTRAS_MAX_SHORTSTR))
+    return WARREN_INVALID;
+  if (len > max || len > WR_RESULT_MAX) return WARREN_TOO_LARGE;
+  /* The last call wins: an earlier result is cut out first, so setting
+   * one again and again cannot fill the buffer. It is put back if the new
+   * one does not fit. */
+  unsigned char *old = NULL;
+  size_t old_at = 0, old_len = 0;
+  if (b->result_at) {
+    old_at = b->result_at - 1;
+    uint32_t tl;
+    uint64_t bl;
+    memcpy(&tl, b->p + old_at + 1, 4);
+    memcpy(&bl, b->p + old_at + 1 + 4 + tl + 1, 8);
+    old_len = 1 + 4 + (size_t)tl + 1 + 8 + (size_t)bl;
+    old = malloc(old_len);
+    if (!old) return WARREN_NOMEM;
+    memcpy(old, b->p + old_at, old_len);
+    memmove(b->p + old_at, b->p + old_at + old_len, b->len - old_at - old_len);
+    b->len -= old_len;
+    b->result_at = 0;
+  }
+  size_t mark = b->len;
+  int rc = put_u8(b, REC_RESULT);
+  if (rc == WARREN_OK) rc = put_short(b, content_type);
+  if (rc == WARREN_OK) rc = put_u64(b, len);
+  if (rc == WARREN_OK) rc = reserve(b, len);
+  if (rc != WARREN_OK) {
+    b->len = mark;
+    if (old) { /* the space it took is there still */
+      memcpy(b->p + b->len, old, old_len);
+      b->result_at = b->len + 1;
+      b->len += old_len;
+    }
+    free(old);
+    return rc;
+  }
+  put(b, body, len);
+  b->result_at = mark + 1;
+  free(old);
+  return WARREN_OK;
+}
+
 void wr_extras_clear(wr_extras_buf *b) {
   b->len = 0;
   b->nattrs = b->nevents = b->nfollow = 0;
+  b->result_at = 0;
   if (b->cap > KEEP_CAP) wr_extras_free(b);
 }
 
@@ -292,6 +338,10 @@ int wr_extras_parse(const unsigned char *p, size_t len, wr_extras *out) {
   memset(out, 0, offsetof(wr_extras, ev_attrs));
   out->follow = NULL;
   out->nfollow = 0;
+  out->has_result = 0;
+  out->result_type = (wr_str){"", 0};
+  out->result = NULL;
+  out->result_len = 0;
   rd r = {p, p + len, len > WR_EXTRAS_MAX_BYTES + 4096};
   size_t nev_attrs = 0, cap = 0;
   while (!r.bad && r.p < r.end) {
@@ -310,6 +360,13 @@ int wr_extras_parse(const unsigned char *p, size_t len, wr_extras *out) {
       for (uint32_t i = 0; i < n && !r.bad; i++)
         get_value(&r, &out->ev_attrs[nev_attrs++]);
       e->nattrs = n;
+    } else if (kind == REC_RESULT) {
+      out->result_type = get_str(&r, WR_EXTRAS_MAX_SHORTSTR);
+      uint64_t bl = get_u64(&r);
+      if (bl > WR_RESULT_MAX) r.bad = 1;
+      out->result = take(&r, (size_t)bl);
+      out->result_len = (size_t)bl;
+      out->has_result = !r.bad;
     } else if (kind == REC_FOLLOWUP && out->nfollow < WR_EXTRAS_MAX_FOLLOWUPS) {
       if (out->nfollow == cap) {
         cap = cap ? cap * 2 : 4;
@@ -328,6 +385,7 @@ int wr_extras_parse(const unsigned char *p, size_t len, wr_extras *out) {
   if (r.bad) {
     wr_extras_release(out);
     out->nattrs = out->nevents = 0;
+    out->has_result = 0;
     return -1;
   }
   return 0;

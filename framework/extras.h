@@ -1,6 +1,7 @@
 /*
  * What a handler adds to its job besides the verdict (handler.h, ABI
- * 1.1): attributes and events for the job's span, and follow-up jobs.
+ * 1.1 and 1.2): attributes and events for the job's span, follow-up jobs
+ * and the job's result (results.md).
  * The handler's process records them in one buffer while handle() runs
  * (worker.c); the buffer reaches the supervisor with the result (ipc.h,
  * WR_IPC_EXTRAS), which parses it here, checking every length: the bytes
@@ -14,6 +15,8 @@
  *   FOLLOWUP: exchange, routing key, content type, message id,
  *             correlation id, u8 transient, u32 n, n x (key, value),
  *             u64 body length, the body
+ *   RESULT:   content type, u64 body length, the body (ABI 1.2; the last
+ *             one recorded counts)
  * Every buffer has a hard maximum (the limits below, documented in
  * handler.h).
  */
@@ -35,6 +38,9 @@
 #define WR_EXTRAS_MAX_HEADERS 64 /* of one follow-up */
 #define WR_EXTRAS_MAX_BYTES ((size_t)64 << 20)
 #define WR_EXTRAS_MAX_SHORTSTR 255 /* AMQP short strings */
+/* A job's result (results.md): default and hard maximum of max_result. */
+#define WR_RESULT_DEFAULT_MAX ((size_t)1 << 20)
+#define WR_RESULT_MAX ((size_t)16 << 20)
 
 /* ---- recording (the handler's process) -------------------------------- */
 
@@ -42,6 +48,7 @@ typedef struct wr_extras_buf {
   unsigned char *p;
   size_t len, cap;
   unsigned nattrs, nevents, nfollow;
+  size_t result_at; /* offset + 1 of the result record; 0: none */
 } wr_extras_buf;
 
 /* Each returns WARREN_OK, WARREN_INVALID or WARREN_TOO_LARGE (handler.h);
@@ -52,6 +59,11 @@ int wr_extras_event(wr_extras_buf *b, const char *name, uint64_t time_ns,
 /* default_id: the message id to use when pub has none (NULL: none). */
 int wr_extras_followup(wr_extras_buf *b, const warren_publish *pub,
                        const char *default_id);
+
+/* The job's result (replacing an earlier one of the same job): len bytes,
+ * at most max (else WARREN_TOO_LARGE). */
+int wr_extras_result(wr_extras_buf *b, const void *body, size_t len,
+                     const char *content_type, size_t max);
 
 /* Empty it for the next job; memory past 1 MiB is given back. */
 void wr_extras_clear(wr_extras_buf *b);
@@ -83,6 +95,10 @@ typedef struct wr_extras {
   wr_attr ev_attrs[WR_EXTRAS_MAX_EVENTS * WR_EXTRAS_MAX_EVENT_ATTRS];
   size_t nfollow;
   wr_followup *follow; /* nfollow entries, malloc'd; wr_extras_release */
+  int has_result;      /* the handler set a result: the fields below */
+  wr_str result_type;  /* its content type ("" : none) */
+  const void *result;  /* result_len bytes */
+  size_t result_len;
 } wr_extras;
 
 /* Parse len bytes at p. 0, or -1 when they break the format or a limit

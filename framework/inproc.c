@@ -69,6 +69,7 @@ static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
   }
   const char *err;
   size_t err_len;
+  wr_worker_set_max_result(h->cfg->max_result);
   int32_t r = wr_worker_run(h->cfg->name, h->plugin.def, h->inline_state, &m,
                             &err, &err_len);
   const wr_extras_buf *x = wr_worker_extras();

@@ -69,7 +69,8 @@ typedef struct wr_ipc_shm {
    * revoked, never both. Revoked jobs are published as skipped. */
   _Atomic uint32_t claim;
   uint32_t rss_limit_kb; /* set before fork; 0: not checked */
-  char pad2[48];
+  uint32_t max_result;   /* set before fork: bytes of a job's result */
+  char pad2[44];
   wr_ipc_slot slot[WR_IPC_SLOTS];
 } wr_ipc_shm;
 

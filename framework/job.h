@@ -41,7 +41,9 @@ typedef struct wr_job {
   double started;           /* monotonic seconds when a worker took it */
   uint64_t confirm_seq;     /* last publish awaiting its confirm; 0: none */
   uint64_t confirm_first;   /* first of them: they are consecutive */
-  uint64_t confirm_bits[4]; /* which of first.. are still unconfirmed */
+  uint64_t confirm_bits[5]; /* which of first.. are still unconfirmed: up
+                               to 256 follow-ups and the result */
+  uint64_t reply_seq;       /* confirm sequence of its result; 0: none */
   uint64_t body_off;        /* the body's block in its handler's arena, or
                                WR_ARENA_NONE: malloc'd (arena.h) */
   double due;        /* when parked (settle.c): monotonic time to requeue */
@@ -49,7 +51,9 @@ typedef struct wr_job {
   uint8_t dead;      /* the awaited publish is a dead letter */
   uint8_t returned;  /* the broker returned an awaited publish */
   uint8_t nacked;    /* the broker refused (nacked) an awaited publish */
-  uint8_t followups; /* the awaited publishes are its follow-ups */
+  uint8_t followups; /* the awaited publishes are its follow-ups (and
+                        its result) */
+  uint8_t no_reply;  /* its result was lost: 1 returned, 2 refused */
   uint8_t signed_ok; /* its signature verified: body_sha256 is to match */
   uint8_t sig_check; /* wr_sign_check that refused it (sign.h) */
   uint8_t revoked;   /* a revoke with terminate stopped it (revoked.h) */

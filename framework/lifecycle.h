@@ -36,6 +36,10 @@ typedef struct wr_job_events {
   /* n finished jobs could not be acked: their connection closed, so the
    * broker delivers them again. */
   void (*dropped)(void *ctx, size_t h, size_t n);
+  /* The job's result (or error result) to its reply_to went out with the
+   * job's settling: confirmed (delivered = 1), or it came back because
+   * the named reply queue does not exist (delivered = 0; results.md). */
+  void (*replied)(void *ctx, size_t h, const wr_job *job, int delivered);
 } wr_job_events;
 
 #define WR_MAX_OBSERVERS 8

@@ -18,6 +18,7 @@
 
 #include "arena.h"
 #include "clock.h"
+#include "extras.h"
 #include "headers.h"
 #include "log.h"
 #include "worker.h"
@@ -54,6 +55,7 @@ int wr_pool_init(wr_pool *p, const char *name, const warren_handler *def,
   }
   p->name = name;
   p->depth = 1;
+  p->max_result = WR_RESULT_DEFAULT_MAX;
   p->def = def;
   p->settings = settings;
   p->n = n;
@@ -117,6 +119,7 @@ static int spawn(wr_pool *p, wr_child *c) {
   atomic_store(&c->shm->stop, p->draining);
   atomic_store(&c->shm->claim, 0);
   c->shm->rss_limit_kb = p->max_rss_kb;
+  c->shm->max_result = p->max_result;
   c->jobs = 0;
   c->retiring = 0;
   c->nrev = 0;

@@ -102,6 +102,7 @@ typedef struct wr_pool {
   double timeout;         /* seconds a job may run, 0: no limit */
   unsigned long max_jobs; /* recycle a worker after this many, 0: never */
   uint32_t max_rss_kb; /* recycle a worker whose peak RSS passed it, 0: never */
+  uint32_t max_result; /* bytes of a job's result (extras.h); 0: default */
   const wr_pool_events *ev;
   void *ctx;
   unsigned long restarts; /* total, for status */

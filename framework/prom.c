@@ -136,6 +136,13 @@ static double cancels(const wr_snap_handler *h) {
   return (double)h->st.cancels;
 }
 
+static double results(const wr_snap_handler *h) {
+  return (double)h->st.results;
+}
+static double results_lost(const wr_snap_handler *h) {
+  return (double)h->st.results_lost;
+}
+
 static double retrying(const wr_snap_handler *h) {
   return nan_if(h->retrying);
 }
@@ -189,6 +196,13 @@ char *wr_prom_render(const wr_snap *s, size_t *len) {
        "Consumers the broker cancelled (queue deleted, leader moved, "
        "consumer_timeout); each is consumed again.",
        cancels);
+  each(&g, s, "warren_results_total", "counter",
+       "Job results sent to a reply_to and confirmed (docs/results.md).",
+       results);
+  each(&g, s, "warren_results_lost_total", "counter",
+       "Job results whose reply queue did not exist, error results the "
+       "broker refused, results to a malformed direct reply-to name.",
+       results_lost);
   each(&g, s, "warren_jobs_in_flight", "gauge",
        "Jobs delivered and not settled yet.", in_flight);
   each(&g, s, "warren_jobs_running", "gauge",

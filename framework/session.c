@@ -281,10 +281,17 @@ uint64_t wr_session_publish(wr_session *s, const char *exchange,
                             const char *routing_key,
                             const amqp_basic_properties_t *props,
                             amqp_bytes_t body) {
+  return wr_session_publish_ex(s, exchange, routing_key, props, body, 1);
+}
+
+uint64_t wr_session_publish_ex(wr_session *s, const char *exchange,
+                               const char *routing_key,
+                               const amqp_basic_properties_t *props,
+                               amqp_bytes_t body, int mandatory) {
   if (!s->conn) return 0;
-  int rc =
-      amqp_basic_publish(s->conn, s->pub_ch, amqp_cstring_bytes(exchange),
-                         amqp_cstring_bytes(routing_key), 1, 0, props, body);
+  int rc = amqp_basic_publish(s->conn, s->pub_ch, amqp_cstring_bytes(exchange),
+                              amqp_cstring_bytes(routing_key), mandatory != 0,
+                              0, props, body);
   if (sent(s, rc) != 0) return 0;
   return ++s->pub_seq;
 }

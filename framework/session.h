@@ -113,6 +113,14 @@ uint64_t wr_session_publish(wr_session *s, const char *exchange,
                             const amqp_basic_properties_t *props,
                             amqp_bytes_t body);
 
+/* The same, mandatory or not: a job's result to RabbitMQ's direct
+ * reply-to is delivered but routed to no queue, so a mandatory one would
+ * come back (results.md). */
+uint64_t wr_session_publish_ex(wr_session *s, const char *exchange,
+                               const char *routing_key,
+                               const amqp_basic_properties_t *props,
+                               amqp_bytes_t body, int mandatory);
+
 /* The sequence the next publish will get. */
 static inline uint64_t wr_session_next_seq(const wr_session *s) {
   return s->pub_seq + 1;

@@ -4,11 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
 #include <warren/status.h>
 
 #include "clock.h"
 #include "extras.h"
 #include "log.h"
+#include "replyto.h"
 #include "spans.h"
 #include "sup_private.h"
 #include "topology.h"
@@ -28,6 +30,132 @@ static void await_confirms(wr_sup *s, wr_job *job, uint64_t first, size_t n) {
   for (size_t k = 0; k < n; k++) job->confirm_bits[k / 64] |= 1ull << (k % 64);
   job->returned = job->nacked = 0;
   wr_jobq_push(&s->settle.confirming, job);
+}
+
+/* The job's reply_to, NUL-terminated into rt; 0 when it has none. */
+static int reply_to_of(const wr_job *job, char rt[256]) {
+  const amqp_basic_properties_t *p = &job->env.message.properties;
+  if (!(p->_flags & AMQP_BASIC_REPLY_TO_FLAG) || !p->reply_to.len) return 0;
+  snprintf(rt, 256, "%.*s", (int)p->reply_to.len,
+           (const char *)p->reply_to.bytes);
+  return rt[0] != '\0';
+}
+
+int wr_settle_wants_reply(const wr_job *job) {
+  char rt[256];
+  return reply_to_of(job, rt);
+}
+
+/* RabbitMQ's direct reply-to: the pseudo-queue and its per-caller names. */
+static int direct_reply_to(const char *rt) {
+  return wr_replyto_is_direct(rt, strlen(rt));
+}
+
+/* Whether job's result may go to its reply_to (replyto.h): a direct
+ * reply-to name the broker did not make is not sent, as the broker may
+ * close the connection on it; that is said once and counted as lost. */
+static int reply_sendable(wr_sup *s, wr_handler_rt *h, wr_job *job) {
+  char rt[256];
+  if (!reply_to_of(job, rt)) return 0;
+  const amqp_bytes_t *b = &job->env.message.properties.reply_to;
+  if (wr_replyto_ok(b->bytes, b->len) && strlen(rt) == b->len) return 1;
+  WR_NOTIFY(&s->obs, replied, h->index, job, 0);
+  wr_log(s->settle.warned_reply ? WARREN_LOG_DEBUG : WARREN_LOG_WARN,
+         "handler %s: reply_to '%s' is no direct reply-to name the broker "
+         "gave (it could close the connection): no result sent%s",
+         h->cfg->name, rt,
+         s->settle.warned_reply ? "" : " (said once; counted)");
+  s->settle.warned_reply = 1;
+  return 0;
+}
+
+/*
+ * Publish job's result (outcome "ack") or error result to its reply_to,
+ * through the default exchange, correlated as docs/results.md says.
+ * A named reply queue is published mandatory and carries its confirm
+ * sequence (WR_H_COPY), so a return tells a missing queue, which is
+ * counted and never fails the job (wr_settle_published). A result to
+ * direct reply-to is not mandatory: the broker hands it to its caller
+ * without routing it to a queue, so it would always come back; one whose
+ * caller is gone is dropped by the broker. Returns its confirm sequence
+ * (also in job->reply_seq), or 0 when the connection was lost.
+ */
+static uint64_t publish_result(wr_sup *s, wr_job *job, const char *outcome,
+                               const amqp_table_entry_t *more, size_t nmore,
+                               const char *content_type, amqp_bytes_t body) {
+  char rt[256];
+  if (!reply_to_of(job, rt)) return 0;
+  amqp_table_entry_t e[12];
+  size_t n = 0;
+  e[n++] = wr_entry_int(WR_H_COPY, (int64_t)wr_session_next_seq(&s->session));
+  e[n++] = wr_entry_str(WR_H_OUTCOME, outcome);
+  for (size_t i = 0; i < nmore && n < 9; i++) e[n++] = more[i];
+  char tp[WR_TRACEPARENT_LEN + 1];
+  amqp_bytes_t ts;
+  if (wr_spans_followup_context(job, tp, &ts) == 0)
+    e[n++] = wr_entry_str("traceparent", tp);
+  const amqp_basic_properties_t *jp = &job->env.message.properties;
+  amqp_basic_properties_t pr = {0};
+  pr._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
+  pr.delivery_mode = 2;
+  /* The caller matches by correlation id; a job without one is answered
+   * under its message id (as Celery's task id answers its result). */
+  if (jp->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+    pr._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+    pr.correlation_id = jp->correlation_id;
+  } else if (jp->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+    pr._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+    pr.correlation_id = jp->message_id;
+  }
+  if (jp->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+    pr._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+    pr.message_id = jp->message_id;
+  }
+  if (content_type && *content_type) {
+    pr._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+    pr.content_type = amqp_cstring_bytes(content_type);
+  }
+  pr.headers = (amqp_table_t){(int)n, e};
+  uint64_t got = wr_session_publish_ex(&s->session, "", rt, &pr, body,
+                                       !direct_reply_to(rt));
+  job->reply_seq = got;
+  job->no_reply = 0;
+  return got;
+}
+
+/* The error result of a job that is dead-lettered: JSON (results.md),
+ * its facts also in headers as on the dead letter. 0 when the connection
+ * was lost. */
+static uint64_t publish_error_result(wr_sup *s, wr_handler_rt *h, wr_job *job,
+                                     const char *reason, const char *err) {
+  amqp_bytes_t id = msg_id(job);
+  char idbuf[300];
+  snprintf(idbuf, sizeof idbuf, "%.*s", (int)id.len, (const char *)id.bytes);
+  cJSON *o = cJSON_CreateObject();
+  char *text = NULL;
+  if (o) {
+    cJSON_AddStringToObject(o, "outcome", WR_OUTCOME_DEAD);
+    cJSON_AddStringToObject(o, "reason", reason);
+    cJSON_AddStringToObject(o, "error", err ? err : "");
+    cJSON_AddNumberToObject(o, "attempts", (double)job->meta.attempt);
+    if (id.len)
+      cJSON_AddStringToObject(o, "message_id", idbuf);
+    else
+      cJSON_AddNullToObject(o, "message_id");
+    cJSON_AddStringToObject(o, "handler", h->cfg->name);
+    cJSON_AddStringToObject(o, "queue", h->cfg->queue);
+    text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+  }
+  /* Out of memory for the JSON: the headers still say it all. */
+  amqp_table_entry_t more[3] = {wr_entry_str(WR_H_REASON, reason),
+                                wr_entry_str(WR_H_LAST_ERROR, err ? err : ""),
+                                wr_entry_int(WR_H_ATTEMPTS, job->meta.attempt)};
+  uint64_t got =
+      publish_result(s, job, WR_OUTCOME_DEAD, more, 3, "application/json",
+                     text ? amqp_cstring_bytes(text) : amqp_empty_bytes);
+  cJSON_free(text);
+  return got;
 }
 
 /*
@@ -104,6 +232,15 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   uint64_t got =
       wr_session_publish(&s->session, exchange, rk, &pr, job->env.message.body);
   free(store);
+  job->reply_seq = 0;
+  /* A caller waiting on reply_to hears of the final failure only; the
+   * original waits for both confirms (results.md). */
+  size_t nconfirms = 1;
+  if (got && d.dead && wr_settle_wants_reply(job) &&
+      reply_sendable(s, h, job)) {
+    if (!publish_error_result(s, h, job, d.reason, err)) got = 0;
+    nconfirms = 2;
+  }
   if (!got) { /* connection lost: the broker redelivers the original */
     wr_sup_release(s, job);
     return;
@@ -121,7 +258,7 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   job->dead = (uint8_t)d.dead;
   job->retry_delay_ms = d.dead ? 0 : d.delay_ms;
   job->followups = 0;
-  await_confirms(s, job, got, 1);
+  await_confirms(s, job, got, nconfirms);
   WR_NOTIFY(&s->obs, republished, h->index, job, d.dead,
             d.dead ? d.reason : NULL);
 }
@@ -225,9 +362,16 @@ static int exchange_ok(wr_sup *s, const wr_str *name) {
 }
 
 void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
+  /* A delivery of a closed connection comes again: its follow-ups and
+   * result are sent by that run, not twice. */
+  if (job->gen != s->session.gen || !s->session.conn) {
+    wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
+    return;
+  }
   const wr_extras *x = job->extras;
+  size_t nf = x ? x->nfollow : 0;
   uint64_t first = 0;
-  for (size_t i = 0; i < x->nfollow; i++) {
+  for (size_t i = 0; i < nf; i++) {
     int ok = exchange_ok(s, &x->follow[i].exchange);
     if (ok < 0) { /* connection lost: the broker redelivers the job */
       WR_NOTIFY(&s->obs, dropped, h->index, 1);
@@ -243,7 +387,7 @@ void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
       return;
     }
   }
-  for (size_t i = 0; i < x->nfollow; i++) {
+  for (size_t i = 0; i < nf; i++) {
     uint64_t seq = publish_followup(s, job, &x->follow[i]);
     if (!seq) { /* connection lost: the broker redelivers the job */
       WR_NOTIFY(&s->obs, dropped, h->index, 1);
@@ -252,9 +396,32 @@ void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
     }
     if (!first) first = seq;
   }
+  /* The result goes last, so a caller that has it can find the job's
+   * follow-ups published already. No result set: an empty one, so the
+   * caller hears that the job is done. */
+  size_t n = nf;
+  job->reply_seq = 0;
+  if (wr_settle_wants_reply(job) && reply_sendable(s, h, job)) {
+    int has = x && x->has_result;
+    amqp_bytes_t body = has ? (amqp_bytes_t){x->result_len, (void *)x->result}
+                            : amqp_empty_bytes;
+    uint64_t seq = publish_result(s, job, WR_OUTCOME_ACK, NULL, 0,
+                                  has ? x->result_type.s : NULL, body);
+    if (!seq) {
+      WR_NOTIFY(&s->obs, dropped, h->index, 1);
+      wr_sup_release(s, job);
+      return;
+    }
+    if (!first) first = seq;
+    n++;
+  }
+  if (!n) { /* nothing went out (a reply_to not published to) */
+    wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
+    return;
+  }
   job->dead = 0;
   job->followups = 1;
-  await_confirms(s, job, first, x->nfollow);
+  await_confirms(s, job, first, n);
 }
 
 void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
@@ -282,8 +449,26 @@ void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
 }
 
 /* The copy of `job` went through: ack the original. */
+/* The job's result went out with its publishes: count it; one the broker
+ * refused (no_reply 2, cover()) is said once and counted as lost. */
+static void reply_settled(wr_sup *s, wr_job *job) {
+  if (!job->reply_seq) return;
+  if (job->no_reply == 2) {
+    WR_NOTIFY(&s->obs, replied, job->handler, job, 0);
+    wr_log(s->settle.warned_reply ? WARREN_LOG_DEBUG : WARREN_LOG_WARN,
+           "handler %s: the broker refused the error result of a "
+           "dead-lettered job (its reply queue is full?); dropped%s",
+           s->h[job->handler].cfg->name,
+           s->settle.warned_reply ? "" : " (said once; counted)");
+    s->settle.warned_reply = 1;
+  } else if (!job->no_reply) {
+    WR_NOTIFY(&s->obs, replied, job->handler, job, 1);
+  }
+}
+
 static void copy_confirmed(wr_sup *s, wr_job *job) {
   wr_handler_rt *h = &s->h[job->handler];
+  reply_settled(s, job);
   if (job->followups) { /* all of them: the job is done */
     wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
     return;
@@ -305,11 +490,16 @@ static void copy_confirmed(wr_sup *s, wr_job *job) {
  * (an operator may have deleted a retry queue or unbound the DLQ). */
 static void copy_refused(wr_sup *s, wr_job *job) {
   wr_handler_rt *h = &s->h[job->handler];
+  if (!job->followups) reply_settled(s, job);
   if (job->followups) {
     /* The handler's work is not complete: the job fails this attempt
      * and its retry sends the follow-ups again (handler.h). */
     char err[128];
-    snprintf(err, sizeof err, "a follow-up job was %s by the broker",
+    /* A result never comes back as returned (wr_settle_published). */
+    snprintf(err, sizeof err, "%s was %s by the broker",
+             job->returned || !job->reply_seq
+                 ? "a follow-up job"
+                 : "a follow-up job or the job's result",
              job->returned ? "returned unroutable" : "refused");
     job->followups = 0;
     wr_settle_finish(s, h, job, WR_OUT_FAILED, err);
@@ -341,15 +531,25 @@ static int cover(wr_job *j, const wr_pub_event *ev) {
   int any = 0;
   for (uint64_t q = lo; q <= hi && lo <= hi; q++) {
     uint64_t k = q - j->confirm_first, bit = 1ull << (k % 64);
-    any |= (j->confirm_bits[k / 64] & bit) != 0;
+    int hit = (j->confirm_bits[k / 64] & bit) != 0;
+    /* The error result of a dead letter is best effort: its refusal
+     * alone (a full reply queue) must not send the job round again
+     * (results.md). */
+    if (hit && q == j->reply_seq && j->dead && ev->kind != WR_PUB_ACK) {
+      j->no_reply = 2;
+      hit = 0;
+    }
+    any |= hit;
     j->confirm_bits[k / 64] &= ~bit;
   }
   return any;
 }
 
 static int awaited(const wr_job *j) {
-  return (j->confirm_bits[0] | j->confirm_bits[1] | j->confirm_bits[2] |
-          j->confirm_bits[3]) != 0;
+  uint64_t any = 0;
+  for (size_t i = 0; i < sizeof j->confirm_bits / sizeof *j->confirm_bits; i++)
+    any |= j->confirm_bits[i];
+  return any != 0;
 }
 
 void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
@@ -366,6 +566,19 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
           "a message came back unroutable that is no copy awaiting its "
           "confirm: %s",
           ev->why);
+      return;
+    }
+    if (j->reply_seq && (uint64_t)ev->copy == j->reply_seq) {
+      /* The caller's reply queue is gone (it timed out, its exclusive
+       * queue died): the job's work is done all the same. */
+      j->no_reply = 1;
+      WR_NOTIFY(&s->obs, replied, j->handler, j, 0);
+      wr_log(s->settle.warned_reply ? WARREN_LOG_DEBUG : WARREN_LOG_WARN,
+             "handler %s: the result of a job came back: its reply queue "
+             "does not exist (%s); dropped%s",
+             s->h[j->handler].cfg->name, ev->why,
+             s->settle.warned_reply ? "" : " (said once; counted)");
+      s->settle.warned_reply = 1;
       return;
     }
     j->returned = 1;

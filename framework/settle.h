@@ -42,7 +42,18 @@ typedef struct wr_settle {
   unsigned nknown;
   wr_jobq parked;      /* originals whose copy was refused: requeued when due */
   double redeclare_at; /* re-declare the topology then (0: not needed) */
+  int warned_reply;    /* a result's reply queue was missing: said once */
 } wr_settle;
+
+/* Results (docs/results.md): the header that says how the job ended, and
+ * its values; RabbitMQ's direct reply-to pseudo-queue. */
+#define WR_H_OUTCOME "warren-outcome"
+#define WR_OUTCOME_ACK "ack"
+#define WR_OUTCOME_DEAD "dead-lettered"
+#define WR_DIRECT_REPLY_TO "amq.rabbitmq.reply-to"
+
+/* The job carries a reply_to: its result (or error result) goes there. */
+int wr_settle_wants_reply(const wr_job *job);
 
 /* Attempt over with outcome o (WR_OUT_ACKED, or a failure and its text). */
 void wr_settle_finish(struct wr_sup *s, struct wr_handler_rt *h, wr_job *job,
@@ -52,9 +63,11 @@ void wr_settle_finish(struct wr_sup *s, struct wr_handler_rt *h, wr_job *job,
 void wr_settle_published(struct wr_sup *s, const wr_pub_event *ev);
 
 /* A job acked by its handler that published follow-ups (extras.h, parsed
- * in job->extras): publish them; the job is settled as acked once the
- * broker confirmed every one, or fails this attempt if one is refused or
- * returned (handler.h says why). */
+ * in job->extras) or that carries a reply_to: publish them and its
+ * result; the job is settled as acked once the broker confirmed every
+ * one, or fails this attempt if one is refused or a follow-up is
+ * returned (handler.h says why). A result whose reply queue is missing
+ * is counted, not a failure. */
 void wr_settle_followups(struct wr_sup *s, struct wr_handler_rt *h,
                          wr_job *job);
 

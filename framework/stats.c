@@ -56,11 +56,21 @@ static void dropped(void *ctx, size_t h, size_t n) {
   ((wr_handler_stats *)ctx)[h].dropped += n;
 }
 
+static void replied(void *ctx, size_t h, const wr_job *job, int delivered) {
+  (void)job;
+  wr_handler_stats *s = &((wr_handler_stats *)ctx)[h];
+  if (delivered)
+    s->results++;
+  else
+    s->results_lost++;
+}
+
 const wr_job_events wr_stats_events = {
     .received = received,
     .settled = settled,
     .confirmed = confirmed,
     .dropped = dropped,
+    .replied = replied,
 };
 
 void wr_stats_log(const char *name, const wr_handler_stats *s) {
@@ -69,8 +79,9 @@ void wr_stats_log(const char *name, const wr_handler_stats *s) {
       "crashed %lu, timed out %lu, malformed %lu, too large %lu, signature "
       "refused %lu, revoked %lu; sent to retry %lu, "
       "dead-lettered %lu, copies refused %lu; left to the broker at "
-      "disconnect %lu",
+      "disconnect %lu; results sent %lu, to a missing reply queue %lu",
       name, s->delivered, s->acked, s->failed, s->rejected, s->lost,
       s->timeouts, s->malformed, s->too_large, s->signature, s->revoked,
-      s->retried, s->dead, s->republish_failed, s->dropped);
+      s->retried, s->dead, s->republish_failed, s->dropped, s->results,
+      s->results_lost);
 }

@@ -21,8 +21,10 @@ typedef struct wr_handler_stats {
   unsigned long retried;   /* copies confirmed into a retry queue */
   unsigned long dead;      /* copies confirmed into the dead-letter queue */
   unsigned long republish_failed; /* copies the broker refused */
-  unsigned long dropped; /* finished, but their connection closed first */
-  unsigned long cancels; /* consumer cancelled by the broker, resumed */
+  unsigned long dropped;      /* finished, but their connection closed first */
+  unsigned long cancels;      /* consumer cancelled by the broker, resumed */
+  unsigned long results;      /* results sent to a reply_to, confirmed */
+  unsigned long results_lost; /* results whose reply queue did not exist */
 } wr_handler_stats;
 
 /* Subscribe with ctx = an array of wr_handler_stats, one per handler. */

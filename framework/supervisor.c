@@ -119,7 +119,7 @@ void wr_sup_done(wr_sup *s, wr_handler_rt *h, wr_job *job, int result,
                  const char *err, size_t err_len) {
   if (job->xbuf && !job->extras) take_extras(h, job);
   if (result == WARREN_ACK) {
-    if (job->extras && job->extras->nfollow)
+    if ((job->extras && job->extras->nfollow) || wr_settle_wants_reply(job))
       wr_settle_followups(s, h, job);
     else
       wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
@@ -675,6 +675,7 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
   h->pool.timeout = h->cfg->timeout;
   h->pool.max_jobs = h->cfg->max_jobs;
   h->pool.max_rss_kb = h->cfg->max_rss_mb * 1024u;
+  h->pool.max_result = (uint32_t)h->cfg->max_result;
   /* Enough queued per worker to hide the round trip, never more than
    * its share of the prefetch (so prefetch 1 stays strictly one). */
   int depth = h->cfg->prefetch / h->cfg->concurrency;

@@ -88,6 +88,20 @@ static int api_publish(const warren_message *msg, const warren_publish *pub) {
   return wr_extras_followup(&g_extras, pub, def);
 }
 
+/* Bytes a result may have (the handler's max_result); the worker's
+ * comes from its shared memory, an in-process handler's is set per job. */
+static size_t g_max_result = WR_RESULT_DEFAULT_MAX;
+
+void wr_worker_set_max_result(size_t max) {
+  g_max_result = max;
+}
+
+static int api_set_result(const warren_message *msg, const void *body,
+                          size_t len, const char *content_type) {
+  if (!msg || msg != g_current) return WARREN_INVALID;
+  return wr_extras_result(&g_extras, body, len, content_type, g_max_result);
+}
+
 static int api_setting_get(const warren_settings *s, const char *path,
                            warren_value *out) {
   memset(out, 0, sizeof *out);
@@ -135,6 +149,7 @@ static const warren_api g_api = {
     .logv = api_logv,
     .set_errorv = api_set_errorv,
     .strerror = warren_strerror,
+    .set_result = api_set_result,
 };
 
 static _Noreturn void die(int code) {
@@ -310,6 +325,7 @@ void wr_worker_main(int fd, wr_ipc_shm *shm, wr_arena *arena,
                     const char *handler_name, const warren_handler *def,
                     const config_setting_t *settings) {
   void *state = NULL;
+  g_max_result = shm->max_result;
   if (wr_worker_init(handler_name, def, settings, &state) != 0) {
     const char *why = "init() returned non-zero";
     wr_ipc_send(fd, WR_IPC_INIT_FAILED, NULL, 0, why, strlen(why));

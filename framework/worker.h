@@ -44,6 +44,10 @@ int32_t wr_worker_run(const char *handler_name, const warren_handler *def,
                       void *state, const warren_message *msg, const char **err,
                       size_t *err_len);
 
+/* The largest result set_result takes (the handler's max_result), for
+ * the runs that follow in this process. */
+void wr_worker_set_max_result(size_t max);
+
 struct wr_extras_buf;
 /* What the handler added to the job of the last run (extras.h): span
  * attributes and events, follow-ups. Valid until the next run. */

@@ -1,5 +1,7 @@
 /*
- * echo: the smallest useful handler. Logs each job and acknowledges it.
+ * echo: the smallest useful handler. Logs each job and acknowledges it,
+ * with the body as the job's result (sent back when the job asks for one
+ * with reply_to: docs/results.md).
  * Settings: prefix (string, optional) put in front of every line.
  */
 #include <stdlib.h>
@@ -32,6 +34,9 @@ static warren_result echo_handle(void *state, const warren_message *m) {
               e->prefix, m->message_id[0] ? m->message_id : "-", m->routing_key,
               m->attempt, shown, (const char *)m->body,
               m->body_len > 200 ? "..." : "");
+  /* Over max_result the job is acked without a result: an empty one. */
+  e->api->set_result(m, m->body, m->body_len,
+                     m->content_type[0] ? m->content_type : "text/plain");
   return WARREN_ACK;
 }
 

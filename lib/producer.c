@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <warren/producer.h>
 #include <warren/sign.h>
@@ -27,6 +28,7 @@ struct warren_producer {
   wr_keyring *ring; /* the signing key; NULL: jobs are not signed */
   char key_id[WARREN_SIGN_MAX_KEY_ID + 1];
   char err[sizeof((wr_confirms *)0)->err]; /* warren_producer_error() */
+  int replying; /* consuming amq.rabbitmq.reply-to on CH (results) */
 };
 
 /* An options field exists when the caller's struct is large enough. */
@@ -338,6 +340,14 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
   }
   pr._flags |= AMQP_BASIC_HEADERS_FLAG;
   pr.headers = (amqp_table_t){(int)n, entries};
+  if (o && PUB_HAS(o, reply_to) && o->reply_to) {
+    if (strlen(o->reply_to) > 255) {
+      snprintf(p->err, sizeof p->err, "reply_to is over 255 bytes");
+      return WARREN_INVALID;
+    }
+    pr._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+    pr.reply_to = amqp_cstring_bytes(o->reply_to);
+  }
   amqp_bytes_t b = {len, (void *)body};
   if (nb) {
     exchange = dex;
@@ -359,6 +369,213 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
     return WARREN_BROKER_NACK;
   }
   return WARREN_OK;
+}
+
+/* ---- request-response (docs/results.md) --------------------------------- */
+
+#define DIRECT_REPLY_TO "amq.rabbitmq.reply-to"
+
+void warren_reply_free(warren_reply *r) {
+  if (!r) return;
+  uint32_t size = r->size;
+  free(r->body);
+  free(r->content_type);
+  free(r->correlation_id);
+  free(r->reason);
+  free(r->error);
+  memset(r, 0, sizeof *r);
+  r->size = size;
+}
+
+static char *dup_bytes(amqp_bytes_t b) {
+  char *s = malloc(b.len + 1);
+  if (!s) return NULL;
+  if (b.len) memcpy(s, b.bytes, b.len);
+  s[b.len] = '\0';
+  return s;
+}
+
+static const amqp_field_value_t *header(const amqp_basic_properties_t *pr,
+                                        const char *name) {
+  if (!(pr->_flags & AMQP_BASIC_HEADERS_FLAG)) return NULL;
+  size_t n = strlen(name);
+  for (int i = 0; i < pr->headers.num_entries; i++) {
+    const amqp_table_entry_t *e = &pr->headers.entries[i];
+    if (e->key.len == n && memcmp(e->key.bytes, name, n) == 0) return &e->value;
+  }
+  return NULL;
+}
+
+static amqp_bytes_t header_str(const amqp_basic_properties_t *pr,
+                               const char *name) {
+  const amqp_field_value_t *v = header(pr, name);
+  if (v &&
+      (v->kind == AMQP_FIELD_KIND_UTF8 || v->kind == AMQP_FIELD_KIND_BYTES))
+    return v->value.bytes;
+  return amqp_empty_bytes;
+}
+
+static int64_t header_int(const amqp_basic_properties_t *pr, const char *name) {
+  const amqp_field_value_t *v = header(pr, name);
+  if (!v) return 0;
+  switch (v->kind) {
+    case AMQP_FIELD_KIND_I8:
+      return v->value.i8;
+    case AMQP_FIELD_KIND_U8:
+      return v->value.u8;
+    case AMQP_FIELD_KIND_I16:
+      return v->value.i16;
+    case AMQP_FIELD_KIND_U16:
+      return v->value.u16;
+    case AMQP_FIELD_KIND_I32:
+      return v->value.i32;
+    case AMQP_FIELD_KIND_U32:
+      return v->value.u32;
+    case AMQP_FIELD_KIND_I64:
+      return v->value.i64;
+    case AMQP_FIELD_KIND_U64:
+      return (int64_t)v->value.u64;
+    default:
+      return 0;
+  }
+}
+
+/* Fill out from the reply m. WARREN_OK or WARREN_NOMEM. */
+static int take_reply(const amqp_message_t *m, warren_reply *out) {
+  const amqp_basic_properties_t *pr = &m->properties;
+  amqp_bytes_t none = amqp_empty_bytes;
+  out->body = dup_bytes(m->body);
+  out->body_len = m->body.len;
+  out->content_type = dup_bytes(
+      pr->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG ? pr->content_type : none);
+  out->correlation_id = dup_bytes(pr->correlation_id);
+  amqp_bytes_t oc = header_str(pr, "warren-outcome");
+  out->outcome = oc.len == 3 && !memcmp(oc.bytes, "ack", 3) ? WARREN_OUTCOME_ACK
+                 : oc.len == 13 && !memcmp(oc.bytes, "dead-lettered", 13)
+                     ? WARREN_OUTCOME_DEAD_LETTERED
+                     : WARREN_OUTCOME_UNKNOWN;
+  out->reason = dup_bytes(header_str(pr, "warren-dead-reason"));
+  out->error = dup_bytes(header_str(pr, "warren-last-error"));
+  int64_t a = header_int(pr, "warren-dead-attempts");
+  out->attempts = a > 0 && a <= UINT32_MAX ? (uint32_t)a : 0;
+  if (!out->body || !out->content_type || !out->correlation_id ||
+      !out->reason || !out->error) {
+    warren_reply_free(out);
+    return WARREN_NOMEM;
+  }
+  return WARREN_OK;
+}
+
+/* Consume the direct reply-to pseudo-queue, no-ack, once per producer. */
+static int reply_consumer(warren_producer *p) {
+  if (p->replying) return WARREN_OK;
+  amqp_basic_consume(p->c, CH, amqp_cstring_bytes(DIRECT_REPLY_TO),
+                     amqp_empty_bytes, 0, 1, 0, amqp_empty_table);
+  int rc =
+      wr_conn_reply(p->c, amqp_get_rpc_reply(p->c),
+                    "basic.consume " DIRECT_REPLY_TO, p->err, sizeof p->err);
+  if (rc != WARREN_OK) {
+    p->cf.broken = 1;
+    return rc;
+  }
+  p->replying = 1;
+  return WARREN_OK;
+}
+
+static double mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int warren_producer_call(warren_producer *p, const char *exchange,
+                         const char *routing_key, const void *body, size_t len,
+                         const warren_publish_opts *o, int timeout_ms,
+                         warren_reply *out) {
+  if (!p || !out || out->size < sizeof *out || timeout_ms <= 0 ||
+      (o && PUB_HAS(o, reply_to) && o->reply_to)) {
+    if (p)
+      snprintf(p->err, sizeof p->err,
+               "warren_producer_call: a reply with its size set, a timeout "
+               "over 0 and no reply_to of its own are needed");
+    return WARREN_INVALID;
+  }
+  uint32_t size = out->size;
+  memset(out, 0, sizeof *out);
+  out->size = size;
+  /* An earlier job's refusal must not pass for this one's. */
+  int rc = warren_producer_flush(p, 30000);
+  if (rc == WARREN_OK) rc = reply_consumer(p);
+  if (rc != WARREN_OK) return rc;
+  warren_publish_opts q = {0};
+  if (o) memcpy(&q, o, o->size < sizeof q ? o->size : sizeof q);
+  q.size = sizeof q;
+  char cid[33];
+  if (!q.correlation_id || !*q.correlation_id) {
+    uint8_t r[16];
+    wr_trace_new_trace_id(r);
+    for (int i = 0; i < 16; i++) snprintf(cid + 2 * i, 3, "%02x", r[i]);
+    q.correlation_id = cid;
+  }
+  q.reply_to = DIRECT_REPLY_TO;
+  rc = warren_producer_publish(p, exchange, routing_key, body, len, &q);
+  if (rc != WARREN_OK) return rc;
+  size_t cid_len = strlen(q.correlation_id);
+  double deadline = mono_ms() + timeout_ms;
+  for (;;) {
+    if (p->cf.refused) {
+      p->cf.refused = 0;
+      snprintf(p->err, sizeof p->err, "the job was not taken: %.270s",
+               p->cf.err);
+      return WARREN_BROKER_NACK;
+    }
+    double left = deadline - mono_ms();
+    if (left <= 0) {
+      snprintf(p->err, sizeof p->err,
+               "no result for correlation id %s in %d ms", q.correlation_id,
+               timeout_ms);
+      return WARREN_NO_REPLY;
+    }
+    struct timeval tv = {(long)(left / 1000),
+                         (long)((long long)left % 1000) * 1000 + 1};
+    amqp_frame_t f;
+    int r = amqp_simple_wait_frame_noblock(p->c, &f, &tv);
+    if (r == AMQP_STATUS_TIMEOUT) continue;
+    if (r != AMQP_STATUS_OK) {
+      p->cf.broken = 1;
+      snprintf(p->err, sizeof p->err, "waiting for a result: %s",
+               amqp_error_string2(r));
+      return WARREN_BROKER_CLOSED;
+    }
+    if (f.frame_type == AMQP_FRAME_METHOD && f.channel == CH &&
+        f.payload.method.id == AMQP_BASIC_DELIVER_METHOD) {
+      amqp_message_t m;
+      if (amqp_read_message(p->c, CH, &m, 0).reply_type !=
+          AMQP_RESPONSE_NORMAL) {
+        p->cf.broken = 1;
+        snprintf(p->err, sizeof p->err, "cannot read a result");
+        return WARREN_BROKER_CLOSED;
+      }
+      const amqp_basic_properties_t *pr = &m.properties;
+      int mine =
+          (pr->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) &&
+          pr->correlation_id.len == cid_len &&
+          memcmp(pr->correlation_id.bytes, q.correlation_id, cid_len) == 0;
+      /* Another call's late result is dropped. */
+      if (mine) rc = take_reply(&m, out);
+      amqp_destroy_message(&m);
+      if (mine) {
+        if (rc != WARREN_OK) snprintf(p->err, sizeof p->err, "out of memory");
+        return rc;
+      }
+      continue;
+    }
+    rc = wr_confirms_frame(p->c, &p->cf, &f);
+    if (rc != WARREN_OK) {
+      snprintf(p->err, sizeof p->err, "%s", p->cf.err);
+      return rc;
+    }
+  }
 }
 
 int warren_producer_close(warren_producer *p) {

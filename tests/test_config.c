@@ -346,6 +346,23 @@ Test(config, worker_recycling_limits_are_read) {
   wr_cfg_free(cfg);
 }
 
+/* Breaks when max_result loses its default, or the variable named in
+ * docs/config.md does not reach it. */
+Test(config, max_result_has_a_default_and_an_environment_variable) {
+  wr_cfg *cfg;
+  cr_assert_eq(load(H(""), &cfg), WARREN_OK, "%s", err);
+  size_t def = cfg->handlers[0].max_result;
+  cr_assert_eq(def, 1048576);
+  wr_cfg_free(cfg);
+  setenv("WARREN_HANDLER_A_MAX_RESULT", "4096", 1);
+  int rc = load(H("max_result = 10;"), &cfg);
+  unsetenv("WARREN_HANDLER_A_MAX_RESULT");
+  cr_assert_eq(rc, WARREN_OK, "%s", err);
+  size_t got = cfg->handlers[0].max_result;
+  cr_assert_eq(got, 4096);
+  wr_cfg_free(cfg);
+}
+
 /*
  * Every numeric setting at its bounds, through `warren --check-config`
  * (what an operator runs): the minimum and maximum pass, one step below
@@ -404,6 +421,8 @@ static const bound bounds[] = {
      "1", "1024", "1025"},
     {"handlers.[0].timeout", HR("timeout = %s;"), "-0.001", "0.0", "86400.0",
      "86400.001"},
+    {"handlers.[0].max_result", HR("max_result = %s;"), "-1", "0", "16777216",
+     "16777217"},
     {"handlers.[0].retry.max_attempts", HR("retry = { max_attempts = %s; };"),
      "0", "1", "1000", "1001"},
     {"handlers.[0].retry.max_crashes", HR("retry = { max_crashes = %s; };"),

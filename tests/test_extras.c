@@ -136,3 +136,56 @@ Test(extras, a_cut_or_corrupted_buffer_is_refused_not_trusted) {
   free(c);
   wr_extras_free(&b);
 }
+
+/* Breaks when the last set_result does not win, when one over the limit
+ * is taken or drops the one before it, or when a result record with a
+ * length past its buffer or over the hard maximum is trusted. */
+Test(extras, the_last_result_wins_and_one_over_the_limit_keeps_the_one_before) {
+  wr_extras_buf b = {0};
+  warren_value v = sv("a");
+  cr_assert_eq(wr_extras_attr(&b, "before", &v), WARREN_OK);
+  cr_assert_eq(wr_extras_result(&b, "first", 5, "text/plain", 10), WARREN_OK);
+  cr_assert_eq(wr_extras_attr(&b, "between", &v), WARREN_OK);
+  cr_assert_eq(wr_extras_result(&b, "second!", 7, NULL, 10), WARREN_OK);
+  size_t len_two = b.len;
+  cr_assert_eq(wr_extras_result(&b, "0123456789X", 11, "x", 10),
+               WARREN_TOO_LARGE);
+  cr_assert_eq(b.len, len_two, "a refused result leaves the buffer as it was");
+  cr_assert_eq(wr_extras_result(&b, NULL, 3, NULL, 10), WARREN_INVALID);
+  char longtype[300];
+  memset(longtype, 't', sizeof longtype - 1);
+  longtype[sizeof longtype - 1] = '\0';
+  cr_assert_eq(wr_extras_result(&b, "x", 1, longtype, 10), WARREN_INVALID);
+  cr_assert_eq(wr_extras_attr(&b, "after", &v), WARREN_OK);
+  wr_extras x;
+  int rc = wr_extras_parse(b.p, b.len, &x);
+  cr_assert_eq(rc, 0);
+  cr_assert(x.has_result);
+  size_t rl = x.result_len;
+  cr_assert_eq(rl, 7);
+  cr_assert_eq(memcmp(x.result, "second!", 7), 0);
+  size_t tl = x.result_type.len;
+  cr_assert_eq(tl, 0, "the second result has no content type");
+  size_t na = x.nattrs;
+  cr_assert_eq(na, 3, "the attributes around the results are kept");
+  wr_extras_release(&x);
+
+  /* The limit is the handler's; an empty result is a result. */
+  wr_extras_clear(&b);
+  cr_assert_eq(wr_extras_result(&b, NULL, 0, "text/plain", 0), WARREN_OK);
+  rc = wr_extras_parse(b.p, b.len, &x);
+  cr_assert_eq(rc, 0);
+  cr_assert(x.has_result);
+  cr_assert_str_eq(x.result_type.s, "text/plain");
+  wr_extras_release(&x);
+
+  /* A length past the end of the buffer is refused. */
+  wr_extras_clear(&b);
+  cr_assert_eq(wr_extras_result(&b, "abc", 3, "t", 10), WARREN_OK);
+  uint64_t huge = 1000;
+  memcpy(b.p + 1 + 4 + 1 + 1, &huge, 8);
+  rc = wr_extras_parse(b.p, b.len, &x);
+  cr_assert_eq(rc, -1);
+  cr_assert_not(x.has_result);
+  wr_extras_free(&b);
+}

@@ -136,6 +136,10 @@ Test(plugin, api_has_tells_an_older_table_from_a_newer_one) {
   old.size = (uint32_t)offsetof(warren_api, set_error) + 1;
   cr_assert(WARREN_API_HAS(&old, setting_get));
   cr_assert_not(WARREN_API_HAS(&old, set_error));
+  /* A 1.1 table has no set_result (ABI 1.2). */
+  old.size = (uint32_t)offsetof(warren_api, set_result);
+  cr_assert(WARREN_API_HAS(&old, strerror));
+  cr_assert_not(WARREN_API_HAS(&old, set_result));
 
   warren_message m = {.size = (uint32_t)offsetof(warren_message, attempt)};
   cr_assert(WARREN_MESSAGE_HAS(&m, headers));
@@ -193,7 +197,9 @@ Test(plugin, abi_1_0_layout_is_frozen) {
   cr_assert_eq(offsetof(warren_api, logv), 80);
   cr_assert_eq(offsetof(warren_api, set_errorv), 88);
   cr_assert_eq(offsetof(warren_api, strerror), 96);
-  cr_assert_eq(sizeof(warren_api), 104);
+  /* 1.2 appended set_result. */
+  cr_assert_eq(offsetof(warren_api, set_result), 104);
+  cr_assert_eq(sizeof(warren_api), 112);
   cr_assert_eq(offsetof(warren_attribute, value), 8);
   cr_assert_eq(sizeof(warren_attribute), 48);
 

@@ -5,6 +5,7 @@
  *                  [--content-type T] [--body TEXT]
  *                  [--key-id ID --key-file FILE]
  *                  [--traceparent TP [--tracestate TS]] [--print-trace]
+ *                  [--reply-to QUEUE | --wait [--timeout SECONDS]]
  * CONNECTION is --url, --host, --port, --vhost, --user, --password-file
  * and the TLS options, as `warren dlq` takes them (args.h), over
  * WARREN_BROKER_URL, over libwarren's defaults.
@@ -15,7 +16,12 @@
  * When the environment configures tracing (OTEL_EXPORTER_OTLP_ENDPOINT or
  * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), each job of a new trace also gets
  * a PRODUCER span, exported over OTLP/HTTP before the program exits.
+ * With --wait the one job is sent by warren_producer_call and its result
+ * (docs/results.md) is written to stdout as it is; a dead-lettered job's
+ * reason and error go to stderr, and the exit status says which.
  */
+#include <errno.h>
+#include <math.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,7 +121,12 @@ static void usage(FILE *f) {
       "  --traceparent TP      the jobs' parent context (default: a new\n"
       "                        trace per job)\n"
       "  --tracestate TS       W3C tracestate, with --traceparent\n"
-      "  --print-trace         print 'MESSAGE_ID TRACEPARENT' per job\n");
+      "  --print-trace         print 'MESSAGE_ID TRACEPARENT' per job\n"
+      "Results (docs/results.md):\n"
+      "  --reply-to QUEUE      the job's reply_to: its result goes there\n"
+      "  --wait                send one job and wait for its result (direct\n"
+      "                        reply-to); write the result to stdout\n"
+      "  --timeout SECONDS     how long --wait waits (default 30)\n");
   wr_args_conn_help(f, "libwarren's defaults");
   fprintf(
       f,
@@ -126,7 +137,45 @@ static void usage(FILE *f) {
           "Other:\n"
           "  -h, --help            this text\n"
           "  --version             the version\n"
-          "Exit status: 0 every job confirmed, 1 broker trouble, 2 usage.\n");
+          "Exit status: 0 every job confirmed (--wait: its result says ack),\n"
+          "1 broker trouble, 2 usage, 3 the job was dead-lettered (--wait),\n"
+          "4 no result in time (--wait).\n");
+}
+
+/* --wait: send the job, wait for its result and print it. Returns the
+ * exit status. */
+static int call(warren_producer *p, const char *exchange, const char *key,
+                const char *text, const warren_publish_opts *o,
+                double timeout_s) {
+  warren_reply r = {.size = sizeof r};
+  int ms = (int)(timeout_s * 1000 + 0.999);
+  int rc =
+      warren_producer_call(p, exchange, key, text, strlen(text), o, ms, &r);
+  if (rc == WARREN_NO_REPLY) {
+    fprintf(stderr, "warren-publish: no result in %.3g s: %s\n", timeout_s,
+            warren_producer_error(p));
+    return 4;
+  }
+  if (rc != WARREN_OK) {
+    fprintf(stderr, "warren-publish: %s: %s\n", warren_strerror(rc),
+            warren_producer_error(p));
+    return rc == WARREN_INVALID ? 2 : 1;
+  }
+  fwrite(r.body, 1, r.body_len, stdout);
+  fflush(stdout);
+  int status = 0;
+  if (r.outcome == WARREN_OUTCOME_DEAD_LETTERED) {
+    fprintf(stderr,
+            "warren-publish: the job was dead-lettered after %u attempt(s): "
+            "%s: %s\n",
+            r.attempts, r.reason, r.error);
+    status = 3;
+  } else if (r.outcome != WARREN_OUTCOME_ACK) {
+    fprintf(stderr, "warren-publish: a reply without Warren's outcome\n");
+    status = 1;
+  }
+  warren_reply_free(&r);
+  return status;
 }
 
 /* The connection as libwarren takes it. */
@@ -162,6 +211,9 @@ int main(int argc, char **argv) {
     OPT_AT,
     OPT_DELAY_PREFIX,
     OPT_VERSION,
+    OPT_REPLY_TO,
+    OPT_WAIT,
+    OPT_TIMEOUT,
   };
   static const struct option longopts[] = {
       {"exchange", required_argument, NULL, OPT_EXCHANGE},
@@ -180,6 +232,9 @@ int main(int argc, char **argv) {
       {"delay", required_argument, NULL, OPT_DELAY},
       {"at", required_argument, NULL, OPT_AT},
       {"delay-prefix", required_argument, NULL, OPT_DELAY_PREFIX},
+      {"reply-to", required_argument, NULL, OPT_REPLY_TO},
+      {"wait", no_argument, NULL, OPT_WAIT},
+      {"timeout", required_argument, NULL, OPT_TIMEOUT},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
       WR_ARGS_CONN_LONGOPTS,
@@ -193,6 +248,9 @@ int main(int argc, char **argv) {
   const char *delay_prefix = NULL;
   int64_t delay_ms = 0, at_ms = 0;
   int print_trace = 0, c;
+  const char *reply_to = NULL;
+  int wait = 0;
+  double timeout_s = 30;
   long count = 1;
   warren_header_kv hdr[MAX_HEADERS];
   size_t nh = 0;
@@ -270,6 +328,25 @@ int main(int argc, char **argv) {
       case OPT_DELAY_PREFIX:
         delay_prefix = optarg;
         break;
+      case OPT_REPLY_TO:
+        reply_to = optarg;
+        break;
+      case OPT_WAIT:
+        wait = 1;
+        break;
+      case OPT_TIMEOUT: {
+        char *end;
+        errno = 0;
+        timeout_s = strtod(optarg, &end);
+        if (errno || end == optarg || *end || !isfinite(timeout_s) ||
+            timeout_s < 0.001 || timeout_s > 86400) {
+          snprintf(why, sizeof why,
+                   "--timeout takes seconds from 0.001 to 86400 (got '%s')",
+                   optarg);
+          return wr_args_refuse(prog, why);
+        }
+        break;
+      }
       case 'h':
         usage(stdout);
         return 0;
@@ -296,6 +373,12 @@ int main(int argc, char **argv) {
     return wr_args_refuse(prog,
                           "a delayed job goes to a queue: give --routing-key "
                           "QUEUE without --exchange");
+  if (wait && reply_to)
+    return wr_args_refuse(prog,
+                          "--wait sets its own reply-to: not with "
+                          "--reply-to");
+  if (wait && count != 1)
+    return wr_args_refuse(prog, "--wait sends one job: not with --count");
   /* libwarren's defaults, for the options to lay over. */
   wr_conn_params b = {.host = "127.0.0.1",
                       .port = 5672,
@@ -343,7 +426,8 @@ int main(int argc, char **argv) {
                              .traceparent_out = tp,
                              .delay_ms = delay_ms,
                              .not_before_ms = at_ms,
-                             .delay_prefix = delay_prefix};
+                             .delay_prefix = delay_prefix,
+                             .reply_to = reply_to};
     if (id) {
       if (count > 1)
         snprintf(mid, sizeof mid, "%s%ld", id, n);
@@ -353,6 +437,15 @@ int main(int argc, char **argv) {
     }
     expand(text, sizeof text, body, n);
     uint64_t start_ns = wr_prodspan_now_ns();
+    if (wait) {
+      rc = call(p, exchange, key, text, &o, timeout_s);
+      if (tracer && rc != WARREN_INVALID)
+        publish_span(tracer, tp, exchange, key, o.message_id, strlen(text),
+                     start_ns);
+      wr_exporter_stop(tracer, 5);
+      warren_producer_close(p);
+      return rc;
+    }
     rc = warren_producer_publish(p, exchange, key, text, strlen(text), &o);
     if (tracer && (rc == 0 || rc == WARREN_BROKER_NACK))
       publish_span(tracer, tp, exchange, key, o.message_id, strlen(text),

@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 #define WARREN_ABI_MAJOR 1
-#define WARREN_ABI_MINOR 1
+#define WARREN_ABI_MINOR 2
 #define WARREN_HANDLER_SYMBOL "warren_handler_entry"
 #define WARREN_ABI_VERSION \
   ((uint32_t)((WARREN_ABI_MAJOR << 16) | WARREN_ABI_MINOR))
@@ -355,6 +355,26 @@ typedef struct warren_api {
    * @since 1.1
    */
   const char *(*strerror)(int status);
+
+  /**
+   * Set the job's result, sent to the job's `reply_to` queue with its
+   * `correlation_id` once the job is acked (docs/results.md). Only inside
+   * handle() and for the message it was given; the last call wins. The
+   * result is sent only if handle() returns WARREN_ACK, and the job is
+   * acked only once the broker confirmed it (with any follow-ups); a job
+   * without `reply_to` sends none (the call still checks and succeeds). A
+   * job that is dead-lettered sends an error result instead; a retried
+   * attempt sends nothing.
+   * @param msg          the running job.
+   * @param body         len bytes, copied; may be NULL when len is 0.
+   * @param content_type NULL or at most 255 bytes, copied.
+   * @return WARREN_OK; WARREN_INVALID (not the running job, a bad
+   *         argument); WARREN_TOO_LARGE (len over the handler's
+   *         max_result, or with the job's follow-ups over their 64 MiB;
+   *         the result is not set, an earlier one stays). @since 1.2
+   */
+  int (*set_result)(const warren_message *msg, const void *body, size_t len,
+                    const char *content_type);
 } warren_api;
 
 /**

@@ -4,7 +4,8 @@
  * Every publish is mandatory and confirmed (publisher confirms): a job
  * counts as sent only once the broker has taken responsibility for it. A job
  * no queue is bound for comes back as WARREN_BROKER_NACK instead of
- * vanishing.
+ * vanishing. warren_producer_call() publishes a job and waits for its
+ * result (docs/results.md).
  *
  * Threading: a producer owns one AMQP connection and is not thread-safe;
  * use one producer per thread.
@@ -111,6 +112,11 @@ typedef struct warren_publish_opts {
   /** The delay levels' names prefix, as the worker's delays.prefix (read
    *  during the call only); NULL: "warren.delay". */
   const char *delay_prefix;
+  /* Added with results; read when size covers it. */
+  /** The job's `reply_to` (read during the call only): the queue its
+   *  result goes to (docs/results.md), at most 255 bytes. NULL: none.
+   *  warren_producer_call() sets it itself and refuses one given here. */
+  const char *reply_to;
 } warren_publish_opts;
 
 /** The longest delay, in seconds: 2^28 - 1 (about 8.5 years). */
@@ -164,6 +170,68 @@ WARREN_EXPORT int warren_producer_flush(warren_producer *p, int timeout_ms);
  *         p; "" when nothing failed.
  */
 WARREN_EXPORT const char *warren_producer_error(const warren_producer *p);
+
+/** How a job ended, as its result says (warren_reply.outcome). */
+typedef enum warren_outcome {
+  WARREN_OUTCOME_ACK = 0,           /**< the handler acked it */
+  WARREN_OUTCOME_DEAD_LETTERED = 1, /**< it failed for good (reason, error) */
+  WARREN_OUTCOME_UNKNOWN = 2,       /**< a reply without Warren's header */
+} warren_outcome;
+
+/**
+ * A job's result, filled by warren_producer_call(). The caller owns the
+ * struct; the strings and body are malloc'd by libwarren and owned by the
+ * struct until warren_reply_free(). Every string is NUL-terminated and ""
+ * when absent; the body has a NUL after it too (not counted in body_len).
+ */
+typedef struct warren_reply {
+  uint32_t size;        /**< sizeof(warren_reply), set by the caller */
+  void *body;           /**< the result (dead-lettered: Warren's JSON) */
+  size_t body_len;      /**< bytes of body */
+  char *content_type;   /**< the result's content type */
+  char *correlation_id; /**< the request's (given or generated) */
+  warren_outcome outcome;
+  char *reason;      /**< dead-lettered: rejected, max-attempts, crashed, ... */
+  char *error;       /**< dead-lettered: the last error text */
+  uint32_t attempts; /**< dead-lettered: attempts made; else 0 */
+} warren_reply;
+
+/**
+ * Publish a job and wait for its result (request-response), through
+ * RabbitMQ's direct reply-to: the producer consumes the pseudo-queue
+ * `amq.rabbitmq.reply-to` on its channel (once, at the first call),
+ * publishes the job with reply_to set to it and a correlation id
+ * (opts->correlation_id, or 32 random hex digits), and reads replies until
+ * one carries that correlation id; others (a timed-out call's late
+ * result) are dropped. Jobs published before are flushed first.
+ *
+ * A retried attempt sends nothing: the result comes when the job is acked
+ * or dead-lettered, so timeout_ms must cover the retries the caller is
+ * prepared to wait for. A job dead-lettered answers with outcome
+ * WARREN_OUTCOME_DEAD_LETTERED, reason and error set.
+ *
+ * @param p          the producer; used by one thread at a time.
+ * @param exchange, routing_key, body, len, opts  as warren_producer_publish;
+ *                   opts->reply_to must be NULL.
+ * @param timeout_ms how long to wait for the result, > 0.
+ * @param out        the caller's, with out->size set; filled on WARREN_OK
+ *                   (free its members with warren_reply_free), zeroed but
+ *                   for size otherwise.
+ * @return WARREN_OK when a result came (whatever its outcome);
+ *         WARREN_NO_REPLY when none came in timeout_ms (the job may
+ *         still run; its result is then dropped); WARREN_BROKER_NACK when
+ *         the broker refused the job or could not route it;
+ *         WARREN_INVALID; or another negative warren_status.
+ */
+WARREN_EXPORT int warren_producer_call(warren_producer *p, const char *exchange,
+                                       const char *routing_key,
+                                       const void *body, size_t len,
+                                       const warren_publish_opts *opts,
+                                       int timeout_ms, warren_reply *out);
+
+/** Free what warren_producer_call put in r (not r itself) and zero it,
+ *  keeping r->size. NULL is allowed. */
+WARREN_EXPORT void warren_reply_free(warren_reply *r);
 
 /** Flush (up to 10 s), close and free. NULL is allowed. */
 WARREN_EXPORT int warren_producer_close(warren_producer *p);

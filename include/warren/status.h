@@ -60,7 +60,8 @@ extern "C" {
   X(WORKER_CRASHED, -400, "worker process died")                             \
   X(WORKER_SPAWN, -401, "cannot start worker process")                       \
   /* reserved: a worker that breaks the protocol is killed and restarted */  \
-  X(WORKER_PROTOCOL, -402, "worker process sent a malformed frame")
+  X(WORKER_PROTOCOL, -402, "worker process sent a malformed frame")          \
+  X(NO_REPLY, -500, "no result came back in time")
 
 /** Every status code; see WARREN_STATUS_MAP for the messages. */
 typedef enum warren_status {
