@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
+#include "metrics.h"
 #include "retry.h"
 #include "warren/status.h"
 
@@ -98,28 +99,10 @@ const char *wr_events_name(int kind) {
 }
 
 const char *wr_events_outcome(int outcome) {
-  switch (outcome - 1) {
-    case WR_OUT_ACKED:
-      return "acked";
-    case WR_OUT_FAILED:
-      return "failed";
-    case WR_OUT_REJECTED:
-      return "rejected";
-    case WR_OUT_CRASHED:
-      return "crashed";
-    case WR_OUT_TIMEOUT:
-      return "timeout";
-    case WR_OUT_MALFORMED:
-      return "malformed";
-    case WR_OUT_TOO_LARGE:
-      return "too_large";
-    case WR_OUT_SIGNATURE:
-      return "signature";
-    case WR_OUT_REVOKED:
-      return "revoked";
-    default:
-      return NULL;
-  }
+  /* The words of /metrics and the dead letters' reasons. */
+  return outcome >= 1 && outcome - 1 <= WR_OUT_REVOKED
+             ? wr_metrics_outcome((wr_outcome)(outcome - 1))
+             : NULL;
 }
 
 char *wr_events_routing_key(const char *handler, int kind, char *buf,

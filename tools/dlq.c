@@ -20,6 +20,7 @@
 #include "retry.h"
 #include "sigcheck.h"
 #include "tracectx.h"
+#include "toolcfg.h"
 
 #define CH 1
 
@@ -538,18 +539,10 @@ int wr_dlq_main(int argc, char **argv) {
   const char *path = argv[optind],
              *handler = o.unrouted ? NULL : argv[optind + 1];
   wr_cfg *cfg;
-  if (wr_cfg_load(path, &cfg, err, sizeof err) != WARREN_OK) {
-    fprintf(stderr, "%s\n", err);
-    return 2;
-  }
-  /* The command line and the environment over the file's broker section;
-   * the password read here is kept until the connection is made. */
+  /* The password read here is kept until the connection is made. */
   static wr_args_store store;
-  if (wr_args_conn_apply(&conn, getenv(WR_ARGS_URL_ENV), &cfg->broker, &store,
-                         err, sizeof err)) {
-    wr_cfg_free(cfg);
-    return wr_args_refuse(prog, err);
-  }
+  int bad = wr_toolcfg_load(prog, path, &conn, &store, &cfg);
+  if (bad) return bad;
   const wr_handler_cfg *h = NULL;
   for (size_t k = 0; handler && k < cfg->n_handlers; k++)
     if (!strcmp(cfg->handlers[k].name, handler)) h = &cfg->handlers[k];

@@ -15,6 +15,7 @@
 #include "../config/cfg.h"
 #include "args.h"
 #include "conn.h"
+#include "toolcfg.h"
 
 #define CH 1
 
@@ -271,16 +272,9 @@ int wr_events_tool_main(int argc, char **argv) {
     return wr_args_refuse(prog, err);
   }
   wr_cfg *cfg;
-  if (wr_cfg_load(argv[optind], &cfg, err, sizeof err) != WARREN_OK) {
-    fprintf(stderr, "%s\n", err);
-    return 2;
-  }
   static wr_args_store store;
-  if (wr_args_conn_apply(&conn, getenv(WR_ARGS_URL_ENV), &cfg->broker, &store,
-                         err, sizeof err)) {
-    wr_cfg_free(cfg);
-    return wr_args_refuse(prog, err);
-  }
+  int bad = wr_toolcfg_load(prog, argv[optind], &conn, &store, &cfg);
+  if (bad) return bad;
   if (handler) {
     size_t k = 0;
     while (k < cfg->n_handlers && strcmp(cfg->handlers[k].name, handler)) k++;

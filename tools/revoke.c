@@ -14,6 +14,7 @@
 #include "control.h"
 #include "keyring.h"
 #include "retry.h"
+#include "toolcfg.h"
 
 #define CH 1
 
@@ -178,16 +179,9 @@ int wr_revoke_main(int argc, char **argv) {
     }
   }
   wr_cfg *cfg;
-  if (wr_cfg_load(path, &cfg, err, sizeof err) != WARREN_OK) {
-    fprintf(stderr, "%s\n", err);
-    return 2;
-  }
   static wr_args_store store;
-  if (wr_args_conn_apply(&conn, getenv(WR_ARGS_URL_ENV), &cfg->broker, &store,
-                         err, sizeof err)) {
-    wr_cfg_free(cfg);
-    return wr_args_refuse(prog, err);
-  }
+  int bad = wr_toolcfg_load(prog, path, &conn, &store, &cfg);
+  if (bad) return bad;
   const wr_keyring *ring = cfg->signing.keyring;
   if (!key && ring)
     key = cfg->signing.countersign_key

@@ -853,3 +853,13 @@ int tw_get(const char *queue, int ack, char *dump, size_t len) {
   wr_conn_close(c);
   return got;
 }
+
+void tw_key_file(const char *id, const char *secret) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/%s.key", tw_dir(), id);
+  FILE *f = fopen(path, "w");
+  cr_assert(f, "cannot write %s", path);
+  fprintf(f, "%s\n", secret);
+  fclose(f);
+  chmod(path, 0600);
+}

@@ -122,6 +122,10 @@ long tw_http_url(const char *url);
  * ephemeral range), for a worker's HTTP listener. */
 int tw_free_port(void);
 
+/* Write signing key `secret` to <tw_dir()>/<id>.key, mode 600, with a
+ * trailing newline (as `openssl rand -hex 32 > key` would). */
+void tw_key_file(const char *id, const char *secret);
+
 /* Report and return the number of ids never seen and seen twice. */
 int tw_missing(const int *a, const int *b, int n, int *dupes);
 

@@ -13,6 +13,7 @@
 #include <warren/producer.h>
 #include <warren/sign.h>
 
+#include "clock.h"
 #include "delay.h"
 #include "support.h"
 
@@ -23,18 +24,6 @@ TestSuite(delay, .init = tw_init, .timeout = 240);
 #define LATE_MAX_S 1.0
 
 static char log_[300], rec[300];
-
-static double mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int64_t unix_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A worker whose record handler takes delayed jobs from q; `top` goes
  * before the handlers (a delays or signing section). */
@@ -72,7 +61,7 @@ static double publish(warren_producer *p, const char *q, const char *id,
                            .message_id = id,
                            .delay_ms = delay_ms,
                            .delay_prefix = prefix};
-  double t = mono();
+  double t = wr_now();
   int rc = warren_producer_publish(p, "", q, id, strlen(id), &o);
   cr_assert_eq(rc, 0, "%s", warren_producer_error(p));
   return t;
@@ -97,8 +86,8 @@ static double started_at(const char *id) {
 /* Wait for job id to start; its lateness past delay_s after `sent`. */
 static double lateness(const char *id, double sent, double delay_s,
                        double timeout_s) {
-  double t = -1, until = mono() + timeout_s;
-  while ((t = started_at(id)) < 0 && mono() < until) usleep(20000);
+  double t = -1, until = wr_now() + timeout_s;
+  while ((t = started_at(id)) < 0 && wr_now() < until) usleep(20000);
   cr_assert(t >= 0, "job %s never ran", id);
   return t - sent - delay_s;
 }
@@ -164,7 +153,7 @@ Test(delay, a_long_delay_waits_in_its_level_queue_with_its_bits) {
   pid_t w = start("", q, "");
   warren_producer *p = producer(NULL, NULL);
   /* Three days: 259200 s, whose highest bit is 2^17. */
-  int64_t before = unix_ms();
+  int64_t before = wr_unix_ms();
   publish(p, q, "three-days", INT64_C(259200000), NULL);
   cr_assert_eq(warren_producer_flush(p, 10000), 0);
   warren_producer_close(p);
@@ -189,23 +178,13 @@ Test(delay, a_long_delay_waits_in_its_level_queue_with_its_bits) {
   const char *nb = strstr(dump, "h.warren-not-before=");
   cr_assert(nb, "%s", dump);
   long long at = atoll(strchr(nb, ':') + 1);
-  cr_assert(at >= before + 259200000 && at <= unix_ms() + 259200000,
+  cr_assert(at >= before + 259200000 && at <= wr_unix_ms() + 259200000,
             "not-before %lld", at);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
 
 #define KEY_A "gw-a-secret-0123456789abcdef0123456789abcdef"
 #define KEY_W "warren-own-secret-0123456789abcdef0123456789"
-
-static void key_file(const char *id, const char *secret) {
-  char path[400];
-  snprintf(path, sizeof path, "%s/%s.key", tw_dir(), id);
-  FILE *f = fopen(path, "w");
-  cr_assert(f);
-  fprintf(f, "%s\n", secret);
-  fclose(f);
-  chmod(path, 0600);
-}
 
 /* Publish job id straight to q (no delay levels) carrying a signature
  * made at `when` (0: now) for a delayed job due at nb, or the header
@@ -240,8 +219,8 @@ static const char *dead_check(const char *q, const char *id) {
   snprintf(dlq, sizeof dlq, "%s.dlq", q);
   snprintf(want, sizeof want, "id=%s\n", id);
   check[0] = '\0';
-  double until = mono() + 30;
-  while (!check[0] && mono() < until) {
+  double until = wr_now() + 30;
+  while (!check[0] && wr_now() < until) {
     if (!tw_take_one(dlq, dump, sizeof dump)) {
       usleep(50000);
       continue;
@@ -256,8 +235,8 @@ static const char *dead_check(const char *q, const char *id) {
 Test(delay, a_signed_delayed_job_verifies_and_a_changed_delay_is_refused) {
   const char *q = "it.delay.signed";
   tw_delete_queue(q);
-  key_file("gw-a", KEY_A);
-  key_file("warren", KEY_W);
+  tw_key_file("gw-a", KEY_A);
+  tw_key_file("warren", KEY_W);
   char top[1024];
   snprintf(top, sizeof top,
            "signing = { keys = ( { id = \"gw-a\"; file = \"%s/gw-a.key\"; },"
@@ -275,12 +254,12 @@ Test(delay, a_signed_delayed_job_verifies_and_a_changed_delay_is_refused) {
 
   /* Its delay cut short: a job signed to run in an hour, sent straight
    * to the queue. */
-  publish_signed(q, "cut-short", 0, unix_ms() + 3600000, NULL);
+  publish_signed(q, "cut-short", 0, wr_unix_ms() + 3600000, NULL);
   const char *c = dead_check(q, "cut-short");
   cr_assert_str_eq(c, "early");
   /* Its not-before time changed: the signature no longer matches. */
   char sig[WARREN_SIGNATURE_MAX];
-  int64_t nb = unix_ms() + 3600000;
+  int64_t nb = wr_unix_ms() + 3600000;
   warren_sign_input in = {.size = sizeof in,
                           .key_id = "gw-a",
                           .key = KEY_A,
@@ -294,7 +273,7 @@ Test(delay, a_signed_delayed_job_verifies_and_a_changed_delay_is_refused) {
   cr_assert_eq(warren_sign(&in, sig, sizeof sig), 0);
   char forged[WARREN_SIGNATURE_MAX], nbs[32], now_s[32];
   snprintf(nbs, sizeof nbs, "nb=%lld;", (long long)nb);
-  snprintf(now_s, sizeof now_s, "nb=%lld;", (long long)unix_ms());
+  snprintf(now_s, sizeof now_s, "nb=%lld;", (long long)wr_unix_ms());
   char *at = strstr(sig, nbs);
   cr_assert(at, "%s", sig);
   snprintf(forged, sizeof forged, "%.*s%s%s", (int)(at - sig), sig, now_s,
@@ -304,7 +283,8 @@ Test(delay, a_signed_delayed_job_verifies_and_a_changed_delay_is_refused) {
   cr_assert_str_eq(c, "bad-signature");
   /* Held back past the window after its time (a lengthened delay):
    * signed 400 s ago to run 280 s later, 120 s ago; the window is 60 s. */
-  publish_signed(q, "held-back", unix_ms() - 400000, unix_ms() - 120000, NULL);
+  publish_signed(q, "held-back", wr_unix_ms() - 400000, wr_unix_ms() - 120000,
+                 NULL);
   c = dead_check(q, "held-back");
   cr_assert_str_eq(c, "expired");
   double t =
@@ -325,8 +305,8 @@ Test(delay, a_job_due_for_a_missing_queue_lands_in_the_unrouted_queue) {
   publish(p, gone, "lost-queue", 1000, NULL);
   cr_assert_eq(warren_producer_flush(p, 10000), 0);
   warren_producer_close(p);
-  double until = mono() + 30;
-  while (tw_queue_len(un) < 1 && mono() < until) usleep(50000);
+  double until = wr_now() + 30;
+  while (tw_queue_len(un) < 1 && wr_now() < until) usleep(50000);
   cr_assert_eq(tw_queue_len(un), 1, "the job vanished");
   /* The operator's view: where it was due, and why it is here. */
   snprintf(args, sizeof args, "dlq list %s/warren.cfg --unrouted", tw_dir());
@@ -364,7 +344,7 @@ Test(delay, warren_publish_delays_by_duration_and_by_time) {
   struct tm tm;
   gmtime_r(&due, &tm);
   strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  double sent = mono();
+  double sent = wr_now();
   snprintf(cmd, sizeof cmd,
            "%s --port %d --routing-key %s --id by-duration --delay 2s "
            ">/dev/null && %s --port %d --routing-key %s --id by-time --at %s "
@@ -376,7 +356,8 @@ Test(delay, warren_publish_delays_by_duration_and_by_time) {
   double late = lateness("by-duration", sent, 2, 30);
   cr_assert(late >= 0, "--delay 2s arrived %.3f s early", -late);
   /* --at: not before `due` by the wall clock, read on the monotonic one. */
-  double due_mono = mono() + (double)((int64_t)due * 1000 - unix_ms()) / 1000;
+  double due_mono =
+      wr_now() + (double)((int64_t)due * 1000 - wr_unix_ms()) / 1000;
   late = lateness("by-time", due_mono, 0, 30);
   cr_assert(late >= 0, "--at ran %.3f s before its time", -late);
   snprintf(cmd, sizeof cmd,
@@ -423,8 +404,8 @@ Test(delay, a_python_producer_written_from_the_docs_is_delayed_and_verified) {
     cr_skip_test("python3-pika is not installed (scripts/setup installs it)");
   const char *q = "it.delay.python";
   tw_delete_queue(q);
-  key_file("gw-a", KEY_A);
-  key_file("warren", KEY_W);
+  tw_key_file("gw-a", KEY_A);
+  tw_key_file("warren", KEY_W);
   char top[1024], cmd[1200];
   snprintf(top, sizeof top,
            "signing = { keys = ( { id = \"gw-a\"; file = \"%s/gw-a.key\"; },"
@@ -438,7 +419,7 @@ Test(delay, a_python_producer_written_from_the_docs_is_delayed_and_verified) {
            "--key-id gw-a --key-file %s/gw-a.key --count 2 --id pyd "
            "--delay 2 > %s/python.log 2>&1",
            tw_port(), q, tw_dir(), tw_dir());
-  double sent = mono();
+  double sent = wr_now();
   cr_assert_eq(system(cmd), 0, "see %s/python.log", tw_dir());
   for (int i = 1; i <= 2; i++) {
     char id[16];

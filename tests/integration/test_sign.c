@@ -24,16 +24,6 @@ TW_SUITE(sign, 180);
 
 static char log_[300], rec[300];
 
-static void key_file(const char *id, const char *secret) {
-  char path[400];
-  snprintf(path, sizeof path, "%s/%s.key", tw_dir(), id);
-  FILE *f = fopen(path, "w");
-  cr_assert(f);
-  fprintf(f, "%s\n", secret);
-  fclose(f);
-  chmod(path, 0600);
-}
-
 /* The worker's config: a signing section with keys `ids` (comma
  * separated, from gw-a, gw-b and warren) and one record handler on q. */
 static void config_text(char *out, size_t len, const char *ids, double window,
@@ -60,9 +50,9 @@ static void config_text(char *out, size_t len, const char *ids, double window,
 
 static pid_t start(const char *ids, double window, const char *q,
                    const char *extra, const char *settings) {
-  key_file("gw-a", KEY_A);
-  key_file("gw-b", KEY_B);
-  key_file("warren", KEY_W);
+  tw_key_file("gw-a", KEY_A);
+  tw_key_file("gw-b", KEY_B);
+  tw_key_file("warren", KEY_W);
   snprintf(log_, sizeof log_, "%s/warren.log", tw_dir());
   snprintf(rec, sizeof rec, "%s/rec", tw_dir());
   char text[4096];
