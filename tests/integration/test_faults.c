@@ -259,7 +259,8 @@ Test(faults, a_crashing_worker_with_an_orphan_freezes_nothing, .timeout = 120) {
 Test(faults,
      an_undecodable_header_dead_letters_one_job_and_keeps_the_connection,
      .timeout = 120) {
-  char log[300], rec[300], out[8192];
+  char log[300], rec[300];
+  static char out[1 << 20]; /* every queue of the suite is listed */
   tw_ctl(out, sizeof out, "delete_queue it.emptykey"); /* a past run's */
   tw_ctl(out, sizeof out, "delete_queue it.emptykey.dlq");
   pid_t w = tw_start_record("it.emptykey", "", "", log, rec);
