@@ -45,9 +45,9 @@ extern const char *const wr_metrics_reasons[WR_DEAD_N];
 wr_dead_reason wr_metrics_reason(const char *reason);
 
 /* The outcome's label: acked, failed (the handler said retry), rejected,
- * crashed, timeout, malformed, too_large. */
+ * crashed, timeout, malformed, too_large, signature, revoked. */
 const char *wr_metrics_outcome(wr_outcome o);
-#define WR_METRICS_OUTCOMES 7 /* wr_outcome's values are 0..6 */
+#define WR_METRICS_OUTCOMES (WR_OUT_REVOKED + 1) /* every wr_outcome */
 
 #define WR_METRICS_ERROR_MAX 256
 

@@ -160,7 +160,8 @@ static void outcomes(page *g, const wr_snap *s) {
         [WR_OUT_FAILED] = st->failed,       [WR_OUT_REJECTED] = st->rejected,
         [WR_OUT_CRASHED] = st->lost,        [WR_OUT_TIMEOUT] = st->timeouts,
         [WR_OUT_MALFORMED] = st->malformed, [WR_OUT_ACKED] = st->acked,
-        [WR_OUT_TOO_LARGE] = st->too_large};
+        [WR_OUT_TOO_LARGE] = st->too_large, [WR_OUT_SIGNATURE] = st->signature,
+        [WR_OUT_REVOKED] = st->revoked};
     label(s->h[i].name, hl, sizeof hl);
     for (int o = 0; o < WR_METRICS_OUTCOMES; o++)
       put(g, "warren_jobs_total{handler=\"%s\",outcome=\"%s\"} %lu\n", hl,

@@ -6,8 +6,8 @@
 #include <warren/status.h>
 
 int wr_toolcfg_load(const char *prog, const char *path,
-                     const wr_args_conn *conn, wr_args_store *store,
-                     wr_cfg **cfg) {
+                    const wr_args_conn *conn, wr_args_store *store,
+                    wr_cfg **cfg) {
   char err[8192];
   if (wr_cfg_load(path, cfg, err, sizeof err) != WARREN_OK) {
     fprintf(stderr, "%s\n", err);

@@ -295,6 +295,10 @@ static pid_t spawn(char *const argv[], const char *out, const char *err) {
 Test(events, a_revoked_job_tells_received_revoked_dead_lettered) {
   bind_queue("it.ev.sub4", "h.job.*");
   setenv("WARREN_EVENTS_ENABLED", "true", 1);
+  int hport = tw_free_port();
+  char hp[16];
+  snprintf(hp, sizeof hp, "%d", hport);
+  setenv("WARREN_HEALTH_PORT", hp, 1);
   pid_t w = tw_start_record("it.ev.revoked", "", "", log_, rec);
   cr_assert(w > 0);
   char cmd[600], out[4096];
@@ -314,6 +318,16 @@ Test(events, a_revoked_job_tells_received_revoked_dead_lettered) {
   cr_assert(why && !strcmp(why, "revoked"), "reason %s", why);
   cJSON_Delete(all);
   cr_assert_not(tw_wait_text(rec, "start gone1", 0), "a revoked job ran");
+  /* Counted as an outcome of its own on /metrics (snapshots: 0.5 s). */
+  static char page[65536];
+  const char *want = "warren_jobs_total{handler=\"h\",outcome=\"revoked\"} 1\n";
+  int seen = 0;
+  for (int i = 0; i < 40 && !seen; i++) {
+    nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    seen = tw_http(hport, NULL, "/metrics", NULL, page, sizeof page) == 200 &&
+           strstr(page, want);
+  }
+  cr_assert(seen, "no %s in\n%s", want, page);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
   tw_delete_queue("it.ev.sub4");
 }
