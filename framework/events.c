@@ -18,6 +18,7 @@
 #include "../config/cfg.h"
 #include "clock.h"
 #include "conn.h"
+#include "headers.h"
 #include "log.h"
 #include "metrics.h"
 #include "retry.h"
@@ -399,31 +400,7 @@ static uint32_t header_attempt(const wr_job *job) {
     if (e->key.len != klen || memcmp(e->key.bytes, WR_H_ATTEMPT, klen))
       continue;
     int64_t v;
-    switch (e->value.kind) {
-      case AMQP_FIELD_KIND_I8:
-        v = e->value.value.i8;
-        break;
-      case AMQP_FIELD_KIND_U8:
-        v = e->value.value.u8;
-        break;
-      case AMQP_FIELD_KIND_I16:
-        v = e->value.value.i16;
-        break;
-      case AMQP_FIELD_KIND_U16:
-        v = e->value.value.u16;
-        break;
-      case AMQP_FIELD_KIND_I32:
-        v = e->value.value.i32;
-        break;
-      case AMQP_FIELD_KIND_U32:
-        v = e->value.value.u32;
-        break;
-      case AMQP_FIELD_KIND_I64:
-        v = e->value.value.i64;
-        break;
-      default:
-        return 1;
-    }
+    if (!wr_hdr_amqp_int(&e->value, &v)) return 1;
     return v >= 1 && v <= WR_RETRY_MAX_COUNT ? (uint32_t)v : 1;
   }
   return 1;
