@@ -18,7 +18,7 @@
 #include "../config/cfg.h"
 #include "clock.h"
 #include "conn.h"
-#include "headers.h"
+#include "field.h"
 #include "log.h"
 #include "metrics.h"
 #include "retry.h"
@@ -392,18 +392,10 @@ static void copy_text(char *dst, size_t cap, const char *s) {
 /* The attempt a delivery is, from its warren-attempt header: at
  * `received` the intake checks have not read the headers yet. */
 static uint32_t header_attempt(const wr_job *job) {
-  const amqp_basic_properties_t *p = &job->env.message.properties;
-  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return 1;
-  static const size_t klen = sizeof WR_H_ATTEMPT - 1;
-  for (int i = 0; i < p->headers.num_entries; i++) {
-    const amqp_table_entry_t *e = &p->headers.entries[i];
-    if (e->key.len != klen || memcmp(e->key.bytes, WR_H_ATTEMPT, klen))
-      continue;
-    int64_t v;
-    if (!wr_hdr_amqp_int(&e->value, &v)) return 1;
-    return v >= 1 && v <= WR_RETRY_MAX_COUNT ? (uint32_t)v : 1;
-  }
-  return 1;
+  int64_t v;
+  if (!wr_field_header_int(&job->env.message.properties, WR_H_ATTEMPT, &v))
+    return 1;
+  return v >= 1 && v <= WR_RETRY_MAX_COUNT ? (uint32_t)v : 1;
 }
 
 static void on_received(void *ctx, size_t h, const wr_job *job) {

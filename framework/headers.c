@@ -1,5 +1,6 @@
 #include "headers.h"
 
+#include "field.h"
 #include "log.h"
 
 #include <string.h>
@@ -31,33 +32,6 @@ static warren_value_type type_of(const amqp_field_value_t *v) {
     default:
       return WARREN_VALUE_OTHER;
   }
-}
-
-static int64_t int_of(const amqp_field_value_t *v) {
-  switch (v->kind) {
-    case AMQP_FIELD_KIND_I8:
-      return v->value.i8;
-    case AMQP_FIELD_KIND_U8:
-      return v->value.u8;
-    case AMQP_FIELD_KIND_I16:
-      return v->value.i16;
-    case AMQP_FIELD_KIND_U16:
-      return v->value.u16;
-    case AMQP_FIELD_KIND_I32:
-      return v->value.i32;
-    case AMQP_FIELD_KIND_U32:
-      return v->value.u32;
-    case AMQP_FIELD_KIND_I64:
-      return v->value.i64;
-    default:
-      return (int64_t)v->value.u64; /* U64, TIMESTAMP */
-  }
-}
-
-int wr_hdr_amqp_int(const amqp_field_value_t *v, int64_t *out) {
-  if (type_of(v) != WARREN_VALUE_INT) return 0;
-  *out = int_of(v);
-  return 1;
 }
 
 static size_t value_size(const amqp_field_value_t *v) {
@@ -112,7 +86,8 @@ void wr_hdr_encode(const amqp_table_t *t, unsigned char *p) {
         break;
       }
       case WARREN_VALUE_INT: {
-        int64_t i64 = int_of(&e->value);
+        int64_t i64 = 0;
+        wr_field_int(&e->value, &i64);
         p = put(p, &i64, 8);
         break;
       }

@@ -34,9 +34,6 @@ const amqp_table_t *wr_hdr_visible(const amqp_basic_properties_t *p,
                                    const char *handler, int *warned,
                                    size_t *bytes);
 
-/* If v is an AMQP integer of any width: 1 and *out set; else 0. */
-int wr_hdr_amqp_int(const amqp_field_value_t *v, int64_t *out);
-
 /* Bytes wr_hdr_encode() will write for t. */
 size_t wr_hdr_encoded_size(const amqp_table_t *t);
 /* Writes the blob for t into dst (wr_hdr_encoded_size bytes). */

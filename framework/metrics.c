@@ -7,7 +7,7 @@
 #include <warren/status.h>
 
 #include "clock.h"
-#include "headers.h"
+#include "field.h"
 
 const double wr_metrics_bounds[WR_METRICS_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -66,15 +66,8 @@ void wr_metrics_free(wr_metrics *m) {
  * message_timestamp plugin (ms), else the AMQP timestamp (seconds). Unix
  * ms, or 0. */
 static int64_t published_ms(const amqp_basic_properties_t *p) {
-  if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
-    for (int i = 0; i < p->headers.num_entries; i++) {
-      const amqp_table_entry_t *e = &p->headers.entries[i];
-      int64_t v;
-      if (e->key.len == 15 &&
-          memcmp(e->key.bytes, "timestamp_in_ms", 15) == 0 &&
-          wr_hdr_amqp_int(&e->value, &v))
-        return v;
-    }
+  int64_t v;
+  if (wr_field_header_int(p, "timestamp_in_ms", &v)) return v;
   if (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG)
     return (int64_t)p->timestamp * 1000;
   return 0;

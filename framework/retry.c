@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "headers.h"
+#include "field.h"
 
 const char *wr_retry_reason(wr_outcome o) {
   switch (o) {
@@ -41,7 +41,7 @@ int wr_retry_meta(const amqp_basic_properties_t *p, int broker_counts,
   for (int i = 0; i < p->headers.num_entries; i++) {
     const amqp_table_entry_t *e = &p->headers.entries[i];
     int64_t n;
-    int is_int = wr_hdr_amqp_int(&e->value, &n);
+    int is_int = wr_field_int(&e->value, &n);
     const char *bad = NULL;
     if (key_is(e, WR_H_ATTEMPT)) {
       if (!is_int || n < 1 || n > WR_RETRY_MAX_COUNT)

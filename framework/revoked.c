@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "control.h"
+#include "field.h"
 #include "log.h"
 #include "sup_private.h"
 
@@ -188,20 +189,6 @@ static int apply(wr_sup *s, wr_handler_rt *h, int terminate, double now) {
   return n;
 }
 
-/* The string header key of the message's headers, or an empty one. */
-static amqp_bytes_t header(const amqp_basic_properties_t *p, const char *key) {
-  amqp_bytes_t none = {0, ""};
-  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return none;
-  for (int i = 0; i < p->headers.num_entries; i++) {
-    const amqp_table_entry_t *e = &p->headers.entries[i];
-    if (e->key.len == strlen(key) && !memcmp(e->key.bytes, key, e->key.len) &&
-        (e->value.kind == AMQP_FIELD_KIND_UTF8 ||
-         e->value.kind == AMQP_FIELD_KIND_BYTES))
-      return e->value.value.bytes;
-  }
-  return none;
-}
-
 void wr_revoked_delivery(wr_sup *s, wr_job *job) {
   wr_revoked *r = &s->revoked;
   const amqp_message_t *msg = &job->env.message;
@@ -209,7 +196,8 @@ void wr_revoked_delivery(wr_sup *s, wr_job *job) {
   wr_control_msg m;
   if (s->sig.ring) {
     /* With a keyring, only a holder of one of its keys may revoke. */
-    amqp_bytes_t sig = header(&msg->properties, WR_CONTROL_SIG_HEADER);
+    amqp_bytes_t sig =
+        wr_field_header_str(&msg->properties, WR_CONTROL_SIG_HEADER);
     if (wr_control_verify(s->sig.ring, sig.bytes, sig.len, msg->body.bytes,
                           msg->body.len, err, sizeof err) != 0) {
       r->ignored++;

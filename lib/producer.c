@@ -11,6 +11,7 @@
 
 #include "conn.h"
 #include "delay.h"
+#include "field.h"
 #include "keyring.h"
 #include "sign.h"
 #include "tracectx.h"
@@ -395,51 +396,6 @@ static char *dup_bytes(amqp_bytes_t b) {
   return s;
 }
 
-static const amqp_field_value_t *header(const amqp_basic_properties_t *pr,
-                                        const char *name) {
-  if (!(pr->_flags & AMQP_BASIC_HEADERS_FLAG)) return NULL;
-  size_t n = strlen(name);
-  for (int i = 0; i < pr->headers.num_entries; i++) {
-    const amqp_table_entry_t *e = &pr->headers.entries[i];
-    if (e->key.len == n && memcmp(e->key.bytes, name, n) == 0) return &e->value;
-  }
-  return NULL;
-}
-
-static amqp_bytes_t header_str(const amqp_basic_properties_t *pr,
-                               const char *name) {
-  const amqp_field_value_t *v = header(pr, name);
-  if (v &&
-      (v->kind == AMQP_FIELD_KIND_UTF8 || v->kind == AMQP_FIELD_KIND_BYTES))
-    return v->value.bytes;
-  return amqp_empty_bytes;
-}
-
-static int64_t header_int(const amqp_basic_properties_t *pr, const char *name) {
-  const amqp_field_value_t *v = header(pr, name);
-  if (!v) return 0;
-  switch (v->kind) {
-    case AMQP_FIELD_KIND_I8:
-      return v->value.i8;
-    case AMQP_FIELD_KIND_U8:
-      return v->value.u8;
-    case AMQP_FIELD_KIND_I16:
-      return v->value.i16;
-    case AMQP_FIELD_KIND_U16:
-      return v->value.u16;
-    case AMQP_FIELD_KIND_I32:
-      return v->value.i32;
-    case AMQP_FIELD_KIND_U32:
-      return v->value.u32;
-    case AMQP_FIELD_KIND_I64:
-      return v->value.i64;
-    case AMQP_FIELD_KIND_U64:
-      return (int64_t)v->value.u64;
-    default:
-      return 0;
-  }
-}
-
 /* Fill out from the reply m. WARREN_OK or WARREN_NOMEM. */
 static int take_reply(const amqp_message_t *m, warren_reply *out) {
   const amqp_basic_properties_t *pr = &m->properties;
@@ -449,14 +405,15 @@ static int take_reply(const amqp_message_t *m, warren_reply *out) {
   out->content_type = dup_bytes(
       pr->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG ? pr->content_type : none);
   out->correlation_id = dup_bytes(pr->correlation_id);
-  amqp_bytes_t oc = header_str(pr, "warren-outcome");
+  amqp_bytes_t oc = wr_field_header_str(pr, "warren-outcome");
   out->outcome = oc.len == 3 && !memcmp(oc.bytes, "ack", 3) ? WARREN_OUTCOME_ACK
                  : oc.len == 13 && !memcmp(oc.bytes, "dead-lettered", 13)
                      ? WARREN_OUTCOME_DEAD_LETTERED
                      : WARREN_OUTCOME_UNKNOWN;
-  out->reason = dup_bytes(header_str(pr, "warren-dead-reason"));
-  out->error = dup_bytes(header_str(pr, "warren-last-error"));
-  int64_t a = header_int(pr, "warren-dead-attempts");
+  out->reason = dup_bytes(wr_field_header_str(pr, "warren-dead-reason"));
+  out->error = dup_bytes(wr_field_header_str(pr, "warren-last-error"));
+  int64_t a = 0;
+  wr_field_header_int(pr, "warren-dead-attempts", &a);
   out->attempts = a > 0 && a <= UINT32_MAX ? (uint32_t)a : 0;
   if (!out->body || !out->content_type || !out->correlation_id ||
       !out->reason || !out->error) {

@@ -4,6 +4,7 @@
 
 #include <warren/status.h>
 
+#include "field.h"
 #include "headers.h"
 
 static struct warren_headers h;
@@ -106,4 +107,32 @@ Test(headers, empty_table) {
   cr_assert_eq(wr_hdr_parse(&h, b, len), WARREN_OK);
   cr_assert_eq(wr_hdr_count(&h), 0);
   free(b);
+}
+
+Test(headers, a_header_is_read_by_name_and_kind) {
+  amqp_table_entry_t e[] = {
+      {amqp_cstring_bytes("n"), {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}}},
+      {amqp_cstring_bytes("n"), {AMQP_FIELD_KIND_U16, {.u16 = 65000}}},
+      {amqp_cstring_bytes("s"), {AMQP_FIELD_KIND_I8, {.i8 = -3}}},
+      {amqp_cstring_bytes("s"),
+       {AMQP_FIELD_KIND_BYTES, {.bytes = amqp_cstring_bytes("raw")}}},
+      {amqp_cstring_bytes("t"), {AMQP_FIELD_KIND_TIMESTAMP, {.u64 = 1700}}}};
+  amqp_basic_properties_t p = {.headers = {5, e}};
+  p._flags = AMQP_BASIC_HEADERS_FLAG;
+  int64_t v = 7;
+  int got = wr_field_header_int(&p, "n", &v);
+  cr_assert(got && v == 65000, "the first integer of that name: %lld",
+            (long long)v);
+  got = wr_field_header_int(&p, "t", &v);
+  cr_assert(got && v == 1700, "a timestamp is an integer");
+  amqp_bytes_t s = wr_field_header_str(&p, "s");
+  cr_assert(s.len == 3 && !memcmp(s.bytes, "raw", 3), "a byte array is text");
+  v = 7;
+  got = wr_field_header_int(&p, "missing", &v);
+  cr_assert(!got && v == 7, "absent: untouched");
+  s = wr_field_header_str(&p, "n");
+  cr_assert(s.len == 0 && s.bytes && !strcmp(s.bytes, ""), "no string: \"\"");
+  p._flags = 0;
+  got = wr_field_header_int(&p, "n", &v);
+  cr_assert_not(got, "no headers flag: no headers");
 }

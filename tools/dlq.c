@@ -13,7 +13,7 @@
 #include "conn.h"
 #include "delay.h"
 #include "export.h"
-#include "headers.h"
+#include "field.h"
 #include "log.h"
 #include "otelcfg.h"
 #include "prodspan.h"
@@ -32,33 +32,11 @@ typedef struct dlq_opts {
   int unrouted;       /* the delay levels' unrouted queue, not a DLQ */
 } dlq_opts;
 
-/* A string header as "%.*s" arguments, "" when absent. */
-static amqp_bytes_t header_str(const amqp_basic_properties_t *p,
-                               const char *key) {
-  amqp_bytes_t none = {0, ""};
-  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return none;
-  for (int i = 0; i < p->headers.num_entries; i++) {
-    const amqp_table_entry_t *e = &p->headers.entries[i];
-    if (e->key.len == strlen(key) &&
-        memcmp(e->key.bytes, key, e->key.len) == 0 &&
-        (e->value.kind == AMQP_FIELD_KIND_UTF8 ||
-         e->value.kind == AMQP_FIELD_KIND_BYTES))
-      return e->value.value.bytes;
-  }
-  return none;
-}
-
+/* An integer header, 0 when absent. */
 static int64_t header_int(const amqp_basic_properties_t *p, const char *key) {
-  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return 0;
-  for (int i = 0; i < p->headers.num_entries; i++) {
-    const amqp_table_entry_t *e = &p->headers.entries[i];
-    int64_t v;
-    if (e->key.len == strlen(key) &&
-        memcmp(e->key.bytes, key, e->key.len) == 0 &&
-        wr_hdr_amqp_int(&e->value, &v))
-      return v;
-  }
-  return 0;
+  int64_t v = 0;
+  wr_field_header_int(p, key, &v);
+  return v;
 }
 
 static int bytes_eq(amqp_bytes_t b, const char *s) {
@@ -90,9 +68,9 @@ static void print_summary(long n, const amqp_message_t *m) {
   char when[32];
   fmt_time(header_int(p, WR_H_LAST_FAILURE), when, sizeof when);
   printf("%-4ld %-24s %-12s %8lld  %s  %s\n", n, esc(id),
-         esc(header_str(p, WR_H_REASON)),
+         esc(wr_field_header_str(p, WR_H_REASON)),
          (long long)header_int(p, WR_H_ATTEMPTS), when,
-         esc(header_str(p, WR_H_LAST_ERROR)));
+         esc(wr_field_header_str(p, WR_H_LAST_ERROR)));
 }
 
 /* A header value as text; nested tables and arrays are only named. */
@@ -102,7 +80,7 @@ static void print_value(const amqp_field_value_t *v) {
     return;
   }
   int64_t i;
-  if (wr_hdr_amqp_int(v, &i)) {
+  if (wr_field_int(v, &i)) {
     printf("%lld", (long long)i);
     return;
   }
@@ -386,10 +364,10 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o,
       break;
     }
     const amqp_basic_properties_t *p = &m.properties;
-    int match =
-        (!o->reason || bytes_eq(header_str(p, WR_H_REASON), o->reason)) &&
-        (!o->id || ((p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) &&
-                    bytes_eq(p->message_id, o->id)));
+    int match = (!o->reason ||
+                 bytes_eq(wr_field_header_str(p, WR_H_REASON), o->reason)) &&
+                (!o->id || ((p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) &&
+                            bytes_eq(p->message_id, o->id)));
     if (match && (!o->count || matched < o->count)) {
       matched++;
       if (!strcmp(o->cmd, "list")) {

@@ -24,7 +24,7 @@
 
 #include "cfg.h"
 #include "conn.h"
-#include "headers.h"
+#include "field.h"
 #include "pool.h"
 
 int tw_port(void) {
@@ -502,7 +502,7 @@ int tw_take_one(const char *queue, char *dump, size_t len) {
          i++) {
       const amqp_table_entry_t *e = &p->headers.entries[i];
       int64_t v;
-      if (wr_hdr_amqp_int(&e->value, &v))
+      if (wr_field_int(&e->value, &v))
         o += (size_t)snprintf(dump + o, len - o, "h.%.*s=%lld\n",
                               (int)e->key.len, (const char *)e->key.bytes,
                               (long long)v);
