@@ -51,21 +51,32 @@ static int direct_reply_to(const char *rt) {
   return wr_replyto_is_direct(rt, strlen(rt));
 }
 
-/* Whether job's result may go to its reply_to (replyto.h): a direct
- * reply-to name the broker did not make is not sent, as the broker may
- * close the connection on it; that is said once and counted as lost. */
-static int reply_sendable(wr_sup *s, wr_handler_rt *h, wr_job *job) {
-  char rt[256];
+/* A result of handler h's job that was not delivered: counted, and said
+ * once at warn level (a caller that gave up is no fault of the worker),
+ * then at debug. what ends with the cause. */
+static void reply_lost(wr_sup *s, size_t h, const wr_job *job,
+                       const char *what) {
+  WR_NOTIFY(&s->obs, replied, h, job, 0);
+  wr_log(s->settle.warned_reply ? WARREN_LOG_DEBUG : WARREN_LOG_WARN,
+         "handler %s: %s%s", s->h[h].cfg->name, what,
+         s->settle.warned_reply ? "" : " (said once; counted)");
+  s->settle.warned_reply = 1;
+}
+
+/* Whether job's result may go to its reply_to (replyto.h), which is then
+ * in rt: a direct reply-to name the broker did not make is not sent, as
+ * the broker may close the connection on it; that is counted as lost. */
+static int reply_sendable(wr_sup *s, wr_handler_rt *h, wr_job *job,
+                          char rt[256]) {
   if (!reply_to_of(job, rt)) return 0;
   const amqp_bytes_t *b = &job->env.message.properties.reply_to;
   if (wr_replyto_ok(b->bytes, b->len) && strlen(rt) == b->len) return 1;
-  WR_NOTIFY(&s->obs, replied, h->index, job, 0);
-  wr_log(s->settle.warned_reply ? WARREN_LOG_DEBUG : WARREN_LOG_WARN,
-         "handler %s: reply_to '%s' is no direct reply-to name the broker "
-         "gave (it could close the connection): no result sent%s",
-         h->cfg->name, rt,
-         s->settle.warned_reply ? "" : " (said once; counted)");
-  s->settle.warned_reply = 1;
+  char what[400];
+  snprintf(what, sizeof what,
+           "reply_to '%s' is no direct reply-to name the broker gave (it "
+           "could close the connection): no result sent",
+           rt);
+  reply_lost(s, h->index, job, what);
   return 0;
 }
 
@@ -77,14 +88,14 @@ static int reply_sendable(wr_sup *s, wr_handler_rt *h, wr_job *job) {
  * counted and never fails the job (wr_settle_published). A result to
  * direct reply-to is not mandatory: the broker hands it to its caller
  * without routing it to a queue, so it would always come back; one whose
- * caller is gone is dropped by the broker. Returns its confirm sequence
- * (also in job->reply_seq), or 0 when the connection was lost.
+ * caller is gone is dropped by the broker. rt: the job's reply_to
+ * (reply_sendable). Returns its confirm sequence (also in
+ * job->reply_seq), or 0 when the connection was lost.
  */
-static uint64_t publish_result(wr_sup *s, wr_job *job, const char *outcome,
+static uint64_t publish_result(wr_sup *s, wr_job *job, const char *rt,
+                               const char *outcome,
                                const amqp_table_entry_t *more, size_t nmore,
                                const char *content_type, amqp_bytes_t body) {
-  char rt[256];
-  if (!reply_to_of(job, rt)) return 0;
   amqp_table_entry_t e[12];
   size_t n = 0;
   e[n++] = wr_entry_int(WR_H_COPY, (int64_t)wr_session_next_seq(&s->session));
@@ -127,7 +138,8 @@ static uint64_t publish_result(wr_sup *s, wr_job *job, const char *outcome,
  * its facts also in headers as on the dead letter. 0 when the connection
  * was lost. */
 static uint64_t publish_error_result(wr_sup *s, wr_handler_rt *h, wr_job *job,
-                                     const char *reason, const char *err) {
+                                     const char *rt, const char *reason,
+                                     const char *err) {
   amqp_bytes_t id = msg_id(job);
   char idbuf[300];
   snprintf(idbuf, sizeof idbuf, "%.*s", (int)id.len, (const char *)id.bytes);
@@ -152,7 +164,7 @@ static uint64_t publish_error_result(wr_sup *s, wr_handler_rt *h, wr_job *job,
                                 wr_entry_str(WR_H_LAST_ERROR, err ? err : ""),
                                 wr_entry_int(WR_H_ATTEMPTS, job->meta.attempt)};
   uint64_t got =
-      publish_result(s, job, WR_OUTCOME_DEAD, more, 3, "application/json",
+      publish_result(s, job, rt, WR_OUTCOME_DEAD, more, 3, "application/json",
                      text ? amqp_cstring_bytes(text) : amqp_empty_bytes);
   cJSON_free(text);
   return got;
@@ -236,9 +248,9 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   /* A caller waiting on reply_to hears of the final failure only; the
    * original waits for both confirms (results.md). */
   size_t nconfirms = 1;
-  if (got && d.dead && wr_settle_wants_reply(job) &&
-      reply_sendable(s, h, job)) {
-    if (!publish_error_result(s, h, job, d.reason, err)) got = 0;
+  char rt[256];
+  if (got && d.dead && reply_sendable(s, h, job, rt)) {
+    if (!publish_error_result(s, h, job, rt, d.reason, err)) got = 0;
     nconfirms = 2;
   }
   if (!got) { /* connection lost: the broker redelivers the original */
@@ -401,11 +413,12 @@ void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
    * caller hears that the job is done. */
   size_t n = nf;
   job->reply_seq = 0;
-  if (wr_settle_wants_reply(job) && reply_sendable(s, h, job)) {
+  char rt[256];
+  if (reply_sendable(s, h, job, rt)) {
     int has = x && x->has_result;
     amqp_bytes_t body = has ? (amqp_bytes_t){x->result_len, (void *)x->result}
                             : amqp_empty_bytes;
-    uint64_t seq = publish_result(s, job, WR_OUTCOME_ACK, NULL, 0,
+    uint64_t seq = publish_result(s, job, rt, WR_OUTCOME_ACK, NULL, 0,
                                   has ? x->result_type.s : NULL, body);
     if (!seq) {
       WR_NOTIFY(&s->obs, dropped, h->index, 1);
@@ -453,15 +466,11 @@ void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
  * refused (no_reply 2, cover()) is said once and counted as lost. */
 static void reply_settled(wr_sup *s, wr_job *job) {
   if (!job->reply_seq) return;
-  if (job->no_reply == 2) {
-    WR_NOTIFY(&s->obs, replied, job->handler, job, 0);
-    wr_log(s->settle.warned_reply ? WARREN_LOG_DEBUG : WARREN_LOG_WARN,
-           "handler %s: the broker refused the error result of a "
-           "dead-lettered job (its reply queue is full?); dropped%s",
-           s->h[job->handler].cfg->name,
-           s->settle.warned_reply ? "" : " (said once; counted)");
-    s->settle.warned_reply = 1;
-  } else if (!job->no_reply) {
+  if (job->no_reply == 2)
+    reply_lost(s, job->handler, job,
+               "the broker refused the error result of a dead-lettered job "
+               "(its reply queue is full?); dropped");
+  else if (!job->no_reply) {
     WR_NOTIFY(&s->obs, replied, job->handler, job, 1);
   }
 }
@@ -490,7 +499,6 @@ static void copy_confirmed(wr_sup *s, wr_job *job) {
  * (an operator may have deleted a retry queue or unbound the DLQ). */
 static void copy_refused(wr_sup *s, wr_job *job) {
   wr_handler_rt *h = &s->h[job->handler];
-  if (!job->followups) reply_settled(s, job);
   if (job->followups) {
     /* The handler's work is not complete: the job fails this attempt
      * and its retry sends the follow-ups again (handler.h). */
@@ -505,6 +513,7 @@ static void copy_refused(wr_sup *s, wr_job *job) {
     wr_settle_finish(s, h, job, WR_OUT_FAILED, err);
     return;
   }
+  reply_settled(s, job);
   WR_NOTIFY(&s->obs, confirmed, h->index, job, 0);
   double delay = wr_backoff_fail(&h->refusal, wr_rand01());
   amqp_bytes_t id = msg_id(job);
@@ -572,13 +581,12 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
       /* The caller's reply queue is gone (it timed out, its exclusive
        * queue died): the job's work is done all the same. */
       j->no_reply = 1;
-      WR_NOTIFY(&s->obs, replied, j->handler, j, 0);
-      wr_log(s->settle.warned_reply ? WARREN_LOG_DEBUG : WARREN_LOG_WARN,
-             "handler %s: the result of a job came back: its reply queue "
-             "does not exist (%s); dropped%s",
-             s->h[j->handler].cfg->name, ev->why,
-             s->settle.warned_reply ? "" : " (said once; counted)");
-      s->settle.warned_reply = 1;
+      char what[400];
+      snprintf(what, sizeof what,
+               "the result of a job came back: its reply queue does not "
+               "exist (%s); dropped",
+               ev->why);
+      reply_lost(s, j->handler, j, what);
       return;
     }
     j->returned = 1;
