@@ -41,9 +41,11 @@ static int reply_to_of(const wr_job *job, char rt[256]) {
   return rt[0] != '\0';
 }
 
+/* As reply_to_of, without the copy: it is asked on every ack. */
 int wr_settle_wants_reply(const wr_job *job) {
-  char rt[256];
-  return reply_to_of(job, rt);
+  const amqp_basic_properties_t *p = &job->env.message.properties;
+  return (p->_flags & AMQP_BASIC_REPLY_TO_FLAG) && p->reply_to.len &&
+         ((const char *)p->reply_to.bytes)[0] != '\0';
 }
 
 /* RabbitMQ's direct reply-to: the pseudo-queue and its per-caller names. */
