@@ -77,7 +77,9 @@ void wr_sup_release(wr_sup *s, wr_job *job) {
   job->xbuf = NULL;
   job->xlen = 0;
   wr_deliver_free(&job->env);
-  job->next = s->free_list;
+  /* The next delivery finds the slot as new: nothing of this job (its
+   * verified signature, start time, trace) may pass to it. */
+  *job = (wr_job){.body_off = WR_ARENA_NONE, .next = s->free_list};
   s->free_list = job;
 }
 

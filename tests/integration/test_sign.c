@@ -377,3 +377,50 @@ Test(sign, an_in_process_handler_refuses_a_forged_body, .timeout = 120) {
   one_dead_letter(w, "it.sinproc", "forged body-digest\n");
   cr_assert(!tw_wait_text(rec, "start forged", 0));
 }
+
+/* A job refused before its signature was checked (here for an unusable
+ * warren-attempt) takes the slot of a genuine job that ran before it, at
+ * prefetch 1. Nothing of that job may pass to it: its dead letter carries
+ * no countersignature, and a replay of it is refused, never run. */
+Test(sign, a_forged_job_in_a_reused_slot_is_never_countersigned_nor_run,
+     .timeout = 120) {
+  pid_t w = start("gw-a,warren", 300, "it.sreuse",
+                  "prefetch = 1; concurrency = 1;", "");
+  publish("it.sreuse", "genuine", (how){0});
+  cr_assert(tw_wait_text(rec, "end genuine", 30), "the genuine job ran");
+  char sig[WARREN_SIGNATURE_MAX];
+  warren_sign_input in = {.size = sizeof in,
+                          .key_id = "gw-a",
+                          .key = KEY_B, /* not gw-a's */
+                          .key_len = strlen(KEY_B),
+                          .time_ms = now_ms(),
+                          .message_id = "forged",
+                          .exchange = "",
+                          .routing_key = "it.sreuse",
+                          .body = "forged",
+                          .body_len = 6};
+  cr_assert_eq(warren_sign(&in, sig, sizeof sig), 0);
+  amqp_table_entry_t e[2] = {
+      {amqp_cstring_bytes(WARREN_SIGNATURE_HEADER),
+       {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(sig)}}},
+      {amqp_cstring_bytes("warren-attempt"),
+       {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes("x")}}}};
+  cr_assert_eq(tw_publish_raw("it.sreuse", "forged", &(amqp_table_t){2, e}),
+               0);
+  wait_dead("it.sreuse", 1);
+  static char dump[65536];
+  cr_assert_eq(tw_get("it.sreuse.dlq", 0, dump, sizeof dump), 1);
+  cr_assert(strstr(dump, "h.warren-dead-reason=S:9:malformed\n") ||
+                strstr(dump, "malformed"),
+            "%s", dump);
+  cr_assert(!strstr(dump, "warren-countersignature"),
+            "a job never verified is countersigned: %s", dump);
+  char out[4096], args[600];
+  snprintf(args, sizeof args, "dlq replay %s/warren.cfg h", tw_dir());
+  cr_assert_eq(tw_warren_cli(out, sizeof out, args), 0, "%s", out);
+  cr_assert(strstr(out, "replayed 1 message(s)"), "%s", out);
+  /* Back in the queue without Warren's headers, it is checked as any job
+   * and refused for its signature. */
+  one_dead_letter(w, "it.sreuse", "forged bad-signature\n");
+  cr_assert(!tw_wait_text(rec, "start forged", 0), "the forged job ran");
+}
