@@ -405,8 +405,7 @@ Test(sign, a_forged_job_in_a_reused_slot_is_never_countersigned_nor_run,
        {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(sig)}}},
       {amqp_cstring_bytes("warren-attempt"),
        {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes("x")}}}};
-  cr_assert_eq(tw_publish_raw("it.sreuse", "forged", &(amqp_table_t){2, e}),
-               0);
+  cr_assert_eq(tw_publish_raw("it.sreuse", "forged", &(amqp_table_t){2, e}), 0);
   wait_dead("it.sreuse", 1);
   static char dump[65536];
   cr_assert_eq(tw_get("it.sreuse.dlq", 0, dump, sizeof dump), 1);
