@@ -67,6 +67,13 @@ typedef struct wr_job {
                                observers of `republished` */
 } wr_job;
 
+/* Seconds the job has run by monotonic time now, or -1 when no worker
+ * (nor the in-process handler) ever took it: a job refused at intake has
+ * no duration, whatever ran in its slot before. */
+static inline double wr_job_ran(const wr_job *job, double now) {
+  return job->started > 0 ? now - job->started : -1;
+}
+
 /* The job whose envelope env is (deliver.c hands out envelopes). */
 static inline wr_job *wr_job_of(amqp_envelope_t *env) {
   return (wr_job *)((char *)env - offsetof(wr_job, env));

@@ -12,15 +12,13 @@ static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
   const wr_cfg *cfg = ctx;
   const amqp_basic_properties_t *p = &job->env.message.properties;
   int has_id = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) != 0;
-  /* A revoked job ran only when a revoke stopped it running. */
-  int ran = o != WR_OUT_MALFORMED && o != WR_OUT_TOO_LARGE &&
-            (o != WR_OUT_REVOKED || job->revoked);
+  double ran = wr_job_ran(job, wr_now());
   wr_log_job f = {cfg->handlers[h].name,
                   has_id ? (const char *)p->message_id.bytes : "",
                   has_id ? p->message_id.len : 0,
                   job->meta.attempt,
                   wr_metrics_outcome(o),
-                  ran ? (wr_now() - job->started) * 1000.0 : -1};
+                  ran >= 0 ? ran * 1000.0 : -1};
   if (err)
     wr_log_job_line(lv, &f, "handler %s: job finished: %s", f.handler, err);
   else

@@ -86,12 +86,10 @@ static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
     snprintf(hm->last_error, sizeof hm->last_error, "%s", err);
     hm->last_error_ms = wr_unix_ms();
   }
-  /* Malformed and oversized jobs never reached a handler, nor did a
-   * revoked one unless the revoke stopped it running. */
-  if (o == WR_OUT_MALFORMED || o == WR_OUT_TOO_LARGE ||
-      (o == WR_OUT_REVOKED && !job->revoked))
-    return;
-  double ran = wr_now() - job->started;
+  /* Jobs refused at intake (malformed, too large, a signature, revoked
+   * while waiting) never reached a handler: they have no duration. */
+  double ran = wr_job_ran(job, wr_now());
+  if (ran < 0) return;
   wr_metrics_observe(&hm->duration, ran);
   int64_t pub = published_ms(p);
   if (pub > 0)

@@ -469,3 +469,33 @@ Test(events, jobs_run_while_events_cannot_be_sent_and_the_drops_are_counted) {
                 dropped);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
+
+/* A slot is reused job after job at prefetch 1: job.received is told
+ * before Warren has read the job's trace context (docs/events.md), so it
+ * carries no trace id, not the previous job's; job.started carries the
+ * job's own. */
+Test(events, job_received_never_carries_the_previous_jobs_trace_id) {
+  bind_queue("it.ev.sub6", "h.job.*");
+  setenv("WARREN_EVENTS_ENABLED", "true", 1);
+  char ep[64];
+  snprintf(ep, sizeof ep, "http://127.0.0.1:%d", tw_free_port()); /* none */
+  setenv("OTEL_EXPORTER_OTLP_ENDPOINT", ep, 1);
+  pid_t w = tw_start_record("it.ev.trace", "prefetch = 1; concurrency = 1;", "",
+                            log_, rec);
+  cr_assert(w > 0);
+  cr_assert_eq(tw_publish("it.ev.trace", 3, "tr"), 0);
+  cJSON *all = collect("it.ev.sub6", NULL, 9, 30);
+  const char *ids[] = {"tr1", "tr2", "tr3"};
+  for (int i = 0; i < 3; i++) {
+    const cJSON *rc = event_of(all, ids[i], "job.received", 0);
+    const cJSON *st = event_of(all, ids[i], "job.started", 0);
+    cr_assert(rc && st, "%s: received and started", ids[i]);
+    cr_assert_null(cJSON_GetObjectItem(rc, "trace_id"),
+                   "%s: job.received carries trace id %s", ids[i],
+                   s_of(rc, "trace_id"));
+    cr_assert(s_of(st, "trace_id"), "%s: job.started has its trace id", ids[i]);
+  }
+  cJSON_Delete(all);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  tw_delete_queue("it.ev.sub6");
+}

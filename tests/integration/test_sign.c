@@ -423,3 +423,62 @@ Test(sign, a_forged_job_in_a_reused_slot_is_never_countersigned_nor_run,
   one_dead_letter(w, "it.sreuse", "forged bad-signature\n");
   cr_assert(!tw_wait_text(rec, "start forged", 0), "the forged job ran");
 }
+
+/* A job refused for its signature never ran: it adds nothing to
+ * warren_job_duration_seconds and its log line has no duration, whatever
+ * job used its slot before (a publisher without the key must not be able
+ * to trip slow-job alerts). */
+Test(sign, a_job_refused_for_its_signature_has_no_duration, .timeout = 120) {
+  tw_key_file("gw-a", KEY_A);
+  tw_key_file("gw-b", KEY_B);
+  tw_key_file("warren", KEY_W);
+  snprintf(log_, sizeof log_, "%s/warren.log", tw_dir());
+  snprintf(rec, sizeof rec, "%s/rec", tw_dir());
+  int port = tw_free_port();
+  char text[4096];
+  size_t o = (size_t)snprintf(text, sizeof text,
+                              "health = { port = %d; snapshot_interval = "
+                              "0.2; };\n",
+                              port);
+  config_text(text + o, sizeof text - o, "gw-a,warren", 300, "it.sdur",
+              "prefetch = 1; concurrency = 1;", "");
+  setenv("WARREN_LOG_FORMAT", "logfmt", 1);
+  pid_t w = tw_warren_start(tw_dir(), text);
+  cr_assert(tw_wait_text(log_, "consuming 1 queue(s)", 30), "not started");
+  publish("it.sdur", "genuine", (how){0});
+  cr_assert(tw_wait_text(rec, "end genuine", 30), "the genuine job ran");
+  for (int i = 0; i < 3; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "forged%d", i);
+    publish("it.sdur", id, (how){.key = KEY_B});
+  }
+  wait_dead("it.sdur", 3);
+  static char page[65536];
+  double count = -1, sum = -1;
+  for (int i = 0; i < 50 && count != 1; i++) {
+    nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    if (tw_http(port, NULL, "/metrics", NULL, page, sizeof page) != 200)
+      continue;
+    const char *c =
+        strstr(page, "\nwarren_job_duration_seconds_count{handler=\"h\"} ");
+    const char *s =
+        strstr(page, "\nwarren_job_duration_seconds_sum{handler=\"h\"} ");
+    if (c) count = atof(strchr(c + 1, ' ') + 1);
+    if (s) sum = atof(strchr(s + 1, ' ') + 1);
+  }
+  cr_assert_eq(count, 1, "only the genuine job has a duration: %g", count);
+  cr_assert(sum >= 0 && sum < 5, "duration sum %g s", sum);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  /* The refused jobs' lines say they failed, with no duration. */
+  FILE *f = fopen(log_, "r");
+  cr_assert(f);
+  char line[4096];
+  int refused = 0;
+  while (fgets(line, sizeof line, f))
+    if (strstr(line, "job finished") && strstr(line, "forged")) {
+      refused++;
+      cr_assert(!strstr(line, "duration_ms"), "a duration: %s", line);
+    }
+  fclose(f);
+  cr_assert_eq(refused, 3, "the refused jobs' lines");
+}
