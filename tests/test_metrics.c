@@ -90,13 +90,14 @@ Test(metrics, a_snapshot_lives_while_a_reader_holds_it) {
   wr_snap_store_free(&st);
 }
 
-/* A job that started `ran` seconds ago, published at pub_ms (unix ms) by
- * the header of RabbitMQ's message_timestamp plugin, or 0. */
+/* A job that started `ran` seconds ago (< 0: never taken by a worker),
+ * published at pub_ms (unix ms) by the header of RabbitMQ's
+ * message_timestamp plugin, or 0. */
 static void settle_one(wr_metrics *m, wr_job *job, double ran, int64_t pub_ms,
                        wr_outcome o) {
   static amqp_table_entry_t e;
   memset(job, 0, sizeof *job);
-  job->started = wr_now() - ran;
+  job->started = ran < 0 ? 0 : wr_now() - ran;
   if (pub_ms) {
     e.key = amqp_cstring_bytes("timestamp_in_ms");
     e.value.kind = AMQP_FIELD_KIND_I64;
@@ -125,9 +126,12 @@ Test(metrics, duration_and_pickup_come_from_the_start_and_the_publish_time) {
   cr_assert_eq(h->duration.count, 2);
   cr_assert_str_eq(h->last_error, "boom");
   cr_assert_gt(h->last_error_ms, 0);
-  /* Never reached a handler: no duration. */
-  settle_one(&m, &slots[1], 0, 0, WR_OUT_MALFORMED);
+  /* Never reached a handler: no duration, whatever the outcome. */
+  settle_one(&m, &slots[1], -1, 0, WR_OUT_MALFORMED);
+  settle_one(&m, &slots[1], -1, wr_unix_ms() - 3000, WR_OUT_SIGNATURE);
+  settle_one(&m, &slots[1], -1, 0, WR_OUT_REVOKED);
   cr_assert_eq(h->duration.count, 2);
+  cr_assert_eq(h->pickup.count, 1);
   wr_metrics_free(&m);
 }
 
