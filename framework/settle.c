@@ -196,8 +196,9 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   /* Warren's own copy of a verified job carries its countersignature,
    * valid around when the copy is due back (sigcheck.h). */
   char csig[WARREN_SIGNATURE_MAX];
-  if (wr_sigcheck_countersign(&s->sig, h->index, job,
-                              d.dead ? now : now + d.delay_ms, csig) == 0)
+  if (wr_sigcheck_countersign(
+          &s->sig, h->index, job, d.dead ? now : now + d.delay_ms,
+          d.dead ? 0 : (int64_t)job->meta.attempt + 1, crashes, csig) == 0)
     add[n++] = wr_entry_str(WR_SIGN_COUNTER_HEADER, csig);
   if (o == WR_OUT_SIGNATURE)
     add[n++] = wr_entry_str(WR_H_SIG_CHECK, wr_sign_check_name(job->sig_check));
@@ -344,6 +345,8 @@ static uint64_t publish_followup(wr_sup *s, const wr_job *job,
                       {f->exchange.s, f->exchange.len},
                       {f->routing_key.s, f->routing_key.len},
                       {f->content_type.s, f->content_type.len},
+                      {"", 0},
+                      {"", 0},
                       {"", 0}};
     if (wr_sign_make(s->sig.ring, s->sig.counter_key, wr_sign_now_ms(), 0, &sj,
                      f->body, f->body_len, sig) == 0)

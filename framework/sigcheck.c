@@ -10,8 +10,10 @@
 #include "../config/cfg.h"
 #include "clock.h"
 #include "delay.h"
+#include "field.h"
 #include "keyring.h"
 #include "log.h"
+#include "retry.h"
 
 static void free_policies(wr_sigcheck_handler *h, size_t nh) {
   for (size_t i = 0; h && i < nh; i++) {
@@ -139,12 +141,23 @@ void wr_sigcheck_read(const amqp_basic_properties_t *p, const char *queue,
       {"", 0},
       {"", 0},
       bytes(p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG ? p->content_type : none),
-      {queue, strlen(queue)}};
+      {queue, strlen(queue)},
+      {hd->attempt, 0},
+      {hd->crashes, 0}};
   if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return;
   for (int i = 0; i < p->headers.num_entries; i++) {
     const amqp_table_entry_t *e = &p->headers.entries[i];
+    int64_t v;
     /* One pass; a header given twice is malformed, not a choice. */
-    if (key_is(e->key, WR_SIGN_HEADER, sl)) {
+    if (key_is(e->key, WR_H_ATTEMPT, sizeof WR_H_ATTEMPT - 1) &&
+        wr_field_int(&e->value, &v)) {
+      job->attempt.len = (size_t)snprintf(hd->attempt, sizeof hd->attempt,
+                                          "%lld", (long long)v);
+    } else if (key_is(e->key, WR_H_CRASHES, sizeof WR_H_CRASHES - 1) &&
+               wr_field_int(&e->value, &v)) {
+      job->crashes.len = (size_t)snprintf(hd->crashes, sizeof hd->crashes,
+                                          "%lld", (long long)v);
+    } else if (key_is(e->key, WR_SIGN_HEADER, sl)) {
       hd->sig = hd->sig_present ? (wr_sign_str){NULL, 0} : value(&e->value);
       hd->sig_present = 1;
     } else if (key_is(e->key, WR_SIGN_COUNTER_HEADER, cl)) {
@@ -225,13 +238,27 @@ void wr_sigcheck_body_refused(wr_job *job, char *why, size_t whylen) {
            "that was signed)");
 }
 
+/* v (> 0) in decimal into buf, as s; 0: absent (empty). */
+static wr_sign_str decimal(int64_t v, char buf[24]) {
+  buf[0] = '\0';
+  return (wr_sign_str){
+      buf, v > 0 ? (size_t)snprintf(buf, 24, "%lld", (long long)v) : 0};
+}
+
 int wr_sigcheck_countersign(const wr_sigcheck *sc, size_t h, const wr_job *job,
-                            int64_t when_ms, char *out) {
+                            int64_t when_ms, int64_t attempt, int64_t crashes,
+                            char *out) {
   if (!sc->ring || !job->signed_ok || h >= sc->nh) return -1;
   wr_sign_headers hd;
   wr_sign_job sj;
   wr_sigcheck_read(&job->env.message.properties, sc->h[h].queue, &hd, &sj);
   if (!hd.sig.p) return -1;
+  /* The copy's own counts, not the delivery's: a copy always carries
+   * warren-crashes, and warren-attempt when it is a retry. */
+  sj.attempt = decimal(attempt, hd.attempt);
+  sj.crashes =
+      (wr_sign_str){hd.crashes, (size_t)snprintf(hd.crashes, sizeof hd.crashes,
+                                                 "%lld", (long long)crashes)};
   return wr_sign_countersign(sc->ring, sc->counter_key, when_ms, hd.sig, &sj,
                              out);
 }
@@ -258,6 +285,8 @@ int wr_sigcheck_recountersign(const wr_cfg *cfg, const wr_handler_cfg *h,
   if (wr_sign_verify(&pol, &hd, &sj, digest, &skew, &key) != WR_SIGN_OK ||
       !wr_sign_body_matches(m->body.bytes, m->body.len, digest))
     return -1;
+  /* The replayed copy carries none of Warren's counts (tools/dlq.c). */
+  sj.attempt = sj.crashes = (wr_sign_str){"", 0};
   return wr_sign_countersign(sg->keyring, sg->countersign_key, wr_unix_ms(),
                              hd.sig, &sj, out);
 }

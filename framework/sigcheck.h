@@ -66,9 +66,13 @@ void wr_sigcheck_read(const amqp_basic_properties_t *p, const char *queue,
                       wr_sign_headers *hd, wr_sign_job *job);
 
 /* Countersign a copy of `job` (verified: job->signed_ok) of handler h,
- * valid around when_ms, into out (WARREN_SIGNATURE_MAX). 0 or -1. */
+ * valid around when_ms, into out (WARREN_SIGNATURE_MAX). attempt is the
+ * copy's warren-attempt (0: it has none, as a dead letter), crashes its
+ * warren-crashes: both are bound, so a copy published again cannot pass
+ * for a later attempt. 0 or -1. */
 int wr_sigcheck_countersign(const wr_sigcheck *sc, size_t h, const wr_job *job,
-                            int64_t when_ms, char *out);
+                            int64_t when_ms, int64_t attempt, int64_t crashes,
+                            char *out);
 
 /* For `warren dlq replay`: a fresh countersignature (time now) for dead
  * letter m of handler h, into out (WARREN_SIGNATURE_MAX), when m carries

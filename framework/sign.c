@@ -243,11 +243,13 @@ size_t wr_sign_canonical(const wr_sig *sig, const char *body_hex,
 
 size_t wr_sign_counter_canonical(const wr_sig *csig, wr_sign_str signature,
                                  const wr_sign_job *job, char *buf) {
-  static const char *const names[] = {
-      "key-id", "time", "queue", "signature", "message-id", "content-type"};
+  static const char *const names[] = {"key-id",    "time",       "queue",
+                                      "signature", "message-id", "content-type",
+                                      "attempt",   "crashes"};
   const wr_sign_str vals[] = {csig->key_id, csig->time,      job->queue,
-                              signature,    job->message_id, job->content_type};
-  return build(buf, "warren-countersignature-v1", names, vals, 6);
+                              signature,    job->message_id, job->content_type,
+                              job->attempt, job->crashes};
+  return build(buf, "warren-countersignature-v2", names, vals, 8);
 }
 
 /* ---- verdicts ---------------------------------------------------------- */
@@ -400,6 +402,8 @@ int warren_sign(const warren_sign_input *in, char *out, size_t outlen) {
                      opt(in->exchange),
                      opt(in->routing_key),
                      opt(in->content_type),
+                     {"", 0},
+                     {"", 0},
                      {"", 0}};
   if (job.message_id.len > 255 || job.exchange.len > 255 ||
       job.routing_key.len > 255 || job.content_type.len > 255)

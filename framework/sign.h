@@ -82,6 +82,10 @@ int wr_sign_parse(const char *v, size_t len, int counter, wr_sig *out);
 typedef struct wr_sign_job {
   wr_sign_str message_id, exchange, routing_key, content_type;
   wr_sign_str queue; /* the handler's work queue (countersignatures) */
+  /* Countersignatures only: the copy's warren-attempt and warren-crashes
+   * headers in decimal, empty when absent. Bound so that a captured copy
+   * cannot be published again as a fresh attempt. */
+  wr_sign_str attempt, crashes;
 } wr_sign_job;
 
 /* Canonical strings (docs/signing.md). Return the length written to buf
@@ -118,6 +122,7 @@ typedef struct wr_sign_policy {
 typedef struct wr_sign_headers {
   int sig_present, counter_present;
   wr_sign_str sig, counter;
+  char attempt[24], crashes[24]; /* decimal, for wr_sign_job's; "" absent */
 } wr_sign_headers;
 
 /*

@@ -326,6 +326,8 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
         {routing_key ? routing_key : "", routing_key ? strlen(routing_key) : 0},
         {o && o->content_type ? o->content_type : "",
          o && o->content_type ? strlen(o->content_type) : 0},
+        {"", 0},
+        {"", 0},
         {"", 0}};
     /* A delayed job is signed as sent straight to its queue, with its
      * not-before time (docs/signing.md). */

@@ -35,8 +35,13 @@ static warren_sign_input vector(void) {
 #define S(lit) ((wr_sign_str){lit, sizeof lit - 1})
 
 static wr_sign_job vjob(void) {
-  return (wr_sign_job){S("order-42"), S("jobs"), S("email.send"),
-                       S("application/json"), S("email")};
+  return (wr_sign_job){S("order-42"),
+                       S("jobs"),
+                       S("email.send"),
+                       S("application/json"),
+                       S("email"),
+                       S(""),
+                       S("")};
 }
 
 Test(sign, the_spec_test_vector) {
@@ -131,7 +136,7 @@ Test(sign, each_check_and_the_countersignature) {
       0);
   wr_sign_policy pol = {r, NULL, 0, "warren", 1764072000000, 300000, 1};
   wr_sign_job j = vjob();
-  wr_sign_headers h = {1, 0, S(VSIG), {0}};
+  wr_sign_headers h = {1, 0, S(VSIG), {0}, "", ""};
   unsigned char d[32];
   int64_t skew;
   wr_sign_str key;
@@ -160,7 +165,7 @@ Test(sign, each_check_and_the_countersignature) {
   cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_MISSING);
   pol.require = 0;
   cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_UNSIGNED);
-  h = (wr_sign_headers){1, 0, {NULL, 0}, {0}};
+  h = (wr_sign_headers){1, 0, {NULL, 0}, {0}, "", ""};
   cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_MALFORMED,
                "a header that is not a string");
 
@@ -168,11 +173,30 @@ Test(sign, each_check_and_the_countersignature) {
   char cs[WARREN_SIGNATURE_MAX];
   int64_t later = 1764072000000 + 86400000;
   cr_assert_eq(wr_sign_countersign(r, "warren", later, S(VSIG), &j, cs), 0);
-  h = (wr_sign_headers){1, 1, S(VSIG), {cs, strlen(cs)}};
+  h = (wr_sign_headers){1, 1, S(VSIG), {cs, strlen(cs)}, "", ""};
   pol.now_ms = later + 1000;
   cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_OK);
   pol.now_ms = later + 300001;
   cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_C_EXPIRED);
+  /* The copy's attempt and crash count are bound: the same copy with
+   * another warren-attempt (or none) is refused. */
+  pol.now_ms = later + 1000;
+  j.attempt = S("2");
+  j.crashes = S("0");
+  cr_assert_eq(wr_sign_countersign(r, "warren", later, S(VSIG), &j, cs), 0);
+  h = (wr_sign_headers){1, 1, S(VSIG), {cs, strlen(cs)}, "", ""};
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key), WR_SIGN_OK);
+  j.attempt = S("1");
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key),
+               WR_SIGN_C_BAD_SIGNATURE, "attempt lowered");
+  j.attempt = S("");
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key),
+               WR_SIGN_C_BAD_SIGNATURE, "attempt dropped");
+  j.attempt = S("2");
+  j.crashes = S("");
+  cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key),
+               WR_SIGN_C_BAD_SIGNATURE, "crash count dropped");
+  j = vjob();
   pol.now_ms = later;
   j.queue = S("billing");
   cr_assert_eq(wr_sign_verify(&pol, &h, &j, d, &skew, &key),
@@ -263,7 +287,7 @@ Test(sign, a_delay_is_bound_and_the_window_starts_at_its_end) {
   wr_sign_policy pol = {r, NULL, 0, NULL, VNB + 1000, 300000, 1};
   wr_sign_job j = vjob();
   j.exchange = S("");
-  wr_sign_headers h = {1, 0, S(VSIG_NB), {0}};
+  wr_sign_headers h = {1, 0, S(VSIG_NB), {0}, "", ""};
   unsigned char d[32];
   int64_t skew;
   wr_sign_str key;

@@ -26,12 +26,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       1,
       nul != NULL,
       {p, nul ? (size_t)(nul - p) : size},
-      {nul ? nul + 1 : NULL, nul ? size - (size_t)(nul - p) - 1 : 0}};
+      {nul ? nul + 1 : NULL, nul ? size - (size_t)(nul - p) - 1 : 0},
+      "",
+      ""};
   wr_sign_job job = {{"order-42", 8},
                      {"jobs", 4},
                      {"email.send", 10},
                      {"application/json", 16},
-                     {"email", 5}};
+                     {"email", 5},
+                     {"2", 1},
+                     {"0", 1}};
   /* Around the test vector's time, so a well-formed input reaches every
    * check. */
   wr_sign_policy pol = {ring, NULL, 0, "warren", 1764072000000, 300000, 1};

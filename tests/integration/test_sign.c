@@ -14,6 +14,7 @@
 #include <warren/sign.h>
 
 #include "clock.h"
+#include "conn.h"
 #include "support.h"
 
 TW_SUITE(sign, 180);
@@ -481,4 +482,80 @@ Test(sign, a_job_refused_for_its_signature_has_no_duration, .timeout = 120) {
     }
   fclose(f);
   cr_assert_eq(refused, 3, "the refused jobs' lines");
+}
+
+/* Count the lines of path that start with `what id ` and end with
+ * attempt a (record.c's format: what id time pid attempt). */
+static int runs_at(const char *path, const char *what, const char *id,
+                   unsigned a) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  char line[512], w[32], i[64];
+  long long t;
+  int pid, n = 0;
+  unsigned at;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "%31s %63s %lld %d %u", w, i, &t, &pid, &at) == 5 &&
+        !strcmp(w, what) && !strcmp(i, id) && at == a)
+      n++;
+  fclose(f);
+  return n;
+}
+
+/* A retry copy is countersigned with its warren-attempt and
+ * warren-crashes: captured from its retry queue and published again with
+ * its attempt lowered, it is refused; as it was, it runs as the attempt
+ * it says (docs/signing.md). */
+Test(sign, a_retry_copy_published_again_with_its_attempt_lowered_is_refused,
+     .timeout = 120) {
+  tw_delete_queue("it.sattempt.retry.60000ms");
+  pid_t w = start("gw-a,warren", 300, "it.sattempt",
+                  "retry = { max_attempts = 5; backoff = [60.0]; jitter = "
+                  "0.0; };",
+                  "fail_on = \"cap\";");
+  publish("it.sattempt", "cap", (how){0});
+  cr_assert(tw_wait_text(rec, "fail cap", 30), "the first attempt failed");
+  const char *rq = "it.sattempt.retry.60000ms";
+  for (int i = 0; i < 100 && tw_queue_len(rq) < 1; i++)
+    nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+  amqp_connection_state_t c = tw_conn_confirming();
+  cr_assert(c);
+  amqp_rpc_reply_t r = amqp_basic_get(c, 1, amqp_cstring_bytes(rq), 1);
+  cr_assert(r.reply_type == AMQP_RESPONSE_NORMAL &&
+                r.reply.id == AMQP_BASIC_GET_OK_METHOD,
+            "the retry copy is in %s", rq);
+  amqp_message_t m;
+  cr_assert_eq(amqp_read_message(c, 1, &m, 0).reply_type, AMQP_RESPONSE_NORMAL);
+  amqp_basic_properties_t pr = m.properties;
+  pr._flags &= ~AMQP_BASIC_EXPIRATION_FLAG;
+  /* As captured: it runs as attempt 2. */
+  cr_assert_eq(
+      amqp_basic_publish(c, 1, amqp_cstring_bytes(""),
+                         amqp_cstring_bytes("it.sattempt"), 1, 0, &pr, m.body),
+      0);
+  cr_assert(tw_wait_text(rec, "start cap", 30));
+  double until = wr_now() + 30;
+  while (runs_at(rec, "fail", "cap", 2) < 1 && wr_now() < until)
+    nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+  cr_assert_eq(runs_at(rec, "fail", "cap", 2), 1);
+  /* Its attempt lowered to 1: refused, never run. */
+  int found = 0;
+  for (int i = 0; i < pr.headers.num_entries; i++) {
+    amqp_table_entry_t *e = &pr.headers.entries[i];
+    if (e->key.len == 14 && !memcmp(e->key.bytes, "warren-attempt", 14)) {
+      e->value.kind = AMQP_FIELD_KIND_I64;
+      e->value.value.i64 = 1;
+      found = 1;
+    }
+  }
+  cr_assert(found, "the copy carries warren-attempt");
+  cr_assert_eq(
+      amqp_basic_publish(c, 1, amqp_cstring_bytes(""),
+                         amqp_cstring_bytes("it.sattempt"), 1, 0, &pr, m.body),
+      0);
+  amqp_destroy_message(&m);
+  wr_conn_close(c);
+  one_dead_letter(w, "it.sattempt", "cap countersignature-bad-signature\n");
+  cr_assert_eq(runs_at(rec, "fail", "cap", 1), 1, "attempt 1 ran once");
+  tw_delete_queue(rq);
 }
