@@ -338,9 +338,12 @@ static uint64_t publish_followup(wr_sup *s, const wr_job *job,
     pr._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
     pr.correlation_id = bytes_of(f->correlation_id);
   }
-  /* Signed as its producer, with Warren's own key (docs/signing.md). */
+  /* Signed as its producer, with Warren's own key, only when the job
+   * that made it was verified: Warren lends its key to no job it did not
+   * verify, so an unsigned job run by a lax handler cannot start work on
+   * a strict one (docs/signing.md, "Threat model"). */
   char sig[WARREN_SIGNATURE_MAX];
-  if (s->sig.ring && s->sig.counter_key[0]) {
+  if (s->sig.ring && s->sig.counter_key[0] && job->signed_ok) {
     wr_sign_job sj = {{f->message_id.s, f->message_id.len},
                       {f->exchange.s, f->exchange.len},
                       {f->routing_key.s, f->routing_key.len},

@@ -559,3 +559,54 @@ Test(sign, a_retry_copy_published_again_with_its_attempt_lowered_is_refused,
   cr_assert_eq(runs_at(rec, "fail", "cap", 1), 1, "attempt 1 ran once");
   tw_delete_queue(rq);
 }
+
+/* Warren signs a follow-up with its own key only for a job it verified:
+ * a lax handler (require_signature = false) running an unsigned job makes
+ * an unsigned follow-up, which a strict handler refuses as `missing`; the
+ * follow-up of a signed job runs there. */
+Test(sign, only_a_verified_jobs_follow_up_is_signed_with_warrens_key,
+     .timeout = 120) {
+  tw_key_file("gw-a", KEY_A);
+  tw_key_file("warren", KEY_W);
+  snprintf(log_, sizeof log_, "%s/warren.log", tw_dir());
+  snprintf(rec, sizeof rec, "%s/rec", tw_dir());
+  char text[4096];
+  snprintf(text, sizeof text,
+           "signing = { keys = ( { id = \"gw-a\"; file = \"%s/gw-a.key\"; },"
+           " { id = \"warren\"; file = \"%s/warren.key\"; } );"
+           " countersign_key = \"warren\"; window = 300; };\n"
+           "handlers = ( { name = \"lax\"; queue = \"it.sfollow\";"
+           " require_signature = false;"
+           " plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";"
+           " settings = { log = \"%s/rec\"; followup_queue = "
+           "\"it.sfollow.strict\"; }; },\n"
+           " { name = \"strict\"; queue = \"it.sfollow.strict\";"
+           " plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";"
+           " settings = { log = \"%s/strict\"; }; } );\n",
+           tw_dir(), tw_dir(), tw_dir(), tw_dir());
+  pid_t w = tw_warren_start(tw_dir(), text);
+  cr_assert(tw_wait_text(log_, "consuming 2 queue(s)", 30), "not started");
+  publish("it.sfollow", "plain", (how){.unsigned_job = 1});
+  publish("it.sfollow", "signed", (how){0});
+  char strict[300];
+  snprintf(strict, sizeof strict, "%s/strict", tw_dir());
+  cr_assert(tw_wait_text(rec, "end plain", 30));
+  cr_assert(tw_wait_text(rec, "end signed", 30));
+  wait_dead("it.sfollow.strict", 1);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  static char dump[65536];
+  cr_assert_eq(tw_take_one("it.sfollow.strict.dlq", dump, sizeof dump), 1);
+  cr_assert(strstr(dump, "body=next plain\n"), "%s", dump);
+  cr_assert(strstr(dump, "h.warren-signature-check=missing\n"), "%s", dump);
+  cr_assert(!strstr(dump, "h.warren-signature="), "signed: %s", dump);
+  /* The signed job's follow-up ran on the strict handler. */
+  FILE *f = fopen(strict, "r");
+  cr_assert(f, "the strict handler ran nothing");
+  char line[512];
+  int ends = 0;
+  while (fgets(line, sizeof line, f)) ends += !strncmp(line, "end ", 4);
+  fclose(f);
+  cr_assert_eq(ends, 1, "one follow-up ran on the strict handler");
+}
