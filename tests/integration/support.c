@@ -161,6 +161,8 @@ int tw_cluster_leader(const char *queue) {
   return -1;
 }
 
+static void delete_own_queues(const char *dir);
+
 /* Runs in the Criterion runner after each test, whatever its outcome
  * (the test's own process may be gone: crashed or killed at its timeout). */
 static void cleanup(const struct criterion_test *t, int passed) {
@@ -186,6 +188,7 @@ static void cleanup(const struct criterion_test *t, int passed) {
       fprintf(stderr, "start_app failed: %s\n", out);
   }
   if (access(dir, F_OK) != 0) return;
+  delete_own_queues(dir);
   if (passed) {
     snprintf(path, sizeof path, "rm -rf %s", dir);
     if (system(path) != 0) fprintf(stderr, "could not remove %s\n", dir);
@@ -710,6 +713,41 @@ int tw_delete_queue(const char *queue) {
   TW_RPC(c, queue, amqp_queue_delete(c, 1, amqp_cstring_bytes(queue), 0, 0));
   wr_conn_close(c);
   return 0;
+}
+
+/* The list of a test's own queues, for the cleanup (tw_own_queues). */
+static void queues_path(const char *dir, char *buf, size_t len) {
+  snprintf(buf, len, "%s/queues", dir);
+}
+
+int tw_own_queues(const char *queue, ...) {
+  char path[400];
+  queues_path(tw_dir(), path, sizeof path);
+  FILE *f = fopen(path, "a");
+  int rc = 0;
+  va_list ap;
+  va_start(ap, queue);
+  for (const char *q = queue; q; q = va_arg(ap, const char *)) {
+    if (f) fprintf(f, "%s\n", q);
+    if (tw_delete_queue(q) != 0) rc = -1;
+  }
+  va_end(ap);
+  if (f) fclose(f);
+  return rc;
+}
+
+/* Delete the queues listed in dir by tw_own_queues (in the runner, after
+ * the test). */
+static void delete_own_queues(const char *dir) {
+  char path[400], q[300];
+  queues_path(dir, path, sizeof path);
+  FILE *f = fopen(path, "r");
+  while (f && fgets(q, sizeof q, f)) {
+    q[strcspn(q, "\n")] = '\0';
+    if (*q && tw_delete_queue(q) != 0)
+      fprintf(stderr, "could not delete queue %s after the test\n", q);
+  }
+  if (f) fclose(f);
 }
 
 int tw_unbind(const char *queue, const char *exchange, const char *key) {

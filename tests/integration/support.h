@@ -144,6 +144,13 @@ int tw_declare_refusing(const char *queue);
 /* Declare a plain durable classic queue. */
 int tw_declare_plain(const char *queue);
 int tw_delete_queue(const char *queue);
+/* The queues a test uses, NULL-terminated: each is deleted now, so that
+ * nothing an earlier run left in them (a failed run, or a passing run
+ * before on the same node) counts in this one, and again by the cleanup
+ * after the test, whatever its outcome. Call it before the test declares
+ * or publishes anything. Returns 0 when every delete went through (a
+ * queue that does not exist counts as deleted). */
+int tw_own_queues(const char *queue, ...);
 int tw_unbind(const char *queue, const char *exchange, const char *key);
 /* Messages ready in queue, or -1 if it does not exist. */
 int tw_queue_len(const char *queue);

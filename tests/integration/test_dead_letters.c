@@ -80,6 +80,10 @@ Test(dead_letters, headers_of_every_type_survive_dead_letter_and_replay) {
   tw_table_dump(&headers, want, sizeof want);
 
   char settings[400], args[600], cfg[400];
+  cr_assert_eq(
+      tw_own_queues("it.typed", "it.typed.dlq", "it.typed.retry.1000ms",
+                    "it.typed.retry.10000ms", "it.typed.retry.60000ms", NULL),
+      0);
   snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";",
            tw_dir());
   pid_t w = tw_start_record("it.typed", "queue_type = \"classic\";", settings,
@@ -132,6 +136,12 @@ Test(dead_letters, malformed_attempt_never_reaches_the_handler) {
   amqp_table_entry_t word[] = {STR("warren-attempt", "three")};
   amqp_table_entry_t zero[] = {
       VAL("warren-attempt", AMQP_FIELD_KIND_I32, i32, 0)};
+  /* The DLQ listing must show this run's two dead letters only. */
+  cr_assert_eq(
+      tw_own_queues("it.malformed", "it.malformed.dlq",
+                    "it.malformed.retry.1000ms", "it.malformed.retry.10000ms",
+                    "it.malformed.retry.60000ms", NULL),
+      0);
   pid_t w = tw_start_record("it.malformed", "queue_type = \"classic\";", "",
                             log_, rec);
   cr_assert_gt(w, 0, "worker did not start");
