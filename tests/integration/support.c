@@ -652,8 +652,22 @@ int tw_missing(const int *a, const int *b, int n, int *dupes) {
     }                                                                       \
   } while (0)
 
+/* tw_publish_raw with a per-message expiration (NULL: none). */
+static int publish_raw(const char *queue, const char *id,
+                       const amqp_table_t *headers, const char *expiration);
+
 int tw_publish_raw(const char *queue, const char *id,
                    const amqp_table_t *headers) {
+  return publish_raw(queue, id, headers, NULL);
+}
+
+int tw_publish_expiring(const char *queue, const char *id,
+                        const char *expiration) {
+  return publish_raw(queue, id, NULL, expiration);
+}
+
+static int publish_raw(const char *queue, const char *id,
+                       const amqp_table_t *headers, const char *expiration) {
   amqp_connection_state_t c = test_conn();
   if (!c) return -1;
   TW_RPC(c, "confirm.select", amqp_confirm_select(c, 1));
@@ -664,6 +678,10 @@ int tw_publish_raw(const char *queue, const char *id,
   if (headers) {
     p._flags |= AMQP_BASIC_HEADERS_FLAG;
     p.headers = *headers;
+  }
+  if (expiration) {
+    p._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+    p.expiration = amqp_cstring_bytes(expiration);
   }
   int rc = amqp_basic_publish(c, 1, amqp_cstring_bytes(""),
                               amqp_cstring_bytes(queue), 1, 0, &p,
@@ -883,6 +901,9 @@ int tw_get(const char *queue, int ack, char *dump, size_t len) {
              (int)m.body.len, (const char *)m.body.bytes, (int)ok->exchange.len,
              (const char *)ok->exchange.bytes, (int)ok->routing_key.len,
              (const char *)ok->routing_key.bytes);
+    if (p->_flags & AMQP_BASIC_EXPIRATION_FLAG)
+      o += putf(dump + o, len - o, "expiration=%.*s\n", (int)p->expiration.len,
+                (const char *)p->expiration.bytes);
     if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
       tw_table_dump(&p->headers, dump + o, len - o);
     amqp_destroy_message(&m);
