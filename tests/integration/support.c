@@ -161,6 +161,8 @@ int tw_cluster_leader(const char *queue) {
   return -1;
 }
 
+static void delete_own_queues(const char *dir);
+
 /* Runs in the Criterion runner after each test, whatever its outcome
  * (the test's own process may be gone: crashed or killed at its timeout). */
 static void cleanup(const struct criterion_test *t, int passed) {
@@ -186,6 +188,7 @@ static void cleanup(const struct criterion_test *t, int passed) {
       fprintf(stderr, "start_app failed: %s\n", out);
   }
   if (access(dir, F_OK) != 0) return;
+  delete_own_queues(dir);
   if (passed) {
     snprintf(path, sizeof path, "rm -rf %s", dir);
     if (system(path) != 0) fprintf(stderr, "could not remove %s\n", dir);
@@ -649,8 +652,22 @@ int tw_missing(const int *a, const int *b, int n, int *dupes) {
     }                                                                       \
   } while (0)
 
+/* tw_publish_raw with a per-message expiration (NULL: none). */
+static int publish_raw(const char *queue, const char *id,
+                       const amqp_table_t *headers, const char *expiration);
+
 int tw_publish_raw(const char *queue, const char *id,
                    const amqp_table_t *headers) {
+  return publish_raw(queue, id, headers, NULL);
+}
+
+int tw_publish_expiring(const char *queue, const char *id,
+                        const char *expiration) {
+  return publish_raw(queue, id, NULL, expiration);
+}
+
+static int publish_raw(const char *queue, const char *id,
+                       const amqp_table_t *headers, const char *expiration) {
   amqp_connection_state_t c = test_conn();
   if (!c) return -1;
   TW_RPC(c, "confirm.select", amqp_confirm_select(c, 1));
@@ -661,6 +678,10 @@ int tw_publish_raw(const char *queue, const char *id,
   if (headers) {
     p._flags |= AMQP_BASIC_HEADERS_FLAG;
     p.headers = *headers;
+  }
+  if (expiration) {
+    p._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+    p.expiration = amqp_cstring_bytes(expiration);
   }
   int rc = amqp_basic_publish(c, 1, amqp_cstring_bytes(""),
                               amqp_cstring_bytes(queue), 1, 0, &p,
@@ -710,6 +731,41 @@ int tw_delete_queue(const char *queue) {
   TW_RPC(c, queue, amqp_queue_delete(c, 1, amqp_cstring_bytes(queue), 0, 0));
   wr_conn_close(c);
   return 0;
+}
+
+/* The list of a test's own queues, for the cleanup (tw_own_queues). */
+static void queues_path(const char *dir, char *buf, size_t len) {
+  snprintf(buf, len, "%s/queues", dir);
+}
+
+int tw_own_queues(const char *queue, ...) {
+  char path[400];
+  queues_path(tw_dir(), path, sizeof path);
+  FILE *f = fopen(path, "a");
+  int rc = 0;
+  va_list ap;
+  va_start(ap, queue);
+  for (const char *q = queue; q; q = va_arg(ap, const char *)) {
+    if (f) fprintf(f, "%s\n", q);
+    if (tw_delete_queue(q) != 0) rc = -1;
+  }
+  va_end(ap);
+  if (f) fclose(f);
+  return rc;
+}
+
+/* Delete the queues listed in dir by tw_own_queues (in the runner, after
+ * the test). */
+static void delete_own_queues(const char *dir) {
+  char path[400], q[300];
+  queues_path(dir, path, sizeof path);
+  FILE *f = fopen(path, "r");
+  while (f && fgets(q, sizeof q, f)) {
+    q[strcspn(q, "\n")] = '\0';
+    if (*q && tw_delete_queue(q) != 0)
+      fprintf(stderr, "could not delete queue %s after the test\n", q);
+  }
+  if (f) fclose(f);
 }
 
 int tw_unbind(const char *queue, const char *exchange, const char *key) {
@@ -845,6 +901,9 @@ int tw_get(const char *queue, int ack, char *dump, size_t len) {
              (int)m.body.len, (const char *)m.body.bytes, (int)ok->exchange.len,
              (const char *)ok->exchange.bytes, (int)ok->routing_key.len,
              (const char *)ok->routing_key.bytes);
+    if (p->_flags & AMQP_BASIC_EXPIRATION_FLAG)
+      o += putf(dump + o, len - o, "expiration=%.*s\n", (int)p->expiration.len,
+                (const char *)p->expiration.bytes);
     if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
       tw_table_dump(&p->headers, dump + o, len - o);
     amqp_destroy_message(&m);

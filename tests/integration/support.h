@@ -138,19 +138,30 @@ amqp_connection_state_t tw_conn_confirming(void);
  * when the broker confirmed it, -1 otherwise. */
 int tw_publish_raw(const char *queue, const char *id,
                    const amqp_table_t *headers);
+/* The same without headers, with a per-message TTL: the `expiration`
+ * property, in milliseconds as AMQP spells it ("1000"). */
+int tw_publish_expiring(const char *queue, const char *id,
+                        const char *expiration);
 /* Declare a durable classic queue that refuses every publish
  * (x-max-length 0, x-overflow reject-publish): the broker nacks copies. */
 int tw_declare_refusing(const char *queue);
 /* Declare a plain durable classic queue. */
 int tw_declare_plain(const char *queue);
 int tw_delete_queue(const char *queue);
+/* The queues a test uses, NULL-terminated: each is deleted now, so that
+ * nothing an earlier run left in them (a failed run, or a passing run
+ * before on the same node) counts in this one, and again by the cleanup
+ * after the test, whatever its outcome. Call it before the test declares
+ * or publishes anything. Returns 0 when every delete went through (a
+ * queue that does not exist counts as deleted). */
+int tw_own_queues(const char *queue, ...);
 int tw_unbind(const char *queue, const char *exchange, const char *key);
 /* Messages ready in queue, or -1 if it does not exist. */
 int tw_queue_len(const char *queue);
 /* Take one message (acked when ack, else it goes back when the channel
  * closes) and describe it: "id=...", "body=...", "exchange=...", "rk=..."
- * (as published), then every header as
- * tw_table_dump writes it. Returns 1, or 0 if the queue is empty. */
+ * (as published), "expiration=..." when it has one, then every header
+ * as tw_table_dump writes it. Returns 1, or 0 if the queue is empty. */
 int tw_get(const char *queue, int ack, char *dump, size_t len);
 /* Every entry of t as "h.<key>=<type letter>:<value>" lines, tables and
  * arrays spelled out recursively, so two dumps compare types and values.

@@ -137,6 +137,7 @@ static void refused(const char *prog, const char *args, const char *msg) {
  * Nothing reaches the broker: the queue stays empty. */
 Test(cli, bad_numbers_and_options_exit_2_naming_the_option) {
   const char *q = "it.cli.refused";
+  cr_assert_eq(tw_own_queues(q, NULL), 0);
   cr_assert_eq(tw_declare_plain(q), 0);
   char args[600];
   snprintf(args, sizeof args, "--port %d --routing-key %s --count 5x",
@@ -177,13 +178,13 @@ Test(cli, bad_numbers_and_options_exit_2_naming_the_option) {
   refused("warren", "--bogus x.cfg", "unknown option '--bogus'");
   refused("warren", "", "CONFIG_FILE is missing");
   refused("warren", "a.cfg b.cfg", "one CONFIG_FILE only (got 'b.cfg' too)");
-  tw_delete_queue(q);
 }
 
 /* Breaks when --url is not what warren-publish connects with: the
  * defaults (port 5672) would not reach the test node. */
 Test(cli, warren_publish_connects_by_url) {
   const char *q = "it.cli.url";
+  cr_assert_eq(tw_own_queues(q, NULL), 0);
   cr_assert_eq(tw_declare_plain(q), 0);
   char out[4096];
   int rc = sh(out, sizeof out,
@@ -208,13 +209,13 @@ Test(cli, warren_publish_connects_by_url) {
   cr_assert_eq(rc, 2, "%s", out);
   cr_assert(strstr(out, "--url: broker URL is not amqp://"), "%s", out);
   cr_assert_null(strstr(out, "hunter2"), "%s", out);
-  tw_delete_queue(q);
 }
 
 /* Breaks when WARREN_BROKER_URL is not read, or is read over --url or
  * --host. */
 Test(cli, warren_publish_honours_warren_broker_url) {
   const char *q = "it.cli.env";
+  cr_assert_eq(tw_own_queues(q, NULL), 0);
   cr_assert_eq(tw_declare_plain(q), 0);
   char out[4096];
   int rc = sh(out, sizeof out,
@@ -241,7 +242,6 @@ Test(cli, warren_publish_honours_warren_broker_url) {
   cr_assert_eq(rc, 1, "the environment's port was used: %s", out);
   cr_assert(strstr(out, "127.0.0.1:1"), "%s", out);
   cr_assert_eq(tw_queue_len(q), 2);
-  tw_delete_queue(q);
 }
 
 /* Breaks when `warren dlq` ignores the command line or the environment
@@ -259,6 +259,7 @@ Test(cli, dlq_takes_the_broker_from_the_command_line_over_the_file) {
           "  plugin = \"" TEST_HANDLER_DIR "/record.so\"; } );\n");
   fclose(f);
   /* What the worker would have declared: `warren dlq` only looks. */
+  cr_assert_eq(tw_own_queues("it.cli.dlq.dlq", NULL), 0);
   cr_assert_eq(tw_declare_plain("it.cli.dlq.dlq"), 0);
 
   int rc = sh(out, sizeof out, "%s dlq list %s h 2>&1", WARREN_BIN, cfg);
@@ -293,7 +294,6 @@ Test(cli, dlq_takes_the_broker_from_the_command_line_over_the_file) {
           "--user guest --password-file %s 2>&1",
           WARREN_BIN, tw_port(), cfg, pw);
   cr_assert_eq(rc, 0, "--user and --password-file over the URL's: %s", out);
-  tw_delete_queue("it.cli.dlq.dlq");
 }
 
 /* Breaks when the TLS options of `warren dlq` are not the ones it
@@ -311,6 +311,7 @@ Test(cli, dlq_and_warren_publish_connect_over_tls_from_the_command_line) {
           "handlers = ( { name = \"h\"; queue = \"it.cli.tls\";\n"
           "  plugin = \"" TEST_HANDLER_DIR "/record.so\"; } );\n");
   fclose(f);
+  cr_assert_eq(tw_own_queues("it.cli.tls.dlq", NULL), 0);
   cr_assert_eq(tw_declare_plain("it.cli.tls.dlq"), 0);
   snprintf(tls, sizeof tls,
            "--tls-ca %s/ca.pem --tls-cert %s/client.pem --tls-key "
@@ -338,7 +339,6 @@ Test(cli, dlq_and_warren_publish_connect_over_tls_from_the_command_line) {
           WARREN_PUBLISH_BIN, tw_port() + 2, tls);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert_eq(tw_queue_len("it.cli.tls.dlq"), 1);
-  tw_delete_queue("it.cli.tls.dlq");
 }
 
 /* --print-config reads the file and connects to nothing (the broker in

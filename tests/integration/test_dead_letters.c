@@ -80,6 +80,10 @@ Test(dead_letters, headers_of_every_type_survive_dead_letter_and_replay) {
   tw_table_dump(&headers, want, sizeof want);
 
   char settings[400], args[600], cfg[400];
+  cr_assert_eq(
+      tw_own_queues("it.typed", "it.typed.dlq", "it.typed.retry.1000ms",
+                    "it.typed.retry.10000ms", "it.typed.retry.60000ms", NULL),
+      0);
   snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";",
            tw_dir());
   pid_t w = tw_start_record("it.typed", "queue_type = \"classic\";", settings,
@@ -132,6 +136,12 @@ Test(dead_letters, malformed_attempt_never_reaches_the_handler) {
   amqp_table_entry_t word[] = {STR("warren-attempt", "three")};
   amqp_table_entry_t zero[] = {
       VAL("warren-attempt", AMQP_FIELD_KIND_I32, i32, 0)};
+  /* The DLQ listing must show this run's two dead letters only. */
+  cr_assert_eq(
+      tw_own_queues("it.malformed", "it.malformed.dlq",
+                    "it.malformed.retry.1000ms", "it.malformed.retry.10000ms",
+                    "it.malformed.retry.60000ms", NULL),
+      0);
   pid_t w = tw_start_record("it.malformed", "queue_type = \"classic\";", "",
                             log_, rec);
   cr_assert_gt(w, 0, "worker did not start");
@@ -156,4 +166,31 @@ Test(dead_letters, malformed_attempt_never_reaches_the_handler) {
   cr_assert(strstr(out, "bad1") && strstr(out, "bad2"), "%s", out);
   cr_assert(strstr(out, "header warren-attempt is not a valid count"), "%s",
             out);
+}
+
+/* A dead letter waits for an operator: the job's own `expiration` is
+ * dropped (docs/retries.md). Breaks when the dead letter keeps it: it
+ * would vanish from the DLQ once the TTL passed. */
+Test(dead_letters, a_dead_letter_drops_the_jobs_expiration_and_stays) {
+  cr_assert_eq(
+      tw_own_queues("it.ttl", "it.ttl.dlq", "it.ttl.retry.1000ms",
+                    "it.ttl.retry.10000ms", "it.ttl.retry.60000ms", NULL),
+      0);
+  char settings[400], dump[8192];
+  snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";",
+           tw_dir());
+  pid_t w = tw_start_record("it.ttl", "queue_type = \"classic\";", settings,
+                            log_, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  /* 2 s: time enough to reach the handler, and soon over. */
+  cr_assert_eq(tw_publish_expiring("it.ttl", "job1", "2000"), 0);
+  cr_assert(tw_wait_text(log_, "job job1 dead-lettered", 30));
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  sleep(3); /* past the job's TTL, counted from the dead letter's arrival */
+  cr_assert_eq(tw_queue_len("it.ttl.dlq"), 1, "the dead letter expired");
+  cr_assert_eq(tw_get("it.ttl.dlq", 1, dump, sizeof dump), 1);
+  cr_log_info("dead letter:\n%s", dump);
+  cr_assert(strstr(dump, "id=job1\n"), "%s", dump);
+  cr_assert_null(strstr(dump, "expiration="),
+                 "the dead letter kept the job's TTL:\n%s", dump);
 }

@@ -19,6 +19,7 @@
 
 #include <warren/status.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "retry.h"
 #include "support.h"
@@ -484,4 +485,76 @@ Test(faults, a_refused_login_gives_up_when_asked, .timeout = 60) {
   cr_assert(strstr(out, "error [") && strstr(out, "ACCESS_REFUSED"), "%s", out);
   cr_assert(strstr(out, "giving up: the broker refused the login 3 time(s)"),
             "%s", out);
+}
+
+/* How often needle occurs in file path. */
+static int occurrences(const char *path, const char *needle) {
+  static char text[1 << 20];
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  int k = 0;
+  for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) k++;
+  return k;
+}
+
+/* Wait until queue q holds no message, ready or unacknowledged (the
+ * broker's own count, asked with rabbitmqctl); the last answer in out. */
+static int settled(const char *q, char *out, size_t len, double timeout_s) {
+  char want[200];
+  snprintf(want, sizeof want, "\n%s\t0\t0\n", q);
+  double until = wr_now() + timeout_s;
+  do {
+    out[0] = '\n';
+    tw_ctl(out + 1, len - 1,
+           "-q list_queues name messages_ready messages_unacknowledged");
+    if (strstr(out, want)) return 1;
+    sleep(1);
+  } while (wr_now() < until);
+  return 0;
+}
+
+/* The broker numbers a channel's confirms from 1 on every connection.
+ * Breaks when Warren's publish sequence is not reset on a reconnect: the
+ * retry and dead-letter copies made on the new connection would wait for
+ * confirms that never come, and the failed job's original would stay
+ * unacknowledged for ever. */
+Test(faults, copies_made_after_a_reconnect_are_confirmed_on_the_new_connection,
+     .timeout = 150) {
+  char log[300], rec[300], out[4096];
+  const char *q = "it.reconnect";
+  cr_assert_eq(
+      tw_own_queues(q, "it.reconnect.dlq", "it.reconnect.retry.100ms", NULL),
+      0);
+  pid_t w = tw_start_record(q,
+                            "queue_type = \"classic\";\n"
+                            "  retry = { max_attempts = 2; backoff = [0.1]; };",
+                            "fail_suffix = \"f\";", log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  /* Two copies confirmed on the first connection: a retry, a dead letter. */
+  cr_assert_eq(tw_publish_raw(q, "before-f", NULL), 0);
+  cr_assert(tw_wait_text(log, "job before-f dead-lettered", 30));
+  cr_assert(settled(q, out, sizeof out, 30),
+            "before-f's copies were confirmed on the first connection:%s", out);
+
+  cr_assert_eq(
+      tw_ctl(out, sizeof out, "close_all_connections 'a forced reconnect'"), 0,
+      "%s", out);
+  for (int i = 0; i < 300 && occurrences(log, "consuming 1 queue(s)") < 2; i++)
+    usleep(100 * 1000);
+  cr_assert_eq(occurrences(log, "consuming 1 queue(s)"), 2,
+               "the worker came back on a new connection");
+
+  /* Its retry and dead-letter copies go out on the new connection. */
+  cr_assert_eq(tw_publish_raw(q, "after-f", NULL), 0);
+  cr_assert(tw_wait_text(log, "job after-f attempt 1 failed", 30));
+  cr_assert(tw_wait_text(log, "job after-f dead-lettered", 30));
+  cr_assert(settled(q, out, sizeof out, 20),
+            "after-f's copies were confirmed and its originals acked:%s", out);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0, "clean stop");
+  cr_assert_eq(tw_queue_len("it.reconnect.dlq"), 2,
+               "one dead letter made on each connection");
+  cr_assert_eq(tw_queue_len("it.reconnect.retry.100ms"), 0);
 }

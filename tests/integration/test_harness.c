@@ -15,9 +15,15 @@ TW_SUITE(harness, 60);
 
 static char log_[300], rec[300], out[4096];
 
-/* A worker with a job hanging in it, and the broker app stopped. */
+/* A worker with a job hanging in it, and the broker app stopped; its
+ * queue must be gone afterwards (tw_own_queues). */
 static void mess(void) {
   if (!getenv("WARREN_IT_SELFTEST")) cr_skip_test("only for harness_check");
+  cr_assert_eq(
+      tw_own_queues("it.harness", "it.harness.dlq", "it.harness.retry.1000ms",
+                    "it.harness.retry.10000ms", "it.harness.retry.60000ms",
+                    NULL),
+      0);
   pid_t w = tw_start_record("it.harness", "queue_type = \"classic\";",
                             "hang_on = \"job1\";", log_, rec);
   cr_assert_gt(w, 0, "worker did not start");

@@ -26,6 +26,15 @@ TW_SUITE(refused, 120);
 enum { N = 3 };
 static char log_[300], rec[300];
 
+/* Queue q, its DLQ and its retry queue belong to the test (a refusing
+ * work queue or a dead letter left by an earlier run must not count). */
+static void own(const char *q) {
+  char dlq[200], retry[200];
+  snprintf(dlq, sizeof dlq, "%s.dlq", q);
+  snprintf(retry, sizeof retry, "%s.retry.100ms", q);
+  cr_assert_eq(tw_own_queues(q, dlq, retry, NULL), 0);
+}
+
 /* Classic queues: a quorum queue would count each requeue as an attempt
  * (x-delivery-count) and soon dead-letter the job, which is right but not
  * what these tests look at. */
@@ -67,6 +76,7 @@ static void expect_all_in(pid_t w, const char *q, const char *copies,
 /* Breaks when the original is acked on publish instead of on the copy's
  * confirm, or when a nack counts as a confirm. */
 Test(refused, nacked_dead_letter_leaves_the_original_queued) {
+  own("it.nackdl");
   cr_assert_eq(tw_declare_refusing("it.nackdl.dlq"), 0);
   char settings[400];
   snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";",
@@ -80,6 +90,7 @@ Test(refused, nacked_dead_letter_leaves_the_original_queued) {
 
 /* Breaks like the one above, for a retry copy. */
 Test(refused, nacked_retry_copy_leaves_the_original_queued) {
+  own("it.nackretry");
   cr_assert_eq(tw_declare_refusing("it.nackretry.retry.100ms"), 0);
   pid_t w = start("it.nackretry", "fail_below = 1000;");
   cr_assert_eq(tw_publish("it.nackretry", N, "job"), 0);
@@ -95,6 +106,7 @@ Test(refused, returned_dead_letter_leaves_the_original_queued) {
   char settings[400];
   snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";",
            tw_dir());
+  own("it.retdl");
   pid_t w = start("it.retdl", settings);
   cr_assert_eq(tw_unbind("it.retdl.dlq", "it.retdl.dlx", ""), 0);
   cr_assert_eq(tw_publish("it.retdl", N, "job"), 0);
@@ -106,6 +118,7 @@ Test(refused, returned_dead_letter_leaves_the_original_queued) {
 
 /* Breaks like the one above, for a retry copy whose queue is gone. */
 Test(refused, returned_retry_copy_leaves_the_original_queued) {
+  own("it.retretry");
   pid_t w = start("it.retretry", "fail_below = 1000;");
   cr_assert_eq(tw_delete_queue("it.retretry.retry.100ms"), 0);
   cr_assert_eq(tw_publish("it.retretry", N, "job"), 0);
@@ -121,6 +134,7 @@ static const char *one_dead_letter(const char *q) {
   char settings[400];
   snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";",
            tw_dir());
+  own(q);
   pid_t w = start(q, settings);
   cr_assert_eq(tw_publish(q, 1, "job"), 0);
   cr_assert(tw_wait_text(log_, "job job1 dead-lettered", 30));
@@ -169,6 +183,7 @@ Test(refused, replay_returned_by_the_broker_keeps_the_dead_letter) {
  * routed and a returned copy). */
 Test(refused, returned_and_confirmed_copies_together_lose_nothing) {
   enum { M = 300 };
+  own("it.mixed");
   pid_t w =
       tw_start_record("it.mixed",
                       "prefetch = 50; concurrency = 2;\n"

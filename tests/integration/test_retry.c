@@ -47,6 +47,10 @@ static int attempts_of(const char *id, long long *t, int max) {
 
 Test(retry, fails_twice_then_succeeds_with_the_configured_delays,
      .timeout = 120) {
+  cr_assert_eq(
+      tw_own_queues("it.delays", "it.delays.dlq", "it.delays.retry.500ms",
+                    "it.delays.retry.1000ms", NULL),
+      0);
   pid_t w = start(
       "it.delays",
       "retry = { max_attempts = 5; backoff = [0.5, 1.0]; jitter = 0.0; };",
@@ -70,6 +74,9 @@ Test(retry, fails_twice_then_succeeds_with_the_configured_delays,
 }
 
 Test(retry, exhausted_job_lands_in_dlq_with_its_story, .timeout = 120) {
+  cr_assert_eq(tw_own_queues("it.exhausted", "it.exhausted.dlq",
+                             "it.exhausted.retry.100ms", NULL),
+               0);
   pid_t w =
       start("it.exhausted", "retry = { max_attempts = 3; backoff = [0.1]; };",
             "fail_on = \"doomed1\";");
@@ -108,6 +115,8 @@ enum { BATCH = 1000 };
 
 Test(retry, segfaulting_job_is_dead_lettered_while_others_complete,
      .timeout = 300) {
+  cr_assert_eq(
+      tw_own_queues("it.segv", "it.segv.dlq", "it.segv.retry.100ms", NULL), 0);
   pid_t w = start(
       "it.segv",
       "prefetch = 50; concurrency = 2;\n"
@@ -142,6 +151,8 @@ Test(retry, segfaulting_job_is_dead_lettered_while_others_complete,
 }
 
 Test(retry, hanging_job_times_out, .timeout = 120) {
+  cr_assert_eq(
+      tw_own_queues("it.hang", "it.hang.dlq", "it.hang.retry.200ms", NULL), 0);
   pid_t w = start("it.hang",
                   "concurrency = 2; timeout = 1.0;\n"
                   "  retry = { max_attempts = 2; backoff = [0.2]; };",
@@ -165,6 +176,9 @@ Test(retry, hanging_job_times_out, .timeout = 120) {
 }
 
 Test(retry, kill_9_of_a_worker_mid_batch_loses_nothing, .timeout = 300) {
+  cr_assert_eq(
+      tw_own_queues("it.kill9", "it.kill9.dlq", "it.kill9.retry.100ms", NULL),
+      0);
   pid_t w = start("it.kill9",
                   "prefetch = 50; concurrency = 2;\n"
                   "  retry = { backoff = [0.1]; };",
@@ -193,6 +207,11 @@ Test(retry, dlq_replay_brings_a_job_back_and_it_runs, .timeout = 120) {
   char flag[300], settings[400];
   snprintf(flag, sizeof flag, "%s/flag", tw_dir());
   snprintf(settings, sizeof settings, "reject_unless = \"%s\";", flag);
+  /* The DLQ listing must show this run's two dead letters only. */
+  cr_assert_eq(
+      tw_own_queues("it.replay", "it.replay.dlq", "it.replay.retry.1000ms",
+                    "it.replay.retry.10000ms", "it.replay.retry.60000ms", NULL),
+      0);
   pid_t w = start("it.replay", "", settings);
   cr_assert_eq(tw_publish("it.replay", 2, "job"), 0);
   cr_assert_eq(tw_wait_count(rec, "reject", "job", 2, 2, 30), 2);
