@@ -739,29 +739,52 @@ static void load_handler_signing(ctx *c, wr_cfg *cfg, wr_handler_cfg *h,
   }
 }
 
+/* The named queues a handler's results may go to (docs/results.md): a
+ * job's reply_to is not covered by its signature, so it only picks among
+ * the queues the operator listed. */
+static void load_reply_queues(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
+  config_setting_t *l = config_setting_get_member(e, "reply_queues");
+  if (!l) return;
+  int n = config_setting_is_array(l) ? config_setting_length(l) : -1;
+  if (n < 1 || n > WR_CFG_MAX_REPLY_QUEUES) {
+    problem(c, l, "must be a list of 1 to %d queue names, e.g. [\"replies\"]",
+            WR_CFG_MAX_REPLY_QUEUES);
+    return;
+  }
+  if (!(h->reply_queues = calloc((size_t)n, sizeof *h->reply_queues))) {
+    problem(c, l, "out of memory");
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    config_setting_t *v = config_setting_get_elem(l, (unsigned)i);
+    const char *q = config_setting_type(v) == CONFIG_TYPE_STRING
+                        ? config_setting_get_string(v)
+                        : NULL;
+    if (!q || !q[0] || strlen(q) > 255)
+      problem(c, v, "must be a queue name of 1 to 255 bytes");
+    else if (!strncmp(q, "amq.", 4))
+      problem(c, v,
+              "'%s': direct reply-to needs no listing, and other amq. "
+              "names are the broker's",
+              q);
+    else
+      h->reply_queues[h->n_reply_queues++] = q;
+  }
+}
+
 static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
                          wr_handler_cfg *h) {
-  static const char *const keys[] = {"name",
-                                     "queue",
-                                     "plugin",
-                                     "prefetch",
-                                     "concurrency",
-                                     "declare",
-                                     "durable",
-                                     "queue_type",
-                                     "bindings",
-                                     "settings",
-                                     "retry",
-                                     "timeout",
-                                     "isolation",
-                                     "max_jobs_per_worker",
-                                     "max_worker_rss",
-                                     "max_body",
-                                     "max_result",
-                                     "require_signature",
-                                     "signing_keys",
-                                     "delayed",
-                                     NULL};
+  static const char *const keys[] = {"name",           "queue",
+                                     "plugin",         "prefetch",
+                                     "concurrency",    "declare",
+                                     "durable",        "queue_type",
+                                     "bindings",       "settings",
+                                     "retry",          "timeout",
+                                     "isolation",      "max_jobs_per_worker",
+                                     "max_worker_rss", "max_body",
+                                     "max_result",     "require_signature",
+                                     "signing_keys",   "delayed",
+                                     "reply_queues",   NULL};
   check_keys(c, e, keys);
   h->line = config_setting_source_line(e);
   h->name = get_str(c, e, "name", "", 1);
@@ -844,6 +867,7 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
         "or timeout, or raise consumer_timeout",
         c->file, h->line, h->name, worst);
   load_handler_signing(c, cfg, h, e);
+  load_reply_queues(c, h, e);
   h->delayed = get_bool(c, e, "delayed", 0);
   if (h->delayed && !wr_delay_queue_ok(h->queue))
     problem(c, config_setting_get_member(e, "delayed"),
@@ -1078,6 +1102,7 @@ void wr_cfg_free(wr_cfg *cfg) {
   for (size_t i = 0; i < cfg->n_handlers; i++) {
     free(cfg->handlers[i].bindings);
     free(cfg->handlers[i].signing_keys);
+    free(cfg->handlers[i].reply_queues);
   }
   wr_keyring_free(cfg->signing.keyring);
   free(cfg->nodes);

@@ -18,6 +18,7 @@
 
 #define WR_CFG_MAX_PREFETCH 65535
 #define WR_CFG_MAX_CONCURRENCY 1024
+#define WR_CFG_MAX_REPLY_QUEUES 64 /* handlers.reply_queues entries */
 #define WR_CFG_MAX_HANDLERS 64
 #define WR_CFG_MAX_SECRET 1023 /* bytes of a password_file */
 #define WR_CFG_MAX_NODES 64    /* broker.nodes */
@@ -70,6 +71,9 @@ typedef struct wr_handler_cfg {
   int require_signature;     /* refuse unsigned jobs (signing.md) */
   const char **signing_keys; /* key ids it accepts; none: every key */
   size_t n_signing_keys;
+  const char **reply_queues; /* named queues results may go to (besides
+                                direct reply-to); none: no named queue */
+  size_t n_reply_queues;
   config_setting_t *settings; /* the handler's own group, or NULL */
   int line;                   /* where the handler is defined */
 } wr_handler_cfg;

@@ -65,6 +65,15 @@ static void reply_lost(wr_sup *s, size_t h, const wr_job *job,
   s->settle.warned_reply = 1;
 }
 
+/* Only a job that reached its handler is answered: one refused at
+ * intake (malformed, too large, its signature, revoked while waiting) or
+ * for its body's digest gets no result of any kind, so a publisher
+ * without the key cannot make Warren publish for it (docs/signing.md,
+ * "Threat model"). */
+static int answerable(const wr_job *job, wr_outcome o) {
+  return job->started > 0 && o != WR_OUT_SIGNATURE;
+}
+
 /* Whether job's result may go to its reply_to (replyto.h), which is then
  * in rt: a direct reply-to name the broker did not make is not sent, as
  * the broker may close the connection on it; that is counted as lost. */
@@ -72,8 +81,22 @@ static int reply_sendable(wr_sup *s, wr_handler_rt *h, wr_job *job,
                           char rt[256]) {
   if (!reply_to_of(job, rt)) return 0;
   const amqp_bytes_t *b = &job->env.message.properties.reply_to;
-  if (wr_replyto_ok(b->bytes, b->len) && strlen(rt) == b->len) return 1;
   char what[400];
+  if (!wr_replyto_is_direct(b->bytes, b->len)) {
+    /* reply_to is not signed: a named queue is only one the operator
+     * listed, never another handler's work queue or a DLQ. */
+    for (size_t i = 0; i < h->cfg->n_reply_queues; i++)
+      if (strlen(h->cfg->reply_queues[i]) == b->len &&
+          !memcmp(h->cfg->reply_queues[i], b->bytes, b->len))
+        return 1;
+    snprintf(what, sizeof what,
+             "reply_to '%s' is not in the handler's reply_queues: no result "
+             "sent",
+             rt);
+    reply_lost(s, h->index, job, what);
+    return 0;
+  }
+  if (wr_replyto_ok(b->bytes, b->len) && strlen(rt) == b->len) return 1;
   snprintf(what, sizeof what,
            "reply_to '%s' is no direct reply-to name the broker gave (it "
            "could close the connection): no result sent",
@@ -252,7 +275,7 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
    * original waits for both confirms (results.md). */
   size_t nconfirms = 1;
   char rt[256];
-  if (got && d.dead && reply_sendable(s, h, job, rt)) {
+  if (got && d.dead && answerable(job, o) && reply_sendable(s, h, job, rt)) {
     if (!publish_error_result(s, h, job, rt, d.reason, err)) got = 0;
     nconfirms = 2;
   }

@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,7 +185,7 @@ Test(results, a_result_goes_to_a_named_reply_queue) {
   tw_delete_queue(q);
   tw_delete_queue(rq);
   cr_assert_eq(tw_declare_plain(rq), 0);
-  pid_t w = start(q, "", "");
+  pid_t w = start(q, "reply_queues = [\"it.res.named.replies\"];", "");
   cr_assert_gt(w, 0);
   warren_producer *p = producer();
   warren_publish_opts o = {.size = sizeof o,
@@ -285,7 +286,7 @@ Test(results, a_missing_reply_queue_neither_blocks_nor_loops_the_job) {
   tw_delete_queue(q);
   tw_delete_queue("it.res.gone.dlq");
   tw_delete_queue("it.res.gone.nobody");
-  pid_t w = start(q, "", "");
+  pid_t w = start(q, "reply_queues = [\"it.res.gone.nobody\"];", "");
   cr_assert_gt(w, 0);
   warren_producer *p = producer();
   warren_publish_opts o = {.size = sizeof o,
@@ -431,7 +432,10 @@ Test(results,
   tw_delete_queue("it.res.full.dlq");
   tw_delete_queue(rq);
   cr_assert_eq(tw_declare_refusing(rq), 0);
-  pid_t w = start(q, "retry = { max_attempts = 2; backoff = [0.2]; };", "");
+  pid_t w = start(q,
+                  "retry = { max_attempts = 2; backoff = [0.2]; };"
+                  " reply_queues = [\"it.res.full.replies\"];",
+                  "");
   cr_assert_gt(w, 0);
   warren_producer *p = producer();
   warren_publish_opts o = {
@@ -556,4 +560,74 @@ Test(results, a_stale_or_made_up_direct_reply_to_name_costs_nothing) {
   cr_assert(
       tw_wait_text(g_log, "results sent 2, to a missing reply queue 2", 5),
       "the results are not counted as they went");
+}
+
+/* reply_to is not signed: a result goes to a named queue only when the
+ * handler's reply_queues lists it, never into another handler's work
+ * queue or a DLQ. The job itself is acked; the result is counted as
+ * lost and said once. */
+Test(results, a_reply_to_naming_an_unlisted_queue_gets_no_result) {
+  const char *q = "it.res.deputy", *victim = "it.res.deputy.victim";
+  tw_delete_queue(q);
+  tw_delete_queue(victim);
+  cr_assert_eq(tw_declare_plain(victim), 0);
+  pid_t w = start(q, "reply_queues = [\"it.res.deputy.replies\"];", "");
+  cr_assert_gt(w, 0);
+  warren_producer *p = producer();
+  warren_publish_opts o = {
+      .size = sizeof o, .message_id = "dep1", .reply_to = victim};
+  int rc = warren_producer_publish(p, "", q, "x", 1, &o);
+  cr_assert_eq(rc, 0, "%s", warren_producer_error(p));
+  cr_assert_eq(warren_producer_flush(p, 30000), 0);
+  warren_producer_close(p);
+  cr_assert(tw_wait_text(g_log, "is not in the handler's reply_queues", 30),
+            "the lost result is said");
+  cr_assert_eq(runs("dep1"), 1);
+  stop_and_check_empty(w, q);
+  cr_assert_eq(tw_queue_len(victim), 0, "a result reached %s", victim);
+  tw_delete_queue(victim);
+}
+
+/* A job refused at intake gets no result of any kind: an unsigned job
+ * sent to a handler that requires signatures, asking for an answer by
+ * direct reply-to, is dead-lettered as `missing` and its caller hears
+ * nothing. */
+Test(results, a_job_refused_at_intake_gets_no_error_result) {
+  const char *q = "it.res.refused";
+  tw_delete_queue(q);
+  tw_delete_queue("it.res.refused.dlq");
+  const char *dir = tw_dir();
+  char keyf[400], text[2048];
+  snprintf(keyf, sizeof keyf, "%s/gw.key", dir);
+  FILE *f = fopen(keyf, "w");
+  cr_assert(f);
+  fputs("gw-secret-0123456789abcdef0123456789abcdef\n", f);
+  fclose(f);
+  chmod(keyf, 0600);
+  snprintf(g_log, sizeof g_log, "%s/warren.log", dir);
+  snprintf(g_rec, sizeof g_rec, "%s/rec", dir);
+  snprintf(text, sizeof text,
+           "signing = { keys = ( { id = \"gw\"; file = \"%s\"; } );"
+           " countersign_key = \"gw\"; };\n"
+           "handlers = ( { name = \"h\"; queue = \"%s\";\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/reply.so\";\n"
+           "  settings = { log = \"%s\"; }; } );\n",
+           keyf, q, g_rec);
+  pid_t w = tw_warren_start(dir, text);
+  cr_assert(tw_wait_text(g_log, "consuming 1 queue(s)", 30));
+  warren_producer *p = producer();
+  warren_reply r = {.size = sizeof r};
+  warren_publish_opts o = {.size = sizeof o, .message_id = "uns1"};
+  int rc = warren_producer_call(p, "", q, "x", 1, &o, 5000, &r);
+  cr_assert_eq(rc, WARREN_NO_REPLY, "an answer came: %s (%s)",
+               warren_strerror(rc), warren_producer_error(p));
+  warren_reply_free(&r);
+  warren_producer_close(p);
+  double until = wr_now() + 30;
+  while (tw_queue_len("it.res.refused.dlq") < 1 && wr_now() < until)
+    usleep(50 * 1000);
+  cr_assert_eq(tw_queue_len("it.res.refused.dlq"), 1, "dead-lettered");
+  cr_assert_eq(runs("uns1"), 0, "the handler ran it");
+  stop_and_check_empty(w, q);
 }
