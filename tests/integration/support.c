@@ -236,15 +236,22 @@ const char *tw_tls_dir(void) {
 
 const char *tw_warren_option;
 
+/* path = dir/name. A path that does not fit fails the test: cut short, it
+ * would name another file. */
+static void in_dir(char *path, size_t len, const char *dir, const char *name) {
+  int n = snprintf(path, len, "%s/%s", dir, name);
+  cr_assert(n >= 0 && (size_t)n < len, "path too long: %s/%s", dir, name);
+}
+
 /* The config is broker, the worker group with `worker` in it, rest. */
 static pid_t start_warren(const char *dir, const char *broker,
                           const char *worker, const char *rest) {
   char cfg[300], log[300], pgids[300];
-  snprintf(cfg, sizeof cfg, "%s/warren.cfg", dir);
-  snprintf(log, sizeof log, "%s/warren.log", dir);
+  in_dir(cfg, sizeof cfg, dir, "warren.cfg");
+  in_dir(log, sizeof log, dir, "warren.log");
   /* The test's own folder even for a worker in a subfolder: the cleanup
    * reads it there. */
-  snprintf(pgids, sizeof pgids, "%s/pgids", tw_dir());
+  in_dir(pgids, sizeof pgids, tw_dir(), "pgids");
   FILE *f = fopen(cfg, "w");
   if (!f) return -1;
   fprintf(f,
@@ -297,8 +304,8 @@ pid_t tw_start_record(const char *q, const char *extra, const char *settings,
                       char *log, char *rec) {
   const char *dir = tw_dir();
   char text[4096];
-  snprintf(log, 300, "%s/warren.log", dir);
-  snprintf(rec, 300, "%s/rec", dir);
+  in_dir(log, 300, dir, "warren.log");
+  in_dir(rec, 300, dir, "rec");
   snprintf(text, sizeof text,
            "handlers = ( { name = \"h\"; queue = \"%s\";\n"
            "  plugin = \"" TEST_HANDLER_DIR
