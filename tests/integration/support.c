@@ -861,6 +861,15 @@ int tw_get(const char *queue, int ack, char *dump, size_t len) {
   return got;
 }
 
+const char *tw_python(void) {
+  cr_assert_eq(system(TEST_PYTHON " -c 'import pika' 2>/dev/null"), 0,
+               "%s cannot import pika: install python3-pika (scripts/setup "
+               "does), or configure with -DWARREN_TEST_PYTHON=<a python3 "
+               "that has it>",
+               TEST_PYTHON);
+  return TEST_PYTHON;
+}
+
 void tw_key_file(const char *id, const char *secret) {
   char path[400];
   snprintf(path, sizeof path, "%s/%s.key", tw_dir(), id);
