@@ -487,11 +487,14 @@ int main(int argc, char **argv) {
             why[0] ? ": " : "", why);
     return 1;
   }
+  /* On stderr: stdout holds only what a script reads (--print-trace). */
   if (delay_ms || at_ms)
-    printf("published %ld delayed job(s) for queue '%s', all confirmed\n",
-           count, key);
+    fprintf(stderr,
+            "published %ld delayed job(s) for queue '%s', all confirmed\n",
+            count, key);
   else
-    printf("published %ld job(s) to exchange '%s' key '%s', all confirmed\n",
-           count, exchange, key);
+    fprintf(stderr,
+            "published %ld job(s) to exchange '%s' key '%s', all confirmed\n",
+            count, exchange, key);
   return 0;
 }
