@@ -54,6 +54,16 @@ static void expand(char *dst, size_t cap, const char *tmpl, long n) {
   dst[o] = '\0';
 }
 
+/* Bytes expand() needs for tmpl, its '\0' included: each "{n}" becomes at
+ * most 20 characters (a long). tmpl is an argument, so the kernel bounds
+ * it (MAX_ARG_STRLEN, 128 KiB on Linux). */
+static size_t expanded_size(const char *tmpl) {
+  size_t n = strlen(tmpl) + 1;
+  for (const char *p = strstr(tmpl, "{n}"); p; p = strstr(p + 3, "{n}"))
+    n += 20 - 3;
+  return n;
+}
+
 static const char *env(const char *name) {
   return getenv(name);
 }
@@ -413,9 +423,18 @@ int main(int argc, char **argv) {
     fprintf(stderr, "warren-publish: %s: %s\n", warren_strerror(rc), why);
     return 1;
   }
+  /* As long as the body needs: a fixed buffer cut bodies at 64 KiB. */
+  size_t text_size = expanded_size(body);
+  char *text = malloc(text_size);
+  if (!text) {
+    fprintf(stderr, "warren-publish: out of memory for a %zu-byte body\n",
+            text_size);
+    warren_producer_close(p);
+    return 1;
+  }
   wr_log_init_from_env();
   wr_exporter *tracer = traceparent ? NULL : tracing_start();
-  char mid[256], text[65536], tp[WARREN_TRACEPARENT_LEN + 1];
+  char mid[256], tp[WARREN_TRACEPARENT_LEN + 1];
   for (long n = 1; n <= count && rc == 0; n++) {
     warren_publish_opts o = {.size = sizeof o,
                              .headers = hdr,
@@ -435,7 +454,7 @@ int main(int argc, char **argv) {
         snprintf(mid, sizeof mid, "%s", id);
       o.message_id = mid;
     }
-    expand(text, sizeof text, body, n);
+    expand(text, text_size, body, n);
     uint64_t start_ns = wr_prodspan_now_ns();
     if (wait) {
       rc = call(p, exchange, key, text, &o, timeout_s);
@@ -444,6 +463,7 @@ int main(int argc, char **argv) {
                      start_ns);
       wr_exporter_stop(tracer, 5);
       warren_producer_close(p);
+      free(text);
       return rc;
     }
     rc = warren_producer_publish(p, exchange, key, text, strlen(text), &o);
@@ -455,6 +475,7 @@ int main(int argc, char **argv) {
     if (print_trace && (rc == 0 || rc == WARREN_BROKER_NACK))
       printf("%s %s\n", id ? mid : "-", tp);
   }
+  free(text);
   if (rc == 0) rc = warren_producer_flush(p, 30000);
   if (rc != 0) snprintf(why, sizeof why, "%s", warren_producer_error(p));
   int rc2 = warren_producer_close(p);
@@ -466,11 +487,14 @@ int main(int argc, char **argv) {
             why[0] ? ": " : "", why);
     return 1;
   }
+  /* On stderr: stdout holds only what a script reads (--print-trace). */
   if (delay_ms || at_ms)
-    printf("published %ld delayed job(s) for queue '%s', all confirmed\n",
-           count, key);
+    fprintf(stderr,
+            "published %ld delayed job(s) for queue '%s', all confirmed\n",
+            count, key);
   else
-    printf("published %ld job(s) to exchange '%s' key '%s', all confirmed\n",
-           count, exchange, key);
+    fprintf(stderr,
+            "published %ld job(s) to exchange '%s' key '%s', all confirmed\n",
+            count, exchange, key);
   return 0;
 }

@@ -239,15 +239,22 @@ const char *tw_tls_dir(void) {
 
 const char *tw_warren_option;
 
+/* path = dir/name. A path that does not fit fails the test: cut short, it
+ * would name another file. */
+static void in_dir(char *path, size_t len, const char *dir, const char *name) {
+  int n = snprintf(path, len, "%s/%s", dir, name);
+  cr_assert(n >= 0 && (size_t)n < len, "path too long: %s/%s", dir, name);
+}
+
 /* The config is broker, the worker group with `worker` in it, rest. */
 static pid_t start_warren(const char *dir, const char *broker,
                           const char *worker, const char *rest) {
   char cfg[300], log[300], pgids[300];
-  snprintf(cfg, sizeof cfg, "%s/warren.cfg", dir);
-  snprintf(log, sizeof log, "%s/warren.log", dir);
+  in_dir(cfg, sizeof cfg, dir, "warren.cfg");
+  in_dir(log, sizeof log, dir, "warren.log");
   /* The test's own folder even for a worker in a subfolder: the cleanup
    * reads it there. */
-  snprintf(pgids, sizeof pgids, "%s/pgids", tw_dir());
+  in_dir(pgids, sizeof pgids, tw_dir(), "pgids");
   FILE *f = fopen(cfg, "w");
   if (!f) return -1;
   fprintf(f,
@@ -300,8 +307,8 @@ pid_t tw_start_record(const char *q, const char *extra, const char *settings,
                       char *log, char *rec) {
   const char *dir = tw_dir();
   char text[4096];
-  snprintf(log, 300, "%s/warren.log", dir);
-  snprintf(rec, 300, "%s/rec", dir);
+  in_dir(log, 300, dir, "warren.log");
+  in_dir(rec, 300, dir, "rec");
   snprintf(text, sizeof text,
            "handlers = ( { name = \"h\"; queue = \"%s\";\n"
            "  plugin = \"" TEST_HANDLER_DIR
@@ -911,6 +918,15 @@ int tw_get(const char *queue, int ack, char *dump, size_t len) {
   /* Unacked, the message goes back to the queue with the channel. */
   wr_conn_close(c);
   return got;
+}
+
+const char *tw_python(void) {
+  cr_assert_eq(system(TEST_PYTHON " -c 'import pika' 2>/dev/null"), 0,
+               "%s cannot import pika: install python3-pika (scripts/setup "
+               "does), or configure with -DWARREN_TEST_PYTHON=<a python3 "
+               "that has it>",
+               TEST_PYTHON);
+  return TEST_PYTHON;
 }
 
 void tw_key_file(const char *id, const char *secret) {

@@ -126,6 +126,11 @@ int tw_free_port(void);
  * trailing newline (as `openssl rand -hex 32 > key` would). */
 void tw_key_file(const char *id, const char *secret);
 
+/* The Python that runs the tests' Python producers: TEST_PYTHON, chosen by
+ * CMake as one that imports pika. Fails the test when it cannot import
+ * pika: a test that cannot run must not pass. */
+const char *tw_python(void);
+
 /* Report and return the number of ids never seen and seen twice. */
 int tw_missing(const int *a, const int *b, int n, int *dupes);
 

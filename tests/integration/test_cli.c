@@ -211,6 +211,37 @@ Test(cli, warren_publish_connects_by_url) {
   cr_assert_null(strstr(out, "hunter2"), "%s", out);
 }
 
+/* Breaks when warren-publish cuts a long --body short (it cut every body
+ * at 65,535 bytes): one of 70,000 bytes arrives whole. */
+Test(cli, warren_publish_sends_a_long_body_whole) {
+  enum { N = 70000 };
+  const char *q = "it.cli.long";
+  cr_assert_eq(tw_declare_plain(q), 0);
+  static char body[N + 1];
+  for (int i = 0; i < N; i++) body[i] = (char)('a' + i % 26);
+  char path[400];
+  snprintf(path, sizeof path, "%s/body", tw_dir());
+  FILE *f = fopen(path, "w");
+  cr_assert(f, "cannot write %s", path);
+  fputs(body, f);
+  fclose(f);
+  char out[4096];
+  int rc = sh(out, sizeof out,
+              "%s --url amqp://guest:guest@127.0.0.1:%d/%%2F --routing-key %s "
+              "--body \"$(cat %s)\" 2>&1",
+              WARREN_PUBLISH_BIN, tw_port(), q, path);
+  cr_assert_eq(rc, 0, "%s", out);
+  static char dump[N + 4096];
+  cr_assert_eq(tw_get(q, 1, dump, sizeof dump), 1);
+  const char *b = strstr(dump, "\nbody=");
+  const char *e = b ? strstr(b + 6, "\nexchange=") : NULL;
+  cr_assert(b && e, "%.200s", dump);
+  b += 6;
+  cr_assert_eq(e - b, N, "the body arrived with %td bytes", e - b);
+  cr_assert(memcmp(b, body, N) == 0, "the body arrived changed");
+  tw_delete_queue(q);
+}
+
 /* Breaks when WARREN_BROKER_URL is not read, or is read over --url or
  * --host. */
 Test(cli, warren_publish_honours_warren_broker_url) {

@@ -401,8 +401,7 @@ Test(delay, quorum_levels_under_their_own_prefix) {
 /* tests/integration/sign_producer.py --delay follows docs/delays.md and
  * docs/signing.md with pika and the standard library only. */
 Test(delay, a_python_producer_written_from_the_docs_is_delayed_and_verified) {
-  if (system("python3 -c 'import pika' 2>/dev/null") != 0)
-    cr_skip_test("python3-pika is not installed (scripts/setup installs it)");
+  const char *py = tw_python();
   const char *q = "it.delay.python";
   tw_delete_queue(q);
   tw_key_file("gw-a", KEY_A);
@@ -415,11 +414,11 @@ Test(delay, a_python_producer_written_from_the_docs_is_delayed_and_verified) {
            tw_dir(), tw_dir());
   pid_t w = start(top, q, "");
   snprintf(cmd, sizeof cmd,
-           "python3 " WARREN_SOURCE_DIR
+           "%s " WARREN_SOURCE_DIR
            "/tests/integration/sign_producer.py --port %d --queue %s "
            "--key-id gw-a --key-file %s/gw-a.key --count 2 --id pyd "
            "--delay 2 > %s/python.log 2>&1",
-           tw_port(), q, tw_dir(), tw_dir());
+           py, tw_port(), q, tw_dir(), tw_dir());
   double sent = wr_now();
   cr_assert_eq(system(cmd), 0, "see %s/python.log", tw_dir());
   for (int i = 1; i <= 2; i++) {

@@ -395,6 +395,7 @@ Test(events, warren_events_tails_one_job_and_stops_on_sigint) {
 /* Breaks when the README's dashboard consumer no longer runs against
  * real events (it keeps each job's last event). */
 Test(events, the_readme_dashboard_keeps_each_jobs_last_state) {
+  const char *py = tw_python();
   setenv("WARREN_EVENTS_ENABLED", "true", 1);
   pid_t w = tw_start_record("it.ev.dash", "", "", log_, rec);
   cr_assert(w > 0);
@@ -410,9 +411,6 @@ Test(events, the_readme_dashboard_keeps_each_jobs_last_state) {
     snprintf(url, sizeof url, "amqp://guest:guest@127.0.0.1:%s/%%2F", port);
     setenv("AMQP_URL", url, 1);
     setenv("DASHBOARD_EXIT_AFTER", "dash3", 1);
-    /* The system's python3 has pika (python3-pika). */
-    const char *py =
-        access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
     execlp(py, py, "-u", WARREN_SOURCE_DIR "/docs/events_dashboard.py",
            (char *)NULL);
     _exit(127);

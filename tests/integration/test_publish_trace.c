@@ -168,7 +168,8 @@ static int sh(const char *cmd, char *out, size_t len) {
 }
 
 /* Breaks when --traceparent is not what each job carries, when
- * --print-trace lines do not match the jobs, or when the trace lines are
+ * --print-trace lines do not match the jobs or share stdout with anything
+ * else (the closing summary goes to stderr), or when the trace lines are
  * printed without being asked for. */
 Test(producer_trace, warren_publish_passes_traceparent_and_prints_each_jobs) {
   const char *q = "it.trace.cli";
@@ -187,6 +188,9 @@ Test(producer_trace, warren_publish_passes_traceparent_and_prints_each_jobs) {
     cr_assert_str_eq(header(dump, "traceparent"), TP, "%s", dump);
     cr_assert_str_eq(header(dump, "tracestate"), TS, "%s", dump);
   }
+  char only[256];
+  snprintf(only, sizeof only, "g1 %s\ng2 %s\n", TP, TP);
+  cr_assert_str_eq(out, only, "stdout holds more than the trace lines");
 
   /* Without one: each job its own new trace, printed as it was sent. */
   snprintf(cmd, sizeof cmd,
