@@ -146,3 +146,45 @@ Test(metrics, a_dead_letter_counts_under_its_reason_once_confirmed) {
   cr_assert_eq(m.h[0].dead[WR_DEAD_REJECTED], 0);
   wr_metrics_free(&m);
 }
+
+/* A header table of one integer entry. */
+static amqp_basic_properties_t with_header(amqp_table_entry_t *e,
+                                           const char *key, int64_t v) {
+  *e = (amqp_table_entry_t){amqp_cstring_bytes(key),
+                            {.kind = AMQP_FIELD_KIND_I64, .value.i64 = v}};
+  amqp_basic_properties_t p = {._flags = AMQP_BASIC_HEADERS_FLAG};
+  p.headers = (amqp_table_t){1, e};
+  return p;
+}
+
+/* A publisher's timestamp decides the pickup latency only when it is
+ * plausible (README, "Metrics"): at most 7 days old and
+ * at most 5 minutes ahead. Anything else would overflow (2^62 s) or add
+ * decades to the sum. */
+Test(metrics, implausible_publish_timestamps_are_ignored) {
+  const int64_t now = 1760000000000; /* 2025-10 */
+  amqp_basic_properties_t p = {._flags = AMQP_BASIC_TIMESTAMP_FLAG};
+  p.timestamp = (uint64_t)1 << 62;
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0);
+  p.timestamp = UINT64_MAX;
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0);
+  p.timestamp = 1;
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0, "1970");
+  p.timestamp = (uint64_t)(now / 1000) - 60;
+  cr_assert_eq(wr_metrics_published_ms(&p, now), now - 60000);
+  p.timestamp = (uint64_t)(now / 1000) + 3600;
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0, "an hour ahead");
+  amqp_table_entry_t e;
+  p = with_header(&e, "timestamp_in_ms", 1);
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0, "57 years ago");
+  p = with_header(&e, "timestamp_in_ms", INT64_MAX);
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0);
+  p = with_header(&e, "timestamp_in_ms", INT64_MIN);
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0);
+  p = with_header(&e, "timestamp_in_ms", now - 1500);
+  cr_assert_eq(wr_metrics_published_ms(&p, now), now - 1500);
+  p = with_header(&e, "timestamp_in_ms", now - 6 * 86400000LL);
+  cr_assert_eq(wr_metrics_published_ms(&p, now), now - 6 * 86400000LL);
+  p = with_header(&e, "timestamp_in_ms", now - 8 * 86400000LL);
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0, "8 days old");
+}
