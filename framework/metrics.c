@@ -7,6 +7,7 @@
 #include <warren/status.h>
 
 #include "clock.h"
+#include "events.h"
 #include "field.h"
 
 const double wr_metrics_bounds[WR_METRICS_BUCKETS] = {
@@ -90,7 +91,10 @@ static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
   else
     hm->transient++;
   if (o != WR_OUT_ACKED && err) {
-    snprintf(hm->last_error, sizeof hm->last_error, "%s", err);
+    /* Valid UTF-8, cut between characters: it goes into JSON. */
+    size_t n = wr_events_utf8_copy(hm->last_error, err, strlen(err),
+                                   sizeof hm->last_error - 1);
+    hm->last_error[n] = '\0';
     hm->last_error_ms = wr_unix_ms();
   }
   /* Malformed and oversized jobs never reached a handler, nor did a
