@@ -3,11 +3,14 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 
 #include "clock.h"
@@ -76,19 +79,34 @@ static enum MHD_Result json(struct MHD_Connection *c, unsigned code,
   return reply(c, code, "application/json", body, body ? strlen(body) : 0);
 }
 
-/* Equal, in a time that depends on the lengths only. */
-static int same_secret(const char *given, const char *want) {
-  size_t g = strlen(given), w = strlen(want);
-  unsigned char diff = g != w;
-  for (size_t i = 0; i < w; i++)
-    diff |= (unsigned char)(want[i] ^ (i < g ? given[i] : 0));
-  return diff == 0;
+/* Equal, in a time that depends on neither the contents nor the
+ * lengths: the SHA-256 digests of both are compared in constant time. */
+static int same_secret(const char *given, size_t glen, const char *want) {
+  unsigned char g[SHA256_DIGEST_LENGTH], w[SHA256_DIGEST_LENGTH];
+  size_t wlen = strlen(want);
+  if (!SHA256((const unsigned char *)given, glen, g) ||
+      !SHA256((const unsigned char *)want, wlen, w))
+    return 0;
+  return CRYPTO_memcmp(g, w, sizeof g) == 0 && glen == wlen;
+}
+
+int wr_health_bearer_ok(const char *header, size_t len, const char *token) {
+  /* RFC 9110: the scheme is case-insensitive, followed by one or more
+   * spaces; the token is the rest (a NUL in it is no token). */
+  if (!header || len < 7 || strncasecmp(header, "Bearer ", 7) != 0) return 0;
+  size_t i = 7;
+  while (i < len && header[i] == ' ') i++;
+  if (i == len || memchr(header + i, '\0', len - i)) return 0;
+  return same_secret(header + i, len - i, token);
 }
 
 static int authorized(struct MHD_Connection *c, const char *token) {
-  const char *a =
-      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-  return a && strncmp(a, "Bearer ", 7) == 0 && same_secret(a + 7, token);
+  const char *a = NULL;
+  size_t len = 0;
+  if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, "Authorization", 13, &a,
+                                    &len) != MHD_YES)
+    return 0;
+  return wr_health_bearer_ok(a, len, token);
 }
 
 enum route {

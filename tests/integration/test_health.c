@@ -401,6 +401,11 @@ Test(health, the_admin_route_refuses_a_missing_or_wrong_token) {
                  "%s", wrong[i] ? wrong[i] : "no header");
   const char *good = "Authorization: Bearer s3cret-Token";
   cr_assert_eq(tw_http(port_, "POST", path, good, body_, sizeof body_), 405);
+  /* RFC 9110: the scheme is case-insensitive (once a 401). */
+  long lower = tw_http(port_, NULL, path, "Authorization: bearer s3cret-Token",
+                       body_, sizeof body_);
+  cr_assert(lower == 200 || (lower == 503 && strstr(body_, "no status yet")),
+            "lower-case scheme: %ld %s", lower, body_);
   double until = wr_now() + 10;
   cJSON *j = NULL, *q = NULL;
   do { /* until the work queue was probed ("it.h.admin" has dots) */
