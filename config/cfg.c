@@ -19,6 +19,7 @@
 #include "../framework/keyring.h"
 #include "../framework/log.h"
 #include "../framework/retry.h"
+#include "../framework/secret.h"
 #include "../framework/sign.h"
 
 /* Collected problems; every message names file, line and setting. */
@@ -237,36 +238,27 @@ static const char *resolve_path(wr_cfg *cfg, size_t *used, ctx *c,
 }
 
 /* A secret file: a regular file of 1..WR_CFG_MAX_SECRET bytes once its
- * trailing newline is removed. Anything else is an error, never an empty
- * or cut password. framework/args.c reads --password-file by the same
- * rules: change both. */
+ * trailing newline is removed, without a NUL (which would cut the
+ * password or token short). Anything else is an error, never an empty
+ * or cut password; a FIFO is refused, never waited on (secret.h).
+ * framework/args.c reads --password-file by the same rules: change
+ * both. */
 static const char *read_secret(wr_cfg *cfg, size_t *used, ctx *c,
                                const config_setting_t *s, const char *path) {
-  struct stat st;
-  FILE *f = NULL;
-  if (stat(path, &st) != 0 || !(f = fopen(path, "r"))) {
-    problem(c, s, "cannot read '%s': %s", path, strerror(errno));
+  char buf[WR_CFG_MAX_SECRET + 3], why[PATH_MAX + 128];
+  size_t n;
+  if (wr_secret_read(path, buf, WR_CFG_MAX_SECRET, &n, why, sizeof why)) {
+    problem(c, s, "%s", why);
     return NULL;
   }
-  if (!S_ISREG(st.st_mode)) {
-    fclose(f);
-    problem(c, s, "'%s' is not a regular file", path);
-    return NULL;
-  }
-  char buf[WR_CFG_MAX_SECRET + 2];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
+  const char *bad = n == 0                 ? "is empty"
+                    : memchr(buf, '\0', n) ? "holds a NUL byte"
+                                           : NULL;
   buf[n] = '\0';
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = '\0';
-  if (n == 0) {
-    problem(c, s, "'%s' is empty", path);
-    return NULL;
-  }
-  if (n > WR_CFG_MAX_SECRET) {
-    problem(c, s, "'%s' is longer than %d bytes", path, WR_CFG_MAX_SECRET);
-    return NULL;
-  }
-  return own(cfg, used, c, s, buf, "");
+  const char *own_copy = bad ? NULL : own(cfg, used, c, s, buf, "");
+  OPENSSL_cleanse(buf, sizeof buf);
+  if (bad) problem(c, s, "'%s' %s", path, bad);
+  return own_copy;
 }
 
 /* The secret in the file that setting `name` of g names, or NULL when the
@@ -571,6 +563,15 @@ static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
   b->tls.verify_hostname = get_bool(c, t, "verify_hostname", 1);
   if (t && (!b->tls.cert_file) != (!b->tls.key_file))
     problem(c, t, "cert_file and key_file go together");
+  /* OpenSSL reads them at each connect: a missing one (or a FIFO, which
+   * would block it) is an error now, not at the first connection. */
+  static const char *const files[] = {"ca_file", "cert_file", "key_file"};
+  const char *paths[] = {b->tls.ca_file, b->tls.cert_file, b->tls.key_file};
+  for (size_t k = 0; b->tls.enabled && k < 3; k++) {
+    char why[PATH_MAX + 128];
+    if (paths[k] && wr_secret_check(paths[k], why, sizeof why) != 0)
+      problem(c, config_setting_get_member(t, files[k]), "%s", why);
+  }
   load_nodes(c, cfg, used, g);
 }
 
@@ -589,6 +590,10 @@ static void load_exchanges(ctx *c, wr_cfg *cfg, config_setting_t *root) {
     x->name = get_str(c, e, "name", "", 1);
     x->type = get_str(c, e, "type", "direct", 0);
     x->durable = get_bool(c, e, "durable", 1);
+    if (strlen(x->name) > 255)
+      problem(c, config_setting_get_member(e, "name"),
+              "is %zu bytes; RabbitMQ's names are 1..255 bytes",
+              strlen(x->name));
     int ok = 0;
     for (const char *const *t = types; *t; t++) ok |= strcmp(*t, x->type) == 0;
     if (!ok) problem(c, e, "type must be direct, topic, fanout or headers");
@@ -1010,6 +1015,10 @@ static void load_events(ctx *c, wr_cfg *cfg, config_setting_t *root) {
   e->buffer = (int)get_int(c, g, "buffer", 16384, 16, 1048576);
   if (!e->exchange[0])
     problem(c, config_setting_get_member(g, "exchange"), "must not be empty");
+  else if (strlen(e->exchange) > 255)
+    problem(c, config_setting_get_member(g, "exchange"),
+            "is %zu bytes; RabbitMQ's names are 1..255 bytes",
+            strlen(e->exchange));
   else if (!strncmp(e->exchange, "amq.", 4))
     problem(c, config_setting_get_member(g, "exchange"),
             "'%s': names starting with amq. are the broker's", e->exchange);

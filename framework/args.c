@@ -1,12 +1,16 @@
 #include "args.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include <warren/handler.h>
+
+#include "secret.h"
 
 #ifndef WARREN_VERSION
 #error "WARREN_VERSION is defined by CMakeLists.txt for this file"
@@ -225,40 +229,27 @@ int wr_args_conn_opt(wr_args_conn *a, int c, const char *v, char *err,
 }
 
 /* The rules of config/cfg.c's read_secret (keep the two alike): a
- * regular file of 1..cap-1 bytes once trailing newlines are removed;
- * anything else is an error, never an empty or cut password. */
+ * regular file of 1..cap-1 bytes once trailing newlines are removed,
+ * without a NUL; anything else (a FIFO too, never waited on: secret.h)
+ * is an error, never an empty or cut password. */
 static int read_secret(const char *path, char *buf, size_t cap, char *err,
                        size_t errlen) {
-  struct stat st;
-  FILE *f = NULL;
-  if (stat(path, &st) != 0 || !(f = fopen(path, "r"))) {
-    snprintf(err, errlen, "--password-file: cannot read '%s': %s", path,
-             strerror(errno));
+  char tmp[sizeof((wr_args_store *)0)->password + 2], why[PATH_MAX + 128];
+  size_t n;
+  if (cap < 2 || cap > sizeof tmp - 2) return -1;
+  if (wr_secret_read(path, tmp, cap - 1, &n, why, sizeof why)) {
+    snprintf(err, errlen, "--password-file: %s", why);
     return -1;
   }
-  if (!S_ISREG(st.st_mode)) {
-    fclose(f);
-    snprintf(err, errlen, "--password-file: '%s' is not a regular file", path);
-    return -1;
-  }
-  /* One byte more than fits, so a longer file is seen as longer. */
-  char tmp[sizeof((wr_args_store *)0)->password + 1];
-  size_t n = fread(tmp, 1, sizeof tmp - 1, f);
-  fclose(f);
-  while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r')) n--;
-  if (n == 0 || n >= cap) {
-    if (n)
-      snprintf(err, errlen, "--password-file: '%s' is longer than %zu bytes",
-               path, cap - 1);
-    else
-      snprintf(err, errlen, "--password-file: '%s' is empty", path);
-    memset(tmp, 0, sizeof tmp);
-    return -1;
-  }
-  memcpy(buf, tmp, n);
-  buf[n] = '\0';
-  memset(tmp, 0, sizeof tmp);
-  return 0;
+  const char *bad = n == 0                 ? "is empty"
+                    : memchr(tmp, '\0', n) ? "holds a NUL byte"
+                                           : NULL;
+  if (bad)
+    snprintf(err, errlen, "--password-file: '%s' %s", path, bad);
+  else
+    memcpy(buf, tmp, n), buf[n] = '\0';
+  OPENSSL_cleanse(tmp, sizeof tmp);
+  return bad ? -1 : 0;
 }
 
 int wr_args_conn_apply(const wr_args_conn *a, const char *env_url,

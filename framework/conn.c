@@ -328,10 +328,18 @@ int wr_conn_url(const char *url, wr_conn_params *b, char *store,
     snprintf(err, errlen, "broker URL is %s", n ? "too long" : "empty");
     return -1;
   }
+  /* A percent-encoded NUL would cut the user, password or vhost short
+   * once decoded: the broker would be asked for another user. */
+  for (const char *p = strchr(url, '%'); p; p = strchr(p + 1, '%'))
+    if (p[1] == '0' && p[2] == '0') {
+      snprintf(err, errlen, "broker URL holds a percent-encoded NUL (%%00)");
+      return -1;
+    }
   memcpy(store, url, n + 1); /* parsed in place: the fields point into it */
   struct amqp_connection_info ci;
   amqp_default_connection_info(&ci);
-  if (amqp_parse_url(store, &ci) != AMQP_STATUS_OK) {
+  if (amqp_parse_url(store, &ci) != AMQP_STATUS_OK || ci.port < 1 ||
+      ci.port > 65535) {
     /* The URL may hold a password: say what is expected, not what came. */
     snprintf(err, errlen,
              "broker URL is not amqp://[user[:password]@]host[:port][/vhost] "

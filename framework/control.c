@@ -9,12 +9,34 @@
 
 #include "sign.h"
 
+/* Whether the JSON text s[0..n) holds a NUL: a raw byte, or a \u0000
+ * escape in a string, which cJSON decodes into a NUL that would end the
+ * string early ("rv13\u0000tail" read as "rv13"). */
+static int holds_nul(const char *s, size_t n) {
+  if (memchr(s, 0, n)) return 1;
+  int in_str = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '"') {
+      in_str = !in_str;
+    } else if (in_str && s[i] == '\\' && i + 1 < n) {
+      if (s[i + 1] == 'u' && i + 5 < n && memcmp(s + i + 2, "0000", 4) == 0)
+        return 1;
+      i++; /* the escaped character: \" and \\ do not end or start anything */
+    }
+  }
+  return 0;
+}
+
 int wr_control_parse(const void *body, size_t len, wr_control_msg *m, char *err,
                      size_t errlen) {
   memset(m, 0, sizeof *m);
   if (len > WR_CONTROL_MAX_BODY) {
     snprintf(err, errlen, "body of %zu bytes is over %d", len,
              WR_CONTROL_MAX_BODY);
+    return -1;
+  }
+  if (holds_nul(body, len)) {
+    snprintf(err, errlen, "a string holds a NUL byte (\\u0000)");
     return -1;
   }
   cJSON *root = cJSON_ParseWithLength(body, len);

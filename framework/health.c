@@ -3,11 +3,14 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 
 #include "clock.h"
@@ -18,12 +21,28 @@
 #define MAX_CONNECTIONS 1000u /* about 16 MiB at CONN_MEMORY each */
 #define CONN_MEMORY (16 * 1024)
 #define IDLE_S 2u
+#define REQUEST_S 10.0 /* a request's whole time, from its first byte */
+
+/* One connection, from libmicrohttpd's thread only (its notify and
+ * completed callbacks): when it began waiting for its current request,
+ * its address, its socket. */
+typedef struct conn_rec {
+  int used;
+  int closing; /* shut down by us; libmicrohttpd closes it next */
+  int fd;
+  double since;
+  struct sockaddr_storage addr;
+} conn_rec;
 
 struct wr_health {
   struct MHD_Daemon *d;
   wr_health_state *st;
   wr_snap_store *snaps;
   const char *token; /* NULL: no admin route */
+  conn_rec *conns;   /* limit of them */
+  unsigned limit;    /* libmicrohttpd's connection limit */
+  unsigned keep;     /* connections allowed before the oldest is shut */
+  unsigned per_addr; /* connections of one client address */
 };
 
 const char *wr_health_reason(int why) {
@@ -76,19 +95,34 @@ static enum MHD_Result json(struct MHD_Connection *c, unsigned code,
   return reply(c, code, "application/json", body, body ? strlen(body) : 0);
 }
 
-/* Equal, in a time that depends on the lengths only. */
-static int same_secret(const char *given, const char *want) {
-  size_t g = strlen(given), w = strlen(want);
-  unsigned char diff = g != w;
-  for (size_t i = 0; i < w; i++)
-    diff |= (unsigned char)(want[i] ^ (i < g ? given[i] : 0));
-  return diff == 0;
+/* Equal, in a time that depends on neither the contents nor the
+ * lengths: the SHA-256 digests of both are compared in constant time. */
+static int same_secret(const char *given, size_t glen, const char *want) {
+  unsigned char g[SHA256_DIGEST_LENGTH], w[SHA256_DIGEST_LENGTH];
+  size_t wlen = strlen(want);
+  if (!SHA256((const unsigned char *)given, glen, g) ||
+      !SHA256((const unsigned char *)want, wlen, w))
+    return 0;
+  return CRYPTO_memcmp(g, w, sizeof g) == 0 && glen == wlen;
+}
+
+int wr_health_bearer_ok(const char *header, size_t len, const char *token) {
+  /* RFC 9110: the scheme is case-insensitive, followed by one or more
+   * spaces; the token is the rest (a NUL in it is no token). */
+  if (!header || len < 7 || strncasecmp(header, "Bearer ", 7) != 0) return 0;
+  size_t i = 7;
+  while (i < len && header[i] == ' ') i++;
+  if (i == len || memchr(header + i, '\0', len - i)) return 0;
+  return same_secret(header + i, len - i, token);
 }
 
 static int authorized(struct MHD_Connection *c, const char *token) {
-  const char *a =
-      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-  return a && strncmp(a, "Bearer ", 7) == 0 && same_secret(a + 7, token);
+  const char *a = NULL;
+  size_t len = 0;
+  if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, "Authorization", 13, &a,
+                                    &len) != MHD_YES)
+    return 0;
+  return wr_health_bearer_ok(a, len, token);
 }
 
 enum route {
@@ -175,6 +209,109 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c,
   return json(c, MHD_HTTP_NOT_FOUND, wr_report_error("not found"));
 }
 
+/*
+ * Slow clients. libmicrohttpd's timeout is an idle one: a client sending
+ * a byte every second keeps a connection for ever, and enough of them
+ * hold every slot, so that probes are never accepted. So each connection
+ * is tracked from the moment it waits for a request (its start, or the
+ * end of its previous request), and whenever a client connects:
+ *   - a connection waiting longer than REQUEST_S is shut;
+ *   - past per_addr connections of the newcomer's address, that
+ *     address's oldest is shut;
+ *   - past keep connections in all, the oldest is shut.
+ * keep is below the hard limit, so the listening socket is always served
+ * and a probe always gets in: it takes the place of the oldest client,
+ * and answers in a millisecond, long before it would be the oldest. A
+ * shut connection is closed by libmicrohttpd at its next turn (shutdown
+ * only: the descriptor stays libmicrohttpd's to close).
+ */
+static int same_addr(const struct sockaddr_storage *a,
+                     const struct sockaddr_storage *b) {
+  if (a->ss_family != b->ss_family) return 0;
+  if (a->ss_family == AF_INET)
+    return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+           ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+  if (a->ss_family == AF_INET6)
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr,
+                  sizeof(struct in6_addr)) == 0;
+  return 0;
+}
+
+static void shut(conn_rec *r) {
+  shutdown(r->fd, SHUT_RDWR);
+  r->closing = 1;
+}
+
+/* The oldest open connection (of addr's address when addr), other than
+ * self; NULL if none. */
+static conn_rec *oldest(wr_health *h, const conn_rec *self,
+                        const struct sockaddr_storage *addr, unsigned *n) {
+  conn_rec *o = NULL;
+  *n = 0;
+  for (unsigned i = 0; i < h->limit; i++) {
+    conn_rec *r = &h->conns[i];
+    if (!r->used || r->closing || (addr && !same_addr(&r->addr, addr)))
+      continue;
+    ++*n;
+    if (r != self && (!o || r->since < o->since)) o = r;
+  }
+  return o;
+}
+
+static void make_room(wr_health *h, conn_rec *self) {
+  double now = wr_now();
+  for (unsigned i = 0; i < h->limit; i++) {
+    conn_rec *r = &h->conns[i];
+    if (r->used && !r->closing && now - r->since > REQUEST_S) shut(r);
+  }
+  unsigned n;
+  conn_rec *o;
+  while ((o = oldest(h, self, &self->addr, &n)) && n > h->per_addr) shut(o);
+  while ((o = oldest(h, self, NULL, &n)) && n > h->keep) shut(o);
+}
+
+static void notify(void *cls, struct MHD_Connection *c, void **ctx,
+                   enum MHD_ConnectionNotificationCode code) {
+  wr_health *h = cls;
+  conn_rec *r = *ctx;
+  if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+    if (r) r->used = 0;
+    *ctx = NULL;
+    return;
+  }
+  const union MHD_ConnectionInfo *fd =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  const union MHD_ConnectionInfo *addr =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  for (unsigned i = 0; fd && addr && i < h->limit; i++) {
+    if (h->conns[i].used) continue;
+    r = &h->conns[i];
+    memset(r, 0, sizeof *r);
+    r->used = 1;
+    r->fd = fd->connect_fd;
+    r->since = wr_now();
+    const struct sockaddr *sa = addr->client_addr;
+    memcpy(&r->addr, sa,
+           sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                     : sizeof(struct sockaddr_in));
+    *ctx = r;
+    make_room(h, r);
+    return;
+  }
+}
+
+/* A request is answered: the connection waits for the next one from
+ * now. */
+static void completed(void *cls, struct MHD_Connection *c, void **req,
+                      enum MHD_RequestTerminationCode code) {
+  (void)cls, (void)req, (void)code;
+  const union MHD_ConnectionInfo *i =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  conn_rec *r = i ? i->socket_context : NULL;
+  if (r) r->since = wr_now();
+}
+
 /* Connections the HTTP side may hold: at most MAX_CONNECTIONS and a
  * quarter of the descriptors this process may open, so clients can never
  * take the ones the loop needs (workers' sockets, reconnects). */
@@ -253,21 +390,34 @@ wr_health *wr_health_start(const wr_health_opts *o, char *err, size_t errlen) {
   h->st = o->st;
   h->snaps = o->snaps;
   h->token = o->admin_token;
+  h->limit = connection_limit();
+  /* A tenth of the slots stays free for newcomers (libmicrohttpd accepts
+   * several per turn before the shut ones are closed); one address may
+   * hold a quarter. */
+  h->keep = h->limit - (h->limit / 10 > 4 ? h->limit / 10 : 4);
+  h->per_addr = h->limit / 4;
+  h->conns = calloc(h->limit, sizeof *h->conns);
+  if (!h->conns) {
+    free(h);
+    return NULL;
+  }
   /* Probes must answer while clients abuse the port: epoll (no select()
-   * limit), a bounded number of connections at a few KiB each, and an
-   * idle client is dropped after IDLE_S, so trickling clients cannot
-   * hold the slots for long. Bodies are rendered from a snapshot: no
-   * request waits for the loop, nor the loop for a request. */
+   * limit), a bounded number of connections at a few KiB each, an idle
+   * client dropped after IDLE_S, and trickling ones shut to make room
+   * (make_room above). Bodies are rendered from a snapshot: no request
+   * waits for the loop, nor the loop for a request. */
   h->d = MHD_start_daemon(
       MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | family,
       (uint16_t)o->port, NULL, NULL, serve, h, MHD_OPTION_SOCK_ADDR,
-      (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
+      (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT, h->limit,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
-      MHD_OPTION_CONNECTION_TIMEOUT, IDLE_S, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_TIMEOUT, IDLE_S, MHD_OPTION_NOTIFY_CONNECTION,
+      notify, h, MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_END);
   if (!h->d) {
     int v6 = strchr(o->listen, ':') != NULL;
     snprintf(err, errlen, "cannot serve health endpoints on %s%s%s:%d",
              v6 ? "[" : "", o->listen, v6 ? "]" : "", o->port);
+    free(h->conns);
     free(h);
     return NULL;
   }
@@ -277,5 +427,6 @@ wr_health *wr_health_start(const wr_health_opts *o, char *err, size_t errlen) {
 void wr_health_stop(wr_health *h) {
   if (!h) return;
   MHD_stop_daemon(h->d);
+  free(h->conns);
   free(h);
 }

@@ -60,6 +60,11 @@ typedef struct wr_health_opts {
 int wr_health_address(const char *listen, int port, struct sockaddr_storage *sa,
                       socklen_t *len, char *err, size_t errlen);
 
+/* Whether header[0..len) (an Authorization header's value) carries the
+ * bearer token: the scheme in any case, one or more spaces, the token,
+ * compared in constant time. */
+int wr_health_bearer_ok(const char *header, size_t len, const char *token);
+
 /* Serve. Returns NULL (and says why in err) on failure. */
 wr_health *wr_health_start(const wr_health_opts *o, char *err, size_t errlen);
 void wr_health_stop(wr_health *h);

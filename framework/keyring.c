@@ -1,7 +1,6 @@
 #include "keyring.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include <limits.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -10,11 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <warren/sign.h>
 
+#include "secret.h"
 #include "sign.h"
 
 #define MAX_KEYS 64
@@ -110,42 +108,14 @@ int wr_keyring_read(const char *file, const char *env, unsigned char *buf,
     *len = n;
     return 0;
   }
-  /* open/read, not stdio: a FILE's buffer would leave a copy of the key
-   * in freed memory (and in every worker forked after). */
-  struct stat st;
-  int fd = open(file, O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || fstat(fd, &st) != 0) {
-    snprintf(err, errlen, "cannot read key file '%s': %s", file,
-             strerror(errno));
-    if (fd >= 0) close(fd);
+  /* Without blocking on a FIFO, and without stdio, whose buffer would
+   * leave a copy of the key in freed memory (secret.h). */
+  if (cap < 3) return -1;
+  char why[PATH_MAX + 128];
+  if (wr_secret_read(file, buf, cap - 2, len, why, sizeof why) != 0) {
+    snprintf(err, errlen, "key file %s", why);
     return -1;
   }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    snprintf(err, errlen, "key file '%s' is not a regular file", file);
-    return -1;
-  }
-  size_t n = 0;
-  ssize_t r = 1;
-  while (n < cap && (r = read(fd, buf + n, cap - n)) > 0) n += (size_t)r;
-  char more;
-  int over = n == cap && read(fd, &more, 1) == 1;
-  close(fd);
-  if (r < 0) {
-    OPENSSL_cleanse(buf, cap);
-    snprintf(err, errlen, "cannot read key file '%s': %s", file,
-             strerror(errno));
-    return -1;
-  }
-  /* A key written with echo or an editor ends in a newline that is not
-   * part of it. */
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
-  if (over) {
-    OPENSSL_cleanse(buf, cap);
-    snprintf(err, errlen, "key file '%s' is over %zu bytes", file, cap);
-    return -1;
-  }
-  *len = n;
   return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <warren/status.h>
 
 #include "clock.h"
+#include "events.h"
 #include "field.h"
 
 const double wr_metrics_bounds[WR_METRICS_BUCKETS] = {
@@ -62,15 +63,22 @@ void wr_metrics_free(wr_metrics *m) {
   m->reason = NULL;
 }
 
-/* When the producer said when it published: the header of RabbitMQ's
- * message_timestamp plugin (ms), else the AMQP timestamp (seconds). Unix
- * ms, or 0. */
-static int64_t published_ms(const amqp_basic_properties_t *p) {
-  int64_t v;
-  if (wr_field_header_int(p, "timestamp_in_ms", &v)) return v;
-  if (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG)
-    return (int64_t)p->timestamp * 1000;
-  return 0;
+int64_t wr_metrics_published_ms(const amqp_basic_properties_t *p,
+                                int64_t now_ms) {
+  int64_t v = 0;
+  if (!wr_field_header_int(p, "timestamp_in_ms", &v) &&
+      (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG)) {
+    /* Seconds; compared before multiplying, which could overflow. */
+    if (p->timestamp > (uint64_t)(now_ms + WR_METRICS_PUB_AHEAD_MS) / 1000)
+      return 0;
+    v = (int64_t)p->timestamp * 1000;
+  }
+  /* A publisher's clock, or a made-up value: only a plausible one counts,
+   * so one message cannot add decades to the sum. */
+  if (v <= 0 || v < now_ms - WR_METRICS_PUB_MAX_AGE_MS ||
+      v > now_ms + WR_METRICS_PUB_AHEAD_MS)
+    return 0;
+  return v;
 }
 
 static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
@@ -83,7 +91,10 @@ static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
   else
     hm->transient++;
   if (o != WR_OUT_ACKED && err) {
-    snprintf(hm->last_error, sizeof hm->last_error, "%s", err);
+    /* Valid UTF-8, cut between characters: it goes into JSON. */
+    size_t n = wr_events_utf8_copy(hm->last_error, err, strlen(err),
+                                   sizeof hm->last_error - 1);
+    hm->last_error[n] = '\0';
     hm->last_error_ms = wr_unix_ms();
   }
   /* Jobs refused at intake (malformed, too large, a signature, revoked
@@ -91,10 +102,9 @@ static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
   double ran = wr_job_ran(job, wr_now());
   if (ran < 0) return;
   wr_metrics_observe(&hm->duration, ran);
-  int64_t pub = published_ms(p);
+  int64_t now = wr_unix_ms(), pub = wr_metrics_published_ms(p, now);
   if (pub > 0)
-    wr_metrics_observe(&hm->pickup,
-                       ((double)(wr_unix_ms() - pub) / 1000.0) - ran);
+    wr_metrics_observe(&hm->pickup, ((double)(now - pub) / 1000.0) - ran);
 }
 
 static void republished(void *ctx, size_t h, const wr_job *job, int dead,

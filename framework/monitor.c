@@ -255,9 +255,11 @@ static void snap_handler(wr_monitor *m, size_t i, wr_snap_handler *o,
       w->running = 1;
       w->job_age_s = now - pw.job->started;
       o->running_jobs++;
+      /* The publisher's bytes: valid UTF-8, cut between characters. */
       if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
-        snprintf(w->job, sizeof w->job, "%.*s", (int)p->message_id.len,
-                 (const char *)p->message_id.bytes);
+        w->job[wr_events_utf8_copy(w->job, p->message_id.bytes,
+                                   p->message_id.len, sizeof w->job - 1)] =
+            '\0';
     }
   }
   o->in_flight = o->pending + o->in_workers + o->awaiting_copy;

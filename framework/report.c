@@ -2,9 +2,31 @@
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
+#include "events.h"
 #include "health.h"
+
+/* Every text of these bodies is valid UTF-8: a job id is the publisher's
+ * bytes, an error the handler's, a node name the broker's; cJSON copies
+ * bytes as they are. A byte outside a valid sequence becomes '?' (as in
+ * the lifecycle events, events.h). NULL: null. */
+static cJSON *text(const char *v) {
+  if (!v) return cJSON_CreateNull();
+  size_t n = strlen(v);
+  char small[512], *buf = n < sizeof small ? small : malloc(n + 1);
+  if (!buf) return NULL;
+  buf[wr_events_utf8_copy(buf, v, n, n)] = '\0';
+  cJSON *s = cJSON_CreateString(buf);
+  if (buf != small) free(buf);
+  return s;
+}
+
+static void add_text(cJSON *o, const char *k, const char *v) {
+  cJSON_AddItemToObject(o, k, text(v));
+}
 
 static char *done(cJSON *o) {
   char *s = o ? cJSON_PrintUnformatted(o) : NULL;
@@ -42,38 +64,37 @@ static const char *not_ready_text(int why, const wr_snap *s, char *buf,
 char *wr_report_ready(int why, const wr_snap *s) {
   char buf[400];
   cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "status", why == WR_READY ? "ready" : "not ready");
+  add_text(o, "status", why == WR_READY ? "ready" : "not ready");
   cJSON_AddBoolToObject(o, "ready", why == WR_READY);
   if (why == WR_READY)
     cJSON_AddNullToObject(o, "reason");
   else
-    cJSON_AddStringToObject(o, "reason",
-                            not_ready_text(why, s, buf, sizeof buf));
+    add_text(o, "reason", not_ready_text(why, s, buf, sizeof buf));
   return done(o);
 }
 
 char *wr_report_alive(int alive, double idle_s) {
   cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "status", alive ? "ok" : "event loop stalled");
+  add_text(o, "status", alive ? "ok" : "event loop stalled");
   cJSON_AddNumberToObject(o, "loop_idle_seconds", idle_s);
   return done(o);
 }
 
 char *wr_report_error(const char *what) {
   cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "error", what);
+  add_text(o, "error", what);
   return done(o);
 }
 
 static cJSON *broker(const wr_snap *s) {
   cJSON *b = cJSON_CreateObject();
   cJSON_AddBoolToObject(b, "connected", s->connected);
-  cJSON_AddStringToObject(b, "host", s->host);
+  add_text(b, "host", s->host);
   cJSON_AddNumberToObject(b, "port", s->port);
-  cJSON_AddStringToObject(b, "vhost", s->vhost);
-  cJSON_AddStringToObject(b, "node", s->node);
-  cJSON_AddStringToObject(b, "product", s->product);
-  cJSON_AddStringToObject(b, "version", s->version);
+  add_text(b, "vhost", s->vhost);
+  add_text(b, "node", s->node);
+  add_text(b, "product", s->product);
+  add_text(b, "version", s->version);
   if (s->rtt_ms < 0)
     cJSON_AddNullToObject(b, "latency_ms");
   else
@@ -86,13 +107,12 @@ static cJSON *broker(const wr_snap *s) {
  * route. */
 static void readiness(cJSON *o, const wr_snap *s) {
   char buf[400];
-  cJSON_AddStringToObject(o, "status", s->ready ? "ok" : "unavailable");
+  add_text(o, "status", s->ready ? "ok" : "unavailable");
   cJSON_AddBoolToObject(o, "ready", s->ready);
   if (s->ready)
     cJSON_AddNullToObject(o, "reason");
   else
-    cJSON_AddStringToObject(o, "reason",
-                            not_ready_text(s->not_ready, s, buf, sizeof buf));
+    add_text(o, "reason", not_ready_text(s->not_ready, s, buf, sizeof buf));
   cJSON_AddItemToObject(o, "timestamp", iso(s->at_ms));
   cJSON_AddNumberToObject(o, "uptime_seconds", s->uptime_s);
   cJSON *c = cJSON_AddObjectToObject(o, "check");
@@ -100,7 +120,7 @@ static void readiness(cJSON *o, const wr_snap *s) {
   if (s->check_ok)
     cJSON_AddNullToObject(c, "reason");
   else
-    cJSON_AddStringToObject(c, "reason", s->check_why);
+    add_text(c, "reason", s->check_why);
   cJSON_AddItemToObject(c, "at", iso(s->check_at_ms));
 }
 
@@ -113,9 +133,9 @@ char *wr_report_health(const wr_snap *s) {
   for (size_t i = 0; i < s->nh; i++) {
     const wr_snap_handler *h = &s->h[i];
     cJSON *q = cJSON_CreateObject();
-    cJSON_AddStringToObject(q, "name", h->queue);
-    cJSON_AddStringToObject(q, "handler", h->name);
-    cJSON_AddStringToObject(q, "type", h->quorum ? "quorum" : "classic");
+    add_text(q, "name", h->queue);
+    add_text(q, "handler", h->name);
+    add_text(q, "type", h->quorum ? "quorum" : "classic");
     cJSON_AddBoolToObject(q, "durable", h->durable);
     /* Measured on what arrived: null until a job did. */
     if (h->m.persistent + h->m.transient == 0)
@@ -169,9 +189,9 @@ static cJSON *worker(const wr_snap_worker *w) {
     cJSON_AddNumberToObject(o, "pid", w->pid);
   else
     cJSON_AddNullToObject(o, "pid");
-  cJSON_AddStringToObject(o, "state", w->state);
+  add_text(o, "state", w->state);
   if (w->running) {
-    cJSON_AddStringToObject(o, "job_id", w->job);
+    add_text(o, "job_id", w->job);
     cJSON_AddNumberToObject(o, "job_age_seconds", w->job_age_s);
   } else {
     cJSON_AddNullToObject(o, "job_id");
@@ -185,9 +205,9 @@ static cJSON *worker(const wr_snap_worker *w) {
 
 static cJSON *handler(const wr_snap_handler *h) {
   cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "name", h->name);
+  add_text(o, "name", h->name);
   cJSON_AddBoolToObject(o, "running", h->running);
-  cJSON_AddStringToObject(o, "queue", h->queue);
+  add_text(o, "queue", h->queue);
   cJSON_AddNumberToObject(o, "prefetch", h->prefetch);
   cJSON_AddNumberToObject(o, "concurrency", h->concurrency);
   cJSON_AddBoolToObject(o, "isolation", h->isolated);
@@ -201,7 +221,7 @@ static cJSON *handler(const wr_snap_handler *h) {
   cJSON_AddItemToObject(o, "dead_letter_queue_depth", known(h->dlq.messages));
   if (h->m.last_error_ms) {
     cJSON *e = cJSON_AddObjectToObject(o, "last_error");
-    cJSON_AddStringToObject(e, "message", h->m.last_error);
+    add_text(e, "message", h->m.last_error);
     cJSON_AddItemToObject(e, "at", iso(h->m.last_error_ms));
   } else {
     cJSON_AddNullToObject(o, "last_error");
@@ -254,14 +274,14 @@ char *wr_report_queues(const wr_snap *s) {
   for (size_t i = 0; i < s->nh; i++) {
     const wr_snap_handler *h = &s->h[i];
     cJSON *q = cJSON_CreateObject();
-    cJSON_AddStringToObject(q, "name", h->queue);
+    add_text(q, "name", h->queue);
     cJSON_AddItemToObject(q, "queued", known(h->work.messages));
     cJSON_AddNumberToObject(q, "started", (double)h->in_flight);
     cJSON_AddNumberToObject(q, "finished", (double)h->st.acked);
     cJSON_AddNumberToObject(q, "failed", (double)h->st.dead);
     cJSON_AddItemToObject(q, "retrying", known(h->retrying));
     cJSON_AddItemToObject(q, "dead_lettered", known(h->dlq.messages));
-    cJSON_AddStringToObject(q, "handler", h->name);
+    add_text(q, "handler", h->name);
     cJSON_AddItemToArray(qs, q);
   }
   return done(o);
@@ -275,7 +295,7 @@ char *wr_report_admin(const wr_snap *s) {
   cJSON *ew = cJSON_AddObjectToObject(d, "executionWorker");
   cJSON_AddBoolToObject(ew, "started", s->connected && !s->draining);
   cJSON_AddItemToObject(ew, "startedAt", iso(s->started_ms));
-  cJSON_AddStringToObject(ew, "queueDriver", "rabbitmq");
+  add_text(ew, "queueDriver", "rabbitmq");
   cJSON *qd = cJSON_AddObjectToObject(cJSON_AddObjectToObject(ew, "metrics"),
                                       "queueDepths");
   for (size_t i = 0; i < s->nh; i++) {

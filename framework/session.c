@@ -28,7 +28,7 @@ void wr_session_init(wr_session *s, const wr_conn_params *p,
   s->ev = ev;
   s->ctx = ctx;
   s->store = (wr_deliver_store){ev->body, ev->release, ctx};
-  size_t n = p->n_nodes < WR_SESSION_MAX_NODES ? p->n_nodes : 0;
+  size_t n = p->n_nodes <= WR_SESSION_MAX_NODES ? p->n_nodes : 0;
   for (size_t i = 0; i < n; i++) s->order[i] = (uint8_t)i;
   for (size_t i = n; i > 1; i--) { /* Fisher-Yates, seeded per process */
     size_t j = (size_t)(wr_rand01() * (double)i);
@@ -40,11 +40,16 @@ void wr_session_init(wr_session *s, const wr_conn_params *p,
   s->cur = *p;
 }
 
+size_t wr_session_node_index(const wr_session *s) {
+  size_t n = s->params->n_nodes;
+  return n && n <= WR_SESSION_MAX_NODES ? s->order[s->node % n] : 0;
+}
+
 /* The parameters of the node to try now. */
 static const wr_conn_params *current(wr_session *s) {
   const wr_conn_params *p = s->params;
   if (!p->n_nodes || p->n_nodes > WR_SESSION_MAX_NODES) return p;
-  const wr_conn_node *nd = &p->nodes[s->order[s->node % p->n_nodes]];
+  const wr_conn_node *nd = &p->nodes[wr_session_node_index(s)];
   s->cur = *p;
   s->cur.host = nd->host;
   s->cur.port = nd->port;

@@ -85,6 +85,9 @@ void wr_session_init(wr_session *s, const wr_conn_params *p,
                      amqp_channel_t pub_ch, double backoff_min,
                      double backoff_max, wr_loop *loop,
                      const wr_session_events *ev, void *ctx);
+/* The index in params->nodes of the node to try now (0 without nodes):
+ * the session's shuffled order, every node once per round. */
+size_t wr_session_node_index(const wr_session *s);
 
 /* Before the loop polls: connect when due. Returns when the session next
  * needs a turn (now, if input is already buffered). */

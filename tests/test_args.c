@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "args.h"
@@ -327,4 +328,27 @@ Test(args, times_are_iso_8601_with_a_zone) {
     cr_assert_eq(rc, -1, "'%s' taken", bad[i]);
     cr_assert(strstr(err, "ISO 8601"), "%s", err);
   }
+}
+
+/* --password-file: a FIFO is refused at once (it blocked), a NUL byte is
+ * refused (it cut the password). */
+Test(args, a_password_file_that_is_a_fifo_or_holds_a_nul_is_refused,
+     .timeout = 20) {
+  static wr_args_store st;
+  char dir[] = "/tmp/warren-args-XXXXXX";
+  cr_assert_neq(mkdtemp(dir), NULL);
+  char path[128];
+  snprintf(path, sizeof path, "%s/p", dir);
+  cr_assert_eq(mkfifo(path, 0600), 0);
+  wr_args_conn a = {.password_file = path};
+  wr_conn_params b = file_broker();
+  char err[512];
+  cr_assert_eq(wr_args_conn_apply(&a, NULL, &b, &st, err, sizeof err), -1);
+  cr_assert(strstr(err, "not a regular file (a FIFO)"), "%s", err);
+  unlink(path);
+  write_file(path, "ab\0cd\n", 6);
+  cr_assert_eq(wr_args_conn_apply(&a, NULL, &b, &st, err, sizeof err), -1);
+  cr_assert(strstr(err, "holds a NUL byte"), "%s", err);
+  unlink(path);
+  rmdir(dir);
 }

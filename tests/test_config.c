@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,6 +50,10 @@ static void expect_error(const char *text, int line, const char *needle) {
 
 Test(config, full_file_is_read) {
   wr_cfg *cfg;
+  /* ca_file is relative to the config's folder, /tmp, and must exist. */
+  char ca[] = "/tmp/ca.pem";
+  FILE *caf = access(ca, R_OK) == 0 ? NULL : fopen(ca, "w");
+  if (caf) fclose(caf);
   int rc = load(
       "broker = { host = \"10.1.2.3\"; port = 5673; vhost = \"jobs\";\n"
       "  user = \"u\"; password = \"p\"; heartbeat = 15;\n"
@@ -630,4 +635,82 @@ Test(config, delayed_handlers_and_the_delay_levels) {
   expect_error("delays = { prefix = \"a#b\"; };\n" H(""), 1,
                "without '*' or '#'");
   expect_error("delays = { levels = 3; };\n" H(""), 1, "levels");
+}
+
+/* A FIFO where a secret or a TLS file should be: refused at once with a
+ * clear error (opening it for reading once waited for a writer forever:
+ * the start, --check-config and a SIGHUP reload hung). */
+Test(config, a_fifo_as_a_secret_or_tls_file_is_refused_without_blocking,
+     .timeout = 20) {
+  char fifo[] = "/tmp/warren-fifo-XXXXXX";
+  cr_assert_neq(mkdtemp(fifo), NULL);
+  char f[128];
+  snprintf(f, sizeof f, "%s/p", fifo);
+  cr_assert_eq(mkfifo(f, 0600), 0);
+  static const char *const fmt[] = {
+      "broker = { password_file = \"%s\"; };\n" H(""),
+      "health = { admin_token_file = \"%s\"; };\n" H(""),
+      "signing = { keys = ( { id = \"gw\"; file = \"%s\"; } ); };\n" H(""),
+      "broker = { tls = { enabled = true; ca_file = \"%s\"; }; };\n" H(""),
+  };
+  static const char *const key[] = {"broker.password_file",
+                                    "health.admin_token_file", "signing.keys",
+                                    "broker.tls.ca_file"};
+  for (size_t i = 0; i < sizeof fmt / sizeof *fmt; i++) {
+    char text[512];
+    snprintf(text, sizeof text, fmt[i], f);
+    expect_error(text, 1, "is not a regular file (a FIFO)");
+    cr_assert(strstr(err, key[i]), "names %s: %s", key[i], err);
+  }
+  unlink(f);
+  rmdir(fifo);
+}
+
+/* A NUL in a token or password file would cut it: "Bearer ab" was
+ * accepted for a file "ab\0...". */
+Test(config, a_secret_file_holding_a_nul_is_refused) {
+  char secret[] = "/tmp/warren-secret-XXXXXX";
+  int fd = mkstemp(secret);
+  cr_assert(fd >= 0);
+  cr_assert_eq(write(fd, "ab\0cdef\n", 8), 8);
+  close(fd);
+  char text[512];
+  snprintf(text, sizeof text,
+           "health = { admin_token_file = \"%s\"; };\n" H(""), secret);
+  expect_error(text, 1, "holds a NUL byte");
+  cr_assert(strstr(err, "health.admin_token_file"), "%s", err);
+  snprintf(text, sizeof text, "broker = { password_file = \"%s\"; };\n" H(""),
+           secret);
+  expect_error(text, 1, "holds a NUL byte");
+  unlink(secret);
+}
+
+/* What the broker or OpenSSL would refuse later is refused at load,
+ * naming the key. */
+Test(config, settings_the_broker_would_refuse_are_errors_at_load) {
+  expect_error("broker = { url = \"amqp://h:0/\"; };\n" H(""), 1, "broker.url");
+  cr_assert(strstr(err, "port 1..65535"), "%s", err);
+  expect_error("broker = { url = \"amqp://u%00x:p@h/\"; };\n" H(""), 1,
+               "broker.url");
+  cr_assert(strstr(err, "%00"), "%s", err);
+  expect_error("broker = { url = \"amqp://u:p%00@h/\"; };\n" H(""), 1,
+               "broker.url");
+  char text[1024], name[301];
+  memset(name, 'e', 300);
+  name[300] = '\0';
+  snprintf(text, sizeof text, "events = { exchange = \"%s\"; };\n" H(""), name);
+  expect_error(text, 1, "events.exchange");
+  cr_assert(strstr(err, "255 bytes"), "%s", err);
+  snprintf(text, sizeof text, "exchanges = ( { name = \"%s\"; } );\n" H(""),
+           name);
+  expect_error(text, 1, "255 bytes");
+  expect_error(
+      "broker = { tls = { enabled = true; ca_file = \"/nonexistent/ca.pem\"; "
+      "}; };\n" H(""),
+      1, "broker.tls.ca_file");
+  cr_assert(strstr(err, "cannot read '/nonexistent/ca.pem'"), "%s", err);
+  expect_error(
+      "broker = { url = \"amqps://h/\"; tls = { ca_file = \"/no/ca.pem\"; }; "
+      "};\n" H(""),
+      1, "broker.tls.ca_file");
 }

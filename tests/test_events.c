@@ -12,6 +12,7 @@
 
 #include "cfg.h"
 #include "events.h"
+#include "events_cli.h"
 
 static char path[64];
 static char err[4096];
@@ -281,4 +282,27 @@ Test(events, texts_are_escaped_by_cjson) {
   cr_assert(id && !strcmp(id, "a\\b\""), "%s", text);
   cJSON_Delete(o);
   wr_cfg_free(cfg);
+}
+
+/* warren events' human line: any "time" an event may carry formats
+ * within its buffer (1e300 once read past it). */
+Test(events, any_event_time_formats_within_its_buffer) {
+  static const double at[] = {1e300,          -1e300, 1e19, -1,
+                              253402300800.0, 9.2e18, 0,    1764100000.25};
+  for (size_t i = 0; i < sizeof at / sizeof *at; i++) {
+    char out[WR_EVENTS_TIME_LEN + 8];
+    memset(out, 'X', sizeof out);
+    wr_events_format_time(at[i], out, WR_EVENTS_TIME_LEN);
+    cr_assert_lt(strlen(out), WR_EVENTS_TIME_LEN, "%g", at[i]);
+    cr_assert_eq(out[WR_EVENTS_TIME_LEN], 'X');
+  }
+  char out[WR_EVENTS_TIME_LEN];
+  wr_events_format_time(1764100000.25, out, sizeof out);
+  cr_assert_str_eq(out, "2025-11-25T19:46:40.250Z");
+  wr_events_format_time(0, out, sizeof out);
+  cr_assert_str_eq(out, "1970-01-01T00:00:00.000Z");
+  wr_events_format_time(1e300, out, sizeof out);
+  cr_assert_str_eq(out, "?");
+  wr_events_format_time(0.0 / 0.0, out, sizeof out);
+  cr_assert_str_eq(out, "?");
 }

@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "metrics.h"
 #include "prom.h"
+#include "report.h"
 #include "snapshot.h"
 
 Test(metrics, a_value_lands_in_the_first_bucket_whose_bound_it_does_not_pass) {
@@ -148,5 +149,125 @@ Test(metrics, a_dead_letter_counts_under_its_reason_once_confirmed) {
   slots[1].dead = 1;
   wr_metrics_events.confirmed(&m, 0, &slots[1], 0); /* refused */
   cr_assert_eq(m.h[0].dead[WR_DEAD_REJECTED], 0);
+  wr_metrics_free(&m);
+}
+
+/* A header table of one integer entry. */
+static amqp_basic_properties_t with_header(amqp_table_entry_t *e,
+                                           const char *key, int64_t v) {
+  *e = (amqp_table_entry_t){amqp_cstring_bytes(key),
+                            {.kind = AMQP_FIELD_KIND_I64, .value.i64 = v}};
+  amqp_basic_properties_t p = {._flags = AMQP_BASIC_HEADERS_FLAG};
+  p.headers = (amqp_table_t){1, e};
+  return p;
+}
+
+/* A publisher's timestamp decides the pickup latency only when it is
+ * plausible (README, "Metrics"): at most 7 days old and
+ * at most 5 minutes ahead. Anything else would overflow (2^62 s) or add
+ * decades to the sum. */
+Test(metrics, implausible_publish_timestamps_are_ignored) {
+  const int64_t now = 1760000000000; /* 2025-10 */
+  amqp_basic_properties_t p = {._flags = AMQP_BASIC_TIMESTAMP_FLAG};
+  p.timestamp = (uint64_t)1 << 62;
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0);
+  p.timestamp = UINT64_MAX;
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0);
+  p.timestamp = 1;
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0, "1970");
+  p.timestamp = (uint64_t)(now / 1000) - 60;
+  cr_assert_eq(wr_metrics_published_ms(&p, now), now - 60000);
+  p.timestamp = (uint64_t)(now / 1000) + 3600;
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0, "an hour ahead");
+  amqp_table_entry_t e;
+  p = with_header(&e, "timestamp_in_ms", 1);
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0, "57 years ago");
+  p = with_header(&e, "timestamp_in_ms", INT64_MAX);
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0);
+  p = with_header(&e, "timestamp_in_ms", INT64_MIN);
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0);
+  p = with_header(&e, "timestamp_in_ms", now - 1500);
+  cr_assert_eq(wr_metrics_published_ms(&p, now), now - 1500);
+  p = with_header(&e, "timestamp_in_ms", now - 6 * 86400000LL);
+  cr_assert_eq(wr_metrics_published_ms(&p, now), now - 6 * 86400000LL);
+  p = with_header(&e, "timestamp_in_ms", now - 8 * 86400000LL);
+  cr_assert_eq(wr_metrics_published_ms(&p, now), 0, "8 days old");
+}
+
+/* Whether s is valid UTF-8 (no overlong forms, surrogates or > U+10FFFF). */
+static int valid_utf8(const char *str) {
+  const unsigned char *s = (const unsigned char *)str;
+  while (*s) {
+    unsigned c = *s, len, v, min;
+    if (c < 0x80) {
+      s++;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF)
+      len = 2, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF)
+      len = 3, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4)
+      len = 4, min = 0x10000;
+    else
+      return 0;
+    v = c & (0x3Fu >> (len - 1));
+    for (unsigned i = 1; i < len; i++) {
+      if ((s[i] & 0xC0) != 0x80) return 0;
+      v = (v << 6) | (s[i] & 0x3F);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+    s += len;
+  }
+  return 1;
+}
+
+/* A job id and an error are the publisher's and the handler's bytes:
+ * /status/workers (and every JSON route) shows them as valid UTF-8, an
+ * invalid byte replaced, valid characters kept. */
+Test(metrics, status_json_is_valid_utf8_whatever_the_ids_and_errors) {
+  int workers[1] = {1};
+  wr_snap *s = wr_snap_alloc(1, workers);
+  cr_assert(s);
+  s->h[0].name = "h\xc3";
+  s->h[0].queue = "q\xff";
+  s->h[0].nworkers = 1;
+  s->h[0].w[0].state = "busy";
+  s->h[0].w[0].running = 1;
+  snprintf(s->h[0].w[0].job, sizeof s->h[0].w[0].job, "%s",
+           "\xff"
+           "caf\xc3\xa9"
+           "\xed\xa0\x80"
+           "\xc3");
+  s->h[0].m.last_error_ms = 1;
+  snprintf(s->h[0].m.last_error, sizeof s->h[0].m.last_error, "%s",
+           "bad \xe2\x82");
+  s->rtt_ms = -1;
+  snprintf(s->node, sizeof s->node, "rabbit@\xfe");
+  char *j = wr_report_workers(s);
+  cr_assert(j);
+  cr_assert(valid_utf8(j), "%s", j);
+  cr_assert(strstr(j, "caf\xc3\xa9"), "valid characters are kept: %s", j);
+  free(j);
+  char *h = wr_report_health(s);
+  cr_assert(valid_utf8(h), "%s", h);
+  free(h);
+  free(s);
+}
+
+/* A handler's error is kept whole up to WR_METRICS_ERROR_MAX - 1 bytes,
+ * cut between characters, never inside one. */
+Test(metrics, a_long_error_is_cut_between_characters) {
+  wr_metrics m;
+  cr_assert_eq(wr_metrics_init(&m, 1, NULL, 0), 0);
+  char err[WR_METRICS_ERROR_MAX * 2 + 1]; /* 256 "é", 255 bytes kept */
+  for (size_t i = 0; i + 2 < sizeof err; i += 2) memcpy(err + i, "\xc3\xa9", 2);
+  err[sizeof err - 1] = '\0';
+  static wr_job job; /* zeroed: no properties */
+  wr_metrics_events.settled(&m, 0, &job, WR_OUT_MALFORMED, err);
+  size_t n = strlen(m.h[0].last_error);
+  cr_assert(valid_utf8(m.h[0].last_error), "cut inside a character");
+  cr_assert_geq(n, WR_METRICS_ERROR_MAX - 2);
+  cr_assert_eq(memcmp(m.h[0].last_error, err, n), 0);
   wr_metrics_free(&m);
 }

@@ -197,6 +197,32 @@ Test(control, malformed_messages_are_refused_with_a_reason) {
   cr_assert_eq(parse(longid, &m, err), -1);
 }
 
+/* cJSON decodes \u0000 into a NUL that would end the id early: revoking
+ * "rv13\u0000tail" must not revoke rv13. */
+Test(control, an_id_holding_a_nul_byte_is_refused) {
+  static const char *bad[] = {
+      "{\"type\":\"revoke\",\"ids\":[\"rv13\\u0000tail\"]}",
+      "{\"type\":\"revoke\",\"ids\":[\"ok\",\"rv13\\u0000\"]}",
+      "{\"type\":\"revoke\",\"ids\":[\"\\u0000\"]}",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    wr_control_msg m;
+    char err[200] = "";
+    cr_assert_eq(parse(bad[i], &m, err), -1, "%s", bad[i]);
+    cr_assert(strstr(err, "NUL"), "%s: %s", bad[i], err);
+  }
+  /* A raw NUL byte in the body, which is not JSON either. */
+  static const char raw[] = "{\"type\":\"revoke\",\"ids\":[\"rv13\0tail\"]}";
+  wr_control_msg m;
+  char err[200] = "";
+  cr_assert_eq(wr_control_parse(raw, sizeof raw - 1, &m, err, sizeof err), -1);
+  /* An escaped backslash before u0000 is text, not a NUL. */
+  const char *ok = "{\"type\":\"revoke\",\"ids\":[\"a\\\\u0000\"]}";
+  cr_assert_eq(parse(ok, &m, err), 0, "%s", err);
+  cr_assert_eq(m.id_len[0], 7);
+  wr_control_free(&m);
+}
+
 #define KEY "0123456789abcdef0123456789abcdef"
 
 Test(control, a_signature_verifies_only_with_its_key_and_body) {

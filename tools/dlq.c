@@ -43,11 +43,14 @@ static int bytes_eq(amqp_bytes_t b, const char *s) {
   return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
 }
 
+/* A header's unix ms; "?" outside years 1970..9999 (the header came
+ * with the message: gmtime fails on absurd years). */
 static void fmt_time(int64_t ms, char *buf, size_t len) {
   time_t t = (time_t)(ms / 1000);
   struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (ms < 0 || ms >= 253402300800000LL || !gmtime_r(&t, &tm) ||
+      !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+    snprintf(buf, len, "?");
 }
 
 /* Outside text, escaped for the terminal (log.h), in a rotating buffer so
@@ -203,6 +206,12 @@ static void replay_span(wr_exporter *e, const char *tp, const char *dlq,
   wr_exporter_submit(e, &ps.span);
 }
 
+int64_t wr_dlq_next_replays(int64_t replays) {
+  /* The header came with the message: any value, saturated. */
+  if (replays < 0) return 1;
+  return replays == INT64_MAX ? INT64_MAX : replays + 1;
+}
+
 /* Back to the work queue, as it was first published: Warren's own headers
  * go (attempts start again), warren-replays counts the replays. The copy
  * starts a new trace: its runs are not the dead letter's, whose trace may
@@ -221,7 +230,8 @@ static int replay_one(amqp_connection_state_t c, wr_confirms *cf,
   wr_trace_new_span_id(ctx.span_id);
   char tp[WR_TRACEPARENT_LEN + 1];
   wr_trace_format(&ctx, tp);
-  int64_t replays = header_int(&m->properties, WR_H_REPLAYS) + 1;
+  int64_t replays =
+      wr_dlq_next_replays(header_int(&m->properties, WR_H_REPLAYS));
   amqp_table_entry_t add[3];
   size_t n = 0;
   add[n++] = wr_entry_int(WR_H_REPLAYS, replays);

@@ -7,6 +7,13 @@
  * follow, with options anywhere among them. argv may be permuted.
  * Returns the process exit code: 0 done, 1 broker trouble, 2 usage or
  * config error. */
+#include <stdint.h>
+
 int wr_dlq_main(int argc, char **argv);
+
+/* The warren-replays header of a replayed copy, given the dead letter's
+ * (0 when it had none): one more, saturating at INT64_MAX; a negative
+ * one counts as 0. */
+int64_t wr_dlq_next_replays(int64_t replays);
 
 #endif

@@ -50,6 +50,9 @@ static const char *str(const cJSON *o, const char *k) {
   return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* 10000-01-01T00:00:00Z: later times are not printed. */
+#define MAX_EVENT_TIME 253402300800.0
+
 /* s with control characters as \xNN, as every tool prints what came
  * from a publisher: a job id cannot forge a line or move the cursor. */
 static void put_text(const char *s) {
@@ -63,17 +66,30 @@ static void put_text(const char *s) {
 }
 
 /* One human line: time (UTC), host:pid, handler, event, then the rest. */
+void wr_events_format_time(double at, char *out, size_t len) {
+  /* The event came from the broker: anything outside years 1970..9999
+   * (or not a number) is shown as "?", never converted (a double too
+   * large for time_t is undefined, and gmtime fails on it). */
+  struct tm tm;
+  time_t sec = (time_t)(at >= 0 && at < MAX_EVENT_TIME ? at : 0);
+  char when[32];
+  if (!(at >= 0 && at < MAX_EVENT_TIME) || !gmtime_r(&sec, &tm) ||
+      !strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm)) {
+    snprintf(out, len, "?");
+    return;
+  }
+  int ms = (int)((at - (double)sec) * 1000 + 0.5);
+  snprintf(out, len, "%s.%03dZ", when, ms > 999 ? 999 : ms);
+}
+
 static void print_human(const cJSON *o) {
   const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "time");
-  double at = cJSON_IsNumber(t) ? t->valuedouble : 0;
-  time_t sec = (time_t)at;
-  struct tm tm;
-  gmtime_r(&sec, &tm);
-  char when[32];
-  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+  char when[WR_EVENTS_TIME_LEN];
+  wr_events_format_time(cJSON_IsNumber(t) ? t->valuedouble : 0, when,
+                        sizeof when);
   const cJSON *pid = cJSON_GetObjectItemCaseSensitive(o, "pid");
   const char *h = str(o, "handler");
-  printf("%s.%03dZ ", when, (int)((at - (double)sec) * 1000 + 0.5) % 1000);
+  printf("%s ", when);
   put_text(str(o, "hostname") ? str(o, "hostname") : "?");
   printf(":%d ", cJSON_IsNumber(pid) ? pid->valueint : 0);
   put_text(h ? h : "-");

@@ -401,6 +401,11 @@ Test(health, the_admin_route_refuses_a_missing_or_wrong_token) {
                  "%s", wrong[i] ? wrong[i] : "no header");
   const char *good = "Authorization: Bearer s3cret-Token";
   cr_assert_eq(tw_http(port_, "POST", path, good, body_, sizeof body_), 405);
+  /* RFC 9110: the scheme is case-insensitive (once a 401). */
+  long lower = tw_http(port_, NULL, path, "Authorization: bearer s3cret-Token",
+                       body_, sizeof body_);
+  cr_assert(lower == 200 || (lower == 503 && strstr(body_, "no status yet")),
+            "lower-case scheme: %ld %s", lower, body_);
   double until = wr_now() + 10;
   cJSON *j = NULL, *q = NULL;
   do { /* until the work queue was probed ("it.h.admin" has dots) */
@@ -641,4 +646,59 @@ Test(health, json_log_lines_parse_and_a_hostile_id_stays_in_its_field) {
   fclose(f);
   cr_assert_eq(found, 1, "one line about the job (of %d)", lines);
   tw_delete_queue("it.h.jsonlog.dlq");
+}
+
+/* A client that sends a request byte every 0.7 s never trips an idle
+ * timeout. More of them than the HTTP side has connections (its limit
+ * scaled down to 64 with the worker's descriptor limit), each reconnecting
+ * when it is closed, as an attacker would: /healthz answers all along. */
+Test(health, probes_answer_while_slow_clients_hold_the_connections,
+     .timeout = 120) {
+  enum { SLOW = 150 };
+  struct rlimit rl, low;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  low = rl;
+  low.rlim_cur = 256; /* a quarter: 64 connections (health.c) */
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+  pid_t w = start("it.h.trickle", "", "", "", "");
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+  int limit = http_limit(w);
+  cr_assert_eq(limit, 64);
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)port_)};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  static int fd[SLOW];
+  for (int i = 0; i < SLOW; i++) fd[i] = -1;
+  int probes = 0, answered = 0, reconnects = 0;
+  double until = wr_now() + 15;
+  while (wr_now() < until) {
+    for (int i = 0; i < SLOW; i++) {
+      if (fd[i] >= 0 && send(fd[i], "a", 1, MSG_NOSIGNAL) == 1) continue;
+      if (fd[i] >= 0) {
+        close(fd[i]);
+        reconnects++;
+      }
+      fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      cr_assert_geq(fd[i], 0);
+      connect(fd[i], (struct sockaddr *)&sa, sizeof sa);
+      send(fd[i], "GET /status/workers HTTP/1.1\r\nX-Slow: ", 38, MSG_NOSIGNAL);
+    }
+    /* The probes, between rounds of bytes (tw_http waits up to 3 s). */
+    double next = wr_now() + 0.7;
+    while (wr_now() < next) {
+      probes++;
+      answered +=
+          tw_http(port_, NULL, "/healthz", NULL, body_, sizeof body_) == 200;
+      nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    }
+  }
+  for (int i = 0; i < SLOW; i++)
+    if (fd[i] >= 0) close(fd[i]);
+  cr_log_info(
+      "%d of %d probes answered while %d slow clients trickled "
+      "(%d reconnects; connection limit %d)",
+      answered, probes, SLOW, reconnects, limit);
+  cr_assert_eq(answered, probes, "/healthz answered %d of %d probes", answered,
+               probes);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
