@@ -74,14 +74,16 @@ static int answerable(const wr_job *job, wr_outcome o) {
   return job->started > 0 && o != WR_OUT_SIGNATURE;
 }
 
-/* Whether job's result may go to its reply_to (replyto.h), which is then
- * in rt: a direct reply-to name the broker did not make is not sent, as
- * the broker may close the connection on it; that is counted as lost. */
+/* Whether job's result may go to its reply_to, which is then in rt: a
+ * named queue only when the handler's reply_queues lists it; a direct
+ * reply-to name only when it is shaped as the broker makes them
+ * (replyto.h), as the broker may close the connection on another. A
+ * result not sent is said once and counted as lost. */
 static int reply_sendable(wr_sup *s, wr_handler_rt *h, wr_job *job,
                           char rt[256]) {
   if (!reply_to_of(job, rt)) return 0;
   const amqp_bytes_t *b = &job->env.message.properties.reply_to;
-  char what[400];
+  const char *why;
   if (!wr_replyto_is_direct(b->bytes, b->len)) {
     /* reply_to is not signed: a named queue is only one the operator
      * listed, never another handler's work queue or a DLQ. */
@@ -89,18 +91,16 @@ static int reply_sendable(wr_sup *s, wr_handler_rt *h, wr_job *job,
       if (strlen(h->cfg->reply_queues[i]) == b->len &&
           !memcmp(h->cfg->reply_queues[i], b->bytes, b->len))
         return 1;
-    snprintf(what, sizeof what,
-             "reply_to '%s' is not in the handler's reply_queues: no result "
-             "sent",
-             rt);
-    reply_lost(s, h->index, job, what);
-    return 0;
+    why = "is not in the handler's reply_queues";
+  } else if (wr_replyto_ok(b->bytes, b->len) && strlen(rt) == b->len) {
+    return 1;
+  } else {
+    why =
+        "is no direct reply-to name the broker gave (it could close "
+        "the connection)";
   }
-  if (wr_replyto_ok(b->bytes, b->len) && strlen(rt) == b->len) return 1;
-  snprintf(what, sizeof what,
-           "reply_to '%s' is no direct reply-to name the broker gave (it "
-           "could close the connection): no result sent",
-           rt);
+  char what[400];
+  snprintf(what, sizeof what, "reply_to '%s' %s: no result sent", rt, why);
   reply_lost(s, h->index, job, what);
   return 0;
 }
