@@ -104,7 +104,9 @@ Test(revoke, a_revoked_id_published_afterwards_is_dead_lettered_and_never_runs,
   cr_assert(strstr(out, "no Warren process is listening"), "%s", out);
 
   char log[300], rec[300];
-  pid_t w = tw_start_record("it.rv.later", "retry = { backoff = [0.2]; };",
+  /* The retry copy waits 3 s: time enough for the revoke, which takes a
+   * few hundred ms on a loaded machine, to come first. */
+  pid_t w = tw_start_record("it.rv.later", "retry = { backoff = [3.0]; };",
                             "fail_suffix = \"-f\";", log, rec);
   cr_assert_gt(w, 0, "worker did not start");
   must_revoke(tw_dir(), "later1", log, "revoke: 1 id(s)");
