@@ -82,6 +82,9 @@ static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
 
 void wr_inproc_run(wr_sup *s, wr_handler_rt *h) {
   wr_job *job;
-  while (s->session.conn && !s->draining && (job = wr_jobq_pop(&h->pending)))
+  while (s->session.conn && !s->draining &&
+         (job = wr_sup_waiting(s, h->index)->head)) {
+    wr_ledger_move(&s->ledger, job, WR_JOB_WORKING);
     run_one(s, h, job);
+  }
 }

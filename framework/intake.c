@@ -2,8 +2,7 @@
 
 #include <stdio.h>
 
-#include "log.h"
-#include "sup_private.h"
+#include "../config/cfg.h"
 
 int wr_intake_add(wr_intake *in, const wr_intake_check *c, void *ctx) {
   if (in->n == WR_INTAKE_MAX) return -1;
@@ -14,9 +13,9 @@ int wr_intake_add(wr_intake *in, const wr_intake_check *c, void *ctx) {
 
 static int check_headers(void *ctx, size_t handler, wr_job *job, wr_outcome *o,
                          char *why, size_t whylen) {
-  const wr_sup *s = ctx;
+  const wr_cfg *cfg = ctx;
   /* Only a quorum queue's redelivery carries a count the broker wrote. */
-  int broker_counts = s->h[handler].cfg->quorum && job->env.redelivered;
+  int broker_counts = cfg->handlers[handler].quorum && job->env.redelivered;
   if (wr_retry_meta(&job->env.message.properties, broker_counts, &job->meta,
                     why, whylen) == 0)
     return 0;
@@ -28,8 +27,8 @@ const wr_intake_check wr_intake_headers = {"headers", check_headers};
 
 static int check_size(void *ctx, size_t handler, wr_job *job, wr_outcome *o,
                       char *why, size_t whylen) {
-  const wr_sup *s = ctx;
-  size_t max = s->h[handler].cfg->max_body;
+  const wr_cfg *cfg = ctx;
+  size_t max = cfg->handlers[handler].max_body;
   if (!max || job->env.message.body.len <= max) return 0;
   *o = WR_OUT_TOO_LARGE;
   snprintf(why, whylen, "body of %zu bytes is over max_body %zu",
@@ -39,30 +38,11 @@ static int check_size(void *ctx, size_t handler, wr_job *job, wr_outcome *o,
 
 const wr_intake_check wr_intake_size = {"size", check_size};
 
-void wr_intake_delivery(wr_sup *s, wr_job *job) {
-  amqp_channel_t ch = job->env.channel;
-  if (ch < 1 || ch > s->nh) {
-    wr_error("delivery on unexpected channel %u; requeued", ch);
-    uint64_t tag = job->env.delivery_tag;
-    wr_sup_release(s, job);
-    wr_session_nack(&s->session, ch, tag, 1);
-    return;
-  }
-  wr_handler_rt *h = &s->h[ch - 1];
-  job->id = ++s->next_id;
-  job->handler = (uint16_t)(ch - 1);
-  job->confirm_seq = 0;
+int wr_intake_decide(const wr_intake *in, size_t handler, wr_job *job,
+                     wr_outcome *o, char *why, size_t whylen) {
   job->meta = (wr_job_meta){1, 0, 0};
-  job->revoked = 0;
-  WR_NOTIFY(&s->obs, received, h->index, job);
-  for (size_t i = 0; i < s->intake.n; i++) {
-    wr_outcome o;
-    char why[160];
-    if (s->intake.chain[i].c->check(s->intake.chain[i].ctx, h->index, job, &o,
-                                    why, sizeof why)) {
-      wr_settle_finish(s, h, job, o, why);
-      return;
-    }
-  }
-  wr_jobq_push(&h->pending, job);
+  for (size_t i = 0; i < in->n; i++)
+    if (in->chain[i].c->check(in->chain[i].ctx, handler, job, o, why, whylen))
+      return 1;
+  return 0;
 }

@@ -13,8 +13,6 @@
 #include "job.h"
 #include "retry.h"
 
-struct wr_sup;
-
 typedef struct wr_intake_check {
   const char *name;
   /* 0: pass. Non-zero: refuse, with *o the outcome that settles the job
@@ -38,15 +36,19 @@ typedef struct wr_intake {
 int wr_intake_add(wr_intake *in, const wr_intake_check *c, void *ctx);
 
 /* Reads Warren's headers into job->meta (retry.h); refuses a job whose
- * headers are there but unusable as WR_OUT_MALFORMED. */
+ * headers are there but unusable as WR_OUT_MALFORMED. ctx: the wr_cfg. */
 extern const wr_intake_check wr_intake_headers;
 
 /* Refuses a body over the handler's max_body as WR_OUT_TOO_LARGE
- * (dead-lettered, reason too_large) before any worker sees it. */
+ * (dead-lettered, reason too_large) before any worker sees it. ctx: the
+ * wr_cfg. */
 extern const wr_intake_check wr_intake_size;
 
-/* A delivery arrived (session.c): number it, tell the observers, run the
- * chain, and queue it for its handler or settle it. */
-void wr_intake_delivery(struct wr_sup *s, wr_job *job);
+/* The verdict on handler's delivery job: 0, admitted; 1, refused, with
+ * *o the outcome that settles it and why the reason. Runs the chain in
+ * order; the checks fill job->meta, the trace and signature fields. It
+ * decides only: the supervisor carries the verdict out. */
+int wr_intake_decide(const wr_intake *in, size_t handler, wr_job *job,
+                     wr_outcome *o, char *why, size_t whylen);
 
 #endif

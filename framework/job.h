@@ -62,7 +62,10 @@ typedef struct wr_job {
   unsigned char *xbuf; /* what its handler added (extras.h), malloc'd */
   size_t xlen;
   struct wr_extras *extras; /* xbuf parsed, once it is settled */
-  struct wr_job *next;      /* the one queue it is on, or the free list */
+  struct wr_job *next;      /* the one line it is on, or the free list */
+  struct wr_job *prev;      /* on a line: the one before it */
+  uint8_t state;            /* wr_job_state (ledger.h); only the ledger
+                               changes it */
   int64_t retry_delay_ms;   /* the retry copy's delay (settle.c), for the
                                observers of `republished` */
 } wr_job;
@@ -79,7 +82,7 @@ static inline wr_job *wr_job_of(amqp_envelope_t *env) {
   return (wr_job *)((char *)env - offsetof(wr_job, env));
 }
 
-/* A FIFO of jobs linked through `next`; a job is on one queue at a time. */
+/* A line of jobs linked both ways; a job is on one line at a time. */
 typedef struct wr_jobq {
   wr_job *head, *tail;
   size_t n;
@@ -87,6 +90,7 @@ typedef struct wr_jobq {
 
 static inline void wr_jobq_push(wr_jobq *q, wr_job *j) {
   j->next = NULL;
+  j->prev = q->tail;
   if (q->tail)
     q->tail->next = j;
   else
@@ -97,31 +101,34 @@ static inline void wr_jobq_push(wr_jobq *q, wr_job *j) {
 
 /* Back to the front of the line (a job handed back unstarted). */
 static inline void wr_jobq_push_front(wr_jobq *q, wr_job *j) {
+  j->prev = NULL;
   j->next = q->head;
+  if (q->head)
+    q->head->prev = j;
+  else
+    q->tail = j;
   q->head = j;
-  if (!q->tail) q->tail = j;
   q->n++;
+}
+
+/* Take j, which is on q, off it. */
+static inline void wr_jobq_remove(wr_jobq *q, wr_job *j) {
+  if (j->prev)
+    j->prev->next = j->next;
+  else
+    q->head = j->next;
+  if (j->next)
+    j->next->prev = j->prev;
+  else
+    q->tail = j->prev;
+  q->n--;
+  j->next = j->prev = NULL;
 }
 
 static inline wr_job *wr_jobq_pop(wr_jobq *q) {
   wr_job *j = q->head;
-  if (!j) return NULL;
-  q->head = j->next;
-  if (!q->head) q->tail = NULL;
-  q->n--;
-  j->next = NULL;
+  if (j) wr_jobq_remove(q, j);
   return j;
-}
-
-/* Unlink j, whose predecessor on q is prev (NULL: j is the head). */
-static inline void wr_jobq_unlink(wr_jobq *q, wr_job *prev, wr_job *j) {
-  if (prev)
-    prev->next = j->next;
-  else
-    q->head = j->next;
-  if (q->tail == j) q->tail = prev;
-  q->n--;
-  j->next = NULL;
 }
 
 #endif

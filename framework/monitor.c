@@ -232,10 +232,12 @@ static void snap_handler(wr_monitor *m, size_t i, wr_snap_handler *o,
   o->running = s->session.conn && !s->draining;
   o->st = s->stats[i];
   o->m = m->metrics.h[i];
-  o->pending = (long)h->pending.n;
-  for (const wr_job *j = s->settle.confirming.head; j; j = j->next)
+  o->pending = (long)wr_sup_waiting(s, i)->n;
+  for (const wr_job *j = wr_ledger_line(&s->ledger, WR_JOB_CONFIRMING, 0)->head;
+       j; j = j->next)
     o->awaiting_copy += j->handler == i;
-  for (const wr_job *j = s->settle.parked.head; j; j = j->next)
+  for (const wr_job *j = wr_ledger_line(&s->ledger, WR_JOB_PARKED, 0)->head; j;
+       j = j->next)
     o->awaiting_copy += j->handler == i;
   o->restarts = h->pool.restarts;
   o->alive = h->cfg->isolated ? 0 : 1;
@@ -488,12 +490,9 @@ int wr_monitor_create(wr_sup *s, wr_monitor **out) {
   m->crashes = calloc(s->nh, sizeof *m->crashes);
   m->nworkers = calloc(s->nh, sizeof *m->nworkers);
   wr_snap_store_init(&m->store);
-  size_t nslots = 0;
-  for (size_t i = 0; i < s->nh; i++)
-    nslots += (size_t)s->cfg->handlers[i].prefetch +
-              (size_t)s->cfg->handlers[i].concurrency;
   if (!m->q || !m->crashes || !m->nworkers ||
-      wr_metrics_init(&m->metrics, s->nh, s->slots, nslots + 1) != WARREN_OK) {
+      wr_metrics_init(&m->metrics, s->nh, s->ledger.slots, s->ledger.n) !=
+          WARREN_OK) {
     wr_monitor_destroy(m);
     return WARREN_NOMEM;
   }

@@ -722,18 +722,6 @@ void wr_pool_stop(wr_pool *p, double grace_s) {
   }
 }
 
-uint64_t wr_pool_lowest_tag(const wr_pool *p, uint64_t gen) {
-  uint64_t m = UINT64_MAX;
-  for (int i = 0; i < p->n; i++) {
-    const wr_child *c = &p->children[i];
-    for (int k = 0; k < c->len; k++) {
-      const wr_job *j = c->q[(c->head + k) % WR_POOL_MAX_DEPTH];
-      if (j->gen == gen && j->env.delivery_tag < m) m = j->env.delivery_tag;
-    }
-  }
-  return m;
-}
-
 void wr_pool_worker_info(const wr_pool *p, int k, wr_pool_worker *out) {
   const wr_child *c = &p->children[k];
   *out = (wr_pool_worker){c->pid,     c->state, wr_pool_running(c), c->len,

@@ -203,8 +203,4 @@ typedef struct wr_pool_worker {
 /* Worker k (0..p->n-1) of p. */
 void wr_pool_worker_info(const wr_pool *p, int k, wr_pool_worker *out);
 
-/* Lowest delivery tag of connection generation gen queued to or running
- * in a worker (UINT64_MAX: none), so acks never cover an open job. */
-uint64_t wr_pool_lowest_tag(const wr_pool *p, uint64_t gen);
-
 #endif

@@ -143,25 +143,22 @@ static int apply(wr_sup *s, wr_handler_rt *h, int terminate, double now) {
   int n = 0;
   char id[4 * WR_CONTROL_MAX_ID + 1];
   /* Queued to workers and not started: taken back (the claim in ipc.h
-   * decides against a worker about to start one), onto `pending`. */
+   * decides against a worker about to start one), onto the waiting line. */
   if (h->cfg->isolated && pool_holds(r, &h->pool, now)) {
     int back = wr_pool_revoke_unstarted(&h->pool);
     if (back)
       wr_debug("handler %s: %d job(s) queued to workers taken back",
                h->cfg->name, back);
   }
-  wr_job *prev = NULL, *j = h->pending.head;
+  wr_job *j = wr_sup_waiting(s, h->index)->head;
   while (j) {
     wr_job *next = j->next;
     if (revoked_job(r, j, now)) {
-      wr_jobq_unlink(&h->pending, prev, j);
       wr_info("handler %s: job %s revoked before it started; dead-lettered",
               h->cfg->name, esc_id(message_id(j), id, sizeof id));
       wr_settle_finish(s, h, j, WR_OUT_REVOKED,
                        "revoked by warren revoke before it started");
       n++;
-    } else {
-      prev = j;
     }
     j = next;
   }

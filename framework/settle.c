@@ -22,14 +22,20 @@ static amqp_bytes_t msg_id(const wr_job *job) {
   return (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id : none;
 }
 
-/* The job waits on `confirming` for the n publishes from first on. */
+/* The job waits, CONFIRMING, for the n publishes from first on. */
 static void await_confirms(wr_sup *s, wr_job *job, uint64_t first, size_t n) {
   job->confirm_first = first;
   job->confirm_seq = first + n - 1;
   memset(job->confirm_bits, 0, sizeof job->confirm_bits);
   for (size_t k = 0; k < n; k++) job->confirm_bits[k / 64] |= 1ull << (k % 64);
   job->returned = job->nacked = 0;
-  wr_jobq_push(&s->settle.confirming, job);
+  wr_ledger_move(&s->ledger, job, WR_JOB_CONFIRMING);
+}
+
+/* The job's attempt is over: it is being settled (ledger.h). */
+static void settling(wr_sup *s, wr_job *job) {
+  if (job->state != WR_JOB_SETTLING)
+    wr_ledger_move(&s->ledger, job, WR_JOB_SETTLING);
 }
 
 /* The job's reply_to, NUL-terminated into rt; 0 when it has none. */
@@ -405,6 +411,7 @@ static int exchange_ok(wr_sup *s, const wr_str *name) {
 }
 
 void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
+  settling(s, job);
   /* A delivery of a closed connection comes again: its follow-ups and
    * result are sent by that run, not twice. */
   if (job->gen != s->session.gen || !s->session.conn) {
@@ -470,6 +477,7 @@ void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
 
 void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
                       const char *err) {
+  settling(s, job);
   WR_NOTIFY(&s->obs, settled, h->index, job, o, err);
   if (job->gen != s->session.gen || !s->session.conn) {
     WR_NOTIFY(&s->obs, dropped, h->index, 1);
@@ -559,7 +567,7 @@ static void copy_refused(wr_sup *s, wr_job *job) {
          h->cfg->queue, delay);
   h->refusing = 1;
   job->due = wr_now() + delay;
-  wr_jobq_push(&s->settle.parked, job);
+  wr_ledger_move(&s->ledger, job, WR_JOB_PARKED);
   if (!s->settle.redeclare_at) s->settle.redeclare_at = wr_now();
 }
 
@@ -593,7 +601,7 @@ static int awaited(const wr_job *j) {
 }
 
 void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
-  wr_jobq *q = &s->settle.confirming;
+  const wr_jobq *q = wr_ledger_line(&s->ledger, WR_JOB_CONFIRMING, 0);
   if (ev->kind == WR_PUB_RETURN) {
     wr_job *j = q->head;
     while (j && ev->copy >= 0 &&
@@ -629,18 +637,17 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
              ev->why);
     return;
   }
-  /* Take the confirmed ones off the queue first: acking them may lose the
-   * connection, which forgets what is still queued. */
+  /* Take the confirmed ones off the line first (SETTLING is on none, so
+   * a local line may hold them): acking them may lose the connection,
+   * which forgets what still waits. */
   wr_jobq done = {0};
-  wr_job *prev = NULL, *j = q->head;
+  wr_job *j = q->head;
   while (j) {
     wr_job *next = j->next;
     if (cover(j, ev) && ev->kind != WR_PUB_ACK) j->nacked = 1;
     if (!awaited(j)) {
-      wr_jobq_unlink(q, prev, j);
+      wr_ledger_move(&s->ledger, j, WR_JOB_SETTLING);
       wr_jobq_push(&done, j);
-    } else {
-      prev = j;
     }
     j = next;
   }
@@ -673,43 +680,36 @@ double wr_settle_tick(wr_sup *s, double now) {
   if (st->redeclare_at && now >= st->redeclare_at && s->session.conn)
     redeclare(s);
   double next = st->redeclare_at;
-  wr_jobq keep = {0};
-  wr_job *j;
   /* Without a connection nothing is parked: wr_settle_forget ran. */
-  while ((j = wr_jobq_pop(&st->parked))) {
+  wr_job *j = wr_ledger_line(&s->ledger, WR_JOB_PARKED, 0)->head;
+  while (j && s->session.conn) {
+    wr_job *after = j->next;
     if (j->due > now && !s->draining) {
-      wr_jobq_push(&keep, j);
       if (!next || j->due < next) next = j->due;
-      continue;
+    } else {
+      wr_handler_rt *h = &s->h[j->handler];
+      uint64_t tag = j->env.delivery_tag;
+      wr_sup_release(s, j);
+      wr_session_nack(&s->session, h->ch, tag, 1);
     }
-    wr_handler_rt *h = &s->h[j->handler];
-    uint64_t tag = j->env.delivery_tag;
-    wr_sup_release(s, j);
-    wr_session_nack(&s->session, h->ch, tag, 1);
+    j = after;
   }
-  st->parked = keep;
   /* A nack above lost the connection: what was kept belongs to it. */
   if (!s->session.conn) wr_settle_forget(s);
   return next;
 }
 
-uint64_t wr_settle_lowest(const wr_sup *s, size_t h) {
-  uint64_t m = UINT64_MAX;
-  for (const wr_job *j = s->settle.confirming.head; j; j = j->next)
-    if (j->handler == h && j->env.delivery_tag < m) m = j->env.delivery_tag;
-  for (const wr_job *j = s->settle.parked.head; j; j = j->next)
-    if (j->handler == h && j->env.delivery_tag < m) m = j->env.delivery_tag;
-  return m;
-}
-
 int wr_settle_idle(const wr_sup *s) {
-  return !s->settle.confirming.n && !s->settle.parked.n;
+  return !wr_ledger_line(&s->ledger, WR_JOB_CONFIRMING, 0)->n &&
+         !wr_ledger_line(&s->ledger, WR_JOB_PARKED, 0)->n;
 }
 
 void wr_settle_forget(wr_sup *s) {
   wr_job *j;
-  while ((j = wr_jobq_pop(&s->settle.confirming))) wr_sup_release(s, j);
-  while ((j = wr_jobq_pop(&s->settle.parked))) wr_sup_release(s, j);
+  while ((j = wr_ledger_line(&s->ledger, WR_JOB_CONFIRMING, 0)->head))
+    wr_sup_release(s, j);
+  while ((j = wr_ledger_line(&s->ledger, WR_JOB_PARKED, 0)->head))
+    wr_sup_release(s, j);
   s->settle.redeclare_at = 0;
   s->settle.nknown = 0; /* an exchange may be gone after a reconnect */
 }

@@ -34,13 +34,11 @@ struct wr_handler_rt;
 #define WR_SETTLE_KNOWN 32 /* exchanges follow-ups went to, remembered */
 
 typedef struct wr_settle {
-  wr_jobq confirming; /* originals whose copy awaits its confirm */
   /* Exchanges follow-ups may be published to (checked once per
    * connection, as a publish to a missing one closes the channel);
    * replaced round-robin. */
   char known[WR_SETTLE_KNOWN][256];
   unsigned nknown;
-  wr_jobq parked;      /* originals whose copy was refused: requeued when due */
   double redeclare_at; /* re-declare the topology then (0: not needed) */
   int warned_reply;    /* a result's reply queue was missing: said once */
 } wr_settle;
@@ -74,9 +72,6 @@ void wr_settle_followups(struct wr_sup *s, struct wr_handler_rt *h,
 /* Requeue parked jobs that are due, re-declare topology when asked.
  * Returns when it is next due (0: nothing). */
 double wr_settle_tick(struct wr_sup *s, double now);
-
-/* Lowest delivery tag of handler h held here (UINT64_MAX: none). */
-uint64_t wr_settle_lowest(const struct wr_sup *s, size_t h);
 
 /* Nothing awaits a confirm or a requeue. */
 int wr_settle_idle(const struct wr_sup *s);

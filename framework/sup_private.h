@@ -13,6 +13,7 @@
 #include "health.h"
 #include "intake.h"
 #include "job.h"
+#include "ledger.h"
 #include "lifecycle.h"
 #include "loop.h"
 #include "plugin.h"
@@ -31,7 +32,6 @@ typedef struct wr_handler_rt {
   wr_pool pool;
   amqp_channel_t ch;
   char tag[200];      /* consumer tag */
-  wr_jobq pending;    /* delivered, waiting for a worker */
   void *inline_state; /* isolation = false: the handler's state */
   int inline_ready;   /* its init() succeeded */
   int warned_headers; /* in process: a job's headers passed a limit */
@@ -49,8 +49,7 @@ struct wr_sup {
   wr_loop *loop;
   wr_handler_rt *h;
   size_t nh;
-  wr_job *slots, *free_list;
-  uint64_t next_id;
+  wr_ledger ledger; /* the job slots and where each job is (ledger.h) */
   wr_session session;
   wr_settle settle;
   wr_intake intake;
@@ -74,8 +73,16 @@ struct wr_sup {
   wr_revoked revoked; /* revoked ids and the control channel (revoked.h) */
 };
 
-/* Give a job's slot back (its envelope is freed). */
-void wr_sup_release(wr_sup *s, wr_job *job);
+/* Give a job's slot back (its envelope is freed): the ledger's move to
+ * WR_JOB_FREE. */
+static inline void wr_sup_release(wr_sup *s, wr_job *job) {
+  wr_ledger_move(&s->ledger, job, WR_JOB_FREE);
+}
+
+/* Handler h's waiting line (ledger.h). */
+static inline const wr_jobq *wr_sup_waiting(const wr_sup *s, size_t h) {
+  return wr_ledger_line(&s->ledger, WR_JOB_WAITING, h);
+}
 
 /* A handler's verdict on job (a warren_result; err: its set_error text). */
 void wr_sup_done(wr_sup *s, wr_handler_rt *h, wr_job *job, int result,

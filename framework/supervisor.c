@@ -66,37 +66,24 @@ static void on_release(void *ctx, amqp_envelope_t *env) {
   env->message.body = amqp_empty_bytes;
 }
 
-void wr_sup_release(wr_sup *s, wr_job *job) {
-  on_release(s, &job->env);
+/* What a job holds, freed when the ledger takes its slot back (the
+ * ledger then wipes the slot: nothing of this job, its verified
+ * signature, start time or trace, passes to the next). */
+static void release_job(void *ctx, wr_job *job) {
+  on_release(ctx, &job->env);
   if (job->extras) {
     wr_extras_release(job->extras);
     free(job->extras);
-    job->extras = NULL;
   }
   free(job->xbuf);
-  job->xbuf = NULL;
-  job->xlen = 0;
   wr_deliver_free(&job->env);
-  /* The next delivery finds the slot as new: nothing of this job (its
-   * verified signature, start time, trace) may pass to it. */
-  *job = (wr_job){.body_off = WR_ARENA_NONE, .next = s->free_list};
-  s->free_list = job;
-}
-
-/* Lowest delivery tag of handler h that is held but not finished:
- * waiting, queued to or running in a worker, or awaiting its copy's
- * confirm or requeue. Acks must stay below it (acks.h). */
-static uint64_t open_floor(const wr_sup *s, const wr_handler_rt *h) {
-  uint64_t m = wr_pool_lowest_tag(&h->pool, s->session.gen);
-  for (const wr_job *j = h->pending.head; j; j = j->next)
-    if (j->env.delivery_tag < m) m = j->env.delivery_tag;
-  uint64_t c = wr_settle_lowest(s, h->index);
-  return c < m ? c : m;
 }
 
 void wr_sup_flush_acks(wr_sup *s, wr_handler_rt *h) {
   if (!h->acks.n || !s->session.conn) return;
-  wr_ack_plan p = wr_acks_take(&h->acks, open_floor(s, h));
+  /* Acks stay below the lowest tag held and not finished (acks.h). */
+  wr_ack_plan p = wr_acks_take(
+      &h->acks, wr_ledger_lowest_open(&s->ledger, h->index, s->session.gen));
   if (p.upto && wr_session_ack(&s->session, h->ch, p.upto, 1) != 0) return;
   for (size_t i = 0; i < p.n_single; i++)
     if (wr_session_ack(&s->session, h->ch, p.single[i], 0) != 0) return;
@@ -192,7 +179,7 @@ static void on_unstarted(void *ctx, wr_pool *p, wr_job *job) {
     wr_sup_release(s, job);
     return;
   }
-  wr_jobq_push_front(&h->pending, job);
+  wr_ledger_wait_front(&s->ledger, job);
 }
 
 static void on_started(void *ctx, wr_pool *p, wr_job *job) {
@@ -241,7 +228,7 @@ static void on_connected(void *ctx) {
 static void drop_pending(wr_sup *s) {
   for (size_t i = 0; i < s->nh; i++) {
     wr_job *j;
-    while ((j = wr_jobq_pop(&s->h[i].pending))) wr_sup_release(s, j);
+    while ((j = wr_sup_waiting(s, i)->head)) wr_sup_release(s, j);
   }
 }
 
@@ -268,18 +255,35 @@ static void on_lost_connection(void *ctx) {
 }
 
 static wr_job *on_slot(void *ctx) {
-  return ((wr_sup *)ctx)->free_list;
+  return wr_ledger_slot(&((wr_sup *)ctx)->ledger);
 }
 
 static void on_delivery(void *ctx, wr_job *job) {
   wr_sup *s = ctx;
-  s->free_list = job->next;
-  if (job->env.channel == s->revoked.ch) { /* a control message */
+  amqp_channel_t ch = job->env.channel;
+  /* Handler channels are 1..nh; the others' jobs belong to no handler. */
+  size_t hi = ch >= 1 && ch <= s->nh ? (size_t)ch - 1 : s->nh;
+  wr_ledger_take(&s->ledger, (uint16_t)hi);
+  if (ch == s->revoked.ch) { /* a control message */
     wr_revoked_delivery(s, job);
     wr_sup_release(s, job);
     return;
   }
-  wr_intake_delivery(s, job);
+  if (ch < 1 || ch > s->nh) {
+    wr_error("delivery on unexpected channel %u; requeued", ch);
+    uint64_t tag = job->env.delivery_tag;
+    wr_sup_release(s, job);
+    wr_session_nack(&s->session, ch, tag, 1);
+    return;
+  }
+  wr_handler_rt *h = &s->h[hi];
+  WR_NOTIFY(&s->obs, received, h->index, job);
+  wr_outcome o;
+  char why[160];
+  if (wr_intake_decide(&s->intake, h->index, job, &o, why, sizeof why))
+    wr_settle_finish(s, h, job, o, why);
+  else
+    wr_ledger_move(&s->ledger, job, WR_JOB_WAITING);
 }
 
 static void on_undecodable(void *ctx, amqp_channel_t ch, uint64_t tag,
@@ -503,7 +507,8 @@ static int readiness(const wr_sup *s) {
 static int holds_nothing(const wr_sup *s) {
   if (!wr_settle_idle(s) || wr_session_buffered(&s->session)) return 0;
   for (size_t i = 0; i < s->nh; i++)
-    if (s->h[i].pending.n || s->h[i].pool.busy || s->h[i].acks.n) return 0;
+    if (s->h[i].pool.busy || s->h[i].acks.n) return 0;
+  if (wr_ledger_held(&s->ledger)) return 0;
   return 1;
 }
 
@@ -588,10 +593,11 @@ static void dispatch(wr_sup *s) {
       continue;
     }
     wr_child *c;
-    while (h->pending.head && (c = wr_pool_pick(&h->pool))) {
-      wr_job *job = wr_jobq_pop(&h->pending);
+    wr_job *job;
+    while ((job = wr_sup_waiting(s, i)->head) && (c = wr_pool_pick(&h->pool))) {
+      wr_ledger_move(&s->ledger, job, WR_JOB_WORKING);
       if (wr_pool_dispatch(&h->pool, c, job) != WARREN_OK) {
-        wr_jobq_push_front(&h->pending, job); /* its worker is full now */
+        wr_ledger_wait_front(&s->ledger, job); /* its worker is full now */
         break;
       }
     }
@@ -705,17 +711,14 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
      * prefetch; running jobs of an older connection add up to concurrency. */
     nslots += (size_t)cfg->handlers[i].prefetch +
               (size_t)cfg->handlers[i].concurrency;
-  s->slots = calloc(nslots + 1, sizeof *s->slots);
-  int rc =
-      (s->h && s->stats && s->slots) ? wr_loop_create(&s->loop) : WARREN_NOMEM;
+  /* One more for a control message (revoked.h). */
+  int rc = s->h && s->stats
+               ? wr_ledger_init(&s->ledger, nslots + 1, s->nh, release_job, s)
+               : WARREN_NOMEM;
+  if (rc == WARREN_OK) rc = wr_loop_create(&s->loop);
   if (rc != WARREN_OK) {
     wr_sup_destroy(s);
     return rc;
-  }
-  for (size_t i = 0; i <= nslots; i++) {
-    s->slots[i].body_off = WR_ARENA_NONE;
-    s->slots[i].next = s->free_list;
-    s->free_list = &s->slots[i];
   }
   gethostname(s->host, sizeof s->host - 1);
   wr_observe(&s->obs, &wr_stats_events, s->stats);
@@ -733,8 +736,8 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
             cfg->tracing.service_name);
   }
   if (cfg->events.enabled) {
-    rc = wr_events_create(cfg, s->host, s->slots, nslots + 1, &s->events, err,
-                          errlen);
+    rc = wr_events_create(cfg, s->host, s->ledger.slots, s->ledger.n,
+                          &s->events, err, errlen);
     if (rc != WARREN_OK) {
       wr_sup_destroy(s);
       return rc;
@@ -745,10 +748,10 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   /* Only checks that some handler needs run on every delivery. */
   for (size_t i = 0; i < s->nh; i++)
     if (cfg->handlers[i].max_body) {
-      wr_intake_add(&s->intake, &wr_intake_size, s);
+      wr_intake_add(&s->intake, &wr_intake_size, cfg);
       break;
     }
-  wr_intake_add(&s->intake, &wr_intake_headers, s);
+  wr_intake_add(&s->intake, &wr_intake_headers, cfg);
   rc = wr_sigcheck_init(&s->sig, cfg);
   if (rc != WARREN_OK) {
     wr_sup_destroy(s);
@@ -829,12 +832,15 @@ const wr_handler_stats *wr_sup_stats(const wr_sup *s, size_t handler) {
 void wr_sup_destroy(wr_sup *s) {
   if (!s) return;
   wr_health_stop(s->health);
+  for (size_t i = 0; s->h && i < s->nh; i++)
+    if (s->h[i].pool.children) {
+      wr_pool_stop(&s->h[i].pool, WORKER_STOP_S);
+      wr_pool_free(&s->h[i].pool);
+    }
+  /* Jobs still held give their bodies back to the arenas closed below. */
+  wr_ledger_free(&s->ledger);
   for (size_t i = 0; s->h && i < s->nh; i++) {
     wr_handler_rt *h = &s->h[i];
-    if (h->pool.children) {
-      wr_pool_stop(&h->pool, WORKER_STOP_S);
-      wr_pool_free(&h->pool);
-    }
     wr_inproc_shutdown(h);
     wr_plugin_unload(&h->plugin);
     wr_acks_free(&h->acks);
@@ -851,7 +857,6 @@ void wr_sup_destroy(wr_sup *s) {
   wr_events_destroy(s->events, EVENTS_FLUSH_S); /* worker.offline last */
   free(s->h);
   free(s->stats);
-  free(s->slots);
   free(s);
 }
 

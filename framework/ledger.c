@@ -1,0 +1,144 @@
+#include "ledger.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+#include <warren/status.h>
+
+#include "arena.h"
+
+/* A slot as new: nothing of an earlier job, its body nowhere. */
+static void wipe(wr_job *j, wr_job *next) {
+  *j = (wr_job){.body_off = WR_ARENA_NONE, .next = next};
+}
+
+int wr_ledger_init(wr_ledger *l, size_t n, size_t nh,
+                   wr_ledger_release_fn release, void *ctx) {
+  *l = (wr_ledger){.n = n, .nh = nh, .release = release, .ctx = ctx};
+  l->slots = calloc(n ? n : 1, sizeof *l->slots);
+  l->waiting = calloc(nh ? nh : 1, sizeof *l->waiting);
+  if (!l->slots || !l->waiting) {
+    free(l->slots);
+    free(l->waiting);
+    *l = (wr_ledger){0};
+    return WARREN_NOMEM;
+  }
+  for (size_t i = n; i-- > 0;) {
+    wipe(&l->slots[i], l->free);
+    l->free = &l->slots[i];
+  }
+  return WARREN_OK;
+}
+
+void wr_ledger_free(wr_ledger *l) {
+  for (size_t i = 0; l->slots && i < l->n; i++)
+    if (l->slots[i].state != WR_JOB_FREE && l->release)
+      l->release(l->ctx, &l->slots[i]);
+  free(l->slots);
+  free(l->waiting);
+  *l = (wr_ledger){0};
+}
+
+wr_job *wr_ledger_slot(const wr_ledger *l) {
+  return l->free;
+}
+
+wr_job *wr_ledger_take(wr_ledger *l, uint16_t handler) {
+  wr_job *j = l->free;
+  if (!j) return NULL;
+  l->free = j->next;
+  j->next = NULL;
+  j->state = WR_JOB_RECEIVED;
+  j->id = ++l->next_id;
+  j->handler = handler;
+  l->held++;
+  return j;
+}
+
+int wr_ledger_may(wr_job_state from, wr_job_state to) {
+  /* One bit per state a job may go to, by the state it is in. */
+#define B(s) (1u << WR_JOB_##s)
+  static const unsigned to_of[WR_JOB_NSTATES] = {
+      [WR_JOB_FREE] = B(RECEIVED),
+      [WR_JOB_RECEIVED] = B(WAITING) | B(SETTLING) | B(FREE),
+      [WR_JOB_WAITING] = B(WORKING) | B(SETTLING) | B(FREE),
+      [WR_JOB_WORKING] = B(WAITING) | B(SETTLING) | B(FREE),
+      [WR_JOB_SETTLING] = B(CONFIRMING) | B(PARKED) | B(FREE),
+      [WR_JOB_CONFIRMING] = B(SETTLING) | B(FREE),
+      [WR_JOB_PARKED] = B(FREE),
+  };
+#undef B
+  return from < WR_JOB_NSTATES && to < WR_JOB_NSTATES &&
+         (to_of[from] >> to & 1u);
+}
+
+static wr_jobq *line_of(wr_ledger *l, const wr_job *j, wr_job_state st) {
+  switch (st) {
+    case WR_JOB_WAITING:
+      return j->handler < l->nh ? &l->waiting[j->handler] : NULL;
+    case WR_JOB_CONFIRMING:
+      return &l->confirming;
+    case WR_JOB_PARKED:
+      return &l->parked;
+    default:
+      return NULL;
+  }
+}
+
+const wr_jobq *wr_ledger_line(const wr_ledger *l, wr_job_state st, size_t h) {
+  switch (st) {
+    case WR_JOB_WAITING:
+      return h < l->nh ? &l->waiting[h] : NULL;
+    case WR_JOB_CONFIRMING:
+      return &l->confirming;
+    case WR_JOB_PARKED:
+      return &l->parked;
+    default:
+      return NULL;
+  }
+}
+
+/* Off the line of its state, into state `to` (no line yet). */
+static void leave(wr_ledger *l, wr_job *j, wr_job_state to) {
+  assert(wr_ledger_may((wr_job_state)j->state, to));
+  wr_jobq *from = line_of(l, j, (wr_job_state)j->state);
+  if (from) wr_jobq_remove(from, j);
+  j->state = (uint8_t)to;
+}
+
+void wr_ledger_move(wr_ledger *l, wr_job *j, wr_job_state to) {
+  leave(l, j, to);
+  if (to == WR_JOB_FREE) {
+    if (l->release) l->release(l->ctx, j);
+    wipe(j, l->free);
+    l->free = j;
+    l->held--;
+    return;
+  }
+  wr_jobq *q = line_of(l, j, to);
+  if (q) wr_jobq_push(q, j);
+}
+
+void wr_ledger_wait_front(wr_ledger *l, wr_job *j) {
+  assert(j->state == WR_JOB_WORKING);
+  leave(l, j, WR_JOB_WAITING);
+  wr_jobq_push_front(&l->waiting[j->handler], j);
+}
+
+uint64_t wr_ledger_lowest_open(const wr_ledger *l, size_t h, uint64_t gen) {
+  uint64_t m = UINT64_MAX;
+  for (size_t i = 0; i < l->n; i++) {
+    const wr_job *j = &l->slots[i];
+    if (j->state != WR_JOB_FREE && j->handler == h && j->gen == gen &&
+        j->env.delivery_tag < m)
+      m = j->env.delivery_tag;
+  }
+  return m;
+}
+
+const char *wr_ledger_state_name(wr_job_state st) {
+  static const char *const names[WR_JOB_NSTATES] = {
+      "free",     "received",   "waiting", "working",
+      "settling", "confirming", "parked"};
+  return st < WR_JOB_NSTATES ? names[st] : "?";
+}
