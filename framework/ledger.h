@@ -48,10 +48,10 @@ typedef struct wr_ledger {
   wr_job *free;
   uint64_t next_id;
   size_t nh;
-  wr_jobq *waiting;          /* one line per handler */
-  wr_jobq confirming;        /* all handlers', in the order they went */
-  wr_jobq parked;            /* all handlers', in the order they went */
-  size_t held;               /* jobs not FREE */
+  wr_jobq *waiting;   /* one line per handler */
+  wr_jobq confirming; /* all handlers', in the order they went */
+  wr_jobq parked;     /* all handlers', in the order they went */
+  size_t held;        /* jobs not FREE */
   wr_ledger_release_fn release;
   void *ctx;
 } wr_ledger;

@@ -22,13 +22,17 @@ static amqp_bytes_t msg_id(const wr_job *job) {
   return (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id : none;
 }
 
-/* The job waits, CONFIRMING, for the n publishes from first on. */
-static void await_confirms(wr_sup *s, wr_job *job, uint64_t first, size_t n) {
+void wr_settle_expect(wr_job *job, uint64_t first, size_t n) {
   job->confirm_first = first;
   job->confirm_seq = first + n - 1;
   memset(job->confirm_bits, 0, sizeof job->confirm_bits);
   for (size_t k = 0; k < n; k++) job->confirm_bits[k / 64] |= 1ull << (k % 64);
   job->returned = job->nacked = 0;
+}
+
+/* The job waits, CONFIRMING, for the n publishes from first on. */
+static void await_confirms(wr_sup *s, wr_job *job, uint64_t first, size_t n) {
+  wr_settle_expect(job, first, n);
   wr_ledger_move(&s->ledger, job, WR_JOB_CONFIRMING);
 }
 
@@ -571,8 +575,7 @@ static void copy_refused(wr_sup *s, wr_job *job) {
   if (!s->settle.redeclare_at) s->settle.redeclare_at = wr_now();
 }
 
-/* Clear the publishes of j that confirm ev covers; 1 when any was. */
-static int cover(wr_job *j, const wr_pub_event *ev) {
+int wr_settle_cover(wr_job *j, const wr_pub_event *ev) {
   uint64_t lo = ev->multiple ? j->confirm_first : ev->tag, hi = ev->tag;
   if (lo < j->confirm_first) lo = j->confirm_first;
   if (hi > j->confirm_seq) hi = j->confirm_seq;
@@ -593,7 +596,7 @@ static int cover(wr_job *j, const wr_pub_event *ev) {
   return any;
 }
 
-static int awaited(const wr_job *j) {
+int wr_settle_awaited(const wr_job *j) {
   uint64_t any = 0;
   for (size_t i = 0; i < sizeof j->confirm_bits / sizeof *j->confirm_bits; i++)
     any |= j->confirm_bits[i];
@@ -644,8 +647,8 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
   wr_job *j = q->head;
   while (j) {
     wr_job *next = j->next;
-    if (cover(j, ev) && ev->kind != WR_PUB_ACK) j->nacked = 1;
-    if (!awaited(j)) {
+    if (wr_settle_cover(j, ev) && ev->kind != WR_PUB_ACK) j->nacked = 1;
+    if (!wr_settle_awaited(j)) {
       wr_ledger_move(&s->ledger, j, WR_JOB_SETTLING);
       wr_jobq_push(&done, j);
     }

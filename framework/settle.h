@@ -50,6 +50,17 @@ typedef struct wr_settle {
 #define WR_OUTCOME_DEAD "dead-lettered"
 #define WR_DIRECT_REPLY_TO "amq.rabbitmq.reply-to"
 
+/* The decisions on confirms, pure (tests/test_settle.c): */
+/* job awaits the confirms of the n publishes from sequence first on (at
+ * most 320: follow-ups, a result, or a copy and its error result). */
+void wr_settle_expect(wr_job *job, uint64_t first, size_t n);
+/* Clear the publishes of job that confirm ev (an ack or nack, multiple
+ * or not) covers; 1 when any was. A refused error result of a dead letter
+ * is best effort: it sets job->no_reply = 2 and is not counted. */
+int wr_settle_cover(wr_job *job, const wr_pub_event *ev);
+/* Whether job still awaits a confirm. */
+int wr_settle_awaited(const wr_job *job);
+
 /* The job carries a reply_to: its result (or error result) goes there. */
 int wr_settle_wants_reply(const wr_job *job);
 

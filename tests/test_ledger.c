@@ -52,15 +52,22 @@ Test(ledger, a_reused_slot_keeps_nothing_of_the_job_before) {
 
 Test(ledger, only_the_lifecycles_moves_are_allowed) {
   /* Every move a job makes in the supervisor. */
-  static const wr_job_state ok[][2] = {
-      {WR_JOB_FREE, WR_JOB_RECEIVED},       {WR_JOB_RECEIVED, WR_JOB_WAITING},
-      {WR_JOB_RECEIVED, WR_JOB_SETTLING},   {WR_JOB_RECEIVED, WR_JOB_FREE},
-      {WR_JOB_WAITING, WR_JOB_WORKING},     {WR_JOB_WAITING, WR_JOB_SETTLING},
-      {WR_JOB_WAITING, WR_JOB_FREE},        {WR_JOB_WORKING, WR_JOB_WAITING},
-      {WR_JOB_WORKING, WR_JOB_SETTLING},    {WR_JOB_WORKING, WR_JOB_FREE},
-      {WR_JOB_SETTLING, WR_JOB_CONFIRMING}, {WR_JOB_SETTLING, WR_JOB_PARKED},
-      {WR_JOB_SETTLING, WR_JOB_FREE},       {WR_JOB_CONFIRMING, WR_JOB_SETTLING},
-      {WR_JOB_CONFIRMING, WR_JOB_FREE},     {WR_JOB_PARKED, WR_JOB_FREE}};
+  static const wr_job_state ok[][2] = {{WR_JOB_FREE, WR_JOB_RECEIVED},
+                                       {WR_JOB_RECEIVED, WR_JOB_WAITING},
+                                       {WR_JOB_RECEIVED, WR_JOB_SETTLING},
+                                       {WR_JOB_RECEIVED, WR_JOB_FREE},
+                                       {WR_JOB_WAITING, WR_JOB_WORKING},
+                                       {WR_JOB_WAITING, WR_JOB_SETTLING},
+                                       {WR_JOB_WAITING, WR_JOB_FREE},
+                                       {WR_JOB_WORKING, WR_JOB_WAITING},
+                                       {WR_JOB_WORKING, WR_JOB_SETTLING},
+                                       {WR_JOB_WORKING, WR_JOB_FREE},
+                                       {WR_JOB_SETTLING, WR_JOB_CONFIRMING},
+                                       {WR_JOB_SETTLING, WR_JOB_PARKED},
+                                       {WR_JOB_SETTLING, WR_JOB_FREE},
+                                       {WR_JOB_CONFIRMING, WR_JOB_SETTLING},
+                                       {WR_JOB_CONFIRMING, WR_JOB_FREE},
+                                       {WR_JOB_PARKED, WR_JOB_FREE}};
   int allowed = 0;
   for (int f = 0; f < WR_JOB_NSTATES; f++)
     for (int t = 0; t < WR_JOB_NSTATES; t++)
