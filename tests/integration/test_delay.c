@@ -399,7 +399,9 @@ Test(delay, quorum_levels_under_their_own_prefix) {
 }
 
 /* tests/integration/sign_producer.py --delay follows docs/delays.md and
- * docs/signing.md with pika and the standard library only. */
+ * docs/signing.md with pika and the standard library only: its key file
+ * ends in CR and LF bytes that both sides trim alike, and its --exchange
+ * does not enter a delayed job's signature (exchange "", the queue). */
 Test(delay, a_python_producer_written_from_the_docs_is_delayed_and_verified) {
   const char *py = tw_python();
   const char *q = "it.delay.python";
@@ -413,12 +415,16 @@ Test(delay, a_python_producer_written_from_the_docs_is_delayed_and_verified) {
            " countersign_key = \"warren\"; window = 60.0; };",
            tw_dir(), tw_dir());
   pid_t w = start(top, q, "");
+  char crlf[400];
+  snprintf(crlf, sizeof crlf, "%s/gw-a-crlf.key", tw_dir());
+  FILE *f = fopen(crlf, "w");
+  cr_assert(f && fputs(KEY_A "\r\n\n\r", f) >= 0 && fclose(f) == 0);
   snprintf(cmd, sizeof cmd,
            "%s " WARREN_SOURCE_DIR
            "/tests/integration/sign_producer.py --port %d --queue %s "
-           "--key-id gw-a --key-file %s/gw-a.key --count 2 --id pyd "
-           "--delay 2 > %s/python.log 2>&1",
-           py, tw_port(), q, tw_dir(), tw_dir());
+           "--key-id gw-a --key-file %s --count 2 --id pyd --delay 2 "
+           "--exchange amq.direct > %s/python.log 2>&1",
+           py, tw_port(), q, crlf, tw_dir());
   double sent = wr_now();
   cr_assert_eq(system(cmd), 0, "see %s/python.log", tw_dir());
   for (int i = 1; i <= 2; i++) {
