@@ -1,5 +1,6 @@
 /* The signing scheme as pure functions (framework/sign.c): the spec's
  * test vector, strict parsing, and the verdict for every check. */
+#include <amqp.h>
 #include <criterion/criterion.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <warren/sign.h>
 
 #include "keyring.h"
+#include "sigcheck.h"
 #include "sign.h"
 
 #define VKEY "warren-test-vector-key-0123456789abcdef"
@@ -321,5 +323,126 @@ Test(sign, a_delay_is_bound_and_the_window_starts_at_its_end) {
   j.exchange = S("");
   c = wr_sign_verify(&pol, &h, &j, d, &skew, &key);
   cr_assert_eq(c, WR_SIGN_BAD_SIGNATURE, "%s", wr_sign_check_name(c));
+  wr_keyring_free(r);
+}
+
+/* ---- what a producer in another language must get right ---------------- */
+
+/* Properties carrying the given header entries. */
+static amqp_basic_properties_t with_headers(amqp_table_entry_t *e, int n) {
+  amqp_basic_properties_t p = {0};
+  p._flags = AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
+             AMQP_BASIC_CONTENT_TYPE_FLAG;
+  p.message_id = amqp_cstring_bytes("order-42");
+  p.content_type = amqp_cstring_bytes("application/json");
+  p.headers = (amqp_table_t){n, e};
+  return p;
+}
+
+static amqp_table_entry_t str_entry(const char *key, const char *v,
+                                    amqp_field_value_kind_t kind) {
+  amqp_table_entry_t e = {amqp_cstring_bytes(key), {0}};
+  e.value.kind = (uint8_t)kind;
+  e.value.value.bytes = amqp_cstring_bytes(v);
+  return e;
+}
+
+/* The verdict on the spec's test vector carried by properties p. */
+static wr_sign_check verdict_of(const amqp_basic_properties_t *p) {
+  wr_keyring *r = wr_keyring_new();
+  char err[200];
+  cr_assert_eq(
+      wr_keyring_add(r, "gw-2026", VKEY, strlen(VKEY), err, sizeof err), 0);
+  wr_sign_policy pol = {r, NULL, 0, NULL, 1764072000000, 300000, 1};
+  wr_sign_headers h;
+  wr_sign_job j;
+  wr_sigcheck_read(p, "email", &h, &j);
+  j.exchange = S("jobs");
+  j.routing_key = S("email.send");
+  unsigned char d[32];
+  int64_t skew;
+  wr_sign_str key;
+  wr_sign_check c = wr_sign_verify(&pol, &h, &j, d, &skew, &key);
+  wr_keyring_free(r);
+  return c;
+}
+
+/* Header names are compared byte for byte, as AMQP tables name them:
+ * `Warren-Signature` is another header, so the job is unsigned. */
+Test(sign, the_header_name_is_case_sensitive) {
+  amqp_table_entry_t e[2] = {
+      str_entry("Warren-Signature", VSIG, AMQP_FIELD_KIND_UTF8)};
+  amqp_basic_properties_t p = with_headers(e, 1);
+  cr_assert_eq(verdict_of(&p), WR_SIGN_MISSING);
+  e[0] = str_entry("WARREN-SIGNATURE", VSIG, AMQP_FIELD_KIND_UTF8);
+  cr_assert_eq(verdict_of(&p), WR_SIGN_MISSING);
+  /* Next to the real one it is any other header: not "given twice". */
+  e[1] = str_entry("warren-signature", VSIG, AMQP_FIELD_KIND_UTF8);
+  p = with_headers(e, 2);
+  cr_assert_eq(verdict_of(&p), WR_SIGN_OK);
+  /* Nor is a countersignature in another case one. */
+  e[0] = str_entry("Warren-Countersignature", "v1;key=x;time=1;sig=x",
+                   AMQP_FIELD_KIND_UTF8);
+  cr_assert_eq(verdict_of(&p), WR_SIGN_OK);
+}
+
+/* The value may be a long string (`S`) or a byte array (`x`): the same
+ * bytes, the same verdict. Any other type, or the header twice, is
+ * malformed. */
+Test(sign, a_byte_array_value_is_accepted) {
+  amqp_table_entry_t e[2] = {
+      str_entry("warren-signature", VSIG, AMQP_FIELD_KIND_BYTES)};
+  amqp_basic_properties_t p = with_headers(e, 1);
+  cr_assert_eq(verdict_of(&p), WR_SIGN_OK);
+  e[0].value.kind = AMQP_FIELD_KIND_I64;
+  e[0].value.value.i64 = 1;
+  cr_assert_eq(verdict_of(&p), WR_SIGN_MALFORMED);
+  e[0] = str_entry("warren-signature", VSIG, AMQP_FIELD_KIND_UTF8);
+  e[1] = str_entry("warren-signature", VSIG, AMQP_FIELD_KIND_BYTES);
+  p = with_headers(e, 2);
+  cr_assert_eq(verdict_of(&p), WR_SIGN_MALFORMED, "given twice");
+}
+
+/* docs/signing.md, "Verification": a job failing two checks is refused
+ * for the one that comes first in the spec's order: missing, malformed,
+ * unknown-key, bad-signature, future, early, expired, body-digest. */
+Test(sign, a_job_failing_two_checks_reports_the_first_in_the_spec_order) {
+  wr_keyring *r = wr_keyring_new();
+  char err[200];
+  cr_assert_eq(
+      wr_keyring_add(r, "gw-2026", VKEY, strlen(VKEY), err, sizeof err), 0);
+  wr_sign_job j = vjob();
+  j.exchange = S("");
+  wr_sign_headers h = {1, 0, S(VSIG_NB), {0}, "", ""};
+  unsigned char d[32];
+  int64_t skew;
+  wr_sign_str key;
+  /* Early (an hour before its time) and with another body: early. The
+   * body is compared only once every other check has passed, where the
+   * job runs (worker.c, inproc.c): the verdict here is final. */
+  wr_sign_policy pol = {r, NULL, 0, NULL, VNB - 3600000, 300000, 1};
+  wr_sign_check c = wr_sign_verify(&pol, &h, &j, d, &skew, &key);
+  cr_assert_eq(c, WR_SIGN_EARLY, "%s", wr_sign_check_name(c));
+  cr_assert_not(wr_sign_body_matches("{}", 2, d), "the body fails too");
+  /* Expired and with another body: expired. */
+  pol.now_ms = VNB + 3600000;
+  c = wr_sign_verify(&pol, &h, &j, d, &skew, &key);
+  cr_assert_eq(c, WR_SIGN_EXPIRED, "%s", wr_sign_check_name(c));
+  /* Signed in the future and due later still: future, not early. */
+  pol.now_ms = 1764072000000 - 300001;
+  c = wr_sign_verify(&pol, &h, &j, d, &skew, &key);
+  cr_assert_eq(c, WR_SIGN_FUTURE, "%s", wr_sign_check_name(c));
+  /* A wrong MAC and expired: bad-signature (a time is only judged once
+   * the MAC vouches for it). */
+  j.routing_key = S("billing");
+  pol.now_ms = VNB + 3600000;
+  c = wr_sign_verify(&pol, &h, &j, d, &skew, &key);
+  cr_assert_eq(c, WR_SIGN_BAD_SIGNATURE, "%s", wr_sign_check_name(c));
+  /* A key the handler does not take and a wrong MAC: unknown-key. */
+  const char *only_other[] = {"other"};
+  pol.ids = only_other;
+  pol.n_ids = 1;
+  c = wr_sign_verify(&pol, &h, &j, d, &skew, &key);
+  cr_assert_eq(c, WR_SIGN_UNKNOWN_KEY, "%s", wr_sign_check_name(c));
   wr_keyring_free(r);
 }

@@ -30,6 +30,7 @@ typedef struct dlq_opts {
   const char *reason; /* only this warren-dead-reason */
   const char *id;     /* only this message id */
   int unrouted;       /* the delay levels' unrouted queue, not a DLQ */
+  const char *to;     /* replay --unrouted: this queue, the operator's */
 } dlq_opts;
 
 /* An integer header, 0 when absent. */
@@ -301,8 +302,43 @@ static const wr_handler_cfg *handler_of(const wr_cfg *cfg, const char *q) {
   return NULL;
 }
 
-static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o,
-               wr_exporter *tracer) {
+/* Where replay --unrouted sends a job by itself: the queue its routing
+ * key names, only when that is the work queue of a handler with
+ * delayed = true in the config. The routing key is the publisher's word
+ * (anyone may publish to the levels): trusted no further than the
+ * config, it cannot send a job to another application's queue, a DLQ or
+ * a handler that takes no delayed jobs. 1 with the queue in to; 0 with
+ * why not in why, and to the queue named (or ""). */
+static int unrouted_dest(const wr_cfg *cfg, const char *path, amqp_bytes_t rk,
+                         char *to, size_t tolen, char *why, size_t whylen) {
+  const char *dest;
+  size_t dl;
+  to[0] = '\0';
+  if (!wr_delay_split(rk.bytes, rk.len, &dest, &dl)) {
+    snprintf(why, whylen,
+             "its routing key %s is not a delayed job's (28 bits, then a "
+             "queue)",
+             esc(rk));
+    return 0;
+  }
+  snprintf(to, tolen, "%.*s", (int)dl, dest);
+  const wr_handler_cfg *h = handler_of(cfg, to);
+  if (h && h->delayed) return 1;
+  if (h)
+    snprintf(why, whylen,
+             "queue %s is handler %s's, which does not take delayed jobs "
+             "(no delayed = true in %s)",
+             esc((amqp_bytes_t){strlen(to), to}), h->name, path);
+  else
+    snprintf(why, whylen,
+             "queue %s is not the queue of a handler with delayed = true "
+             "in %s",
+             esc((amqp_bytes_t){strlen(to), to}), path);
+  return 0;
+}
+
+static int run(const wr_cfg *cfg, const char *path, const wr_handler_cfg *h,
+               const dlq_opts *o, wr_exporter *tracer, long *kept) {
   char err[512], dlq[300];
   if (o->unrouted)
     wr_delay_unrouted(cfg->delays.prefix, dlq, sizeof dlq);
@@ -356,18 +392,18 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o,
       break;
     const amqp_basic_get_ok_t *ok = r.reply.decoded;
     uint64_t tag = ok->delivery_tag;
-    /* Where it goes back to: the work queue, or for a delayed job that
-     * no queue took, the queue its routing key names. */
-    char to[256];
-    const char *dest;
-    size_t dl;
+    /* Where it goes back to: the work queue; for a delayed job that no
+     * queue took, the queue the operator named, or the delayed handler's
+     * queue its routing key names (else nowhere: why says why). */
+    char to[256], why[1024];
+    int allowed = 1;
     if (!o->unrouted)
       snprintf(to, sizeof to, "%s", h->queue);
-    else if (wr_delay_split(ok->routing_key.bytes, ok->routing_key.len, &dest,
-                            &dl))
-      snprintf(to, sizeof to, "%.*s", (int)dl, dest);
+    else if (o->to)
+      snprintf(to, sizeof to, "%s", o->to);
     else
-      to[0] = '\0'; /* not a delayed job's key: nowhere to replay it */
+      allowed = unrouted_dest(cfg, path, ok->routing_key, to, sizeof to, why,
+                              sizeof why);
     amqp_message_t m;
     if (amqp_read_message(c, CH, &m, 0).reply_type != AMQP_RESPONSE_NORMAL) {
       rc = WARREN_BROKER_CLOSED;
@@ -388,11 +424,15 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o,
       } else if (!strcmp(o->cmd, "show")) {
         print_full(n, &m);
       } else {
-        if (!strcmp(o->cmd, "replay") && !to[0]) {
+        if (!strcmp(o->cmd, "replay") && !allowed) {
+          amqp_bytes_t id = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+                                ? p->message_id
+                                : (amqp_bytes_t){1, "-"};
           fprintf(stderr,
-                  "dlq: message %ld has no delay levels' routing key; left "
-                  "where it is\n",
-                  n);
+                  "dlq: message %ld (id %s) kept in %s: %s; replay it with "
+                  "--to QUEUE to send it to a queue of your choice\n",
+                  n, esc(id), dlq, why);
+          ++*kept;
           amqp_destroy_message(&m);
           continue;
         }
@@ -408,8 +448,17 @@ static int run(const wr_cfg *cfg, const wr_handler_cfg *h, const dlq_opts *o,
   }
   if (!strcmp(o->cmd, "replay")) {
     printf("replayed %ld message(s) from %s to %s%s\n", done, dlq,
-           o->unrouted ? "the queues they were for" : "queue ",
-           o->unrouted ? "" : h->queue);
+           o->to         ? "queue "
+           : o->unrouted ? "the queues they were for"
+                         : "queue ",
+           o->to         ? o->to
+           : o->unrouted ? ""
+                         : h->queue);
+    if (*kept)
+      printf(
+          "kept %ld message(s) in %s: the queue their routing key names is "
+          "not a delayed handler's (above)\n",
+          *kept, dlq);
     if (plain)
       printf(
           "%ld of them had no valid countersignature: they are verified as "
@@ -430,6 +479,8 @@ static void dlq_usage(FILE *f) {
       "[OPTION]...\n"
       "       warren dlq list|show|replay|purge CONFIG_FILE --unrouted "
       "[OPTION]...\n"
+      "       warren dlq replay CONFIG_FILE --unrouted --to QUEUE "
+      "[OPTION]...\n"
       "  list    one line per dead letter: id, reason, attempts, last error\n"
       "  show    every header and the body\n"
       "  replay  republish to the work queue with attempts reset and a new\n"
@@ -443,14 +494,20 @@ static void dlq_usage(FILE *f) {
       "  --unrouted            instead of a handler's DLQ: delayed jobs that\n"
       "                        came due for a queue nothing bound\n"
       "                        (<delays.prefix>.unrouted); replay sends each\n"
-      "                        to the queue it was for\n");
+      "                        to the queue it was for when that is the queue\n"
+      "                        of a handler with delayed = true in\n"
+      "                        CONFIG_FILE, and keeps the others\n"
+      "  --to QUEUE            with replay --unrouted: send the selected jobs\n"
+      "                        to QUEUE instead, whatever their routing key\n"
+      "                        names\n");
   wr_args_conn_help(f, "CONFIG_FILE's broker section");
   fprintf(f,
           "Other:\n"
           "  -h, --help            this text\n"
           "  --version             the version and the handler ABI version\n"
           "Exit status: 0 done, 1 broker trouble (a replay not confirmed\n"
-          "included), 2 usage or configuration error.\n");
+          "included) or a job kept by replay --unrouted, 2 usage or\n"
+          "configuration error.\n");
 }
 
 int wr_dlq_main(int argc, char **argv) {
@@ -459,6 +516,7 @@ int wr_dlq_main(int argc, char **argv) {
     OPT_REASON,
     OPT_ID,
     OPT_UNROUTED,
+    OPT_TO,
     OPT_VERSION,
   };
   static const struct option longopts[] = {
@@ -466,6 +524,7 @@ int wr_dlq_main(int argc, char **argv) {
       {"reason", required_argument, NULL, OPT_REASON},
       {"id", required_argument, NULL, OPT_ID},
       {"unrouted", no_argument, NULL, OPT_UNROUTED},
+      {"to", required_argument, NULL, OPT_TO},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
       WR_ARGS_CONN_LONGOPTS,
@@ -497,6 +556,9 @@ int wr_dlq_main(int argc, char **argv) {
       case OPT_UNROUTED:
         o.unrouted = 1;
         break;
+      case OPT_TO:
+        o.to = optarg;
+        break;
       case 'h':
         dlq_usage(stdout);
         return 0;
@@ -516,6 +578,12 @@ int wr_dlq_main(int argc, char **argv) {
       strcmp(o.cmd, "replay") && strcmp(o.cmd, "purge")) {
     snprintf(err, sizeof err,
              "the subcommand is list, show, replay or purge (got '%s')", o.cmd);
+    return wr_args_refuse(prog, err);
+  }
+  if (o.to && (!o.unrouted || strcmp(o.cmd, "replay")))
+    return wr_args_refuse(prog, "--to is for replay --unrouted");
+  if (o.to && (!o.to[0] || strlen(o.to) > 255)) {
+    snprintf(err, sizeof err, "--to takes a queue name of 1..255 bytes");
     return wr_args_refuse(prog, err);
   }
   if (argc - optind != 2 - o.unrouted) {
@@ -542,7 +610,8 @@ int wr_dlq_main(int argc, char **argv) {
      * the worker reads them (cfg.c). */
     wr_exporter *tracer =
         !strcmp(o.cmd, "replay") ? replay_tracer(&cfg->tracing) : NULL;
-    rc = run(cfg, h, &o, tracer) == WARREN_OK ? 0 : 1;
+    long kept = 0;
+    rc = run(cfg, path, h, &o, tracer, &kept) == WARREN_OK && !kept ? 0 : 1;
     /* Spans not sent by then are counted and logged by the exporter. */
     wr_exporter_stop(tracer, 5);
   }

@@ -11,8 +11,10 @@ library's hmac, hashlib and base64; nothing of Warren is imported.
                    [--delay SECONDS [--delay-prefix P]] [--print-vector]
 
 Exchange "" and routing key Q by default; job i gets message id PREFIXi
-and body {"n": i}. --delay sends them through the delay levels to queue Q,
-signed with their not-before time. --print-vector prints the signature of
+and body {"n": i}. --delay sends them through the delay levels to queue Q
+(the routing key, when given), signed with their not-before time as if
+published straight to that queue: exchange "" and the queue's name,
+whatever --exchange says. The key file is read as Warren reads one. --print-vector prints the signature of
 the spec's test vector instead (the tests compare it with the spec).
 """
 import argparse
@@ -58,6 +60,20 @@ def signature(key, key_id, time_ms, message_id, exchange, routing_key,
                                                  mac.decode())
 
 
+def read_key_file(path):
+    """docs/signing.md, "Keys and rotation": the file's bytes without every
+    CR and LF at their end (nothing else trimmed); at most 1,026 bytes,
+    32 to 1,024 once trimmed."""
+    with open(path, "rb") as f:
+        raw = f.read(1027)
+    key = raw.rstrip(b"\r\n")
+    if len(raw) > 1026 or not 32 <= len(key) <= 1024:
+        raise SystemExit("%s: not a Warren key file (%d bytes, %d once "
+                         "trimmed; keys are 32..1024 bytes)"
+                         % (path, len(raw), len(key)))
+    return key
+
+
 def delayed_route(queue, delay_s, prefix):
     """docs/delays.md: the entry exchange and the routing key (the delay's
     28 bits, most significant first, then the queue)."""
@@ -90,8 +106,7 @@ def main():
         return 0
     import pika  # only needed to publish
 
-    with open(a.key_file, "rb") as f:
-        key = f.read().rstrip(b"\r\n")
+    key = read_key_file(a.key_file)
     rk = a.routing_key or a.queue
     conn = pika.BlockingConnection(
         pika.ConnectionParameters(host=a.host, port=a.port))
@@ -103,13 +118,16 @@ def main():
         now = int(time.time() * 1000)
         headers = {}
         ex, key_out, nb = a.exchange, rk, None
+        signed_ex = a.exchange
         if a.delay:
-            # Signed as sent straight to the queue, with its not-before.
+            # Signed as sent straight to the queue (exchange "", routing
+            # key the queue), with its not-before; published to the levels.
             ex, key_out, secs = delayed_route(rk, a.delay, a.delay_prefix)
             nb = now + secs * 1000
+            signed_ex = ""
             headers["warren-not-before"] = nb
         headers["warren-signature"] = signature(
-            key, a.key_id, now, mid, a.exchange, rk, a.content_type, body, nb)
+            key, a.key_id, now, mid, signed_ex, rk, a.content_type, body, nb)
         ch.basic_publish(
             exchange=ex, routing_key=key_out, body=body, mandatory=True,
             properties=pika.BasicProperties(

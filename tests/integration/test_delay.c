@@ -319,8 +319,12 @@ Test(delay, a_job_due_for_a_missing_queue_lands_in_the_unrouted_queue) {
   cr_assert(strstr(out, "header x-death:") &&
                 strstr(out, "header warren-not-before:"),
             "%s", out);
-  /* Replayed with its queue still missing: returned, so it stays. */
-  snprintf(args, sizeof args, "dlq replay %s/warren.cfg --unrouted", tw_dir());
+  /* The queue it was for is no delayed handler's: only the operator can
+   * send it there, by name. Replayed with that queue still missing:
+   * returned, so it stays. */
+  snprintf(args, sizeof args,
+           "dlq replay %s/warren.cfg --unrouted --to it.delay.nowhere",
+           tw_dir());
   int rc = tw_warren_cli(out, sizeof out, args);
   cr_assert_neq(rc, 0, "%s", out);
   cr_assert_eq(tw_queue_len(un), 1, "%s", out);
@@ -332,6 +336,82 @@ Test(delay, a_job_due_for_a_missing_queue_lands_in_the_unrouted_queue) {
   cr_assert_eq(tw_get(gone, 1, dump, sizeof dump), 1);
   cr_assert(strstr(dump, "id=lost-queue\n"), "%s", dump);
   cr_assert_eq(tw_queue_len(un), 0);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
+
+/* `warren dlq replay --unrouted` trusts the routing key only as far as
+ * the config does: a job goes back by itself only to the queue of a
+ * handler with delayed = true. One for a handler that takes no delayed
+ * jobs, for another application's queue or for a DLQ stays in the
+ * unrouted queue, named with its reason, and the command fails; the
+ * operator sends it elsewhere with --to. */
+Test(delay, an_unrouted_job_goes_back_only_to_a_delayed_handler_or_where_told) {
+  const char *qd = "it.delay.rd", *qp = "it.delay.rp", *qo = "it.delay.ro",
+             *dlq = "it.delay.rd.dlq";
+  cr_assert_eq(tw_own_queues(qd, qp, qo, dlq, NULL), 0);
+  snprintf(log_, sizeof log_, "%s/warren.log", tw_dir());
+  snprintf(rec, sizeof rec, "%s/rec", tw_dir());
+  char text[4096], un[100], dump[16384], args[600], out[16384];
+  snprintf(text, sizeof text,
+           "handlers = ( { name = \"d\"; queue = \"%s\"; delayed = true;\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\"; settings = { log = \"%s\"; }; },\n"
+           "  { name = \"p\"; queue = \"%s\";\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\"; settings = { log = \"%s\"; }; } );\n",
+           qd, rec, qp, rec);
+  pid_t w = tw_warren_start(tw_dir(), text);
+  cr_assert(tw_wait_text(log_, "consuming 2 queue(s)", 60), "not started");
+  cr_assert_eq(tw_declare_plain(qo), 0);
+  wr_delay_unrouted(WR_DELAY_PREFIX, un, sizeof un);
+  while (tw_get(un, 1, dump, sizeof dump)) continue; /* earlier runs' */
+  /* Without its binding the delayed handler's job lands there too. */
+  char bind[300], deliver[100];
+  cr_assert(wr_delay_binding(qd, bind, sizeof bind));
+  wr_delay_deliver(WR_DELAY_PREFIX, deliver, sizeof deliver);
+  cr_assert_eq(tw_unbind(qd, deliver, bind), 0);
+  warren_producer *p = producer(NULL, NULL);
+  publish(p, qd, "to-delayed", 1000, NULL);
+  publish(p, qp, "to-plain", 1000, NULL);
+  publish(p, qo, "to-other", 1000, NULL);
+  publish(p, dlq, "to-dlq", 1000, NULL);
+  cr_assert_eq(warren_producer_flush(p, 10000), 0);
+  warren_producer_close(p);
+  double until = wr_now() + 30;
+  while (tw_queue_len(un) < 4 && wr_now() < until) usleep(50000);
+  cr_assert_eq(tw_queue_len(un), 4);
+  snprintf(args, sizeof args, "dlq replay %s/warren.cfg --unrouted", tw_dir());
+  int rc = tw_warren_cli(out, sizeof out, args);
+  cr_assert_neq(rc, 0, "%s", out);
+  cr_assert(strstr(out, "replayed 1 message(s)"), "%s", out);
+  cr_assert(strstr(out, "to-plain") && strstr(out, "handler p") &&
+                strstr(out, "to-other") && strstr(out, "to-dlq") &&
+                strstr(out, "delayed = true") && strstr(out, "--to"),
+            "which and why: %s", out);
+  cr_assert(tw_wait_text(rec, "end to-delayed", 30), "%s", out);
+  cr_assert_eq(tw_queue_len(un), 3, "%s", out);
+  cr_assert_eq(tw_queue_len(qo), 0, "another application's queue: %s", out);
+  cr_assert_eq(tw_queue_len(dlq), 0, "a DLQ: %s", out);
+  cr_assert_not(tw_wait_text(rec, "start to-plain", 2),
+                "a handler without delayed = true ran it: %s", out);
+  /* The operator names the queue: there it goes, and only that job. */
+  snprintf(args, sizeof args,
+           "dlq replay %s/warren.cfg --unrouted --to %s --id to-other",
+           tw_dir(), qo);
+  rc = tw_warren_cli(out, sizeof out, args);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert_eq(tw_get(qo, 1, dump, sizeof dump), 1, "%s", out);
+  cr_assert(strstr(dump, "id=to-other\n"), "%s", dump);
+  cr_assert_eq(tw_queue_len(un), 2);
+  /* --to names where a replay goes: nothing else takes it. */
+  snprintf(args, sizeof args, "dlq list %s/warren.cfg --unrouted --to %s",
+           tw_dir(), qo);
+  cr_assert_eq(tw_warren_cli(out, sizeof out, args), 2, "%s", out);
+  snprintf(args, sizeof args, "dlq replay %s/warren.cfg d --to %s", tw_dir(),
+           qo);
+  cr_assert_eq(tw_warren_cli(out, sizeof out, args), 2, "%s", out);
+  snprintf(args, sizeof args, "dlq purge %s/warren.cfg --unrouted", tw_dir());
+  cr_assert_eq(tw_warren_cli(out, sizeof out, args), 0, "%s", out);
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
 
@@ -399,7 +479,9 @@ Test(delay, quorum_levels_under_their_own_prefix) {
 }
 
 /* tests/integration/sign_producer.py --delay follows docs/delays.md and
- * docs/signing.md with pika and the standard library only. */
+ * docs/signing.md with pika and the standard library only: its key file
+ * ends in CR and LF bytes that both sides trim alike, and its --exchange
+ * does not enter a delayed job's signature (exchange "", the queue). */
 Test(delay, a_python_producer_written_from_the_docs_is_delayed_and_verified) {
   const char *py = tw_python();
   const char *q = "it.delay.python";
@@ -413,12 +495,16 @@ Test(delay, a_python_producer_written_from_the_docs_is_delayed_and_verified) {
            " countersign_key = \"warren\"; window = 60.0; };",
            tw_dir(), tw_dir());
   pid_t w = start(top, q, "");
+  char crlf[400];
+  snprintf(crlf, sizeof crlf, "%s/gw-a-crlf.key", tw_dir());
+  FILE *f = fopen(crlf, "w");
+  cr_assert(f && fputs(KEY_A "\r\n\n\r", f) >= 0 && fclose(f) == 0);
   snprintf(cmd, sizeof cmd,
            "%s " WARREN_SOURCE_DIR
            "/tests/integration/sign_producer.py --port %d --queue %s "
-           "--key-id gw-a --key-file %s/gw-a.key --count 2 --id pyd "
-           "--delay 2 > %s/python.log 2>&1",
-           py, tw_port(), q, tw_dir(), tw_dir());
+           "--key-id gw-a --key-file %s --count 2 --id pyd --delay 2 "
+           "--exchange amq.direct > %s/python.log 2>&1",
+           py, tw_port(), q, crlf, tw_dir());
   double sent = wr_now();
   cr_assert_eq(system(cmd), 0, "see %s/python.log", tw_dir());
   for (int i = 1; i <= 2; i++) {
