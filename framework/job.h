@@ -46,17 +46,19 @@ typedef struct wr_job {
   uint64_t reply_seq;       /* confirm sequence of its result; 0: none */
   uint64_t body_off;        /* the body's block in its handler's arena, or
                                WR_ARENA_NONE: malloc'd (arena.h) */
-  double due;        /* when parked (settle.c): monotonic time to requeue */
-  uint16_t handler;  /* index of its handler */
-  uint8_t dead;      /* the awaited publish is a dead letter */
-  uint8_t returned;  /* the broker returned an awaited publish */
-  uint8_t nacked;    /* the broker refused (nacked) an awaited publish */
-  uint8_t followups; /* the awaited publishes are its follow-ups (and
-                        its result) */
-  uint8_t no_reply;  /* its result was lost: 1 returned, 2 refused */
-  uint8_t signed_ok; /* its signature verified: body_sha256 is to match */
-  uint8_t sig_check; /* wr_sign_check that refused it (sign.h) */
-  uint8_t revoked;   /* a revoke with terminate stopped it (revoked.h) */
+  double due;         /* when parked (settle.c): monotonic time to requeue */
+  uint16_t handler;   /* index of its handler */
+  uint8_t dead;       /* the awaited publish is a dead letter */
+  uint8_t returned;   /* the broker returned an awaited publish */
+  uint8_t nacked;     /* the broker refused (nacked) an awaited publish */
+  uint8_t followups;  /* the awaited publishes are its follow-ups (and
+                         its result) */
+  uint8_t no_reply;   /* its result was lost: 1 returned, 2 refused */
+  uint8_t signed_ok;  /* its signature verified: body_sha256 is to match */
+  uint8_t sig_check;  /* wr_sign_check that refused it (sign.h) */
+  uint8_t revoked;    /* a revoke with terminate stopped it (revoked.h) */
+  uint8_t reply_late; /* its result goes to direct reply-to after its ack
+                         (settle.c): 1 the result, 2 the error result */
   unsigned char body_sha256[32]; /* signed digest, checked where it runs */
   wr_job_trace trace;
   unsigned char *xbuf; /* what its handler added (extras.h), malloc'd */
@@ -68,6 +70,9 @@ typedef struct wr_job {
                                changes it */
   int64_t retry_delay_ms;   /* the retry copy's delay (settle.c), for the
                                observers of `republished` */
+  char *late_body;          /* reply_late 2: the error result, malloc'd */
+  char *late_err;           /* and its error text, malloc'd */
+  const char *late_reason;  /* and its reason (static) */
 } wr_job;
 
 /* Seconds the job has run by monotonic time now, or -1 when no worker

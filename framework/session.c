@@ -301,6 +301,15 @@ uint64_t wr_session_publish_ex(wr_session *s, const char *exchange,
   return ++s->pub_seq;
 }
 
+int wr_session_send(wr_session *s, amqp_channel_t ch, const char *exchange,
+                    const char *routing_key,
+                    const amqp_basic_properties_t *props, amqp_bytes_t body) {
+  if (!s->conn) return -1;
+  return sent(s, amqp_basic_publish(s->conn, ch, amqp_cstring_bytes(exchange),
+                                    amqp_cstring_bytes(routing_key), 0, 0,
+                                    props, body));
+}
+
 void wr_session_close(wr_session *s) {
   if (!s->conn) return;
   wr_loop_unwatch(s->loop, s->sock, s);

@@ -124,6 +124,15 @@ uint64_t wr_session_publish_ex(wr_session *s, const char *exchange,
                                const amqp_basic_properties_t *props,
                                amqp_bytes_t body, int mandatory);
 
+/* Publish on channel ch, not mandatory and not confirmed: what the
+ * broker may refuse by closing the connection (a direct reply-to name
+ * it cannot decode) goes this way, after the job's ack on the same
+ * channel, which the broker then has handled first. 0, or -1 after the
+ * connection was lost. */
+int wr_session_send(wr_session *s, amqp_channel_t ch, const char *exchange,
+                    const char *routing_key,
+                    const amqp_basic_properties_t *props, amqp_bytes_t body);
+
 /* The sequence the next publish will get. */
 static inline uint64_t wr_session_next_seq(const wr_session *s) {
   return s->pub_seq + 1;

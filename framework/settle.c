@@ -118,22 +118,26 @@ static int reply_sendable(wr_sup *s, wr_handler_rt *h, wr_job *job,
 /*
  * Publish job's result (outcome "ack") or error result to its reply_to,
  * through the default exchange, correlated as docs/results.md says.
- * A named reply queue is published mandatory and carries its confirm
- * sequence (WR_H_COPY), so a return tells a missing queue, which is
- * counted and never fails the job (wr_settle_published). A result to
- * direct reply-to is not mandatory: the broker hands it to its caller
- * without routing it to a queue, so it would always come back; one whose
- * caller is gone is dropped by the broker. rt: the job's reply_to
- * (reply_sendable). Returns its confirm sequence (also in
- * job->reply_seq), or 0 when the connection was lost.
+ * A named reply queue (ch 0) is published mandatory on the confirm
+ * channel and carries its confirm sequence (WR_H_COPY), so a return
+ * tells a missing queue, which is counted and never fails the job
+ * (wr_settle_published); returns that sequence (also in
+ * job->reply_seq), or 0 when the connection was lost. A result to direct
+ * reply-to goes on the handler's channel ch after the job's ack (see
+ * answer_late), neither mandatory (the broker hands it to its caller
+ * without routing it to a queue, so it would always come back) nor
+ * confirmed; returns 1, or 0 when the connection was lost. rt: the job's
+ * reply_to (reply_sendable).
  */
 static uint64_t publish_result(wr_sup *s, wr_job *job, const char *rt,
                                const char *outcome,
                                const amqp_table_entry_t *more, size_t nmore,
-                               const char *content_type, amqp_bytes_t body) {
+                               const char *content_type, amqp_bytes_t body,
+                               amqp_channel_t ch) {
   amqp_table_entry_t e[12];
   size_t n = 0;
-  e[n++] = wr_entry_int(WR_H_COPY, (int64_t)wr_session_next_seq(&s->session));
+  if (!ch)
+    e[n++] = wr_entry_int(WR_H_COPY, (int64_t)wr_session_next_seq(&s->session));
   e[n++] = wr_entry_str(WR_H_OUTCOME, outcome);
   for (size_t i = 0; i < nmore && n < 9; i++) e[n++] = more[i];
   char tp[WR_TRACEPARENT_LEN + 1];
@@ -162,19 +166,17 @@ static uint64_t publish_result(wr_sup *s, wr_job *job, const char *rt,
     pr.content_type = amqp_cstring_bytes(content_type);
   }
   pr.headers = (amqp_table_t){(int)n, e};
-  uint64_t got = wr_session_publish_ex(&s->session, "", rt, &pr, body,
-                                       !direct_reply_to(rt));
+  if (ch) return wr_session_send(&s->session, ch, "", rt, &pr, body) == 0;
+  uint64_t got = wr_session_publish_ex(&s->session, "", rt, &pr, body, 1);
   job->reply_seq = got;
   job->no_reply = 0;
   return got;
 }
 
 /* The error result of a job that is dead-lettered: JSON (results.md),
- * its facts also in headers as on the dead letter. 0 when the connection
- * was lost. */
-static uint64_t publish_error_result(wr_sup *s, wr_handler_rt *h, wr_job *job,
-                                     const char *rt, const char *reason,
-                                     const char *err) {
+ * malloc'd; NULL when out of memory (its headers still say it all). */
+static char *error_result(const wr_handler_rt *h, const wr_job *job,
+                          const char *reason, const char *err) {
   amqp_bytes_t id = msg_id(job);
   char idbuf[300];
   snprintf(idbuf, sizeof idbuf, "%.*s", (int)id.len, (const char *)id.bytes);
@@ -191,18 +193,51 @@ static uint64_t publish_error_result(wr_sup *s, wr_handler_rt *h, wr_job *job,
       cJSON_AddNullToObject(o, "message_id");
     cJSON_AddStringToObject(o, "handler", h->cfg->name);
     cJSON_AddStringToObject(o, "queue", h->cfg->queue);
-    text = cJSON_PrintUnformatted(o);
+    char *t = cJSON_PrintUnformatted(o);
+    text = t ? strdup(t) : NULL;
+    cJSON_free(t);
     cJSON_Delete(o);
   }
-  /* Out of memory for the JSON: the headers still say it all. */
+  return text;
+}
+
+/* Publish that error result with its facts in headers, as on the dead
+ * letter: as publish_result. */
+static uint64_t publish_error_result(wr_sup *s, wr_job *job, const char *rt,
+                                     const char *reason, const char *err,
+                                     const char *text, amqp_channel_t ch) {
   amqp_table_entry_t more[3] = {wr_entry_str(WR_H_REASON, reason),
                                 wr_entry_str(WR_H_LAST_ERROR, err ? err : ""),
                                 wr_entry_int(WR_H_ATTEMPTS, job->meta.attempt)};
-  uint64_t got =
-      publish_result(s, job, rt, WR_OUTCOME_DEAD, more, 3, "application/json",
-                     text ? amqp_cstring_bytes(text) : amqp_empty_bytes);
-  cJSON_free(text);
-  return got;
+  return publish_result(s, job, rt, WR_OUTCOME_DEAD, more, 3,
+                        "application/json",
+                        text ? amqp_cstring_bytes(text) : amqp_empty_bytes, ch);
+}
+
+/*
+ * A result to RabbitMQ's direct reply-to goes after the job's ack, on the
+ * handler's channel: the broker handles a channel's frames in order, so
+ * the ack is done before the result is looked at. A name the broker
+ * cannot decode closes the whole connection (541 on 3.10); the job is
+ * acked by then and runs once, whatever the name (docs/results.md). Not
+ * confirmed: counted as delivered once sent.
+ */
+static void answer_late(wr_sup *s, wr_handler_rt *h, wr_job *job) {
+  char rt[256];
+  if (!s->session.conn || !reply_to_of(job, rt)) return;
+  uint64_t ok;
+  if (job->reply_late == 2) {
+    ok = publish_error_result(s, job, rt, job->late_reason, job->late_err,
+                              job->late_body, h->ch);
+  } else {
+    const wr_extras *x = job->extras;
+    int has = x && x->has_result;
+    amqp_bytes_t body = has ? (amqp_bytes_t){x->result_len, (void *)x->result}
+                            : amqp_empty_bytes;
+    ok = publish_result(s, job, rt, WR_OUTCOME_ACK, NULL, 0,
+                        has ? x->result_type.s : NULL, body, h->ch);
+  }
+  if (ok) WR_NOTIFY(&s->obs, replied, h->index, job, 1);
 }
 
 /*
@@ -281,13 +316,23 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
       wr_session_publish(&s->session, exchange, rk, &pr, job->env.message.body);
   free(store);
   job->reply_seq = 0;
-  /* A caller waiting on reply_to hears of the final failure only; the
-   * original waits for both confirms (results.md). */
+  /* A caller waiting on reply_to hears of the final failure only: to a
+   * named queue with the dead letter, both confirmed before the ack; to
+   * direct reply-to after the ack (answer_late). */
   size_t nconfirms = 1;
   char rt[256];
   if (got && d.dead && answerable(job, o) && reply_sendable(s, h, job, rt)) {
-    if (!publish_error_result(s, h, job, rt, d.reason, err)) got = 0;
-    nconfirms = 2;
+    char *text = error_result(h, job, d.reason, err);
+    if (direct_reply_to(rt)) {
+      job->reply_late = 2;
+      job->late_body = text;
+      job->late_err = strdup(err ? err : "");
+      job->late_reason = d.reason;
+    } else {
+      if (!publish_error_result(s, job, rt, d.reason, err, text, 0)) got = 0;
+      free(text);
+      nconfirms = 2;
+    }
   }
   if (!got) { /* connection lost: the broker redelivers the original */
     wr_sup_release(s, job);
@@ -456,12 +501,15 @@ void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
   size_t n = nf;
   job->reply_seq = 0;
   char rt[256];
-  if (reply_sendable(s, h, job, rt)) {
+  int answer = reply_sendable(s, h, job, rt);
+  if (answer && direct_reply_to(rt)) {
+    job->reply_late = 1; /* after the ack (answer_late) */
+  } else if (answer) {
     int has = x && x->has_result;
     amqp_bytes_t body = has ? (amqp_bytes_t){x->result_len, (void *)x->result}
                             : amqp_empty_bytes;
     uint64_t seq = publish_result(s, job, rt, WR_OUTCOME_ACK, NULL, 0,
-                                  has ? x->result_type.s : NULL, body);
+                                  has ? x->result_type.s : NULL, body, 0);
     if (!seq) {
       WR_NOTIFY(&s->obs, dropped, h->index, 1);
       wr_sup_release(s, job);
@@ -470,7 +518,7 @@ void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
     if (!first) first = seq;
     n++;
   }
-  if (!n) { /* nothing went out (a reply_to not published to) */
+  if (!n) { /* nothing awaits a confirm: acked now (and answered then) */
     wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
     return;
   }
@@ -500,11 +548,16 @@ void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
    * a millisecond, or as soon as the loop has nothing else to do. */
   int due = wr_acks_add(&h->acks, job->env.delivery_tag,
                         h->acks.n ? h->acks.since : wr_now());
+  if (job->reply_late) { /* the ack goes now, then the answer */
+    wr_sup_flush_acks(s, h);
+    answer_late(s, h, job);
+    wr_sup_release(s, job);
+    return;
+  }
   wr_sup_release(s, job);
   if (due) wr_sup_flush_acks(s, h);
 }
 
-/* The copy of `job` went through: ack the original. */
 /* The job's result went out with its publishes: count it; one the broker
  * refused (no_reply 2, cover()) is said once and counted as lost. */
 static void reply_settled(wr_sup *s, wr_job *job) {
@@ -532,9 +585,10 @@ static void copy_confirmed(wr_sup *s, wr_job *job) {
     wr_info("handler %s: retry and dead-letter copies go through again",
             h->cfg->name);
   }
-  uint64_t tag = job->env.delivery_tag;
+  /* The copy went through: ack the original (then answer, answer_late). */
+  wr_session_ack(&s->session, h->ch, job->env.delivery_tag, 0);
+  if (job->reply_late) answer_late(s, h, job);
   wr_sup_release(s, job);
-  wr_session_ack(&s->session, h->ch, tag, 0);
 }
 
 /* The copy of `job` was refused or came back: its original stays unacked

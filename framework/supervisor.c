@@ -76,6 +76,8 @@ static void release_job(void *ctx, wr_job *job) {
     free(job->extras);
   }
   free(job->xbuf);
+  free(job->late_body);
+  free(job->late_err);
   wr_deliver_free(&job->env);
 }
 

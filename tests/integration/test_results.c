@@ -9,6 +9,8 @@
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <sys/stat.h>
+
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -629,5 +631,72 @@ Test(results, a_job_refused_at_intake_gets_no_error_result) {
     usleep(50 * 1000);
   cr_assert_eq(tw_queue_len("it.res.refused.dlq"), 1, "dead-lettered");
   cr_assert_eq(runs("uns1"), 0, "the handler ran it");
+  stop_and_check_empty(w, q);
+}
+
+/* "amq.rabbitmq.reply-to.<pid>.<key>" with a pid of node `node`, shaped
+ * as the broker makes them (replyto.h) but made up. */
+static void forged_name(const char *node, char *out, size_t len) {
+  unsigned char term[128];
+  size_t n = 0, nl = strlen(node);
+  term[n++] = 131;
+  term[n++] = 88;  /* NEW_PID_EXT */
+  term[n++] = 118; /* ATOM_UTF8_EXT */
+  term[n++] = (unsigned char)(nl >> 8);
+  term[n++] = (unsigned char)nl;
+  memcpy(term + n, node, nl);
+  n += nl;
+  static const unsigned char tail[12] = {0, 0, 2,   0xc5, 0,    0,
+                                         0, 0, 'k', 0x16, 0xef, '_'};
+  memcpy(term + n, tail, sizeof tail);
+  n += sizeof tail;
+  unsigned char b64[200];
+  EVP_EncodeBlock(b64, term, (int)n);
+  snprintf(out, len, "amq.rabbitmq.reply-to.%s.SS0rbMYAlDtGMrEm+zFaZA==",
+           (const char *)b64);
+}
+
+/* A publisher may put any name in reply_to. One shaped as the broker's
+ * but made up makes RabbitMQ close the whole connection (541) when a
+ * result is published to it; the result goes after the job's ack, on the
+ * same channel, so the job runs once and is not delivered again, and the
+ * worker goes on after a reconnect. */
+Test(results, a_forged_direct_reply_to_name_runs_its_job_once) {
+  const char *q = "it.res.forged";
+  tw_delete_queue(q);
+  pid_t w = start(q, "", "");
+  cr_assert_gt(w, 0);
+  const char *nodes[] = {"reply@12345678", "reply@00000000",
+                         "rabbit@localhost"};
+  /* One at a time: a job in flight when the broker closes the
+   * connection is delivered again (at least once), which is not what is
+   * tested here. */
+  for (int i = 0; i < 3; i++) {
+    char name[300], id[32], want[40];
+    forged_name(nodes[i], name, sizeof name);
+    snprintf(id, sizeof id, "fg%d", i);
+    warren_producer *p = producer();
+    warren_publish_opts po = {
+        .size = sizeof po, .message_id = id, .reply_to = name};
+    int rc = warren_producer_publish(p, "", q, "x", 1, &po);
+    cr_assert_eq(rc, 0, "%s", warren_producer_error(p));
+    cr_assert_eq(warren_producer_flush(p, 30000), 0);
+    warren_producer_close(p);
+    snprintf(want, sizeof want, "%s 1", id);
+    cr_assert(tw_wait_text(g_rec, want, 30), "%s ran", id);
+    sleep(2); /* a loop ran each 27-30 times in 6 s */
+    cr_assert_eq(runs(id), 1, "%s ran %d times", id, runs(id));
+  }
+  cr_assert(tw_wait_text(g_log, "connection lost", 1),
+            "the broker closed the connection on a forged name");
+  /* Still working: a call gets its answer. */
+  warren_producer *p = producer();
+  warren_reply r = {.size = sizeof r};
+  warren_publish_opts o = {.size = sizeof o, .message_id = "ok-after"};
+  int rc = warren_producer_call(p, "", q, "after", 5, &o, 30000, &r);
+  cr_assert_eq(rc, 0, "%s: %s", warren_strerror(rc), warren_producer_error(p));
+  cr_assert_str_eq((const char *)r.body, "echo:after");
+  warren_reply_free(&r);
+  warren_producer_close(p);
   stop_and_check_empty(w, q);
 }
