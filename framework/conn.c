@@ -55,6 +55,21 @@ int wr_conn_reply(amqp_connection_state_t c, amqp_rpc_reply_t r,
   return WARREN_BROKER_CLOSED;
 }
 
+int wr_conn_unanswered(amqp_rpc_reply_t r) {
+  if (r.reply_type == AMQP_RESPONSE_NONE) return 1;
+  if (r.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION) return 0;
+  switch (r.library_error) {
+    case AMQP_STATUS_TIMEOUT:
+    case AMQP_STATUS_CONNECTION_CLOSED:
+    case AMQP_STATUS_SOCKET_ERROR:
+    case AMQP_STATUS_SOCKET_CLOSED:
+    case AMQP_STATUS_HEARTBEAT_TIMEOUT:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
 int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
                  char *err, size_t errlen) {
   *out = NULL;
@@ -127,6 +142,17 @@ int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
   amqp_rpc_reply_t r =
       amqp_login_with_properties(c, b->vhost, 0, 131072, b->heartbeat, &props,
                                  AMQP_SASL_METHOD_PLAIN, b->user, b->password);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL && wr_conn_unanswered(r)) {
+    /* TCP connected and nobody spoke AMQP back (a partition, a proxy or
+     * load balancer without its broker, a broker still starting): the
+     * broker is unreachable; it refused nothing. */
+    snprintf(err, errlen,
+             "%s:%d: broker unreachable: the AMQP handshake got no answer "
+             "(%s)",
+             b->host, b->port, amqp_error_string2(r.library_error));
+    amqp_destroy_connection(c);
+    return WARREN_BROKER_CONNECT;
+  }
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
     char why[384];
     wr_conn_reply(c, r, "login", why, sizeof why);
