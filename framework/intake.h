@@ -12,6 +12,7 @@
 
 #include "job.h"
 #include "retry.h"
+#include "runs.h"
 
 struct wr_sup;
 
@@ -32,13 +33,17 @@ typedef struct wr_intake {
     void *ctx;
   } chain[WR_INTAKE_MAX];
   size_t n;
+  wr_runs runs; /* runs started and never recorded (runs.h) */
 } wr_intake;
 
 /* Append a check; it runs after those added before. 0 or -1 (full). */
 int wr_intake_add(wr_intake *in, const wr_intake_check *c, void *ctx);
 
-/* Reads Warren's headers into job->meta (retry.h); refuses a job whose
- * headers are there but unusable as WR_OUT_MALFORMED. */
+/* Reads Warren's headers into job->meta (retry.h), adding to a
+ * redelivery's attempt the runs this process started and could not record
+ * (runs.h); refuses a job whose headers are there but unusable as
+ * WR_OUT_MALFORMED, and a quorum queue's redelivery past the handler's
+ * max_deliveries as WR_OUT_DELIVERIES. */
 extern const wr_intake_check wr_intake_headers;
 
 /* Refuses a body over the handler's max_body as WR_OUT_TOO_LARGE
@@ -48,5 +53,16 @@ extern const wr_intake_check wr_intake_size;
 /* A delivery arrived (session.c): number it, tell the observers, run the
  * chain, and queue it for its handler or settle it. */
 void wr_intake_delivery(struct wr_sup *s, wr_job *job);
+
+/* job ran (a handler started it) and goes back to its queue with no
+ * outcome recorded (requeued, or its connection lost): its redelivery
+ * counts that run as an attempt. A job no handler started is not noted. */
+void wr_intake_unrecorded(struct wr_sup *s, const wr_job *job);
+
+/* The connection was lost (the session's generation is already the next
+ * one): note every job of it that had started, running in a worker,
+ * awaiting its copy's confirm or parked after a refused copy. Call it
+ * before they are released. */
+void wr_intake_lost(struct wr_sup *s);
 
 #endif

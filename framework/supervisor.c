@@ -247,6 +247,7 @@ static void drop_pending(wr_sup *s) {
 
 static void on_lost_connection(void *ctx) {
   wr_sup *s = ctx;
+  wr_intake_lost(s); /* before anything of it is released */
   atomic_store(&s->hs.ready, 0);
   atomic_store(&s->hs.why, WR_NR_BROKER);
   drop_pending(s);

@@ -39,8 +39,8 @@ typedef struct chunk {
 } chunk;
 
 typedef struct pair {
-  int fd[2];     /* 0: the client, 1: the broker (-1: never connected) */
-  chunk *q[2];   /* bytes read from fd[i], waiting to go to fd[1 - i] */
+  int fd[2];   /* 0: the client, 1: the broker (-1: never connected) */
+  chunk *q[2]; /* bytes read from fd[i], waiting to go to fd[1 - i] */
   chunk *tail[2];
 } pair;
 
@@ -100,7 +100,8 @@ static void take(void) {
     close(fd);
     return;
   }
-  int up = atomic_load(&px.mode) == TW_PROXY_BLACKHOLE ? -1 : connect_upstream();
+  int up =
+      atomic_load(&px.mode) == TW_PROXY_BLACKHOLE ? -1 : connect_upstream();
   if (up < 0 && atomic_load(&px.mode) != TW_PROXY_BLACKHOLE) {
     rst(fd); /* as a refused connect would look through a real network */
     return;
@@ -138,9 +139,9 @@ static int pump(pair *p, int i, double now) {
   if (!c) return -1;
   c->next = NULL;
   c->len = (size_t)r;
-  c->due = now + (mode == TW_PROXY_LATENCY
-                      ? atomic_load(&px.latency_ms) / 1000.0
-                      : 0);
+  c->due =
+      now +
+      (mode == TW_PROXY_LATENCY ? atomic_load(&px.latency_ms) / 1000.0 : 0);
   memcpy(c->b, buf, (size_t)r);
   if (p->tail[i])
     p->tail[i]->next = c;

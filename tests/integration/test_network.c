@@ -56,9 +56,7 @@ Test(network, a_partition_is_no_refused_login, .timeout = 90) {
            dir);
   snprintf(log, sizeof log, "%s/warren.log", dir);
   pid_t w =
-      tw_warren_start_with(dir, broker,
-                           "exit_after_refused_logins = 2;",
-                           text);
+      tw_warren_start_with(dir, broker, "exit_after_refused_logins = 2;", text);
   cr_assert_gt(w, 0);
   int status = 0;
   pid_t r = 0;
@@ -78,4 +76,97 @@ Test(network, a_partition_is_no_refused_login, .timeout = 90) {
   cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30),
             "consuming once the network is back");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
+
+/* The runs of each failing job "x<k>f" (k = 1..n) in the record file,
+ * and the highest attempt each saw. */
+static void failing_runs(const char *rec, int *runs, unsigned *top, int n) {
+  memset(runs, 0, sizeof(int) * (size_t)(n + 1));
+  memset(top, 0, sizeof(unsigned) * (size_t)(n + 1));
+  FILE *f = fopen(rec, "r");
+  char line[512];
+  while (f && fgets(line, sizeof line, f)) {
+    int k, pid;
+    long long ns;
+    unsigned a;
+    if (sscanf(line, "fail x%df %lld %d %u", &k, &ns, &pid, &a) == 4 &&
+        k >= 1 && k <= n) {
+      runs[k]++;
+      if (a > top[k]) top[k] = a;
+    }
+  }
+  if (f) fclose(f);
+}
+
+/* A quorum queue raises x-delivery-count for every prefetched job a lost
+ * connection returns, started or not. Jobs that always fail, with
+ * max_attempts = 4, queued behind slow ones (prefetch > concurrency):
+ * whatever number of resets hit them while they wait, each runs exactly 4
+ * times before its dead letter says max-attempts. */
+Test(network, connection_losses_cost_no_attempt_of_a_job_that_never_ran,
+     .timeout = 180) {
+  enum { NF = 20, NS = 40 };
+  const char *q = "it.unstarted";
+  cr_assert_eq(
+      tw_own_queues(q, "it.unstarted.dlq", "it.unstarted.retry.300ms", NULL),
+      0);
+  int port = tw_proxy_start(0);
+  cr_assert_gt(port, 0, "no proxy port free in 5830..5849");
+  const char *dir = tw_dir();
+  char broker[300], text[1024], log[400], rec[400];
+  snprintf(broker, sizeof broker,
+           "broker = { host = \"127.0.0.1\"; port = %d; heartbeat = 5; };\n",
+           port);
+  snprintf(text, sizeof text,
+           "handlers = ( { name = \"h\"; queue = \"%s\";\n"
+           "  queue_type = \"quorum\"; prefetch = 40; concurrency = 2;\n"
+           "  retry = { max_attempts = 4; backoff = [0.3]; };\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";\n"
+           "  settings = { log = \"%s/rec\"; sleep_ms = 150;\n"
+           "               fail_suffix = \"f\"; }; } );\n",
+           q, dir);
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  snprintf(rec, sizeof rec, "%s/rec", dir);
+  pid_t w = tw_warren_start_with(dir, broker, "", text);
+  cr_assert_gt(w, 0);
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
+  /* Slow jobs first, the failing ones queued behind them and between. */
+  cr_assert_eq(tw_publish(q, NS, "s"), 0);
+  for (int k = 1; k <= NF; k++) {
+    char id[32];
+    snprintf(id, sizeof id, "x%df", k);
+    cr_assert_eq(tw_publish_raw(q, id, NULL), 0);
+  }
+  for (int r = 0; r < 5; r++) {
+    nap(1.0);
+    tw_proxy_reset();
+    cr_log_info("reset %d", r + 1);
+  }
+  int dead = 0;
+  for (int i = 0; i < 600 && dead < NF; i++) {
+    nap(0.1);
+    dead = occurrences(log, "dead-lettered");
+  }
+  cr_assert_eq(dead, NF, "every failing job was dead-lettered");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert_geq(occurrences(log, "broker connection lost"), 5,
+                "the resets happened");
+  static int runs[NF + 1];
+  static unsigned top[NF + 1];
+  failing_runs(rec, runs, top, NF);
+  int wrong = 0;
+  for (int k = 1; k <= NF; k++)
+    if (runs[k] != 4 || top[k] != 4) {
+      cr_log_error("x%df ran %d times, its last attempt %u", k, runs[k],
+                   top[k]);
+      wrong++;
+    }
+  cr_assert_eq(wrong, 0, "%d failing jobs did not run exactly 4 times", wrong);
+  char dump[8192];
+  for (int k = 0; k < NF; k++) {
+    cr_assert_eq(tw_take_one("it.unstarted.dlq", dump, sizeof dump), 1);
+    cr_assert(strstr(dump, "h.warren-dead-reason=max-attempts\n"), "%s", dump);
+    cr_assert(strstr(dump, "h.warren-dead-attempts=4\n"), "%s", dump);
+  }
 }
