@@ -134,9 +134,17 @@ int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
       {amqp_cstring_bytes("authentication_failure_close"),
        {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}}},
   };
+  amqp_table_entry_t cap_blocked[] = {
+      cap[0],
+      cap[1],
+      {amqp_cstring_bytes("connection.blocked"),
+       {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}}},
+  };
   amqp_table_entry_t props_e[] = {
       {amqp_cstring_bytes("capabilities"),
-       {AMQP_FIELD_KIND_TABLE, {.table = {2, cap}}}},
+       {AMQP_FIELD_KIND_TABLE,
+        {.table = b->notify_blocked ? (amqp_table_t){3, cap_blocked}
+                                    : (amqp_table_t){2, cap}}}},
   };
   amqp_table_t props = {1, props_e};
   amqp_rpc_reply_t r =
@@ -246,6 +254,16 @@ int wr_conn_pub_frame(amqp_connection_state_t c, const amqp_frame_t *f,
       ev->kind = WR_PUB_CLOSED;
       wr_conn_close_reason(&f->payload.method, ev->why, sizeof ev->why);
       return 0;
+    case AMQP_CONNECTION_BLOCKED_METHOD: {
+      const amqp_connection_blocked_t *b = f->payload.method.decoded;
+      ev->kind = WR_PUB_BLOCKED;
+      snprintf(ev->why, sizeof ev->why, "%.*s", (int)b->reason.len,
+               (const char *)b->reason.bytes);
+      return 0;
+    }
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+      ev->kind = WR_PUB_UNBLOCKED;
+      return 0;
     default:
       return 0;
   }
@@ -320,6 +338,8 @@ int wr_confirms_frame(amqp_connection_state_t c, wr_confirms *cf,
       snprintf(cf->err, sizeof cf->err, "%s", ev.why);
       return WARREN_BROKER_CLOSED;
     case WR_PUB_OTHER:
+    case WR_PUB_BLOCKED: /* asked for by the session only */
+    case WR_PUB_UNBLOCKED:
       break;
   }
   return WARREN_OK;

@@ -44,6 +44,10 @@ typedef struct wr_conn_params {
   int heartbeat; /* seconds, 0 disables */
   double connect_timeout;
   wr_tls_params tls;
+  /* Advertise connection.blocked: the broker then says when a resource
+   * alarm stops it reading this connection (WR_PUB_BLOCKED). Only for a
+   * caller that reads channel 0's methods (session.c). */
+  int notify_blocked;
 } wr_conn_params;
 
 /*
@@ -119,7 +123,9 @@ typedef enum wr_pub_kind {
   WR_PUB_ACK,
   WR_PUB_NACK,
   WR_PUB_RETURN,
-  WR_PUB_CLOSED, /* channel.close or connection.close; why says why */
+  WR_PUB_CLOSED,    /* channel.close or connection.close; why says why */
+  WR_PUB_BLOCKED,   /* connection.blocked: a resource alarm; why: reason */
+  WR_PUB_UNBLOCKED, /* connection.unblocked */
 } wr_pub_kind;
 
 typedef struct wr_pub_event {

@@ -494,6 +494,7 @@ static int busy_total(const wr_sup *s) {
 static int readiness(const wr_sup *s) {
   if (s->draining) return WR_NR_DRAINING;
   if (!s->session.conn) return WR_NR_BROKER;
+  if (s->session.blocked) return WR_NR_BLOCKED;
   for (size_t i = 0; i < s->nh; i++)
     if (s->h[i].refusing) return WR_NR_COPIES;
   return wr_monitor_failing(s->monitor) ? WR_NR_CHECK : WR_READY;

@@ -170,3 +170,124 @@ Test(network, connection_losses_cost_no_attempt_of_a_job_that_never_ran,
     cr_assert(strstr(dump, "h.warren-dead-attempts=4\n"), "%s", dump);
   }
 }
+
+/* A port of this worktree's range (5836..5847) free a moment ago. */
+static int range_port(void) {
+  for (int p = 5836; p <= 5847; p++) {
+    if (tw_http_get(p, "/") < 0) return p; /* nothing answers there */
+  }
+  return -1;
+}
+
+/* Messages in queue q (ready and unacknowledged), as the broker counts
+ * them; -1 if unknown. */
+static int messages(const char *q) {
+  static char out[1 << 16];
+  if (tw_ctl(out, sizeof out, "-q list_queues name messages") != 0) return -1;
+  char want[200];
+  snprintf(want, sizeof want, "\n%s\t", q);
+  char *p = strstr(out, want);
+  if (!p && !strncmp(out, want + 1, strlen(want) - 1)) p = out - 1;
+  return p ? atoi(p + strlen(want)) : -1;
+}
+
+/* The watermark goes back to normal when the test process ends, however
+ * it ends: a child waits for the pipe to close. */
+static void restore_watermark_at_exit(void) {
+  int fd[2];
+  cr_assert_eq(pipe(fd), 0);
+  pid_t kid = fork();
+  if (kid == 0) {
+    close(fd[1]);
+    char c;
+    while (read(fd[0], &c, 1) > 0) {
+    }
+    char out[512];
+    tw_ctl(out, sizeof out, "set_vm_memory_high_watermark 0.4");
+    _exit(0);
+  }
+  close(fd[0]); /* fd[1] stays open until this process ends */
+}
+
+/* A memory alarm blocks the connections that publish. Jobs that publish
+ * nothing are still acked (they ride the consuming connection), readiness
+ * and /metrics say the broker blocks, and once the alarm is over the
+ * copies go out and nothing is lost. */
+Test(network, a_resource_alarm_blocks_only_publishing_and_readiness_says_so,
+     .timeout = 180) {
+  enum { NA = 600, NB = 900, NF = 10 };
+  const char *q = "it.alarm";
+  cr_assert_eq(tw_own_queues(q, "it.alarm.dlq", "it.alarm.retry.200ms", NULL),
+               0);
+  restore_watermark_at_exit();
+  int hport = range_port();
+  cr_assert_gt(hport, 0);
+  const char *dir = tw_dir();
+  char text[1024], log[400], rec[400], body[8192], out[512];
+  snprintf(text, sizeof text,
+           "health = { port = %d; };\n"
+           "handlers = ( { name = \"h\"; queue = \"%s\";\n"
+           "  queue_type = \"classic\"; prefetch = 20; concurrency = 2;\n"
+           "  retry = { max_attempts = 2; backoff = [0.2]; };\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";\n"
+           "  settings = { log = \"%s/rec\"; sleep_ms = 20;\n"
+           "               fail_suffix = \"f\"; }; } );\n",
+           hport, q, dir);
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  snprintf(rec, sizeof rec, "%s/rec", dir);
+  pid_t w = tw_warren_start(dir, text);
+  cr_assert_gt(w, 0);
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
+  /* Publishers are blocked too during the alarm: everything goes first,
+   * the failing jobs (whose copies are publishes) between two runs of
+   * jobs that publish nothing, so they run once the alarm is on. */
+  cr_assert_eq(tw_publish(q, NA, "a"), 0);
+  for (int k = 1; k <= NF; k++) {
+    char id[32];
+    snprintf(id, sizeof id, "x%df", k);
+    cr_assert_eq(tw_publish_raw(q, id, NULL), 0);
+  }
+  cr_assert_eq(tw_publish(q, NB, "b"), 0);
+  cr_assert_eq(
+      tw_ctl(out, sizeof out, "set_vm_memory_high_watermark 0.0000001"), 0,
+      "%s", out);
+  cr_assert(tw_wait_text(log, "the broker blocked publishing", 30),
+            "connection.blocked reached the worker");
+  long code = 0;
+  for (int i = 0; i < 50; i++) {
+    code = tw_http(hport, NULL, "/readyz", NULL, body, sizeof body);
+    if (code == 503 && strstr(body, "broker blocked: ")) break;
+    nap(0.1);
+  }
+  cr_assert_eq(code, 503, "%s", body);
+  cr_assert(strstr(body, "broker blocked: "), "the reason is given: %s", body);
+  static char metrics[1 << 18];
+  cr_assert_eq(tw_http(hport, NULL, "/metrics", NULL, metrics, sizeof metrics),
+               200);
+  cr_assert(strstr(metrics, "\nwarren_broker_blocked 1\n"), "blocked gauge");
+  cr_assert(strstr(metrics, "\nwarren_broker_blocked_total 1\n"));
+  /* Acks go on while the alarm lasts. */
+  int before = messages(q);
+  nap(3.0);
+  int after = messages(q);
+  cr_log_info("during the alarm: %d messages, 3 s later %d", before, after);
+  cr_assert(before > 0 && after >= 0 && after < before - 20,
+            "jobs that publish nothing are acked during the alarm (%d -> %d)",
+            before, after);
+  cr_assert_eq(tw_ctl(out, sizeof out, "set_vm_memory_high_watermark 0.4"), 0,
+               "%s", out);
+  cr_assert(tw_wait_text(log, "the broker unblocked publishing", 30));
+  static int done[NB + 1];
+  cr_assert_eq(tw_wait_all(rec, "a", done, NA, 60), 0, "every job ran");
+  cr_assert_eq(tw_wait_all(rec, "b", done, NB, 60), 0, "every job ran");
+  for (int i = 0; i < 300 && occurrences(log, "dead-lettered") < NF; i++)
+    nap(0.1);
+  cr_assert_eq(occurrences(log, "dead-lettered"), NF,
+               "every failing job ended in the DLQ");
+  for (int i = 0; i < 100 && messages(q) != 0; i++) nap(0.1);
+  cr_assert_eq(messages(q), 0, "nothing left unacked");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert_eq(tw_queue_len("it.alarm.dlq"), NF, "nothing lost");
+  cr_assert_eq(tw_http(hport, NULL, "/readyz", NULL, body, sizeof body), -1);
+}
