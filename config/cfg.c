@@ -619,14 +619,18 @@ static void load_bindings(ctx *c, wr_handler_cfg *h, config_setting_t *g) {
 }
 
 static void load_retry(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
-  static const char *const keys[] = {"max_attempts", "backoff", "jitter",
-                                     "max_crashes", NULL};
+  static const char *const keys[] = {"max_attempts", "backoff",        "jitter",
+                                     "max_crashes",  "max_deliveries", NULL};
   static const double default_backoff[] = {1, 10, 60};
   config_setting_t *g = get_group(c, e, "retry", 0);
   check_keys(c, g, keys);
   wr_retry_cfg *r = &h->retry;
   r->max_attempts = (int)get_int(c, g, "max_attempts", 5, 1, 1000);
   r->max_crashes = (int)get_int(c, g, "max_crashes", 3, 1, 1000);
+  /* Far above max_attempts: lost connections return prefetched copies
+   * that never ran (docs/retries.md, "Attempt counting"). */
+  r->max_deliveries = (int)get_int(c, g, "max_deliveries",
+                                   4 * (long long)r->max_attempts, 2, 100000);
   r->jitter = get_double(c, g, "jitter", 0.1, 0, 1);
   config_setting_t *b = g ? config_setting_get_member(g, "backoff") : NULL;
   if (!b) {
@@ -1234,6 +1238,8 @@ int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
             h->retry.max_attempts);
     line_of(&p, pre, "retry.max_crashes", rg, "max_crashes", "%d",
             h->retry.max_crashes);
+    line_of(&p, pre, "retry.max_deliveries", rg, "max_deliveries", "%d",
+            h->retry.max_deliveries);
     line_of(&p, pre, "require_signature", hg, "require_signature", "%s",
             h->require_signature ? "true" : "false");
     line_of(&p, pre, "delayed", hg, "delayed", "%s",

@@ -42,8 +42,10 @@ typedef struct wr_binding_cfg {
 
 /* Retry policy of one handler (retry.c reads it). */
 typedef struct wr_retry_cfg {
-  int max_attempts; /* attempts in all, the first included */
-  int max_crashes;  /* consecutive worker deaths before "crashed" */
+  int max_attempts;   /* attempts in all, the first included */
+  int max_crashes;    /* consecutive worker deaths before "crashed" */
+  int max_deliveries; /* deliveries of one copy (a quorum queue's
+                         x-delivery-count + 1) before "max-deliveries" */
   double backoff[WR_CFG_MAX_BACKOFF]; /* seconds before attempt 2, 3, ... */
   int n_backoff;                      /* the last step repeats */
   double jitter;                      /* +- fraction of each delay */

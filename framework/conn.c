@@ -55,6 +55,21 @@ int wr_conn_reply(amqp_connection_state_t c, amqp_rpc_reply_t r,
   return WARREN_BROKER_CLOSED;
 }
 
+int wr_conn_unanswered(amqp_rpc_reply_t r) {
+  if (r.reply_type == AMQP_RESPONSE_NONE) return 1;
+  if (r.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION) return 0;
+  switch (r.library_error) {
+    case AMQP_STATUS_TIMEOUT:
+    case AMQP_STATUS_CONNECTION_CLOSED:
+    case AMQP_STATUS_SOCKET_ERROR:
+    case AMQP_STATUS_SOCKET_CLOSED:
+    case AMQP_STATUS_HEARTBEAT_TIMEOUT:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
 int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
                  char *err, size_t errlen) {
   *out = NULL;
@@ -119,14 +134,33 @@ int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
       {amqp_cstring_bytes("authentication_failure_close"),
        {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}}},
   };
+  amqp_table_entry_t cap_blocked[] = {
+      cap[0],
+      cap[1],
+      {amqp_cstring_bytes("connection.blocked"),
+       {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}}},
+  };
   amqp_table_entry_t props_e[] = {
       {amqp_cstring_bytes("capabilities"),
-       {AMQP_FIELD_KIND_TABLE, {.table = {2, cap}}}},
+       {AMQP_FIELD_KIND_TABLE,
+        {.table = b->notify_blocked ? (amqp_table_t){3, cap_blocked}
+                                    : (amqp_table_t){2, cap}}}},
   };
   amqp_table_t props = {1, props_e};
   amqp_rpc_reply_t r =
       amqp_login_with_properties(c, b->vhost, 0, 131072, b->heartbeat, &props,
                                  AMQP_SASL_METHOD_PLAIN, b->user, b->password);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL && wr_conn_unanswered(r)) {
+    /* TCP connected and nobody spoke AMQP back (a partition, a proxy or
+     * load balancer without its broker, a broker still starting): the
+     * broker is unreachable; it refused nothing. */
+    snprintf(err, errlen,
+             "%s:%d: broker unreachable: the AMQP handshake got no answer "
+             "(%s)",
+             b->host, b->port, amqp_error_string2(r.library_error));
+    amqp_destroy_connection(c);
+    return WARREN_BROKER_CONNECT;
+  }
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
     char why[384];
     wr_conn_reply(c, r, "login", why, sizeof why);
@@ -220,6 +254,16 @@ int wr_conn_pub_frame(amqp_connection_state_t c, const amqp_frame_t *f,
       ev->kind = WR_PUB_CLOSED;
       wr_conn_close_reason(&f->payload.method, ev->why, sizeof ev->why);
       return 0;
+    case AMQP_CONNECTION_BLOCKED_METHOD: {
+      const amqp_connection_blocked_t *b = f->payload.method.decoded;
+      ev->kind = WR_PUB_BLOCKED;
+      snprintf(ev->why, sizeof ev->why, "%.*s", (int)b->reason.len,
+               (const char *)b->reason.bytes);
+      return 0;
+    }
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+      ev->kind = WR_PUB_UNBLOCKED;
+      return 0;
     default:
       return 0;
   }
@@ -294,6 +338,8 @@ int wr_confirms_frame(amqp_connection_state_t c, wr_confirms *cf,
       snprintf(cf->err, sizeof cf->err, "%s", ev.why);
       return WARREN_BROKER_CLOSED;
     case WR_PUB_OTHER:
+    case WR_PUB_BLOCKED: /* asked for by the session only */
+    case WR_PUB_UNBLOCKED:
       break;
   }
   return WARREN_OK;

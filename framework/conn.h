@@ -44,6 +44,10 @@ typedef struct wr_conn_params {
   int heartbeat; /* seconds, 0 disables */
   double connect_timeout;
   wr_tls_params tls;
+  /* Advertise connection.blocked: the broker then says when a resource
+   * alarm stops it reading this connection (WR_PUB_BLOCKED). Only for a
+   * caller that reads channel 0's methods (session.c). */
+  int notify_blocked;
 } wr_conn_params;
 
 /*
@@ -69,9 +73,23 @@ int wr_conn_node_parse(const char *s, int default_port, char *host,
                        size_t hostlen, int *port, char *err, size_t errlen);
 
 /* Connect, log in and set timeouts. On failure *out is NULL and err says
- * why (host:port and the broker's or the library's words). */
+ * why (host:port and the broker's or the library's words), and the status
+ * tells an operator's error from the network's:
+ *   WARREN_BROKER_CONNECT  unreachable: the TCP connect failed, or it
+ *                          worked and the AMQP handshake then timed out,
+ *                          was reset or hit EOF (a partition, a proxy
+ *                          without its broker): nothing was refused;
+ *   WARREN_BROKER_LOGIN    the broker answered and closed the connection
+ *                          (403 ACCESS_REFUSED for a wrong user or
+ *                          password, 530 NOT_ALLOWED for a vhost), or the
+ *                          TLS session failed at the login;
+ *   WARREN_BROKER_TLS      the TLS set-up failed. */
 int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
                  char *err, size_t errlen);
+
+/* Whether a failed login reply is the network's (timeout, reset, EOF:
+ * no broker answered) rather than the broker's refusal. */
+int wr_conn_unanswered(amqp_rpc_reply_t r);
 
 /* Close politely (bounded by the RPC timeout) and free. NULL is allowed. */
 void wr_conn_close(amqp_connection_state_t c);
@@ -105,7 +123,9 @@ typedef enum wr_pub_kind {
   WR_PUB_ACK,
   WR_PUB_NACK,
   WR_PUB_RETURN,
-  WR_PUB_CLOSED, /* channel.close or connection.close; why says why */
+  WR_PUB_CLOSED,    /* channel.close or connection.close; why says why */
+  WR_PUB_BLOCKED,   /* connection.blocked: a resource alarm; why: reason */
+  WR_PUB_UNBLOCKED, /* connection.unblocked */
 } wr_pub_kind;
 
 typedef struct wr_pub_event {

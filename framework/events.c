@@ -431,7 +431,7 @@ static void on_settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
   if (st->running) {
     st->running = 0;
     bump(&ev->active, -1);
-    st->duration = wr_now() - job->started;
+    st->duration = wr_job_ran(job, wr_now());
   }
   st->outcome = (uint8_t)(o + 1);
   if (o == WR_OUT_ACKED) {

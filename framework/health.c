@@ -57,6 +57,8 @@ const char *wr_health_reason(int why) {
       return "retry or dead-letter copies refused by the broker";
     case WR_NR_CHECK:
       return "health check failed";
+    case WR_NR_BLOCKED:
+      return "broker blocked";
   }
   return "not ready";
 }

@@ -32,6 +32,7 @@ enum {
   WR_NR_DRAINING, /* stopping */
   WR_NR_COPIES,   /* retry or dead-letter copies refused */
   WR_NR_CHECK,    /* the self-check failed (snapshot's check_why) */
+  WR_NR_BLOCKED,  /* a resource alarm blocks publishing (blocked_why) */
 };
 /* The reason's words, for a code of the enum above. */
 const char *wr_health_reason(int why);

@@ -12,6 +12,7 @@
 
 #include "job.h"
 #include "retry.h"
+#include "runs.h"
 
 typedef struct wr_intake_check {
   const char *name;
@@ -30,13 +31,19 @@ typedef struct wr_intake {
     void *ctx;
   } chain[WR_INTAKE_MAX];
   size_t n;
+  const struct wr_cfg *cfg; /* the handlers' settings, for the built-in
+                               checks */
+  wr_runs runs;             /* runs started and never recorded (runs.h) */
 } wr_intake;
 
 /* Append a check; it runs after those added before. 0 or -1 (full). */
 int wr_intake_add(wr_intake *in, const wr_intake_check *c, void *ctx);
 
-/* Reads Warren's headers into job->meta (retry.h); refuses a job whose
- * headers are there but unusable as WR_OUT_MALFORMED. ctx: the wr_cfg. */
+/* Reads Warren's headers into job->meta (retry.h), adding to a
+ * redelivery's attempt the runs this process started and could not record
+ * (runs.h); refuses a job whose headers are there but unusable as
+ * WR_OUT_MALFORMED, and a quorum queue's redelivery past the handler's
+ * max_deliveries as WR_OUT_DELIVERIES. ctx: the wr_intake itself. */
 extern const wr_intake_check wr_intake_headers;
 
 /* Refuses a body over the handler's max_body as WR_OUT_TOO_LARGE
@@ -50,5 +57,10 @@ extern const wr_intake_check wr_intake_size;
  * decides only: the supervisor carries the verdict out. */
 int wr_intake_decide(const wr_intake *in, size_t handler, wr_job *job,
                      wr_outcome *o, char *why, size_t whylen);
+
+/* job ran (a handler started it) and goes back to its queue with no
+ * outcome recorded (requeued, or its connection lost): its redelivery
+ * counts that run as an attempt. A job no handler started is not noted. */
+void wr_intake_unrecorded(wr_intake *in, const wr_job *job);
 
 #endif

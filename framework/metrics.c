@@ -15,8 +15,8 @@ const double wr_metrics_bounds[WR_METRICS_BUCKETS] = {
     2.5,   5,      10,    30,   60,    120,  300, 600,  1800};
 
 const char *const wr_metrics_reasons[WR_DEAD_N] = {
-    "rejected",  "max-attempts", "crashed", "timeout", "malformed",
-    "too_large", "signature",    "revoked", "other"};
+    "rejected",  "max-attempts", "crashed", "timeout",        "malformed",
+    "too_large", "signature",    "revoked", "max-deliveries", "other"};
 
 const char *wr_metrics_outcome(wr_outcome o) {
   /* A failure's word is its dead-letter reason's (retry.c). */

@@ -38,6 +38,7 @@ typedef enum wr_dead_reason {
   WR_DEAD_TOO_LARGE,
   WR_DEAD_SIGNATURE,
   WR_DEAD_REVOKED,
+  WR_DEAD_MAX_DELIVERIES,
   WR_DEAD_OTHER,
   WR_DEAD_N
 } wr_dead_reason;

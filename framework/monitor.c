@@ -291,6 +291,10 @@ static void snapshot(wr_monitor *m, double now) {
   n->started_ms = m->started_ms;
   n->uptime_s = now - m->started;
   n->connected = s->session.conn != NULL;
+  n->blocked = s->session.blocked;
+  snprintf(n->blocked_why, sizeof n->blocked_why, "%s", s->session.blocked_why);
+  n->blocked_s = wr_session_blocked_s(&s->session, now);
+  n->blocked_n = s->session.blocked_n;
   n->not_ready = atomic_load_explicit(&s->hs.why, memory_order_relaxed);
   n->ready = n->not_ready == WR_READY;
   n->draining = s->draining;

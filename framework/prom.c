@@ -232,6 +232,16 @@ char *wr_prom_render(const wr_snap *s, size_t *len) {
   head(&g, "warren_broker_connected", "gauge",
        "1 while connected to the broker.");
   put(&g, "warren_broker_connected %d\n", s->connected);
+  head(&g, "warren_broker_blocked", "gauge",
+       "1 while a resource alarm of the broker blocks publishing.");
+  put(&g, "warren_broker_blocked %d\n", s->blocked);
+  head(&g, "warren_broker_blocked_total", "counter",
+       "Times the broker blocked publishing (connection.blocked).");
+  put(&g, "warren_broker_blocked_total %llu\n",
+      (unsigned long long)s->blocked_n);
+  head(&g, "warren_broker_blocked_seconds_total", "counter",
+       "Seconds publishing was blocked by the broker.");
+  put(&g, "warren_broker_blocked_seconds_total %.3f\n", s->blocked_s);
   head(&g, "warren_ready", "gauge", "1 while ready (as /readyz).");
   put(&g, "warren_ready %d\n", s->ready);
   head(&g, "warren_health_check_ok", "gauge",

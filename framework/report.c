@@ -56,6 +56,8 @@ static const char *not_ready_text(int why, const wr_snap *s, char *buf,
                                   size_t len) {
   if (why == WR_NR_CHECK && s && s->check_why[0])
     snprintf(buf, len, "%s: %s", wr_health_reason(why), s->check_why);
+  else if (why == WR_NR_BLOCKED && s && s->blocked_why[0])
+    snprintf(buf, len, "%s: %s", wr_health_reason(why), s->blocked_why);
   else
     snprintf(buf, len, "%s", wr_health_reason(why));
   return buf;
@@ -89,6 +91,11 @@ char *wr_report_error(const char *what) {
 static cJSON *broker(const wr_snap *s) {
   cJSON *b = cJSON_CreateObject();
   cJSON_AddBoolToObject(b, "connected", s->connected);
+  cJSON_AddBoolToObject(b, "blocked", s->blocked);
+  if (s->blocked)
+    add_text(b, "blocked_reason", s->blocked_why);
+  else
+    cJSON_AddNullToObject(b, "blocked_reason");
   add_text(b, "host", s->host);
   cJSON_AddNumberToObject(b, "port", s->port);
   add_text(b, "vhost", s->vhost);

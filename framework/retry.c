@@ -21,6 +21,8 @@ const char *wr_retry_reason(wr_outcome o) {
       return "signature";
     case WR_OUT_REVOKED:
       return "revoked";
+    case WR_OUT_DELIVERIES:
+      return "max-deliveries";
     default:
       return "max-attempts";
   }
@@ -33,9 +35,7 @@ static int key_is(const amqp_table_entry_t *e, const char *k) {
 
 int wr_retry_meta(const amqp_basic_properties_t *p, int broker_counts,
                   wr_job_meta *m, char *why, size_t whylen) {
-  m->attempt = 1;
-  m->crashes = 0;
-  m->first_failure = 0;
+  *m = (wr_job_meta){1, 0, 0, 1, 0, 0};
   if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return 0;
   int64_t own = 1, redeliveries = 0;
   for (int i = 0; i < p->headers.num_entries; i++) {
@@ -59,9 +59,11 @@ int wr_retry_meta(const amqp_basic_properties_t *p, int broker_counts,
       else
         m->first_failure = n;
     } else if (key_is(e, "x-delivery-count") && broker_counts) {
-      /* Quorum queues count returns to the queue (a supervisor that died
-       * or lost its connection mid-job): evidence of attempts the job's own
-       * header could not record. Anywhere else a publisher wrote it. */
+      /* Quorum queues count returns to the queue: of a job that ran
+       * (a supervisor that died or lost its connection mid-job) and of
+       * one that only waited in a prefetch buffer alike, so it bounds
+       * deliveries (max_deliveries), not attempts. Anywhere else a
+       * publisher wrote it. */
       if (!is_int || n < 0 || n > WR_RETRY_MAX_COUNT)
         bad = "x-delivery-count";
       else
@@ -72,17 +74,28 @@ int wr_retry_meta(const amqp_basic_properties_t *p, int broker_counts,
       return -1;
     }
   }
-  /* Both are bounded above, so the sum cannot overflow. */
-  int64_t a = own + redeliveries;
-  m->attempt = a > WR_RETRY_MAX_COUNT ? WR_RETRY_MAX_COUNT : (uint32_t)a;
+  m->attempt = m->recorded = (uint32_t)own;
+  m->deliveries = (uint32_t)redeliveries;
   return 0;
+}
+
+void wr_retry_add_unrecorded(wr_job_meta *m, uint32_t runs) {
+  if (runs > WR_RETRY_MAX_COUNT) runs = WR_RETRY_MAX_COUNT;
+  /* Both are bounded above, so the sum cannot overflow. */
+  uint32_t a = m->recorded + runs;
+  m->unrecorded = runs;
+  m->attempt = a > WR_RETRY_MAX_COUNT ? WR_RETRY_MAX_COUNT : a;
+}
+
+int wr_retry_over_deliveries(const wr_retry_cfg *p, const wr_job_meta *m) {
+  return p->max_deliveries > 0 && m->deliveries >= (uint32_t)p->max_deliveries;
 }
 
 wr_decision wr_retry_decide(const wr_retry_cfg *p, const wr_job_meta *m,
                             wr_outcome o, double rnd) {
   wr_decision d = {0, NULL, 0, 0};
   if (o == WR_OUT_REJECTED || o == WR_OUT_MALFORMED || o == WR_OUT_TOO_LARGE ||
-      o == WR_OUT_SIGNATURE || o == WR_OUT_REVOKED ||
+      o == WR_OUT_SIGNATURE || o == WR_OUT_REVOKED || o == WR_OUT_DELIVERIES ||
       (o == WR_OUT_CRASHED && m->crashes + 1 >= (uint32_t)p->max_crashes) ||
       m->attempt >= (uint32_t)p->max_attempts) {
     d.dead = 1;

@@ -41,36 +41,56 @@
 
 /* How a run of a job ended, as the policy sees it. */
 typedef enum wr_outcome {
-  WR_OUT_FAILED,    /* handler said retry */
-  WR_OUT_REJECTED,  /* handler said reject */
-  WR_OUT_CRASHED,   /* its worker died */
-  WR_OUT_TIMEOUT,   /* it ran past the handler's timeout */
-  WR_OUT_MALFORMED, /* it could not be given to a handler */
-  WR_OUT_ACKED,     /* handler said ack (never passed to the policy) */
-  WR_OUT_TOO_LARGE, /* its body is over the handler's max_body */
-  WR_OUT_SIGNATURE, /* its signature did not verify (sigcheck.h) */
-  WR_OUT_REVOKED,   /* revoked by `warren revoke` before or while it ran */
+  WR_OUT_FAILED,     /* handler said retry */
+  WR_OUT_REJECTED,   /* handler said reject */
+  WR_OUT_CRASHED,    /* its worker died */
+  WR_OUT_TIMEOUT,    /* it ran past the handler's timeout */
+  WR_OUT_MALFORMED,  /* it could not be given to a handler */
+  WR_OUT_ACKED,      /* handler said ack (never passed to the policy) */
+  WR_OUT_TOO_LARGE,  /* its body is over the handler's max_body */
+  WR_OUT_SIGNATURE,  /* its signature did not verify (sigcheck.h) */
+  WR_OUT_REVOKED,    /* revoked by `warren revoke` before or while it ran */
+  WR_OUT_DELIVERIES, /* delivered max_deliveries times with no outcome
+                        recorded: it may kill the supervisor (intake.c) */
 } wr_outcome;
 
 /* Reasons written to WR_H_REASON. */
 const char *wr_retry_reason(wr_outcome o);
 
-/* What Warren knows of a job from its headers. */
+/* What Warren knows of a job from its headers (and of its runs from its
+ * memory, runs.h). */
 typedef struct wr_job_meta {
-  uint32_t attempt;      /* this attempt, 1-based */
+  uint32_t attempt;      /* this attempt, 1-based: recorded + unrecorded */
   uint32_t crashes;      /* consecutive crashes before this attempt */
   int64_t first_failure; /* unix ms, 0 if it never failed */
+  uint32_t recorded;     /* warren-attempt (1 if absent): the attempt its
+                            copy was made for */
+  uint32_t unrecorded;   /* runs of this copy that started and whose
+                            outcome Warren could not record (runs.h) */
+  uint32_t deliveries;   /* a quorum queue's x-delivery-count: returns of
+                            this copy to its queue, run or not */
 } wr_job_meta;
 
 /* Counts above this in a job's headers are absurd: the job is malformed. */
 #define WR_RETRY_MAX_COUNT 1000000
 
-/* Read the meta of a delivery. broker_counts: x-delivery-count was set by
- * the broker (a quorum queue's redelivery) and counts attempts too;
- * otherwise a publisher wrote it and it is ignored. Returns 0, or -1 with
+/* Read the meta of a delivery: attempt = recorded = warren-attempt.
+ * broker_counts: x-delivery-count was set by the broker (a quorum queue's
+ * redelivery) and goes to m->deliveries; it is no attempt count, as the
+ * broker raises it for prefetched copies no handler started, too.
+ * Otherwise a publisher wrote it and it is ignored. Returns 0, or -1 with
  * why set when the counts are there but unusable (a malformed job). */
 int wr_retry_meta(const amqp_basic_properties_t *p, int broker_counts,
                   wr_job_meta *m, char *why, size_t whylen);
+
+/* Add runs that started and were never recorded (runs.h) to the attempt,
+ * saturating at WR_RETRY_MAX_COUNT. */
+void wr_retry_add_unrecorded(wr_job_meta *m, uint32_t runs);
+
+/* Whether this delivery is past the policy's max_deliveries: the copy was
+ * delivered that often and no run of it was ever recorded (a job that
+ * kills the supervisor, or a flapping connection): dead-letter it. */
+int wr_retry_over_deliveries(const wr_retry_cfg *p, const wr_job_meta *m);
 
 typedef struct wr_decision {
   int dead;           /* 1: dead-letter; 0: retry after delay_ms */

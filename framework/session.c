@@ -22,6 +22,7 @@ void wr_session_init(wr_session *s, const wr_conn_params *p,
   memset(s, 0, sizeof *s);
   s->params = p;
   s->sock = -1;
+  s->psock = -1;
   s->pub_ch = pub_ch;
   wr_backoff_init(&s->backoff, backoff_min, backoff_max, RECONNECT_JITTER);
   s->loop = loop;
@@ -61,6 +62,21 @@ static void on_readable(void *ctx, int fd, short revents) {
   ((wr_session *)ctx)->readable = 1;
 }
 
+static void on_pub_readable(void *ctx, int fd, short revents) {
+  (void)fd, (void)revents;
+  ((wr_session *)ctx)->preadable = 1;
+}
+
+static void end_blocked(wr_session *s) {
+  if (!s->blocked) return;
+  s->blocked_s += wr_now() - s->blocked_since;
+  s->blocked = 0;
+}
+
+double wr_session_blocked_s(const wr_session *s, double now) {
+  return s->blocked_s + (s->blocked ? now - s->blocked_since : 0);
+}
+
 /* why: the failure to connect (NULL after losing a connection); rc its
  * status. A refused login or TLS set-up is an operator's error, said at
  * error level every time; an unreachable broker is a warning. Both are
@@ -89,19 +105,28 @@ static void plan_reconnect(wr_session *s, const char *why, int rc) {
 
 static void try_connect(wr_session *s) {
   char err[512];
-  amqp_connection_state_t c = NULL;
+  amqp_connection_state_t c = NULL, pc = NULL;
   const wr_conn_params *b = current(s);
-  int rc = wr_conn_open(b, &c, err, sizeof err);
+  /* The publishing connection first: deliveries start with the consumers
+   * (setup), and a copy must have somewhere to go. */
+  wr_conn_params pb = *b;
+  pb.notify_blocked = 1;
+  int rc = wr_conn_open(&pb, &pc, err, sizeof err);
+  if (rc == WARREN_OK) rc = wr_conn_channel(pc, s->pub_ch, 1, err, sizeof err);
+  if (rc == WARREN_OK) rc = wr_conn_open(b, &c, err, sizeof err);
   if (rc == WARREN_OK) rc = s->ev->setup(s->ctx, c, err, sizeof err);
-  if (rc == WARREN_OK) { /* setup opened it */
-    amqp_confirm_select(c, s->pub_ch);
-    rc = wr_conn_reply(c, amqp_get_rpc_reply(c), "confirm.select", err,
-                       sizeof err);
-  }
+  int watched = 0;
   if (rc == WARREN_OK)
     rc = wr_loop_watch(s->loop, amqp_get_sockfd(c), POLLIN, on_readable, s);
+  if (rc == WARREN_OK) {
+    watched = 1;
+    rc =
+        wr_loop_watch(s->loop, amqp_get_sockfd(pc), POLLIN, on_pub_readable, s);
+  }
   if (rc != WARREN_OK) {
+    if (watched) wr_loop_unwatch(s->loop, amqp_get_sockfd(c), s);
     if (c) amqp_destroy_connection(c);
+    if (pc) amqp_destroy_connection(pc);
     plan_reconnect(s, err, rc);
     s->refused_logins = rc == WARREN_BROKER_LOGIN ? s->refused_logins + 1 : 0;
     if (s->max_refused_logins && s->refused_logins >= s->max_refused_logins) {
@@ -114,6 +139,8 @@ static void try_connect(wr_session *s) {
   s->refused_logins = 0;
   s->conn = c;
   s->sock = amqp_get_sockfd(c);
+  s->pconn = pc;
+  s->psock = amqp_get_sockfd(pc);
   s->pub_seq = 0;
   s->gen++;
   wr_backoff_reset(&s->backoff);
@@ -125,21 +152,27 @@ void wr_session_lost(wr_session *s, const char *why, int polite) {
   if (!s->conn) return;
   wr_warn("broker connection lost: %s; unacked jobs go back to the queue", why);
   wr_loop_unwatch(s->loop, s->sock, s);
-  if (polite)
+  wr_loop_unwatch(s->loop, s->psock, s);
+  if (polite) {
     wr_conn_close(s->conn);
-  else
+    wr_conn_close(s->pconn);
+  } else {
     amqp_destroy_connection(s->conn);
-  s->conn = NULL;
-  s->sock = -1;
+    amqp_destroy_connection(s->pconn);
+  }
+  s->conn = s->pconn = NULL;
+  s->sock = s->psock = -1;
   s->gen++;
-  s->readable = 0;
+  s->readable = s->preadable = 0;
+  end_blocked(s);
   plan_reconnect(s, NULL, WARREN_OK);
   s->ev->lost(s->ctx);
 }
 
 int wr_session_buffered(const wr_session *s) {
   return s->conn &&
-         (amqp_data_in_buffer(s->conn) || amqp_frames_enqueued(s->conn));
+         (amqp_data_in_buffer(s->conn) || amqp_frames_enqueued(s->conn) ||
+          amqp_data_in_buffer(s->pconn) || amqp_frames_enqueued(s->pconn));
 }
 
 double wr_session_prepare(wr_session *s, double now) {
@@ -244,13 +277,84 @@ static void read_frames(wr_session *s) {
   }
 }
 
+/* What the broker says on the publishing connection: confirms and
+ * returns of its channel, connection.blocked and unblocked. */
+static void read_pub_frames(wr_session *s) {
+  for (int budget = READ_BUDGET; budget > 0 && s->pconn; budget--) {
+    struct timeval zero = {0, 0};
+    amqp_frame_t f;
+    amqp_maybe_release_buffers(s->pconn);
+    int rc = amqp_simple_wait_frame_noblock(s->pconn, &f, &zero);
+    if (rc == AMQP_STATUS_TIMEOUT) return;
+    if (rc != AMQP_STATUS_OK) {
+      char why[300];
+      snprintf(why, sizeof why, "publishing connection: %s",
+               amqp_error_string2(rc));
+      wr_session_lost(s, why, 0);
+      return;
+    }
+    wr_pub_event ev;
+    if (wr_conn_pub_frame(s->pconn, &f, &ev) != 0) {
+      wr_session_lost(s, "cannot read a returned message", 0);
+      return;
+    }
+    switch (ev.kind) {
+      case WR_PUB_ACK:
+      case WR_PUB_NACK:
+      case WR_PUB_RETURN:
+        s->ev->published(s->ctx, &ev);
+        break;
+      case WR_PUB_BLOCKED:
+        if (!s->blocked) {
+          s->blocked = 1;
+          s->blocked_since = wr_now();
+          s->blocked_n++;
+        }
+        snprintf(s->blocked_why, sizeof s->blocked_why, "%.120s", ev.why);
+        wr_warn(
+            "the broker blocked publishing (%s): retry and dead-letter "
+            "copies, follow-ups and results wait for it; jobs that publish "
+            "nothing are still acked",
+            ev.why);
+        break;
+      case WR_PUB_UNBLOCKED:
+        if (s->blocked)
+          wr_info("the broker unblocked publishing after %.1f s",
+                  wr_now() - s->blocked_since);
+        end_blocked(s);
+        break;
+      case WR_PUB_CLOSED: {
+        char why[400];
+        snprintf(why, sizeof why, "publishing connection: %s", ev.why);
+        if (f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
+          amqp_connection_close_ok_t ok = {0};
+          amqp_send_method(s->pconn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+        } else {
+          amqp_channel_close_ok_t ok = {0};
+          amqp_send_method(s->pconn, f.channel, AMQP_CHANNEL_CLOSE_OK_METHOD,
+                           &ok);
+        }
+        wr_session_lost(s, why, 0);
+        return;
+      }
+      case WR_PUB_OTHER:
+        break;
+    }
+  }
+}
+
 void wr_session_check(wr_session *s, double now) {
   if (!s->conn) return;
   if (s->readable || now >= s->next_service || wr_session_buffered(s)) {
     s->readable = 0;
     read_frames(s);
-    s->next_service = now + SERVICE_S;
   }
+  if (s->pconn &&
+      (s->preadable || now >= s->next_service || wr_session_buffered(s))) {
+    s->preadable = 0;
+    read_pub_frames(s);
+  }
+  if (now >= s->next_service) s->next_service = now + SERVICE_S;
 }
 
 static int sent(wr_session *s, int rc) {
@@ -293,8 +397,8 @@ uint64_t wr_session_publish_ex(wr_session *s, const char *exchange,
                                const char *routing_key,
                                const amqp_basic_properties_t *props,
                                amqp_bytes_t body, int mandatory) {
-  if (!s->conn) return 0;
-  int rc = amqp_basic_publish(s->conn, s->pub_ch, amqp_cstring_bytes(exchange),
+  if (!s->pconn) return 0;
+  int rc = amqp_basic_publish(s->pconn, s->pub_ch, amqp_cstring_bytes(exchange),
                               amqp_cstring_bytes(routing_key), mandatory != 0,
                               0, props, body);
   if (sent(s, rc) != 0) return 0;
@@ -313,7 +417,10 @@ int wr_session_send(wr_session *s, amqp_channel_t ch, const char *exchange,
 void wr_session_close(wr_session *s) {
   if (!s->conn) return;
   wr_loop_unwatch(s->loop, s->sock, s);
+  wr_loop_unwatch(s->loop, s->psock, s);
   wr_conn_close(s->conn);
-  s->conn = NULL;
-  s->sock = -1;
+  wr_conn_close(s->pconn);
+  s->conn = s->pconn = NULL;
+  s->sock = s->psock = -1;
+  end_blocked(s);
 }

@@ -4,6 +4,18 @@
  * frames: deliveries and the broker methods that are not replies.
  * Everything that follows from them is the owner's, through
  * wr_session_events. Loop thread only.
+ *
+ * A session is two AMQP connections to the same node, made and lost
+ * together: one consumes, acks and declares; the other only publishes
+ * (retry and dead-letter copies, follow-ups, results) on its confirm
+ * channel. A resource alarm makes RabbitMQ stop reading connections that
+ * publish; connections that only consume go on, so acks and jobs that
+ * publish nothing keep flowing during an alarm (Spring AMQP's publisher
+ * connection does the same). The publishing connection advertises
+ * connection.blocked; while the broker says it is blocked, the session
+ * is `blocked` (readiness says so). Losing either connection loses both:
+ * the originals of unconfirmed copies are unacked on the consuming one,
+ * so the broker requeues them (docs/threading.md).
  */
 #ifndef WR_SESSION_H
 #define WR_SESSION_H
@@ -19,10 +31,9 @@
 #include "loop.h"
 
 typedef struct wr_session_events {
-  /* A fresh connection is logged in: declare what is needed, open the
-   * channels (the publishing channel pub_ch too, which the session then
-   * puts in confirm mode) and consumers. Non-zero (with err set) abandons
-   * it. */
+  /* A fresh consuming connection is logged in (the publishing one is
+   * ready): declare what is needed, open the channels and consumers.
+   * Non-zero (with err set) abandons both. */
   int (*setup)(void *ctx, amqp_connection_state_t c, char *err, size_t errlen);
   void (*connected)(void *ctx);
   /* The connection is gone; every tag of it is void (the broker requeues
@@ -64,6 +75,14 @@ typedef struct wr_session {
   wr_conn_params cur;           /* params with the node's host and port */
   amqp_connection_state_t conn; /* NULL while disconnected */
   int sock;
+  amqp_connection_state_t pconn; /* publishing; set whenever conn is */
+  int psock;
+  int preadable;         /* its socket polled readable this turn */
+  int blocked;           /* the broker blocked the publishing connection */
+  double blocked_since;  /* monotonic seconds, while blocked */
+  char blocked_why[128]; /* the broker's reason ("low on memory") */
+  double blocked_s;      /* seconds blocked in all, ended episodes */
+  uint64_t blocked_n;    /* connection.blocked received in all */
   uint64_t gen;          /* bumped per connection: older tags are void */
   amqp_channel_t pub_ch; /* confirmed publishing */
   uint64_t pub_seq;      /* confirm sequence of the last publish */
@@ -108,9 +127,9 @@ int wr_session_nack(wr_session *s, amqp_channel_t ch, uint64_t tag,
                     int requeue);
 int wr_session_cancel(wr_session *s, amqp_channel_t ch, const char *tag);
 
-/* Publish mandatory on the confirm channel. Returns its confirm
- * sequence (wr_session_next_seq() before the call), or 0 after the
- * connection was lost. */
+/* Publish mandatory on the confirm channel of the publishing connection.
+ * Returns its confirm sequence (wr_session_next_seq() before the call),
+ * or 0 after the connection was lost. */
 uint64_t wr_session_publish(wr_session *s, const char *exchange,
                             const char *routing_key,
                             const amqp_basic_properties_t *props,
@@ -137,6 +156,9 @@ int wr_session_send(wr_session *s, amqp_channel_t ch, const char *exchange,
 static inline uint64_t wr_session_next_seq(const wr_session *s) {
   return s->pub_seq + 1;
 }
+
+/* Seconds blocked in all by now, the episode under way included. */
+double wr_session_blocked_s(const wr_session *s, double now);
 
 /* Close cleanly at the end. */
 void wr_session_close(wr_session *s);

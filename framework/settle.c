@@ -746,6 +746,7 @@ double wr_settle_tick(wr_sup *s, double now) {
     } else {
       wr_handler_rt *h = &s->h[j->handler];
       uint64_t tag = j->env.delivery_tag;
+      wr_intake_unrecorded(&s->intake, j); /* it ran; its copy was refused */
       wr_sup_release(s, j);
       wr_session_nack(&s->session, h->ch, tag, 1);
     }

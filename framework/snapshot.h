@@ -61,10 +61,14 @@ typedef struct wr_snap {
   int64_t at_ms, started_ms; /* unix ms: taken, and the worker's start */
   double uptime_s;
   int connected, ready, draining;
-  int not_ready;       /* why not ready (health.h), 0 when ready */
-  int check_ok;        /* the last self-check passed */
-  char check_why[256]; /* why it failed */
-  int64_t check_at_ms; /* 0: not run yet */
+  int blocked;           /* a resource alarm blocks publishing */
+  char blocked_why[128]; /* the broker's reason */
+  double blocked_s;      /* seconds blocked in all */
+  uint64_t blocked_n;    /* times blocked */
+  int not_ready;         /* why not ready (health.h), 0 when ready */
+  int check_ok;          /* the last self-check passed */
+  char check_why[256];   /* why it failed */
+  int64_t check_at_ms;   /* 0: not run yet */
   const char *host, *vhost;
   int port;
   char node[128], version[64], product[64]; /* server properties */

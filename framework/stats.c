@@ -22,6 +22,7 @@ static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
       s->rejected++;
       break;
     case WR_OUT_CRASHED:
+    case WR_OUT_DELIVERIES: /* it may have killed the supervisor */
       s->lost++;
       break;
     case WR_OUT_TIMEOUT:

@@ -181,6 +181,7 @@ static void on_unstarted(void *ctx, wr_pool *p, wr_job *job) {
     wr_sup_release(s, job);
     return;
   }
+  job->started = 0; /* it never ran: no run, no duration */
   wr_ledger_wait_front(&s->ledger, job);
 }
 
@@ -234,8 +235,22 @@ static void drop_pending(wr_sup *s) {
   }
 }
 
+/* The connection was lost (the session's generation is already the next
+ * one): every job of it that a handler started and whose outcome was not
+ * recorded (running, being settled, awaiting its copy's confirm, parked)
+ * is noted, so that its redelivery counts the run (runs.h). */
+static void note_unrecorded(wr_sup *s) {
+  uint64_t lost = s->session.gen - 1;
+  for (size_t i = 0; i < s->ledger.n; i++) {
+    const wr_job *j = &s->ledger.slots[i];
+    if (j->state != WR_JOB_FREE && j->gen == lost)
+      wr_intake_unrecorded(&s->intake, j);
+  }
+}
+
 static void on_lost_connection(void *ctx) {
   wr_sup *s = ctx;
+  note_unrecorded(s); /* before anything of it is released */
   atomic_store(&s->hs.ready, 0);
   atomic_store(&s->hs.why, WR_NR_BROKER);
   drop_pending(s);
@@ -499,6 +514,7 @@ static int busy_total(const wr_sup *s) {
 static int readiness(const wr_sup *s) {
   if (s->draining) return WR_NR_DRAINING;
   if (!s->session.conn) return WR_NR_BROKER;
+  if (s->session.blocked) return WR_NR_BLOCKED;
   for (size_t i = 0; i < s->nh; i++)
     if (s->h[i].refusing) return WR_NR_COPIES;
   return wr_monitor_failing(s->monitor) ? WR_NR_CHECK : WR_READY;
@@ -750,10 +766,11 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   /* Only checks that some handler needs run on every delivery. */
   for (size_t i = 0; i < s->nh; i++)
     if (cfg->handlers[i].max_body) {
-      wr_intake_add(&s->intake, &wr_intake_size, cfg);
+      wr_intake_add(&s->intake, &wr_intake_size, &s->intake);
       break;
     }
-  wr_intake_add(&s->intake, &wr_intake_headers, cfg);
+  s->intake.cfg = cfg;
+  wr_intake_add(&s->intake, &wr_intake_headers, &s->intake);
   rc = wr_sigcheck_init(&s->sig, cfg);
   if (rc != WARREN_OK) {
     wr_sup_destroy(s);

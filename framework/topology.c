@@ -62,6 +62,10 @@ static void type_args(qargs *a, const wr_handler_cfg *h) {
 static void limit_arg(qargs *a, const wr_handler_cfg *h) {
   if (!h->quorum) return;
   long limit = 2L * (h->retry.max_attempts + h->retry.max_crashes);
+  /* Warren dead-letters a copy at max_deliveries itself, with its story;
+   * the broker's limit stays out of its way. */
+  if (limit < 2L * h->retry.max_deliveries)
+    limit = 2L * h->retry.max_deliveries;
   arg_int(a, "x-delivery-limit",
           limit > WR_DELIVERY_LIMIT ? limit : WR_DELIVERY_LIMIT);
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "retry.h"
+#include "runs.h"
 
 static wr_retry_cfg policy(void) {
   wr_retry_cfg p = {
@@ -14,7 +15,7 @@ static wr_retry_cfg policy(void) {
 
 Test(retry, backoff_steps_repeat_the_last_and_jitter_stays_in_bounds) {
   wr_retry_cfg p = policy();
-  wr_job_meta m = {1, 0, 0};
+  wr_job_meta m = {1, 0, 0, 1, 0, 0};
   wr_decision d = wr_retry_decide(&p, &m, WR_OUT_FAILED, 0.5);
   cr_assert_not(d.dead);
   cr_assert_eq(d.step, 0);
@@ -31,7 +32,7 @@ Test(retry, backoff_steps_repeat_the_last_and_jitter_stays_in_bounds) {
 
 Test(retry, what_ends_in_the_dead_letter_queue) {
   wr_retry_cfg p = policy();
-  wr_job_meta m = {1, 0, 0};
+  wr_job_meta m = {1, 0, 0, 1, 0, 0};
   wr_decision d = wr_retry_decide(&p, &m, WR_OUT_REJECTED, 0.5);
   cr_assert(d.dead);
   cr_assert_str_eq(d.reason, "rejected");
@@ -70,7 +71,13 @@ Test(retry, meta_reads_own_headers_and_quorum_redeliveries) {
   wr_job_meta m;
   char why[128];
   cr_assert_eq(wr_retry_meta(&p, 1, &m, why, sizeof why), 0);
-  cr_assert_eq(m.attempt, 5, "own count plus the broker's returns");
+  cr_assert_eq(m.attempt, 3,
+               "the broker's returns are no attempts: prefetched copies "
+               "that never ran are returned too");
+  cr_assert_eq(m.recorded, 3);
+  cr_assert_eq(m.deliveries, 2, "they are counted as deliveries");
+  wr_retry_add_unrecorded(&m, 1);
+  cr_assert_eq(m.attempt, 4, "a run that started and was never recorded");
   cr_assert_eq(m.crashes, 1);
   cr_assert_eq(m.first_failure, 1234);
   cr_assert_eq(wr_retry_meta(&p, 0, &m, why, sizeof why), 0);
@@ -95,7 +102,43 @@ Test(retry, absurd_counts_are_malformed_and_never_overflow) {
   cr_assert_eq(m.attempt, WR_RETRY_MAX_COUNT);
   e[1] = wr_entry_int("x-delivery-count", WR_RETRY_MAX_COUNT);
   cr_assert_eq(wr_retry_meta(&p, 1, &m, why, sizeof why), 0);
+  wr_retry_add_unrecorded(&m, UINT32_MAX);
   cr_assert_eq(m.attempt, WR_RETRY_MAX_COUNT, "the sum saturates");
+}
+
+Test(retry, max_deliveries_bounds_a_copy_that_never_records_a_run) {
+  wr_retry_cfg p = policy();
+  p.max_deliveries = 16;
+  wr_job_meta m = {1, 0, 0, 1, 0, 15};
+  cr_assert(!wr_retry_over_deliveries(&p, &m), "the 16th delivery runs");
+  m.deliveries = 16;
+  cr_assert(wr_retry_over_deliveries(&p, &m), "the 17th is dead-lettered");
+  wr_decision d = wr_retry_decide(&p, &m, WR_OUT_DELIVERIES, 0.5);
+  cr_assert(d.dead);
+  cr_assert_str_eq(d.reason, "max-deliveries");
+}
+
+Test(retry, only_runs_noted_for_the_same_copy_are_taken_once) {
+  static wr_runs r;
+  amqp_basic_properties_t p = {._flags = AMQP_BASIC_MESSAGE_ID_FLAG,
+                               .message_id = amqp_cstring_bytes("job1")};
+  amqp_bytes_t body = amqp_cstring_bytes("b");
+  uint64_t k = wr_runs_key(0, &p, body, 2);
+  cr_assert_neq(k, wr_runs_key(0, &p, body, 3), "another copy");
+  cr_assert_neq(k, wr_runs_key(1, &p, body, 2), "another handler");
+  wr_runs_note(&r, k, 1);
+  wr_runs_note(&r, k, 2);
+  cr_assert_eq(wr_runs_take(&r, wr_runs_key(0, &p, body, 3)), 0);
+  cr_assert_eq(wr_runs_take(&r, k), 2, "the latest note wins");
+  cr_assert_eq(wr_runs_take(&r, k), 0, "taken once");
+  p._flags = 0; /* no id: the body tells jobs apart */
+  wr_runs_note(&r, wr_runs_key(0, &p, body, 1), 1);
+  cr_assert_eq(wr_runs_take(&r, wr_runs_key(0, &p, amqp_cstring_bytes("c"), 1)),
+               0);
+  cr_assert_eq(wr_runs_take(&r, wr_runs_key(0, &p, body, 1)), 1);
+  for (uint64_t i = 0; i < WR_RUNS_MAX + 10; i++) wr_runs_note(&r, i + 100, 1);
+  cr_assert_eq(wr_runs_take(&r, 100), 0, "the oldest is forgotten first");
+  cr_assert_eq(wr_runs_take(&r, 100 + WR_RUNS_MAX + 9), 1);
 }
 
 Test(retry, unusable_own_header_makes_a_job_malformed) {

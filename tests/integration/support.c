@@ -229,6 +229,11 @@ pid_t tw_warren_start_broker(const char *dir, const char *broker,
   return start_warren(dir, broker, "", rest);
 }
 
+pid_t tw_warren_start_with(const char *dir, const char *broker,
+                           const char *worker, const char *rest) {
+  return start_warren(dir, broker, worker, rest);
+}
+
 const char *tw_tls_dir(void) {
   static char dir[400];
   const char *run = getenv("WARREN_RUN_DIR");

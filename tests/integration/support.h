@@ -10,6 +10,24 @@
 
 int tw_port(void);
 
+/*
+ * A fault-injecting TCP proxy (proxy.c): a thread of the test process on
+ * a loopback port of its own (5830..5849), forwarding each connection to
+ * upstream_port (0: the test node). Returns the port workers connect to,
+ * or -1. Modes: TW_PROXY_PASS forwards; TW_PROXY_BLACKHOLE accepts and
+ * never forwards nor answers (a partition: TCP connects, no broker
+ * speaks), also on the connections already open; TW_PROXY_LATENCY
+ * forwards each read latency_ms later. tw_proxy_reset sends a RST to both
+ * sides of every open connection. It dies with the test process.
+ */
+enum { TW_PROXY_PASS, TW_PROXY_BLACKHOLE, TW_PROXY_LATENCY };
+int tw_proxy_start(int upstream_port);
+void tw_proxy_mode(int mode, int latency_ms);
+void tw_proxy_reset(void);
+/* Connections open through the proxy now. */
+int tw_proxy_connections(void);
+void tw_proxy_stop(void);
+
 /* The three-node cluster the `cluster` fixture starts (scripts/broker
  * cluster-start cluster P P+1 P+2, P = $WARREN_CLUSTER_PORT): node i's
  * AMQP port, i = 0, 1, 2. */
@@ -60,6 +78,9 @@ extern const char *tw_warren_option;
 /* The same with the given broker section (a whole "broker = {...};"). */
 pid_t tw_warren_start_broker(const char *dir, const char *broker,
                              const char *rest);
+/* The same with a broker section and `worker` in the worker group. */
+pid_t tw_warren_start_with(const char *dir, const char *broker,
+                           const char *worker, const char *rest);
 /* The same with `worker` added to the worker group. */
 pid_t tw_warren_start_worker(const char *dir, const char *worker,
                              const char *rest);

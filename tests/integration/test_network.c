@@ -1,0 +1,297 @@
+/*
+ * Faults at the network's pace, through the tests' own TCP proxy
+ * (proxy.c): partitions, resets, and a broker that blocks publishers.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "support.h"
+
+TW_SUITE(network, 240);
+
+static void nap(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  nanosleep(&ts, NULL);
+}
+
+/* How often needle occurs in file path. */
+static int occurrences(const char *path, const char *needle) {
+  static char text[4 << 20];
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  int k = 0;
+  for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) k++;
+  return k;
+}
+
+/* A partition is no refused login: with exit_after_refused_logins = 2, a
+ * broker that accepts TCP and never answers (the proxy's blackhole) keeps
+ * the worker retrying, at warn level, for as long as it lasts; and it
+ * consumes once the network is back. */
+Test(network, a_partition_is_no_refused_login, .timeout = 90) {
+  int port = tw_proxy_start(0);
+  cr_assert_gt(port, 0, "no proxy port free in 5830..5849");
+  tw_proxy_mode(TW_PROXY_BLACKHOLE, 0);
+  const char *dir = tw_dir();
+  char broker[300], text[1024], log[400];
+  snprintf(broker, sizeof broker,
+           "broker = { host = \"127.0.0.1\"; port = %d; heartbeat = 5; "
+           "connect_timeout = 1.0; };\n",
+           port);
+  snprintf(text, sizeof text,
+           "handlers = ( { name = \"h\"; queue = \"it.partition\";\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";\n"
+           "  settings = { log = \"%s/rec\"; }; } );\n",
+           dir);
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  pid_t w =
+      tw_warren_start_with(dir, broker, "exit_after_refused_logins = 2;", text);
+  cr_assert_gt(w, 0);
+  int status = 0;
+  pid_t r = 0;
+  for (int i = 0; i < 250 && r == 0; i++) {
+    nap(0.1);
+    r = waitpid(w, &status, WNOHANG);
+  }
+  cr_assert_eq(r, 0, "the worker ended (status %d) during a partition",
+               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  int tries = occurrences(log, "broker unreachable");
+  cr_log_info("25 s of partition: %d unreachable handshakes logged", tries);
+  cr_assert_geq(tries, 3, "the handshakes were tried and said unreachable");
+  cr_assert_eq(occurrences(log, "refused the login"), 0);
+  cr_assert_eq(occurrences(log, "error ["), 0,
+               "a partition is a warning, not an operator's error");
+  tw_proxy_mode(TW_PROXY_PASS, 0);
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30),
+            "consuming once the network is back");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
+
+/* The runs of each failing job "x<k>f" (k = 1..n) in the record file,
+ * and the highest attempt each saw. */
+static void failing_runs(const char *rec, int *runs, unsigned *top, int n) {
+  memset(runs, 0, sizeof(int) * (size_t)(n + 1));
+  memset(top, 0, sizeof(unsigned) * (size_t)(n + 1));
+  FILE *f = fopen(rec, "r");
+  char line[512];
+  while (f && fgets(line, sizeof line, f)) {
+    int k, pid;
+    long long ns;
+    unsigned a;
+    if (sscanf(line, "fail x%df %lld %d %u", &k, &ns, &pid, &a) == 4 &&
+        k >= 1 && k <= n) {
+      runs[k]++;
+      if (a > top[k]) top[k] = a;
+    }
+  }
+  if (f) fclose(f);
+}
+
+/* A quorum queue raises x-delivery-count for every prefetched job a lost
+ * connection returns, started or not. Jobs that always fail, with
+ * max_attempts = 4, queued behind slow ones (prefetch > concurrency):
+ * whatever number of resets hit them while they wait, each runs exactly 4
+ * times before its dead letter says max-attempts. */
+Test(network, connection_losses_cost_no_attempt_of_a_job_that_never_ran,
+     .timeout = 180) {
+  enum { NF = 20, NS = 40 };
+  const char *q = "it.unstarted";
+  cr_assert_eq(
+      tw_own_queues(q, "it.unstarted.dlq", "it.unstarted.retry.300ms", NULL),
+      0);
+  int port = tw_proxy_start(0);
+  cr_assert_gt(port, 0, "no proxy port free in 5830..5849");
+  const char *dir = tw_dir();
+  char broker[300], text[1024], log[400], rec[400];
+  snprintf(broker, sizeof broker,
+           "broker = { host = \"127.0.0.1\"; port = %d; heartbeat = 5; };\n",
+           port);
+  snprintf(text, sizeof text,
+           "handlers = ( { name = \"h\"; queue = \"%s\";\n"
+           "  queue_type = \"quorum\"; prefetch = 40; concurrency = 2;\n"
+           "  retry = { max_attempts = 4; backoff = [0.3]; };\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";\n"
+           "  settings = { log = \"%s/rec\"; sleep_ms = 300;\n"
+           "               fail_suffix = \"f\"; }; } );\n",
+           q, dir);
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  snprintf(rec, sizeof rec, "%s/rec", dir);
+  pid_t w = tw_warren_start_with(dir, broker, "", text);
+  cr_assert_gt(w, 0);
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
+  /* Slow jobs first (40 x 0.3 s on 2 workers: longer than the 5 resets),
+   * the failing ones queued behind them: the resets return them
+   * prefetched and never started. A reset while a failing job's copy
+   * awaits its confirm would run it twice (at least once), which is not
+   * what is tested here. */
+  cr_assert_eq(tw_publish(q, NS, "s"), 0);
+  for (int k = 1; k <= NF; k++) {
+    char id[32];
+    snprintf(id, sizeof id, "x%df", k);
+    cr_assert_eq(tw_publish_raw(q, id, NULL), 0);
+  }
+  for (int r = 0; r < 5; r++) {
+    nap(1.0);
+    tw_proxy_reset();
+    cr_log_info("reset %d", r + 1);
+  }
+  int dead = 0;
+  for (int i = 0; i < 600 && dead < NF; i++) {
+    nap(0.1);
+    dead = occurrences(log, "dead-lettered");
+  }
+  cr_assert_eq(dead, NF, "every failing job was dead-lettered");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert_geq(occurrences(log, "broker connection lost"), 5,
+                "the resets happened");
+  static int runs[NF + 1];
+  static unsigned top[NF + 1];
+  failing_runs(rec, runs, top, NF);
+  int wrong = 0;
+  for (int k = 1; k <= NF; k++)
+    if (runs[k] != 4 || top[k] != 4) {
+      cr_log_error("x%df ran %d times, its last attempt %u", k, runs[k],
+                   top[k]);
+      wrong++;
+    }
+  cr_assert_eq(wrong, 0, "%d failing jobs did not run exactly 4 times", wrong);
+  char dump[8192];
+  for (int k = 0; k < NF; k++) {
+    cr_assert_eq(tw_take_one("it.unstarted.dlq", dump, sizeof dump), 1);
+    cr_assert(strstr(dump, "h.warren-dead-reason=max-attempts\n"), "%s", dump);
+    cr_assert(strstr(dump, "h.warren-dead-attempts=4\n"), "%s", dump);
+  }
+}
+
+/* A port of this worktree's range (5836..5847) free a moment ago. */
+static int range_port(void) {
+  for (int p = 5836; p <= 5847; p++) {
+    if (tw_http_get(p, "/") < 0) return p; /* nothing answers there */
+  }
+  return -1;
+}
+
+/* Messages in queue q (ready and unacknowledged), as the broker counts
+ * them; -1 if unknown. */
+static int messages(const char *q) {
+  static char out[1 << 16];
+  if (tw_ctl(out, sizeof out, "-q list_queues name messages") != 0) return -1;
+  char want[200];
+  snprintf(want, sizeof want, "\n%s\t", q);
+  char *p = strstr(out, want);
+  if (!p && !strncmp(out, want + 1, strlen(want) - 1)) p = out - 1;
+  return p ? atoi(p + strlen(want)) : -1;
+}
+
+/* The watermark goes back to normal when the test process ends, however
+ * it ends: a child waits for the pipe to close. */
+static void restore_watermark_at_exit(void) {
+  int fd[2];
+  cr_assert_eq(pipe(fd), 0);
+  pid_t kid = fork();
+  if (kid == 0) {
+    close(fd[1]);
+    char c;
+    while (read(fd[0], &c, 1) > 0) {
+    }
+    char out[512];
+    tw_ctl(out, sizeof out, "set_vm_memory_high_watermark 0.4");
+    _exit(0);
+  }
+  close(fd[0]); /* fd[1] stays open until this process ends */
+}
+
+/* A memory alarm blocks the connections that publish. Jobs that publish
+ * nothing are still acked (they ride the consuming connection), readiness
+ * and /metrics say the broker blocks, and once the alarm is over the
+ * copies go out and nothing is lost. */
+Test(network, a_resource_alarm_blocks_only_publishing_and_readiness_says_so,
+     .timeout = 180) {
+  enum { NA = 600, NB = 900, NF = 10 };
+  const char *q = "it.alarm";
+  cr_assert_eq(tw_own_queues(q, "it.alarm.dlq", "it.alarm.retry.200ms", NULL),
+               0);
+  restore_watermark_at_exit();
+  int hport = range_port();
+  cr_assert_gt(hport, 0);
+  const char *dir = tw_dir();
+  char text[1024], log[400], rec[400], body[8192], out[512];
+  snprintf(text, sizeof text,
+           "health = { port = %d; };\n"
+           "handlers = ( { name = \"h\"; queue = \"%s\";\n"
+           "  queue_type = \"classic\"; prefetch = 20; concurrency = 2;\n"
+           "  retry = { max_attempts = 2; backoff = [0.2]; };\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";\n"
+           "  settings = { log = \"%s/rec\"; sleep_ms = 20;\n"
+           "               fail_suffix = \"f\"; }; } );\n",
+           hport, q, dir);
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  snprintf(rec, sizeof rec, "%s/rec", dir);
+  pid_t w = tw_warren_start(dir, text);
+  cr_assert_gt(w, 0);
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
+  /* Publishers are blocked too during the alarm: everything goes first,
+   * the failing jobs (whose copies are publishes) between two runs of
+   * jobs that publish nothing, so they run once the alarm is on. */
+  cr_assert_eq(tw_publish(q, NA, "a"), 0);
+  for (int k = 1; k <= NF; k++) {
+    char id[32];
+    snprintf(id, sizeof id, "x%df", k);
+    cr_assert_eq(tw_publish_raw(q, id, NULL), 0);
+  }
+  cr_assert_eq(tw_publish(q, NB, "b"), 0);
+  cr_assert_eq(
+      tw_ctl(out, sizeof out, "set_vm_memory_high_watermark 0.0000001"), 0,
+      "%s", out);
+  cr_assert(tw_wait_text(log, "the broker blocked publishing", 30),
+            "connection.blocked reached the worker");
+  long code = 0;
+  for (int i = 0; i < 50; i++) {
+    code = tw_http(hport, NULL, "/readyz", NULL, body, sizeof body);
+    if (code == 503 && strstr(body, "broker blocked: ")) break;
+    nap(0.1);
+  }
+  cr_assert_eq(code, 503, "%s", body);
+  cr_assert(strstr(body, "broker blocked: "), "the reason is given: %s", body);
+  static char metrics[1 << 18];
+  cr_assert_eq(tw_http(hport, NULL, "/metrics", NULL, metrics, sizeof metrics),
+               200);
+  cr_assert(strstr(metrics, "\nwarren_broker_blocked 1\n"), "blocked gauge");
+  cr_assert(strstr(metrics, "\nwarren_broker_blocked_total 1\n"));
+  /* Acks go on while the alarm lasts. */
+  int before = messages(q);
+  nap(3.0);
+  int after = messages(q);
+  cr_log_info("during the alarm: %d messages, 3 s later %d", before, after);
+  cr_assert(before > 0 && after >= 0 && after < before - 20,
+            "jobs that publish nothing are acked during the alarm (%d -> %d)",
+            before, after);
+  cr_assert_eq(tw_ctl(out, sizeof out, "set_vm_memory_high_watermark 0.4"), 0,
+               "%s", out);
+  cr_assert(tw_wait_text(log, "the broker unblocked publishing", 30));
+  static int done[NB + 1];
+  cr_assert_eq(tw_wait_all(rec, "a", done, NA, 60), 0, "every job ran");
+  cr_assert_eq(tw_wait_all(rec, "b", done, NB, 60), 0, "every job ran");
+  for (int i = 0; i < 300 && occurrences(log, "dead-lettered") < NF; i++)
+    nap(0.1);
+  cr_assert_eq(occurrences(log, "dead-lettered"), NF,
+               "every failing job ended in the DLQ");
+  for (int i = 0; i < 100 && messages(q) != 0; i++) nap(0.1);
+  cr_assert_eq(messages(q), 0, "nothing left unacked");
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  cr_assert_eq(tw_queue_len("it.alarm.dlq"), NF, "nothing lost");
+  cr_assert_eq(tw_http(hport, NULL, "/readyz", NULL, body, sizeof body), -1);
+}
