@@ -282,7 +282,7 @@ static const char *opt_path(wr_cfg *cfg, size_t *used, ctx *c,
   return resolve_path(cfg, used, c, g, v);
 }
 
-/* ---- the environment over the file (README, "Configuration from the
+/* ---- the environment over the file (docs/features.md, "Configuration from the
  * environment"; docs/config.md has the same table) ---------------------- */
 
 typedef struct env_setting {
