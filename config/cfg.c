@@ -282,7 +282,7 @@ static const char *opt_path(wr_cfg *cfg, size_t *used, ctx *c,
   return resolve_path(cfg, used, c, g, v);
 }
 
-/* ---- the environment over the file (README, "Configuration from the
+/* ---- the environment over the file (docs/features.md, "Configuration from the
  * environment"; docs/config.md has the same table) ---------------------- */
 
 typedef struct env_setting {
@@ -1170,6 +1170,20 @@ static void line_of(printer *p, const char *prefix, const char *key,
 }
 
 #define MASK(s) ((s) && (s)[0] ? "\"****\"" : "(none)")
+/* A string quoted, or (none): three arguments for "%s%s%s". */
+#define QUOTED(s) (s) ? "\"" : "", (s) ? (s) : "(none)", (s) ? "\"" : ""
+
+/* A list of strings as ["a", "b"], or `none` when empty; in buf. */
+static const char *list_of(const char *const *v, size_t n, const char *none,
+                           char *buf, size_t len) {
+  if (!n) return none;
+  size_t used = (size_t)snprintf(buf, len, "[");
+  for (size_t i = 0; i < n && used < len; i++)
+    used += (size_t)snprintf(buf + used, len - used, "%s\"%s\"", i ? ", " : "",
+                             v[i]);
+  if (used < len) snprintf(buf + used, len - used, "]");
+  return buf;
+}
 
 int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
   printer p = {cfg, out};
@@ -1198,6 +1212,22 @@ int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
           bc->tls.enabled ? "true" : "false");
   line_of(&p, "broker.tls.", "ca_file", t, "ca_file", "\"%s\"",
           bc->tls.ca_file ? bc->tls.ca_file : WR_CONN_SYSTEM_CA);
+  line_of(&p, "broker.tls.", "cert_file", t, "cert_file", "%s%s%s",
+          QUOTED(bc->tls.cert_file));
+  line_of(&p, "broker.tls.", "key_file", t, "key_file", "%s%s%s",
+          QUOTED(bc->tls.key_file));
+  line_of(&p, "broker.tls.", "verify_peer", t, "verify_peer", "%s",
+          bc->tls.verify_peer ? "true" : "false");
+  line_of(&p, "broker.tls.", "verify_hostname", t, "verify_hostname", "%s",
+          bc->tls.verify_hostname ? "true" : "false");
+  /* broker.nodes: one line per node, in the file's order (each process
+   * shuffles its own copy when it connects). */
+  for (size_t i = 0; i < cfg->broker.n_nodes; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "nodes[%zu]", i);
+    line_of(&p, "broker.", key, b, "nodes", "\"%s:%d\"",
+            cfg->broker.nodes[i].host, cfg->broker.nodes[i].port);
+  }
   const config_setting_t *w = group(root, "worker");
   line_of(&p, "worker.", "shutdown_grace", w, "shutdown_grace", "%g",
           cfg->shutdown_grace);
@@ -1213,11 +1243,33 @@ int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
   line_of(&p, "worker.", "log_format", w, "log_format", "\"%s\"",
           cfg->log_format >= 0 && cfg->log_format < 3 ? formats[cfg->log_format]
                                                       : "text");
+  line_of(&p, "worker.", "exit_after_refused_logins", w,
+          "exit_after_refused_logins", "%d", cfg->exit_after_refused_logins);
   const config_setting_t *he = group(root, "health");
   line_of(&p, "health.", "listen", he, "listen", "\"%s\"", cfg->health_listen);
   line_of(&p, "health.", "port", he, "port", "%d", cfg->health_port);
   line_of(&p, "health.", "admin_token_file", he, "admin_token_file", "%s",
           MASK(cfg->admin_token));
+  line_of(&p, "health.", "snapshot_interval", he, "snapshot_interval", "%g",
+          cfg->snapshot_interval);
+  line_of(&p, "health.", "probe_interval", he, "probe_interval", "%g",
+          cfg->probe_interval);
+  line_of(&p, "health.", "check_interval", he, "check_interval", "%g",
+          cfg->check_interval);
+  line_of(&p, "health.", "queue_log_interval", he, "queue_log_interval", "%g",
+          cfg->queue_log_interval);
+  const config_setting_t *xs = group(root, "exchanges");
+  for (size_t i = 0; i < cfg->n_exchanges; i++) {
+    const wr_exchange_cfg *x = &cfg->exchanges[i];
+    const config_setting_t *xg =
+        xs ? config_setting_get_elem((config_setting_t *)xs, (unsigned)i)
+           : NULL;
+    char pre[160];
+    snprintf(pre, sizeof pre, "exchanges[%zu](%s).", i, x->name);
+    line_of(&p, pre, "type", xg, "type", "\"%s\"", x->type);
+    line_of(&p, pre, "durable", xg, "durable", "%s",
+            x->durable ? "true" : "false");
+  }
   const config_setting_t *hs = group(root, "handlers");
   for (size_t i = 0; i < cfg->n_handlers; i++) {
     const wr_handler_cfg *h = &cfg->handlers[i];
@@ -1231,20 +1283,68 @@ int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
     line_of(&p, pre, "plugin", hg, "plugin", "\"%s\"", h->plugin);
     line_of(&p, pre, "prefetch", hg, "prefetch", "%d", h->prefetch);
     line_of(&p, pre, "concurrency", hg, "concurrency", "%d", h->concurrency);
+    line_of(&p, pre, "queue_type", hg, "queue_type", "\"%s\"",
+            h->quorum ? "quorum" : "classic");
+    line_of(&p, pre, "declare", hg, "declare", "%s",
+            h->declare ? "true" : "false");
+    line_of(&p, pre, "durable", hg, "durable", "%s",
+            h->durable ? "true" : "false");
+    for (size_t k = 0; k < h->n_bindings; k++) {
+      char key[48];
+      snprintf(key, sizeof key, "bindings[%zu]", k);
+      line_of(&p, pre, key, hg, "bindings", "\"%s\" \"%s\"",
+              h->bindings[k].exchange, h->bindings[k].routing_key);
+    }
     line_of(&p, pre, "isolation", hg, "isolation", "%s",
             h->isolated ? "true" : "false");
     line_of(&p, pre, "timeout", hg, "timeout", "%g", h->timeout);
+    line_of(&p, pre, "max_jobs_per_worker", hg, "max_jobs_per_worker", "%lu",
+            h->max_jobs);
+    line_of(&p, pre, "max_worker_rss", hg, "max_worker_rss", "%u",
+            h->max_rss_mb);
+    line_of(&p, pre, "max_body", hg, "max_body", "%zu", h->max_body);
+    line_of(&p, pre, "max_result", hg, "max_result", "%zu", h->max_result);
     line_of(&p, pre, "retry.max_attempts", rg, "max_attempts", "%d",
             h->retry.max_attempts);
     line_of(&p, pre, "retry.max_crashes", rg, "max_crashes", "%d",
             h->retry.max_crashes);
     line_of(&p, pre, "retry.max_deliveries", rg, "max_deliveries", "%d",
             h->retry.max_deliveries);
+    char steps[400];
+    size_t used = 0;
+    steps[0] = '\0';
+    for (int k = 0; k < h->retry.n_backoff && used < sizeof steps; k++)
+      used += (size_t)snprintf(steps + used, sizeof steps - used, "%s%g",
+                               k ? ", " : "", h->retry.backoff[k]);
+    line_of(&p, pre, "retry.backoff", rg, "backoff", "[%s]", steps);
+    line_of(&p, pre, "retry.jitter", rg, "jitter", "%g", h->retry.jitter);
     line_of(&p, pre, "require_signature", hg, "require_signature", "%s",
             h->require_signature ? "true" : "false");
+    line_of(&p, pre, "signing_keys", hg, "signing_keys", "%s",
+            list_of(h->signing_keys, h->n_signing_keys, "(every key)", steps,
+                    sizeof steps));
     line_of(&p, pre, "delayed", hg, "delayed", "%s",
             h->delayed ? "true" : "false");
+    line_of(&p, pre, "reply_queues", hg, "reply_queues", "%s",
+            list_of(h->reply_queues, h->n_reply_queues, "(none)", steps,
+                    sizeof steps));
   }
+  const config_setting_t *sg = group(root, "signing");
+  if (cfg->signing.keyring) {
+    /* The key ids, never the keys. */
+    size_t nk = wr_keyring_count(cfg->signing.keyring);
+    for (size_t i = 0; i < nk; i++) {
+      char key[32];
+      snprintf(key, sizeof key, "keys[%zu].id", i);
+      line_of(&p, "signing.", key, sg, "keys", "\"%s\" (key masked)",
+              wr_keyring_id(cfg->signing.keyring, i));
+    }
+    line_of(&p, "signing.", "countersign_key", sg, "countersign_key", "%s%s%s",
+            QUOTED(cfg->signing.countersign_key));
+  } else {
+    fprintf(out, "# signing: no `signing` group, jobs are not verified\n");
+  }
+  line_of(&p, "signing.", "window", sg, "window", "%g", cfg->signing.window);
   const config_setting_t *dg = group(root, "delays");
   line_of(&p, "delays.", "prefix", dg, "prefix", "\"%s\"", cfg->delays.prefix);
   line_of(&p, "delays.", "queue_type", dg, "queue_type", "\"%s\"",

@@ -26,7 +26,8 @@
 /* Bodies smaller than this are malloc'd and go to workers through the
  * socket, with the job: bench/run compare against a build with
  * -DWR_ARENA_MIN_BODY=65536 measured the socket 6% cheaper in CPU at
- * 4 KiB and the region 9% cheaper at 8 KiB, 20% at 16 KiB (README). */
+ * 4 KiB and the region 9% cheaper at 8 KiB, 20% at 16 KiB (docs/benchmarks.md).
+ */
 #ifndef WR_ARENA_MIN_BODY
 #define WR_ARENA_MIN_BODY 8192
 #endif

@@ -14,7 +14,7 @@
  *                                (report.h, prom.h).
  * The thread reads two atomics the loop writes and the snapshots the loop
  * publishes (snapshot.h): no lock is held by the loop while a client is
- * served. README.md lists every endpoint with a sample.
+ * served. docs/monitoring.md lists every endpoint with a sample.
  */
 #ifndef WR_HEALTH_H
 #define WR_HEALTH_H

@@ -80,7 +80,8 @@ void wr_metrics_free(wr_metrics *m);
  * of RabbitMQ's message_timestamp plugin (timestamp_in_ms, ms), else the
  * AMQP timestamp property (seconds). 0 when it did not say, or when the
  * time is implausible: more than WR_METRICS_PUB_MAX_AGE_MS before now_ms
- * or more than WR_METRICS_PUB_AHEAD_MS after it (README, "Metrics"). */
+ * or more than WR_METRICS_PUB_AHEAD_MS after it (docs/monitoring.md,
+ * "Metrics"). */
 #define WR_METRICS_PUB_MAX_AGE_MS (7 * 86400 * 1000LL) /* 7 days */
 #define WR_METRICS_PUB_AHEAD_MS (5 * 60 * 1000LL)      /* clock skew */
 int64_t wr_metrics_published_ms(const amqp_basic_properties_t *p,

@@ -15,7 +15,7 @@
  *
  * Supervisor only: workers never call it (they close the socket with
  * every fd >= 5 after fork, pool.c, and it is SOCK_CLOEXEC). Loop thread
- * only. Without $NOTIFY_SOCKET every call does nothing. README.md,
+ * only. Without $NOTIFY_SOCKET every call does nothing. docs/deploying.md,
  * "Running under systemd", and deploy/systemd/warren.service.
  */
 #ifndef WR_NOTIFY_H

@@ -1,7 +1,7 @@
 /*
  * /metrics: the Prometheus text exposition format (version 0.0.4) of one
- * snapshot (snapshot.h). README.md lists every metric with its type and
- * labels; keep them in step. `promtool check metrics` passes on it (an
+ * snapshot (snapshot.h). docs/monitoring.md lists every metric with its type
+ * and labels; keep them in step. `promtool check metrics` passes on it (an
  * integration test runs it).
  */
 #ifndef WR_PROM_H

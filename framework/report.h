@@ -1,8 +1,8 @@
 /*
  * The JSON bodies of the status endpoints (health.h), built with cJSON
  * from one snapshot (snapshot.h). Each returns a malloc'd NUL-terminated
- * string the caller frees, or NULL when out of memory. README.md shows a
- * sample of each; keep them in step.
+ * string the caller frees, or NULL when out of memory. docs/monitoring.md shows
+ * a sample of each; keep them in step.
  */
 #ifndef WR_REPORT_H
 #define WR_REPORT_H

@@ -1,7 +1,7 @@
 /*
  * Retries and dead letters: topology names, the retry policy, and the
  * headers Warren reads from and writes to jobs. docs/retries.md explains
- * the design; README.md lists the names and headers (keep them in step).
+ * the design; docs/retries.md lists the names and headers (keep them in step).
  *
  * Topology of a handler consuming queue Q:
  *   Q              work queue; x-dead-letter-exchange = Q.dlx, so what the

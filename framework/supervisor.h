@@ -41,7 +41,8 @@ const wr_handler_stats *wr_sup_stats(const wr_sup *s, size_t handler);
 void wr_sup_destroy(wr_sup *s);
 
 /* `warren --burst`: stop, as SIGTERM would, once every queue it consumes
- * is empty and nothing is held (README, "Batch runs"). Before wr_sup_run. */
+ * is empty and nothing is held (docs/deploying.md, "Batch runs"). Before
+ * wr_sup_run. */
 void wr_sup_set_burst(wr_sup *s, int on);
 
 #endif

@@ -163,7 +163,7 @@ static amqp_basic_properties_t with_header(amqp_table_entry_t *e,
 }
 
 /* A publisher's timestamp decides the pickup latency only when it is
- * plausible (README, "Metrics"): at most 7 days old and
+ * plausible (docs/monitoring.md, "Metrics"): at most 7 days old and
  * at most 5 minutes ahead. Anything else would overflow (2^62 s) or add
  * decades to the sum. */
 Test(metrics, implausible_publish_timestamps_are_ignored) {

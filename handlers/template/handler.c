@@ -1,7 +1,7 @@
 /*
  * A Warren handler to start from: copy this folder, rename the handler,
  * and put the work in tmpl_handle(). Build it with `make` (pkg-config) or
- * CMake (find_package(Warren)); README.md says how, and
+ * CMake (find_package(Warren)); docs/getting-started.md says how, and
  * docs/plugin-abi.md (installed with Warren) has the whole ABI.
  *
  * As it stands it checks each job's size, logs it and acknowledges it.

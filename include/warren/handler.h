@@ -3,12 +3,13 @@
  *
  * A handler is a shared object that exports exactly one symbol,
  * `warren_handler_entry`, a const struct warren_handler (see
- * WARREN_HANDLER_DEFINE). The worker reads the struct without running plugin
- * code, checks the ABI version and the struct, and later calls the callbacks
- * inside a supervised worker process. A plugin links nothing from Warren:
- * everything it may call reaches it through the const struct warren_api
- * passed to init. This header is all a plugin needs; it includes
- * <warren/status.h> for the status codes the API returns.
+ * WARREN_HANDLER_DEFINE). The worker reads the struct before calling any
+ * plugin function (dlopen does run the object's own constructors), checks the
+ * ABI version and the struct, and later calls the callbacks inside a supervised
+ * worker process. A plugin links nothing from Warren: everything it may call
+ * reaches it through the const struct warren_api passed to init. This header is
+ * all a plugin needs; it includes <warren/status.h> for the status codes the
+ * API returns.
  *
  * Compatibility rules (ABI major 1; docs/plugin-abi.md has the whole ABI):
  *  - warren_handler, warren_api and warren_message carry their size; new

@@ -389,8 +389,8 @@ Test(cli, print_config_exits_0_without_connecting) {
   cr_assert(strstr(out, cfg), "%s", out);
 }
 
-/* `warren --burst` (README, "Batch runs"): every job runs once, the queue
- * is left empty, and the worker exits 0 by itself. */
+/* `warren --burst` (docs/deploying.md, "Batch runs"): every job runs once, the
+ * queue is left empty, and the worker exits 0 by itself. */
 Test(cli, burst_runs_every_job_and_exits_0) {
   enum { N = 300 };
   char log[300], rec[300];

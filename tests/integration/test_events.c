@@ -3,7 +3,8 @@
  * binds its own queue to warren.events and checks the exact sequence and
  * fields of a job that is retried once and then succeeds, and of one that
  * is dead-lettered; `warren events` tails them with its filters; and the
- * README's dashboard consumer keeps each job's last state.
+ * dashboard consumer of docs/features.md and docs/events_dashboard.py keeps
+ * each job's last state.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -392,8 +393,9 @@ Test(events, warren_events_tails_one_job_and_stops_on_sigint) {
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
 
-/* Breaks when the README's dashboard consumer no longer runs against
- * real events (it keeps each job's last event). */
+/* Breaks when the dashboard consumer of docs/features.md and
+ * docs/events_dashboard.py no longer runs against real events (it keeps each
+ * job's last event). */
 Test(events, the_readme_dashboard_keeps_each_jobs_last_state) {
   const char *py = tw_python();
   setenv("WARREN_EVENTS_ENABLED", "true", 1);

@@ -1,7 +1,7 @@
 /*
  * Running under a service manager, without one: the systemd notification
  * protocol checked on a datagram socket of the test's own (notify.h), and
- * the health listener on IPv6 (health.c). README.md, "Running under
+ * the health listener on IPv6 (health.c). docs/deploying.md, "Running under
  * systemd".
  */
 #include <criterion/criterion.h>
