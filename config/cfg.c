@@ -13,14 +13,14 @@
 
 #include <warren/status.h>
 
-#include "../framework/conn.h"
-#include "../framework/delay.h"
-#include "../framework/health.h"
-#include "../framework/keyring.h"
-#include "../framework/log.h"
-#include "../framework/retry.h"
-#include "../framework/secret.h"
-#include "../framework/sign.h"
+#include "addr.h"
+#include "conn.h"
+#include "delay.h"
+#include "keyring.h"
+#include "log.h"
+#include "names.h"
+#include "secret.h"
+#include "sign.h"
 
 /* Collected problems; every message names file, line and setting. */
 typedef struct ctx {
@@ -241,7 +241,7 @@ static const char *resolve_path(wr_cfg *cfg, size_t *used, ctx *c,
  * trailing newline is removed, without a NUL (which would cut the
  * password or token short). Anything else is an error, never an empty
  * or cut password; a FIFO is refused, never waited on (secret.h).
- * framework/args.c reads --password-file by the same rules: change
+ * common/args.c reads --password-file by the same rules: change
  * both. */
 static const char *read_secret(wr_cfg *cfg, size_t *used, ctx *c,
                                const config_setting_t *s, const char *path) {
@@ -834,7 +834,7 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
    * here, not at the first retry. */
   char name[512];
   for (int i = 0; i < h->retry.n_backoff; i++)
-    if (strlen(wr_retry_queue_name(h->queue, h->retry.backoff[i], name,
+    if (strlen(wr_name_retry_queue(h->queue, h->retry.backoff[i], name,
                                    sizeof name)) > 255)
       problem(c,
               config_setting_get_member(e, "queue")
@@ -971,7 +971,7 @@ static void load_health(ctx *c, wr_cfg *cfg, size_t *used,
   struct sockaddr_storage sa;
   socklen_t salen;
   char why[256];
-  if (wr_health_address(cfg->health_listen, 0, &sa, &salen, why, sizeof why))
+  if (wr_addr_listen(cfg->health_listen, 0, &sa, &salen, why, sizeof why))
     problem(c, config_setting_get_member(g, "listen"), "%s", why);
   cfg->health_port = (int)get_int(c, g, "port", 0, 0, 65535);
   cfg->admin_token = secret_file(cfg, used, c, g, "admin_token_file");

@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "../framework/conn.h"
-#include "../otel/otelcfg.h"
+#include "conn.h"
+#include "otelcfg.h"
 
 #define WR_CFG_MAX_PREFETCH 65535
 #define WR_CFG_MAX_CONCURRENCY 1024
@@ -89,7 +89,7 @@ typedef struct wr_signing_cfg {
   double window;               /* seconds a signing time may be off */
 } wr_signing_cfg;
 
-/* The delay cascade (framework/delay.h), shared by the delayed handlers. */
+/* The delay cascade (common/delay.h), shared by the delayed handlers. */
 typedef struct wr_delays_cfg {
   const char *prefix; /* names' prefix, WR_DELAY_PREFIX by default */
   int quorum;         /* queue_type = "quorum" */

@@ -21,6 +21,7 @@
 #include "field.h"
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 #include "retry.h"
 #include "warren/status.h"
 
@@ -76,7 +77,6 @@ struct wr_events {
   /* Sender-only state. */
   amqp_connection_state_t conn;
   double connect_at, backoff;
-  size_t node;
   group *groups; /* handler-major: nh x WR_EV_JOB_KINDS */
   char **heads;  /* the same, each its events' head (format_head) */
   size_t *hlens;
@@ -113,50 +113,6 @@ char *wr_events_routing_key(const char *handler, int kind, char *buf,
   else
     snprintf(buf, len, "%s.%s", handler, wr_events_name(kind));
   return buf;
-}
-
-/* Bytes in the UTF-8 sequence starting at s (n bytes left), or 0 when
- * it is not one (overlong forms, surrogates and > U+10FFFF included). */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-  unsigned c = s[0];
-  size_t len;
-  unsigned min;
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF)
-    len = 2, min = 0x80;
-  else if (c >= 0xE0 && c <= 0xEF)
-    len = 3, min = 0x800;
-  else if (c >= 0xF0 && c <= 0xF4)
-    len = 4, min = 0x10000;
-  else
-    return 0;
-  if (n < len) return 0;
-  unsigned v = c & (0x3F >> (len - 1));
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xC0) != 0x80) return 0;
-    v = (v << 6) | (s[i] & 0x3F);
-  }
-  if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-  return len;
-}
-
-size_t wr_events_utf8_copy(char *dst, const char *src, size_t n, size_t max) {
-  const unsigned char *s = (const unsigned char *)src;
-  size_t i = 0, o = 0;
-  while (i < n) {
-    size_t k = utf8_seq(s + i, n - i);
-    if (!k) { /* not UTF-8: a subscriber's parser would refuse the batch */
-      if (o + 1 > max) break;
-      dst[o++] = '?';
-      i++;
-      continue;
-    }
-    if (o + k > max) break;
-    memcpy(dst + o, s + i, k);
-    o += k;
-    i += k;
-  }
-  return o;
 }
 
 /*
@@ -378,14 +334,14 @@ static wr_ev_rec *job_rec(wr_events *ev, int kind, size_t h,
   r->has_id = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) != 0;
   r->id_len = 0;
   if (r->has_id) {
-    r->id_len = (uint8_t)wr_events_utf8_copy(r->id, p->message_id.bytes,
-                                             p->message_id.len, WR_EV_ID_MAX);
+    r->id_len = (uint8_t)wr_utf8_copy(r->id, p->message_id.bytes,
+                                      p->message_id.len, WR_EV_ID_MAX);
   }
   return r;
 }
 
 static void copy_text(char *dst, size_t cap, const char *s) {
-  size_t n = s ? wr_events_utf8_copy(dst, s, strlen(s), cap - 1) : 0;
+  size_t n = s ? wr_utf8_copy(dst, s, strlen(s), cap - 1) : 0;
   dst[n] = '\0';
 }
 
@@ -658,15 +614,11 @@ static size_t drain(wr_events *ev) {
 }
 
 static void try_connect(wr_events *ev) {
-  wr_conn_params p = ev->cfg->broker;
-  if (p.n_nodes) {
-    const wr_conn_node *nd = &p.nodes[ev->node++ % p.n_nodes];
-    p.host = nd->host;
-    p.port = nd->port;
-  }
   char err[512];
   amqp_connection_state_t c;
-  int rc = wr_conn_open(&p, &c, err, sizeof err);
+  /* Every node, in a random order (conn.h), as the worker does. */
+  size_t node;
+  int rc = wr_conn_open_any(&ev->cfg->broker, &c, &node, err, sizeof err);
   if (rc == WARREN_OK) rc = wr_conn_channel(c, CH, 0, err, sizeof err);
   if (rc == WARREN_OK) {
     amqp_exchange_declare(c, CH, amqp_cstring_bytes(ev->ec->exchange),
@@ -688,6 +640,7 @@ static void try_connect(wr_events *ev) {
   ev->backoff = RECONNECT_MIN_S;
   atomic_store(&ev->sockfd, amqp_get_sockfd(c));
   atomic_store(&ev->connected, 1);
+  wr_conn_params p = wr_conn_at(&ev->cfg->broker, node);
   wr_info("events: publishing to exchange %s on %s:%d", ev->ec->exchange,
           p.host, p.port);
   worker_event(ev, WR_EV_ONLINE);

@@ -110,10 +110,6 @@ int wr_events_format_job(const wr_ev_rec *r, const char *head, size_t hlen,
 /* One worker event (kind WR_EV_ONLINE, _HEARTBEAT or _OFFLINE). */
 cJSON *wr_events_worker_json(int kind, int64_t time_ms, const wr_ev_source *src,
                              const wr_ev_worker *w);
-/* Copy src (n bytes) into dst as valid UTF-8: a byte that is not part
- * of a valid sequence becomes '?', and at most max bytes are written,
- * never part of a sequence. Returns the bytes written (no NUL added). */
-size_t wr_events_utf8_copy(char *dst, const char *src, size_t n, size_t max);
 
 /* Start: the sender thread connects with cfg's broker settings. slots
  * and nslots: the supervisor's job slots (a job's state between its

@@ -23,19 +23,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "report.h"
 #include "snapshot.h"
-
-/* Why the worker is not ready (wr_health_state.why). */
-enum {
-  WR_READY = 0,
-  WR_NR_BROKER,   /* broker unreachable */
-  WR_NR_DRAINING, /* stopping */
-  WR_NR_COPIES,   /* retry or dead-letter copies refused */
-  WR_NR_CHECK,    /* the self-check failed (snapshot's check_why) */
-  WR_NR_BLOCKED,  /* a resource alarm blocks publishing (blocked_why) */
-};
-/* The reason's words, for a code of the enum above. */
-const char *wr_health_reason(int why);
 
 typedef struct wr_health_state {
   atomic_int ready;
@@ -52,14 +41,6 @@ typedef struct wr_health_opts {
   wr_snap_store *snaps;    /* NULL: probes only */
   const char *admin_token; /* NULL: no admin route */
 } wr_health_opts;
-
-/* Where to listen: listen is an IPv4 or IPv6 literal ("::" is every
- * address of both families), or a host name resolved with getaddrinfo
- * (its first address). The address with port goes to sa and len. Returns
- * 0, or -1 with the reason in err. Also used to check the config
- * (cfg.c), so a name that does not resolve is refused at load. */
-int wr_health_address(const char *listen, int port, struct sockaddr_storage *sa,
-                      socklen_t *len, char *err, size_t errlen);
 
 /* Whether header[0..len) (an Authorization header's value) carries the
  * bearer token: the scheme in any case, one or more spaces, the token,

@@ -7,8 +7,8 @@
 #include <warren/status.h>
 
 #include "clock.h"
-#include "events.h"
 #include "field.h"
+#include "utf8.h"
 
 const double wr_metrics_bounds[WR_METRICS_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -92,8 +92,8 @@ static void settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
     hm->transient++;
   if (o != WR_OUT_ACKED && err) {
     /* Valid UTF-8, cut between characters: it goes into JSON. */
-    size_t n = wr_events_utf8_copy(hm->last_error, err, strlen(err),
-                                   sizeof hm->last_error - 1);
+    size_t n = wr_utf8_copy(hm->last_error, err, strlen(err),
+                            sizeof hm->last_error - 1);
     hm->last_error[n] = '\0';
     hm->last_error_ms = wr_unix_ms();
   }

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "spans.h"
 #include "sup_private.h"
+#include "utf8.h"
 
 #define CRASH_WINDOW_S 60.0
 #define CRASH_SAMPLES 64  /* self-checks remembered per handler */
@@ -259,9 +260,8 @@ static void snap_handler(wr_monitor *m, size_t i, wr_snap_handler *o,
       o->running_jobs++;
       /* The publisher's bytes: valid UTF-8, cut between characters. */
       if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
-        w->job[wr_events_utf8_copy(w->job, p->message_id.bytes,
-                                   p->message_id.len, sizeof w->job - 1)] =
-            '\0';
+        w->job[wr_utf8_copy(w->job, p->message_id.bytes, p->message_id.len,
+                            sizeof w->job - 1)] = '\0';
     }
   }
   o->in_flight = o->pending + o->in_workers + o->awaiting_copy;
@@ -505,10 +505,10 @@ int wr_monitor_create(wr_sup *s, wr_monitor **out) {
     const wr_handler_cfg *h = &s->cfg->handlers[i];
     m->nworkers[i] = h->isolated ? h->concurrency : 0;
     add_queue(m, i, Q_WORK, h->queue);
-    add_queue(m, i, Q_DLQ, wr_retry_dlq_name(h->queue, name, sizeof name));
+    add_queue(m, i, Q_DLQ, wr_name_dlq(h->queue, name, sizeof name));
     for (int k = 0; k < h->retry.n_backoff; k++)
       add_queue(m, i, Q_RETRY,
-                wr_retry_queue_name(h->queue, h->retry.backoff[k], name,
+                wr_name_retry_queue(h->queue, h->retry.backoff[k], name,
                                     sizeof name));
   }
   m->rtt_ms = -1;

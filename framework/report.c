@@ -6,8 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "events.h"
-#include "health.h"
+#include "utf8.h"
 
 /* Every text of these bodies is valid UTF-8: a job id is the publisher's
  * bytes, an error the handler's, a node name the broker's; cJSON copies
@@ -18,7 +17,7 @@ static cJSON *text(const char *v) {
   size_t n = strlen(v);
   char small[512], *buf = n < sizeof small ? small : malloc(n + 1);
   if (!buf) return NULL;
-  buf[wr_events_utf8_copy(buf, v, n, n)] = '\0';
+  buf[wr_utf8_copy(buf, v, n, n)] = '\0';
   cJSON *s = cJSON_CreateString(buf);
   if (buf != small) free(buf);
   return s;
@@ -55,11 +54,11 @@ static cJSON *known(long long v) {
 static const char *not_ready_text(int why, const wr_snap *s, char *buf,
                                   size_t len) {
   if (why == WR_NR_CHECK && s && s->check_why[0])
-    snprintf(buf, len, "%s: %s", wr_health_reason(why), s->check_why);
+    snprintf(buf, len, "%s: %s", wr_report_reason(why), s->check_why);
   else if (why == WR_NR_BLOCKED && s && s->blocked_why[0])
-    snprintf(buf, len, "%s: %s", wr_health_reason(why), s->blocked_why);
+    snprintf(buf, len, "%s: %s", wr_report_reason(why), s->blocked_why);
   else
-    snprintf(buf, len, "%s", wr_health_reason(why));
+    snprintf(buf, len, "%s", wr_report_reason(why));
   return buf;
 }
 
@@ -319,4 +318,22 @@ char *wr_report_admin(const wr_snap *s) {
   cJSON_AddItemToObject(d, "broker", broker(s));
   status(cJSON_AddObjectToObject(d, "status"), s);
   return done(o);
+}
+
+const char *wr_report_reason(int why) {
+  switch (why) {
+    case WR_READY:
+      return "ready";
+    case WR_NR_BROKER:
+      return "broker unreachable";
+    case WR_NR_DRAINING:
+      return "draining";
+    case WR_NR_COPIES:
+      return "retry or dead-letter copies refused by the broker";
+    case WR_NR_CHECK:
+      return "health check failed";
+    case WR_NR_BLOCKED:
+      return "broker blocked";
+  }
+  return "not ready";
 }

@@ -25,4 +25,16 @@ char *wr_report_admin(const wr_snap *s);
 /* {"error": what}, for 401, 404, 405 and 503 without a snapshot. */
 char *wr_report_error(const char *what);
 
+/* Why the worker is not ready (health.h's wr_health_state.why). */
+enum {
+  WR_READY = 0,
+  WR_NR_BROKER,   /* broker unreachable */
+  WR_NR_DRAINING, /* stopping */
+  WR_NR_COPIES,   /* retry or dead-letter copies refused */
+  WR_NR_CHECK,    /* the self-check failed (snapshot's check_why) */
+  WR_NR_BLOCKED,  /* a resource alarm blocks publishing (blocked_why) */
+};
+/* The reason's words, for a code of the enum above. */
+const char *wr_report_reason(int why);
+
 #endif

@@ -110,23 +110,6 @@ wr_decision wr_retry_decide(const wr_retry_cfg *p, const wr_job_meta *m,
   return d;
 }
 
-char *wr_retry_queue_name(const char *queue, double delay_s, char *buf,
-                          size_t len) {
-  snprintf(buf, len, "%s.retry.%lldms", queue,
-           (long long)(delay_s * 1000.0 + 0.5));
-  return buf;
-}
-
-char *wr_retry_dlx_name(const char *queue, char *buf, size_t len) {
-  snprintf(buf, len, "%s.dlx", queue);
-  return buf;
-}
-
-char *wr_retry_dlq_name(const char *queue, char *buf, size_t len) {
-  snprintf(buf, len, "%s.dlq", queue);
-  return buf;
-}
-
 int64_t wr_retry_queue_ttl(const wr_retry_cfg *p, int step) {
   /* Twice the step: the largest jittered delay (jitter <= 1) always fits,
    * so a change of jitter never needs other queue arguments. The

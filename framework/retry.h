@@ -20,8 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../config/cfg.h"
+#include "cfg.h"
 #include "conn.h"
+#include "names.h"
 
 /* Headers are not "x-" prefixed: RabbitMQ 3.13+ may drop x-* headers a
  * client publishes. */
@@ -104,11 +105,7 @@ typedef struct wr_decision {
 wr_decision wr_retry_decide(const wr_retry_cfg *p, const wr_job_meta *m,
                             wr_outcome o, double rnd);
 
-/* Names; each returns buf. */
-char *wr_retry_queue_name(const char *queue, double delay_s, char *buf,
-                          size_t len);
-char *wr_retry_dlx_name(const char *queue, char *buf, size_t len);
-char *wr_retry_dlq_name(const char *queue, char *buf, size_t len);
+/* The queues' names are in names.h. */
 /* TTL of a retry queue, in ms: twice its step, the cap of any jitter. */
 int64_t wr_retry_queue_ttl(const wr_retry_cfg *p, int step);
 

@@ -29,15 +29,8 @@ void wr_session_init(wr_session *s, const wr_conn_params *p,
   s->ev = ev;
   s->ctx = ctx;
   s->store = (wr_deliver_store){ev->body, ev->release, ctx};
-  size_t n = p->n_nodes <= WR_SESSION_MAX_NODES ? p->n_nodes : 0;
-  for (size_t i = 0; i < n; i++) s->order[i] = (uint8_t)i;
-  for (size_t i = n; i > 1; i--) { /* Fisher-Yates, seeded per process */
-    size_t j = (size_t)(wr_rand01() * (double)i);
-    if (j >= i) j = i - 1;
-    uint8_t t = s->order[i - 1];
-    s->order[i - 1] = s->order[j];
-    s->order[j] = t;
-  }
+  wr_conn_node_order(p->n_nodes <= WR_SESSION_MAX_NODES ? p->n_nodes : 0,
+                     s->order);
   s->cur = *p;
 }
 
@@ -50,10 +43,7 @@ size_t wr_session_node_index(const wr_session *s) {
 static const wr_conn_params *current(wr_session *s) {
   const wr_conn_params *p = s->params;
   if (!p->n_nodes || p->n_nodes > WR_SESSION_MAX_NODES) return p;
-  const wr_conn_node *nd = &p->nodes[wr_session_node_index(s)];
-  s->cur = *p;
-  s->cur.host = nd->host;
-  s->cur.port = nd->port;
+  s->cur = wr_conn_at(p, wr_session_node_index(s));
   return &s->cur;
 }
 

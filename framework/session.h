@@ -63,7 +63,7 @@ typedef struct wr_session_events {
   const char *(*channel_name)(void *ctx, amqp_channel_t ch);
 } wr_session_events;
 
-#define WR_SESSION_MAX_NODES 64
+#define WR_SESSION_MAX_NODES WR_CONN_MAX_NODES
 
 typedef struct wr_session {
   const wr_conn_params *params;

@@ -284,7 +284,7 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
     add[n++] = wr_entry_str(WR_H_QUEUE, hc->queue);
     /* A dead letter waits for an operator: it must not expire. */
     pr._flags &= ~AMQP_BASIC_EXPIRATION_FLAG;
-    wr_retry_dlx_name(hc->queue, exchange, sizeof exchange);
+    wr_name_dlx(hc->queue, exchange, sizeof exchange);
     snprintf(rk, sizeof rk, "%.*s", (int)job->env.routing_key.len,
              (const char *)job->env.routing_key.bytes);
   } else {
@@ -293,7 +293,7 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
     pr._flags |= AMQP_BASIC_EXPIRATION_FLAG;
     pr.expiration = amqp_cstring_bytes(expiration);
     exchange[0] = '\0';
-    wr_retry_queue_name(hc->queue, hc->retry.backoff[d.step], rk, sizeof rk);
+    wr_name_retry_queue(hc->queue, hc->retry.backoff[d.step], rk, sizeof rk);
   }
   const amqp_table_t *orig = (pr._flags & AMQP_BASIC_HEADERS_FLAG)
                                  ? &job->env.message.properties.headers

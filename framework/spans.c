@@ -312,7 +312,7 @@ static void republished(void *ctx, size_t h, const wr_job *job, int dead,
   attrs as = {.n = 0};
   common_attrs(sp, &as, job, "send", dead ? "dead-letter" : "retry");
   char dest[300] = ""; /* retry queues are reached through the default one */
-  if (dead) wr_retry_dlx_name(hc->queue, dest, sizeof dest);
+  if (dead) wr_name_dlx(hc->queue, dest, sizeof dest);
   add_cstr(&as, "messaging.destination.name", dest);
   add_int(&as, "warren.attempt", job->meta.attempt);
   add_cstr(&as, "warren.copy", dead ? "dead-letter" : "retry");

@@ -120,8 +120,8 @@ static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
                            const wr_handler_cfg *h, const char *prefix,
                            char *err, size_t errlen) {
   char dlx[300], dlq[300], name[300];
-  wr_retry_dlx_name(h->queue, dlx, sizeof dlx);
-  wr_retry_dlq_name(h->queue, dlq, sizeof dlq);
+  wr_name_dlx(h->queue, dlx, sizeof dlx);
+  wr_name_dlq(h->queue, dlq, sizeof dlq);
   /* declare = false: the exchange must exist (passive), or the first
    * dead letter would close the publishing channel. */
   amqp_exchange_declare(c, ch, amqp_cstring_bytes(dlx),
@@ -154,7 +154,7 @@ static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
     arg_int(&rq, "x-message-ttl", wr_retry_queue_ttl(&h->retry, i));
     arg_str(&rq, "x-dead-letter-exchange", "");
     arg_str(&rq, "x-dead-letter-routing-key", h->queue);
-    wr_retry_queue_name(h->queue, h->retry.backoff[i], name, sizeof name);
+    wr_name_retry_queue(h->queue, h->retry.backoff[i], name, sizeof name);
     rc = ensure_queue(c, ch, h, name, &rq, err, errlen);
   }
   for (size_t i = 0; rc == WARREN_OK && h->declare && i < h->n_bindings; i++)

@@ -48,31 +48,23 @@ static int open_any(const warren_producer_opts *o, wr_conn_params *b,
     snprintf(err, errlen, "at most 64 nodes");
     return WARREN_INVALID;
   }
-  size_t order[64];
-  for (size_t i = 0; i < n; i++) order[i] = i;
-  for (size_t i = n; i > 1; i--) { /* spread producers over the nodes */
-    uint8_t r[8]; /* the trace ids' generator: seeded per process */
-    uint64_t x;
-    wr_trace_new_span_id(r);
-    memcpy(&x, r, sizeof x);
-    size_t j = (size_t)(x % i);
-    size_t t = order[i - 1];
-    order[i - 1] = order[j];
-    order[j] = t;
-  }
-  int rc = WARREN_INVALID;
+  char(*hosts)[256] = malloc(n * sizeof *hosts); /* producers may share no
+                                                    static buffer */
+  wr_conn_node nodes[64];
+  if (!hosts) return WARREN_NOMEM;
   for (size_t k = 0; k < n; k++) {
-    char host[256];
-    int port;
-    if (wr_conn_node_parse(o->nodes[order[k]], b->port, host, sizeof host,
-                           &port, err, errlen) != 0)
+    if (wr_conn_node_parse(o->nodes[k], b->port, hosts[k], sizeof hosts[k],
+                           &nodes[k].port, err, errlen) != 0) {
+      free(hosts);
       return WARREN_INVALID;
-    wr_conn_params nb = *b;
-    nb.host = host;
-    nb.port = port;
-    rc = wr_conn_open(&nb, c, err, errlen);
-    if (rc == WARREN_OK || rc == WARREN_BROKER_LOGIN) return rc;
+    }
+    nodes[k].host = hosts[k];
   }
+  wr_conn_params nb = *b;
+  nb.nodes = nodes;
+  nb.n_nodes = n;
+  int rc = wr_conn_open_any(&nb, c, NULL, err, errlen);
+  free(hosts);
   return rc;
 }
 

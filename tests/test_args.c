@@ -1,4 +1,4 @@
-/* Command lines (framework/args.c): numbers are whole and in range or
+/* Command lines (common/args.c): numbers are whole and in range or
  * refused naming the option and the range; the connection options lay
  * over the environment's URL, which lays over the file's broker section;
  * a password file is read by the config file's rules. */

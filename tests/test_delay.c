@@ -1,4 +1,4 @@
-/* The delay levels' names and routing keys (framework/delay.c). */
+/* The delay levels' names and routing keys (common/delay.c). */
 #include <criterion/criterion.h>
 #include <string.h>
 

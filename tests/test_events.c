@@ -13,6 +13,7 @@
 #include "cfg.h"
 #include "events.h"
 #include "events_cli.h"
+#include "utf8.h"
 
 static char path[64];
 static char err[4096];
@@ -58,10 +59,10 @@ Test(events, routing_keys_are_handler_job_event_and_worker_event) {
 
 Test(events, texts_are_kept_as_valid_utf8_and_cut_between_characters) {
   char out[16];
-  const char *s = "ab\xc3\xa9z";                /* "abéz" */
-  size_t k = wr_events_utf8_copy(out, s, 5, 3); /* 3 would split é */
+  const char *s = "ab\xc3\xa9z";         /* "abéz" */
+  size_t k = wr_utf8_copy(out, s, 5, 3); /* 3 would split é */
   cr_assert_eq(k, 2);
-  k = wr_events_utf8_copy(out, s, 5, 4);
+  k = wr_utf8_copy(out, s, 5, 4);
   cr_assert_eq(k, 4);
   cr_assert_eq(memcmp(out, "ab\xc3\xa9", 4), 0);
   /* A stray continuation byte, a truncated sequence, an overlong '/' and
@@ -74,7 +75,7 @@ Test(events, texts_are_kept_as_valid_utf8_and_cut_between_characters) {
       "c"
       "\xc0\xaf"
       "\xed\xa0\x80";
-  k = wr_events_utf8_copy(out, bad, 10, sizeof out);
+  k = wr_utf8_copy(out, bad, 10, sizeof out);
   out[k] = '\0';
   cr_assert_str_eq(out, "a?b?c?????");
 }

@@ -1,4 +1,4 @@
-/* The log sink (framework/log.c): levels from plugins are clamped, outside
+/* The log sink (common/log.c): levels from plugins are clamped, outside
  * text is escaped. */
 #include <criterion/criterion.h>
 #include <stdio.h>

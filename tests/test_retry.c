@@ -55,10 +55,10 @@ Test(retry, what_ends_in_the_dead_letter_queue) {
 
 Test(retry, names_follow_one_pattern) {
   char b[128];
-  cr_assert_str_eq(wr_retry_queue_name("mail", 1.5, b, sizeof b),
+  cr_assert_str_eq(wr_name_retry_queue("mail", 1.5, b, sizeof b),
                    "mail.retry.1500ms");
-  cr_assert_str_eq(wr_retry_dlx_name("mail", b, sizeof b), "mail.dlx");
-  cr_assert_str_eq(wr_retry_dlq_name("mail", b, sizeof b), "mail.dlq");
+  cr_assert_str_eq(wr_name_dlx("mail", b, sizeof b), "mail.dlx");
+  cr_assert_str_eq(wr_name_dlq("mail", b, sizeof b), "mail.dlq");
 }
 
 Test(retry, meta_reads_own_headers_and_quorum_redeliveries) {

@@ -1,4 +1,4 @@
-/* The signing scheme as pure functions (framework/sign.c): the spec's
+/* The signing scheme as pure functions (common/sign.c): the spec's
  * test vector, strict parsing, and the verdict for every check. */
 #include <amqp.h>
 #include <criterion/criterion.h>

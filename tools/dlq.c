@@ -343,9 +343,9 @@ static int run(const wr_cfg *cfg, const char *path, const wr_handler_cfg *h,
   if (o->unrouted)
     wr_delay_unrouted(cfg->delays.prefix, dlq, sizeof dlq);
   else
-    wr_retry_dlq_name(h->queue, dlq, sizeof dlq);
+    wr_name_dlq(h->queue, dlq, sizeof dlq);
   amqp_connection_state_t c;
-  int rc = wr_conn_open(&cfg->broker, &c, err, sizeof err);
+  int rc = wr_conn_open_any(&cfg->broker, &c, NULL, err, sizeof err);
   if (rc != WARREN_OK) {
     fprintf(stderr, "dlq: %s\n", err);
     return rc;

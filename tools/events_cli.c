@@ -154,7 +154,7 @@ static int tail(const wr_cfg *cfg, const char *handler, const char *job,
                 int json) {
   char err[1024];
   amqp_connection_state_t c;
-  int rc = wr_conn_open(&cfg->broker, &c, err, sizeof err);
+  int rc = wr_conn_open_any(&cfg->broker, &c, NULL, err, sizeof err);
   if (rc != WARREN_OK) {
     fprintf(stderr, "events: %s\n", err);
     return 1;

@@ -53,7 +53,7 @@ static int send_revoke(const wr_cfg *cfg, const char *body, size_t len,
                        const char *sig) {
   char err[512];
   amqp_connection_state_t c;
-  int rc = wr_conn_open(&cfg->broker, &c, err, sizeof err);
+  int rc = wr_conn_open_any(&cfg->broker, &c, NULL, err, sizeof err);
   if (rc != WARREN_OK) {
     fprintf(stderr, "revoke: %s\n", err);
     return rc;

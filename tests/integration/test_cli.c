@@ -426,3 +426,33 @@ Test(cli, burst_runs_every_job_and_exits_0) {
   cr_assert_eq(tw_queue_len("it.burst"), 0, "the queue is empty");
   cr_assert(tw_wait_text(log, "burst: every queue is empty", 1));
 }
+
+/* broker.nodes: the tools try every node, in a random order, as the
+ * worker does (conn.h). Three of four nodes are down, the live one last
+ * in the list: warren dlq, warren revoke and warren events reach it. */
+Test(cli, the_tools_fail_over_to_a_node_that_answers) {
+  char cfg[1024], path[400], out[8192], args[600];
+  snprintf(cfg, sizeof cfg,
+           "broker = { nodes = [\"127.0.0.1:%d\", \"127.0.0.1:%d\", "
+           "\"127.0.0.1:%d\", \"127.0.0.1:%d\"]; };\n"
+           "handlers = ( { name = \"h\"; queue = \"it.cli.nodes\"; plugin = "
+           "\"" TEST_HANDLER_DIR
+           "/record.so\"; settings = { log = \"/dev/null\"; }; } );\n",
+           tw_free_port(), tw_free_port(), tw_free_port(), tw_port());
+  snprintf(path, sizeof path, "%s/nodes.cfg", tw_dir());
+  FILE *f = fopen(path, "w");
+  cr_assert(f);
+  fputs(cfg, f);
+  fclose(f);
+  cr_assert_eq(tw_declare_plain("it.cli.nodes.dlq"), 0);
+  for (int i = 0; i < 3; i++) { /* each a fresh random order */
+    snprintf(args, sizeof args, "dlq list %s h", path);
+    int rc = tw_warren_cli(out, sizeof out, args);
+    cr_assert_eq(rc, 0, "dlq: %s", out);
+    snprintf(args, sizeof args, "revoke %s nodes-%d --expires 1m", path, i);
+    rc = tw_warren_cli(out, sizeof out, args);
+    /* Nobody listens: the broker returns it, so the tool reached one. */
+    cr_assert(strstr(out, "no Warren process is listening"), "revoke: %s", out);
+  }
+  tw_delete_queue("it.cli.nodes.dlq");
+}

@@ -104,8 +104,6 @@ int wr_sign_body_matches(const void *body, size_t len,
 void wr_sign_hex(const unsigned char in[32], char out[65]);
 /* Standard base64 with padding of 32 bytes into out (45 bytes). */
 void wr_sign_b64(const unsigned char in[32], char out[45]);
-/* Is this a valid key id (1..64 bytes of A-Z a-z 0-9 . _ -)? */
-int wr_sign_key_id_ok(const char *id, size_t len);
 
 /* What a handler accepts. */
 typedef struct wr_sign_policy {

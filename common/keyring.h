@@ -41,4 +41,7 @@ const char *wr_keyring_id(const wr_keyring *r, size_t i);
 int wr_keyring_mac(const wr_keyring *r, const char *id, size_t idlen,
                    const void *data, size_t len, unsigned char out[32]);
 
+/* Is this a valid key id (1..64 bytes of A-Z a-z 0-9 . _ -)? */
+int wr_keyring_id_ok(const char *id, size_t len);
+
 #endif

@@ -50,6 +50,25 @@ typedef struct wr_conn_params {
   int notify_blocked;
 } wr_conn_params;
 
+/* The most nodes a node list may have (broker.nodes). */
+#define WR_CONN_MAX_NODES 64
+
+/* The order in which to try b's nodes: a random permutation of 0..n-1
+ * (n = b->n_nodes, at most WR_CONN_MAX_NODES), seeded per process, so
+ * that many processes spread over a cluster. The one way every Warren
+ * program picks a node (worker, events, libwarren, the tools). */
+void wr_conn_node_order(size_t n, uint8_t order[WR_CONN_MAX_NODES]);
+
+/* b, with host and port of its node i when it has a node list. */
+wr_conn_params wr_conn_at(const wr_conn_params *b, size_t i);
+
+/* wr_conn_open on b's nodes in the order wr_conn_node_order gives, until
+ * one connects (b itself when it has no node list). A refused login ends
+ * the search: every node of a cluster shares its users. err keeps the
+ * last failure; *node (may be NULL) the index of the node that answered. */
+int wr_conn_open_any(const wr_conn_params *b, amqp_connection_state_t *out,
+                     size_t *node, char *err, size_t errlen);
+
 /*
  * Read an AMQP URI (amqp://user:pass@host:port/vhost, or amqps:// which
  * turns TLS on) into b's host, port, vhost, user, password and

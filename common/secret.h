@@ -1,7 +1,7 @@
 /*
  * Reading a secret (a signing key, a password, a bearer token) or
  * checking a file OpenSSL will read (TLS CA, certificate, key): one
- * helper for config/cfg.c, framework/keyring.c and framework/args.c.
+ * helper for config/cfg.c, common/keyring.c and common/args.c.
  * The file is opened without blocking and must be a regular file: a FIFO,
  * a device or a directory in its place is refused with a clear error
  * instead of hanging the start, --check-config or a SIGHUP reload.

@@ -13,7 +13,6 @@
 #include <warren/sign.h>
 
 #include "secret.h"
-#include "sign.h"
 
 #define MAX_KEYS 64
 
@@ -49,10 +48,21 @@ void wr_keyring_free(wr_keyring *r) {
   free(r);
 }
 
+int wr_keyring_id_ok(const char *id, size_t len) {
+  if (len < 1 || len > WARREN_SIGN_MAX_KEY_ID) return 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = id[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
 int wr_keyring_add(wr_keyring *r, const char *id, const void *secret,
                    size_t len, char *err, size_t errlen) {
   size_t idlen = strlen(id);
-  if (!wr_sign_key_id_ok(id, idlen)) {
+  if (!wr_keyring_id_ok(id, idlen)) {
     snprintf(err, errlen,
              "key id '%.64s' must be 1..%d characters of A-Z a-z 0-9 . _ -", id,
              WARREN_SIGN_MAX_KEY_ID);

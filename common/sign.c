@@ -21,17 +21,6 @@ const char *wr_sign_check_name(wr_sign_check c) {
                                                               : "unknown";
 }
 
-int wr_sign_key_id_ok(const char *id, size_t len) {
-  if (len < 1 || len > WARREN_SIGN_MAX_KEY_ID) return 0;
-  for (size_t i = 0; i < len; i++) {
-    char c = id[i];
-    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-      return 0;
-  }
-  return 1;
-}
-
 /* ---- encodings --------------------------------------------------------- */
 
 void wr_sign_hex(const unsigned char in[32], char out[65]) {
@@ -169,7 +158,7 @@ int wr_sign_parse(const char *v, size_t len, int counter, wr_sig *out) {
   if ((!counter && field(v, len, &at, "body", 0, &body)) ||
       field(v, len, &at, "sig", 1, &mac))
     return -1;
-  if (!wr_sign_key_id_ok(out->key_id.p, out->key_id.len)) return -1;
+  if (!wr_keyring_id_ok(out->key_id.p, out->key_id.len)) return -1;
   if (parse_ms(&out->time, &out->time_ms)) return -1;
   if (!counter && parse_hex(body.p, body.len, out->body_sha256) != 0) return -1;
   return parse_b64(mac.p, mac.len, out->mac);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include <openssl/rand.h>
 #include <warren/status.h>
 
 #define RPC_TIMEOUT_S 10
@@ -68,6 +69,47 @@ int wr_conn_unanswered(amqp_rpc_reply_t r) {
     default:
       return 0;
   }
+}
+
+void wr_conn_node_order(size_t n, uint8_t order[WR_CONN_MAX_NODES]) {
+  if (n > WR_CONN_MAX_NODES) n = WR_CONN_MAX_NODES;
+  for (size_t i = 0; i < n; i++) order[i] = (uint8_t)i;
+  for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
+    uint64_t x = 0;
+    if (RAND_bytes((unsigned char *)&x, sizeof x) != 1)
+      x = (uint64_t)i * 2654435761u; /* no entropy: a fixed shuffle */
+    size_t j = (size_t)(x % i);
+    uint8_t t = order[i - 1];
+    order[i - 1] = order[j];
+    order[j] = t;
+  }
+}
+
+wr_conn_params wr_conn_at(const wr_conn_params *b, size_t i) {
+  wr_conn_params p = *b;
+  if (b->n_nodes && b->nodes && i < b->n_nodes) {
+    p.host = b->nodes[i].host;
+    p.port = b->nodes[i].port;
+  }
+  return p;
+}
+
+int wr_conn_open_any(const wr_conn_params *b, amqp_connection_state_t *out,
+                     size_t *node, char *err, size_t errlen) {
+  size_t n = b->n_nodes && b->nodes ? b->n_nodes : 0;
+  if (n > WR_CONN_MAX_NODES) n = WR_CONN_MAX_NODES;
+  if (node) *node = 0;
+  if (!n) return wr_conn_open(b, out, err, errlen);
+  uint8_t order[WR_CONN_MAX_NODES];
+  wr_conn_node_order(n, order);
+  int rc = WARREN_BROKER_CONNECT;
+  for (size_t k = 0; k < n; k++) {
+    wr_conn_params p = wr_conn_at(b, order[k]);
+    rc = wr_conn_open(&p, out, err, errlen);
+    if (rc == WARREN_OK && node) *node = order[k];
+    if (rc == WARREN_OK || rc == WARREN_BROKER_LOGIN) return rc;
+  }
+  return rc;
 }
 
 int wr_conn_open(const wr_conn_params *b, amqp_connection_state_t *out,
