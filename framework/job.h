@@ -63,16 +63,18 @@ typedef struct wr_job {
   wr_job_trace trace;
   unsigned char *xbuf; /* what its handler added (extras.h), malloc'd */
   size_t xlen;
-  struct wr_extras *extras; /* xbuf parsed, once it is settled */
-  struct wr_job *next;      /* the one line it is on, or the free list */
-  struct wr_job *prev;      /* on a line: the one before it */
-  uint8_t state;            /* wr_job_state (ledger.h); only the ledger
-                               changes it */
-  int64_t retry_delay_ms;   /* the retry copy's delay (settle.c), for the
-                               observers of `republished` */
-  char *late_body;          /* reply_late 2: the error result, malloc'd */
-  char *late_err;           /* and its error text, malloc'd */
-  const char *late_reason;  /* and its reason (static) */
+  struct wr_extras *extras;   /* xbuf parsed, once it is settled */
+  struct wr_job *next;        /* the one line it is on, or the free list */
+  struct wr_job *prev;        /* on a line: the one before it */
+  uint8_t state;              /* wr_job_state (ledger.h); only the ledger
+                                 changes it */
+  struct wr_job *by_tag_next; /* its handler's held jobs in delivery order */
+  struct wr_job *by_tag_prev; /* (ledger.h), whatever their state */
+  int64_t retry_delay_ms;     /* the retry copy's delay (settle.c), for the
+                                 observers of `republished` */
+  char *late_body;            /* reply_late 2: the error result, malloc'd */
+  char *late_err;             /* and its error text, malloc'd */
+  const char *late_reason;    /* and its reason (static) */
 } wr_job;
 
 /* Seconds the job has run by monotonic time now, or -1 when no worker

@@ -17,9 +17,13 @@ int wr_ledger_init(wr_ledger *l, size_t n, size_t nh,
   *l = (wr_ledger){.n = n, .nh = nh, .release = release, .ctx = ctx};
   l->slots = calloc(n ? n : 1, sizeof *l->slots);
   l->waiting = calloc(nh ? nh : 1, sizeof *l->waiting);
-  if (!l->slots || !l->waiting) {
+  l->held_head = calloc(nh + 1, sizeof *l->held_head);
+  l->held_tail = calloc(nh + 1, sizeof *l->held_tail);
+  if (!l->slots || !l->waiting || !l->held_head || !l->held_tail) {
     free(l->slots);
     free(l->waiting);
+    free(l->held_head);
+    free(l->held_tail);
     *l = (wr_ledger){0};
     return WARREN_NOMEM;
   }
@@ -36,7 +40,14 @@ void wr_ledger_free(wr_ledger *l) {
       l->release(l->ctx, &l->slots[i]);
   free(l->slots);
   free(l->waiting);
+  free(l->held_head);
+  free(l->held_tail);
   *l = (wr_ledger){0};
+}
+
+/* Handler h's held line (the last for any other channel). */
+static size_t held_line(const wr_ledger *l, size_t h) {
+  return h < l->nh ? h : l->nh;
 }
 
 wr_job *wr_ledger_slot(const wr_ledger *l) {
@@ -51,6 +62,13 @@ wr_job *wr_ledger_take(wr_ledger *l, uint16_t handler) {
   j->state = WR_JOB_RECEIVED;
   j->id = ++l->next_id;
   j->handler = handler;
+  size_t k = held_line(l, handler);
+  j->by_tag_prev = l->held_tail[k];
+  if (l->held_tail[k])
+    l->held_tail[k]->by_tag_next = j;
+  else
+    l->held_head[k] = j;
+  l->held_tail[k] = j;
   l->held++;
   return j;
 }
@@ -109,6 +127,15 @@ static void leave(wr_ledger *l, wr_job *j, wr_job_state to) {
 void wr_ledger_move(wr_ledger *l, wr_job *j, wr_job_state to) {
   leave(l, j, to);
   if (to == WR_JOB_FREE) {
+    size_t k = held_line(l, j->handler);
+    if (j->by_tag_prev)
+      j->by_tag_prev->by_tag_next = j->by_tag_next;
+    else
+      l->held_head[k] = j->by_tag_next;
+    if (j->by_tag_next)
+      j->by_tag_next->by_tag_prev = j->by_tag_prev;
+    else
+      l->held_tail[k] = j->by_tag_prev;
     if (l->release) l->release(l->ctx, j);
     wipe(j, l->free);
     l->free = j;
@@ -126,14 +153,10 @@ void wr_ledger_wait_front(wr_ledger *l, wr_job *j) {
 }
 
 uint64_t wr_ledger_lowest_open(const wr_ledger *l, size_t h, uint64_t gen) {
-  uint64_t m = UINT64_MAX;
-  for (size_t i = 0; i < l->n; i++) {
-    const wr_job *j = &l->slots[i];
-    if (j->state != WR_JOB_FREE && j->handler == h && j->gen == gen &&
-        j->env.delivery_tag < m)
-      m = j->env.delivery_tag;
-  }
-  return m;
+  if (h >= l->nh) return UINT64_MAX;
+  for (const wr_job *j = l->held_head[h]; j; j = j->by_tag_next)
+    if (j->gen == gen) return j->env.delivery_tag;
+  return UINT64_MAX;
 }
 
 const char *wr_ledger_state_name(wr_job_state st) {

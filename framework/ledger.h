@@ -49,6 +49,8 @@ typedef struct wr_ledger {
   uint64_t next_id;
   size_t nh;
   wr_jobq *waiting;   /* one line per handler */
+  wr_job **held_head; /* per handler (and one for other channels): */
+  wr_job **held_tail; /* its held jobs in delivery (tag) order */
   wr_jobq confirming; /* all handlers', in the order they went */
   wr_jobq parked;     /* all handlers', in the order they went */
   size_t held;        /* jobs not FREE */
@@ -90,7 +92,9 @@ const wr_jobq *wr_ledger_line(const wr_ledger *l, wr_job_state st, size_t h);
 
 /* Lowest delivery tag of handler h held under connection generation gen
  * and not finished (any state but FREE); UINT64_MAX when none. Acks stay
- * below it (acks.h). */
+ * below it (acks.h). Asked at every ack flush, so it is the head of the
+ * handler's held jobs in delivery order (a channel's tags only grow),
+ * past the few of an older connection still running. */
 uint64_t wr_ledger_lowest_open(const wr_ledger *l, size_t h, uint64_t gen);
 
 /* Jobs held: in any state but FREE. */

@@ -127,8 +127,9 @@ Test(ledger, the_lowest_open_tag_is_any_held_job_of_the_connection) {
   wr_job *old = deliver(&l, 0, 1, 1); /* of the connection before */
   wr_ledger_move(&l, old, WR_JOB_WAITING);
   wr_ledger_move(&l, old, WR_JOB_WORKING);
-  wr_job *run = deliver(&l, 0, 5, 2), *wait = deliver(&l, 0, 6, 2),
-         *other = deliver(&l, 1, 2, 2), *copy = deliver(&l, 0, 4, 2);
+  /* A channel's tags only grow: they are delivered in this order. */
+  wr_job *copy = deliver(&l, 0, 4, 2), *run = deliver(&l, 0, 5, 2),
+         *wait = deliver(&l, 0, 6, 2), *other = deliver(&l, 1, 2, 2);
   wr_ledger_move(&l, run, WR_JOB_WAITING);
   wr_ledger_move(&l, run, WR_JOB_WORKING);
   wr_ledger_move(&l, wait, WR_JOB_WAITING);
@@ -146,5 +147,9 @@ Test(ledger, the_lowest_open_tag_is_any_held_job_of_the_connection) {
   wr_ledger_move(&l, run, WR_JOB_FREE);
   cr_assert_eq(wr_ledger_lowest_open(&l, 0, 2), 6, "waiting");
   cr_assert_eq(wr_ledger_lowest_open(&l, 1, 2), 2, "per handler");
+  wr_ledger_move(&l, wait, WR_JOB_FREE);
+  cr_assert_eq(wr_ledger_lowest_open(&l, 0, 2), UINT64_MAX,
+               "only the older connection's job is left");
+  cr_assert_eq(wr_ledger_lowest_open(&l, 0, 1), 1);
   wr_ledger_free(&l);
 }
