@@ -28,6 +28,16 @@ const char *wr_retry_reason(wr_outcome o) {
   }
 }
 
+int wr_retry_reason_known(const char *s) {
+  static const wr_outcome all[] = {
+      WR_OUT_REJECTED,  WR_OUT_CRASHED,    WR_OUT_TIMEOUT,
+      WR_OUT_MALFORMED, WR_OUT_TOO_LARGE,  WR_OUT_SIGNATURE,
+      WR_OUT_REVOKED,   WR_OUT_DELIVERIES, WR_OUT_FAILED /* max-attempts */};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+    if (!strcmp(s, wr_retry_reason(all[i]))) return 1;
+  return 0;
+}
+
 static int key_is(const amqp_table_entry_t *e, const char *k) {
   size_t n = strlen(k);
   return e->key.len == n && memcmp(e->key.bytes, k, n) == 0;

@@ -57,6 +57,8 @@ typedef enum wr_outcome {
 
 /* Reasons written to WR_H_REASON. */
 const char *wr_retry_reason(wr_outcome o);
+/* Whether s is a reason wr_retry_reason writes (warren dlq --reason). */
+int wr_retry_reason_known(const char *s);
 
 /* What Warren knows of a job from its headers (and of its runs from its
  * memory, runs.h). */

@@ -548,6 +548,15 @@ int wr_dlq_main(int argc, char **argv) {
           return wr_args_refuse(prog, err);
         break;
       case OPT_REASON:
+        if (!wr_retry_reason_known(optarg)) {
+          snprintf(
+              err, sizeof err,
+              "--reason: '%.64s' is no reason Warren writes (max-attempts, "
+              "rejected, crashed, timeout, malformed, too_large, "
+              "signature, revoked, max-deliveries)",
+              optarg);
+          return wr_args_refuse(prog, err);
+        }
         o.reason = optarg;
         break;
       case OPT_ID:

@@ -171,6 +171,8 @@ Test(cli, bad_numbers_and_options_exit_2_naming_the_option) {
   refused("warren dlq", "dlq list x.cfg h --port 99999",
           "--port takes a whole number from 1 to 65535 (got '99999')");
   refused("warren dlq", "dlq list x.cfg h --nope", "unknown option '--nope'");
+  refused("warren dlq", "dlq list x.cfg h --reason max_attempts",
+          "--reason: 'max_attempts' is no reason Warren writes");
   refused("warren dlq", "dlq list x.cfg",
           "list takes CONFIG_FILE and HANDLER (got 1)");
   refused("warren dlq", "dlq lsit x.cfg h",
