@@ -5,31 +5,28 @@
 
 #include <warren/status.h>
 
-#include "clock.h"
 #include "extras.h"
 #include "headers.h"
 #include "ipc.h"
 #include "sign.h"
-#include "sup_private.h"
+#include "pool.h"
 #include "worker.h"
 
-int wr_inproc_init(wr_handler_rt *h) {
-  if (wr_worker_init(h->cfg->name, h->plugin.def, h->cfg->settings,
-                     &h->inline_state) != 0)
-    return -1;
-  h->inline_ready = 1;
+int wr_inproc_init(wr_inproc *ip, const char *name, const warren_handler *def,
+                   const config_setting_t *settings, size_t max_result) {
+  *ip = (wr_inproc){name, def, NULL, 0, 0, max_result};
+  if (wr_worker_init(name, def, settings, &ip->state) != 0) return -1;
+  ip->ready = 1;
   return 0;
 }
 
-void wr_inproc_shutdown(wr_handler_rt *h) {
-  if (h->inline_ready && h->plugin.def->shutdown)
-    h->plugin.def->shutdown(h->inline_state);
-  h->inline_ready = 0;
+void wr_inproc_shutdown(wr_inproc *ip) {
+  if (ip->ready && ip->def->shutdown) ip->def->shutdown(ip->state);
+  ip->ready = 0;
 }
 
-/* Run one job: its fields are made NUL-terminated and its headers
- * flattened, as a worker would receive them. */
-static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
+int32_t wr_inproc_run(wr_inproc *ip, wr_job *job, const char **err,
+                      size_t *err_len) {
   static struct warren_headers hdrs;
   static unsigned char blob[WR_HDR_MAX_BLOB];
   static char str[WR_JOB_HEADERS][256]; /* AMQP short strings: <= 255 */
@@ -46,7 +43,7 @@ static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
   const amqp_basic_properties_t *p = &job->env.message.properties;
   size_t hlen;
   const amqp_table_t *t =
-      wr_hdr_visible(p, h->cfg->name, &h->warned_headers, &hlen);
+      wr_hdr_visible(p, ip->name, &ip->warned_headers, &hlen);
   wr_hdr_encode(t, blob);
   fp[WR_JOB_HEADERS] = (const char *)blob;
   len[WR_JOB_HEADERS] = hlen;
@@ -60,31 +57,17 @@ static void run_one(wr_sup *s, wr_handler_rt *h, wr_job *job) {
                          job->env.redelivered ? 1u : 0u, job->meta.crashes,
                          wr_pool_job_present(job),       &tr};
   wr_worker_message(&m, fp, len, &hdrs, &meta);
-  job->started = wr_now(); /* as a worker's job (pool.c), for durations */
-  WR_NOTIFY(&s->obs, started, h->index, job);
+  *err = NULL;
+  *err_len = 0;
   if (job->signed_ok &&
-      !wr_sign_body_matches(m.body, m.body_len, job->body_sha256)) {
-    wr_sup_done(s, h, job, WR_IPC_BAD_BODY, NULL, 0);
-    return;
-  }
-  const char *err;
-  size_t err_len;
-  wr_worker_set_max_result(h->cfg->max_result);
-  int32_t r = wr_worker_run(h->cfg->name, h->plugin.def, h->inline_state, &m,
-                            &err, &err_len);
+      !wr_sign_body_matches(m.body, m.body_len, job->body_sha256))
+    return WR_IPC_BAD_BODY;
+  wr_worker_set_max_result(ip->max_result);
+  int32_t r = wr_worker_run(ip->name, ip->def, ip->state, &m, err, err_len);
   const wr_extras_buf *x = wr_worker_extras();
   if (x->len && (job->xbuf = malloc(x->len))) { /* as a worker sends them */
     memcpy(job->xbuf, x->p, x->len);
     job->xlen = x->len;
   }
-  wr_sup_done(s, h, job, r, err, err_len);
-}
-
-void wr_inproc_run(wr_sup *s, wr_handler_rt *h) {
-  wr_job *job;
-  while (s->session.conn && !s->draining &&
-         (job = wr_sup_waiting(s, h->index)->head)) {
-    wr_ledger_move(&s->ledger, job, WR_JOB_WORKING);
-    run_one(s, h, job);
-  }
+  return r;
 }

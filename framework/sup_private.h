@@ -11,6 +11,7 @@
 #include "arena.h"
 #include "backoff.h"
 #include "health.h"
+#include "inproc.h"
 #include "intake.h"
 #include "job.h"
 #include "ledger.h"
@@ -31,10 +32,8 @@ typedef struct wr_handler_rt {
   wr_plugin plugin;
   wr_pool pool;
   amqp_channel_t ch;
-  char tag[200];      /* consumer tag */
-  void *inline_state; /* isolation = false: the handler's state */
-  int inline_ready;   /* its init() succeeded */
-  int warned_headers; /* in process: a job's headers passed a limit */
+  char tag[200];    /* consumer tag */
+  wr_inproc inproc; /* isolation = false: the handler in process */
   wr_acks acks;
   wr_backoff refusal;     /* before requeueing a job whose copy was refused */
   int refusing;           /* its retry/dead-letter copies are being refused */

@@ -602,12 +602,28 @@ static int idle(void *ctx) {
   return no_sleep || wr_session_buffered(&s->session);
 }
 
+/* isolation = false: h's waiting jobs run here, one after the other,
+ * until none is left, the connection is gone or a drain starts. */
+static void run_in_process(wr_sup *s, wr_handler_rt *h) {
+  wr_job *job;
+  while (s->session.conn && !s->draining &&
+         (job = wr_sup_waiting(s, h->index)->head)) {
+    wr_ledger_move(&s->ledger, job, WR_JOB_WORKING);
+    job->started = wr_now(); /* as a worker's job (pool.c), for durations */
+    WR_NOTIFY(&s->obs, started, h->index, job);
+    const char *err;
+    size_t err_len;
+    int32_t r = wr_inproc_run(&h->inproc, job, &err, &err_len);
+    wr_sup_done(s, h, job, r, err, err_len);
+  }
+}
+
 static void dispatch(wr_sup *s) {
   if (s->draining) return; /* prefetched jobs go back on close */
   for (size_t i = 0; i < s->nh; i++) {
     wr_handler_rt *h = &s->h[i];
     if (!h->cfg->isolated) {
-      wr_inproc_run(s, h);
+      run_in_process(s, h);
       continue;
     }
     wr_child *c;
@@ -687,7 +703,8 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
     return rc;
   }
   if (!h->cfg->isolated) {
-    if (wr_inproc_init(h) != 0) {
+    if (wr_inproc_init(&h->inproc, h->cfg->name, h->plugin.def,
+                       h->cfg->settings, h->cfg->max_result) != 0) {
       snprintf(err, errlen, "handler %s: init() failed", h->cfg->name);
       return WARREN_PLUGIN_INIT;
     }
@@ -860,7 +877,7 @@ void wr_sup_destroy(wr_sup *s) {
   wr_ledger_free(&s->ledger);
   for (size_t i = 0; s->h && i < s->nh; i++) {
     wr_handler_rt *h = &s->h[i];
-    wr_inproc_shutdown(h);
+    wr_inproc_shutdown(&h->inproc);
     wr_plugin_unload(&h->plugin);
     wr_acks_free(&h->acks);
     free(h->refs);
