@@ -11,7 +11,7 @@
 #include "control.h"
 #include "field.h"
 #include "log.h"
-#include "sup_private.h"
+#include "keyring.h"
 
 void wr_revoked_init(wr_revoked *r, amqp_channel_t ch) {
   memset(r, 0, sizeof *r);
@@ -40,9 +40,8 @@ static int step(amqp_connection_state_t c, amqp_channel_t ch, const char *what,
   return -1;
 }
 
-int wr_revoked_setup(wr_sup *s, amqp_connection_state_t c, char *err,
+int wr_revoked_setup(wr_revoked *r, amqp_connection_state_t c, char *err,
                      size_t errlen) {
-  wr_revoked *r = &s->revoked;
   amqp_channel_t ch = r->ch;
   amqp_bytes_t ex = amqp_cstring_bytes(WR_CONTROL_EXCHANGE);
   r->listening = 0;
@@ -98,9 +97,15 @@ static amqp_bytes_t message_id(const wr_job *job) {
   return (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id : none;
 }
 
-static int revoked_job(const wr_revoked *r, const wr_job *job, double now) {
+int wr_revoked_has(const wr_revoked *r, const wr_job *job, double now) {
   amqp_bytes_t id = message_id(job);
   return id.len && wr_revset_has(&r->set, id.bytes, id.len, now);
+}
+
+const char *wr_revoked_id(const wr_job *job, char *buf, size_t len) {
+  amqp_bytes_t id = message_id(job);
+  wr_escape(buf, len, id.bytes, id.len);
+  return buf;
 }
 
 static const char *esc_id(amqp_bytes_t id, char *buf, size_t len) {
@@ -111,7 +116,7 @@ static const char *esc_id(amqp_bytes_t id, char *buf, size_t len) {
 static int check_revoked(void *ctx, size_t handler, wr_job *job, wr_outcome *o,
                          char *why, size_t whylen) {
   wr_revoked *r = ctx;
-  if (wr_revset_empty(&r->set) || !revoked_job(r, job, wr_now())) return 0;
+  if (wr_revset_empty(&r->set) || !wr_revoked_has(r, job, wr_now())) return 0;
   (void)handler;
   r->refused++;
   char id[4 * WR_CONTROL_MAX_ID + 1];
@@ -124,102 +129,40 @@ static int check_revoked(void *ctx, size_t handler, wr_job *job, wr_outcome *o,
 
 const wr_intake_check wr_intake_revoked = {"revoked", check_revoked};
 
-/* Does a job queued to one of h's workers, or running there, match? */
-static int pool_holds(const wr_revoked *r, const wr_pool *p, double now) {
-  for (int i = 0; i < p->n; i++) {
-    const wr_child *c = &p->children[i];
-    for (int k = 0; k < c->len; k++)
-      if (revoked_job(r, c->q[(c->head + k) % WR_POOL_MAX_DEPTH], now))
-        return 1;
-  }
-  return 0;
-}
-
-/* The jobs of the set that h holds: dead-letter those not started; stop
- * the running ones when told to. Returns how many were settled or
- * stopped. */
-static int apply(wr_sup *s, wr_handler_rt *h, int terminate, double now) {
-  wr_revoked *r = &s->revoked;
-  int n = 0;
-  char id[4 * WR_CONTROL_MAX_ID + 1];
-  /* Queued to workers and not started: taken back (the claim in ipc.h
-   * decides against a worker about to start one), onto the waiting line. */
-  if (h->cfg->isolated && pool_holds(r, &h->pool, now)) {
-    int back = wr_pool_revoke_unstarted(&h->pool);
-    if (back)
-      wr_debug("handler %s: %d job(s) queued to workers taken back",
-               h->cfg->name, back);
-  }
-  wr_job *j = wr_sup_waiting(s, h->index)->head;
-  while (j) {
-    wr_job *next = j->next;
-    if (revoked_job(r, j, now)) {
-      wr_info("handler %s: job %s revoked before it started; dead-lettered",
-              h->cfg->name, esc_id(message_id(j), id, sizeof id));
-      wr_settle_finish(s, h, j, WR_OUT_REVOKED,
-                       "revoked by warren revoke before it started");
-      n++;
-    }
-    j = next;
-  }
-  for (int i = 0; h->cfg->isolated && i < h->pool.n; i++) {
-    wr_child *c = &h->pool.children[i];
-    wr_job *run = c->len > c->unsent ? wr_pool_running(c) : NULL;
-    if (!run || !revoked_job(r, run, now)) continue;
-    esc_id(message_id(run), id, sizeof id);
-    if (!terminate) {
-      wr_info(
-          "handler %s: job %s is running in worker %d; it goes on (a revoke "
-          "with terminate would stop it)",
-          h->cfg->name, id, (int)c->pid);
-      continue;
-    }
-    run->revoked = 1;
-    if (wr_pool_terminate(&h->pool, c)) {
-      wr_warn("handler %s: job %s is running in worker %d; stopping it",
-              h->cfg->name, id, (int)c->pid);
-      n++;
-    } else {
-      run->revoked = 0; /* it has just finished */
-    }
-  }
-  return n;
-}
-
-void wr_revoked_delivery(wr_sup *s, wr_job *job) {
-  wr_revoked *r = &s->revoked;
-  const amqp_message_t *msg = &job->env.message;
+int wr_revoked_delivery(wr_revoked *r, const wr_keyring *ring, double window,
+                        const amqp_message_t *msg, int *terminate) {
+  *terminate = 0;
   char err[300];
   wr_control_msg m;
-  if (s->sig.ring) {
+  if (ring) {
     /* With a keyring, only a holder of one of its keys may revoke. */
     amqp_bytes_t sig =
         wr_field_header_str(&msg->properties, WR_CONTROL_SIG_HEADER);
-    if (wr_control_verify(s->sig.ring, sig.bytes, sig.len, msg->body.bytes,
+    if (wr_control_verify(ring, sig.bytes, sig.len, msg->body.bytes,
                           msg->body.len, err, sizeof err) != 0) {
       r->ignored++;
       wr_warn("revoke: control message ignored: %s", err);
-      return;
+      return 0;
     }
   }
   if (wr_control_parse(msg->body.bytes, msg->body.len, &m, err, sizeof err) !=
       0) {
     r->ignored++;
     wr_warn("revoke: control message ignored: %s", err);
-    return;
+    return 0;
   }
-  if (s->sig.ring) {
+  if (ring) {
     /* A signed message is valid around when it was sent, as a signed
      * job is: a copy replayed much later is refused. */
     double skew = (double)wr_unix_ms() / 1000.0 - m.sent_at;
-    if (!m.sent_at || fabs(skew) > s->cfg->signing.window) {
+    if (!m.sent_at || fabs(skew) > window) {
       r->ignored++;
       wr_warn(
           "revoke: signed control message ignored: its sent_at is missing "
           "or more than %.0f s off",
-          s->cfg->signing.window);
+          window);
       wr_control_free(&m);
-      return;
+      return 0;
     }
   }
   if (m.kind != WR_CONTROL_REVOKE) {
@@ -228,7 +171,7 @@ void wr_revoked_delivery(wr_sup *s, wr_job *job) {
     wr_info("control message of type '%s' ignored: this version knows revoke",
             t);
     wr_control_free(&m);
-    return;
+    return 0;
   }
   double now = wr_now();
   wr_revset_expire(&r->set, now);
@@ -248,9 +191,7 @@ void wr_revoked_delivery(wr_sup *s, wr_job *job) {
         "revoke: the set is full (%d ids): the %zu oldest id(s) were "
         "forgotten before they expired",
         WR_REVOKED_CAP, evicted);
-  int done = 0;
-  for (size_t i = 0; i < s->nh; i++)
-    done += apply(s, &s->h[i], m.terminate, now);
-  if (done) wr_info("revoke: %d held job(s) revoked", done);
+  *terminate = m.terminate;
   wr_control_free(&m);
+  return 1;
 }

@@ -7,7 +7,7 @@
  * the jobs of those ids the supervisor holds but has not started; with
  * terminate, a running one's worker is killed and its job dead-lettered
  * as revoked, not counted as a crash. A revoked job that arrives later is
- * refused at intake (wr_intake_revoked). Supervisor files only.
+ * refused at intake (wr_intake_revoked).
  */
 #ifndef WR_REVOKED_H
 #define WR_REVOKED_H
@@ -19,7 +19,7 @@
 #include "job.h"
 #include "revset.h"
 
-struct wr_sup;
+struct wr_keyring;
 
 #define WR_REVOKED_CAP 10000 /* ids kept; the oldest go first */
 /* The listening queue holds at most this many bytes: a flood of control
@@ -45,12 +45,23 @@ void wr_revoked_free(wr_revoked *r);
  * the process without revokes on this connection, running jobs as
  * before; only a failure that makes the connection unusable is returned
  * (non-zero, err set). */
-int wr_revoked_setup(struct wr_sup *s, amqp_connection_state_t c, char *err,
+int wr_revoked_setup(wr_revoked *r, amqp_connection_state_t c, char *err,
                      size_t errlen);
 
-/* A control message arrived on r->ch (its delivery in job, which the
- * caller releases): validate it, and apply it. */
-void wr_revoked_delivery(struct wr_sup *s, wr_job *job);
+/* A control message msg arrived on r->ch: validate it (with ring, signed
+ * and sent within window seconds of now; NULL: any) and add its ids to
+ * the set. Returns 1 when it did, *terminate then saying whether running
+ * jobs of those ids are to be stopped; the supervisor then revokes the
+ * jobs it holds (supervisor.c). 0: ignored, and said why. */
+int wr_revoked_delivery(wr_revoked *r, const struct wr_keyring *ring,
+                        double window, const amqp_message_t *msg,
+                        int *terminate);
+
+/* Whether job's id is in the set now. */
+int wr_revoked_has(const wr_revoked *r, const wr_job *job, double now);
+
+/* job's message id, escaped for a log line, into buf. */
+const char *wr_revoked_id(const wr_job *job, char *buf, size_t len);
 
 /* Refuses a job whose id is revoked as WR_OUT_REVOKED; ctx is the
  * wr_revoked. With no id revoked it costs one load and a branch. */

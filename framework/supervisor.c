@@ -11,6 +11,7 @@
 #include <warren/status.h>
 
 #include "clock.h"
+#include "control.h"
 #include "events.h"
 #include "extras.h"
 #include "inproc.h"
@@ -215,7 +216,7 @@ static int on_setup(void *ctx, amqp_connection_state_t c, char *err,
   for (size_t i = 0; rc == WARREN_OK && i < s->nh; i++)
     rc = wr_topology_consume(c, s->h[i].ch, s->h[i].cfg, s->h[i].tag, err,
                              errlen);
-  if (rc == WARREN_OK) rc = wr_revoked_setup(s, c, err, errlen);
+  if (rc == WARREN_OK) rc = wr_revoked_setup(&s->revoked, c, err, errlen);
   return rc;
 }
 
@@ -271,6 +272,83 @@ static void on_lost_connection(void *ctx) {
   wr_settle_forget(s);
 }
 
+/* Does a job queued to one of h's workers, or running there, match? */
+static int pool_holds(const wr_revoked *r, const wr_pool *p, double now) {
+  for (int i = 0; i < p->n; i++) {
+    const wr_child *c = &p->children[i];
+    for (int k = 0; k < c->len; k++)
+      if (wr_revoked_has(r, c->q[(c->head + k) % WR_POOL_MAX_DEPTH], now))
+        return 1;
+  }
+  return 0;
+}
+
+/* ---- revoke ------------------------------------------------------------ */
+
+/* The jobs of the revoked set that h holds: dead-letter those not started; stop
+ * the running ones when told to. Returns how many were settled or
+ * stopped. */
+static int revoke_held(wr_sup *s, wr_handler_rt *h, int terminate, double now) {
+  wr_revoked *r = &s->revoked;
+  int n = 0;
+  char id[4 * WR_CONTROL_MAX_ID + 1];
+  /* Queued to workers and not started: taken back (the claim in ipc.h
+   * decides against a worker about to start one), onto the waiting line. */
+  if (h->cfg->isolated && pool_holds(r, &h->pool, now)) {
+    int back = wr_pool_revoke_unstarted(&h->pool);
+    if (back)
+      wr_debug("handler %s: %d job(s) queued to workers taken back",
+               h->cfg->name, back);
+  }
+  wr_job *j = wr_sup_waiting(s, h->index)->head;
+  while (j) {
+    wr_job *next = j->next;
+    if (wr_revoked_has(r, j, now)) {
+      wr_info("handler %s: job %s revoked before it started; dead-lettered",
+              h->cfg->name, wr_revoked_id(j, id, sizeof id));
+      wr_settle_finish(s, h, j, WR_OUT_REVOKED,
+                       "revoked by warren revoke before it started");
+      n++;
+    }
+    j = next;
+  }
+  for (int i = 0; h->cfg->isolated && i < h->pool.n; i++) {
+    wr_child *c = &h->pool.children[i];
+    wr_job *run = c->len > c->unsent ? wr_pool_running(c) : NULL;
+    if (!run || !wr_revoked_has(r, run, now)) continue;
+    wr_revoked_id(run, id, sizeof id);
+    if (!terminate) {
+      wr_info(
+          "handler %s: job %s is running in worker %d; it goes on (a revoke "
+          "with terminate would stop it)",
+          h->cfg->name, id, (int)c->pid);
+      continue;
+    }
+    run->revoked = 1;
+    if (wr_pool_terminate(&h->pool, c)) {
+      wr_warn("handler %s: job %s is running in worker %d; stopping it",
+              h->cfg->name, id, (int)c->pid);
+      n++;
+    } else {
+      run->revoked = 0; /* it has just finished */
+    }
+  }
+  return n;
+}
+
+/* A control message (revoked.h): revoke the jobs held when it applies. */
+static void control_message(wr_sup *s, const wr_job *job) {
+  int terminate;
+  if (!wr_revoked_delivery(&s->revoked, s->sig.ring, s->cfg->signing.window,
+                           &job->env.message, &terminate))
+    return;
+  double now = wr_now();
+  int done = 0;
+  for (size_t i = 0; i < s->nh; i++)
+    done += revoke_held(s, &s->h[i], terminate, now);
+  if (done) wr_info("revoke: %d held job(s) revoked", done);
+}
+
 static wr_job *on_slot(void *ctx) {
   return wr_ledger_slot(&((wr_sup *)ctx)->ledger);
 }
@@ -282,7 +360,7 @@ static void on_delivery(void *ctx, wr_job *job) {
   size_t hi = ch >= 1 && ch <= s->nh ? (size_t)ch - 1 : s->nh;
   wr_ledger_take(&s->ledger, (uint16_t)hi);
   if (ch == s->revoked.ch) { /* a control message */
-    wr_revoked_delivery(s, job);
+    control_message(s, job);
     wr_sup_release(s, job);
     return;
   }
