@@ -90,19 +90,6 @@ int wr_ledger_may(wr_job_state from, wr_job_state to) {
          (to_of[from] >> to & 1u);
 }
 
-static wr_jobq *line_of(wr_ledger *l, const wr_job *j, wr_job_state st) {
-  switch (st) {
-    case WR_JOB_WAITING:
-      return j->handler < l->nh ? &l->waiting[j->handler] : NULL;
-    case WR_JOB_CONFIRMING:
-      return &l->confirming;
-    case WR_JOB_PARKED:
-      return &l->parked;
-    default:
-      return NULL;
-  }
-}
-
 const wr_jobq *wr_ledger_line(const wr_ledger *l, wr_job_state st, size_t h) {
   switch (st) {
     case WR_JOB_WAITING:
@@ -114,6 +101,11 @@ const wr_jobq *wr_ledger_line(const wr_ledger *l, wr_job_state st, size_t h) {
     default:
       return NULL;
   }
+}
+
+/* The line of state st that j would be on (the ledger's own, to change). */
+static wr_jobq *line_of(wr_ledger *l, const wr_job *j, wr_job_state st) {
+  return (wr_jobq *)wr_ledger_line(l, st, j->handler);
 }
 
 /* Off the line of its state, into state `to` (no line yet). */

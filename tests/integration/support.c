@@ -943,3 +943,16 @@ void tw_key_file(const char *id, const char *secret) {
   fclose(f);
   chmod(path, 0600);
 }
+
+/* How often needle occurs in file path. */
+int tw_occurrences(const char *path, const char *needle) {
+  static char text[4 << 20];
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  int k = 0;
+  for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) k++;
+  return k;
+}

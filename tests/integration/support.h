@@ -194,4 +194,7 @@ int tw_get(const char *queue, int ack, char *dump, size_t len);
  * Returns the length written. */
 size_t tw_table_dump(const amqp_table_t *t, char *out, size_t len);
 
+/* How often needle occurs in file path (its first 4 MiB). */
+int tw_occurrences(const char *path, const char *needle);
+
 #endif

@@ -487,19 +487,6 @@ Test(faults, a_refused_login_gives_up_when_asked, .timeout = 60) {
             "%s", out);
 }
 
-/* How often needle occurs in file path. */
-static int occurrences(const char *path, const char *needle) {
-  static char text[1 << 20];
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  size_t n = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
-  text[n] = '\0';
-  int k = 0;
-  for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) k++;
-  return k;
-}
-
 /* Wait until queue q holds no message, ready or unacknowledged (the
  * broker's own count, asked with rabbitmqctl); the last answer in out. */
 static int settled(const char *q, char *out, size_t len, double timeout_s) {
@@ -542,9 +529,10 @@ Test(faults, copies_made_after_a_reconnect_are_confirmed_on_the_new_connection,
   cr_assert_eq(
       tw_ctl(out, sizeof out, "close_all_connections 'a forced reconnect'"), 0,
       "%s", out);
-  for (int i = 0; i < 300 && occurrences(log, "consuming 1 queue(s)") < 2; i++)
+  for (int i = 0; i < 300 && tw_occurrences(log, "consuming 1 queue(s)") < 2;
+       i++)
     usleep(100 * 1000);
-  cr_assert_eq(occurrences(log, "consuming 1 queue(s)"), 2,
+  cr_assert_eq(tw_occurrences(log, "consuming 1 queue(s)"), 2,
                "the worker came back on a new connection");
 
   /* Its retry and dead-letter copies go out on the new connection. */

@@ -21,19 +21,6 @@ static void nap(double s) {
   nanosleep(&ts, NULL);
 }
 
-/* How often needle occurs in file path. */
-static int occurrences(const char *path, const char *needle) {
-  static char text[4 << 20];
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  size_t n = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
-  text[n] = '\0';
-  int k = 0;
-  for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) k++;
-  return k;
-}
-
 /* A partition is no refused login: with exit_after_refused_logins = 2, a
  * broker that accepts TCP and never answers (the proxy's blackhole) keeps
  * the worker retrying, at warn level, for as long as it lasts; and it
@@ -66,11 +53,11 @@ Test(network, a_partition_is_no_refused_login, .timeout = 90) {
   }
   cr_assert_eq(r, 0, "the worker ended (status %d) during a partition",
                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-  int tries = occurrences(log, "broker unreachable");
+  int tries = tw_occurrences(log, "broker unreachable");
   cr_log_info("25 s of partition: %d unreachable handshakes logged", tries);
   cr_assert_geq(tries, 3, "the handshakes were tried and said unreachable");
-  cr_assert_eq(occurrences(log, "refused the login"), 0);
-  cr_assert_eq(occurrences(log, "error ["), 0,
+  cr_assert_eq(tw_occurrences(log, "refused the login"), 0);
+  cr_assert_eq(tw_occurrences(log, "error ["), 0,
                "a partition is a warning, not an operator's error");
   tw_proxy_mode(TW_PROXY_PASS, 0);
   cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30),
@@ -150,11 +137,11 @@ Test(network, connection_losses_cost_no_attempt_of_a_job_that_never_ran,
   int dead = 0;
   for (int i = 0; i < 600 && dead < NF; i++) {
     nap(0.1);
-    dead = occurrences(log, "dead-lettered");
+    dead = tw_occurrences(log, "dead-lettered");
   }
   cr_assert_eq(dead, NF, "every failing job was dead-lettered");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
-  cr_assert_geq(occurrences(log, "broker connection lost"), 5,
+  cr_assert_geq(tw_occurrences(log, "broker connection lost"), 5,
                 "the resets happened");
   static int runs[NF + 1];
   static unsigned top[NF + 1];
@@ -285,9 +272,9 @@ Test(network, a_resource_alarm_blocks_only_publishing_and_readiness_says_so,
   static int done[NB + 1];
   cr_assert_eq(tw_wait_all(rec, "a", done, NA, 60), 0, "every job ran");
   cr_assert_eq(tw_wait_all(rec, "b", done, NB, 60), 0, "every job ran");
-  for (int i = 0; i < 300 && occurrences(log, "dead-lettered") < NF; i++)
+  for (int i = 0; i < 300 && tw_occurrences(log, "dead-lettered") < NF; i++)
     nap(0.1);
-  cr_assert_eq(occurrences(log, "dead-lettered"), NF,
+  cr_assert_eq(tw_occurrences(log, "dead-lettered"), NF,
                "every failing job ended in the DLQ");
   for (int i = 0; i < 100 && messages(q) != 0; i++) nap(0.1);
   cr_assert_eq(messages(q), 0, "nothing left unacked");
