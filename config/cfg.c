@@ -716,6 +716,40 @@ static void load_signing(ctx *c, wr_cfg *cfg, size_t *used,
     problem(c, ck, "'%s' is not a key in signing.keys", sg->countersign_key);
 }
 
+/* A list l of 1..max strings, each one that ok (a check that says what
+ * is wrong with problem and returns 0) accepts, into *out (calloc'd; the
+ * strings are libconfig's) and *n. usage: the error of a list that is
+ * not one, or is empty or too long. */
+static void load_strings(ctx *c, config_setting_t *l, int max,
+                         const char *usage, const void *arg,
+                         int (*ok)(ctx *, config_setting_t *, const char *,
+                                   const void *),
+                         const char ***out, size_t *n) {
+  int len = config_setting_is_array(l) ? config_setting_length(l) : -1;
+  if (len < 1 || len > max) {
+    problem(c, l, "%s", usage);
+    return;
+  }
+  if (!(*out = calloc((size_t)len, sizeof **out))) {
+    problem(c, l, "out of memory");
+    return;
+  }
+  for (int i = 0; i < len; i++) {
+    config_setting_t *v = config_setting_get_elem(l, (unsigned)i);
+    const char *s = config_setting_type(v) == CONFIG_TYPE_STRING
+                        ? config_setting_get_string(v)
+                        : NULL;
+    if (ok(c, v, s, arg)) (*out)[(*n)++] = s;
+  }
+}
+
+static int key_id_ok(ctx *c, config_setting_t *v, const char *id,
+                     const void *ring) {
+  if (id && wr_keyring_has(ring, id, strlen(id))) return 1;
+  problem(c, v, "'%s' is not a key in signing.keys", id ? id : "?");
+  return 0;
+}
+
 static void load_handler_signing(ctx *c, wr_cfg *cfg, wr_handler_cfg *h,
                                  config_setting_t *e) {
   const wr_keyring *ring = cfg->signing.keyring;
@@ -725,27 +759,27 @@ static void load_handler_signing(ctx *c, wr_cfg *cfg, wr_handler_cfg *h,
     problem(c, rs, "require_signature needs keys: add a signing section");
   config_setting_t *l = config_setting_get_member(e, "signing_keys");
   if (!l) return;
-  int n = config_setting_is_array(l) ? config_setting_length(l) : -1;
-  if (n < 1 || !ring) {
-    problem(c, l, "%s",
-            ring ? "must be a list of key ids, e.g. [\"gw-1\"]"
-                 : "signing_keys needs a signing section");
+  if (!ring) {
+    problem(c, l, "signing_keys needs a signing section");
     return;
   }
-  if (!(h->signing_keys = calloc((size_t)n, sizeof *h->signing_keys))) {
-    problem(c, l, "out of memory");
-    return;
-  }
-  for (int i = 0; i < n; i++) {
-    config_setting_t *v = config_setting_get_elem(l, (unsigned)i);
-    const char *id = config_setting_type(v) == CONFIG_TYPE_STRING
-                         ? config_setting_get_string(v)
-                         : NULL;
-    if (!id || !wr_keyring_has(ring, id, strlen(id)))
-      problem(c, v, "'%s' is not a key in signing.keys", id ? id : "?");
-    else
-      h->signing_keys[h->n_signing_keys++] = id;
-  }
+  load_strings(c, l, INT32_MAX, "must be a list of key ids, e.g. [\"gw-1\"]",
+               ring, key_id_ok, &h->signing_keys, &h->n_signing_keys);
+}
+
+static int reply_queue_ok(ctx *c, config_setting_t *v, const char *q,
+                          const void *unused) {
+  (void)unused;
+  if (!q || !q[0] || strlen(q) > 255)
+    problem(c, v, "must be a queue name of 1 to 255 bytes");
+  else if (!strncmp(q, "amq.", 4))
+    problem(c, v,
+            "'%s': direct reply-to needs no listing, and other amq. names "
+            "are the broker's",
+            q);
+  else
+    return 1;
+  return 0;
 }
 
 /* The named queues a handler's results may go to (docs/results.md): a
@@ -754,31 +788,12 @@ static void load_handler_signing(ctx *c, wr_cfg *cfg, wr_handler_cfg *h,
 static void load_reply_queues(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
   config_setting_t *l = config_setting_get_member(e, "reply_queues");
   if (!l) return;
-  int n = config_setting_is_array(l) ? config_setting_length(l) : -1;
-  if (n < 1 || n > WR_CFG_MAX_REPLY_QUEUES) {
-    problem(c, l, "must be a list of 1 to %d queue names, e.g. [\"replies\"]",
-            WR_CFG_MAX_REPLY_QUEUES);
-    return;
-  }
-  if (!(h->reply_queues = calloc((size_t)n, sizeof *h->reply_queues))) {
-    problem(c, l, "out of memory");
-    return;
-  }
-  for (int i = 0; i < n; i++) {
-    config_setting_t *v = config_setting_get_elem(l, (unsigned)i);
-    const char *q = config_setting_type(v) == CONFIG_TYPE_STRING
-                        ? config_setting_get_string(v)
-                        : NULL;
-    if (!q || !q[0] || strlen(q) > 255)
-      problem(c, v, "must be a queue name of 1 to 255 bytes");
-    else if (!strncmp(q, "amq.", 4))
-      problem(c, v,
-              "'%s': direct reply-to needs no listing, and other amq. "
-              "names are the broker's",
-              q);
-    else
-      h->reply_queues[h->n_reply_queues++] = q;
-  }
+  char usage[80];
+  snprintf(usage, sizeof usage,
+           "must be a list of 1 to %d queue names, e.g. [\"replies\"]",
+           WR_CFG_MAX_REPLY_QUEUES);
+  load_strings(c, l, WR_CFG_MAX_REPLY_QUEUES, usage, NULL, reply_queue_ok,
+               &h->reply_queues, &h->n_reply_queues);
 }
 
 static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
