@@ -172,7 +172,9 @@ Test(cli, bad_numbers_and_options_exit_2_naming_the_option) {
           "--port takes a whole number from 1 to 65535 (got '99999')");
   refused("warren dlq", "dlq list x.cfg h --nope", "unknown option '--nope'");
   refused("warren dlq", "dlq list x.cfg h --reason max_attempts",
-          "--reason: 'max_attempts' is no reason Warren writes");
+          "--reason: 'max_attempts' is no reason Warren writes (max-attempts, "
+          "rejected, crashed, timeout, malformed, too_large, signature, "
+          "revoked, max-deliveries)");
   refused("warren dlq", "dlq list x.cfg",
           "list takes CONFIG_FILE and HANDLER (got 1)");
   refused("warren dlq", "dlq lsit x.cfg h",
