@@ -663,7 +663,10 @@ Test(health, probes_answer_while_slow_clients_hold_the_connections,
   pid_t w = start("it.h.trickle", "", "", "", "");
   cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
   int limit = http_limit(w);
-  cr_assert_eq(limit, 64);
+  /* Under valgrind (WARREN_WRAPPER) /proc shows valgrind's own limit, not
+   * the one it gives the worker: the set-up is checked without it. */
+  const char *wrap = getenv("WARREN_WRAPPER");
+  if (!wrap || !*wrap) cr_assert_eq(limit, 64);
   struct sockaddr_in sa = {.sin_family = AF_INET,
                            .sin_port = htons((uint16_t)port_)};
   inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
