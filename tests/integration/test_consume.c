@@ -94,8 +94,9 @@ Test(consume, coalesced_acks_never_cover_a_running_job, .timeout = 120) {
   cr_log_info("after SIGKILL: %d job(s) back in the queue", nq);
   cr_assert_eq(queued[1], 1, "the running job was never acked");
   cr_assert_eq(nq, 1, "every finished job was acked before the kill");
-  cr_assert(tw_wait_text(log, "queued behind it go to other workers", 1),
-            "the jobs queued behind the hung one were handed on");
+  /* The N - 1 ends above also show that jobs queued behind the hung one
+   * were handed on; whether any were queued behind it at all depends on
+   * timing (a slow build's worker may have taken job1 alone). */
 }
 
 typedef struct ev {
