@@ -321,7 +321,15 @@ pid_t tw_start_record(const char *q, const char *extra, const char *settings,
            "  %s\n  settings = { log = \"%s\"; %s }; } );\n",
            q, extra, rec, settings);
   pid_t w = tw_warren_start(dir, text);
-  return tw_wait_text(log, "consuming 1 queue(s)", 30) ? w : -1;
+  /* A worker that refuses to start exits at once: no need to wait out
+   * the timeout for it (it is reaped here). */
+  double until = wr_now() + 30;
+  do {
+    if (tw_wait_text(log, "consuming 1 queue(s)", 0)) return w;
+    if (waitpid(w, &(int){0}, WNOHANG) == w) return -1;
+    nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+  } while (wr_now() < until);
+  return -1;
 }
 
 int tw_broker_stop_app(char *out, size_t outlen) {
