@@ -979,6 +979,11 @@ static void load_health(ctx *c, wr_cfg *cfg, size_t *used,
                                      "probe_interval",
                                      "check_interval",
                                      "queue_log_interval",
+                                     "events_stream",
+                                     "events_stream_clients",
+                                     "events_stream_buffer",
+                                     "events_stream_keepalive",
+                                     "dashboard",
                                      NULL};
   config_setting_t *g = get_group(c, root, "health", 0);
   check_keys(c, g, keys);
@@ -995,6 +1000,14 @@ static void load_health(ctx *c, wr_cfg *cfg, size_t *used,
   cfg->check_interval = get_double(c, g, "check_interval", 10, 1, 3600);
   cfg->queue_log_interval =
       get_double(c, g, "queue_log_interval", 60, 0, 86400);
+  /* GET /api/events and the dashboard (docs/monitoring.md). */
+  cfg->stream.enabled = get_bool(c, g, "events_stream", 1);
+  cfg->stream.clients = (int)get_int(c, g, "events_stream_clients", 8, 1, 256);
+  cfg->stream.buffer = (size_t)get_int(c, g, "events_stream_buffer", 256 * 1024,
+                                       4096, 16 * 1024 * 1024);
+  cfg->stream.keepalive =
+      get_double(c, g, "events_stream_keepalive", 15, 1, 300);
+  cfg->stream.dashboard = get_bool(c, g, "dashboard", 1);
 }
 
 /* The `delays` group: where the delay cascade lives and its queue type. */
@@ -1273,6 +1286,16 @@ int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
           cfg->check_interval);
   line_of(&p, "health.", "queue_log_interval", he, "queue_log_interval", "%g",
           cfg->queue_log_interval);
+  line_of(&p, "health.", "events_stream", he, "events_stream", "%s",
+          cfg->stream.enabled ? "true" : "false");
+  line_of(&p, "health.", "events_stream_clients", he, "events_stream_clients",
+          "%d", cfg->stream.clients);
+  line_of(&p, "health.", "events_stream_buffer", he, "events_stream_buffer",
+          "%zu", cfg->stream.buffer);
+  line_of(&p, "health.", "events_stream_keepalive", he,
+          "events_stream_keepalive", "%g", cfg->stream.keepalive);
+  line_of(&p, "health.", "dashboard", he, "dashboard", "%s",
+          cfg->stream.dashboard ? "true" : "false");
   const config_setting_t *xs = group(root, "exchanges");
   for (size_t i = 0; i < cfg->n_exchanges; i++) {
     const wr_exchange_cfg *x = &cfg->exchanges[i];

@@ -105,6 +105,15 @@ typedef struct wr_events_cfg {
   int buffer;            /* events waiting to be sent, at most */
 } wr_events_cfg;
 
+/* The live view on the health port (docs/monitoring.md#live-events). */
+typedef struct wr_stream_cfg {
+  int enabled;      /* GET /api/events */
+  int clients;      /* streams at once, at most */
+  size_t buffer;    /* bytes waiting for one stream, at most */
+  double keepalive; /* seconds between comments on an idle stream */
+  int dashboard;    /* GET /dashboard */
+} wr_stream_cfg;
+
 typedef struct wr_cfg {
   config_t lc;
   char *path;
@@ -135,6 +144,7 @@ typedef struct wr_cfg {
   wr_conn_node *nodes;  /* broker.nodes (broker.nodes points here) */
   char *owned;          /* resolved plugin paths and password, one block */
   wr_events_cfg events; /* the `events` group (docs/events.md) */
+  wr_stream_cfg stream; /* health.events_stream* and health.dashboard */
 } wr_cfg;
 
 /**

@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "field.h"
+#include "live.h"
 #include "log.h"
 #include "metrics.h"
 #include "utf8.h"
@@ -30,9 +31,12 @@
 #define RECONNECT_MAX_S 30.0
 #define WINDOW_IDS 64 /* ids of jobs whose attempt ended in the window */
 #define SENDER_NICE 10
+#define STREAM_IDLE_S 0.25 /* the sender's turn for a stream nobody reads */
 
 /* A job's state between its callbacks, per supervisor slot. */
 typedef struct slot_state {
+  uint64_t job;     /* the job (wr_job.id) the rest is about: settled and
+                       republished may have been skipped (no listener) */
   uint8_t running;  /* started and not yet settled */
   uint8_t outcome;  /* its attempt's outcome + 1 */
   double duration;  /* seconds it ran; < 0: never started */
@@ -53,6 +57,9 @@ typedef struct group {
 struct wr_events {
   const wr_cfg *cfg;
   const wr_events_cfg *ec;
+  int exchange;              /* events.enabled: published to the exchange */
+  wr_live *live;             /* the stream (GET /api/events); NULL: none */
+  const atomic_int *streams; /* its clients; NULL: none */
   wr_ev_source src;
   char host[256];
   /* The ring: the loop thread writes at tail, the sender reads at head. */
@@ -291,6 +298,15 @@ static void bump(_Atomic uint64_t *a, int d) {
       memory_order_relaxed);
 }
 
+/* Whether anyone wants events: the exchange, or a client of the stream.
+ * With the exchange off and nobody streaming, this load is all a
+ * callback costs. */
+static int wanted(const wr_events *ev) {
+  return ev->exchange ||
+         (ev->streams &&
+          atomic_load_explicit(ev->streams, memory_order_relaxed));
+}
+
 static size_t slot_of(const wr_events *ev, const wr_job *job) {
   size_t i = (size_t)(job - ev->slots);
   return i < ev->nslots ? i : 0;
@@ -356,6 +372,7 @@ static uint32_t header_attempt(const wr_job *job) {
 
 static void on_received(void *ctx, size_t h, const wr_job *job) {
   wr_events *ev = ctx;
+  if (!wanted(ev)) return;
   slot_state *st = &ev->slot[slot_of(ev, job)];
   if (st->running) { /* its last delivery was dropped unsettled */
     st->running = 0;
@@ -370,6 +387,7 @@ static void on_received(void *ctx, size_t h, const wr_job *job) {
 
 static void on_started(void *ctx, size_t h, const wr_job *job) {
   wr_events *ev = ctx;
+  if (!wanted(ev)) return;
   slot_state *st = &ev->slot[slot_of(ev, job)];
   if (!st->running) {
     st->running = 1;
@@ -381,14 +399,17 @@ static void on_started(void *ctx, size_t h, const wr_job *job) {
 static void on_settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
                        const char *err) {
   wr_events *ev = ctx;
+  if (!wanted(ev)) return;
   slot_state *st = &ev->slot[slot_of(ev, job)];
   bump(&ev->processed, 1);
-  st->duration = -1;
   if (st->running) {
     st->running = 0;
     bump(&ev->active, -1);
-    st->duration = wr_job_ran(job, wr_now());
   }
+  /* From the job, not from `started`: that may have been skipped while
+   * nobody listened (-1 when it never started). */
+  st->duration = wr_job_ran(job, wr_now());
+  st->job = job->id;
   st->outcome = (uint8_t)(o + 1);
   if (o == WR_OUT_ACKED) {
     wr_ev_rec *r = job_rec(ev, WR_EV_SUCCEEDED, h, job);
@@ -407,7 +428,9 @@ static void on_republished(void *ctx, size_t h, const wr_job *job, int dead,
                            const char *reason) {
   wr_events *ev = ctx;
   (void)h;
+  if (!wanted(ev)) return;
   slot_state *st = &ev->slot[slot_of(ev, job)];
+  if (st->job != job->id) return; /* its settling was not seen */
   st->delay_ms = dead ? 0 : job->retry_delay_ms;
   copy_text(st->reason, sizeof st->reason, dead ? reason : NULL);
 }
@@ -417,8 +440,10 @@ static void on_republished(void *ctx, size_t h, const wr_job *job, int dead,
  * again. */
 static void on_confirmed(void *ctx, size_t h, const wr_job *job, int ok) {
   wr_events *ev = ctx;
-  if (!ok) return;
+  if (!ok || !wanted(ev)) return;
   slot_state *st = &ev->slot[slot_of(ev, job)];
+  /* Its settling came before anyone listened: its end is not known. */
+  if (st->job != job->id) return;
   int kind = !job->dead                          ? WR_EV_RETRIED
              : st->outcome == WR_OUT_REVOKED + 1 ? WR_EV_REVOKED
                                                  : WR_EV_FAILED;
@@ -555,6 +580,28 @@ static int in_window(const wr_events *ev, const wr_ev_rec *r) {
   return 0;
 }
 
+/* Whether a client of the stream is connected. */
+static int streaming(const wr_events *ev) {
+  return ev->streams && atomic_load_explicit(ev->streams, memory_order_relaxed);
+}
+
+/* Event r, formatted as text[0..len), to the clients of the stream. */
+static void stream(wr_events *ev, const wr_ev_rec *r, const char *text,
+                   size_t len) {
+  if (streaming(ev))
+    wr_live_publish(ev->live, r->handler, r->has_id ? r->id : NULL, r->id_len,
+                    text, len);
+}
+
+/* r for the stream alone (the exchange is off, or not connected). */
+static void stream_only(wr_events *ev, const wr_ev_rec *r) {
+  if (!streaming(ev)) return;
+  size_t gi = (size_t)r->handler * WR_EV_JOB_KINDS + r->kind;
+  int k = wr_events_format_job(r, ev->heads[gi], ev->hlens[gi], ev->buf,
+                               ev->buflen);
+  if (k >= 0) stream(ev, r, ev->buf, (size_t)k);
+}
+
 /* Put r in the window. A job received again whose earlier attempt ended
  * in this window (a short retry) sends the window first: per kind, its
  * new `received` would otherwise leave before the old attempt's end. */
@@ -576,6 +623,7 @@ static void add(wr_events *ev, const wr_ev_rec *r) {
     if (k >= 0) {
       g->buf[at - 1] = g->n ? ',' : '[';
       g->len = at + (size_t)k;
+      stream(ev, r, g->buf + at, (size_t)k);
       break;
     }
     if (!g->n) { /* cannot be: an event is a few KiB at most */
@@ -604,10 +652,12 @@ static size_t drain(wr_events *ev) {
   size_t n = t - h;
   for (size_t i = h; i != t; i++) {
     const wr_ev_rec *r = &ev->ring[i & ev->mask];
-    if (ev->conn)
-      add(ev, r);
-    else
-      atomic_fetch_add(&ev->dropped_broker, 1);
+    if (ev->conn) {
+      add(ev, r); /* and to the stream */
+      continue;
+    }
+    if (ev->exchange) atomic_fetch_add(&ev->dropped_broker, 1);
+    stream_only(ev, r);
   }
   atomic_store_explicit(&ev->head, t, memory_order_release);
   return n;
@@ -688,16 +738,20 @@ static void *run(void *arg) {
   for (;;) {
     pthread_mutex_lock(&ev->mu);
     if (!ev->stopping) {
-      struct timespec ts = abs_mono(wr_now() + tick);
+      /* For the stream alone, while nobody streams, a slower turn: a
+       * newcomer's first events wait for it at most STREAM_IDLE_S. */
+      double t = ev->exchange || streaming(ev) ? tick : STREAM_IDLE_S;
+      struct timespec ts = abs_mono(wr_now() + t);
       pthread_cond_timedwait(&ev->cv, &ev->mu, &ts);
     }
     int stopping = ev->stopping;
     pthread_mutex_unlock(&ev->mu);
     double now = wr_now();
-    if (!ev->conn && now >= ev->connect_at) try_connect(ev);
+    if (ev->exchange && !ev->conn && now >= ev->connect_at) try_connect(ev);
     drain(ev);
     if (ev->nwin && (stopping || now - ev->win_at >= ev->ec->flush_interval))
       flush(ev);
+    if (streaming(ev)) wr_live_tick(ev->live, now);
     if (now >= next_beat) {
       if (ev->conn) worker_event(ev, WR_EV_HEARTBEAT);
       next_beat = now + ev->ec->heartbeat;
@@ -736,13 +790,16 @@ static void destroy(wr_events *ev) {
 }
 
 int wr_events_create(const wr_cfg *cfg, const char *hostname,
-                     const wr_job *slots, size_t nslots, wr_events **out,
-                     char *err, size_t errlen) {
+                     const wr_job *slots, size_t nslots, wr_live *live,
+                     wr_events **out, char *err, size_t errlen) {
   *out = NULL;
   wr_events *ev = calloc(1, sizeof *ev);
   if (!ev) return WARREN_NOMEM;
   ev->cfg = cfg;
   ev->ec = &cfg->events;
+  ev->exchange = cfg->events.enabled;
+  ev->live = live;
+  ev->streams = live ? wr_live_listeners(live) : NULL;
   snprintf(ev->host, sizeof ev->host, "%s", hostname);
   ev->src = (wr_ev_source){ev->host, (long)getpid(), cfg};
   size_t cap = 16;

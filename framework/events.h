@@ -23,6 +23,7 @@
 #include "lifecycle.h"
 
 struct wr_cfg;
+struct wr_live;
 typedef struct wr_events wr_events;
 
 /* What an event is about; the names are in wr_events_name. Keep
@@ -111,12 +112,16 @@ int wr_events_format_job(const wr_ev_rec *r, const char *head, size_t hlen,
 cJSON *wr_events_worker_json(int kind, int64_t time_ms, const wr_ev_source *src,
                              const wr_ev_worker *w);
 
-/* Start: the sender thread connects with cfg's broker settings. slots
- * and nslots: the supervisor's job slots (a job's state between its
- * callbacks is kept per slot). 0, or a negative warren_status with err. */
+/* Start: with events.enabled the sender thread connects with cfg's
+ * broker settings and publishes to the exchange; live (NULL: none) gets
+ * every job event while a client streams them (live.h), also with the
+ * exchange off: then the callbacks cost one load of the clients' count
+ * while nobody streams, and no connection is made. slots and nslots: the
+ * supervisor's job slots (a job's state between its callbacks is kept
+ * per slot). 0, or a negative warren_status with err. */
 int wr_events_create(const struct wr_cfg *cfg, const char *hostname,
-                     const wr_job *slots, size_t nslots, wr_events **out,
-                     char *err, size_t errlen);
+                     const wr_job *slots, size_t nslots, struct wr_live *live,
+                     wr_events **out, char *err, size_t errlen);
 /* Send what is queued and worker.offline, waiting at most flush_s
  * seconds, and stop. NULL is ignored. */
 void wr_events_destroy(wr_events *ev, double flush_s);

@@ -13,8 +13,11 @@
 #include <strings.h>
 #include <sys/resource.h>
 
+#include "../config/cfg.h"
 #include "addr.h"
 #include "clock.h"
+#include "dashboard.h"
+#include "live.h"
 #include "prom.h"
 #include "report.h"
 
@@ -22,7 +25,8 @@
 #define MAX_CONNECTIONS 1000u /* about 16 MiB at CONN_MEMORY each */
 #define CONN_MEMORY (16 * 1024)
 #define IDLE_S 2u
-#define REQUEST_S 10.0 /* a request's whole time, from its first byte */
+#define REQUEST_S 10.0     /* a request's whole time, from its first byte */
+#define STREAM_STALL_S 10u /* an event stream whose client takes no byte */
 
 /* One connection, from libmicrohttpd's thread only (its notify and
  * completed callbacks): when it began waiting for its current request,
@@ -30,6 +34,7 @@
 typedef struct conn_rec {
   int used;
   int closing; /* shut down by us; libmicrohttpd closes it next */
+  int stream;  /* an event stream: its request never completes */
   int fd;
   double since;
   struct sockaddr_storage addr;
@@ -40,6 +45,8 @@ struct wr_health {
   wr_health_state *st;
   wr_snap_store *snaps;
   const char *token; /* NULL: no admin route */
+  wr_live *live;     /* NULL: no /api/events */
+  const wr_cfg *cfg; /* NULL: no filter by handler, no dashboard */
   conn_rec *conns;   /* limit of them */
   unsigned limit;    /* libmicrohttpd's connection limit */
   unsigned keep;     /* connections allowed before the oldest is shut */
@@ -68,6 +75,8 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned code,
   MHD_add_response_header(r, "Cache-Control", "no-store");
   if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
     MHD_add_response_header(r, "Allow", "GET, HEAD");
+  if (code == MHD_HTTP_SERVICE_UNAVAILABLE)
+    MHD_add_response_header(r, "Retry-After", "5");
   if (code == MHD_HTTP_UNAUTHORIZED)
     MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
   enum MHD_Result ret = MHD_queue_response(c, code, r);
@@ -117,7 +126,9 @@ enum route {
   R_WORKERS,
   R_QUEUES,
   R_ADMIN,
-  R_METRICS
+  R_METRICS,
+  R_EVENTS,
+  R_DASHBOARD
 };
 
 static const struct {
@@ -132,6 +143,9 @@ static const struct {
     {"/api/v1/tasks/queues", R_QUEUES},
     {"/api/admin/workers/status", R_ADMIN},
     {"/metrics", R_METRICS},
+    {"/api/events", R_EVENTS},
+    {"/dashboard", R_DASHBOARD},
+    {"/", R_DASHBOARD},
 };
 
 static enum MHD_Result answer(wr_health *h, struct MHD_Connection *c,
@@ -175,6 +189,148 @@ static enum MHD_Result answer(wr_health *h, struct MHD_Connection *c,
   return ret;
 }
 
+/* ---- GET /api/events ---------------------------------------------------
+ *
+ * A stream is a response of unknown length whose reader takes bytes from
+ * the client's buffer in the hub (live.h). When the buffer is empty, the
+ * reader suspends the connection (under the hub's mutex) and the events'
+ * sender resumes it when it put more there: no thread waits for a client,
+ * and a client that reads nothing only fills its own bounded buffer, then
+ * is dropped. A suspended connection is not timed out by libmicrohttpd;
+ * the hub's keep-alive comments wake it, so one whose client left is
+ * found within health.events_stream_keepalive. */
+typedef struct stream {
+  struct MHD_Connection *c;
+  wr_live_client *lc;
+} stream;
+
+static void stream_park(void *arg) {
+  MHD_suspend_connection(((stream *)arg)->c);
+}
+
+static void stream_wake(void *arg) {
+  MHD_resume_connection(((stream *)arg)->c);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  (void)pos;
+  ssize_t n = wr_live_read(((stream *)cls)->lc, buf, max);
+  return n < 0 ? (ssize_t)MHD_CONTENT_READER_END_OF_STREAM : n;
+}
+
+static void stream_free(void *cls) {
+  stream *st = cls;
+  wr_live_leave(st->lc);
+  free(st);
+}
+
+/* The query of /api/events: handler=NAME and job=ID, each at most once;
+ * anything else is refused. */
+typedef struct query {
+  const wr_cfg *cfg;
+  wr_live_filter f;
+  int seen_handler;
+  const char *why; /* NULL: valid */
+  char text[160];
+} query;
+
+static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind,
+                                 const char *key, size_t klen,
+                                 const char *value, size_t vlen) {
+  (void)kind;
+  query *q = cls;
+  if (!value) value = "";
+  if (klen == 7 && !memcmp(key, "handler", 7)) {
+    if (q->seen_handler) {
+      q->why = "handler given twice";
+      return MHD_NO;
+    }
+    q->seen_handler = 1;
+    for (size_t i = 0; q->cfg && i < q->cfg->n_handlers; i++) {
+      const char *n = q->cfg->handlers[i].name;
+      if (strlen(n) == vlen && !memcmp(n, value, vlen)) {
+        q->f.handler = (long)i;
+        return MHD_YES;
+      }
+    }
+    q->why = "handler: no handler of that name";
+    return MHD_NO;
+  }
+  if (klen == 3 && !memcmp(key, "job", 3)) {
+    if (q->f.has_job) {
+      q->why = "job given twice";
+      return MHD_NO;
+    }
+    if (wr_live_valid_job(value, vlen, &q->why) != 0) return MHD_NO;
+    memcpy(q->f.job, value, vlen);
+    q->f.job_len = vlen;
+    q->f.has_job = 1;
+    return MHD_YES;
+  }
+  q->why = "unknown parameter: the filters are handler and job";
+  return MHD_NO;
+}
+
+static enum MHD_Result events(wr_health *h, struct MHD_Connection *c) {
+  if (h->token && !authorized(c, h->token))
+    return json(c, MHD_HTTP_UNAUTHORIZED,
+                wr_report_error("a valid bearer token is required"));
+  query q = {.cfg = h->cfg, .f = {.handler = -1}};
+  MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, query_arg, &q);
+  if (q.why) return json(c, MHD_HTTP_BAD_REQUEST, wr_report_error(q.why));
+  stream *st = calloc(1, sizeof *st);
+  if (!st) return json(c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
+  st->c = c;
+  int rc = wr_live_join(h->live, &q.f, stream_park, stream_wake, st, &st->lc);
+  if (rc != 0) {
+    free(st);
+    return json(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                wr_report_error(rc == -1 ? "too many event streams "
+                                           "(health.events_stream_clients)"
+                                         : "stopping"));
+  }
+  struct MHD_Response *r = MHD_create_response_from_callback(
+      MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free);
+  if (!r) {
+    stream_free(st);
+    return MHD_NO;
+  }
+  MHD_add_response_header(r, "Content-Type", "text/event-stream");
+  MHD_add_response_header(r, "Cache-Control", "no-store");
+  MHD_add_response_header(r, "X-Accel-Buffering", "no"); /* nginx */
+  /* Out of the slow-request rule (its request never completes), and
+   * closed when its client takes no byte for STREAM_STALL_S. */
+  const union MHD_ConnectionInfo *i =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  conn_rec *cr = i ? i->socket_context : NULL;
+  if (cr) cr->stream = 1;
+  MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, STREAM_STALL_S);
+  enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+/* The page: static, built in; the data it shows comes from the routes
+ * above, read by its script, so it holds no secret. */
+static enum MHD_Result dashboard(struct MHD_Connection *c) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(
+      wr_dashboard_html_len, (void *)wr_dashboard_html, MHD_RESPMEM_PERSISTENT);
+  if (!r) return MHD_NO;
+  MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
+  MHD_add_response_header(r, "Cache-Control", "no-store");
+  MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+  MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+  /* Its script and style are inline; nothing is loaded from elsewhere. */
+  MHD_add_response_header(r, "Content-Security-Policy",
+                          "default-src 'none'; script-src 'unsafe-inline'; "
+                          "style-src 'unsafe-inline'; connect-src 'self'; "
+                          "frame-ancestors 'none'; base-uri 'none'; "
+                          "form-action 'none'");
+  enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
 static enum MHD_Result serve(void *cls, struct MHD_Connection *c,
                              const char *url, const char *method,
                              const char *version, const char *data,
@@ -185,9 +341,17 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c,
     if (strcmp(url, routes[i].path) != 0) continue;
     /* No token file: the admin route does not exist at all. */
     if (routes[i].r == R_ADMIN && !h->token) break;
+    if (routes[i].r == R_EVENTS && !h->live) break;
+    if (routes[i].r == R_DASHBOARD && !(h->cfg && h->cfg->stream.dashboard))
+      break;
+    if (routes[i].r == R_EVENTS && strcmp(method, "GET") != 0)
+      return json(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                  wr_report_error("method not allowed: GET"));
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
       return json(c, MHD_HTTP_METHOD_NOT_ALLOWED,
                   wr_report_error("method not allowed: GET or HEAD"));
+    if (routes[i].r == R_EVENTS) return events(h, c);
+    if (routes[i].r == R_DASHBOARD) return dashboard(c);
     if (routes[i].r != R_ALIVE && routes[i].r != R_READY && !h->snaps) break;
     return answer(h, c, routes[i].r);
   }
@@ -248,7 +412,8 @@ static void make_room(wr_health *h, conn_rec *self) {
   double now = wr_now();
   for (unsigned i = 0; i < h->limit; i++) {
     conn_rec *r = &h->conns[i];
-    if (r->used && !r->closing && now - r->since > REQUEST_S) shut(r);
+    if (r->used && !r->closing && !r->stream && now - r->since > REQUEST_S)
+      shut(r);
   }
   unsigned n;
   conn_rec *o;
@@ -331,6 +496,8 @@ wr_health *wr_health_start(const wr_health_opts *o, char *err, size_t errlen) {
   h->st = o->st;
   h->snaps = o->snaps;
   h->token = o->admin_token;
+  h->live = o->live;
+  h->cfg = o->cfg;
   h->limit = connection_limit();
   /* A tenth of the slots stays free for newcomers (libmicrohttpd accepts
    * several per turn before the shut ones are closed); one address may
@@ -348,7 +515,8 @@ wr_health *wr_health_start(const wr_health_opts *o, char *err, size_t errlen) {
    * (make_room above). Bodies are rendered from a snapshot: no request
    * waits for the loop, nor the loop for a request. */
   h->d = MHD_start_daemon(
-      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | family,
+      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+          MHD_ALLOW_SUSPEND_RESUME | family,
       (uint16_t)o->port, NULL, NULL, serve, h, MHD_OPTION_SOCK_ADDR,
       (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT, h->limit,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
@@ -367,6 +535,9 @@ wr_health *wr_health_start(const wr_health_opts *o, char *err, size_t errlen) {
 
 void wr_health_stop(wr_health *h) {
   if (!h) return;
+  /* libmicrohttpd may not stop with a suspended connection: every stream
+   * is woken, and ends at its next read. */
+  wr_live_close(h->live);
   MHD_stop_daemon(h->d);
   free(h->conns);
   free(h);

@@ -12,6 +12,12 @@
  *       /api/admin/workers/status (bearer token; only when configured):
  *                                rendered from the latest snapshot
  *                                (report.h, prom.h).
+ *   GET /api/events              the job events as Server-Sent Events
+ *                                (live.h), a suspended connection woken
+ *                                by the events' sender; behind the admin
+ *                                token when one is configured.
+ *   GET /, /dashboard            a static page (dashboard/index.html,
+ *                                built in) that reads the routes above.
  * The thread reads two atomics the loop writes and the snapshots the loop
  * publishes (snapshot.h): no lock is held by the loop while a client is
  * served. docs/monitoring.md lists every endpoint with a sample.
@@ -33,13 +39,19 @@ typedef struct wr_health_state {
 } wr_health_state;
 
 typedef struct wr_health wr_health;
+struct wr_live;
+struct wr_cfg;
 
 typedef struct wr_health_opts {
   const char *listen; /* IPv4 or IPv6 address, or host name */
   int port;
   wr_health_state *st;
-  wr_snap_store *snaps;    /* NULL: probes only */
-  const char *admin_token; /* NULL: no admin route */
+  wr_snap_store *snaps;     /* NULL: probes only */
+  const char *admin_token;  /* NULL: no admin route; else it also guards
+                               /api/events */
+  struct wr_live *live;     /* GET /api/events (live.h); NULL: 404 */
+  const struct wr_cfg *cfg; /* handler names (the stream's filter) and
+                               health.dashboard; NULL: neither */
 } wr_health_opts;
 
 /* Whether header[0..len) (an Authorization header's value) carries the

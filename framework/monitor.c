@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "events.h"
+#include "live.h"
 #include "log.h"
 #include "spans.h"
 #include "sup_private.h"
@@ -323,7 +324,17 @@ static void snapshot(wr_monitor *m, double now) {
     n->trace.export_errors = c.export_errors;
     n->trace.queued = c.queued;
   }
-  if (s->events) {
+  if (s->live) {
+    wr_live_counters c;
+    wr_live_counters_get(s->live, &c);
+    n->stream = 1;
+    n->st.clients = c.clients;
+    n->st.accepted = c.accepted;
+    n->st.refused = c.refused;
+    n->st.dropped = c.dropped;
+    n->st.sent = c.sent;
+  }
+  if (s->events && s->cfg->events.enabled) {
     wr_events_counters c;
     wr_events_counters_get(s->events, &c);
     n->events = 1;

@@ -304,6 +304,29 @@ char *wr_prom_render(const wr_snap *s, size_t *len) {
          "1 while the events connection is open.");
     put(&g, "warren_events_connected %d\n", s->ev.connected);
   }
+  if (s->stream) { /* GET /api/events, docs/monitoring.md */
+    head(&g, "warren_event_streams", "gauge",
+         "Clients streaming lifecycle events from /api/events now.");
+    put(&g, "warren_event_streams %llu\n", (unsigned long long)s->st.clients);
+    head(&g, "warren_event_streams_opened_total", "counter",
+         "Event streams opened.");
+    put(&g, "warren_event_streams_opened_total %llu\n",
+        (unsigned long long)s->st.accepted);
+    head(&g, "warren_event_streams_refused_total", "counter",
+         "Event streams refused because health.events_stream_clients were "
+         "streaming.");
+    put(&g, "warren_event_streams_refused_total %llu\n",
+        (unsigned long long)s->st.refused);
+    head(&g, "warren_event_streams_dropped_total", "counter",
+         "Event streams dropped because the client read too slowly (its "
+         "buffer was full).");
+    put(&g, "warren_event_streams_dropped_total %llu\n",
+        (unsigned long long)s->st.dropped);
+    head(&g, "warren_event_stream_events_total", "counter",
+         "Events written to streams (one per client it went to).");
+    put(&g, "warren_event_stream_events_total %llu\n",
+        (unsigned long long)s->st.sent);
+  }
   head(&g, "warren_start_time_seconds", "gauge",
        "Unix time the worker started.");
   put(&g, "warren_start_time_seconds %.3f\n", (double)s->started_ms / 1000.0);

@@ -84,6 +84,10 @@ typedef struct wr_snap {
     uint64_t published, messages, dropped_full, dropped_broker;
     int connected;
   } ev;
+  int stream; /* GET /api/events is served; then st holds its counters */
+  struct {
+    uint64_t clients, accepted, refused, dropped, sent;
+  } st;
   size_t nh;
   wr_snap_handler h[]; /* then every handler's workers */
 } wr_snap;

@@ -69,6 +69,7 @@ struct wr_sup {
   amqp_channel_t declare_ch; /* re-declaring topology while running */
   char host[64];
   struct wr_events *events; /* lifecycle events (events.h); NULL: off */
+  struct wr_live *live;     /* GET /api/events (live.h); NULL: off */
   wr_revoked revoked; /* revoked ids and the control channel (revoked.h) */
 };
 

@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "control.h"
 #include "events.h"
+#include "live.h"
 #include "extras.h"
 #include "inproc.h"
 #include "joblog.h"
@@ -848,15 +849,28 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
     wr_info("tracing: spans go to %s as service %s", cfg->tracing.endpoint,
             cfg->tracing.service_name);
   }
-  if (cfg->events.enabled) {
-    rc = wr_events_create(cfg, s->host, s->ledger.slots, s->ledger.n,
+  if (cfg->health_port > 0 && cfg->stream.enabled) {
+    /* GET /api/events: the events' sender feeds it, with the exchange
+     * on or off (events.h). */
+    wr_live_opts lo = {cfg->stream.clients, cfg->stream.buffer,
+                       cfg->stream.keepalive};
+    s->live = wr_live_create(&lo);
+    if (!s->live) {
+      wr_sup_destroy(s);
+      return WARREN_NOMEM;
+    }
+  }
+  if (cfg->events.enabled || s->live) {
+    rc = wr_events_create(cfg, s->host, s->ledger.slots, s->ledger.n, s->live,
                           &s->events, err, errlen);
     if (rc != WARREN_OK) {
       wr_sup_destroy(s);
       return rc;
     }
     wr_observe(&s->obs, &wr_events_events, s->events);
-    wr_info("events: lifecycle events go to exchange %s", cfg->events.exchange);
+    if (cfg->events.enabled)
+      wr_info("events: lifecycle events go to exchange %s",
+              cfg->events.exchange);
   }
   /* Only checks that some handler needs run on every delivery. */
   for (size_t i = 0; i < s->nh; i++)
@@ -914,17 +928,24 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   if (rc == WARREN_OK && cfg->health_port > 0) {
     /* Started after the workers are forked; it reads atomics and the
      * snapshots the monitor publishes, nothing else. */
-    wr_health_opts ho = {cfg->health_listen, cfg->health_port, &s->hs,
-                         wr_monitor_store(s->monitor), cfg->admin_token};
+    wr_health_opts ho = {cfg->health_listen,
+                         cfg->health_port,
+                         &s->hs,
+                         wr_monitor_store(s->monitor),
+                         cfg->admin_token,
+                         s->live,
+                         cfg};
     s->health = wr_health_start(&ho, err, errlen);
     if (!s->health)
       rc = WARREN_IO;
     else
       wr_info(
           "health endpoints on http://%s%s%s:%d/healthz, /readyz, "
-          "/status/workers, /metrics%s",
+          "/status/workers, /metrics%s%s%s",
           strchr(cfg->health_listen, ':') ? "[" : "", cfg->health_listen,
           strchr(cfg->health_listen, ':') ? "]" : "", cfg->health_port,
+          s->live ? ", /api/events" : "",
+          cfg->stream.dashboard ? ", /dashboard" : "",
           cfg->admin_token ? " and the admin route" : "");
   }
   if (rc != WARREN_OK) {
@@ -969,6 +990,7 @@ void wr_sup_destroy(wr_sup *s) {
   wr_monitor_destroy(s->monitor); /* observers are not called any more */
   wr_spans_destroy(s->spans, SPAN_FLUSH_S);
   wr_events_destroy(s->events, EVENTS_FLUSH_S); /* worker.offline last */
+  wr_live_destroy(s->live); /* its clients left with the HTTP side */
   free(s->h);
   free(s->stats);
   free(s);
