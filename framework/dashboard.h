@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-extern const char wr_dashboard_html[];   /* not NUL-terminated */
+extern const char wr_dashboard_html[]; /* not NUL-terminated */
 extern const size_t wr_dashboard_html_len;
 
 #endif

@@ -17,11 +17,11 @@ struct wr_live_client {
   wr_live_filter f;
   wr_live_fn park, wake;
   void *arg;
-  char *buf;        /* a ring of cap bytes */
+  char *buf; /* a ring of cap bytes */
   size_t cap, head, len;
-  int parked;       /* park was called and wake not yet */
-  int ended;        /* dropped or closed: the next read says so */
-  double last;      /* when something was last put in its buffer */
+  int parked;  /* park was called and wake not yet */
+  int ended;   /* dropped or closed: the next read says so */
+  double last; /* when something was last put in its buffer */
 };
 
 struct wr_live {

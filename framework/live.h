@@ -21,14 +21,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define WR_LIVE_ID_MAX 128 /* bytes of a job id filter; events.h keeps as many */
+#define WR_LIVE_ID_MAX \
+  128 /* bytes of a job id filter; events.h keeps as many */
 
 typedef struct wr_live wr_live;
 typedef struct wr_live_client wr_live_client;
 
 typedef struct wr_live_opts {
-  int max_clients; /* streams at once */
-  size_t buffer;   /* bytes waiting for one client, at most */
+  int max_clients;  /* streams at once */
+  size_t buffer;    /* bytes waiting for one client, at most */
   double keepalive; /* seconds between comments on an idle stream */
 } wr_live_opts;
 

@@ -61,8 +61,8 @@ static pid_t start(const char *q, const char *q2, const char *health,
   snprintf(text + n, sizeof text - (size_t)n, " );\n");
   pid_t w = tw_warren_start_worker(tw_dir(), "", text);
   cr_assert_gt(w, 0);
-  cr_assert(tw_wait_text(log_, q2 ? "consuming 2 queue(s)" : "consuming 1 queue(s)",
-                         30),
+  cr_assert(tw_wait_text(
+                log_, q2 ? "consuming 2 queue(s)" : "consuming 1 queue(s)", 30),
             "worker started");
   return w;
 }
@@ -197,7 +197,8 @@ static int count(const cJSON *all, const char *what, const char *handler) {
 
 /* The value of series in /metrics. */
 static double metric(const char *series) {
-  cr_assert_eq(tw_http(port_, NULL, "/metrics", NULL, body_, sizeof body_), 200);
+  cr_assert_eq(tw_http(port_, NULL, "/metrics", NULL, body_, sizeof body_),
+               200);
   char want[256];
   snprintf(want, sizeof want, "\n%s ", series);
   const char *p = strstr(body_, want);
@@ -276,8 +277,9 @@ Test(stream, a_stream_carries_each_jobs_events_as_the_exchange_has_them) {
   tstream *s = stream_open("/api/events", NULL);
   cr_assert(stream_has(s, "retry: 2000\n\n", 5), "the stream opens with retry");
   cr_assert_eq(tw_publish("it.s.same", 3, "same-"), 0);
-  cr_assert(stream_has(s, "\"job_id\":\"same-2\",\"attempt\":1,\"duration\"", 20),
-            "the third job's end is streamed");
+  cr_assert(
+      stream_has(s, "\"job_id\":\"same-2\",\"attempt\":1,\"duration\"", 20),
+      "the third job's end is streamed");
   cJSON *st = stream_events(s);
   cr_assert_eq(count(st, "job.received", "h"), 3);
   cr_assert_eq(count(st, "job.started", "h"), 3);
@@ -325,12 +327,16 @@ Test(stream, without_the_exchange_the_stream_filters_by_handler_and_job) {
   cr_assert_eq(metric("warren_event_streams"), 3);
   cr_assert_eq(tw_publish("it.s.f1", 2, "fé-"), 0);
   cr_assert_eq(tw_publish("it.s.f2", 2, "x-"), 0);
-  cr_assert(stream_has(all, "\"job_id\":\"x-1\",\"attempt\":1,\"duration\"", 20));
-  cr_assert(stream_has(all, "\"job_id\":\"fé-1\",\"attempt\":1,\"duration\"", 20));
+  cr_assert(
+      stream_has(all, "\"job_id\":\"x-1\",\"attempt\":1,\"duration\"", 20));
+  cr_assert(
+      stream_has(all, "\"job_id\":\"fé-1\",\"attempt\":1,\"duration\"", 20));
   cr_assert(stream_has(g, "\"job_id\":\"x-1\",\"attempt\":1,\"duration\"", 20));
-  cr_assert(stream_has(one, "\"job_id\":\"fé-1\",\"attempt\":1,\"duration\"", 20));
+  cr_assert(
+      stream_has(one, "\"job_id\":\"fé-1\",\"attempt\":1,\"duration\"", 20));
   nanosleep(&(struct timespec){0, 300 * 1000 * 1000}, NULL);
-  cJSON *ea = stream_events(all), *eg = stream_events(g), *eo = stream_events(one);
+  cJSON *ea = stream_events(all), *eg = stream_events(g),
+        *eo = stream_events(one);
   cr_assert_eq(count(ea, NULL, "h"), 6);
   cr_assert_eq(count(ea, NULL, "g"), 6);
   cr_assert_eq(count(eg, NULL, "g"), 6);
@@ -345,16 +351,15 @@ Test(stream, without_the_exchange_the_stream_filters_by_handler_and_job) {
   stream_close(g);
   stream_close(one);
 
-  static const char *const bad[] = {
-      "/api/events?handler=nope",
-      "/api/events?handler=",
-      "/api/events?job=",
-      "/api/events?job=a%01b",
-      "/api/events?job=%FF%FE",
-      "/api/events?job=a&job=b",
-      "/api/events?handler=h&handler=g",
-      "/api/events?token=abc",
-      NULL /* a job id of 129 bytes */};
+  static const char *const bad[] = {"/api/events?handler=nope",
+                                    "/api/events?handler=",
+                                    "/api/events?job=",
+                                    "/api/events?job=a%01b",
+                                    "/api/events?job=%FF%FE",
+                                    "/api/events?job=a&job=b",
+                                    "/api/events?handler=h&handler=g",
+                                    "/api/events?token=abc",
+                                    NULL /* a job id of 129 bytes */};
   char longest[200];
   int at = snprintf(longest, sizeof longest, "/api/events?job=");
   memset(longest + at, 'a', 129);
@@ -388,9 +393,9 @@ Test(stream, the_admin_token_guards_the_stream) {
                                       "Authorization: Bearer s3cret-Toke",
                                       "Authorization: Basic s3cret-Token"};
   for (size_t i = 0; i < sizeof wrong / sizeof *wrong; i++)
-    cr_assert_eq(tw_http(port_, NULL, "/api/events", wrong[i], body_,
-                         sizeof body_),
-                 401, "%s", wrong[i] ? wrong[i] : "no header");
+    cr_assert_eq(
+        tw_http(port_, NULL, "/api/events", wrong[i], body_, sizeof body_), 401,
+        "%s", wrong[i] ? wrong[i] : "no header");
   /* A token in the query is no token. */
   cr_assert_eq(tw_http(port_, NULL, "/api/events?token=s3cret-Token", NULL,
                        body_, sizeof body_),
@@ -433,9 +438,9 @@ Test(stream, a_client_that_never_reads_is_dropped_without_stalling_jobs) {
   while ((done = tw_count(rec_, "end", "slow-", NULL, JOBS)) < JOBS &&
          wr_now() < until) {
     double t0 = wr_now();
-    cr_assert_eq(tw_http(port_, NULL, "/status/workers", NULL, body_,
-                         sizeof body_),
-                 200);
+    cr_assert_eq(
+        tw_http(port_, NULL, "/status/workers", NULL, body_, sizeof body_),
+        200);
     cr_assert_eq(tw_http_get(port_, "/healthz"), 200);
     if (wr_now() - t0 > worst) worst = wr_now() - t0;
     nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
@@ -443,9 +448,10 @@ Test(stream, a_client_that_never_reads_is_dropped_without_stalling_jobs) {
   cr_assert_eq(done, JOBS, "every job ran while the client read nothing");
   cr_assert_lt(worst, 1.0, "the other endpoints answered at once (%.3f s)",
                worst);
-  cr_assert(stream_has(good, "\"job_id\":\"slow-3000\",\"attempt\":1,\"duration\"",
-                       20),
-            "the other stream got its job's end");
+  cr_assert(
+      stream_has(good, "\"job_id\":\"slow-3000\",\"attempt\":1,\"duration\"",
+                 20),
+      "the other stream got its job's end");
   until = wr_now() + 5;
   while (metric("warren_event_streams_dropped_total") < 1 && wr_now() < until)
     nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
@@ -467,9 +473,9 @@ Test(stream, a_client_that_never_reads_is_dropped_without_stalling_jobs) {
  * comment (a suspended stream learns that its client left only when it
  * writes). */
 Test(stream, more_streams_than_the_limit_are_refused_with_503) {
-  pid_t w = start("it.s.limit", NULL,
-                  "events_stream_clients = 2; events_stream_keepalive = 1.0;",
-                  "");
+  pid_t w =
+      start("it.s.limit", NULL,
+            "events_stream_clients = 2; events_stream_keepalive = 1.0;", "");
   wait_status();
   tstream *a = stream_open("/api/events", NULL);
   tstream *b = stream_open("/api/events", NULL);
