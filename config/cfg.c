@@ -796,19 +796,57 @@ static void load_reply_queues(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
                &h->reply_queues, &h->n_reply_queues);
 }
 
+/* The work queue's x-max-priority (docs/features.md, "Priorities"): a
+ * classic queue's argument, set by Warren's declare only. Called once
+ * queue_type and declare are read. */
+static void load_max_priority(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
+  config_setting_t *s = config_setting_get_member(e, "max_priority");
+  if (!s) return;
+  h->max_priority = (int)get_int(c, e, "max_priority", 0, 1, 255);
+  if (!h->max_priority) return;
+  if (h->quorum)
+    problem(c, s,
+            "needs queue_type = \"classic\": RabbitMQ refuses x-max-priority "
+            "on a quorum queue (from 4.0 a quorum queue has two priorities "
+            "without it, 5 and over before the rest)");
+  else if (!h->declare)
+    problem(c, s,
+            "is set when Warren declares the queue: with declare = false, "
+            "declare '%s' with x-max-priority = %d yourself and leave "
+            "max_priority out",
+            h->queue, h->max_priority);
+  else if (h->max_priority > 10)
+    wr_warn(
+        "%s:%d: handlers.%s.max_priority %d: RabbitMQ recommends at most 10 "
+        "(each level is a sub-queue that costs memory and CPU)",
+        c->file, config_setting_source_line(s), h->name, h->max_priority);
+}
+
 static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
                          wr_handler_cfg *h) {
-  static const char *const keys[] = {"name",           "queue",
-                                     "plugin",         "prefetch",
-                                     "concurrency",    "declare",
-                                     "durable",        "queue_type",
-                                     "bindings",       "settings",
-                                     "retry",          "timeout",
-                                     "isolation",      "max_jobs_per_worker",
-                                     "max_worker_rss", "max_body",
-                                     "max_result",     "require_signature",
-                                     "signing_keys",   "delayed",
-                                     "reply_queues",   NULL};
+  static const char *const keys[] = {"name",
+                                     "queue",
+                                     "plugin",
+                                     "prefetch",
+                                     "concurrency",
+                                     "declare",
+                                     "durable",
+                                     "queue_type",
+                                     "max_priority",
+                                     "bindings",
+                                     "settings",
+                                     "retry",
+                                     "timeout",
+                                     "isolation",
+                                     "max_jobs_per_worker",
+                                     "max_worker_rss",
+                                     "max_body",
+                                     "max_result",
+                                     "require_signature",
+                                     "signing_keys",
+                                     "delayed",
+                                     "reply_queues",
+                                     NULL};
   check_keys(c, e, keys);
   h->line = config_setting_source_line(e);
   h->name = get_str(c, e, "name", "", 1);
@@ -843,6 +881,7 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
   if (h->quorum && !h->durable)
     problem(c, config_setting_get_member(e, "durable"),
             "quorum queues are always durable");
+  load_max_priority(c, h, e);
   load_bindings(c, h, e);
   load_retry(c, h, e);
   /* RabbitMQ refuses names over 255 bytes: check the longest derived one
@@ -1321,8 +1360,12 @@ int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
     line_of(&p, pre, "plugin", hg, "plugin", "\"%s\"", h->plugin);
     line_of(&p, pre, "prefetch", hg, "prefetch", "%d", h->prefetch);
     line_of(&p, pre, "concurrency", hg, "concurrency", "%d", h->concurrency);
+    line_of(&p, pre, "max_priority", hg, "max_priority", "%d", h->max_priority);
     line_of(&p, pre, "queue_type", hg, "queue_type", "\"%s\"",
             h->quorum ? "quorum" : "classic");
+    char mp[16] = "(none)";
+    if (h->max_priority) snprintf(mp, sizeof mp, "%d", h->max_priority);
+    line_of(&p, pre, "max_priority", hg, "max_priority", "%s", mp);
     line_of(&p, pre, "declare", hg, "declare", "%s",
             h->declare ? "true" : "false");
     line_of(&p, pre, "durable", hg, "durable", "%s",

@@ -59,8 +59,9 @@ typedef struct wr_handler_cfg {
   int concurrency;    /* worker processes, 1..1024 */
   int declare;        /* declare the queue and its bindings */
   int durable;
-  int quorum;   /* queue_type = "quorum" */
-  int isolated; /* run in worker processes (default) */
+  int quorum;       /* queue_type = "quorum" */
+  int max_priority; /* the work queue's x-max-priority, 1..255; 0: none */
+  int isolated;     /* run in worker processes (default) */
   wr_binding_cfg *bindings;
   size_t n_bindings;
   double timeout;         /* seconds a job may run; 0: no limit */

@@ -70,16 +70,46 @@ static void limit_arg(qargs *a, const wr_handler_cfg *h) {
           limit > WR_DELIVERY_LIMIT ? limit : WR_DELIVERY_LIMIT);
 }
 
+/* A work queue that exists is declared again with the arguments Warren
+ * would give it, so that the broker compares them: a queue's
+ * x-max-priority is fixed when it is created, and a work queue without
+ * the configured one would run jobs in arrival order without a word. A
+ * mismatch fails the connection attempt with the broker's words (406
+ * PRECONDITION_FAILED - inequivalent arg ...) and what to do. */
+static int verify_queue(amqp_connection_state_t c, amqp_channel_t ch,
+                        const wr_handler_cfg *h, const char *what,
+                        amqp_bytes_t q, const qargs *a, char *err,
+                        size_t errlen) {
+  amqp_queue_declare(c, ch, q, 0, h->durable, 0, 0,
+                     (amqp_table_t){a->n, (amqp_table_entry_t *)a->e});
+  int rc = checked(c, ch, what, err, errlen);
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+  if (rc != WARREN_OK && r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+      r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+      ((amqp_channel_close_t *)r.reply.decoded)->reply_code ==
+          AMQP_PRECONDITION_FAILED) {
+    size_t n = strlen(err);
+    snprintf(err + n, errlen - n,
+             "; max_priority = %d needs the queue declared with "
+             "x-max-priority = %d, which cannot change on a queue that "
+             "exists: move its jobs and delete it, or use a new queue name",
+             h->max_priority, h->max_priority);
+  }
+  return rc;
+}
+
 /* Passive first, so a queue an operator declared is used as it is
- * (arguments cannot change on redeclare); declared with `a` otherwise. */
+ * (arguments cannot change on redeclare); declared with `a` otherwise.
+ * With verify, a queue that exists must have `a` (verify_queue). */
 static int ensure_queue(amqp_connection_state_t c, amqp_channel_t ch,
                         const wr_handler_cfg *h, const char *name,
-                        const qargs *a, char *err, size_t errlen) {
+                        const qargs *a, int verify, char *err, size_t errlen) {
   char what[300];
   amqp_bytes_t q = amqp_cstring_bytes(name);
   snprintf(what, sizeof what, "queue '%s' (handler %s)", name, h->name);
   amqp_queue_declare(c, ch, q, 1, 0, 0, 0, amqp_empty_table);
   if (checked(c, ch, what, err, errlen) == WARREN_OK) {
+    if (verify) return verify_queue(c, ch, h, what, q, a, err, errlen);
     wr_debug("%s exists; using it as declared", what);
     return WARREN_OK;
   }
@@ -97,8 +127,9 @@ static int ensure_queue(amqp_connection_state_t c, amqp_channel_t ch,
   amqp_queue_declare(c, ch, q, 0, h->durable, 0, 0,
                      (amqp_table_t){a->n, (amqp_table_entry_t *)a->e});
   if ((rc = checked(c, ch, what, err, errlen)) != WARREN_OK) return rc;
-  wr_info("declared %s %s queue '%s'", h->durable ? "durable" : "transient",
-          h->quorum ? "quorum" : "classic", name);
+  wr_info("declared %s %s queue '%s'%s", h->durable ? "durable" : "transient",
+          h->quorum ? "quorum" : "classic", name,
+          verify ? " with x-max-priority" : "");
   return WARREN_OK;
 }
 
@@ -135,8 +166,12 @@ static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
   type_args(&work, h);
   limit_arg(&work, h);
   arg_str(&work, "x-dead-letter-exchange", dlx);
+  /* Only the work queue orders by priority: a retry copy waits its delay
+   * whatever its priority, and keeps the property for its way back. */
+  if (h->max_priority) arg_int(&work, "x-max-priority", h->max_priority);
   if (rc == WARREN_OK)
-    rc = ensure_queue(c, ch, h, h->queue, &work, err, errlen);
+    rc = ensure_queue(c, ch, h, h->queue, &work, h->max_priority != 0, err,
+                      errlen);
   qargs dead = {.n = 0};
   type_args(&dead, h);
   /* Browsing the DLQ (warren dlq list) returns messages to it, which a
@@ -144,7 +179,7 @@ static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
    * by default. Dead letters must wait for an operator however often they
    * are looked at. */
   if (h->quorum) arg_int(&dead, "x-delivery-limit", 1000000000);
-  if (rc == WARREN_OK) rc = ensure_queue(c, ch, h, dlq, &dead, err, errlen);
+  if (rc == WARREN_OK) rc = ensure_queue(c, ch, h, dlq, &dead, 0, err, errlen);
   if (rc == WARREN_OK && h->declare)
     rc = bind(c, ch, dlq, dlx, "", err, errlen);
   for (int i = 0; rc == WARREN_OK && i < h->retry.n_backoff; i++) {
@@ -155,7 +190,7 @@ static int declare_handler(amqp_connection_state_t c, amqp_channel_t ch,
     arg_str(&rq, "x-dead-letter-exchange", "");
     arg_str(&rq, "x-dead-letter-routing-key", h->queue);
     wr_name_retry_queue(h->queue, h->retry.backoff[i], name, sizeof name);
-    rc = ensure_queue(c, ch, h, name, &rq, err, errlen);
+    rc = ensure_queue(c, ch, h, name, &rq, 0, err, errlen);
   }
   for (size_t i = 0; rc == WARREN_OK && h->declare && i < h->n_bindings; i++)
     rc = bind(c, ch, h->queue, h->bindings[i].exchange,

@@ -254,11 +254,20 @@ int warren_producer_publish(warren_producer *p, const char *exchange,
   char dex[128], drk[256];
   int rc = pick_delay(p, o, exchange, routing_key, &nb, dex, drk);
   if (rc != WARREN_OK) return rc;
+  int priority = o && PUB_HAS(o, priority) ? o->priority : 0;
+  if (priority < 0 || priority > 255) {
+    snprintf(p->err, sizeof p->err, "priority %d is not 0..255", priority);
+    return WARREN_INVALID;
+  }
   rc = wr_confirms_room(p->c, &p->cf, 30000);
   if (rc != WARREN_OK) return failed(p, rc);
   amqp_basic_properties_t pr = {0};
   pr._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
   pr.delivery_mode = (o && o->transient) ? 1 : 2;
+  if (priority) {
+    pr._flags |= AMQP_BASIC_PRIORITY_FLAG;
+    pr.priority = (uint8_t)priority;
+  }
   /* The caller's headers, then the trace context and the signature. */
   amqp_table_entry_t entries[MAX_HEADERS + 4];
   if (o && o->message_id) {

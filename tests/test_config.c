@@ -428,6 +428,9 @@ static const bound bounds[] = {
      "86400.001"},
     {"handlers.[0].max_result", HR("max_result = %s;"), "-1", "0", "16777216",
      "16777217"},
+    {"handlers.[0].max_priority",
+     HR("queue_type = \"classic\"; max_priority = %s;"), "0", "1", "255",
+     "256"},
     {"handlers.[0].retry.max_attempts", HR("retry = { max_attempts = %s; };"),
      "0", "1", "1000", "1001"},
     {"handlers.[0].retry.max_crashes", HR("retry = { max_crashes = %s; };"),
@@ -635,6 +638,35 @@ Test(config, delayed_handlers_and_the_delay_levels) {
   expect_error("delays = { prefix = \"a#b\"; };\n" H(""), 1,
                "without '*' or '#'");
   expect_error("delays = { levels = 3; };\n" H(""), 1, "levels");
+}
+
+/* max_priority: a classic work queue's x-max-priority. Breaks when it is
+ * not read, when a quorum queue (RabbitMQ refuses the argument there: the
+ * worker would never connect) or declare = false (the setting would do
+ * nothing) is let through, or when the refusal does not say why. */
+Test(config, max_priority_needs_a_classic_queue_that_warren_declares) {
+  wr_cfg *cfg;
+  int rc = load(H("queue_type = \"classic\"; max_priority = 10;"), &cfg);
+  cr_assert_eq(rc, 0, "%s", err);
+  cr_assert_eq(cfg->handlers[0].max_priority, 10);
+  wr_cfg_free(cfg);
+  rc = load(H("queue_type = \"classic\";"), &cfg);
+  cr_assert_eq(rc, 0, "%s", err);
+  cr_assert_eq(cfg->handlers[0].max_priority, 0, "none by default");
+  wr_cfg_free(cfg);
+  /* queue_type is quorum by default. */
+  expect_error(H("max_priority = 5;"), 1,
+               "handlers[0].max_priority: needs queue_type = \"classic\": "
+               "RabbitMQ refuses x-max-priority on a quorum queue");
+  expect_error(H("queue_type = \"quorum\"; max_priority = 5;"), 1,
+               "two priorities without it");
+  expect_error(H("queue_type = \"classic\"; declare = false; "
+                 "max_priority = 5;"),
+               1,
+               "max_priority: is set when Warren declares the queue: with "
+               "declare = false, declare 'a' with x-max-priority = 5 yourself");
+  expect_error(H("queue_type = \"classic\"; max_priority = \"high\";"), 1,
+               "max_priority: must be an integer");
 }
 
 /* A FIFO where a secret or a TLS file should be: refused at once with a

@@ -133,6 +133,8 @@ static void print_full(long n, const amqp_message_t *m) {
     printf("correlation_id: %s\n", esc(p->correlation_id));
   if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
     printf("content_type: %s\n", esc(p->content_type));
+  if (p->_flags & AMQP_BASIC_PRIORITY_FLAG)
+    printf("priority: %u\n", (unsigned)p->priority);
   for (int i = 0;
        (p->_flags & AMQP_BASIC_HEADERS_FLAG) && i < p->headers.num_entries;
        i++) {

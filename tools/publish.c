@@ -2,7 +2,7 @@
  * warren-publish: publish jobs with publisher confirms (libwarren).
  *   warren-publish [CONNECTION] [--exchange X] --routing-key K
  *                  [--count N] [--id PREFIX] [--header NAME=VALUE]...
- *                  [--content-type T] [--body TEXT]
+ *                  [--content-type T] [--body TEXT] [--priority N]
  *                  [--key-id ID --key-file FILE]
  *                  [--traceparent TP [--tracestate TS]] [--print-trace]
  *                  [--reply-to QUEUE | --wait [--timeout SECONDS]]
@@ -117,6 +117,8 @@ static void usage(FILE *f) {
       "                        (default {n})\n"
       "  --content-type T      the content_type property\n"
       "  --header NAME=VALUE   a string header; up to 16\n"
+      "  --priority N          the priority property, 0..255 (a handler's\n"
+      "                        max_priority queue runs higher ones first)\n"
       "  --delay DURATION      run it no earlier than DURATION from now\n"
       "                        (90s, 30m, 2h, 1h30m, 3d; whole seconds,\n"
       "                        rounded up); KEY is then the queue\n"
@@ -224,6 +226,7 @@ int main(int argc, char **argv) {
     OPT_REPLY_TO,
     OPT_WAIT,
     OPT_TIMEOUT,
+    OPT_PRIORITY,
   };
   static const struct option longopts[] = {
       {"exchange", required_argument, NULL, OPT_EXCHANGE},
@@ -245,6 +248,7 @@ int main(int argc, char **argv) {
       {"reply-to", required_argument, NULL, OPT_REPLY_TO},
       {"wait", no_argument, NULL, OPT_WAIT},
       {"timeout", required_argument, NULL, OPT_TIMEOUT},
+      {"priority", required_argument, NULL, OPT_PRIORITY},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
       WR_ARGS_CONN_LONGOPTS,
@@ -261,7 +265,7 @@ int main(int argc, char **argv) {
   const char *reply_to = NULL;
   int wait = 0;
   double timeout_s = 30;
-  long count = 1;
+  long count = 1, priority = 0;
   warren_header_kv hdr[MAX_HEADERS];
   size_t nh = 0;
   const char *nodes[64];
@@ -286,6 +290,11 @@ int main(int argc, char **argv) {
         break;
       case OPT_ID:
         id = optarg;
+        break;
+      case OPT_PRIORITY:
+        if (wr_args_long("--priority", optarg, 0, 255, &priority, why,
+                         sizeof why))
+          return wr_args_refuse(prog, why);
         break;
       case OPT_BODY:
         body = optarg;
@@ -446,7 +455,8 @@ int main(int argc, char **argv) {
                              .delay_ms = delay_ms,
                              .not_before_ms = at_ms,
                              .delay_prefix = delay_prefix,
-                             .reply_to = reply_to};
+                             .reply_to = reply_to,
+                             .priority = (int)priority};
     if (id) {
       if (count > 1)
         snprintf(mid, sizeof mid, "%s%ld", id, n);

@@ -117,6 +117,14 @@ typedef struct warren_publish_opts {
    *  result goes to (docs/results.md), at most 255 bytes. NULL: none.
    *  warren_producer_call() sets it itself and refuses one given here. */
   const char *reply_to;
+  /* Added with priorities; read when size covers it. */
+  /** The job's AMQP `priority`, 0..255. A work queue declared with
+   *  x-max-priority (the handler's max_priority) delivers a higher one
+   *  first; Warren's retry and dead-letter copies and replays keep it
+   *  (docs/producing.md, "Priorities"). 0: no priority property (the
+   *  broker counts it as 0). Outside 0..255: WARREN_INVALID, nothing
+   *  published. */
+  int priority;
 } warren_publish_opts;
 
 /** The longest delay, in seconds: 2^28 - 1 (about 8.5 years). */

@@ -924,6 +924,8 @@ int tw_get(const char *queue, int ack, char *dump, size_t len) {
     if (p->_flags & AMQP_BASIC_EXPIRATION_FLAG)
       o += putf(dump + o, len - o, "expiration=%.*s\n", (int)p->expiration.len,
                 (const char *)p->expiration.bytes);
+    if (p->_flags & AMQP_BASIC_PRIORITY_FLAG)
+      o += putf(dump + o, len - o, "priority=%u\n", (unsigned)p->priority);
     if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
       tw_table_dump(&p->headers, dump + o, len - o);
     amqp_destroy_message(&m);

@@ -186,7 +186,8 @@ int tw_unbind(const char *queue, const char *exchange, const char *key);
 int tw_queue_len(const char *queue);
 /* Take one message (acked when ack, else it goes back when the channel
  * closes) and describe it: "id=...", "body=...", "exchange=...", "rk=..."
- * (as published), "expiration=..." when it has one, then every header
+ * (as published), "expiration=..." and "priority=..." when it has them,
+ * then every header
  * as tw_table_dump writes it. Returns 1, or 0 if the queue is empty. */
 int tw_get(const char *queue, int ack, char *dump, size_t len);
 /* Every entry of t as "h.<key>=<type letter>:<value>" lines, tables and

@@ -85,19 +85,13 @@ Test(cli, every_help_exits_0_and_lists_its_options) {
     has_all(*a, out, conn_opts);
   }
 
-  static const char *const pub_opts[] = {"--routing-key",
-                                         "--exchange",
-                                         "--count",
-                                         "--id",
-                                         "--body",
-                                         "--content-type",
-                                         "--header",
-                                         "--key-id",
-                                         "--key-file",
-                                         "--traceparent",
-                                         "--tracestate",
-                                         "--print-trace",
-                                         NULL};
+  static const char *const pub_opts[] = {"--routing-key", "--exchange",
+                                         "--count",       "--id",
+                                         "--body",        "--content-type",
+                                         "--header",      "--key-id",
+                                         "--key-file",    "--traceparent",
+                                         "--tracestate",  "--print-trace",
+                                         "--priority",    NULL};
   cr_assert_eq(sh(out, sizeof out, "%s --help 2>/dev/null", WARREN_PUBLISH_BIN),
                0);
   has_all("warren-publish", out, pub_opts);
@@ -148,6 +142,19 @@ Test(cli, bad_numbers_and_options_exit_2_naming_the_option) {
            tw_port(), q);
   refused("warren-publish", args,
           "--count takes a whole number from 1 to 100000000 (got '')");
+  /* The priority property is one octet: 256 must not become 0. */
+  snprintf(args, sizeof args, "--port %d --routing-key %s --priority 256",
+           tw_port(), q);
+  refused("warren-publish", args,
+          "--priority takes a whole number from 0 to 255 (got '256')");
+  snprintf(args, sizeof args, "--port %d --routing-key %s --priority -1",
+           tw_port(), q);
+  refused("warren-publish", args,
+          "--priority takes a whole number from 0 to 255 (got '-1')");
+  snprintf(args, sizeof args, "--port %d --routing-key %s --priority high",
+           tw_port(), q);
+  refused("warren-publish", args,
+          "--priority takes a whole number from 0 to 255 (got 'high')");
   snprintf(args, sizeof args, "--port 99999 --routing-key %s", q);
   refused("warren-publish", args,
           "--port takes a whole number from 1 to 65535 (got '99999')");
