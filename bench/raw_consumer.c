@@ -92,9 +92,15 @@ int main(int argc, char **argv) {
                (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec +
                         r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) /
                    1e6;
-  printf("%ld %.3f %.0f %.2f %.1f\n", n, dt, (double)n / dt,
+  /* bench/run's columns: jobs, seconds, msg/s, faults, CPU us and
+   * context switches per job */
+  printf("%ld %.3f %.0f %.2f %.1f %.2f\n", n, dt, (double)n / dt,
          jobs > 0 ? (double)(r1.ru_minflt - r0.ru_minflt) / (double)jobs : 0,
-         jobs > 0 ? cpu * 1e6 / (double)jobs : 0);
+         jobs > 0 ? cpu * 1e6 / (double)jobs : 0,
+         jobs > 0 ? (double)(r1.ru_nvcsw - r0.ru_nvcsw + r1.ru_nivcsw -
+                             r0.ru_nivcsw) /
+                        (double)jobs
+                  : 0);
   if (lat) {
     FILE *f = fopen(latfile, "a");
     if (f) {
