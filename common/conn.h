@@ -43,6 +43,9 @@ typedef struct wr_conn_params {
   const char *password;
   int heartbeat; /* seconds, 0 disables */
   double connect_timeout;
+  /* The worker's whole connection set-up: both connections, log-ins,
+   * declares and consumers (seconds; session.c). */
+  double setup_timeout;
   wr_tls_params tls;
   /* Advertise connection.blocked: the broker then says when a resource
    * alarm stops it reading this connection (WR_PUB_BLOCKED). Only for a

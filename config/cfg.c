@@ -504,10 +504,19 @@ static void load_nodes(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *g) {
 
 static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
                         config_setting_t *root) {
-  static const char *const keys[] = {
-      "url",  "host",     "port",          "nodes",     "vhost",
-      "user", "password", "password_file", "heartbeat", "connect_timeout",
-      "tls",  NULL};
+  static const char *const keys[] = {"url",
+                                     "host",
+                                     "port",
+                                     "nodes",
+                                     "vhost",
+                                     "user",
+                                     "password",
+                                     "password_file",
+                                     "heartbeat",
+                                     "connect_timeout",
+                                     "setup_timeout",
+                                     "tls",
+                                     NULL};
   static const char *const tls_keys[] = {
       "enabled",     "ca_file",         "cert_file", "key_file",
       "verify_peer", "verify_hostname", NULL};
@@ -536,6 +545,7 @@ static void load_broker(ctx *c, wr_cfg *cfg, size_t *used,
   }
   b->heartbeat = (int)get_int(c, g, "heartbeat", 30, 0, 3600);
   b->connect_timeout = get_double(c, g, "connect_timeout", 5, 0.1, 600);
+  b->setup_timeout = get_double(c, g, "setup_timeout", 60, 1, 3600);
   config_setting_t *pf =
       g ? config_setting_get_member(g, "password_file") : NULL;
   config_setting_t *pw = g ? config_setting_get_member(g, "password") : NULL;
@@ -1275,6 +1285,8 @@ int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
   line_of(&p, "broker.", "heartbeat", b, "heartbeat", "%d", bc->heartbeat);
   line_of(&p, "broker.", "connect_timeout", b, "connect_timeout", "%g",
           bc->connect_timeout);
+  line_of(&p, "broker.", "setup_timeout", b, "setup_timeout", "%g",
+          bc->setup_timeout);
   line_of(&p, "broker.tls.", "enabled", t, "enabled", "%s",
           bc->tls.enabled ? "true" : "false");
   line_of(&p, "broker.tls.", "ca_file", t, "ca_file", "\"%s\"",

@@ -1,9 +1,16 @@
 #include "session.h"
 
+#include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <warren/status.h>
 
@@ -14,6 +21,7 @@
 #define READ_BUDGET 256 /* deliveries read before serving workers */
 #define SERVICE_S 1.0   /* heartbeats are serviced at least this often */
 #define RECONNECT_JITTER 0.2
+#define SETUP_TIMEOUT_S 60.0 /* broker.setup_timeout's default */
 
 void wr_session_init(wr_session *s, const wr_conn_params *p,
                      amqp_channel_t pub_ch, double backoff_min,
@@ -93,19 +101,126 @@ static void plan_reconnect(wr_session *s, const char *why, int rc) {
     wr_info("reconnecting in %.1f s%s", d, to);
 }
 
-static void try_connect(wr_session *s) {
+/* A connection set-up runs on a thread of its own: the TCP connects,
+ * log-ins, declares and consumers of both connections wait on the
+ * network, and the loop goes on meanwhile (workers, timers, health,
+ * metrics). The thread touches only what it is given here and what the
+ * setup event reads (the configuration); the loop takes its result after
+ * joining it. */
+struct wr_setup {
+  pthread_t thread;
+  int efd;                 /* eventfd: the thread is done */
+  int done;                /* efd polled readable */
+  wr_conn_params params;   /* the node tried */
+  double deadline;         /* the whole set-up's (broker.setup_timeout) */
+  int cut;                 /* the deadline passed: sockets shut down */
+  _Atomic int sock, psock; /* the thread's sockets once open, or -1 */
+  const wr_session_events *ev;
+  void *ctx;
+  amqp_channel_t pub_ch;
+  /* The thread's result, read by the loop after the join. */
+  amqp_connection_state_t c, pc;
+  int rc;
   char err[512];
-  amqp_connection_state_t c = NULL, pc = NULL;
-  const wr_conn_params *b = current(s);
+};
+
+static void *setup_run(void *arg) {
+  wr_setup *u = arg;
+  wr_conn_params pb = u->params;
+  pb.notify_blocked = 1;
   /* The publishing connection first: deliveries start with the consumers
    * (setup), and a copy must have somewhere to go. */
-  wr_conn_params pb = *b;
-  pb.notify_blocked = 1;
-  int rc = wr_conn_open(&pb, &pc, err, sizeof err);
-  if (rc == WARREN_OK) rc = wr_conn_channel(pc, s->pub_ch, 1, err, sizeof err);
-  if (rc == WARREN_OK) rc = wr_conn_open(b, &c, err, sizeof err);
-  if (rc == WARREN_OK) rc = s->ev->setup(s->ctx, c, err, sizeof err);
+  int rc = wr_conn_open(&pb, &u->pc, u->err, sizeof u->err);
+  if (rc == WARREN_OK) {
+    atomic_store(&u->psock, amqp_get_sockfd(u->pc));
+    rc = wr_conn_channel(u->pc, u->pub_ch, 1, u->err, sizeof u->err);
+  }
+  if (rc == WARREN_OK)
+    rc = wr_conn_open(&u->params, &u->c, u->err, sizeof u->err);
+  if (rc == WARREN_OK) {
+    atomic_store(&u->sock, amqp_get_sockfd(u->c));
+    rc = u->ev->setup(u->ctx, u->c, u->err, sizeof u->err);
+  }
+  u->rc = rc;
+  uint64_t one = 1;
+  while (write(u->efd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+  return NULL;
+}
+
+static void on_setup_done(void *ctx, int fd, short revents) {
+  (void)fd, (void)revents;
+  ((wr_session *)ctx)->setup->done = 1;
+}
+
+/* Past the set-up's deadline: whatever the thread waits on fails now. */
+static void cut_setup(wr_setup *u) {
+  int fd = atomic_load(&u->sock), pfd = atomic_load(&u->psock);
+  if (fd >= 0) shutdown(fd, SHUT_RDWR);
+  if (pfd >= 0) shutdown(pfd, SHUT_RDWR);
+  u->cut = 1;
+}
+
+/* Join the thread and free what it leaves but the connections, which
+ * are returned (NULL when not made). */
+static void end_setup(wr_session *s, amqp_connection_state_t *c,
+                      amqp_connection_state_t *pc) {
+  wr_setup *u = s->setup;
+  pthread_join(u->thread, NULL);
+  wr_loop_unwatch(s->loop, u->efd, s);
+  close(u->efd);
+  *c = u->c;
+  *pc = u->pc;
+  s->setup = NULL;
+}
+
+static void start_setup(wr_session *s) {
+  wr_setup *u = calloc(1, sizeof *u);
+  const char *why = "no memory";
+  if (u) {
+    u->params = *current(s);
+    double t = s->params->setup_timeout;
+    u->deadline = wr_now() + (t > 0 ? t : SETUP_TIMEOUT_S);
+    atomic_init(&u->sock, -1);
+    atomic_init(&u->psock, -1);
+    u->ev = s->ev;
+    u->ctx = s->ctx;
+    u->pub_ch = s->pub_ch;
+    u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    why = "eventfd failed";
+    if (u->efd >= 0) {
+      s->setup = u;
+      if (wr_loop_watch(s->loop, u->efd, POLLIN, on_setup_done, s) ==
+              WARREN_OK &&
+          pthread_create(&u->thread, NULL, setup_run, u) == 0)
+        return;
+      why = "cannot start the connection set-up";
+      wr_loop_unwatch(s->loop, u->efd, s);
+      close(u->efd);
+      s->setup = NULL;
+    }
+  }
+  free(u);
+  plan_reconnect(s, why, WARREN_NOMEM);
+}
+
+/* The thread is done: take its connections, or plan the next try. */
+static void finish_setup(wr_session *s) {
+  wr_setup *u = s->setup;
+  amqp_connection_state_t c, pc;
+  end_setup(s, &c, &pc); /* joined: what the thread wrote is seen now */
+  int rc = u->rc, cut = u->cut;
+  char err[sizeof u->err + 96];
+  const wr_conn_params b = u->params; /* its strings are the config's */
+  if (cut)
+    snprintf(err, sizeof err,
+             "the connection set-up passed broker.setup_timeout (%g s): %s",
+             s->params->setup_timeout, u->err);
+  else
+    snprintf(err, sizeof err, "%s", u->err);
+  free(u);
   int watched = 0;
+  if (rc == WARREN_OK && cut) rc = WARREN_BROKER_CONNECT;
   if (rc == WARREN_OK)
     rc = wr_loop_watch(s->loop, amqp_get_sockfd(c), POLLIN, on_readable, s);
   if (rc == WARREN_OK) {
@@ -134,8 +249,21 @@ static void try_connect(wr_session *s) {
   s->pub_seq = 0;
   s->gen++;
   wr_backoff_reset(&s->backoff);
-  wr_info("connected to %s:%d vhost '%s'", b->host, b->port, b->vhost);
+  wr_info("connected to %s:%d vhost '%s'", b.host, b.port, b.vhost);
   s->ev->connected(s->ctx);
+}
+
+/* Stop a set-up under way (the process is stopping): its sockets are
+ * shut down, the thread joined, what it made destroyed. */
+static void abandon_setup(wr_session *s) {
+  if (!s->setup) return;
+  cut_setup(s->setup);
+  amqp_connection_state_t c, pc;
+  wr_setup *u = s->setup;
+  end_setup(s, &c, &pc);
+  free(u);
+  if (c) amqp_destroy_connection(c);
+  if (pc) amqp_destroy_connection(pc);
 }
 
 void wr_session_lost(wr_session *s, const char *why, int polite) {
@@ -166,10 +294,21 @@ int wr_session_buffered(const wr_session *s) {
 }
 
 double wr_session_prepare(wr_session *s, double now) {
+  if (s->setup && s->draining) {
+    /* Stopping: no consumer may start now. */
+    if (!s->setup->cut) cut_setup(s->setup);
+    if (s->setup->done) abandon_setup(s);
+    return 0;
+  }
+  if (s->setup && s->setup->done) finish_setup(s);
+  if (s->setup) {
+    if (!s->setup->cut && now >= s->setup->deadline) cut_setup(s->setup);
+    return s->setup->cut ? 0 : s->setup->deadline; /* the eventfd wakes it */
+  }
   if (!s->conn) {
     if (s->draining) return 0;
-    if (now >= s->next_connect) try_connect(s);
-    if (!s->conn) return s->next_connect;
+    if (now >= s->next_connect) start_setup(s);
+    if (!s->conn) return s->setup ? s->setup->deadline : s->next_connect;
   }
   return wr_session_buffered(s) ? now : s->next_service;
 }
@@ -405,6 +544,7 @@ int wr_session_send(wr_session *s, amqp_channel_t ch, const char *exchange,
 }
 
 void wr_session_close(wr_session *s) {
+  abandon_setup(s);
   if (!s->conn) return;
   wr_loop_unwatch(s->loop, s->sock, s);
   wr_loop_unwatch(s->loop, s->psock, s);

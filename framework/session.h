@@ -65,6 +65,9 @@ typedef struct wr_session_events {
 
 #define WR_SESSION_MAX_NODES WR_CONN_MAX_NODES
 
+/* A connection set-up under way (session.c). */
+typedef struct wr_setup wr_setup;
+
 typedef struct wr_session {
   const wr_conn_params *params;
   /* A cluster's nodes (params->nodes) in this process's own shuffled
@@ -72,7 +75,10 @@ typedef struct wr_session {
    * (or connected to). */
   uint8_t order[WR_SESSION_MAX_NODES];
   size_t node;
-  wr_conn_params cur;           /* params with the node's host and port */
+  wr_conn_params cur; /* params with the node's host and port */
+  /* Connecting runs on a thread of its own while the loop goes on; NULL
+   * when no set-up is under way. */
+  wr_setup *setup;
   amqp_connection_state_t conn; /* NULL while disconnected */
   int sock;
   amqp_connection_state_t pconn; /* publishing; set whenever conn is */

@@ -742,6 +742,8 @@ int wr_sup_run(wr_sup *s) {
     /* of jobs the stop just settled */
     for (size_t i = 0; i < s->nh; i++) wr_sup_flush_acks(s, &s->h[i]);
     wr_session_close(&s->session);
+  } else {
+    wr_session_close(&s->session); /* a set-up under way is abandoned */
   }
   for (size_t i = 0; i < s->nh; i++)
     wr_stats_log(s->h[i].cfg->name, &s->stats[i]);

@@ -287,3 +287,71 @@ Test(network, a_resource_alarm_blocks_only_publishing_and_readiness_says_so,
   cr_assert_eq(tw_queue_len("it.alarm.dlq"), NF, "nothing lost");
   cr_assert_eq(tw_http(hport, NULL, "/readyz", NULL, body, sizeof body), -1);
 }
+
+/* A reconnect over a slow network does not freeze the loop: with 400 ms
+ * added to every read both ways (an 800 ms round trip), the set-up of
+ * both connections, the declares of the work, retry and dead-letter
+ * queues and the consumer takes many seconds, and meanwhile the loop goes
+ * on: /healthz answers 200 with the loop's idle time under half the
+ * watchdog's (the loop turns at least every second), the worker's jobs
+ * finish, and it consumes once the set-up is done. */
+Test(network, a_reconnect_over_400_ms_of_latency_never_stalls_the_loop,
+     .timeout = 180) {
+  const char *q = "it.latency";
+  cr_assert_eq(tw_own_queues(q, "it.latency.dlq", NULL), 0);
+  int port = tw_proxy_start(0);
+  cr_assert_gt(port, 0, "no proxy port free in 5830..5849");
+  int hport = range_port();
+  cr_assert_gt(hport, 0);
+  const char *dir = tw_dir();
+  char broker[300], text[1024], log[400], rec[400], body[2048];
+  snprintf(broker, sizeof broker,
+           "broker = { host = \"127.0.0.1\"; port = %d; heartbeat = 30; };\n",
+           port);
+  snprintf(text, sizeof text,
+           "health = { port = %d; };\n"
+           "handlers = ( { name = \"h\"; queue = \"%s\";\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";\n"
+           "  settings = { log = \"%s/rec\"; }; } );\n",
+           hport, q, dir);
+  snprintf(log, sizeof log, "%s/warren.log", dir);
+  snprintf(rec, sizeof rec, "%s/rec", dir);
+  pid_t w = tw_warren_start_with(dir, broker, "", text);
+  cr_assert_gt(w, 0);
+  cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
+  tw_proxy_mode(TW_PROXY_LATENCY, 400);
+  tw_proxy_reset();
+  cr_assert(tw_wait_text(log, "broker connection lost", 10));
+  double t0 = wr_now(), worst = 0;
+  int polls = 0, bad = 0;
+  while (tw_occurrences(log, "consuming 1 queue(s)") < 2 &&
+         wr_now() - t0 < 120) {
+    double a = wr_now();
+    long code = tw_http(hport, NULL, "/healthz", NULL, body, sizeof body);
+    double took = wr_now() - a;
+    const char *idle = strstr(body, "\"loop_idle_seconds\":");
+    double idle_s = idle ? atof(idle + strlen("\"loop_idle_seconds\":")) : 99;
+    if (code != 200 || idle_s >= 5.0) {
+      cr_log_error("/healthz %ld after %.1f s: %s", code, a - t0, body);
+      bad++;
+    }
+    if (idle_s > worst) worst = idle_s;
+    if (took > worst) worst = took;
+    polls++;
+    nap(0.2);
+  }
+  double setup = wr_now() - t0;
+  cr_log_info(
+      "reconnect over 400 ms latency: %.1f s; %d probes, worst loop "
+      "idle or answer %.2f s",
+      setup, polls, worst);
+  cr_assert_eq(tw_occurrences(log, "consuming 1 queue(s)"), 2,
+               "it consumed again over the slow network");
+  cr_assert_geq(setup, 3.0, "the set-up waited on the latency");
+  cr_assert_eq(bad, 0, "%d probe(s) of %d saw the loop stalled", bad, polls);
+  tw_proxy_mode(TW_PROXY_PASS, 0);
+  cr_assert_eq(tw_publish(q, 20, "j"), 0);
+  cr_assert_eq(tw_wait_count(rec, "end", "j", 20, 20, 30), 20);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
