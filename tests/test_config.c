@@ -395,6 +395,8 @@ static const bound bounds[] = {
      "3600", "3601"},
     {"broker.connect_timeout", "broker = { connect_timeout = %s; };\n" HR(""),
      "0.099", "0.1", "600.0", "600.001"},
+    {"broker.setup_timeout", "broker = { setup_timeout = %s; };\n" HR(""),
+     "0.999", "1.0", "3600.0", "3600.001"},
     {"worker.shutdown_grace", "worker = { shutdown_grace = %s; };\n" HR(""),
      "-0.001", "0.0", "86400.0", "86400.001"},
     {"worker.reconnect_min",
