@@ -63,6 +63,7 @@ typedef struct wr_breaker {
   uint64_t opened;   /* times it opened, since the start */
   uint64_t changes;  /* changes of state, since the start */
   int passed;        /* half-open: trials passed in a row */
+  uint64_t returned; /* prefetched jobs given back unstarted, in all */
   /* The window: the last cfg->window attempts, a ring. */
   int n, next;
   int failures; /* of the n */
@@ -85,6 +86,11 @@ int wr_breaker_tick(wr_breaker *b, double now);
 
 /* When wr_breaker_tick next has work (monotonic), or 0: none. */
 double wr_breaker_due(const wr_breaker *b);
+
+/* The supervisor gave n prefetched, unstarted jobs back to the queue. */
+static inline void wr_breaker_gave_back(wr_breaker *b, unsigned n) {
+  b->returned += n;
+}
 
 /* Whether the outcome of an attempt that ran counts, and as a failure:
  * -1 it does not count, 0 success, 1 failure. */

@@ -17,7 +17,8 @@ static wr_breaker_cfg cfg(void) {
 /* n attempts ending at time t, each started just before. */
 static int feed(wr_breaker *b, double t, int n, int failed, double ms) {
   int changed = 0;
-  for (int i = 0; i < n; i++) changed |= wr_breaker_record(b, t, t - 0.01, failed, ms);
+  for (int i = 0; i < n; i++)
+    changed |= wr_breaker_record(b, t, t - 0.01, failed, ms);
   return changed;
 }
 
