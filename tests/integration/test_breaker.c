@@ -57,7 +57,7 @@ static pid_t start(const char *q, const char *handler, const char *settings) {
   snprintf(sick_, sizeof sick_, "%s/sick", dir);
   snprintf(text, sizeof text,
            "health = { port = %d; probe_interval = 1.0; snapshot_interval = "
-           "0.1; };\n"
+           "0.1; check_interval = 1.0; };\n"
            "events = { enabled = true; };\n"
            "handlers = ( { name = \"h\"; queue = \"%s\"; plugin = \"" RECORD
            "\";\n  %s\n  settings = { log = \"%s\"; %s }; } );\n",
