@@ -149,8 +149,7 @@ static void bind_events(const char *q, const char *key) {
                         amqp_cstring_bytes("topic"), 0, 1, 0, 0,
                         amqp_empty_table);
   amqp_rpc_reply_t r1 = amqp_get_rpc_reply(c);
-  amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 0, 1, 0, 0,
-                     amqp_empty_table);
+  amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 0, 1, 0, 0, amqp_empty_table);
   amqp_rpc_reply_t r2 = amqp_get_rpc_reply(c);
   amqp_queue_bind(c, 1, amqp_cstring_bytes(q),
                   amqp_cstring_bytes("warren.events"), amqp_cstring_bytes(key),
@@ -274,8 +273,8 @@ Test(breaker, failures_open_it_and_trials_close_it_with_nothing_lost,
   cJSON *open = cJSON_GetArrayItem(cJSON_GetObjectItem(ready, "breakers"), 0);
   cr_assert_str_eq(s_of(open, "handler"), "h", "%s", body_);
   cr_assert_str_eq(s_of(open, "state"), "open", "%s", body_);
-  cr_assert(strstr(s_of(open, "message"), "failure rate 1.00 >= 0.50"),
-            "%s", body_);
+  cr_assert(strstr(s_of(open, "message"), "failure rate 1.00 >= 0.50"), "%s",
+            body_);
   cJSON_Delete(ready);
   cJSON *b = status_breaker();
   cr_assert_str_eq(s_of(b, "reason"), "failure_rate");
