@@ -670,6 +670,36 @@ static void load_retry(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
   r->n_backoff = n;
 }
 
+/* handlers[].breaker: off without the group. A bound of 0 turns its
+ * trigger off; at least one must be on. */
+static void load_breaker(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
+  static const char *const keys[] = {
+      "failure_rate", "slow_ms",   "slow_percentile", "window",
+      "min_jobs",     "cool_down", "trial_jobs",      NULL};
+  config_setting_t *g = get_group(c, e, "breaker", 0);
+  wr_breaker_cfg *b = &h->breaker;
+  b->enabled = g != NULL;
+  check_keys(c, g, keys);
+  b->failure_rate = get_double(c, g, "failure_rate", 0.5, 0, 1);
+  b->slow_ms = get_double(c, g, "slow_ms", 0, 0, 86400000);
+  b->slow_percentile = get_double(c, g, "slow_percentile", 0.9, 0.5, 1);
+  b->window = (int)get_int(c, g, "window", 20, 2, WR_CFG_MAX_BREAKER_WINDOW);
+  b->min_jobs = (int)get_int(c, g, "min_jobs", b->window < 10 ? b->window : 10,
+                             1, WR_CFG_MAX_BREAKER_WINDOW);
+  b->cool_down = get_double(c, g, "cool_down", 30, 0.1, 86400);
+  b->trial_jobs = (int)get_int(c, g, "trial_jobs", 3, 1, 1000);
+  if (!g) return;
+  if (b->min_jobs > b->window)
+    problem(c, config_setting_get_member(g, "min_jobs"),
+            "must be at most window (%d): the window holds only that many "
+            "jobs",
+            b->window);
+  if (b->failure_rate == 0 && b->slow_ms == 0)
+    problem(c, g,
+            "failure_rate and slow_ms are both 0: nothing would open the "
+            "breaker");
+}
+
 /* The `signing` section: the keyring, read now so a missing, unreadable
  * or short key stops the start with its file and line. */
 static void load_signing(ctx *c, wr_cfg *cfg, size_t *used,
@@ -856,6 +886,7 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
                                      "signing_keys",
                                      "delayed",
                                      "reply_queues",
+                                     "breaker",
                                      NULL};
   check_keys(c, e, keys);
   h->line = config_setting_source_line(e);
@@ -894,6 +925,7 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
   load_max_priority(c, h, e);
   load_bindings(c, h, e);
   load_retry(c, h, e);
+  load_breaker(c, h, e);
   /* RabbitMQ refuses names over 255 bytes: check the longest derived one
    * here, not at the first retry. */
   char name[512];
@@ -1411,6 +1443,23 @@ int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
                                k ? ", " : "", h->retry.backoff[k]);
     line_of(&p, pre, "retry.backoff", rg, "backoff", "[%s]", steps);
     line_of(&p, pre, "retry.jitter", rg, "jitter", "%g", h->retry.jitter);
+    const config_setting_t *bg = group(hg, "breaker");
+    if (h->breaker.enabled) {
+      const wr_breaker_cfg *b = &h->breaker;
+      line_of(&p, pre, "breaker.failure_rate", bg, "failure_rate", "%g",
+              b->failure_rate);
+      line_of(&p, pre, "breaker.slow_ms", bg, "slow_ms", "%g", b->slow_ms);
+      line_of(&p, pre, "breaker.slow_percentile", bg, "slow_percentile", "%g",
+              b->slow_percentile);
+      line_of(&p, pre, "breaker.window", bg, "window", "%d", b->window);
+      line_of(&p, pre, "breaker.min_jobs", bg, "min_jobs", "%d", b->min_jobs);
+      line_of(&p, pre, "breaker.cool_down", bg, "cool_down", "%g",
+              b->cool_down);
+      line_of(&p, pre, "breaker.trial_jobs", bg, "trial_jobs", "%d",
+              b->trial_jobs);
+    } else {
+      line_of(&p, pre, "breaker", hg, "breaker", "%s", "(off)");
+    }
     line_of(&p, pre, "require_signature", hg, "require_signature", "%s",
             h->require_signature ? "true" : "false");
     line_of(&p, pre, "signing_keys", hg, "signing_keys", "%s",

@@ -51,6 +51,21 @@ typedef struct wr_retry_cfg {
   double jitter;                      /* +- fraction of each delay */
 } wr_retry_cfg;
 
+/* A handler's circuit breaker (framework/breaker.h; docs/features.md,
+ * "Circuit breaker"). The `breaker` group; off when absent. */
+typedef struct wr_breaker_cfg {
+  int enabled;            /* the group is there */
+  double failure_rate;    /* open at this share of failures; 0: never */
+  double slow_ms;         /* open when the percentile passes it; 0: never */
+  double slow_percentile; /* which percentile of the durations, 0.5..1 */
+  int window;             /* the last N attempts are looked at */
+  int min_jobs;           /* attempts in the window before any decision */
+  double cool_down;       /* seconds open before the trial jobs */
+  int trial_jobs;         /* trials in a row that must pass to close */
+} wr_breaker_cfg;
+
+#define WR_CFG_MAX_BREAKER_WINDOW 1000
+
 typedef struct wr_handler_cfg {
   const char *name;
   const char *queue;
@@ -71,6 +86,7 @@ typedef struct wr_handler_cfg {
   int delayed;            /* its queue takes delayed jobs (docs/delays.md) */
   size_t max_result;      /* bytes of a job's result (results.md) */
   wr_retry_cfg retry;
+  wr_breaker_cfg breaker;
   int require_signature;     /* refuse unsigned jobs (signing.md) */
   const char **signing_keys; /* key ids it accepts; none: every key */
   size_t n_signing_keys;

@@ -16,6 +16,7 @@
 #include <amqp_framing.h>
 
 #include "../config/cfg.h"
+#include "breaker.h"
 #include "clock.h"
 #include "conn.h"
 #include "field.h"
@@ -98,9 +99,11 @@ struct wr_events {
 /* ---- formatting (pure) ---------------------------------------------- */
 
 static const char *const names[WR_EV_KINDS] = {
-    "job.received",     "job.started",   "job.succeeded",     "job.retried",
-    "job.failed",       "job.revoked",   "job.dead_lettered", "worker.online",
-    "worker.heartbeat", "worker.offline"};
+    "job.received",      "job.started",    "job.succeeded",
+    "job.retried",       "job.failed",     "job.revoked",
+    "job.dead_lettered", "worker.online",  "worker.heartbeat",
+    "worker.offline",    "breaker.opened", "breaker.half_open",
+    "breaker.closed"};
 
 const char *wr_events_name(int kind) {
   return kind >= 0 && kind < WR_EV_KINDS ? names[kind] : "unknown";
@@ -115,7 +118,7 @@ const char *wr_events_outcome(int outcome) {
 
 char *wr_events_routing_key(const char *handler, int kind, char *buf,
                             size_t len) {
-  if (kind >= WR_EV_JOB_KINDS)
+  if (kind >= WR_EV_JOB_KINDS && kind < WR_EV_BREAKER_OPENED)
     snprintf(buf, len, "%s", wr_events_name(kind));
   else
     snprintf(buf, len, "%s.%s", handler, wr_events_name(kind));
@@ -292,6 +295,26 @@ cJSON *wr_events_worker_json(int kind, int64_t time_ms, const wr_ev_source *src,
 /* ---- the loop thread: records into the ring -------------------------- */
 
 /* Counters only the loop thread writes: no locked read-modify-write. */
+cJSON *wr_events_breaker_json(const wr_ev_rec *r, const wr_ev_source *src) {
+  cJSON *o = common(r->kind, r->time_ms, src);
+  if (!o) return NULL;
+  const wr_handler_cfg *h = &src->cfg->handlers[r->handler];
+  static const char *const states[] = {"open", "half_open", "closed"};
+  cJSON_AddStringToObject(o, "handler", h->name);
+  cJSON_AddStringToObject(o, "queue", h->queue);
+  cJSON_AddStringToObject(o, "state", states[r->kind - WR_EV_BREAKER_OPENED]);
+  cJSON_AddStringToObject(o, "reason", r->reason);
+  cJSON_AddStringToObject(o, "message", r->error);
+  /* A measure only where one was held against a bound. */
+  if (!strcmp(r->reason, "failure_rate") || !strcmp(r->reason, "slow") ||
+      !strcmp(r->reason, "trial_slow")) {
+    cJSON_AddNumberToObject(o, "value", r->duration);
+    cJSON_AddNumberToObject(o, "bound", r->bound);
+  }
+  cJSON_AddNumberToObject(o, "opened", (double)r->delay_ms);
+  return o;
+}
+
 static void bump(_Atomic uint64_t *a, int d) {
   atomic_store_explicit(
       a, atomic_load_explicit(a, memory_order_relaxed) + (uint64_t)(int64_t)d,
@@ -464,6 +487,31 @@ static void on_confirmed(void *ctx, size_t h, const wr_job *job, int ok) {
   r->error[0] = '\0';
   memcpy(r->reason, st->reason, sizeof r->reason);
   r->texts = 1;
+  put(ev);
+}
+
+void wr_events_breaker(wr_events *ev, size_t h, const wr_breaker *b,
+                       const char *text) {
+  if (!ev || !wanted(ev)) return;
+  wr_ev_rec *r = take(ev);
+  if (!r) return;
+  r->time_ms = wr_unix_ms();
+  r->kind =
+      (uint8_t)(b->state == WR_BREAKER_OPEN     ? WR_EV_BREAKER_OPENED
+                : b->state == WR_BREAKER_CLOSED ? WR_EV_BREAKER_CLOSED
+                                                : WR_EV_BREAKER_HALF_OPEN);
+  r->handler = (uint16_t)h;
+  r->attempt = 0;
+  r->outcome = 0;
+  r->traced = 0;
+  r->has_id = 0;
+  r->id_len = 0;
+  r->texts = 1;
+  r->duration = b->value;
+  r->bound = b->bound;
+  r->delay_ms = (int64_t)b->opened;
+  copy_text(r->reason, sizeof r->reason, wr_breaker_why_name(b->why));
+  copy_text(r->error, sizeof r->error, text);
   put(ev);
 }
 
@@ -645,6 +693,38 @@ static void add(wr_events *ev, const wr_ev_rec *r) {
   if (g->n >= ev->ec->batch) flush(ev);
 }
 
+/* A breaker event: after the job events that led to it, in a message of
+ * its own, and to the stream. */
+static void breaker_event(wr_events *ev, const wr_ev_rec *r) {
+  cJSON *o = wr_events_breaker_json(r, &ev->src);
+  if (!o) {
+    atomic_fetch_add(&ev->dropped_broker, 1);
+    return;
+  }
+  if (streaming(ev)) {
+    char *text = cJSON_PrintUnformatted(o);
+    if (text)
+      wr_live_publish(ev->live, r->handler, NULL, 0, text, strlen(text));
+    free(text);
+  }
+  if (!ev->exchange) {
+    cJSON_Delete(o);
+    return;
+  }
+  cJSON *a = cJSON_CreateArray();
+  if (!a) {
+    cJSON_Delete(o);
+    atomic_fetch_add(&ev->dropped_broker, 1);
+    return;
+  }
+  cJSON_AddItemToArray(a, o);
+  if (ev->nwin) flush(ev);
+  char rk[300];
+  wr_events_routing_key(ev->cfg->handlers[r->handler].name, r->kind, rk,
+                        sizeof rk);
+  send_json(ev, rk, a, 1);
+}
+
 /* Take what the loop thread queued; returns how many. */
 static size_t drain(wr_events *ev) {
   size_t h = atomic_load_explicit(&ev->head, memory_order_relaxed);
@@ -652,6 +732,10 @@ static size_t drain(wr_events *ev) {
   size_t n = t - h;
   for (size_t i = h; i != t; i++) {
     const wr_ev_rec *r = &ev->ring[i & ev->mask];
+    if (r->kind >= WR_EV_BREAKER_OPENED) {
+      breaker_event(ev, r);
+      continue;
+    }
     if (ev->conn) {
       add(ev, r); /* and to the stream */
       continue;

@@ -41,6 +41,9 @@ typedef enum wr_ev_kind {
   WR_EV_ONLINE = WR_EV_JOB_KINDS,
   WR_EV_HEARTBEAT,
   WR_EV_OFFLINE,
+  WR_EV_BREAKER_OPENED, /* a handler's circuit breaker (breaker.h) */
+  WR_EV_BREAKER_HALF_OPEN,
+  WR_EV_BREAKER_CLOSED,
   WR_EV_KINDS
 } wr_ev_kind;
 
@@ -66,6 +69,8 @@ typedef struct wr_ev_rec {
   char id[WR_EV_ID_MAX];
   char reason[WR_EV_REASON_MAX]; /* with texts: NUL-terminated, "" none */
   char error[WR_EV_ERROR_MAX];
+  double bound; /* breaker events: the bound `duration` (the measured
+                   value) was held against; opened: times it opened */
 } wr_ev_rec;
 
 /* Who sends: the fields every event carries. */
@@ -112,6 +117,10 @@ int wr_events_format_job(const wr_ev_rec *r, const char *head, size_t hlen,
 cJSON *wr_events_worker_json(int kind, int64_t time_ms, const wr_ev_source *src,
                              const wr_ev_worker *w);
 
+/* A breaker event (kind WR_EV_BREAKER_*) as a JSON object: the record's
+ * state, reason, message, value and bound. */
+cJSON *wr_events_breaker_json(const wr_ev_rec *r, const wr_ev_source *src);
+
 /* Start: with events.enabled the sender thread connects with cfg's
  * broker settings and publishes to the exchange; live (NULL: none) gets
  * every job event while a client streams them (live.h), also with the
@@ -127,6 +136,14 @@ int wr_events_create(const struct wr_cfg *cfg, const char *hostname,
 void wr_events_destroy(wr_events *ev, double flush_s);
 /* Any thread. */
 void wr_events_counters_get(wr_events *ev, wr_events_counters *out);
+
+struct wr_breaker;
+/* Handler h's breaker b changed (text: the change in words): a
+ * breaker.opened, breaker.half_open or breaker.closed event, sent at the
+ * sender's next turn after the job events before it. Loop thread; ev
+ * NULL is ignored. */
+void wr_events_breaker(wr_events *ev, size_t h, const struct wr_breaker *b,
+                       const char *text);
 
 /* ctx: the wr_events. */
 extern const wr_job_events wr_events_events;

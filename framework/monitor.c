@@ -60,6 +60,7 @@ struct wr_monitor {
   char why[256];
   int64_t check_at_ms;
   int published_why; /* readiness in the last snapshot, to publish changes */
+  uint64_t published_breakers; /* breaker changes in the last snapshot */
   int published_failing;
   crash_ring *crashes; /* one per handler */
   int *nworkers;       /* per handler, for the snapshot's size */
@@ -125,7 +126,7 @@ static void probe_answer(wr_monitor *m, const amqp_queue_declare_ok_t *ok) {
   wr_sup *s = m->s;
   wr_handler_rt *h = &s->h[q->handler];
   if (q->kind == Q_WORK && q->consumers <= 0 && s->session.conn &&
-      !s->draining && !h->resume_at) {
+      !s->draining && !h->resume_at && !(h->breaker && !h->consuming)) {
     wr_warn("handler %s: queue %s %s; declaring and consuming it again",
             h->cfg->name, q->name, ok ? "has no consumer" : "does not exist");
     h->resume_at = wr_now();
@@ -220,6 +221,34 @@ static const char *state_name(wr_child_state st) {
   return (unsigned)st < sizeof names / sizeof *names ? names[st] : "unknown";
 }
 
+/* Handler h's circuit breaker, with its times as unix ms. */
+static void snap_breaker(const wr_handler_rt *h, wr_snap_handler *o,
+                         double now) {
+  const wr_breaker *b = h->breaker;
+  if (!b) return;
+  int64_t unix_now = wr_unix_ms();
+  o->breaker.on = 1;
+  o->breaker.state = b->state;
+  o->breaker.reason = wr_breaker_why_name(b->why);
+  wr_breaker_describe(b, o->breaker.message, sizeof o->breaker.message);
+  o->breaker.since_ms = unix_now - (int64_t)((now - b->since) * 1000);
+  if (b->state == WR_BREAKER_OPEN)
+    o->breaker.trials_at_ms =
+        unix_now + (int64_t)((wr_breaker_due(b) - now) * 1000);
+  o->breaker.opened = b->opened;
+  o->breaker.returned = b->returned;
+  o->breaker.trials_passed = b->passed;
+  o->breaker.trial_jobs = b->cfg->trial_jobs;
+}
+
+/* Changes of every breaker so far: a change is published at once. */
+static uint64_t breaker_changes(const wr_sup *s) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < s->breakers.n; i++)
+    if (s->h[i].breaker) n += s->h[i].breaker->changes;
+  return n;
+}
+
 static void snap_handler(wr_monitor *m, size_t i, wr_snap_handler *o,
                          double now) {
   wr_sup *s = m->s;
@@ -265,6 +294,7 @@ static void snap_handler(wr_monitor *m, size_t i, wr_snap_handler *o,
                             sizeof w->job - 1)] = '\0';
     }
   }
+  snap_breaker(h, o, now);
   o->in_flight = o->pending + o->in_workers + o->awaiting_copy;
   o->work = o->dlq = (wr_snap_queue){-1, -1, 0};
   o->retrying = 0;
@@ -345,6 +375,7 @@ static void snapshot(wr_monitor *m, double now) {
     n->ev.connected = c.connected;
   }
   m->published_why = n->not_ready;
+  m->published_breakers = breaker_changes(s);
   m->published_failing = m->failing;
   wr_snap_publish(&m->store, n);
 }
@@ -391,7 +422,10 @@ static void self_check(wr_monitor *m, double now, int due) {
        k++) {
     const probe_q *q = &m->q[k];
     /* Only a probe of this connection says anything of its consumers. */
-    if (q->kind == Q_WORK && q->gen == s->session.gen && q->consumers == 0)
+    /* An open breaker cancelled its handler's consumer on purpose. */
+    const wr_handler_rt *h = &s->h[q->handler];
+    if (q->kind == Q_WORK && q->gen == s->session.gen && q->consumers == 0 &&
+        !(h->breaker && (!h->consuming || q->at_ms <= h->consumed_ms)))
       snprintf(why, sizeof why,
                "handler %s: no consumer registered on queue %s",
                s->h[q->handler].cfg->name, q->name);
@@ -462,7 +496,8 @@ static double prepare(void *ctx, double now) {
   }
   int why = atomic_load_explicit(&s->hs.why, memory_order_relaxed);
   if (now >= m->next_snap || why != m->published_why ||
-      m->failing != m->published_failing) {
+      m->failing != m->published_failing ||
+      (s->breakers.n && breaker_changes(s) != m->published_breakers)) {
     snapshot(m, now);
     m->next_snap = now + cfg->snapshot_interval;
   }

@@ -150,6 +150,33 @@ static double dlq(const wr_snap_handler *h) {
   return nan_if(h->dlq.messages);
 }
 
+static double breaker_state(const wr_snap_handler *h) {
+  return h->breaker.on ? h->breaker.state : NAN;
+}
+
+static double breaker_opened(const wr_snap_handler *h) {
+  return h->breaker.on ? (double)h->breaker.opened : NAN;
+}
+
+static double breaker_returned(const wr_snap_handler *h) {
+  return h->breaker.on ? (double)h->breaker.returned : NAN;
+}
+
+/* Handlers with a circuit breaker; nothing when none has one. */
+static void breakers(page *g, const wr_snap *s) {
+  size_t i = 0;
+  while (i < s->nh && !s->h[i].breaker.on) i++;
+  if (i == s->nh) return;
+  each(g, s, "warren_breaker_state", "gauge",
+       "The handler's circuit breaker: 0 closed, 1 open, 2 half-open.",
+       breaker_state);
+  each(g, s, "warren_breaker_opened_total", "counter",
+       "Times the handler's circuit breaker opened.", breaker_opened);
+  each(g, s, "warren_breaker_jobs_given_back_total", "counter",
+       "Prefetched jobs the open breaker gave back to the queue unstarted.",
+       breaker_returned);
+}
+
 static void outcomes(page *g, const wr_snap *s) {
   char hl[600];
   head(g, "warren_jobs_total", "counter",
@@ -223,6 +250,7 @@ char *wr_prom_render(const wr_snap *s, size_t *len) {
        retrying);
   each(&g, s, "warren_dead_letter_queue_messages", "gauge",
        "Messages in the handler's dead-letter queue (last probe).", dlq);
+  breakers(&g, s);
   hist(&g, s, "warren_job_duration_seconds",
        "Time from a handler's start to its result.", 0);
   hist(&g, s, "warren_job_pickup_latency_seconds",

@@ -62,6 +62,10 @@ static const char *not_ready_text(int why, const wr_snap *s, char *buf,
   return buf;
 }
 
+static const char *breaker_state(int st) {
+  return st == 1 ? "open" : st == 2 ? "half_open" : "closed";
+}
+
 char *wr_report_ready(int why, const wr_snap *s) {
   char buf[400];
   cJSON *o = cJSON_CreateObject();
@@ -71,6 +75,20 @@ char *wr_report_ready(int why, const wr_snap *s) {
     cJSON_AddNullToObject(o, "reason");
   else
     add_text(o, "reason", not_ready_text(why, s, buf, sizeof buf));
+  /* Breakers that are not closed: the worker stays ready (a breaker
+   * protects what the handler calls, not this process), and says so. */
+  cJSON *bs = NULL;
+  for (size_t i = 0; s && i < s->nh; i++) {
+    const wr_snap_handler *h = &s->h[i];
+    if (!h->breaker.on) continue;
+    if (!bs) bs = cJSON_AddArrayToObject(o, "breakers");
+    if (!h->breaker.state) continue;
+    cJSON *b = cJSON_CreateObject();
+    add_text(b, "handler", h->name);
+    add_text(b, "state", breaker_state(h->breaker.state));
+    add_text(b, "message", h->breaker.message);
+    cJSON_AddItemToArray(bs, b);
+  }
   return done(o);
 }
 
@@ -209,6 +227,25 @@ static cJSON *worker(const wr_snap_worker *w) {
   return o;
 }
 
+/* A handler's circuit breaker, or null without one. */
+static cJSON *breaker(const wr_snap_handler *h) {
+  if (!h->breaker.on) return cJSON_CreateNull();
+  cJSON *b = cJSON_CreateObject();
+  add_text(b, "state", breaker_state(h->breaker.state));
+  add_text(b, "reason", h->breaker.reason);
+  add_text(b, "message", h->breaker.message);
+  cJSON_AddItemToObject(b, "since", iso(h->breaker.since_ms));
+  if (h->breaker.state == 1)
+    cJSON_AddItemToObject(b, "trials_at", iso(h->breaker.trials_at_ms));
+  else
+    cJSON_AddNullToObject(b, "trials_at");
+  cJSON_AddNumberToObject(b, "trials_passed", h->breaker.trials_passed);
+  cJSON_AddNumberToObject(b, "trial_jobs", h->breaker.trial_jobs);
+  cJSON_AddNumberToObject(b, "opened", (double)h->breaker.opened);
+  cJSON_AddNumberToObject(b, "jobs_given_back", (double)h->breaker.returned);
+  return b;
+}
+
 static cJSON *handler(const wr_snap_handler *h) {
   cJSON *o = cJSON_CreateObject();
   add_text(o, "name", h->name);
@@ -232,6 +269,7 @@ static cJSON *handler(const wr_snap_handler *h) {
   } else {
     cJSON_AddNullToObject(o, "last_error");
   }
+  cJSON_AddItemToObject(o, "breaker", breaker(h));
   cJSON_AddNumberToObject(o, "restarts", (double)h->restarts);
   cJSON_AddNumberToObject(o, "workers_alive", h->alive);
   cJSON *ws = cJSON_AddArrayToObject(o, "workers");

@@ -54,6 +54,17 @@ typedef struct wr_snap_handler {
   int alive;               /* worker processes up (1 in process) */
   int nworkers;
   wr_snap_worker *w;
+  struct {
+    int on;               /* the handler has a circuit breaker */
+    int state;            /* wr_breaker_state: 0 closed, 1 open, 2 half-open */
+    const char *reason;   /* why it last changed (wr_breaker_why_name) */
+    char message[200];    /* the same in words */
+    int64_t since_ms;     /* unix ms of that change */
+    int64_t trials_at_ms; /* open: when the trials begin */
+    uint64_t opened;      /* times it opened */
+    uint64_t returned;    /* prefetched jobs given back unstarted */
+    int trials_passed, trial_jobs;
+  } breaker;
 } wr_snap_handler;
 
 typedef struct wr_snap {

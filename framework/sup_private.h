@@ -10,6 +10,7 @@
 #include "acks.h"
 #include "arena.h"
 #include "backoff.h"
+#include "breaker.h"
 #include "health.h"
 #include "inproc.h"
 #include "intake.h"
@@ -41,6 +42,11 @@ typedef struct wr_handler_rt {
   wr_arena *arena;        /* its large bodies (arena.h); NULL: none */
   double resume_at;       /* consume again then: the broker cancelled it */
   wr_backoff resume;      /* between attempts to consume again */
+  wr_breaker *breaker;    /* its circuit breaker (breaker.h); NULL: none */
+  uint64_t breaker_seen;  /* the breaker's changes carried out so far */
+  int consuming;          /* with a breaker: the prefetch its consumer was
+                             started with; 0: none (the breaker is open) */
+  int64_t consumed_ms;    /* unix ms the breaker last consumed again */
 } wr_handler_rt;
 
 struct wr_sup {
@@ -70,7 +76,8 @@ struct wr_sup {
   char host[64];
   struct wr_events *events; /* lifecycle events (events.h); NULL: off */
   struct wr_live *live;     /* GET /api/events (live.h); NULL: off */
-  wr_revoked revoked; /* revoked ids and the control channel (revoked.h) */
+  wr_revoked revoked;   /* revoked ids and the control channel (revoked.h) */
+  wr_breakers breakers; /* the handlers' circuit breakers; n 0: none */
 };
 
 /* Give a job's slot back (its envelope is freed): the ledger's move to

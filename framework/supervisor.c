@@ -207,6 +207,8 @@ static const wr_pool_events *pool_events_for(const wr_observers *obs) {
 
 /* ---- the session's events ----------------------------------------------- */
 
+static int breaker_prefetch(const wr_handler_rt *h);
+
 static int on_setup(void *ctx, amqp_connection_state_t c, char *err,
                     size_t errlen) {
   wr_sup *s = ctx;
@@ -214,9 +216,12 @@ static int on_setup(void *ctx, amqp_connection_state_t c, char *err,
    * confirm mode): every channel rabbitmq-c has used costs its buffer
    * recycling on every delivery. */
   int rc = wr_topology_declare(c, s->cfg, s->session.pub_ch, err, errlen);
-  for (size_t i = 0; rc == WARREN_OK && i < s->nh; i++)
-    rc = wr_topology_consume(c, s->h[i].ch, s->h[i].cfg, s->h[i].tag, err,
-                             errlen);
+  for (size_t i = 0; rc == WARREN_OK && i < s->nh; i++) {
+    /* An open breaker stays open across a reconnect: no consumer. */
+    s->h[i].consuming = breaker_prefetch(&s->h[i]);
+    rc = wr_topology_consume(c, s->h[i].ch, s->h[i].cfg, s->h[i].consuming,
+                             s->h[i].tag, err, errlen);
+  }
   if (rc == WARREN_OK) rc = wr_revoked_setup(&s->revoked, c, err, errlen);
   return rc;
 }
@@ -417,6 +422,7 @@ static void on_cancelled(void *ctx, amqp_channel_t ch) {
   }
   if (ch < 1 || ch > s->nh) return;
   wr_handler_rt *h = &s->h[ch - 1];
+  if (h->breaker && !h->consuming) return; /* its breaker cancelled it */
   s->stats[h->index].cancels++;
   wr_warn(
       "handler %s: the broker cancelled the consumer of queue %s (deleted, "
@@ -440,6 +446,10 @@ int wr_sup_redeclare(wr_sup *s, char *err, size_t errlen) {
 
 static void resume_consumer(wr_sup *s, wr_handler_rt *h, double now) {
   char err[512];
+  if (h->breaker && !h->consuming) { /* its open breaker cancelled it */
+    h->resume_at = 0;
+    return;
+  }
   int rc = wr_sup_redeclare(s, err, sizeof err);
   if (rc == WARREN_OK) {
     rc = wr_topology_resume(s->session.conn, h->ch, h->cfg, h->tag, err,
@@ -475,6 +485,99 @@ static const wr_session_events session_events = {
     on_body,      on_release,   on_delivery,        on_undecodable,
     on_published, on_cancelled, on_channel_name,
 };
+
+/* ---- the circuit breaker (breaker.h) ------------------------------------ */
+
+/* Whether h's breaker is open: no job of h may start. */
+static int held(const wr_handler_rt *h) {
+  return h->breaker && h->breaker->state == WR_BREAKER_OPEN;
+}
+
+/* The prefetch h's consumer is to have: 0 (none) while its breaker is
+ * open, trial_jobs (at most the prefetch, for which the job slots are
+ * sized) while half-open. */
+static int breaker_prefetch(const wr_handler_rt *h) {
+  if (!h->breaker) return h->cfg->prefetch;
+  const wr_breaker *b = h->breaker;
+  int trial = b->cfg->trial_jobs < h->cfg->prefetch ? b->cfg->trial_jobs
+                                                    : h->cfg->prefetch;
+  return b->state == WR_BREAKER_OPEN        ? 0
+         : b->state == WR_BREAKER_HALF_OPEN ? trial
+                                            : h->cfg->prefetch;
+}
+
+/* Prefetched jobs of h that no handler started go back to the queue:
+ * nacked with requeue, no attempt spent (runs.h counts runs only). Those
+ * queued to its workers are taken back first. Returns how many. */
+static int give_back(wr_sup *s, wr_handler_rt *h) {
+  if (h->cfg->isolated) wr_pool_revoke_unstarted(&h->pool);
+  int n = 0;
+  wr_job *j;
+  while ((j = wr_sup_waiting(s, h->index)->head) && s->session.conn) {
+    uint64_t tag = j->env.delivery_tag;
+    wr_sup_release(s, j);
+    if (wr_session_nack(&s->session, h->ch, tag, 1) != 0) break;
+    n++;
+  }
+  wr_breaker_gave_back(h->breaker, (unsigned)n);
+  return n;
+}
+
+/* Make h's consumer what its breaker allows: cancel it, give back what
+ * waits, consume again with the trial or the full prefetch. */
+static void breaker_consume(wr_sup *s, wr_handler_rt *h) {
+  int want = breaker_prefetch(h);
+  if (want == h->consuming || !s->session.conn || s->draining) return;
+  char err[512];
+  if (h->consuming && wr_session_cancel(&s->session, h->ch, h->tag) != 0)
+    return; /* the connection is lost; the next one consumes as allowed */
+  h->consuming = 0;
+  h->resume_at = 0;
+  if (!want) return;
+  /* A tag of its own per consumer: on RabbitMQ 3.10 a quorum queue's
+   * delivery to the cancelled consumer, still under way, crashes the
+   * channel when a new consumer has the same tag. */
+  snprintf(h->tag, sizeof h->tag, "warren.%s.%s.%d.%llu", h->cfg->name, s->host,
+           (int)getpid(), (unsigned long long)h->breaker->changes);
+  int rc =
+      wr_topology_qos(s->session.conn, h->ch, h->cfg, want, err, sizeof err);
+  if (rc == WARREN_OK)
+    rc = wr_topology_resume(s->session.conn, h->ch, h->cfg, h->tag, err,
+                            sizeof err);
+  if (rc == WARREN_OK) {
+    h->consuming = want;
+    h->consumed_ms = wr_unix_ms(); /* older probes saw no consumer */
+  } else /* the broker closed the channel: start over with a new connection */
+    wr_session_lost(&s->session, err, 0);
+}
+
+/* One turn of h's breaker: cool-down over, a change to carry out (said
+ * in the log, as an event, and in the next snapshot), jobs to give back
+ * while open. Returns when it next has work. */
+static double breaker_step(wr_sup *s, wr_handler_rt *h, double now) {
+  wr_breaker *b = h->breaker;
+  wr_breaker_tick(b, now);
+  if (b->changes != h->breaker_seen) {
+    h->breaker_seen = b->changes;
+    char why[200];
+    wr_breaker_describe(b, why, sizeof why);
+    breaker_consume(s, h);
+    if (b->state == WR_BREAKER_OPEN) {
+      int n = give_back(s, h);
+      wr_warn(
+          "handler %s: circuit breaker open: %s; no new job for %g s "
+          "(%d prefetched job(s) given back)",
+          h->cfg->name, why, b->cfg->cool_down, n);
+    } else {
+      wr_info("handler %s: circuit breaker %s: %s", h->cfg->name,
+              b->state == WR_BREAKER_CLOSED ? "closed" : "half-open", why);
+    }
+    wr_events_breaker(s->events, h->index, b, why);
+  } else if (held(h) && wr_sup_waiting(s, h->index)->n) {
+    give_back(s, h); /* delivered before the cancel took effect */
+  }
+  return wr_breaker_due(b);
+}
 
 /* ---- signals and draining ------------------------------------------------ */
 
@@ -663,6 +766,8 @@ static double prepare(void *ctx, double now) {
       resume_consumer(s, h, now);
     due = earliest(due, h->resume_at);
   }
+  for (size_t i = 0; i < s->breakers.n; i++)
+    if (s->h[i].breaker) due = earliest(due, breaker_step(s, &s->h[i], now));
   if (s->burst && !s->draining) due = earliest(due, s->burst_due);
   for (size_t i = 0; i < s->nh; i++) wr_arena_tick(s->h[i].arena, now);
   watch_workers(s);
@@ -685,7 +790,7 @@ static int idle(void *ctx) {
  * until none is left, the connection is gone or a drain starts. */
 static void run_in_process(wr_sup *s, wr_handler_rt *h) {
   wr_job *job;
-  while (s->session.conn && !s->draining &&
+  while (s->session.conn && !s->draining && !held(h) &&
          (job = wr_sup_waiting(s, h->index)->head)) {
     wr_ledger_move(&s->ledger, job, WR_JOB_WORKING);
     job->started = wr_now(); /* as a worker's job (pool.c), for durations */
@@ -701,6 +806,7 @@ static void dispatch(wr_sup *s) {
   if (s->draining) return; /* prefetched jobs go back on close */
   for (size_t i = 0; i < s->nh; i++) {
     wr_handler_rt *h = &s->h[i];
+    if (held(h)) continue; /* its breaker is open */
     if (!h->cfg->isolated) {
       run_in_process(s, h);
       continue;
@@ -813,6 +919,25 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
   return WARREN_OK;
 }
 
+/* A breaker for each handler that has one, and their observer; without
+ * any, nothing is subscribed and nothing runs per job. */
+static int create_breakers(wr_sup *s) {
+  for (size_t i = 0; i < s->nh; i++) {
+    const wr_breaker_cfg *bc = &s->cfg->handlers[i].breaker;
+    if (!bc->enabled) continue;
+    if (!s->breakers.b && !(s->breakers.b = calloc(s->nh, sizeof(void *))))
+      return WARREN_NOMEM;
+    if (!(s->h[i].breaker = malloc(sizeof *s->h[i].breaker)))
+      return WARREN_NOMEM;
+    wr_breaker_init(s->h[i].breaker, bc, wr_now());
+    s->breakers.b[i] = s->h[i].breaker;
+    s->breakers.n = s->nh;
+  }
+  if (s->breakers.n && wr_observe(&s->obs, &wr_breaker_events, &s->breakers))
+    return WARREN_NOMEM;
+  return WARREN_OK;
+}
+
 int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   if (errlen) err[0] = '\0';
   wr_sup *s = calloc(1, sizeof *s);
@@ -873,6 +998,11 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
     if (cfg->events.enabled)
       wr_info("events: lifecycle events go to exchange %s",
               cfg->events.exchange);
+  }
+  rc = create_breakers(s);
+  if (rc != WARREN_OK) {
+    wr_sup_destroy(s);
+    return rc;
   }
   /* Only checks that some handler needs run on every delivery. */
   for (size_t i = 0; i < s->nh; i++)
@@ -982,6 +1112,7 @@ void wr_sup_destroy(wr_sup *s) {
     wr_plugin_unload(&h->plugin);
     wr_acks_free(&h->acks);
     free(h->refs);
+    free(h->breaker);
     wr_arena_close(h->arena);
   }
   if (s->session.conn) amqp_destroy_connection(s->session.conn);
@@ -995,6 +1126,7 @@ void wr_sup_destroy(wr_sup *s) {
   wr_live_destroy(s->live); /* its clients left with the HTTP side */
   free(s->h);
   free(s->stats);
+  free(s->breakers.b);
   free(s);
 }
 

@@ -407,18 +407,26 @@ int wr_topology_resume(amqp_connection_state_t c, amqp_channel_t ch,
   return checked(c, ch, what, err, errlen);
 }
 
-int wr_topology_consume(amqp_connection_state_t c, amqp_channel_t ch,
-                        const wr_handler_cfg *h, const char *tag, char *err,
-                        size_t errlen) {
+int wr_topology_qos(amqp_connection_state_t c, amqp_channel_t ch,
+                    const wr_handler_cfg *h, int prefetch, char *err,
+                    size_t errlen) {
   char what[300];
-  int rc = wr_conn_channel(c, ch, 0, err, errlen);
-  if (rc != WARREN_OK) return rc;
   /* global=false: RabbitMQ applies the limit per consumer, and each
    * handler has exactly one consumer on its own channel. */
-  amqp_basic_qos(c, ch, 0, (uint16_t)h->prefetch, 0);
-  snprintf(what, sizeof what, "basic.qos prefetch %d (handler %s)", h->prefetch,
+  amqp_basic_qos(c, ch, 0, (uint16_t)prefetch, 0);
+  snprintf(what, sizeof what, "basic.qos prefetch %d (handler %s)", prefetch,
            h->name);
-  if ((rc = checked(c, ch, what, err, errlen)) != WARREN_OK) return rc;
+  return checked(c, ch, what, err, errlen);
+}
+
+int wr_topology_consume(amqp_connection_state_t c, amqp_channel_t ch,
+                        const wr_handler_cfg *h, int prefetch, const char *tag,
+                        char *err, size_t errlen) {
+  char what[300];
+  int rc = wr_conn_channel(c, ch, 0, err, errlen);
+  if (rc != WARREN_OK || !prefetch) return rc;
+  if ((rc = wr_topology_qos(c, ch, h, prefetch, err, errlen)) != WARREN_OK)
+    return rc;
   amqp_basic_consume(c, ch, amqp_cstring_bytes(h->queue),
                      amqp_cstring_bytes(tag), 0, 0, 0, amqp_empty_table);
   snprintf(what, sizeof what, "consume queue '%s' (handler %s)", h->queue,

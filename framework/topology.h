@@ -37,9 +37,18 @@ int wr_topology_resume(amqp_connection_state_t c, amqp_channel_t ch,
                        const wr_handler_cfg *h, const char *tag, char *err,
                        size_t errlen);
 
-/* Open channel ch, set basic.qos(prefetch, global=false) and consume. */
+/* basic.qos(prefetch, global=false) on ch, still open: RabbitMQ applies
+ * it to the consumers started on ch from now on, not to one already
+ * consuming. */
+int wr_topology_qos(amqp_connection_state_t c, amqp_channel_t ch,
+                    const wr_handler_cfg *h, int prefetch, char *err,
+                    size_t errlen);
+
+/* Open channel ch, set basic.qos(prefetch, global=false) and consume;
+ * prefetch 0: open the channel only, consume nothing (the handler's
+ * circuit breaker is open: breaker.h). */
 int wr_topology_consume(amqp_connection_state_t c, amqp_channel_t ch,
-                        const wr_handler_cfg *h, const char *tag, char *err,
-                        size_t errlen);
+                        const wr_handler_cfg *h, int prefetch, const char *tag,
+                        char *err, size_t errlen);
 
 #endif

@@ -229,6 +229,36 @@ Test(config, retry_policy_and_timeout) {
   expect_error(H("retry = { tries = 3; };"), 1, "retry.tries: unknown setting");
 }
 
+Test(config, a_breaker_is_off_without_its_group_and_checked_with_it) {
+  wr_cfg *cfg;
+  cr_assert_eq(load(H(""), &cfg), WARREN_OK, "%s", err);
+  cr_assert_eq(cfg->handlers[0].breaker.enabled, 0, "off when absent");
+  wr_cfg_free(cfg);
+  cr_assert_eq(load(H("breaker = { };"), &cfg), WARREN_OK, "%s", err);
+  const wr_breaker_cfg *b = &cfg->handlers[0].breaker;
+  cr_assert_eq(b->enabled, 1);
+  cr_assert_float_eq(b->failure_rate, 0.5, 1e-9);
+  cr_assert_float_eq(b->slow_ms, 0, 1e-9, "not by duration unless set");
+  cr_assert_float_eq(b->slow_percentile, 0.9, 1e-9);
+  cr_assert_eq(b->window, 20);
+  cr_assert_eq(b->min_jobs, 10);
+  cr_assert_float_eq(b->cool_down, 30, 1e-9);
+  cr_assert_eq(b->trial_jobs, 3);
+  wr_cfg_free(cfg);
+  cr_assert_eq(load(H("breaker = { window = 5; };"), &cfg), WARREN_OK, "%s",
+               err);
+  cr_assert_eq(cfg->handlers[0].breaker.min_jobs, 5,
+               "min_jobs defaults to the window when it is under 10");
+  wr_cfg_free(cfg);
+  expect_error(H("breaker = { window = 5; min_jobs = 6; };"), 1,
+               "breaker.min_jobs: must be at most window (5)");
+  expect_error(H("breaker = { failure_rate = 0; };"), 1,
+               "breaker: failure_rate and slow_ms are both 0");
+  expect_error(H("breaker = { rate = 0.5; };"), 1,
+               "breaker.rate: unknown setting");
+  expect_error(H("breaker = 1;"), 1, "breaker: must be a group");
+}
+
 Test(config, in_process_handlers_are_limited) {
   wr_cfg *cfg;
   cr_assert_eq(load(H("isolation = false;"), &cfg), WARREN_OK, "%s", err);
@@ -443,6 +473,23 @@ static const bound bounds[] = {
      "0.0009", "0.001", "86400.0", "86400.001"},
     {"handlers.[0].retry.backoff", HR("retry = { backoff = [%s]; };"), "",
      "1.0", BACKOFF16, BACKOFF16 ", 1.0"},
+    {"handlers.[0].breaker.failure_rate",
+     HR("breaker = { slow_ms = 1.0; failure_rate = %s; };"), "-0.001", "0.0",
+     "1.0", "1.001"},
+    {"handlers.[0].breaker.slow_ms", HR("breaker = { slow_ms = %s; };"),
+     "-0.001", "0.0", "86400000.0", "86400000.1"},
+    {"handlers.[0].breaker.slow_percentile",
+     HR("breaker = { slow_percentile = %s; };"), "0.499", "0.5", "1.0",
+     "1.001"},
+    {"handlers.[0].breaker.window",
+     HR("breaker = { min_jobs = 1; window = %s; };"), "1", "2", "1000", "1001"},
+    {"handlers.[0].breaker.min_jobs",
+     HR("breaker = { window = 1000; min_jobs = %s; };"), "0", "1", "1000",
+     "1001"},
+    {"handlers.[0].breaker.cool_down", HR("breaker = { cool_down = %s; };"),
+     "0.099", "0.1", "86400.0", "86400.001"},
+    {"handlers.[0].breaker.trial_jobs", HR("breaker = { trial_jobs = %s; };"),
+     "0", "1", "1000", "1001"},
 };
 
 /* `warren --check-config` on text with value v; its exit code, output in out.

@@ -25,6 +25,9 @@
  * body "next <id>") and, if followup_unroutable is set, a second one with
  * that routing key on the default exchange (no such queue: it comes back);
  * followup_exchange: the follow-up goes through that exchange instead.
+ * fail_while: a path; while that file exists, every job logs `fail` and
+ * returns retry (a test flips it at run time). slow_while, slow_while_ms:
+ * while that file exists, every job first sleeps slow_while_ms.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -45,6 +48,8 @@ typedef struct rec {
   const char *sigpipe_on, *orphan_on, *fail_suffix, *reject_suffix, *exit_on;
   const char *scribble_on, *followup_queue, *followup_unroutable;
   const char *followup_exchange;
+  const char *fail_while, *slow_while;
+  long slow_while_ms;
   int trace;
   long leak_kb;
   long fail_below;
@@ -84,6 +89,10 @@ static int rec_init(const warren_api *api, const warren_settings *s,
     r->followup_exchange = v.str;
   if (api->setting_get(s, "followup_unroutable", &v) == 0)
     r->followup_unroutable = v.str;
+  if (api->setting_get(s, "fail_while", &v) == 0) r->fail_while = v.str;
+  if (api->setting_get(s, "slow_while", &v) == 0) r->slow_while = v.str;
+  if (api->setting_get(s, "slow_while_ms", &v) == 0)
+    r->slow_while_ms = (long)v.i;
   r->api = api;
   *state = r;
   return r->fd < 0 ? -1 : 0;
@@ -183,6 +192,17 @@ static warren_result rec_handle(void *state, const warren_message *m) {
     raise(SIGSEGV);
   }
   while (r->hang_on && strcmp(r->hang_on, m->message_id) == 0) pause();
+  struct stat sw;
+  if (r->slow_while && stat(r->slow_while, &sw) == 0) {
+    struct timespec d = {r->slow_while_ms / 1000,
+                         (r->slow_while_ms % 1000) * 1000000L};
+    nanosleep(&d, NULL);
+  }
+  if (r->fail_while && stat(r->fail_while, &sw) == 0) {
+    r->api->set_error(m, "%s exists", r->fail_while);
+    line(r, "fail", m->message_id, m->attempt);
+    return WARREN_RETRY;
+  }
   if (r->reject_prefix &&
       strncmp(m->message_id, r->reject_prefix, strlen(r->reject_prefix)) == 0) {
     line(r, "reject", m->message_id, m->attempt);
