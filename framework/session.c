@@ -187,6 +187,7 @@ static void start_setup(wr_session *s) {
     u->ctx = s->ctx;
     u->pub_ch = s->pub_ch;
     u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->ev->plan) s->ev->plan(s->ctx);
     why = "eventfd failed";
     if (u->efd >= 0) {
       s->setup = u;

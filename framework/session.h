@@ -31,9 +31,14 @@
 #include "loop.h"
 
 typedef struct wr_session_events {
+  /* On the loop thread, just before a set-up starts: fix what `setup`
+   * will read, which nothing may change until `connected` or `lost`. */
+  void (*plan)(void *ctx);
   /* A fresh consuming connection is logged in (the publishing one is
    * ready): declare what is needed, open the channels and consumers.
-   * Non-zero (with err set) abandons both. */
+   * Runs on the set-up's own thread (session.c): it may read only the
+   * configuration and what `plan` fixed. Non-zero (with err set)
+   * abandons both. */
   int (*setup)(void *ctx, amqp_connection_state_t c, char *err, size_t errlen);
   void (*connected)(void *ctx);
   /* The connection is gone; every tag of it is void (the broker requeues

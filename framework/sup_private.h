@@ -46,6 +46,8 @@ typedef struct wr_handler_rt {
   uint64_t breaker_seen;  /* the breaker's changes carried out so far */
   int consuming;          /* with a breaker: the prefetch its consumer was
                              started with; 0: none (the breaker is open) */
+  int planned;            /* the prefetch the set-up under way consumes
+                             with (on_plan, session.h) */
   int64_t consumed_ms;    /* unix ms the breaker last consumed again */
 } wr_handler_rt;
 

@@ -208,7 +208,18 @@ static const wr_pool_events *pool_events_for(const wr_observers *obs) {
 /* ---- the session's events ----------------------------------------------- */
 
 static int breaker_prefetch(const wr_handler_rt *h);
+static void breaker_consume(wr_sup *s, wr_handler_rt *h);
 
+/* Loop thread, before a set-up: each consumer's prefetch as its breaker
+ * allows now (an open breaker stays open across a reconnect: none). */
+static void on_plan(void *ctx) {
+  wr_sup *s = ctx;
+  for (size_t i = 0; i < s->nh; i++)
+    s->h[i].planned = breaker_prefetch(&s->h[i]);
+}
+
+/* The set-up's thread (session.h): the configuration, the handlers'
+ * channels and tags, and what on_plan fixed. */
 static int on_setup(void *ctx, amqp_connection_state_t c, char *err,
                     size_t errlen) {
   wr_sup *s = ctx;
@@ -216,18 +227,20 @@ static int on_setup(void *ctx, amqp_connection_state_t c, char *err,
    * confirm mode): every channel rabbitmq-c has used costs its buffer
    * recycling on every delivery. */
   int rc = wr_topology_declare(c, s->cfg, s->session.pub_ch, err, errlen);
-  for (size_t i = 0; rc == WARREN_OK && i < s->nh; i++) {
-    /* An open breaker stays open across a reconnect: no consumer. */
-    s->h[i].consuming = breaker_prefetch(&s->h[i]);
-    rc = wr_topology_consume(c, s->h[i].ch, s->h[i].cfg, s->h[i].consuming,
+  for (size_t i = 0; rc == WARREN_OK && i < s->nh; i++)
+    rc = wr_topology_consume(c, s->h[i].ch, s->h[i].cfg, s->h[i].planned,
                              s->h[i].tag, err, errlen);
-  }
   if (rc == WARREN_OK) rc = wr_revoked_setup(&s->revoked, c, err, errlen);
   return rc;
 }
 
 static void on_connected(void *ctx) {
   wr_sup *s = ctx;
+  for (size_t i = 0; i < s->nh; i++) {
+    s->h[i].consuming = s->h[i].planned;
+    /* A breaker that changed during the set-up is carried out now. */
+    if (s->h[i].breaker) breaker_consume(s, &s->h[i]);
+  }
   for (size_t i = 0; i < s->nh; i++) s->h[i].resume_at = 0;
   wr_info("consuming %zu queue(s)", s->nh);
   wr_notify_ready(s->notify, s->nh);
@@ -481,9 +494,9 @@ static const char *on_channel_name(void *ctx, amqp_channel_t ch) {
 }
 
 static const wr_session_events session_events = {
-    on_setup,     on_connected, on_lost_connection, on_slot,
-    on_body,      on_release,   on_delivery,        on_undecodable,
-    on_published, on_cancelled, on_channel_name,
+    on_plan,        on_setup,     on_connected, on_lost_connection,
+    on_slot,        on_body,      on_release,   on_delivery,
+    on_undecodable, on_published, on_cancelled, on_channel_name,
 };
 
 /* ---- the circuit breaker (breaker.h) ------------------------------------ */
