@@ -58,9 +58,11 @@ extern const wr_intake_check wr_intake_size;
 int wr_intake_decide(const wr_intake *in, size_t handler, wr_job *job,
                      wr_outcome *o, char *why, size_t whylen);
 
-/* job ran (a handler started it) and goes back to its queue with no
- * outcome recorded (requeued, or its connection lost): its redelivery
- * counts that run as an attempt. A job no handler started is not noted. */
+/* job goes back to its queue with no outcome recorded (requeued, or its
+ * connection lost). If it ran (a handler started it), its redelivery
+ * counts that run as an attempt; if no handler started it, the return
+ * costs nothing, not even towards max_deliveries (runs.h). Only for a job
+ * past the intake (its meta is read). */
 void wr_intake_unrecorded(wr_intake *in, const wr_job *job);
 
 #endif

@@ -45,7 +45,7 @@ static int key_is(const amqp_table_entry_t *e, const char *k) {
 
 int wr_retry_meta(const amqp_basic_properties_t *p, int broker_counts,
                   wr_job_meta *m, char *why, size_t whylen) {
-  *m = (wr_job_meta){1, 0, 0, 1, 0, 0};
+  *m = (wr_job_meta){1, 0, 0, 1, 0, 0, 0};
   if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return 0;
   int64_t own = 1, redeliveries = 0;
   for (int i = 0; i < p->headers.num_entries; i++) {
@@ -98,7 +98,11 @@ void wr_retry_add_unrecorded(wr_job_meta *m, uint32_t runs) {
 }
 
 int wr_retry_over_deliveries(const wr_retry_cfg *p, const wr_job_meta *m) {
-  return p->max_deliveries > 0 && m->deliveries >= (uint32_t)p->max_deliveries;
+  /* Returns seen to be unstarted cost nothing; the rest may be runs that
+   * took the supervisor down with them. */
+  uint32_t w = m->waited < m->deliveries ? m->waited : m->deliveries;
+  return p->max_deliveries > 0 &&
+         m->deliveries - w >= (uint32_t)p->max_deliveries;
 }
 
 wr_decision wr_retry_decide(const wr_retry_cfg *p, const wr_job_meta *m,

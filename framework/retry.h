@@ -72,6 +72,9 @@ typedef struct wr_job_meta {
                             outcome Warren could not record (runs.h) */
   uint32_t deliveries;   /* a quorum queue's x-delivery-count: returns of
                             this copy to its queue, run or not */
+  uint32_t waited;       /* of those, returns by a lost connection before
+                            any handler started it, as this process saw
+                            them (runs.h) */
 } wr_job_meta;
 
 /* Counts above this in a job's headers are absurd: the job is malformed. */

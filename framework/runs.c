@@ -21,24 +21,28 @@ uint64_t wr_runs_key(size_t h, const amqp_basic_properties_t *p,
 
 static size_t find(const wr_runs *r, uint64_t key) {
   for (size_t i = 0; i < WR_RUNS_MAX; i++)
-    if (r->runs[i] && r->key[i] == key) return i;
+    if ((r->runs[i] || r->waited[i]) && r->key[i] == key) return i;
   return WR_RUNS_MAX;
 }
 
-void wr_runs_note(wr_runs *r, uint64_t key, uint32_t runs) {
+void wr_runs_note(wr_runs *r, uint64_t key, uint32_t runs, uint32_t waited) {
   size_t i = find(r, key);
   if (i == WR_RUNS_MAX) {
+    if (!runs && !waited) return;
     i = r->next;
     r->next = (r->next + 1) % WR_RUNS_MAX;
   }
   r->key[i] = key;
   r->runs[i] = runs;
+  r->waited[i] = waited;
 }
 
-uint32_t wr_runs_take(wr_runs *r, uint64_t key) {
+uint32_t wr_runs_take(wr_runs *r, uint64_t key, uint32_t *waited) {
   size_t i = find(r, key);
+  *waited = 0;
   if (i == WR_RUNS_MAX) return 0;
   uint32_t n = r->runs[i];
-  r->runs[i] = 0;
+  *waited = r->waited[i];
+  r->runs[i] = r->waited[i] = 0;
   return n;
 }

@@ -258,12 +258,15 @@ static void drop_pending(wr_sup *s) {
 /* The connection was lost (the session's generation is already the next
  * one): every job of it that a handler started and whose outcome was not
  * recorded (running, being settled, awaiting its copy's confirm, parked)
- * is noted, so that its redelivery counts the run (runs.h). */
+ * is noted, so that its redelivery counts the run, and every admitted job
+ * no handler started, so that its return costs nothing (runs.h). A job
+ * still in the intake has no meta to carry yet. */
 static void note_unrecorded(wr_sup *s) {
   uint64_t lost = s->session.gen - 1;
   for (size_t i = 0; i < s->ledger.n; i++) {
     const wr_job *j = &s->ledger.slots[i];
-    if (j->state != WR_JOB_FREE && j->gen == lost)
+    if (j->state != WR_JOB_FREE && j->state != WR_JOB_RECEIVED &&
+        j->gen == lost)
       wr_intake_unrecorded(&s->intake, j);
   }
 }
@@ -520,14 +523,17 @@ static int breaker_prefetch(const wr_handler_rt *h) {
 }
 
 /* Prefetched jobs of h that no handler started go back to the queue:
- * nacked with requeue, no attempt spent (runs.h counts runs only). Those
- * queued to its workers are taken back first. Returns how many. */
+ * nacked with requeue, no attempt spent, and noted as returned unstarted
+ * so that a quorum queue's x-delivery-count they raise does not count
+ * towards max_deliveries (runs.h). Those queued to its workers are taken
+ * back first. Returns how many. */
 static int give_back(wr_sup *s, wr_handler_rt *h) {
   if (h->cfg->isolated) wr_pool_revoke_unstarted(&h->pool);
   int n = 0;
   wr_job *j;
   while ((j = wr_sup_waiting(s, h->index)->head) && s->session.conn) {
     uint64_t tag = j->env.delivery_tag;
+    wr_intake_unrecorded(&s->intake, j);
     wr_sup_release(s, j);
     if (wr_session_nack(&s->session, h->ch, tag, 1) != 0) break;
     n++;

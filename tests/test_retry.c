@@ -15,7 +15,7 @@ static wr_retry_cfg policy(void) {
 
 Test(retry, backoff_steps_repeat_the_last_and_jitter_stays_in_bounds) {
   wr_retry_cfg p = policy();
-  wr_job_meta m = {1, 0, 0, 1, 0, 0};
+  wr_job_meta m = {1, 0, 0, 1, 0, 0, 0};
   wr_decision d = wr_retry_decide(&p, &m, WR_OUT_FAILED, 0.5);
   cr_assert_not(d.dead);
   cr_assert_eq(d.step, 0);
@@ -32,7 +32,7 @@ Test(retry, backoff_steps_repeat_the_last_and_jitter_stays_in_bounds) {
 
 Test(retry, what_ends_in_the_dead_letter_queue) {
   wr_retry_cfg p = policy();
-  wr_job_meta m = {1, 0, 0, 1, 0, 0};
+  wr_job_meta m = {1, 0, 0, 1, 0, 0, 0};
   wr_decision d = wr_retry_decide(&p, &m, WR_OUT_REJECTED, 0.5);
   cr_assert(d.dead);
   cr_assert_str_eq(d.reason, "rejected");
@@ -109,7 +109,7 @@ Test(retry, absurd_counts_are_malformed_and_never_overflow) {
 Test(retry, max_deliveries_bounds_a_copy_that_never_records_a_run) {
   wr_retry_cfg p = policy();
   p.max_deliveries = 16;
-  wr_job_meta m = {1, 0, 0, 1, 0, 15};
+  wr_job_meta m = {1, 0, 0, 1, 0, 15, 0};
   cr_assert(!wr_retry_over_deliveries(&p, &m), "the 16th delivery runs");
   m.deliveries = 16;
   cr_assert(wr_retry_over_deliveries(&p, &m), "the 17th is dead-lettered");
@@ -126,19 +126,43 @@ Test(retry, only_runs_noted_for_the_same_copy_are_taken_once) {
   uint64_t k = wr_runs_key(0, &p, body, 2);
   cr_assert_neq(k, wr_runs_key(0, &p, body, 3), "another copy");
   cr_assert_neq(k, wr_runs_key(1, &p, body, 2), "another handler");
-  wr_runs_note(&r, k, 1);
-  wr_runs_note(&r, k, 2);
-  cr_assert_eq(wr_runs_take(&r, wr_runs_key(0, &p, body, 3)), 0);
-  cr_assert_eq(wr_runs_take(&r, k), 2, "the latest note wins");
-  cr_assert_eq(wr_runs_take(&r, k), 0, "taken once");
+  uint32_t w;
+  wr_runs_note(&r, k, 1, 0);
+  wr_runs_note(&r, k, 2, 5);
+  cr_assert_eq(wr_runs_take(&r, wr_runs_key(0, &p, body, 3), &w), 0);
+  cr_assert_eq(w, 0);
+  cr_assert_eq(wr_runs_take(&r, k, &w), 2, "the latest note wins");
+  cr_assert_eq(w, 5, "with its returns unstarted");
+  cr_assert_eq(wr_runs_take(&r, k, &w), 0, "taken once");
+  cr_assert_eq(w, 0);
+  wr_runs_note(&r, k, 0, 3); /* only waited: kept all the same */
+  cr_assert_eq(wr_runs_take(&r, k, &w), 0);
+  cr_assert_eq(w, 3);
   p._flags = 0; /* no id: the body tells jobs apart */
-  wr_runs_note(&r, wr_runs_key(0, &p, body, 1), 1);
-  cr_assert_eq(wr_runs_take(&r, wr_runs_key(0, &p, amqp_cstring_bytes("c"), 1)),
-               0);
-  cr_assert_eq(wr_runs_take(&r, wr_runs_key(0, &p, body, 1)), 1);
-  for (uint64_t i = 0; i < WR_RUNS_MAX + 10; i++) wr_runs_note(&r, i + 100, 1);
-  cr_assert_eq(wr_runs_take(&r, 100), 0, "the oldest is forgotten first");
-  cr_assert_eq(wr_runs_take(&r, 100 + WR_RUNS_MAX + 9), 1);
+  wr_runs_note(&r, wr_runs_key(0, &p, body, 1), 1, 0);
+  cr_assert_eq(
+      wr_runs_take(&r, wr_runs_key(0, &p, amqp_cstring_bytes("c"), 1), &w), 0);
+  cr_assert_eq(wr_runs_take(&r, wr_runs_key(0, &p, body, 1), &w), 1);
+  for (uint64_t i = 0; i < WR_RUNS_MAX + 10; i++)
+    wr_runs_note(&r, i + 100, 1, 0);
+  cr_assert_eq(wr_runs_take(&r, 100, &w), 0, "the oldest is forgotten first");
+  cr_assert_eq(wr_runs_take(&r, 100 + WR_RUNS_MAX + 9, &w), 1);
+}
+
+/* max_deliveries counts the returns that may have been runs: those this
+ * process saw unstarted are taken off. */
+Test(retry, returns_seen_unstarted_do_not_count_towards_max_deliveries) {
+  wr_retry_cfg p = {.max_attempts = 4, .max_deliveries = 16};
+  wr_job_meta m = {.attempt = 1, .recorded = 1, .deliveries = 17};
+  cr_assert(wr_retry_over_deliveries(&p, &m));
+  m.waited = 17;
+  cr_assert_not(wr_retry_over_deliveries(&p, &m), "all of them waited");
+  m.waited = 1;
+  cr_assert(wr_retry_over_deliveries(&p, &m), "16 may have been runs");
+  m.waited = 2;
+  cr_assert_not(wr_retry_over_deliveries(&p, &m));
+  m.waited = 40; /* more than the broker counted: none left, not a wrap */
+  cr_assert_not(wr_retry_over_deliveries(&p, &m));
 }
 
 Test(retry, unusable_own_header_makes_a_job_malformed) {
