@@ -46,8 +46,7 @@ void wr_tenants_free(wr_tenants *t) {
 int wr_tenant_of(const amqp_basic_properties_t *p, const char *name,
                  amqp_bytes_t *out) {
   amqp_bytes_t v = wr_field_header_str(p, name);
-  if (v.len < 1 || v.len > WR_TENANT_MAX_LEN ||
-      !wr_utf8_valid(v.bytes, v.len))
+  if (v.len < 1 || v.len > WR_TENANT_MAX_LEN || !wr_utf8_valid(v.bytes, v.len))
     return 0;
   *out = v;
   return 1;

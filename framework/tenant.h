@@ -56,24 +56,24 @@ typedef struct wr_tenants {
   uint32_t limit;     /* tenant_concurrency */
   uint32_t hold;      /* tenant_hold: held jobs beyond the prefetch */
   uint32_t prefetch, concurrency;
-  const char *tag;   /* the handler's current consumer tag (supervisor) */
-  wr_tenant *t;      /* cap entries */
-  uint32_t cap;      /* the handler's job slots: never more tenants */
-  uint32_t *bucket;  /* nbucket chains (index + 1; 0: empty) */
-  uint32_t nbucket;  /* a power of two */
-  uint32_t free;     /* free entries (index + 1; 0: none) */
-  uint32_t n;        /* entries in use: tenants with jobs in hand */
-  uint32_t *ring;    /* tenants that may have a held job ready to run */
+  const char *tag;  /* the handler's current consumer tag (supervisor) */
+  wr_tenant *t;     /* cap entries */
+  uint32_t cap;     /* the handler's job slots: never more tenants */
+  uint32_t *bucket; /* nbucket chains (index + 1; 0: empty) */
+  uint32_t nbucket; /* a power of two */
+  uint32_t free;    /* free entries (index + 1; 0: none) */
+  uint32_t n;       /* entries in use: tenants with jobs in hand */
+  uint32_t *ring;   /* tenants that may have a held job ready to run */
   uint32_t ring_at, ring_n;
-  uint32_t epoch;    /* the consumer's incarnation: one more per widening */
-  size_t held;       /* jobs held now */
-  size_t held_window;        /* of them, delivered by the current consumer */
-  unsigned long held_total;  /* jobs ever held */
-  unsigned long widened;     /* times the window was widened */
-  unsigned long untagged;    /* jobs without a valid tenant (none, not a
-                                string, too long, not UTF-8) */
-  unsigned long overflow;    /* jobs let through because the table was
-                                full (cannot happen within the slots) */
+  uint32_t epoch;     /* the consumer's incarnation: one more per widening */
+  size_t held;        /* jobs held now */
+  size_t held_window; /* of them, delivered by the current consumer */
+  unsigned long held_total; /* jobs ever held */
+  unsigned long widened;    /* times the window was widened */
+  unsigned long untagged;   /* jobs without a valid tenant (none, not a
+                               string, too long, not UTF-8) */
+  unsigned long overflow;   /* jobs let through because the table was
+                               full (cannot happen within the slots) */
 } wr_tenants;
 
 /* The supervisor's tenants: one wr_tenants per handler (on = 0 for those
@@ -101,8 +101,7 @@ int wr_tenant_of(const amqp_basic_properties_t *p, const char *name,
  * tenant when admitted (RECEIVED -> WAITING), counted while working, put
  * on its tenant's line while held, and lets its tenant go when its
  * attempt is over. */
-void wr_tenants_moved(void *ctx, wr_job *j, wr_job_state from,
-                      wr_job_state to);
+void wr_tenants_moved(void *ctx, wr_job *j, wr_job_state from, wr_job_state to);
 
 /* May job j (waiting) go to a worker now: its tenant is under the limit
  * and has no job held before it. Pure. */
