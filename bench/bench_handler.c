@@ -61,9 +61,9 @@ static warren_result b_handle(void *state, const warren_message *m) {
   if (m->body_len > 2 && memcmp(m->body, "t=", 2) == 0 && b->nlat < MAX_LAT)
     b->lat[b->nlat++] = ns(CLOCK_REALTIME) - atoll((const char *)m->body + 2);
   if (b->work_us > 0)
-    nanosleep(&(struct timespec){b->work_us / 1000000,
-                                 b->work_us % 1000000 * 1000},
-              NULL);
+    nanosleep(
+        &(struct timespec){b->work_us / 1000000, b->work_us % 1000000 * 1000},
+        NULL);
   return WARREN_ACK;
 }
 
