@@ -894,7 +894,7 @@ static void load_tenant(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
   if (strncasecmp(name, "x-", 2) == 0 || strncasecmp(name, "warren-", 7) == 0) {
     problem(c, hs,
             "'%s': names starting with x- are the broker's (RabbitMQ 3.13 and "
-            "later do not keep those a publisher sets) and warren- ones are "
+            "later drop some a publisher sets) and warren- ones are "
             "Warren's; use another, such as \"tenant\"",
             name);
     return;

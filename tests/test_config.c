@@ -728,7 +728,7 @@ Test(config, max_priority_needs_a_classic_queue_that_warren_declares) {
 /* Per-tenant concurrency (framework/tenant.h). Breaks when the settings
  * are not read, when one is let through without the others (a limit
  * without a header would do nothing), when a header name the broker or
- * Warren owns is accepted (the broker drops x- headers a publisher sets
+ * Warren owns is accepted (the broker may drop x- headers a publisher sets
  * from 3.13: every job would fall into the one bucket without a tenant),
  * or in process, where the limit cannot mean anything. */
 Test(config, tenant_settings_go_together_and_name_a_usable_header) {
