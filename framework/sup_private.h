@@ -79,8 +79,8 @@ struct wr_sup {
   char host[64];
   struct wr_events *events; /* lifecycle events (events.h); NULL: off */
   struct wr_live *live;     /* GET /api/events (live.h); NULL: off */
-  wr_revoked revoked;   /* revoked ids and the control channel (revoked.h) */
-  wr_breakers breakers; /* the handlers' circuit breakers; n 0: none */
+  wr_revoked revoked;    /* revoked ids and the control channel (revoked.h) */
+  wr_breakers breakers;  /* the handlers' circuit breakers; n 0: none */
   wr_tenant_set tenants; /* per-tenant limits (tenant.h); h NULL: none */
 };
 

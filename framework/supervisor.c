@@ -549,6 +549,14 @@ static int give_back(wr_sup *s, wr_handler_rt *h) {
     if (wr_session_nack(&s->session, h->ch, tag, 1) != 0) break;
     n++;
   }
+  /* And those held for their tenant (tenant.h). */
+  const wr_tenants *t = wr_sup_tenants(s, h->index);
+  while (t && (j = wr_tenants_held_first(t)) && s->session.conn) {
+    uint64_t tag = j->env.delivery_tag;
+    wr_sup_release(s, j);
+    if (wr_session_nack(&s->session, h->ch, tag, 1) != 0) break;
+    n++;
+  }
   wr_breaker_gave_back(h->breaker, (unsigned)n);
   return n;
 }
@@ -840,7 +848,11 @@ static void widen(wr_sup *s, wr_handler_rt *h, wr_tenants *t) {
   char old[sizeof h->tag], err[512];
   memcpy(old, h->tag, sizeof old);
   uint32_t epoch = wr_tenants_widen(t);
-  snprintf(h->tag, sizeof h->tag, "warren.%.100s.%.60s.%d.%u", h->cfg->name,
+  /* Never a tag used before on the channel (breaker_consume's are
+   * numbered without the t): on RabbitMQ 3.10 a quorum queue's delivery
+   * to a cancelled consumer crashes the channel when a new consumer has
+   * its tag. */
+  snprintf(h->tag, sizeof h->tag, "warren.%.100s.%.60s.%d.t%u", h->cfg->name,
            s->host, (int)getpid(), (unsigned)epoch);
   if (wr_topology_resume(s->session.conn, h->ch, h->cfg, h->tag, err,
                          sizeof err) != WARREN_OK) {
@@ -877,7 +889,9 @@ static void dispatch_tenants(wr_sup *s, wr_handler_rt *h, wr_tenants *t) {
   while ((job = waiting->head) && !wr_tenants_may_run(t, job))
     wr_ledger_move(&s->ledger, job, WR_JOB_HELD);
   wr_pool_flush(&h->pool);
+  /* Not while its breaker has the consumer cancelled. */
   if (wr_tenants_widen_wanted(t) && s->session.conn && !h->resume_at &&
+      h->consuming &&
       wr_tenants_widen_fits(t, wr_ledger_count(&s->ledger, h->index)))
     widen(s, h, t);
 }

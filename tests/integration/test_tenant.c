@@ -306,3 +306,44 @@ Test(tenant, a_held_job_is_revoked_before_it_runs) {
   cr_assert_eq(tw_occurrences(rec, "start r7 "), 0, "the revoked job ran");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
+
+/* Breaks when an open circuit breaker gives back the jobs waiting for a
+ * worker but keeps those held for their tenant: they would stay unacked
+ * through the cool-down (out of the queue, from every other process) and
+ * run when it half-opens, beside its trials. */
+Test(tenant, an_open_breaker_gives_back_the_jobs_held_for_their_tenant) {
+  enum { N = 10 };
+  const char *q = "it.tenant.brk";
+  cr_assert_eq(tw_own_queues(q, "it.tenant.brk.dlq",
+                             "it.tenant.brk.retry.60000ms", NULL),
+               0);
+  char sick[400], settings[1000];
+  snprintf(sick, sizeof sick, "%s/sick", tw_dir());
+  FILE *f = fopen(sick, "w");
+  cr_assert_not_null(f);
+  fclose(f);
+  /* Each job fails after 50 ms, one at a time (tenant_concurrency 1):
+   * the others are held when 4 failures open the breaker. */
+  snprintf(settings, sizeof settings,
+           "fail_while = \"%s\"; slow_while = \"%s\"; slow_while_ms = 50;",
+           sick, sick);
+  pid_t w = start(q, 0,
+                  "concurrency = 2; prefetch = 10; tenant_header = \"tenant\"; "
+                  "tenant_concurrency = 1;\n"
+                  "  retry = { max_attempts = 10; backoff = [60.0]; };\n"
+                  "  breaker = { failure_rate = 0.5; window = 4; min_jobs = 4; "
+                  "cool_down = 60.0; };",
+                  settings);
+  publish(q, "k", N, "acme");
+  cr_assert(tw_wait_text(log_, "circuit breaker open", 20),
+            "the breaker did not open");
+  nanosleep(&(struct timespec){0, 500 * 1000 * 1000}, NULL);
+  int fails = tw_count(rec, "fail", "k", NULL, N);
+  int ready = tw_queue_len(q);
+  cr_log_info("%d job(s) failed, %d back in the queue", fails, ready);
+  cr_assert_eq(ready + fails, N,
+               "%d failed and %d are back in the queue: the rest are kept "
+               "unacked",
+               fails, ready);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
