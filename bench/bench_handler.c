@@ -7,6 +7,8 @@
  * (monotonic for first/last; wall-clock difference for latencies).
  * settings.mark (n) and settings.mark_file: the n-th job creates that
  * file, so the bench can read the processes' counters after a warm-up.
+ * settings.work_us: each job sleeps that long (a job that takes time,
+ * without taking the CPU the broker and the supervisor share).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 typedef struct bench {
   const char *out, *mark_file;
   long mark;
+  long work_us;
   long count;
   long long first, last;
   long long *lat;
@@ -40,6 +43,7 @@ static int b_init(const warren_api *api, const warren_settings *s,
   b->out = v.str;
   if (api->setting_get(s, "mark", &v) == 0) b->mark = (long)v.i;
   if (api->setting_get(s, "mark_file", &v) == 0) b->mark_file = v.str;
+  if (api->setting_get(s, "work_us", &v) == 0) b->work_us = (long)v.i;
   b->lat = malloc(sizeof *b->lat * MAX_LAT);
   *state = b;
   return b->lat ? 0 : -1;
@@ -56,6 +60,10 @@ static warren_result b_handle(void *state, const warren_message *m) {
   b->last = t;
   if (m->body_len > 2 && memcmp(m->body, "t=", 2) == 0 && b->nlat < MAX_LAT)
     b->lat[b->nlat++] = ns(CLOCK_REALTIME) - atoll((const char *)m->body + 2);
+  if (b->work_us > 0)
+    nanosleep(
+        &(struct timespec){b->work_us / 1000000, b->work_us % 1000000 * 1000},
+        NULL);
   return WARREN_ACK;
 }
 

@@ -5,7 +5,9 @@
  * N persistent jobs of SIZE bytes to QUEUE via the default exchange. With
  * RATE > 0 they are paced at RATE/s and each body starts "t=<unix ns> "
  * (the publish time, for pickup latency). With BENCH_KEY_FILE set, every
- * job is signed with that key under key id "bench" (warren/sign.h).
+ * job is signed with that key under key id "bench" (warren/sign.h). With
+ * BENCH_TENANT set, every job carries a header "tenant" with its value
+ * (bench/run tenants).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +70,11 @@ int main(int argc, char **argv) {
   struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   int rc = 0;
+  const char *tenant = getenv("BENCH_TENANT");
+  warren_header_kv kv = {"tenant", tenant};
+  warren_publish_opts po = {.size = sizeof po,
+                            .headers = &kv,
+                            .n_headers = tenant && *tenant ? 1 : 0};
   for (long i = 0; i < n && rc == 0; i++) {
     if (rate > 0) {
       double due = (double)i / rate;
@@ -86,7 +93,8 @@ int main(int argc, char **argv) {
                        (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
       body[k] = 'x';
     }
-    rc = warren_producer_publish(p, "", argv[2], body, size, NULL);
+    rc = warren_producer_publish(p, "", argv[2], body, size,
+                                 po.n_headers ? &po : NULL);
   }
   if (rc == 0) rc = warren_producer_flush(p, 60000);
   warren_producer_close(p);

@@ -45,3 +45,10 @@ size_t wr_utf8_copy(char *dst, const char *src, size_t n, size_t max) {
   }
   return o;
 }
+
+int wr_utf8_valid(const char *src, size_t n) {
+  const unsigned char *s = (const unsigned char *)src;
+  for (size_t i = 0, k; i < n; i += k)
+    if (!(k = utf8_seq(s + i, n - i))) return 0;
+  return 1;
+}

@@ -12,4 +12,8 @@
  * never part of a sequence. Returns the bytes written (no NUL added). */
 size_t wr_utf8_copy(char *dst, const char *src, size_t n, size_t max);
 
+/* 1 when the n bytes at s are valid UTF-8 (no overlong forms, no
+ * surrogates, nothing past U+10FFFF), else 0. */
+int wr_utf8_valid(const char *s, size_t n);
+
 #endif

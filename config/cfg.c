@@ -1,5 +1,6 @@
 #include "cfg.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <openssl/crypto.h>
@@ -862,6 +864,67 @@ static void load_max_priority(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
         c->file, config_setting_source_line(s), h->name, h->max_priority);
 }
 
+/* tenant_header, tenant_concurrency, tenant_hold (framework/tenant.h):
+ * called once concurrency, prefetch, isolation and timeout are read. */
+static void load_tenant(ctx *c, wr_handler_cfg *h, config_setting_t *e) {
+  config_setting_t *hs = config_setting_get_member(e, "tenant_header");
+  config_setting_t *cs = config_setting_get_member(e, "tenant_concurrency");
+  config_setting_t *ks = config_setting_get_member(e, "tenant_hold");
+  if (!hs && !cs && !ks) return;
+  const char *name = get_str(c, e, "tenant_header", "", 0);
+  h->tenant_concurrency =
+      (int)get_int(c, e, "tenant_concurrency", 0, 1, h->concurrency);
+  h->tenant_hold = (int)get_int(c, e, "tenant_hold", 1000, 0, 100000);
+  if (!hs) {
+    problem(c, cs ? cs : ks,
+            "needs tenant_header, the header that names a job's tenant");
+    return;
+  }
+  if (config_setting_type(hs) != CONFIG_TYPE_STRING) return; /* said */
+  size_t n = strlen(name), ok = n >= 1 && n <= 128;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = isalnum((unsigned char)name[i]) || strchr("-_.", name[i]);
+  if (!ok) {
+    problem(c, hs,
+            "must be 1..128 bytes of letters, digits, '-', '_' and '.' (got "
+            "'%s')",
+            name);
+    return;
+  }
+  if (strncasecmp(name, "x-", 2) == 0 || strncasecmp(name, "warren-", 7) == 0) {
+    problem(c, hs,
+            "'%s': names starting with x- are the broker's (RabbitMQ 3.13 and "
+            "later drop some a publisher sets) and warren- ones are "
+            "Warren's; use another, such as \"tenant\"",
+            name);
+    return;
+  }
+  if (!cs) {
+    problem(c, hs, "needs tenant_concurrency, 1..concurrency (%d)",
+            h->concurrency);
+    return;
+  }
+  if (!h->isolated) {
+    problem(c, hs,
+            "needs isolation: in process one job runs at a time, whatever "
+            "its tenant");
+    return;
+  }
+  if (h->tenant_concurrency < 1) return; /* out of range: said above */
+  h->tenant_header = name;
+  /* A held job waits for the jobs of its tenant before it, each up to
+   * the timeout, unacked all along (consumer_timeout, as below). */
+  double worst =
+      h->timeout * ((h->prefetch + h->tenant_hold + h->tenant_concurrency - 1) /
+                    h->tenant_concurrency);
+  if (h->timeout > 0 && worst > 1800)
+    wr_warn(
+        "%s:%d: handler %s: a job held for its tenant may stay unacked up to "
+        "%.0f s, over RabbitMQ's default consumer_timeout of 1800 s: lower "
+        "tenant_hold, prefetch or timeout, or raise consumer_timeout",
+        c->file, config_setting_source_line(hs), h->name, worst);
+}
+
 static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
                          wr_handler_cfg *h) {
   static const char *const keys[] = {"name",
@@ -887,6 +950,9 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
                                      "delayed",
                                      "reply_queues",
                                      "breaker",
+                                     "tenant_header",
+                                     "tenant_concurrency",
+                                     "tenant_hold",
                                      NULL};
   check_keys(c, e, keys);
   h->line = config_setting_source_line(e);
@@ -971,6 +1037,7 @@ static void load_handler(ctx *c, wr_cfg *cfg, size_t *used, config_setting_t *e,
         "over RabbitMQ's default consumer_timeout of 1800 s: lower prefetch "
         "or timeout, or raise consumer_timeout",
         c->file, h->line, h->name, worst);
+  load_tenant(c, h, e);
   load_handler_signing(c, cfg, h, e);
   load_reply_queues(c, h, e);
   h->delayed = get_bool(c, e, "delayed", 0);
@@ -1429,6 +1496,13 @@ int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
             h->max_rss_mb);
     line_of(&p, pre, "max_body", hg, "max_body", "%zu", h->max_body);
     line_of(&p, pre, "max_result", hg, "max_result", "%zu", h->max_result);
+    if (h->tenant_header) {
+      line_of(&p, pre, "tenant_header", hg, "tenant_header", "\"%s\"",
+              h->tenant_header);
+      line_of(&p, pre, "tenant_concurrency", hg, "tenant_concurrency", "%d",
+              h->tenant_concurrency);
+      line_of(&p, pre, "tenant_hold", hg, "tenant_hold", "%d", h->tenant_hold);
+    }
     line_of(&p, pre, "retry.max_attempts", rg, "max_attempts", "%d",
             h->retry.max_attempts);
     line_of(&p, pre, "retry.max_crashes", rg, "max_crashes", "%d",

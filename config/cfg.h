@@ -93,6 +93,9 @@ typedef struct wr_handler_cfg {
   const char **reply_queues; /* named queues results may go to (besides
                                 direct reply-to); none: no named queue */
   size_t n_reply_queues;
+  const char *tenant_header;  /* names a job's tenant (tenant.h); NULL: off */
+  int tenant_concurrency;     /* jobs of one tenant at once, 1..concurrency */
+  int tenant_hold;            /* jobs held beyond prefetch for their tenant */
   config_setting_t *settings; /* the handler's own group, or NULL */
   int line;                   /* where the handler is defined */
 } wr_handler_cfg;

@@ -72,6 +72,8 @@ typedef struct wr_job {
   struct wr_job *by_tag_prev; /* (ledger.h), whatever their state */
   int64_t retry_delay_ms;     /* the retry copy's delay (settle.c), for the
                                  observers of `republished` */
+  uint32_t tenant;            /* its tenant's entry + 1 (tenant.h); 0: none */
+  uint32_t window;            /* epoch of the consumer that delivered it */
   char *late_body;            /* reply_late 2: the error result, malloc'd */
   char *late_err;             /* and its error text, malloc'd */
   const char *late_reason;    /* and its reason (static) */

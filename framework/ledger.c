@@ -45,6 +45,11 @@ void wr_ledger_free(wr_ledger *l) {
   *l = (wr_ledger){0};
 }
 
+void wr_ledger_watch(wr_ledger *l, wr_ledger_watch_fn fn, void *ctx) {
+  l->watch = fn;
+  l->watch_ctx = ctx;
+}
+
 /* Handler h's held line (the last for any other channel). */
 static size_t held_line(const wr_ledger *l, size_t h) {
   return h < l->nh ? h : l->nh;
@@ -79,11 +84,12 @@ int wr_ledger_may(wr_job_state from, wr_job_state to) {
   static const unsigned to_of[WR_JOB_NSTATES] = {
       [WR_JOB_FREE] = B(RECEIVED),
       [WR_JOB_RECEIVED] = B(WAITING) | B(SETTLING) | B(FREE),
-      [WR_JOB_WAITING] = B(WORKING) | B(SETTLING) | B(FREE),
+      [WR_JOB_WAITING] = B(WORKING) | B(SETTLING) | B(FREE) | B(HELD),
       [WR_JOB_WORKING] = B(WAITING) | B(SETTLING) | B(FREE),
       [WR_JOB_SETTLING] = B(CONFIRMING) | B(PARKED) | B(FREE),
       [WR_JOB_CONFIRMING] = B(SETTLING) | B(FREE),
       [WR_JOB_PARKED] = B(FREE),
+      [WR_JOB_HELD] = B(WORKING) | B(SETTLING) | B(FREE),
   };
 #undef B
   return from < WR_JOB_NSTATES && to < WR_JOB_NSTATES &&
@@ -110,10 +116,12 @@ static wr_jobq *line_of(wr_ledger *l, const wr_job *j, wr_job_state st) {
 
 /* Off the line of its state, into state `to` (no line yet). */
 static void leave(wr_ledger *l, wr_job *j, wr_job_state to) {
-  assert(wr_ledger_may((wr_job_state)j->state, to));
-  wr_jobq *from = line_of(l, j, (wr_job_state)j->state);
+  wr_job_state st = (wr_job_state)j->state;
+  assert(wr_ledger_may(st, to));
+  wr_jobq *from = line_of(l, j, st);
   if (from) wr_jobq_remove(from, j);
   j->state = (uint8_t)to;
+  if (l->watch) l->watch(l->watch_ctx, j, st, to);
 }
 
 void wr_ledger_move(wr_ledger *l, wr_job *j, wr_job_state to) {
@@ -151,9 +159,17 @@ uint64_t wr_ledger_lowest_open(const wr_ledger *l, size_t h, uint64_t gen) {
   return UINT64_MAX;
 }
 
+size_t wr_ledger_count(const wr_ledger *l, size_t h) {
+  size_t n = 0;
+  for (const wr_job *j = h < l->nh ? l->held_head[h] : NULL; j;
+       j = j->by_tag_next)
+    n++;
+  return n;
+}
+
 const char *wr_ledger_state_name(wr_job_state st) {
   static const char *const names[WR_JOB_NSTATES] = {
       "free",     "received",   "waiting", "working",
-      "settling", "confirming", "parked"};
+      "settling", "confirming", "parked",  "held"};
   return st < WR_JOB_NSTATES ? names[st] : "?";
 }

@@ -15,8 +15,10 @@
  *                   \----------\----------\-> SETTLING     (a failed copy,
  *                                                           follow-ups)
  *   WORKING -> WAITING (taken back unstarted), SETTLING -> PARKED -> FREE
- *   (a refused copy: the original is requeued when due), and any held
- *   state -> FREE when its delivery can no longer be acked.
+ *   (a refused copy: the original is requeued when due), WAITING -> HELD
+ *   -> WORKING (its tenant at its limit, then under it again; HELD ->
+ *   SETTLING when revoked), and any held state -> FREE when its delivery
+ *   can no longer be acked.
  *
  * Not thread-safe: the loop thread owns it.
  */
@@ -36,11 +38,20 @@ typedef enum wr_job_state {
   WR_JOB_SETTLING,   /* its attempt is over: being settled */
   WR_JOB_CONFIRMING, /* awaiting the confirms of what it published */
   WR_JOB_PARKED,     /* its copy was refused: requeued when due */
+  WR_JOB_HELD,       /* admitted, its tenant at its limit: on its tenant's
+                        line (tenant.h), not on a line of the ledger */
   WR_JOB_NSTATES
 } wr_job_state;
 
 /* Frees what a job holds (body, envelope, extras), not the slot. */
 typedef void (*wr_ledger_release_fn)(void *ctx, wr_job *job);
+
+/* Told of every move, once the job is off the line of `from` and before
+ * it is put on the line of `to` (so a watcher keeping the line of a state
+ * the ledger has none for, HELD, links and unlinks it there). It must not
+ * move jobs. */
+typedef void (*wr_ledger_watch_fn)(void *ctx, wr_job *job, wr_job_state from,
+                                   wr_job_state to);
 
 typedef struct wr_ledger {
   wr_job *slots; /* all of them, contiguous (observers index by slot) */
@@ -56,6 +67,8 @@ typedef struct wr_ledger {
   size_t held;        /* jobs not FREE */
   wr_ledger_release_fn release;
   void *ctx;
+  wr_ledger_watch_fn watch; /* NULL: none (tenant.h is the one) */
+  void *watch_ctx;
 } wr_ledger;
 
 /* n slots for nh handlers; release frees a job's parts when it goes back
@@ -64,6 +77,12 @@ int wr_ledger_init(wr_ledger *l, size_t n, size_t nh,
                    wr_ledger_release_fn release, void *ctx);
 /* Give back the slots (held jobs' parts are released first). */
 void wr_ledger_free(wr_ledger *l);
+
+/* Tell fn of every move from now on (one watcher). */
+void wr_ledger_watch(wr_ledger *l, wr_ledger_watch_fn fn, void *ctx);
+
+/* Jobs of handler h held (any state but FREE): walks its held jobs. */
+size_t wr_ledger_count(const wr_ledger *l, size_t h);
 
 /* The slot the next delivery is read into, as new, still FREE; NULL when
  * every slot is held. The same slot until it is taken. */

@@ -271,6 +271,15 @@ static void snap_handler(wr_monitor *m, size_t i, wr_snap_handler *o,
        j = j->next)
     o->awaiting_copy += j->handler == i;
   o->restarts = h->pool.restarts;
+  const wr_tenants *t = wr_sup_tenants(s, i);
+  if (t) {
+    o->tenant_limit = (int)t->limit;
+    o->tenant_held = (long)t->held;
+    o->tenants = (long)t->n;
+    o->tenant_held_total = t->held_total;
+    o->tenant_widened = t->widened;
+    o->tenant_untagged = t->untagged;
+  }
   o->alive = h->cfg->isolated ? 0 : 1;
   for (int k = 0; h->cfg->isolated && k < o->nworkers; k++) {
     wr_pool_worker pw;
@@ -295,7 +304,7 @@ static void snap_handler(wr_monitor *m, size_t i, wr_snap_handler *o,
     }
   }
   snap_breaker(h, o, now);
-  o->in_flight = o->pending + o->in_workers + o->awaiting_copy;
+  o->in_flight = o->pending + o->tenant_held + o->in_workers + o->awaiting_copy;
   o->work = o->dlq = (wr_snap_queue){-1, -1, 0};
   o->retrying = 0;
   for (size_t k = 0; k < m->nq; k++) {

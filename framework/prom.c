@@ -136,6 +136,43 @@ static double cancels(const wr_snap_handler *h) {
   return (double)h->st.cancels;
 }
 
+static double tenant_held(const wr_snap_handler *h) {
+  return h->tenant_limit ? (double)h->tenant_held : NAN;
+}
+static double tenants(const wr_snap_handler *h) {
+  return h->tenant_limit ? (double)h->tenants : NAN;
+}
+static double tenant_held_total(const wr_snap_handler *h) {
+  return h->tenant_limit ? (double)h->tenant_held_total : NAN;
+}
+static double tenant_widened(const wr_snap_handler *h) {
+  return h->tenant_limit ? (double)h->tenant_widened : NAN;
+}
+static double tenant_untagged(const wr_snap_handler *h) {
+  return h->tenant_limit ? (double)h->tenant_untagged : NAN;
+}
+
+/* Handlers with tenant limits (tenant.h): the others have no samples, and
+ * without any the families are left out. */
+static void tenant_metrics(page *g, const wr_snap *s) {
+  size_t i = 0;
+  while (i < s->nh && !s->h[i].tenant_limit) i++;
+  if (i == s->nh) return;
+  each(g, s, "warren_tenant_held_jobs", "gauge",
+       "Jobs held because their tenant runs tenant_concurrency jobs.",
+       tenant_held);
+  each(g, s, "warren_tenants", "gauge",
+       "Tenants with jobs waiting, held or running in this process.", tenants);
+  each(g, s, "warren_tenant_held_total", "counter",
+       "Jobs held for their tenant since start.", tenant_held_total);
+  each(g, s, "warren_tenant_window_renewals_total", "counter",
+       "Consumers renewed to take jobs beyond the ones held (tenant_hold).",
+       tenant_widened);
+  each(g, s, "warren_tenant_untagged_total", "counter",
+       "Jobs without a valid tenant header, run as the one tenant \"\".",
+       tenant_untagged);
+}
+
 static double results(const wr_snap_handler *h) {
   return (double)h->st.results;
 }
@@ -235,6 +272,7 @@ char *wr_prom_render(const wr_snap *s, size_t *len) {
        "Jobs delivered and not settled yet.", in_flight);
   each(&g, s, "warren_jobs_running", "gauge",
        "Jobs running in a worker process now.", running);
+  tenant_metrics(&g, s);
   each(&g, s, "warren_workers_alive", "gauge",
        "Worker processes up (1 for an in-process handler).", alive);
   each(&g, s, "warren_queue_messages_ready", "gauge",

@@ -271,6 +271,15 @@ static cJSON *handler(const wr_snap_handler *h) {
   }
   cJSON_AddItemToObject(o, "breaker", breaker(h));
   cJSON_AddNumberToObject(o, "restarts", (double)h->restarts);
+  if (h->tenant_limit) { /* tenant.h */
+    cJSON *t = cJSON_AddObjectToObject(o, "tenants");
+    cJSON_AddNumberToObject(t, "limit", h->tenant_limit);
+    cJSON_AddNumberToObject(t, "active", (double)h->tenants);
+    cJSON_AddNumberToObject(t, "held", (double)h->tenant_held);
+    cJSON_AddNumberToObject(t, "held_total", (double)h->tenant_held_total);
+    cJSON_AddNumberToObject(t, "window_renewals", (double)h->tenant_widened);
+    cJSON_AddNumberToObject(t, "untagged", (double)h->tenant_untagged);
+  }
   cJSON_AddNumberToObject(o, "workers_alive", h->alive);
   cJSON *ws = cJSON_AddArrayToObject(o, "workers");
   for (int k = 0; k < h->nworkers; k++)

@@ -51,7 +51,13 @@ typedef struct wr_snap_handler {
   wr_snap_queue work, dlq; /* the work queue and its dead-letter queue */
   long long retrying;      /* in its retry queues; -1: not known */
   unsigned long restarts;  /* worker restarts since start */
-  int alive;               /* worker processes up (1 in process) */
+  int tenant_limit;        /* tenant_concurrency; 0: no tenant limits */
+  long tenant_held;        /* jobs held for their tenant now (tenant.h) */
+  long tenants;            /* tenants with jobs waiting, held or working */
+  unsigned long tenant_held_total; /* jobs ever held for their tenant */
+  unsigned long tenant_widened;    /* consumers renewed to widen the window */
+  unsigned long tenant_untagged;   /* jobs without a valid tenant */
+  int alive;                       /* worker processes up (1 in process) */
   int nworkers;
   wr_snap_worker *w;
   struct {

@@ -25,6 +25,7 @@
 #include "settle.h"
 #include "sigcheck.h"
 #include "supervisor.h"
+#include "tenant.h"
 
 typedef struct wr_handler_rt {
   const wr_handler_cfg *cfg;
@@ -78,8 +79,9 @@ struct wr_sup {
   char host[64];
   struct wr_events *events; /* lifecycle events (events.h); NULL: off */
   struct wr_live *live;     /* GET /api/events (live.h); NULL: off */
-  wr_revoked revoked;   /* revoked ids and the control channel (revoked.h) */
-  wr_breakers breakers; /* the handlers' circuit breakers; n 0: none */
+  wr_revoked revoked;    /* revoked ids and the control channel (revoked.h) */
+  wr_breakers breakers;  /* the handlers' circuit breakers; n 0: none */
+  wr_tenant_set tenants; /* per-tenant limits (tenant.h); h NULL: none */
 };
 
 /* Give a job's slot back (its envelope is freed): the ledger's move to
@@ -91,6 +93,11 @@ static inline void wr_sup_release(wr_sup *s, wr_job *job) {
 /* Handler h's waiting line (ledger.h). */
 static inline const wr_jobq *wr_sup_waiting(const wr_sup *s, size_t h) {
   return wr_ledger_line(&s->ledger, WR_JOB_WAITING, h);
+}
+
+/* Handler h's tenants when it limits them (tenant.h), else NULL. */
+static inline wr_tenants *wr_sup_tenants(const wr_sup *s, size_t h) {
+  return s->tenants.h && s->tenants.h[h].on ? &s->tenants.h[h] : NULL;
 }
 
 /* A handler's verdict on job (a warren_result; err: its set_error text). */

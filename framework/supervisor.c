@@ -252,6 +252,8 @@ static void drop_pending(wr_sup *s) {
   for (size_t i = 0; i < s->nh; i++) {
     wr_job *j;
     while ((j = wr_sup_waiting(s, i)->head)) wr_sup_release(s, j);
+    const wr_tenants *t = wr_sup_tenants(s, i); /* held for their tenant */
+    while (t && (j = wr_tenants_held_first(t))) wr_sup_release(s, j);
   }
 }
 
@@ -328,6 +330,21 @@ static int revoke_held(wr_sup *s, wr_handler_rt *h, int terminate, double now) {
     if (wr_revoked_has(r, j, now)) {
       wr_info("handler %s: job %s revoked before it started; dead-lettered",
               h->cfg->name, wr_revoked_id(j, id, sizeof id));
+      wr_settle_finish(s, h, j, WR_OUT_REVOKED,
+                       "revoked by warren revoke before it started");
+      n++;
+    }
+    j = next;
+  }
+  /* Held for their tenant (tenant.h): not started either. */
+  const wr_tenants *t = wr_sup_tenants(s, h->index);
+  for (j = t ? wr_tenants_held_first(t) : NULL; j;) {
+    wr_job *next = wr_tenants_held_next(t, j);
+    if (wr_revoked_has(r, j, now)) {
+      wr_info(
+          "handler %s: job %s revoked while held for its tenant; "
+          "dead-lettered",
+          h->cfg->name, wr_revoked_id(j, id, sizeof id));
       wr_settle_finish(s, h, j, WR_OUT_REVOKED,
                        "revoked by warren revoke before it started");
       n++;
@@ -534,6 +551,14 @@ static int give_back(wr_sup *s, wr_handler_rt *h) {
   while ((j = wr_sup_waiting(s, h->index)->head) && s->session.conn) {
     uint64_t tag = j->env.delivery_tag;
     wr_intake_unrecorded(&s->intake, j);
+    wr_sup_release(s, j);
+    if (wr_session_nack(&s->session, h->ch, tag, 1) != 0) break;
+    n++;
+  }
+  /* And those held for their tenant (tenant.h). */
+  const wr_tenants *t = wr_sup_tenants(s, h->index);
+  while (t && (j = wr_tenants_held_first(t)) && s->session.conn) {
+    uint64_t tag = j->env.delivery_tag;
     wr_sup_release(s, j);
     if (wr_session_nack(&s->session, h->ch, tag, 1) != 0) break;
     n++;
@@ -821,6 +846,62 @@ static void run_in_process(wr_sup *s, wr_handler_rt *h) {
   }
 }
 
+/* Half of h's window is held for tenants at their limit: consume again
+ * under a new tag, then cancel the old consumer, whose jobs stay unacked
+ * on the channel but outside any window (tenant.h). In that order, so
+ * that the queue is never without a consumer. */
+static void widen(wr_sup *s, wr_handler_rt *h, wr_tenants *t) {
+  char old[sizeof h->tag], err[512];
+  memcpy(old, h->tag, sizeof old);
+  uint32_t epoch = wr_tenants_widen(t);
+  /* Never a tag used before on the channel (breaker_consume's are
+   * numbered without the t): on RabbitMQ 3.10 a quorum queue's delivery
+   * to a cancelled consumer crashes the channel when a new consumer has
+   * its tag. */
+  snprintf(h->tag, sizeof h->tag, "warren.%.100s.%.60s.%d.t%u", h->cfg->name,
+           s->host, (int)getpid(), (unsigned)epoch);
+  if (wr_topology_resume(s->session.conn, h->ch, h->cfg, h->tag, err,
+                         sizeof err) != WARREN_OK) {
+    wr_session_lost(&s->session, err, 0);
+    return;
+  }
+  if (wr_session_cancel(&s->session, h->ch, old) != 0) return; /* lost */
+  wr_debug("handler %s: %zu job(s) held for their tenant; consuming as %s",
+           h->cfg->name, t->held, h->tag);
+}
+
+/* A handler with tenant limits (tenant.h): held jobs whose tenant has
+ * room again go first, then the waiting line, where a job whose tenant is
+ * at its limit is held and the jobs behind it go on. */
+static void dispatch_tenants(wr_sup *s, wr_handler_rt *h, wr_tenants *t) {
+  const wr_jobq *waiting = wr_sup_waiting(s, h->index);
+  wr_job *job;
+  wr_child *c;
+  for (;;) {
+    if (!(job = wr_tenants_ready(t))) {
+      while ((job = waiting->head) && !wr_tenants_may_run(t, job))
+        wr_ledger_move(&s->ledger, job, WR_JOB_HELD);
+      if (!job) break;
+    }
+    if (!(c = wr_pool_pick(&h->pool))) break;
+    wr_ledger_move(&s->ledger, job, WR_JOB_WORKING);
+    if (wr_pool_dispatch(&h->pool, c, job) != WARREN_OK) {
+      wr_ledger_wait_front(&s->ledger, job); /* its worker is full now */
+      break;
+    }
+  }
+  /* No worker free: the jobs over their limit at the head are held now
+   * all the same, so that the window is seen filling. */
+  while ((job = waiting->head) && !wr_tenants_may_run(t, job))
+    wr_ledger_move(&s->ledger, job, WR_JOB_HELD);
+  wr_pool_flush(&h->pool);
+  /* Not while its breaker has the consumer cancelled. */
+  if (wr_tenants_widen_wanted(t) && s->session.conn && !h->resume_at &&
+      h->consuming &&
+      wr_tenants_widen_fits(t, wr_ledger_count(&s->ledger, h->index)))
+    widen(s, h, t);
+}
+
 static void dispatch(wr_sup *s) {
   if (s->draining) return; /* prefetched jobs go back on close */
   for (size_t i = 0; i < s->nh; i++) {
@@ -828,6 +909,11 @@ static void dispatch(wr_sup *s) {
     if (held(h)) continue; /* its breaker is open */
     if (!h->cfg->isolated) {
       run_in_process(s, h);
+      continue;
+    }
+    wr_tenants *t = wr_sup_tenants(s, i);
+    if (t) {
+      dispatch_tenants(s, h, t);
       continue;
     }
     wr_child *c;
@@ -893,9 +979,18 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
    * so the broker always has room to send the next ones. Finished jobs of
    * an older connection can add up to concurrency. */
   size_t batch = (size_t)(h->cfg->prefetch / 2 > 1 ? h->cfg->prefetch / 2 : 1);
-  if (wr_acks_init(&h->acks, (size_t)(h->cfg->prefetch + h->cfg->concurrency),
-                   batch) != WARREN_OK)
-    return WARREN_NOMEM;
+  size_t most = (size_t)(h->cfg->prefetch + h->cfg->concurrency);
+  if (h->cfg->tenant_header) { /* jobs held beyond the prefetch */
+    most += (size_t)h->cfg->tenant_hold;
+    if (wr_tenants_init(
+            &s->tenants.h[i], h->cfg->tenant_header,
+            (uint32_t)h->cfg->tenant_concurrency, (uint32_t)h->cfg->tenant_hold,
+            (uint32_t)h->cfg->prefetch, (uint32_t)h->cfg->concurrency,
+            (uint32_t)most) != WARREN_OK)
+      return WARREN_NOMEM;
+    s->tenants.h[i].tag = h->tag;
+  }
+  if (wr_acks_init(&h->acks, most, batch) != WARREN_OK) return WARREN_NOMEM;
   /* Without shared memory (a sandbox denying memfd), bodies use malloc. */
   h->arena = wr_arena_open(h->cfg->name);
   if (!h->arena)
@@ -965,16 +1060,26 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   s->nh = cfg->n_handlers;
   s->h = calloc(s->nh, sizeof *s->h);
   s->stats = calloc(s->nh, sizeof *s->stats);
-  size_t nslots = 0;
-  for (size_t i = 0; i < s->nh; i++)
+  size_t nslots = 0, ntenants = 0;
+  for (size_t i = 0; i < s->nh; i++) {
     /* Pending plus running jobs of the current connection stay within
-     * prefetch; running jobs of an older connection add up to concurrency. */
-    nslots += (size_t)cfg->handlers[i].prefetch +
-              (size_t)cfg->handlers[i].concurrency;
+     * prefetch; running jobs of an older connection add up to concurrency;
+     * jobs held for their tenant beyond the prefetch, up to tenant_hold
+     * (tenant.h). */
+    const wr_handler_cfg *hc = &cfg->handlers[i];
+    nslots += (size_t)hc->prefetch + (size_t)hc->concurrency;
+    if (hc->tenant_header) nslots += (size_t)hc->tenant_hold, ntenants++;
+  }
+  if (ntenants && s->h) {
+    s->tenants.h = calloc(s->nh, sizeof *s->tenants.h);
+    s->tenants.nh = s->tenants.h ? s->nh : 0;
+  }
   /* One more for a control message (revoked.h). */
-  int rc = s->h && s->stats
+  int rc = s->h && s->stats && (!ntenants || s->tenants.h)
                ? wr_ledger_init(&s->ledger, nslots + 1, s->nh, release_job, s)
                : WARREN_NOMEM;
+  if (rc == WARREN_OK && ntenants)
+    wr_ledger_watch(&s->ledger, wr_tenants_moved, &s->tenants);
   if (rc == WARREN_OK) rc = wr_loop_create(&s->loop);
   if (rc != WARREN_OK) {
     wr_sup_destroy(s);
@@ -1125,6 +1230,9 @@ void wr_sup_destroy(wr_sup *s) {
     }
   /* Jobs still held give their bodies back to the arenas closed below. */
   wr_ledger_free(&s->ledger);
+  for (size_t i = 0; i < s->tenants.nh; i++)
+    if (s->tenants.h[i].on) wr_tenants_free(&s->tenants.h[i]);
+  free(s->tenants.h);
   for (size_t i = 0; s->h && i < s->nh; i++) {
     wr_handler_rt *h = &s->h[i];
     wr_inproc_shutdown(&h->inproc);

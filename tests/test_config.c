@@ -463,6 +463,13 @@ static const bound bounds[] = {
     {"handlers.[0].max_priority",
      HR("queue_type = \"classic\"; max_priority = %s;"), "0", "1", "255",
      "256"},
+    {"handlers.[0].tenant_concurrency",
+     HR("concurrency = 4; tenant_header = \"t\"; tenant_concurrency = %s;"),
+     "0", "1", "4", "5"},
+    {"handlers.[0].tenant_hold",
+     HR("concurrency = 2; tenant_header = \"t\"; tenant_concurrency = 1; "
+        "tenant_hold = %s;"),
+     "-1", "0", "100000", "100001"},
     {"handlers.[0].retry.max_attempts", HR("retry = { max_attempts = %s; };"),
      "0", "1", "1000", "1001"},
     {"handlers.[0].retry.max_crashes", HR("retry = { max_crashes = %s; };"),
@@ -716,6 +723,55 @@ Test(config, max_priority_needs_a_classic_queue_that_warren_declares) {
                "declare = false, declare 'a' with x-max-priority = 5 yourself");
   expect_error(H("queue_type = \"classic\"; max_priority = \"high\";"), 1,
                "max_priority: must be an integer");
+}
+
+/* Per-tenant concurrency (framework/tenant.h). Breaks when the settings
+ * are not read, when one is let through without the others (a limit
+ * without a header would do nothing), when a header name the broker or
+ * Warren owns is accepted (the broker may drop x- headers a publisher sets
+ * from 3.13: every job would fall into the one bucket without a tenant),
+ * or in process, where the limit cannot mean anything. */
+Test(config, tenant_settings_go_together_and_name_a_usable_header) {
+  wr_cfg *cfg;
+  int rc = load(H("concurrency = 3; tenant_header = \"tenant\"; "
+                  "tenant_concurrency = 2;"),
+                &cfg);
+  cr_assert_eq(rc, 0, "%s", err);
+  cr_assert_str_eq(cfg->handlers[0].tenant_header, "tenant");
+  cr_assert_eq(cfg->handlers[0].tenant_concurrency, 2);
+  cr_assert_eq(cfg->handlers[0].tenant_hold, 1000, "1000 by default");
+  wr_cfg_free(cfg);
+  rc = load(H(""), &cfg);
+  cr_assert_eq(rc, 0, "%s", err);
+  cr_assert_null(cfg->handlers[0].tenant_header, "off by default");
+  wr_cfg_free(cfg);
+  expect_error(H("concurrency = 3; tenant_concurrency = 2;"), 1,
+               "handlers[0].tenant_concurrency: needs tenant_header");
+  expect_error(H("concurrency = 3; tenant_hold = 2;"), 1,
+               "handlers[0].tenant_hold: needs tenant_header");
+  expect_error(H("concurrency = 3; tenant_header = \"tenant\";"), 1,
+               "handlers[0].tenant_header: needs tenant_concurrency, "
+               "1..concurrency (3)");
+  expect_error(H("concurrency = 3; tenant_header = \"x-tenant\"; "
+                 "tenant_concurrency = 1;"),
+               1,
+               "tenant_header: 'x-tenant': names starting with x- are the "
+               "broker's");
+  expect_error(H("concurrency = 3; tenant_header = \"Warren-Tenant\"; "
+                 "tenant_concurrency = 1;"),
+               1, "warren- ones are Warren's");
+  expect_error(H("concurrency = 3; tenant_header = \"a b\"; "
+                 "tenant_concurrency = 1;"),
+               1, "tenant_header: must be 1..128 bytes of letters, digits");
+  expect_error(H("concurrency = 3; tenant_header = \"\"; "
+                 "tenant_concurrency = 1;"),
+               1, "tenant_header: must be 1..128 bytes");
+  expect_error(H("isolation = false; tenant_header = \"t\"; "
+                 "tenant_concurrency = 1;"),
+               1, "tenant_header: needs isolation");
+  expect_error(H("concurrency = 2; tenant_header = \"t\"; "
+                 "tenant_concurrency = 3;"),
+               1, "tenant_concurrency: must be 1..2 (got 3)");
 }
 
 /* A FIFO where a secret or a TLS file should be: refused at once with a

@@ -67,7 +67,11 @@ Test(ledger, only_the_lifecycles_moves_are_allowed) {
                                        {WR_JOB_SETTLING, WR_JOB_FREE},
                                        {WR_JOB_CONFIRMING, WR_JOB_SETTLING},
                                        {WR_JOB_CONFIRMING, WR_JOB_FREE},
-                                       {WR_JOB_PARKED, WR_JOB_FREE}};
+                                       {WR_JOB_PARKED, WR_JOB_FREE},
+                                       {WR_JOB_WAITING, WR_JOB_HELD},
+                                       {WR_JOB_HELD, WR_JOB_WORKING},
+                                       {WR_JOB_HELD, WR_JOB_SETTLING},
+                                       {WR_JOB_HELD, WR_JOB_FREE}};
   int allowed = 0;
   for (int f = 0; f < WR_JOB_NSTATES; f++)
     for (int t = 0; t < WR_JOB_NSTATES; t++)
@@ -81,6 +85,8 @@ Test(ledger, only_the_lifecycles_moves_are_allowed) {
   cr_assert_not(wr_ledger_may(WR_JOB_PARKED, WR_JOB_WAITING));
   cr_assert_not(wr_ledger_may(WR_JOB_CONFIRMING, WR_JOB_WORKING));
   cr_assert_not(wr_ledger_may(WR_JOB_WAITING, WR_JOB_CONFIRMING));
+  cr_assert_not(wr_ledger_may(WR_JOB_HELD, WR_JOB_WAITING));
+  cr_assert_not(wr_ledger_may(WR_JOB_WORKING, WR_JOB_HELD));
 }
 
 Test(ledger, lines_follow_the_jobs_moves) {
