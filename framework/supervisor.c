@@ -559,6 +559,7 @@ static int give_back(wr_sup *s, wr_handler_rt *h) {
   const wr_tenants *t = wr_sup_tenants(s, h->index);
   while (t && (j = wr_tenants_held_first(t)) && s->session.conn) {
     uint64_t tag = j->env.delivery_tag;
+    wr_intake_unrecorded(&s->intake, j);
     wr_sup_release(s, j);
     if (wr_session_nack(&s->session, h->ch, tag, 1) != 0) break;
     n++;
