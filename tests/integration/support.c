@@ -966,3 +966,18 @@ int tw_occurrences(const char *path, const char *needle) {
   for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) k++;
   return k;
 }
+
+int tw_sh(char *out, size_t len, const char *fmt, ...) {
+  char cmd[4096];
+  int n = snprintf(cmd, sizeof cmd, "unset WARREN_BROKER_URL; timeout 60 ");
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
+  va_end(ap);
+  FILE *p = popen(cmd, "r");
+  if (!p) return -1;
+  size_t got = fread(out, 1, len - 1, p);
+  out[got] = '\0';
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

@@ -198,4 +198,10 @@ size_t tw_table_dump(const amqp_table_t *t, char *out, size_t len);
 /* How often needle occurs in file path (its first 4 MiB). */
 int tw_occurrences(const char *path, const char *needle);
 
+/* Run a shell command (printf-style), with WARREN_BROKER_URL unset and
+ * under a 60 s timeout; what it prints on stdout into out (truncated to
+ * len, NUL-terminated). Its exit status, or -1. */
+int tw_sh(char *out, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

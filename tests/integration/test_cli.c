@@ -22,22 +22,6 @@ TW_SUITE(cli, 120);
 /* Run cmd with sh; its stdout (with "2>&1" in cmd, also stderr) into out.
  * WARREN_BROKER_URL is unset unless cmd sets it, so a developer's own
  * cannot change what a test sees. Returns the exit status. */
-static int sh(char *out, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int sh(char *out, size_t len, const char *fmt, ...) {
-  char cmd[4096];
-  int n = snprintf(cmd, sizeof cmd, "unset WARREN_BROKER_URL; timeout 60 ");
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
-  va_end(ap);
-  FILE *p = popen(cmd, "r");
-  if (!p) return -1;
-  size_t got = fread(out, 1, len - 1, p);
-  out[got] = '\0';
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void has_all(const char *what, const char *out,
                     const char *const *opts) {
@@ -68,9 +52,9 @@ Test(cli, every_help_exits_0_and_lists_its_options) {
   static const char *const warren_opts[] = {
       "--check-config", "--print-config", "--burst",    "--help", "-h",
       "--version",      "CONFIG_FILE",    "warren dlq", NULL};
-  cr_assert_eq(sh(out, sizeof out, "%s --help 2>/dev/null", WARREN_BIN), 0);
+  cr_assert_eq(tw_sh(out, sizeof out, "%s --help 2>/dev/null", WARREN_BIN), 0);
   has_all("warren", out, warren_opts);
-  cr_assert_eq(sh(out, sizeof out, "%s -h 2>/dev/null", WARREN_BIN), 0);
+  cr_assert_eq(tw_sh(out, sizeof out, "%s -h 2>/dev/null", WARREN_BIN), 0);
   has_all("warren -h", out, warren_opts);
 
   static const char *const dlq_opts[] = {"--count", "--reason", "--id", "list",
@@ -79,7 +63,7 @@ Test(cli, every_help_exits_0_and_lists_its_options) {
                                          "dlq list --help",
                                          "dlq replay x.cfg h --help", NULL};
   for (const char *const *a = dlq_args; *a; a++) {
-    cr_assert_eq(sh(out, sizeof out, "%s %s 2>/dev/null", WARREN_BIN, *a), 0,
+    cr_assert_eq(tw_sh(out, sizeof out, "%s %s 2>/dev/null", WARREN_BIN, *a), 0,
                  "warren %s", *a);
     has_all(*a, out, dlq_opts);
     has_all(*a, out, conn_opts);
@@ -92,8 +76,8 @@ Test(cli, every_help_exits_0_and_lists_its_options) {
                                          "--key-file",    "--traceparent",
                                          "--tracestate",  "--print-trace",
                                          "--priority",    NULL};
-  cr_assert_eq(sh(out, sizeof out, "%s --help 2>/dev/null", WARREN_PUBLISH_BIN),
-               0);
+  cr_assert_eq(
+      tw_sh(out, sizeof out, "%s --help 2>/dev/null", WARREN_PUBLISH_BIN), 0);
   has_all("warren-publish", out, pub_opts);
   has_all("warren-publish", out, conn_opts);
 }
@@ -101,14 +85,15 @@ Test(cli, every_help_exits_0_and_lists_its_options) {
 Test(cli, every_command_prints_its_version) {
   char out[1024], want[200];
   snprintf(want, sizeof want, "warren %s (handler ABI ", WARREN_VERSION_TEST);
-  cr_assert_eq(sh(out, sizeof out, "%s --version", WARREN_BIN), 0, "%s", out);
+  cr_assert_eq(tw_sh(out, sizeof out, "%s --version", WARREN_BIN), 0, "%s",
+               out);
   cr_assert(strstr(out, want) == out, "%s", out);
-  cr_assert_eq(sh(out, sizeof out, "%s dlq --version", WARREN_BIN), 0, "%s",
+  cr_assert_eq(tw_sh(out, sizeof out, "%s dlq --version", WARREN_BIN), 0, "%s",
                out);
   cr_assert(strstr(out, want) == out, "%s", out);
   snprintf(want, sizeof want, "warren-publish %s\n", WARREN_VERSION_TEST);
-  cr_assert_eq(sh(out, sizeof out, "%s --version", WARREN_PUBLISH_BIN), 0, "%s",
-               out);
+  cr_assert_eq(tw_sh(out, sizeof out, "%s --version", WARREN_PUBLISH_BIN), 0,
+               "%s", out);
   cr_assert_str_eq(out, want);
 }
 
@@ -118,7 +103,7 @@ static void refused(const char *prog, const char *args, const char *msg) {
   const char *bin =
       strcmp(prog, "warren-publish") ? WARREN_BIN : WARREN_PUBLISH_BIN;
   /* stderr only: a refusal prints nothing on stdout */
-  int rc = sh(out, sizeof out, "%s %s 2>&1 >/dev/null", bin, args);
+  int rc = tw_sh(out, sizeof out, "%s %s 2>&1 >/dev/null", bin, args);
   cr_expect_eq(rc, 2, "%s %s: exit %d\n%s", prog, args, rc, out);
   snprintf(want, sizeof want, "%s: %s\nTry '%s --help' for the options.\n",
            prog, msg, prog);
@@ -198,25 +183,27 @@ Test(cli, warren_publish_connects_by_url) {
   cr_assert_eq(tw_own_queues(q, NULL), 0);
   cr_assert_eq(tw_declare_plain(q), 0);
   char out[4096];
-  int rc = sh(out, sizeof out,
-              "%s --url amqp://guest:guest@127.0.0.1:%d/%%2F --routing-key %s "
-              "--id u --count 2 2>&1",
-              WARREN_PUBLISH_BIN, tw_port(), q);
+  int rc =
+      tw_sh(out, sizeof out,
+            "%s --url amqp://guest:guest@127.0.0.1:%d/%%2F --routing-key %s "
+            "--id u --count 2 2>&1",
+            WARREN_PUBLISH_BIN, tw_port(), q);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert_eq(tw_queue_len(q), 2, "%s", out);
 
   /* --port over the URL's: a URL for a port where nothing listens. */
-  rc = sh(out, sizeof out,
-          "%s --url amqp://guest:guest@127.0.0.1:1/ --port %d "
-          "--routing-key %s 2>&1",
-          WARREN_PUBLISH_BIN, tw_port(), q);
+  rc = tw_sh(out, sizeof out,
+             "%s --url amqp://guest:guest@127.0.0.1:1/ --port %d "
+             "--routing-key %s 2>&1",
+             WARREN_PUBLISH_BIN, tw_port(), q);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert_eq(tw_queue_len(q), 3);
 
   /* A bad URL is a usage error and its password is not printed. */
-  rc = sh(out, sizeof out,
-          "%s --url http://guest:hunter2@127.0.0.1:%d/ --routing-key %s 2>&1",
-          WARREN_PUBLISH_BIN, tw_port(), q);
+  rc =
+      tw_sh(out, sizeof out,
+            "%s --url http://guest:hunter2@127.0.0.1:%d/ --routing-key %s 2>&1",
+            WARREN_PUBLISH_BIN, tw_port(), q);
   cr_assert_eq(rc, 2, "%s", out);
   cr_assert(strstr(out, "--url: broker URL is not amqp://"), "%s", out);
   cr_assert_null(strstr(out, "hunter2"), "%s", out);
@@ -237,10 +224,11 @@ Test(cli, warren_publish_sends_a_long_body_whole) {
   fputs(body, f);
   fclose(f);
   char out[4096];
-  int rc = sh(out, sizeof out,
-              "%s --url amqp://guest:guest@127.0.0.1:%d/%%2F --routing-key %s "
-              "--body \"$(cat %s)\" 2>&1",
-              WARREN_PUBLISH_BIN, tw_port(), q, path);
+  int rc =
+      tw_sh(out, sizeof out,
+            "%s --url amqp://guest:guest@127.0.0.1:%d/%%2F --routing-key %s "
+            "--body \"$(cat %s)\" 2>&1",
+            WARREN_PUBLISH_BIN, tw_port(), q, path);
   cr_assert_eq(rc, 0, "%s", out);
   static char dump[N + 4096];
   cr_assert_eq(tw_get(q, 1, dump, sizeof dump), 1);
@@ -260,15 +248,15 @@ Test(cli, warren_publish_honours_warren_broker_url) {
   cr_assert_eq(tw_own_queues(q, NULL), 0);
   cr_assert_eq(tw_declare_plain(q), 0);
   char out[4096];
-  int rc = sh(out, sizeof out,
-              "env WARREN_BROKER_URL=amqp://guest:guest@127.0.0.1:%d %s "
-              "--routing-key %s 2>&1",
-              tw_port(), WARREN_PUBLISH_BIN, q);
+  int rc = tw_sh(out, sizeof out,
+                 "env WARREN_BROKER_URL=amqp://guest:guest@127.0.0.1:%d %s "
+                 "--routing-key %s 2>&1",
+                 tw_port(), WARREN_PUBLISH_BIN, q);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert_eq(tw_queue_len(q), 1);
 
   /* --url over the environment's. */
-  rc = sh(
+  rc = tw_sh(
       out, sizeof out,
       "env WARREN_BROKER_URL=amqp://127.0.0.1:1 %s --url amqp://127.0.0.1:%d "
       "--routing-key %s 2>&1",
@@ -277,10 +265,10 @@ Test(cli, warren_publish_honours_warren_broker_url) {
   cr_assert_eq(tw_queue_len(q), 2);
 
   /* With --host the environment's URL (its port too) is not read. */
-  rc = sh(out, sizeof out,
-          "env WARREN_BROKER_URL=amqp://127.0.0.1:%d %s --host 127.0.0.1 "
-          "--port 1 --routing-key %s 2>&1",
-          tw_port(), WARREN_PUBLISH_BIN, q);
+  rc = tw_sh(out, sizeof out,
+             "env WARREN_BROKER_URL=amqp://127.0.0.1:%d %s --host 127.0.0.1 "
+             "--port 1 --routing-key %s 2>&1",
+             tw_port(), WARREN_PUBLISH_BIN, q);
   cr_assert_eq(rc, 1, "the environment's port was used: %s", out);
   cr_assert(strstr(out, "127.0.0.1:1"), "%s", out);
   cr_assert_eq(tw_queue_len(q), 2);
@@ -304,18 +292,18 @@ Test(cli, dlq_takes_the_broker_from_the_command_line_over_the_file) {
   cr_assert_eq(tw_own_queues("it.cli.dlq.dlq", NULL), 0);
   cr_assert_eq(tw_declare_plain("it.cli.dlq.dlq"), 0);
 
-  int rc = sh(out, sizeof out, "%s dlq list %s h 2>&1", WARREN_BIN, cfg);
+  int rc = tw_sh(out, sizeof out, "%s dlq list %s h 2>&1", WARREN_BIN, cfg);
   cr_assert_eq(rc, 1, "the file's broker is not there: %s", out);
 
-  rc = sh(out, sizeof out, "%s dlq list %s h --port %d 2>&1", WARREN_BIN, cfg,
-          tw_port());
+  rc = tw_sh(out, sizeof out, "%s dlq list %s h --port %d 2>&1", WARREN_BIN,
+             cfg, tw_port());
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert(strstr(out, "0 of 0 message(s) in it.cli.dlq.dlq shown"), "%s",
             out);
 
-  rc = sh(out, sizeof out,
-          "env WARREN_BROKER_URL=amqp://127.0.0.1:%d/ %s dlq list %s h 2>&1",
-          tw_port(), WARREN_BIN, cfg);
+  rc = tw_sh(out, sizeof out,
+             "env WARREN_BROKER_URL=amqp://127.0.0.1:%d/ %s dlq list %s h 2>&1",
+             tw_port(), WARREN_BIN, cfg);
   cr_assert_eq(rc, 0, "WARREN_BROKER_URL over the file: %s", out);
 
   snprintf(pw, sizeof pw, "%s/pw", dir);
@@ -323,18 +311,18 @@ Test(cli, dlq_takes_the_broker_from_the_command_line_over_the_file) {
   cr_assert_not_null(f);
   fputs("not-the-password\n", f);
   fclose(f);
-  rc = sh(out, sizeof out,
-          "%s dlq --url amqp://guest@127.0.0.1:%d list %s h "
-          "--password-file %s 2>&1",
-          WARREN_BIN, tw_port(), cfg, pw);
+  rc = tw_sh(out, sizeof out,
+             "%s dlq --url amqp://guest@127.0.0.1:%d list %s h "
+             "--password-file %s 2>&1",
+             WARREN_BIN, tw_port(), cfg, pw);
   cr_assert_eq(rc, 1, "logged in with a wrong password: %s", out);
   f = fopen(pw, "w");
   fputs("guest\n", f);
   fclose(f);
-  rc = sh(out, sizeof out,
-          "%s dlq --url amqp://nobody:x@127.0.0.1:%d list %s h "
-          "--user guest --password-file %s 2>&1",
-          WARREN_BIN, tw_port(), cfg, pw);
+  rc = tw_sh(out, sizeof out,
+             "%s dlq --url amqp://nobody:x@127.0.0.1:%d list %s h "
+             "--user guest --password-file %s 2>&1",
+             WARREN_BIN, tw_port(), cfg, pw);
   cr_assert_eq(rc, 0, "--user and --password-file over the URL's: %s", out);
 }
 
@@ -360,25 +348,25 @@ Test(cli, dlq_and_warren_publish_connect_over_tls_from_the_command_line) {
            "%s/client.key",
            d, d, d);
 
-  int rc =
-      sh(out, sizeof out, "%s dlq list %s h --host localhost --port %d %s 2>&1",
-         WARREN_BIN, cfg, tw_port() + 2, tls);
+  int rc = tw_sh(out, sizeof out,
+                 "%s dlq list %s h --host localhost --port %d %s 2>&1",
+                 WARREN_BIN, cfg, tw_port() + 2, tls);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert(strstr(out, "in it.cli.tls.dlq shown"), "%s", out);
 
   /* The CA given is the one used: another CA fails verification. */
-  rc = sh(out, sizeof out,
-          "%s dlq list %s h --host localhost --port %d --tls-ca "
-          "%s/other-ca.pem --tls-cert %s/client.pem --tls-key %s/client.key "
-          "2>&1",
-          WARREN_BIN, cfg, tw_port() + 2, d, d, d);
+  rc = tw_sh(out, sizeof out,
+             "%s dlq list %s h --host localhost --port %d --tls-ca "
+             "%s/other-ca.pem --tls-cert %s/client.pem --tls-key %s/client.key "
+             "2>&1",
+             WARREN_BIN, cfg, tw_port() + 2, d, d, d);
   cr_assert_eq(rc, 1, "%s", out);
   cr_assert(strstr(out, "verification failed"), "%s", out);
 
-  rc = sh(out, sizeof out,
-          "%s --url amqps://guest:guest@localhost:%d/ %s --routing-key "
-          "it.cli.tls.dlq --id t 2>&1",
-          WARREN_PUBLISH_BIN, tw_port() + 2, tls);
+  rc = tw_sh(out, sizeof out,
+             "%s --url amqps://guest:guest@localhost:%d/ %s --routing-key "
+             "it.cli.tls.dlq --id t 2>&1",
+             WARREN_PUBLISH_BIN, tw_port() + 2, tls);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert_eq(tw_queue_len("it.cli.tls.dlq"), 1);
 }
@@ -395,7 +383,7 @@ Test(cli, print_config_exits_0_without_connecting) {
           "handlers = ( { name = \"h\"; queue = \"it.cli.print\";\n"
           "  plugin = \"" TEST_HANDLER_DIR "/record.so\"; } );\n");
   fclose(f);
-  int rc = sh(out, sizeof out, "%s --print-config %s 2>&1", WARREN_BIN, cfg);
+  int rc = tw_sh(out, sizeof out, "%s --print-config %s 2>&1", WARREN_BIN, cfg);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert(strstr(out, cfg), "%s", out);
 }

@@ -32,24 +32,6 @@ static warren_producer *producer(void) {
   return p;
 }
 
-/* Run a shell command; stdout and stderr into out. The exit status. */
-static int sh(char *out, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int sh(char *out, size_t len, const char *fmt, ...) {
-  char cmd[4096];
-  int n = snprintf(cmd, sizeof cmd, "unset WARREN_BROKER_URL; timeout 60 ");
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
-  va_end(ap);
-  FILE *p = popen(cmd, "r");
-  if (!p) return -1;
-  size_t got = fread(out, 1, len - 1, p);
-  out[got] = '\0';
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* How many jobs started before the one whose message id is `id`, in the
  * record file; -1 when it never started. */
 static int started_before(const char *id) {
@@ -125,14 +107,15 @@ Test(prio, priority_survives_retry_dead_letter_delay_and_replay) {
   static char out[16384], dump[8192];
   char cfg[400];
   snprintf(cfg, sizeof cfg, "%s/warren.cfg", tw_dir());
-  cr_assert_eq(sh(out, sizeof out,
-                  "%s --port %d --routing-key %s --id k-fail --priority 7 2>&1",
-                  WARREN_PUBLISH_BIN, tw_port(), q),
-               0, "%s", out);
-  cr_assert_eq(sh(out, sizeof out,
-                  "%s --port %d --routing-key %s --id k-reject --priority 6 "
-                  "--delay 1s 2>&1",
-                  WARREN_PUBLISH_BIN, tw_port(), q),
+  cr_assert_eq(
+      tw_sh(out, sizeof out,
+            "%s --port %d --routing-key %s --id k-fail --priority 7 2>&1",
+            WARREN_PUBLISH_BIN, tw_port(), q),
+      0, "%s", out);
+  cr_assert_eq(tw_sh(out, sizeof out,
+                     "%s --port %d --routing-key %s --id k-reject --priority 6 "
+                     "--delay 1s 2>&1",
+                     WARREN_PUBLISH_BIN, tw_port(), q),
                0, "%s", out);
   cr_assert(tw_wait_text(log_, "job k-fail dead-lettered", 30), "k-fail");
   cr_assert(tw_wait_text(log_, "job k-reject dead-lettered", 30), "k-reject");
@@ -141,8 +124,8 @@ Test(prio, priority_survives_retry_dead_letter_delay_and_replay) {
                "k-fail ran twice: once as its retry copy");
 
   /* warren dlq show prints the property. */
-  cr_assert_eq(sh(out, sizeof out, "%s dlq show %s h 2>&1", WARREN_BIN, cfg), 0,
-               "%s", out);
+  cr_assert_eq(tw_sh(out, sizeof out, "%s dlq show %s h 2>&1", WARREN_BIN, cfg),
+               0, "%s", out);
   cr_log_info("dead letters:\n%s", out);
   cr_assert(strstr(out, "message_id: k-fail\npriority: 7\n"),
             "the dead letter of a retried job lost its priority:\n%s", out);
@@ -152,8 +135,9 @@ Test(prio, priority_survives_retry_dead_letter_delay_and_replay) {
             out);
   cr_assert(strstr(out, "header warren-not-before: "), "not delayed:\n%s", out);
 
-  cr_assert_eq(sh(out, sizeof out, "%s dlq replay %s h 2>&1", WARREN_BIN, cfg),
-               0, "%s", out);
+  cr_assert_eq(
+      tw_sh(out, sizeof out, "%s dlq replay %s h 2>&1", WARREN_BIN, cfg), 0,
+      "%s", out);
   cr_assert(strstr(out, "replayed 2 message(s)"), "%s", out);
   int seen = 0;
   while (tw_get(q, 1, dump, sizeof dump) == 1) {
