@@ -28,6 +28,7 @@ typedef struct wr_snap_worker {
   double uptime_s;          /* since the process was forked */
   unsigned long jobs;       /* results since it started */
   unsigned long deaths;     /* unplanned exits of this slot */
+  char version[16];         /* the plugin it runs (plugin.h) */
 } wr_snap_worker;
 
 /* A queue as the last passive declare saw it. */
@@ -51,6 +52,9 @@ typedef struct wr_snap_handler {
   wr_snap_queue work, dlq; /* the work queue and its dead-letter queue */
   long long retrying;      /* in its retry queues; -1: not known */
   unsigned long restarts;  /* worker restarts since start */
+  char version[16];        /* the plugin new jobs run (plugin.h) */
+  unsigned long reloads;   /* new plugins a reload took */
+  unsigned long reload_failures; /* new plugins a reload refused */
   int tenant_limit;        /* tenant_concurrency; 0: no tenant limits */
   long tenant_held;        /* jobs held for their tenant now (tenant.h) */
   long tenants;            /* tenants with jobs waiting, held or working */
