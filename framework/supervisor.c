@@ -740,12 +740,43 @@ static void reload_plugin(wr_handler_rt *h) {
   h->reloads++;
 }
 
+/* SIGHUP applies the signing keys and the plugins only: a change to the
+ * handlers' other settings is said, so nobody believes it applied. The
+ * plugin path is read from the running config: a new path needs a
+ * restart too. */
+static void config_changes(wr_sup *s) {
+  wr_cfg *now;
+  char err[1024];
+  if (wr_cfg_load(s->cfg->path, &now, err, sizeof err) != WARREN_OK) {
+    wr_warn("SIGHUP: %s does not load (%s); plugins are reloaded from the "
+            "paths given at start",
+            s->cfg->path, err);
+    return;
+  }
+  int same = now->n_handlers == s->nh;
+  for (size_t i = 0; same && i < s->nh; i++) {
+    const wr_handler_cfg *a = s->h[i].cfg, *b = &now->handlers[i];
+    same = !strcmp(a->name, b->name) && !strcmp(a->queue, b->queue) &&
+           !strcmp(a->plugin, b->plugin) && a->prefetch == b->prefetch &&
+           a->concurrency == b->concurrency && a->isolated == b->isolated &&
+           a->timeout == b->timeout && a->max_jobs == b->max_jobs;
+  }
+  if (!same)
+    wr_warn("SIGHUP: the handlers in %s changed (handlers added or removed, "
+            "or their queue, plugin path, prefetch, concurrency, isolation, "
+            "timeout or max_jobs_per_worker): that needs a restart; only "
+            "the plugins' files and the signing keys were reloaded",
+            s->cfg->path);
+  wr_cfg_free(now);
+}
+
 /* The service manager shows "reloading" until READY=1 comes back. */
 static void on_reload_signal(void *ctx, const struct signalfd_siginfo *si) {
   wr_sup *s = ctx;
   (void)si;
   wr_notify_reloading(s->notify);
   reload_keys(s);
+  config_changes(s);
   for (size_t i = 0; i < s->nh; i++) reload_plugin(&s->h[i]);
   wr_notify_reloaded(s->notify);
 }

@@ -239,6 +239,8 @@ Test(reload, an_in_process_handler_switches_between_two_jobs) {
   swap_mid_stream("it.reload.inproc", "isolation = false; prefetch = 8;");
 }
 
+/* Also: the same file again is left alone, and a config change a reload
+ * does not apply is logged. */
 Test(reload, a_plugin_that_fails_its_check_leaves_the_old_one_running) {
   const char *q = "it.reload.refused";
   pid_t w = start(q, "concurrency = 2;", 0);
@@ -282,5 +284,15 @@ Test(reload, a_plugin_that_fails_its_check_leaves_the_old_one_running) {
       strstr(body_, "warren_plugin_reload_failures_total{handler=\"h\"} 3\n"),
       "%s", body_);
   cr_assert(strstr(body_, "warren_plugin_reloads_total{handler=\"h\"} 0\n"));
+  /* A change a reload does not apply is said, not ignored. */
+  cr_assert_eq(tw_occurrences(log_, "that needs a restart"), 0);
+  char cfg[400], cmd[1024];
+  snprintf(cfg, sizeof cfg, "%s/warren.cfg", tw_dir());
+  snprintf(cmd, sizeof cmd, "sed -i 's/concurrency = 2;/concurrency = 3;/' '%s'",
+           cfg);
+  cr_assert_eq(system(cmd), 0);
+  kill(w, SIGHUP);
+  cr_assert(tw_wait_text(log_, "that needs a restart", 10),
+            "a concurrency change passed in silence");
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
