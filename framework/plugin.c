@@ -48,11 +48,10 @@ int wr_plugin_check(const warren_handler *def, char *why, size_t whylen) {
 }
 
 static wr_plugin_file file_of(const struct stat *st) {
-  return (wr_plugin_file){(unsigned long long)st->st_dev,
-                          (unsigned long long)st->st_ino,
-                          (unsigned long long)st->st_size,
-                          (long long)st->st_mtim.tv_sec * 1000000000LL +
-                              st->st_mtim.tv_nsec};
+  return (wr_plugin_file){
+      (unsigned long long)st->st_dev, (unsigned long long)st->st_ino,
+      (unsigned long long)st->st_size,
+      (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec};
 }
 
 /* The whole file at `fd` (malloc'd, *len bytes), or NULL with errno. */

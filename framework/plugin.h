@@ -24,8 +24,8 @@ typedef struct wr_plugin_file {
 typedef struct wr_plugin {
   void *dl;
   const warren_handler *def;
-  wr_plugin_file file;                      /* the path's file when loaded */
-  char version[WR_PLUGIN_VERSION_LEN + 1];  /* its SHA-256, hex, cut */
+  wr_plugin_file file;                     /* the path's file when loaded */
+  char version[WR_PLUGIN_VERSION_LEN + 1]; /* its SHA-256, hex, cut */
 } wr_plugin;
 
 /* Minimum descriptor size: a 1.0 plugin has everything up to reserved. */

@@ -739,9 +739,8 @@ void wr_pool_replace(wr_pool *p, const warren_handler *def,
 
 void wr_pool_worker_info(const wr_pool *p, int k, wr_pool_worker *out) {
   const wr_child *c = &p->children[k];
-  *out = (wr_pool_worker){c->pid,     c->state, wr_pool_running(c),
-                          c->len,     c->spawned, c->jobs,
-                          c->deaths,  c->version};
+  *out = (wr_pool_worker){c->pid,     c->state, wr_pool_running(c), c->len,
+                          c->spawned, c->jobs,  c->deaths,          c->version};
 }
 
 void wr_pool_free(wr_pool *p) {

@@ -700,8 +700,8 @@ static void reload_plugin(wr_handler_rt *h) {
   const char *path = h->cfg->plugin, *name = h->cfg->name;
   int rc = wr_plugin_reload(path, &h->plugin, &next, why, sizeof why);
   if (rc == WARREN_NOT_FOUND) {
-    wr_info("SIGHUP: handler %s: plugin %s unchanged (version %s)", name,
-            path, h->plugin.version);
+    wr_info("SIGHUP: handler %s: plugin %s unchanged (version %s)", name, path,
+            h->plugin.version);
     return;
   }
   wr_inproc ip = {0};
@@ -748,9 +748,10 @@ static void config_changes(wr_sup *s) {
   wr_cfg *now;
   char err[1024];
   if (wr_cfg_load(s->cfg->path, &now, err, sizeof err) != WARREN_OK) {
-    wr_warn("SIGHUP: %s does not load (%s); plugins are reloaded from the "
-            "paths given at start",
-            s->cfg->path, err);
+    wr_warn(
+        "SIGHUP: %s does not load (%s); plugins are reloaded from the "
+        "paths given at start",
+        s->cfg->path, err);
     return;
   }
   int same = now->n_handlers == s->nh;
@@ -762,11 +763,12 @@ static void config_changes(wr_sup *s) {
            a->timeout == b->timeout && a->max_jobs == b->max_jobs;
   }
   if (!same)
-    wr_warn("SIGHUP: the handlers in %s changed (handlers added or removed, "
-            "or their queue, plugin path, prefetch, concurrency, isolation, "
-            "timeout or max_jobs_per_worker): that needs a restart; only "
-            "the plugins' files and the signing keys were reloaded",
-            s->cfg->path);
+    wr_warn(
+        "SIGHUP: the handlers in %s changed (handlers added or removed, "
+        "or their queue, plugin path, prefetch, concurrency, isolation, "
+        "timeout or max_jobs_per_worker): that needs a restart; only "
+        "the plugins' files and the signing keys were reloaded",
+        s->cfg->path);
   wr_cfg_free(now);
 }
 

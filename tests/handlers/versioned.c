@@ -59,9 +59,9 @@ static warren_result ver_handle(void *state, const warren_message *m) {
   ver *r = state;
   note(r->fd, "start", m->message_id);
   if (r->sleep_ms)
-    nanosleep(&(struct timespec){r->sleep_ms / 1000,
-                                 (r->sleep_ms % 1000) * 1000000L},
-              NULL);
+    nanosleep(
+        &(struct timespec){r->sleep_ms / 1000, (r->sleep_ms % 1000) * 1000000L},
+        NULL);
   note(r->fd, "end", m->message_id);
   return WARREN_ACK;
 }

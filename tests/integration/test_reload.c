@@ -62,7 +62,8 @@ static pid_t start(const char *q, const char *handler, int sleep_ms) {
 
 /* /status/workers, parsed (freed by the caller). */
 static cJSON *workers(void) {
-  long code = tw_http(port_, NULL, "/status/workers", NULL, body_, sizeof body_);
+  long code =
+      tw_http(port_, NULL, "/status/workers", NULL, body_, sizeof body_);
   cr_assert_eq(code, 200, "GET /status/workers: %ld", code);
   cJSON *j = cJSON_Parse(body_);
   cr_assert(j, "not JSON: %s", body_);
@@ -288,8 +289,8 @@ Test(reload, a_plugin_that_fails_its_check_leaves_the_old_one_running) {
   cr_assert_eq(tw_occurrences(log_, "that needs a restart"), 0);
   char cfg[400], cmd[1024];
   snprintf(cfg, sizeof cfg, "%s/warren.cfg", tw_dir());
-  snprintf(cmd, sizeof cmd, "sed -i 's/concurrency = 2;/concurrency = 3;/' '%s'",
-           cfg);
+  snprintf(cmd, sizeof cmd,
+           "sed -i 's/concurrency = 2;/concurrency = 3;/' '%s'", cfg);
   cr_assert_eq(system(cmd), 0);
   kill(w, SIGHUP);
   cr_assert(tw_wait_text(log_, "that needs a restart", 10),
