@@ -34,10 +34,9 @@ static char body_[1 << 18];
 /* Put a copy of `from` at the plugin's path the way docs/plugin-abi.md
  * says: write a new file, rename(2) it over the old one. */
 static void deploy(const char *from) {
-  char tmp[320], cmd[1024];
+  char tmp[320], out[256];
   snprintf(tmp, sizeof tmp, "%s.new", plugin_);
-  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, tmp);
-  cr_assert_eq(system(cmd), 0, "%s", cmd);
+  cr_assert_eq(tw_sh(out, sizeof out, "cp '%s' '%s'", from, tmp), 0);
   cr_assert_eq(rename(tmp, plugin_), 0);
 }
 
@@ -287,11 +286,12 @@ Test(reload, a_plugin_that_fails_its_check_leaves_the_old_one_running) {
   cr_assert(strstr(body_, "warren_plugin_reloads_total{handler=\"h\"} 0\n"));
   /* A change a reload does not apply is said, not ignored. */
   cr_assert_eq(tw_occurrences(log_, "that needs a restart"), 0);
-  char cfg[400], cmd[1024];
-  snprintf(cfg, sizeof cfg, "%s/warren.cfg", tw_dir());
-  snprintf(cmd, sizeof cmd,
-           "sed -i 's/concurrency = 2;/concurrency = 3;/' '%s'", cfg);
-  cr_assert_eq(system(cmd), 0);
+  char out[256];
+  cr_assert_eq(tw_sh(out, sizeof out,
+                     "sed -i 's/concurrency = 2;/concurrency = 3;/' "
+                     "'%s/warren.cfg'",
+                     tw_dir()),
+               0);
   kill(w, SIGHUP);
   cr_assert(tw_wait_text(log_, "that needs a restart", 10),
             "a concurrency change passed in silence");
