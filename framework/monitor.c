@@ -271,6 +271,9 @@ static void snap_handler(wr_monitor *m, size_t i, wr_snap_handler *o,
        j = j->next)
     o->awaiting_copy += j->handler == i;
   o->restarts = h->pool.restarts;
+  snprintf(o->version, sizeof o->version, "%s", h->plugin.version);
+  o->reloads = h->reloads;
+  o->reload_failures = h->reload_failures;
   const wr_tenants *t = wr_sup_tenants(s, i);
   if (t) {
     o->tenant_limit = (int)t->limit;
@@ -290,6 +293,7 @@ static void snap_handler(wr_monitor *m, size_t i, wr_snap_handler *o,
     w->uptime_s = pw.pid ? now - pw.spawned : 0;
     w->jobs = pw.jobs;
     w->deaths = pw.deaths;
+    snprintf(w->version, sizeof w->version, "%s", pw.version);
     o->in_workers += pw.queued;
     o->alive += pw.pid > 0 && pw.state != WR_CHILD_EXITING;
     if (pw.job && pw.state == WR_CHILD_BUSY) {

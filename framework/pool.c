@@ -122,6 +122,7 @@ static int spawn(wr_pool *p, wr_child *c) {
   c->shm->max_result = p->max_result;
   c->jobs = 0;
   c->retiring = 0;
+  memcpy(c->version, p->version, sizeof c->version);
   c->nrev = 0;
   c->collected = 0;
   c->unsent = 0;
@@ -722,10 +723,24 @@ void wr_pool_stop(wr_pool *p, double grace_s) {
   }
 }
 
+void wr_pool_replace(wr_pool *p, const warren_handler *def,
+                     const char *version) {
+  p->def = def;
+  snprintf(p->version, sizeof p->version, "%s", version);
+  for (int i = 0; i < p->n; i++) {
+    wr_child *c = &p->children[i];
+    if (c->state == WR_CHILD_DOWN || c->state == WR_CHILD_EXITING) continue;
+    /* wr_pool_pick gives it nothing more; wr_pool_tick stops it once idle
+     * and reaping forks its replacement from the new plugin at once. */
+    c->retiring = 1;
+    if (c->state == WR_CHILD_BUSY && !c->nrev) revoke_from(p, c, 1);
+  }
+}
+
 void wr_pool_worker_info(const wr_pool *p, int k, wr_pool_worker *out) {
   const wr_child *c = &p->children[k];
   *out = (wr_pool_worker){c->pid,     c->state, wr_pool_running(c), c->len,
-                          c->spawned, c->jobs,  c->deaths};
+                          c->spawned, c->jobs,  c->deaths,          c->version};
 }
 
 void wr_pool_free(wr_pool *p) {

@@ -65,6 +65,7 @@ typedef struct wr_child {
   double spawned;       /* monotonic seconds of its fork */
   unsigned long deaths; /* unplanned exits (not recycles or timeouts) */
   int revoked;          /* killed to stop a revoked job (revoked.h) */
+  char version[16];     /* the plugin it was forked with (p->version) */
 } wr_child;
 
 struct wr_pool;
@@ -108,6 +109,7 @@ typedef struct wr_pool {
   unsigned long restarts; /* total, for status */
   int draining;           /* wr_pool_drain was called */
   int warned_headers;     /* a job's headers passed a limit (headers.h) */
+  char version[16];       /* the plugin new workers run (plugin.h) */
 } wr_pool;
 
 int wr_pool_init(wr_pool *p, const char *name, const warren_handler *def,
@@ -198,7 +200,17 @@ typedef struct wr_pool_worker {
   double spawned;       /* monotonic seconds */
   unsigned long jobs;   /* results since it started */
   unsigned long deaths; /* unplanned exits of this slot so far */
+  const char *version;  /* the plugin it runs (plugin.h) */
 } wr_pool_worker;
+
+/* A new plugin (reload): workers forked from now on run `def`, shown as
+ * `version`. Every worker running now retires: the job it runs goes on
+ * to its end, the jobs queued behind it come back through `unstarted` (if
+ * the worker has not claimed the next one yet; else that one runs here
+ * too), and it is replaced once idle. The caller keeps `def` valid while
+ * workers may be forked from it. */
+void wr_pool_replace(wr_pool *p, const warren_handler *def,
+                     const char *version);
 
 /* Worker k (0..p->n-1) of p. */
 void wr_pool_worker_info(const wr_pool *p, int k, wr_pool_worker *out);

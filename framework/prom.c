@@ -114,6 +114,43 @@ static double dropped(const wr_snap_handler *h) {
 static double restarts(const wr_snap_handler *h) {
   return (double)h->restarts;
 }
+
+static double reloads(const wr_snap_handler *h) {
+  return (double)h->reloads;
+}
+
+static double reload_failures(const wr_snap_handler *h) {
+  return (double)h->reload_failures;
+}
+
+/* The plugin each handler's new jobs run, and how many of its workers run
+ * each version (during a reload, old and new side by side). */
+static void versions(page *g, const wr_snap *s) {
+  char hl[600], vl[64];
+  head(g, "warren_handler_info", "gauge",
+       "The plugin version (SHA-256 of the .so, cut) new jobs run: 1.");
+  for (size_t i = 0; i < s->nh; i++)
+    put(g, "warren_handler_info{handler=\"%s\",version=\"%s\"} 1\n",
+        label(s->h[i].name, hl, sizeof hl),
+        label(s->h[i].version, vl, sizeof vl));
+  head(g, "warren_workers_by_version", "gauge",
+       "Worker processes up, by the plugin version they run.");
+  for (size_t i = 0; i < s->nh; i++) {
+    const wr_snap_handler *h = &s->h[i];
+    label(h->name, hl, sizeof hl);
+    for (int k = 0; k < h->nworkers; k++) {
+      int seen = 0, n = 0;
+      for (int j = 0; j < h->nworkers; j++) {
+        if (!h->w[j].pid || strcmp(h->w[j].version, h->w[k].version)) continue;
+        seen |= j < k;
+        n++;
+      }
+      if (seen || !h->w[k].pid) continue; /* counted at its first worker */
+      put(g, "warren_workers_by_version{handler=\"%s\",version=\"%s\"} %d\n",
+          hl, label(h->w[k].version, vl, sizeof vl), n);
+    }
+  }
+}
 static double in_flight(const wr_snap_handler *h) {
   return (double)h->in_flight;
 }
@@ -257,6 +294,12 @@ char *wr_prom_render(const wr_snap *s, size_t *len) {
        dropped);
   each(&g, s, "warren_worker_restarts_total", "counter",
        "Worker processes started again.", restarts);
+  each(&g, s, "warren_plugin_reloads_total", "counter",
+       "New handler plugins a reload (SIGHUP) took.", reloads);
+  each(&g, s, "warren_plugin_reload_failures_total", "counter",
+       "New handler plugins a reload refused; the old one kept running.",
+       reload_failures);
+  versions(&g, s);
   each(&g, s, "warren_consumer_cancels_total", "counter",
        "Consumers the broker cancelled (queue deleted, leader moved, "
        "consumer_timeout); each is consumed again.",

@@ -224,6 +224,7 @@ static cJSON *worker(const wr_snap_worker *w) {
   cJSON_AddNumberToObject(o, "uptime_seconds", w->uptime_s);
   cJSON_AddNumberToObject(o, "jobs", (double)w->jobs);
   cJSON_AddNumberToObject(o, "restarts", (double)w->deaths);
+  add_text(o, "version", w->version);
   return o;
 }
 
@@ -271,6 +272,9 @@ static cJSON *handler(const wr_snap_handler *h) {
   }
   cJSON_AddItemToObject(o, "breaker", breaker(h));
   cJSON_AddNumberToObject(o, "restarts", (double)h->restarts);
+  add_text(o, "version", h->version);
+  cJSON_AddNumberToObject(o, "reloads", (double)h->reloads);
+  cJSON_AddNumberToObject(o, "reload_failures", (double)h->reload_failures);
   if (h->tenant_limit) { /* tenant.h */
     cJSON *t = cJSON_AddObjectToObject(o, "tenants");
     cJSON_AddNumberToObject(t, "limit", h->tenant_limit);

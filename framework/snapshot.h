@@ -28,6 +28,7 @@ typedef struct wr_snap_worker {
   double uptime_s;          /* since the process was forked */
   unsigned long jobs;       /* results since it started */
   unsigned long deaths;     /* unplanned exits of this slot */
+  char version[16];         /* the plugin it runs (plugin.h) */
 } wr_snap_worker;
 
 /* A queue as the last passive declare saw it. */
@@ -40,20 +41,23 @@ typedef struct wr_snap_queue {
 typedef struct wr_snap_handler {
   const char *name, *queue; /* the config's strings (outlive the HTTP side) */
   int prefetch, concurrency, isolated, quorum, durable;
-  int running;             /* consuming now */
-  wr_handler_stats st;     /* counters (stats.h) */
-  wr_handler_metrics m;    /* histograms, dead letters by reason, ... */
-  long pending;            /* delivered, waiting for a worker */
-  long in_workers;         /* queued to or running in a worker */
-  long running_jobs;       /* running in a worker now */
-  long awaiting_copy;      /* retry/dead-letter copy not confirmed yet */
-  long in_flight;          /* all of the above: unacked, held by Warren */
-  wr_snap_queue work, dlq; /* the work queue and its dead-letter queue */
-  long long retrying;      /* in its retry queues; -1: not known */
-  unsigned long restarts;  /* worker restarts since start */
-  int tenant_limit;        /* tenant_concurrency; 0: no tenant limits */
-  long tenant_held;        /* jobs held for their tenant now (tenant.h) */
-  long tenants;            /* tenants with jobs waiting, held or working */
+  int running;                   /* consuming now */
+  wr_handler_stats st;           /* counters (stats.h) */
+  wr_handler_metrics m;          /* histograms, dead letters by reason, ... */
+  long pending;                  /* delivered, waiting for a worker */
+  long in_workers;               /* queued to or running in a worker */
+  long running_jobs;             /* running in a worker now */
+  long awaiting_copy;            /* retry/dead-letter copy not confirmed yet */
+  long in_flight;                /* all of the above: unacked, held by Warren */
+  wr_snap_queue work, dlq;       /* the work queue and its dead-letter queue */
+  long long retrying;            /* in its retry queues; -1: not known */
+  unsigned long restarts;        /* worker restarts since start */
+  char version[16];              /* the plugin new jobs run (plugin.h) */
+  unsigned long reloads;         /* new plugins a reload took */
+  unsigned long reload_failures; /* new plugins a reload refused */
+  int tenant_limit;              /* tenant_concurrency; 0: no tenant limits */
+  long tenant_held;              /* jobs held for their tenant now (tenant.h) */
+  long tenants; /* tenants with jobs waiting, held or working */
   unsigned long tenant_held_total; /* jobs ever held for their tenant */
   unsigned long tenant_widened;    /* consumers renewed to widen the window */
   unsigned long tenant_untagged;   /* jobs without a valid tenant */

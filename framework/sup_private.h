@@ -50,6 +50,8 @@ typedef struct wr_handler_rt {
   int planned;            /* the prefetch the set-up under way consumes
                              with (on_plan, session.h) */
   int64_t consumed_ms;    /* unix ms the breaker last consumed again */
+  unsigned long reloads;  /* new plugins taken by a reload (SIGHUP) */
+  unsigned long reload_failures; /* new plugins a reload refused */
 } wr_handler_rt;
 
 struct wr_sup {

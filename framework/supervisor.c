@@ -24,6 +24,7 @@
 #include "spans.h"
 #include "sup_private.h"
 #include "topology.h"
+#include "worker.h"
 
 #define WORKER_START_S 30.0 /* time init() gets at start */
 #define WORKER_STOP_S 5.0   /* time idle workers get to run shutdown() */
@@ -686,12 +687,99 @@ static void reload_keys(wr_sup *s) {
   wr_info("SIGHUP: signing keys reloaded from %s: %s", s->cfg->path, ids);
 }
 
+/* SIGHUP: a handler's plugin file that changed is loaded as a new object,
+ * checked (ABI, descriptor) and its init() tried before anything changes;
+ * then new workers are forked from it and the old ones retire after the
+ * job they run (pool.h wr_pool_replace). In process, the loop is between
+ * two jobs here: the new init() runs, then the old shutdown(). A plugin
+ * that fails leaves the old one running. docs/features.md "Upgrading a
+ * handler". */
+static void reload_plugin(wr_handler_rt *h) {
+  char why[4096];
+  wr_plugin next;
+  const char *path = h->cfg->plugin, *name = h->cfg->name;
+  int rc = wr_plugin_reload(path, &h->plugin, &next, why, sizeof why);
+  if (rc == WARREN_NOT_FOUND) {
+    wr_info("SIGHUP: handler %s: plugin %s unchanged (version %s)", name, path,
+            h->plugin.version);
+    return;
+  }
+  wr_inproc ip = {0};
+  if (rc == WARREN_OK && h->cfg->isolated) {
+    char w[512];
+    rc = wr_worker_probe(name, next.def, h->cfg->settings, WORKER_START_S, w,
+                         sizeof w);
+    if (rc != WARREN_OK) snprintf(why, sizeof why, "%s: %s", path, w);
+  } else if (rc == WARREN_OK &&
+             wr_inproc_init(&ip, name, next.def, h->cfg->settings,
+                            h->cfg->max_result) != 0) {
+    rc = WARREN_PLUGIN_INIT;
+    snprintf(why, sizeof why, "%s: init() returned non-zero", path);
+  }
+  if (rc != WARREN_OK) {
+    if (next.dl) wr_plugin_unload(&next);
+    h->reload_failures++;
+    wr_error(
+        "SIGHUP: handler %s: new plugin refused, version %s keeps running: "
+        "%s",
+        name, h->plugin.version, why);
+    return;
+  }
+  wr_info("SIGHUP: handler %s: plugin %s reloaded, version %s -> %s%s", name,
+          path, h->plugin.version, next.version,
+          h->cfg->isolated ? "; workers switch after their current job" : "");
+  if (h->cfg->isolated) {
+    /* The workers running the old version have their own copy of it. */
+    wr_pool_replace(&h->pool, next.def, next.version);
+  } else {
+    wr_inproc_shutdown(&h->inproc);
+    h->inproc = ip;
+  }
+  wr_plugin_unload(&h->plugin);
+  h->plugin = next;
+  h->reloads++;
+}
+
+/* SIGHUP applies the signing keys and the plugins only: a change to the
+ * handlers' other settings is said, so nobody believes it applied. The
+ * plugin path is read from the running config: a new path needs a
+ * restart too. */
+static void config_changes(wr_sup *s) {
+  wr_cfg *now;
+  char err[1024];
+  if (wr_cfg_load(s->cfg->path, &now, err, sizeof err) != WARREN_OK) {
+    wr_warn(
+        "SIGHUP: %s does not load (%s); plugins are reloaded from the "
+        "paths given at start",
+        s->cfg->path, err);
+    return;
+  }
+  int same = now->n_handlers == s->nh;
+  for (size_t i = 0; same && i < s->nh; i++) {
+    const wr_handler_cfg *a = s->h[i].cfg, *b = &now->handlers[i];
+    same = !strcmp(a->name, b->name) && !strcmp(a->queue, b->queue) &&
+           !strcmp(a->plugin, b->plugin) && a->prefetch == b->prefetch &&
+           a->concurrency == b->concurrency && a->isolated == b->isolated &&
+           a->timeout == b->timeout && a->max_jobs == b->max_jobs;
+  }
+  if (!same)
+    wr_warn(
+        "SIGHUP: the handlers in %s changed (handlers added or removed, "
+        "or their queue, plugin path, prefetch, concurrency, isolation, "
+        "timeout or max_jobs_per_worker): that needs a restart; only "
+        "the plugins' files and the signing keys were reloaded",
+        s->cfg->path);
+  wr_cfg_free(now);
+}
+
 /* The service manager shows "reloading" until READY=1 comes back. */
 static void on_reload_signal(void *ctx, const struct signalfd_siginfo *si) {
   wr_sup *s = ctx;
   (void)si;
   wr_notify_reloading(s->notify);
   reload_keys(s);
+  config_changes(s);
+  for (size_t i = 0; i < s->nh; i++) reload_plugin(&s->h[i]);
   wr_notify_reloaded(s->notify);
 }
 
@@ -1016,6 +1104,7 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
                     h->cfg->concurrency, cfg->restart_min, cfg->restart_max,
                     pool_events_for(&s->obs), h);
   if (rc != WARREN_OK) return rc;
+  snprintf(h->pool.version, sizeof h->pool.version, "%s", h->plugin.version);
   h->pool.arena = h->arena;
   h->pool.timeout = h->cfg->timeout;
   h->pool.max_jobs = h->cfg->max_jobs;

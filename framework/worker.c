@@ -5,7 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <warren/status.h>
@@ -315,6 +319,58 @@ int32_t wr_worker_run(const char *handler_name, const warren_handler *def,
   *err = g_err;
   *err_len = g_err_len;
   return result;
+}
+
+int wr_worker_probe(const char *handler_name, const warren_handler *def,
+                    const config_setting_t *settings, double timeout_s,
+                    char *why, size_t whylen) {
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    snprintf(why, whylen, "cannot fork a process to try init(): %s",
+             strerror(errno));
+    return WARREN_PLUGIN_INIT;
+  }
+  if (pid == 0) { /* as a worker starts (pool.c child()), minus the jobs */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(WR_WORKER_EXIT_INIT);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    setpgid(0, 0);
+    close_range(3, ~0U, 0);
+    void *state = NULL;
+    if (wr_worker_init(handler_name, def, settings, &state) != 0)
+      _exit(WR_WORKER_EXIT_INIT);
+    if (def->shutdown) def->shutdown(state);
+    _exit(WR_WORKER_EXIT_OK);
+  }
+  double deadline = wr_now() + timeout_s;
+  int status = 0;
+  pid_t r;
+  while ((r = waitpid(pid, &status, WNOHANG)) == 0 && wr_now() < deadline)
+    nanosleep(&(struct timespec){0, 2 * 1000 * 1000}, NULL);
+  if (r == 0) {
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    snprintf(why, whylen, "init() did not return within %.0f s", timeout_s);
+    return WARREN_PLUGIN_INIT;
+  }
+  if (r == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+    return WARREN_OK;
+  if (r == pid && WIFSIGNALED(status))
+    snprintf(why, whylen, "init() or shutdown() crashed (signal %d, %s)",
+             WTERMSIG(status), strsignal(WTERMSIG(status)));
+  else if (r == pid && WEXITSTATUS(status) == WR_WORKER_EXIT_INIT)
+    snprintf(why, whylen, "init() returned non-zero");
+  else
+    snprintf(why, whylen, "the process trying init() exited with status %d",
+             r == pid ? WEXITSTATUS(status) : -1);
+  return WARREN_PLUGIN_INIT;
 }
 
 const wr_extras_buf *wr_worker_extras(void) {

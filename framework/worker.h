@@ -34,6 +34,16 @@ _Noreturn void wr_worker_main(int fd, struct wr_ipc_shm *shm,
                               const config_setting_t *settings);
 
 /*
+ * Try a plugin before any worker runs it (reload): fork a process that
+ * runs init() and, if it succeeds, shutdown(), then exits. Waits up to
+ * timeout_s. Returns WARREN_OK, or WARREN_PLUGIN_INIT with the reason in
+ * why. The child is reaped here.
+ */
+int wr_worker_probe(const char *handler_name, const warren_handler *def,
+                    const config_setting_t *settings, double timeout_s,
+                    char *why, size_t whylen);
+
+/*
  * The same calls for a handler run inside the supervisor (isolation =
  * false): init once, then one wr_worker_run per job. The error text of the
  * last run is in *err (not NUL-terminated), valid until the next run.
