@@ -70,6 +70,15 @@ Test(network, a_partition_is_no_refused_login, .timeout = 90) {
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
 }
 
+/* A record line "<what> <id> <ns> <pid> <attempt>" whose id matches fmt
+ * (its job number k, 1..n, goes to *k) with the attempt in *a. */
+static int run_line(const char *line, const char *fmt, int n, int *k,
+                    unsigned *a) {
+  int pid;
+  long long ns;
+  return sscanf(line, fmt, k, &ns, &pid, a) == 4 && *k >= 1 && *k <= n;
+}
+
 /* The runs of each failing job "x<k>f" (k = 1..n) in the record file,
  * and the highest attempt each saw. */
 static void failing_runs(const char *rec, int *runs, unsigned *top, int n) {
@@ -77,16 +86,13 @@ static void failing_runs(const char *rec, int *runs, unsigned *top, int n) {
   memset(top, 0, sizeof(unsigned) * (size_t)(n + 1));
   FILE *f = fopen(rec, "r");
   char line[512];
-  while (f && fgets(line, sizeof line, f)) {
-    int k, pid;
-    long long ns;
-    unsigned a;
-    if (sscanf(line, "fail x%df %lld %d %u", &k, &ns, &pid, &a) == 4 &&
-        k >= 1 && k <= n) {
+  int k;
+  unsigned a;
+  while (f && fgets(line, sizeof line, f))
+    if (run_line(line, "fail x%df %lld %d %u", n, &k, &a)) {
       runs[k]++;
       if (a > top[k]) top[k] = a;
     }
-  }
   if (f) fclose(f);
 }
 
@@ -97,21 +103,16 @@ static void failing_runs(const char *rec, int *runs, unsigned *top, int n) {
 static int attempts_skipped(const char *rec, int n) {
   static unsigned seen[1024];
   memset(seen, 0, sizeof seen);
-  int bad = 0;
+  int bad = 0, k;
+  unsigned a;
   FILE *f = fopen(rec, "r");
   char line[512];
-  while (f && fgets(line, sizeof line, f)) {
-    int k, pid;
-    long long ns;
-    unsigned a;
-    if (sscanf(line, "start s%d %lld %d %u", &k, &ns, &pid, &a) != 4 || k < 1 ||
-        k > n || k >= 1024)
-      continue;
-    if (a > ++seen[k]) {
+  while (f && fgets(line, sizeof line, f))
+    if (run_line(line, "start s%d %lld %d %u", n < 1023 ? n : 1023, &k, &a) &&
+        a > ++seen[k]) {
       cr_log_error("s%d started as attempt %u on its run %u", k, a, seen[k]);
       bad++;
     }
-  }
   if (f) fclose(f);
   return bad;
 }
