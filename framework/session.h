@@ -3,7 +3,8 @@
  * backoff), losing the connection, the connection generation, and reading
  * frames: deliveries and the broker methods that are not replies.
  * Everything that follows from them is the owner's, through
- * wr_session_events. Loop thread only.
+ * wr_session_events. Loop thread only, but for the connection set-up,
+ * which runs on a thread of its own (session.c) and calls `setup` there.
  *
  * A session is two AMQP connections to the same node, made and lost
  * together: one consumes, acks and declares; the other only publishes
