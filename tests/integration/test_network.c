@@ -140,7 +140,7 @@ Test(network, connection_losses_cost_no_attempt_of_a_job_that_never_ran,
            "handlers = ( { name = \"h\"; queue = \"%s\";\n"
            "  queue_type = \"quorum\"; prefetch = 40; concurrency = 2;\n"
            "  retry = { max_attempts = 4; backoff = [0.3];\n"
-           "            max_deliveries = 3; };\n"
+           "            max_deliveries = 4; };\n"
            "  plugin = \"" TEST_HANDLER_DIR
            "/record.so\";\n"
            "  settings = { log = \"%s/rec\"; sleep_ms = 300;\n"
@@ -153,7 +153,7 @@ Test(network, connection_losses_cost_no_attempt_of_a_job_that_never_ran,
   cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 30));
   /* Slow jobs first (40 x 0.3 s on 2 workers: longer than the 5 resets),
    * the failing ones queued behind them: the resets return them
-   * prefetched and never started, more often than max_deliveries (3),
+   * prefetched and never started, more often than max_deliveries (4),
    * which counts only returns that may have been runs. A reset while a
    * failing job's copy awaits its confirm would run it twice (at least
    * once), which is not what is tested here. */
