@@ -7,12 +7,12 @@
 #include <cjson/cJSON.h>
 #include <warren/status.h>
 
+#include "../config/cfg.h"
 #include "clock.h"
 #include "extras.h"
 #include "log.h"
 #include "replyto.h"
 #include "spans.h"
-#include "sup_private.h"
 #include "topology.h"
 #include "tracectx.h"
 
@@ -22,6 +22,14 @@ static amqp_bytes_t msg_id(const wr_job *job) {
   return (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id : none;
 }
 
+/* Handler h's index, as the observers and the ledger know it. */
+static size_t idx(const wr_settle *st, const wr_settle_handler *h) {
+  return (size_t)(h - st->h);
+}
+
+static void finish(wr_settle *st, wr_settle_handler *h, wr_job *job,
+                   wr_outcome o, const char *err);
+
 void wr_settle_expect(wr_job *job, uint64_t first, size_t n) {
   job->confirm_first = first;
   job->confirm_seq = first + n - 1;
@@ -30,16 +38,22 @@ void wr_settle_expect(wr_job *job, uint64_t first, size_t n) {
   job->returned = job->nacked = 0;
 }
 
+/* Give a job's slot back (its envelope is freed). */
+static void release(wr_settle *st, wr_job *job) {
+  wr_ledger_move(st->env.ledger, job, WR_JOB_FREE);
+}
+
 /* The job waits, CONFIRMING, for the n publishes from first on. */
-static void await_confirms(wr_sup *s, wr_job *job, uint64_t first, size_t n) {
+static void await_confirms(wr_settle *st, wr_job *job, uint64_t first,
+                           size_t n) {
   wr_settle_expect(job, first, n);
-  wr_ledger_move(&s->ledger, job, WR_JOB_CONFIRMING);
+  wr_ledger_move(st->env.ledger, job, WR_JOB_CONFIRMING);
 }
 
 /* The job's attempt is over: it is being settled (ledger.h). */
-static void settling(wr_sup *s, wr_job *job) {
+static void settling(wr_settle *st, wr_job *job) {
   if (job->state != WR_JOB_SETTLING)
-    wr_ledger_move(&s->ledger, job, WR_JOB_SETTLING);
+    wr_ledger_move(st->env.ledger, job, WR_JOB_SETTLING);
 }
 
 /* The job's reply_to, NUL-terminated into rt; 0 when it has none. */
@@ -66,13 +80,13 @@ static int direct_reply_to(const char *rt) {
 /* A result of handler h's job that was not delivered: counted, and said
  * once at warn level (a caller that gave up is no fault of the worker),
  * then at debug. what ends with the cause. */
-static void reply_lost(wr_sup *s, size_t h, const wr_job *job,
+static void reply_lost(wr_settle *st, size_t h, const wr_job *job,
                        const char *what) {
-  WR_NOTIFY(&s->obs, replied, h, job, 0);
-  wr_log(s->settle.warned_reply ? WARREN_LOG_DEBUG : WARREN_LOG_WARN,
-         "handler %s: %s%s", s->h[h].cfg->name, what,
-         s->settle.warned_reply ? "" : " (said once; counted)");
-  s->settle.warned_reply = 1;
+  WR_NOTIFY(st->env.obs, replied, h, job, 0);
+  wr_log(st->warned_reply ? WARREN_LOG_DEBUG : WARREN_LOG_WARN,
+         "handler %s: %s%s", st->h[h].cfg->name, what,
+         st->warned_reply ? "" : " (said once; counted)");
+  st->warned_reply = 1;
 }
 
 /* Only a job that reached its handler is answered: one refused at
@@ -89,7 +103,7 @@ static int answerable(const wr_job *job, wr_outcome o) {
  * reply-to name only when it is shaped as the broker makes them
  * (replyto.h), as the broker may close the connection on another. A
  * result not sent is said once and counted as lost. */
-static int reply_sendable(wr_sup *s, wr_handler_rt *h, wr_job *job,
+static int reply_sendable(wr_settle *st, wr_settle_handler *h, wr_job *job,
                           char rt[256]) {
   if (!reply_to_of(job, rt)) return 0;
   const amqp_bytes_t *b = &job->env.message.properties.reply_to;
@@ -111,7 +125,7 @@ static int reply_sendable(wr_sup *s, wr_handler_rt *h, wr_job *job,
   }
   char what[400];
   snprintf(what, sizeof what, "reply_to '%s' %s: no result sent", rt, why);
-  reply_lost(s, h->index, job, what);
+  reply_lost(st, idx(st, h), job, what);
   return 0;
 }
 
@@ -129,7 +143,7 @@ static int reply_sendable(wr_sup *s, wr_handler_rt *h, wr_job *job,
  * confirmed; returns 1, or 0 when the connection was lost. rt: the job's
  * reply_to (reply_sendable).
  */
-static uint64_t publish_result(wr_sup *s, wr_job *job, const char *rt,
+static uint64_t publish_result(wr_settle *st, wr_job *job, const char *rt,
                                const char *outcome,
                                const amqp_table_entry_t *more, size_t nmore,
                                const char *content_type, amqp_bytes_t body,
@@ -137,7 +151,8 @@ static uint64_t publish_result(wr_sup *s, wr_job *job, const char *rt,
   amqp_table_entry_t e[12];
   size_t n = 0;
   if (!ch)
-    e[n++] = wr_entry_int(WR_H_COPY, (int64_t)wr_session_next_seq(&s->session));
+    e[n++] =
+        wr_entry_int(WR_H_COPY, (int64_t)wr_session_next_seq(st->env.session));
   e[n++] = wr_entry_str(WR_H_OUTCOME, outcome);
   for (size_t i = 0; i < nmore && n < 9; i++) e[n++] = more[i];
   char tp[WR_TRACEPARENT_LEN + 1];
@@ -166,8 +181,8 @@ static uint64_t publish_result(wr_sup *s, wr_job *job, const char *rt,
     pr.content_type = amqp_cstring_bytes(content_type);
   }
   pr.headers = (amqp_table_t){(int)n, e};
-  if (ch) return wr_session_send(&s->session, ch, "", rt, &pr, body) == 0;
-  uint64_t got = wr_session_publish_ex(&s->session, "", rt, &pr, body, 1);
+  if (ch) return wr_session_send(st->env.session, ch, "", rt, &pr, body) == 0;
+  uint64_t got = wr_session_publish_ex(st->env.session, "", rt, &pr, body, 1);
   job->reply_seq = got;
   job->no_reply = 0;
   return got;
@@ -175,7 +190,7 @@ static uint64_t publish_result(wr_sup *s, wr_job *job, const char *rt,
 
 /* The error result of a job that is dead-lettered: JSON (results.md),
  * malloc'd; NULL when out of memory (its headers still say it all). */
-static char *error_result(const wr_handler_rt *h, const wr_job *job,
+static char *error_result(const wr_settle_handler *h, const wr_job *job,
                           const char *reason, const char *err) {
   amqp_bytes_t id = msg_id(job);
   char idbuf[300];
@@ -203,13 +218,13 @@ static char *error_result(const wr_handler_rt *h, const wr_job *job,
 
 /* Publish that error result with its facts in headers, as on the dead
  * letter: as publish_result. */
-static uint64_t publish_error_result(wr_sup *s, wr_job *job, const char *rt,
+static uint64_t publish_error_result(wr_settle *st, wr_job *job, const char *rt,
                                      const char *reason, const char *err,
                                      const char *text, amqp_channel_t ch) {
   amqp_table_entry_t more[3] = {wr_entry_str(WR_H_REASON, reason),
                                 wr_entry_str(WR_H_LAST_ERROR, err ? err : ""),
                                 wr_entry_int(WR_H_ATTEMPTS, job->meta.attempt)};
-  return publish_result(s, job, rt, WR_OUTCOME_DEAD, more, 3,
+  return publish_result(st, job, rt, WR_OUTCOME_DEAD, more, 3,
                         "application/json",
                         text ? amqp_cstring_bytes(text) : amqp_empty_bytes, ch);
 }
@@ -222,22 +237,22 @@ static uint64_t publish_error_result(wr_sup *s, wr_job *job, const char *rt,
  * acked by then and runs once, whatever the name (docs/results.md). Not
  * confirmed: counted as delivered once sent.
  */
-static void answer_late(wr_sup *s, wr_handler_rt *h, wr_job *job) {
+static void answer_late(wr_settle *st, wr_settle_handler *h, wr_job *job) {
   char rt[256];
-  if (!s->session.conn || !reply_to_of(job, rt)) return;
+  if (!st->env.session->conn || !reply_to_of(job, rt)) return;
   uint64_t ok;
   if (job->reply_late == 2) {
-    ok = publish_error_result(s, job, rt, job->late_reason, job->late_err,
+    ok = publish_error_result(st, job, rt, job->late_reason, job->late_err,
                               job->late_body, h->ch);
   } else {
     const wr_extras *x = job->extras;
     int has = x && x->has_result;
     amqp_bytes_t body = has ? (amqp_bytes_t){x->result_len, (void *)x->result}
                             : amqp_empty_bytes;
-    ok = publish_result(s, job, rt, WR_OUTCOME_ACK, NULL, 0,
+    ok = publish_result(st, job, rt, WR_OUTCOME_ACK, NULL, 0,
                         has ? x->result_type.s : NULL, body, h->ch);
   }
-  if (ok) WR_NOTIFY(&s->obs, replied, h->index, job, 1);
+  if (ok) WR_NOTIFY(st->env.obs, replied, idx(st, h), job, 1);
 }
 
 /*
@@ -245,13 +260,13 @@ static void answer_late(wr_sup *s, wr_handler_rt *h, wr_job *job) {
  * to its dead-letter exchange with the reason. The original waits on
  * `confirming` until the broker answers for the copy.
  */
-static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
-                      const char *err) {
+static void republish(wr_settle *st, wr_settle_handler *h, wr_job *job,
+                      wr_outcome o, const char *err) {
   const wr_handler_cfg *hc = h->cfg;
   wr_decision d = wr_retry_decide(&hc->retry, &job->meta, o, wr_rand01());
   int64_t now = wr_unix_ms();
   uint32_t crashes = o == WR_OUT_CRASHED ? job->meta.crashes + 1 : 0;
-  uint64_t seq = wr_session_next_seq(&s->session);
+  uint64_t seq = wr_session_next_seq(st->env.session);
   amqp_table_entry_t add[16];
   size_t n = 0;
   add[n++] = wr_entry_int(WR_H_COPY, (int64_t)seq);
@@ -265,7 +280,7 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
    * valid around when the copy is due back (sigcheck.h). */
   char csig[WARREN_SIGNATURE_MAX];
   if (wr_sigcheck_countersign(
-          &s->sig, h->index, job, d.dead ? now : now + d.delay_ms,
+          st->env.sig, idx(st, h), job, d.dead ? now : now + d.delay_ms,
           d.dead ? 0 : (int64_t)job->meta.attempt + 1, crashes, csig) == 0)
     add[n++] = wr_entry_str(WR_SIGN_COUNTER_HEADER, csig);
   if (o == WR_OUT_SIGNATURE)
@@ -280,7 +295,7 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
     add[n++] = wr_entry_str(WR_H_REASON, d.reason);
     add[n++] = wr_entry_str(WR_H_HANDLER, hc->name);
     add[n++] = wr_entry_int(WR_H_ATTEMPTS, job->meta.attempt);
-    add[n++] = wr_entry_str(WR_H_HOST, s->host);
+    add[n++] = wr_entry_str(WR_H_HOST, st->env.host);
     add[n++] = wr_entry_str(WR_H_QUEUE, hc->queue);
     /* A dead letter waits for an operator: it must not expire. */
     pr._flags &= ~AMQP_BASIC_EXPIRATION_FLAG;
@@ -306,14 +321,14 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
         "handler %s: out of memory for a copy's headers; the job goes "
         "back to the queue",
         hc->name);
-    wr_session_nack(&s->session, h->ch, job->env.delivery_tag, 1);
-    wr_sup_release(s, job);
+    wr_session_nack(st->env.session, h->ch, job->env.delivery_tag, 1);
+    release(st, job);
     return;
   }
   pr.headers = wr_retry_headers(orig, store, cap, add, n);
   pr._flags |= AMQP_BASIC_HEADERS_FLAG;
-  uint64_t got =
-      wr_session_publish(&s->session, exchange, rk, &pr, job->env.message.body);
+  uint64_t got = wr_session_publish(st->env.session, exchange, rk, &pr,
+                                    job->env.message.body);
   free(store);
   job->reply_seq = 0;
   /* A caller waiting on reply_to hears of the final failure only: to a
@@ -321,7 +336,7 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
    * direct reply-to after the ack (answer_late). */
   size_t nconfirms = 1;
   char rt[256];
-  if (got && d.dead && answerable(job, o) && reply_sendable(s, h, job, rt)) {
+  if (got && d.dead && answerable(job, o) && reply_sendable(st, h, job, rt)) {
     char *text = error_result(h, job, d.reason, err);
     if (direct_reply_to(rt)) {
       job->reply_late = 2;
@@ -329,13 +344,13 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
       job->late_err = strdup(err ? err : "");
       job->late_reason = d.reason;
     } else {
-      if (!publish_error_result(s, job, rt, d.reason, err, text, 0)) got = 0;
+      if (!publish_error_result(st, job, rt, d.reason, err, text, 0)) got = 0;
       free(text);
       nconfirms = 2;
     }
   }
   if (!got) { /* connection lost: the broker redelivers the original */
-    wr_sup_release(s, job);
+    release(st, job);
     return;
   }
   amqp_bytes_t id = msg_id(job);
@@ -351,8 +366,8 @@ static void republish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   job->dead = (uint8_t)d.dead;
   job->retry_delay_ms = d.dead ? 0 : d.delay_ms;
   job->followups = 0;
-  await_confirms(s, job, got, nconfirms);
-  WR_NOTIFY(&s->obs, republished, h->index, job, d.dead,
+  await_confirms(st, job, got, nconfirms);
+  WR_NOTIFY(st->env.obs, republished, idx(st, h), job, d.dead,
             d.dead ? d.reason : NULL);
 }
 
@@ -384,7 +399,7 @@ static amqp_bytes_t bytes_of(wr_str s) {
 
 /* Publish follow-up f of job. Returns its confirm sequence, or 0 when the
  * connection was lost. */
-static uint64_t publish_followup(wr_sup *s, const wr_job *job,
+static uint64_t publish_followup(wr_settle *st, const wr_job *job,
                                  const wr_followup *f) {
   amqp_table_entry_t e[WR_EXTRAS_MAX_HEADERS + 5];
   size_t n = 0;
@@ -392,7 +407,8 @@ static uint64_t publish_followup(wr_sup *s, const wr_job *job,
     e[n++] = (amqp_table_entry_t){amqp_cstring_bytes(f->headers[i].key),
                                   field_of(&f->headers[i])};
   /* Which publish it is, for a return (conn.h), as on copies. */
-  e[n++] = wr_entry_int(WR_H_COPY, (int64_t)wr_session_next_seq(&s->session));
+  e[n++] =
+      wr_entry_int(WR_H_COPY, (int64_t)wr_session_next_seq(st->env.session));
   char tp[WR_TRACEPARENT_LEN + 1];
   amqp_bytes_t ts;
   if (wr_spans_followup_context(job, tp, &ts) == 0) {
@@ -421,7 +437,7 @@ static uint64_t publish_followup(wr_sup *s, const wr_job *job,
    * verify, so an unsigned job run by a lax handler cannot start work on
    * a strict one (docs/signing.md, "Threat model"). */
   char sig[WARREN_SIGNATURE_MAX];
-  if (s->sig.ring && s->sig.counter_key[0] && job->signed_ok) {
+  if (st->env.sig->ring && st->env.sig->counter_key[0] && job->signed_ok) {
     wr_sign_job sj = {{f->message_id.s, f->message_id.len},
                       {f->exchange.s, f->exchange.len},
                       {f->routing_key.s, f->routing_key.len},
@@ -429,52 +445,51 @@ static uint64_t publish_followup(wr_sup *s, const wr_job *job,
                       {"", 0},
                       {"", 0},
                       {"", 0}};
-    if (wr_sign_make(s->sig.ring, s->sig.counter_key, wr_sign_now_ms(), 0, &sj,
-                     f->body, f->body_len, sig) == 0)
+    if (wr_sign_make(st->env.sig->ring, st->env.sig->counter_key,
+                     wr_sign_now_ms(), 0, &sj, f->body, f->body_len, sig) == 0)
       e[n++] = wr_entry_str(WARREN_SIGNATURE_HEADER, sig);
   }
   pr.headers = (amqp_table_t){(int)n, e};
-  return wr_session_publish(&s->session, f->exchange.s, f->routing_key.s, &pr,
-                            (amqp_bytes_t){f->body_len, (void *)f->body});
+  return wr_session_publish(st->env.session, f->exchange.s, f->routing_key.s,
+                            &pr, (amqp_bytes_t){f->body_len, (void *)f->body});
 }
 
 /* Whether exchange name (a follow-up's) exists: 1, 0, or -1 when the
  * connection failed asking. The default exchange always does. */
-static int exchange_ok(wr_sup *s, const wr_str *name) {
-  wr_settle *st = &s->settle;
+static int exchange_ok(wr_settle *st, const wr_str *name) {
   if (!name->len) return 1;
   unsigned n = st->nknown < WR_SETTLE_KNOWN ? st->nknown : WR_SETTLE_KNOWN;
   for (unsigned i = 0; i < n; i++)
     if (strcmp(st->known[i], name->s) == 0) return 1;
   char err[512];
-  int rc = wr_topology_exchange_exists(s->session.conn, s->declare_ch, name->s,
-                                       err, sizeof err);
+  int rc = wr_topology_exchange_exists(
+      st->env.session->conn, st->env.declare_ch, name->s, err, sizeof err);
   if (rc == 1)
     snprintf(st->known[st->nknown++ % WR_SETTLE_KNOWN], sizeof st->known[0],
              "%s", name->s);
   if (rc < 0) {
-    wr_session_lost(&s->session, err, 0);
+    wr_session_lost(st->env.session, err, 0);
     return -1;
   }
   return rc;
 }
 
-void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
-  settling(s, job);
+static void followups(wr_settle *st, wr_settle_handler *h, wr_job *job) {
+  settling(st, job);
   /* A delivery of a closed connection comes again: its follow-ups and
    * result are sent by that run, not twice. */
-  if (job->gen != s->session.gen || !s->session.conn) {
-    wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
+  if (job->gen != st->env.session->gen || !st->env.session->conn) {
+    finish(st, h, job, WR_OUT_ACKED, NULL);
     return;
   }
   const wr_extras *x = job->extras;
   size_t nf = x ? x->nfollow : 0;
   uint64_t first = 0;
   for (size_t i = 0; i < nf; i++) {
-    int ok = exchange_ok(s, &x->follow[i].exchange);
+    int ok = exchange_ok(st, &x->follow[i].exchange);
     if (ok < 0) { /* connection lost: the broker redelivers the job */
-      WR_NOTIFY(&s->obs, dropped, h->index, 1);
-      wr_sup_release(s, job);
+      WR_NOTIFY(st->env.obs, dropped, idx(st, h), 1);
+      release(st, job);
       return;
     }
     if (!ok) {
@@ -482,15 +497,15 @@ void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
       snprintf(err, sizeof err,
                "a follow-up job names exchange '%s', which does not exist",
                x->follow[i].exchange.s);
-      wr_settle_finish(s, h, job, WR_OUT_FAILED, err);
+      finish(st, h, job, WR_OUT_FAILED, err);
       return;
     }
   }
   for (size_t i = 0; i < nf; i++) {
-    uint64_t seq = publish_followup(s, job, &x->follow[i]);
+    uint64_t seq = publish_followup(st, job, &x->follow[i]);
     if (!seq) { /* connection lost: the broker redelivers the job */
-      WR_NOTIFY(&s->obs, dropped, h->index, 1);
-      wr_sup_release(s, job);
+      WR_NOTIFY(st->env.obs, dropped, idx(st, h), 1);
+      release(st, job);
       return;
     }
     if (!first) first = seq;
@@ -501,47 +516,59 @@ void wr_settle_followups(wr_sup *s, wr_handler_rt *h, wr_job *job) {
   size_t n = nf;
   job->reply_seq = 0;
   char rt[256];
-  int answer = reply_sendable(s, h, job, rt);
+  int answer = reply_sendable(st, h, job, rt);
   if (answer && direct_reply_to(rt)) {
     job->reply_late = 1; /* after the ack (answer_late) */
   } else if (answer) {
     int has = x && x->has_result;
     amqp_bytes_t body = has ? (amqp_bytes_t){x->result_len, (void *)x->result}
                             : amqp_empty_bytes;
-    uint64_t seq = publish_result(s, job, rt, WR_OUTCOME_ACK, NULL, 0,
+    uint64_t seq = publish_result(st, job, rt, WR_OUTCOME_ACK, NULL, 0,
                                   has ? x->result_type.s : NULL, body, 0);
     if (!seq) {
-      WR_NOTIFY(&s->obs, dropped, h->index, 1);
-      wr_sup_release(s, job);
+      WR_NOTIFY(st->env.obs, dropped, idx(st, h), 1);
+      release(st, job);
       return;
     }
     if (!first) first = seq;
     n++;
   }
   if (!n) { /* nothing awaits a confirm: acked now (and answered then) */
-    wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
+    finish(st, h, job, WR_OUT_ACKED, NULL);
     return;
   }
   job->dead = 0;
   job->followups = 1;
-  await_confirms(s, job, first, n);
+  await_confirms(st, job, first, n);
 }
 
-void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
-                      const char *err) {
-  settling(s, job);
-  WR_NOTIFY(&s->obs, settled, h->index, job, o, err);
-  if (job->gen != s->session.gen || !s->session.conn) {
-    WR_NOTIFY(&s->obs, dropped, h->index, 1);
+/* Handler h's waiting acks go now (acks.h: none above its lowest open
+ * tag is covered by a multiple ack). */
+static void flush(wr_settle *st, wr_settle_handler *h) {
+  wr_session *ses = st->env.session;
+  if (!h->acks.n || !ses->conn) return;
+  wr_ack_plan p = wr_acks_take(
+      &h->acks, wr_ledger_lowest_open(st->env.ledger, idx(st, h), ses->gen));
+  if (p.upto && wr_session_ack(ses, h->ch, p.upto, 1) != 0) return;
+  for (size_t i = 0; i < p.n_single; i++)
+    if (wr_session_ack(ses, h->ch, p.single[i], 0) != 0) return;
+}
+
+static void finish(wr_settle *st, wr_settle_handler *h, wr_job *job,
+                   wr_outcome o, const char *err) {
+  settling(st, job);
+  WR_NOTIFY(st->env.obs, settled, idx(st, h), job, o, err);
+  if (job->gen != st->env.session->gen || !st->env.session->conn) {
+    WR_NOTIFY(st->env.obs, dropped, idx(st, h), 1);
     wr_debug(
         "handler %s: result for a delivery of a closed connection; the "
         "broker redelivers it",
         h->cfg->name);
-    wr_sup_release(s, job);
+    release(st, job);
     return;
   }
   if (o != WR_OUT_ACKED) {
-    republish(s, h, job, o, err);
+    republish(st, h, job, o, err);
     return;
   }
   /* Acks are coalesced (acks.h): sent when a batch is due, after at most
@@ -549,36 +576,36 @@ void wr_settle_finish(wr_sup *s, wr_handler_rt *h, wr_job *job, wr_outcome o,
   int due = wr_acks_add(&h->acks, job->env.delivery_tag,
                         h->acks.n ? h->acks.since : wr_now());
   if (job->reply_late) { /* the ack goes now, then the answer */
-    wr_sup_flush_acks(s, h);
-    answer_late(s, h, job);
-    wr_sup_release(s, job);
+    flush(st, h);
+    answer_late(st, h, job);
+    release(st, job);
     return;
   }
-  wr_sup_release(s, job);
-  if (due) wr_sup_flush_acks(s, h);
+  release(st, job);
+  if (due) flush(st, h);
 }
 
 /* The job's result went out with its publishes: count it; one the broker
  * refused (no_reply 2, cover()) is said once and counted as lost. */
-static void reply_settled(wr_sup *s, wr_job *job) {
+static void reply_settled(wr_settle *st, wr_job *job) {
   if (!job->reply_seq) return;
   if (job->no_reply == 2)
-    reply_lost(s, job->handler, job,
+    reply_lost(st, job->handler, job,
                "the broker refused the error result of a dead-lettered job "
                "(its reply queue is full?); dropped");
   else if (!job->no_reply) {
-    WR_NOTIFY(&s->obs, replied, job->handler, job, 1);
+    WR_NOTIFY(st->env.obs, replied, job->handler, job, 1);
   }
 }
 
-static void copy_confirmed(wr_sup *s, wr_job *job) {
-  wr_handler_rt *h = &s->h[job->handler];
-  reply_settled(s, job);
+static void copy_confirmed(wr_settle *st, wr_job *job) {
+  wr_settle_handler *h = &st->h[job->handler];
+  reply_settled(st, job);
   if (job->followups) { /* all of them: the job is done */
-    wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
+    finish(st, h, job, WR_OUT_ACKED, NULL);
     return;
   }
-  WR_NOTIFY(&s->obs, confirmed, h->index, job, 1);
+  WR_NOTIFY(st->env.obs, confirmed, idx(st, h), job, 1);
   if (h->refusing) {
     h->refusing = 0;
     wr_backoff_reset(&h->refusal);
@@ -586,16 +613,16 @@ static void copy_confirmed(wr_sup *s, wr_job *job) {
             h->cfg->name);
   }
   /* The copy went through: ack the original (then answer, answer_late). */
-  wr_session_ack(&s->session, h->ch, job->env.delivery_tag, 0);
-  if (job->reply_late) answer_late(s, h, job);
-  wr_sup_release(s, job);
+  wr_session_ack(st->env.session, h->ch, job->env.delivery_tag, 0);
+  if (job->reply_late) answer_late(st, h, job);
+  release(st, job);
 }
 
 /* The copy of `job` was refused or came back: its original stays unacked
  * and is requeued after a backoff, while the topology is declared again
  * (an operator may have deleted a retry queue or unbound the DLQ). */
-static void copy_refused(wr_sup *s, wr_job *job) {
-  wr_handler_rt *h = &s->h[job->handler];
+static void copy_refused(wr_settle *st, wr_job *job) {
+  wr_settle_handler *h = &st->h[job->handler];
   if (job->followups) {
     /* The handler's work is not complete: the job fails this attempt
      * and its retry sends the follow-ups again (handler.h). */
@@ -607,11 +634,11 @@ static void copy_refused(wr_sup *s, wr_job *job) {
                  : "a follow-up job or the job's result",
              job->returned ? "returned unroutable" : "refused");
     job->followups = 0;
-    wr_settle_finish(s, h, job, WR_OUT_FAILED, err);
+    finish(st, h, job, WR_OUT_FAILED, err);
     return;
   }
-  reply_settled(s, job);
-  WR_NOTIFY(&s->obs, confirmed, h->index, job, 0);
+  reply_settled(st, job);
+  WR_NOTIFY(st->env.obs, confirmed, idx(st, h), job, 0);
   double delay = wr_backoff_fail(&h->refusal, wr_rand01());
   amqp_bytes_t id = msg_id(job);
   /* Once per episode at error level: a hot loop must not flood the log. */
@@ -625,8 +652,8 @@ static void copy_refused(wr_sup *s, wr_job *job) {
          h->cfg->queue, delay);
   h->refusing = 1;
   job->due = wr_now() + delay;
-  wr_ledger_move(&s->ledger, job, WR_JOB_PARKED);
-  if (!s->settle.redeclare_at) s->settle.redeclare_at = wr_now();
+  wr_ledger_move(st->env.ledger, job, WR_JOB_PARKED);
+  if (!st->redeclare_at) st->redeclare_at = wr_now();
 }
 
 int wr_settle_cover(wr_job *j, const wr_pub_event *ev) {
@@ -657,8 +684,8 @@ int wr_settle_awaited(const wr_job *j) {
   return any != 0;
 }
 
-void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
-  const wr_jobq *q = wr_ledger_line(&s->ledger, WR_JOB_CONFIRMING, 0);
+void wr_settle_published(wr_settle *st, const wr_pub_event *ev) {
+  const wr_jobq *q = wr_ledger_line(st->env.ledger, WR_JOB_CONFIRMING, 0);
   if (ev->kind == WR_PUB_RETURN) {
     wr_job *j = q->head;
     while (j && ev->copy >= 0 &&
@@ -682,12 +709,12 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
                "the result of a job came back: its reply queue does not "
                "exist (%s); dropped",
                ev->why);
-      reply_lost(s, j->handler, j, what);
+      reply_lost(st, j->handler, j, what);
       return;
     }
     j->returned = 1;
     wr_debug("handler %s: a %s came back unroutable: %s",
-             s->h[j->handler].cfg->name,
+             st->h[j->handler].cfg->name,
              j->followups ? "follow-up"
              : j->dead    ? "dead-letter copy"
                           : "retry copy",
@@ -703,71 +730,148 @@ void wr_settle_published(wr_sup *s, const wr_pub_event *ev) {
     wr_job *next = j->next;
     if (wr_settle_cover(j, ev) && ev->kind != WR_PUB_ACK) j->nacked = 1;
     if (!wr_settle_awaited(j)) {
-      wr_ledger_move(&s->ledger, j, WR_JOB_SETTLING);
+      wr_ledger_move(st->env.ledger, j, WR_JOB_SETTLING);
       wr_jobq_push(&done, j);
     }
     j = next;
   }
   while ((j = wr_jobq_pop(&done))) {
-    if (!s->session.conn)
-      wr_sup_release(s, j);
+    if (!st->env.session->conn)
+      release(st, j);
     else if (!j->nacked && !j->returned)
-      copy_confirmed(s, j);
+      copy_confirmed(st, j);
     else
-      copy_refused(s, j);
+      copy_refused(st, j);
   }
 }
 
-static void redeclare(wr_sup *s) {
+int wr_settle_redeclare(wr_settle *st, char *err, size_t errlen) {
+  wr_session *ses = st->env.session;
+  int rc = wr_topology_declare(ses->conn, st->env.cfg, st->env.declare_ch, err,
+                               errlen);
+  if (rc == WARREN_OK)
+    amqp_channel_close(ses->conn, st->env.declare_ch, AMQP_REPLY_SUCCESS);
+  else if (rc == WARREN_BROKER_TIMEOUT)
+    wr_session_lost(ses, err, 0);
+  return rc;
+}
+
+static void redeclare(wr_settle *st) {
   char err[512];
-  int rc = wr_sup_redeclare(s, err, sizeof err);
+  int rc = wr_settle_redeclare(st, err, sizeof err);
   if (rc == WARREN_OK) {
     wr_info("topology declared again");
-    s->settle.redeclare_at = 0;
+    st->redeclare_at = 0;
     return;
   }
   if (rc == WARREN_BROKER_TIMEOUT) return; /* the connection is lost */
   /* A connection the broker closed is noticed at the next read. */
   wr_error("declaring the topology again failed: %s", err);
-  s->settle.redeclare_at = wr_now() + WR_REFUSAL_MAX_S;
+  st->redeclare_at = wr_now() + WR_REFUSAL_MAX_S;
 }
 
-double wr_settle_tick(wr_sup *s, double now) {
-  wr_settle *st = &s->settle;
-  if (st->redeclare_at && now >= st->redeclare_at && s->session.conn)
-    redeclare(s);
+double wr_settle_tick(wr_settle *st, double now, int draining) {
+  wr_session *ses = st->env.session;
+  if (st->redeclare_at && now >= st->redeclare_at && ses->conn) redeclare(st);
   double next = st->redeclare_at;
   /* Without a connection nothing is parked: wr_settle_forget ran. */
-  wr_job *j = wr_ledger_line(&s->ledger, WR_JOB_PARKED, 0)->head;
-  while (j && s->session.conn) {
+  wr_job *j = wr_ledger_line(st->env.ledger, WR_JOB_PARKED, 0)->head;
+  while (j && ses->conn) {
     wr_job *after = j->next;
-    if (j->due > now && !s->draining) {
+    if (j->due > now && !draining) {
       if (!next || j->due < next) next = j->due;
     } else {
-      wr_handler_rt *h = &s->h[j->handler];
+      wr_settle_handler *h = &st->h[j->handler];
       uint64_t tag = j->env.delivery_tag;
-      wr_intake_unrecorded(&s->intake, j); /* it ran; its copy was refused */
-      wr_sup_release(s, j);
-      wr_session_nack(&s->session, h->ch, tag, 1);
+      wr_intake_unrecorded(st->env.intake, j); /* it ran; its copy was
+                                                  refused */
+      release(st, j);
+      wr_session_nack(ses, h->ch, tag, 1);
     }
     j = after;
   }
   /* A nack above lost the connection: what was kept belongs to it. */
-  if (!s->session.conn) wr_settle_forget(s);
+  if (!ses->conn) wr_settle_forget(st);
   return next;
 }
 
-int wr_settle_idle(const wr_sup *s) {
-  return !wr_ledger_line(&s->ledger, WR_JOB_CONFIRMING, 0)->n &&
-         !wr_ledger_line(&s->ledger, WR_JOB_PARKED, 0)->n;
+int wr_settle_idle(const wr_settle *st) {
+  return !wr_ledger_line(st->env.ledger, WR_JOB_CONFIRMING, 0)->n &&
+         !wr_ledger_line(st->env.ledger, WR_JOB_PARKED, 0)->n;
 }
 
-void wr_settle_forget(wr_sup *s) {
+void wr_settle_forget(wr_settle *st) {
+  for (size_t i = 0; i < st->nh; i++) {
+    size_t n = wr_acks_forget(&st->h[i].acks);
+    if (n) WR_NOTIFY(st->env.obs, dropped, i, n);
+  }
   wr_job *j;
-  while ((j = wr_ledger_line(&s->ledger, WR_JOB_CONFIRMING, 0)->head))
-    wr_sup_release(s, j);
-  while ((j = wr_ledger_line(&s->ledger, WR_JOB_PARKED, 0)->head))
-    wr_sup_release(s, j);
-  s->settle.redeclare_at = 0;
-  s->settle.nknown = 0; /* an exchange may be gone after a reconnect */
+  while ((j = wr_ledger_line(st->env.ledger, WR_JOB_CONFIRMING, 0)->head))
+    release(st, j);
+  while ((j = wr_ledger_line(st->env.ledger, WR_JOB_PARKED, 0)->head))
+    release(st, j);
+  st->redeclare_at = 0;
+  st->nknown = 0; /* an exchange may be gone after a reconnect */
+}
+
+void wr_settle_finish(wr_settle *st, size_t h, wr_job *job, wr_outcome o,
+                      const char *err) {
+  finish(st, &st->h[h], job, o, err);
+}
+
+void wr_settle_followups(wr_settle *st, size_t h, wr_job *job) {
+  followups(st, &st->h[h], job);
+}
+
+void wr_settle_flush(wr_settle *st, size_t h) {
+  flush(st, &st->h[h]);
+}
+
+void wr_settle_flush_overdue(wr_settle *st, double now, double delay) {
+  for (size_t i = 0; i < st->nh; i++)
+    if (wr_acks_overdue(&st->h[i].acks, now, delay)) flush(st, &st->h[i]);
+}
+
+int wr_settle_unacked(const wr_settle *st, size_t h) {
+  return st->h[h].acks.n != 0;
+}
+
+int wr_settle_refusing(const wr_settle *st) {
+  for (size_t i = 0; i < st->nh; i++)
+    if (st->h[i].refusing) return 1;
+  return 0;
+}
+
+int wr_settle_init(wr_settle *st, const wr_settle_env *env) {
+  *st = (wr_settle){.env = *env};
+  size_t nh = env->cfg->n_handlers;
+  st->h = calloc(nh ? nh : 1, sizeof *st->h);
+  if (!st->h) return WARREN_NOMEM;
+  st->nh = nh;
+  for (size_t i = 0; i < nh; i++) {
+    wr_settle_handler *h = &st->h[i];
+    const wr_handler_cfg *hc = &env->cfg->handlers[i];
+    h->cfg = hc;
+    h->ch = (amqp_channel_t)(i + 1);
+    wr_backoff_init(&h->refusal, WR_REFUSAL_MIN_S, WR_REFUSAL_MAX_S, 0.2);
+    /* prefetch 1 acks at once; larger prefetch acks in runs of half of
+     * it, so the broker always has room to send the next ones. Finished
+     * jobs of an older connection can add up to concurrency, and jobs
+     * held for their tenant (tenant.h) sit beyond the prefetch. */
+    size_t batch = (size_t)(hc->prefetch / 2 > 1 ? hc->prefetch / 2 : 1);
+    size_t most = (size_t)(hc->prefetch + hc->concurrency);
+    if (hc->tenant_header) most += (size_t)hc->tenant_hold;
+    if (wr_acks_init(&h->acks, most, batch) != WARREN_OK) {
+      wr_settle_free(st);
+      return WARREN_NOMEM;
+    }
+  }
+  return WARREN_OK;
+}
+
+void wr_settle_free(wr_settle *st) {
+  for (size_t i = 0; st->h && i < st->nh; i++) wr_acks_free(&st->h[i].acks);
+  free(st->h);
+  st->h = NULL;
+  st->nh = 0;
 }

@@ -18,12 +18,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "acks.h"
+#include "backoff.h"
 #include "conn.h"
+#include "intake.h"
 #include "job.h"
+#include "ledger.h"
+#include "lifecycle.h"
 #include "retry.h"
+#include "session.h"
+#include "sigcheck.h"
 
-struct wr_sup;
-struct wr_handler_rt;
+struct wr_cfg;
+struct wr_handler_cfg;
 
 /* Requeueing the original of a refused copy backs off from WR_REFUSAL_MIN_S
  * up to WR_REFUSAL_MAX_S (per handler, reset by a copy that goes through);
@@ -33,7 +40,35 @@ struct wr_handler_rt;
 
 #define WR_SETTLE_KNOWN 32 /* exchanges follow-ups went to, remembered */
 
+/* What settling works with and does not own: the supervisor's, lent for
+ * settling's whole life (wr_settle_init to wr_settle_free). Loop thread
+ * only, as all of settling. */
+typedef struct wr_settle_env {
+  const struct wr_cfg *cfg;  /* the handlers, and the topology it declares */
+  wr_session *session;       /* publishes, acks and nacks go through it */
+  wr_ledger *ledger;         /* the only way a job changes state */
+  wr_observers *obs;         /* told of each settled job (lifecycle.h) */
+  const wr_sigcheck *sig;    /* countersigns copies, signs follow-ups */
+  wr_intake *intake;         /* told of an original requeued after it ran */
+  const char *host;          /* written on dead letters */
+  amqp_channel_t declare_ch; /* declares topology, checks exchanges */
+} wr_settle_env;
+
+/* One handler's settling, owned by wr_settle. */
+typedef struct wr_settle_handler {
+  const struct wr_handler_cfg *cfg;
+  amqp_channel_t ch;  /* its consumer's channel: acks, nacks, late answers */
+  wr_acks acks;       /* finished jobs whose ack is not sent yet (acks.h) */
+  wr_backoff refusal; /* before requeueing an original whose copy was
+                         refused */
+  int refusing;       /* its retry/dead-letter copies are being refused:
+                         the worker is not ready (health.h) */
+} wr_settle_handler;
+
 typedef struct wr_settle {
+  wr_settle_env env;
+  wr_settle_handler *h; /* one per handler, in the config's order */
+  size_t nh;
   /* Exchanges follow-ups may be published to (checked once per
    * connection, as a publish to a missing one closes the channel);
    * replaced round-robin. */
@@ -42,6 +77,11 @@ typedef struct wr_settle {
   double redeclare_at; /* re-declare the topology then (0: not needed) */
   int warned_reply;    /* a result's reply queue was missing: said once */
 } wr_settle;
+
+/* Set st up for env's handlers (handler i consumes on channel i + 1).
+ * WARREN_OK or WARREN_NOMEM (then nothing is held). */
+int wr_settle_init(wr_settle *st, const wr_settle_env *env);
+void wr_settle_free(wr_settle *st);
 
 /* Results (docs/results.md): the header that says how the job ended, and
  * its values; RabbitMQ's direct reply-to pseudo-queue. */
@@ -64,12 +104,13 @@ int wr_settle_awaited(const wr_job *job);
 /* The job carries a reply_to: its result (or error result) goes there. */
 int wr_settle_wants_reply(const wr_job *job);
 
-/* Attempt over with outcome o (WR_OUT_ACKED, or a failure and its text). */
-void wr_settle_finish(struct wr_sup *s, struct wr_handler_rt *h, wr_job *job,
-                      wr_outcome o, const char *err);
+/* Handler h's attempt at job is over with outcome o (WR_OUT_ACKED, or a
+ * failure and its text). */
+void wr_settle_finish(wr_settle *st, size_t h, wr_job *job, wr_outcome o,
+                      const char *err);
 
 /* A confirm, nack or return on the publishing channel. */
-void wr_settle_published(struct wr_sup *s, const wr_pub_event *ev);
+void wr_settle_published(wr_settle *st, const wr_pub_event *ev);
 
 /* A job acked by its handler that published follow-ups (extras.h, parsed
  * in job->extras) or that carries a reply_to: publish them and its
@@ -77,18 +118,37 @@ void wr_settle_published(struct wr_sup *s, const wr_pub_event *ev);
  * one, or fails this attempt if one is refused or a follow-up is
  * returned (handler.h says why). A result whose reply queue is missing
  * is counted, not a failure. */
-void wr_settle_followups(struct wr_sup *s, struct wr_handler_rt *h,
-                         wr_job *job);
+void wr_settle_followups(wr_settle *st, size_t h, wr_job *job);
 
-/* Requeue parked jobs that are due, re-declare topology when asked.
- * Returns when it is next due (0: nothing). */
-double wr_settle_tick(struct wr_sup *s, double now);
+/* Send handler h's waiting acks now: a multiple ack below its lowest open
+ * tag (ledger.h), single ones above it. */
+void wr_settle_flush(wr_settle *st, size_t h);
+
+/* Send the acks of every handler whose oldest waits over delay seconds. */
+void wr_settle_flush_overdue(wr_settle *st, double now, double delay);
+
+/* Handler h has finished jobs whose ack is not sent yet. */
+int wr_settle_unacked(const wr_settle *st, size_t h);
+
+/* A handler's copies are being refused (the worker is not ready). */
+int wr_settle_refusing(const wr_settle *st);
+
+/* Declare the whole topology again on the declare channel, while
+ * consuming (an operator may have deleted a queue). WARREN_OK, or the
+ * error with err set; a timeout has then lost the connection. */
+int wr_settle_redeclare(wr_settle *st, char *err, size_t errlen);
+
+/* Requeue parked jobs that are due (all of them while draining),
+ * re-declare topology when asked. Returns when it is next due (0:
+ * nothing). */
+double wr_settle_tick(wr_settle *st, double now, int draining);
 
 /* Nothing awaits a confirm or a requeue. */
-int wr_settle_idle(const struct wr_sup *s);
+int wr_settle_idle(const wr_settle *st);
 
-/* The connection is gone: let every held original go (the broker
- * requeues them; a copy that did arrive makes a duplicate, not a loss). */
-void wr_settle_forget(struct wr_sup *s);
+/* The connection is gone: forget the acks waiting (told to the observers
+ * as dropped) and let every held original go (the broker requeues them;
+ * a copy that did arrive makes a duplicate, not a loss). */
+void wr_settle_forget(wr_settle *st);
 
 #endif

@@ -1,8 +1,9 @@
 /*
- * What the supervisor's modules (supervisor.c, intake.c, settle.c,
- * inproc.c) share: the handlers' runtime and the supervisor's state. Each
- * module keeps its own part in its own struct; only the supervisor's
- * files include this header.
+ * The supervisor's own state: the handlers' runtime and what it owns and
+ * lends to its step modules. Each step module keeps its part in its own
+ * struct and gets what it works with lent at its init (settle.h's
+ * wr_settle_env, for one); only supervisor.c and monitor.c include this
+ * header.
  */
 #ifndef WR_SUP_PRIVATE_H
 #define WR_SUP_PRIVATE_H
@@ -34,11 +35,8 @@ typedef struct wr_handler_rt {
   wr_plugin plugin;
   wr_pool pool;
   amqp_channel_t ch;
-  char tag[200];    /* consumer tag */
-  wr_inproc inproc; /* isolation = false: the handler in process */
-  wr_acks acks;
-  wr_backoff refusal;     /* before requeueing a job whose copy was refused */
-  int refusing;           /* its retry/dead-letter copies are being refused */
+  char tag[200];          /* consumer tag */
+  wr_inproc inproc;       /* isolation = false: the handler in process */
   struct child_ref *refs; /* its workers' sockets as the loop watches them */
   wr_arena *arena;        /* its large bodies (arena.h); NULL: none */
   double resume_at;       /* consume again then: the broker cancelled it */
@@ -105,14 +103,5 @@ static inline wr_tenants *wr_sup_tenants(const wr_sup *s, size_t h) {
 /* A handler's verdict on job (a warren_result; err: its set_error text). */
 void wr_sup_done(wr_sup *s, wr_handler_rt *h, wr_job *job, int result,
                  const char *err, size_t err_len);
-
-/* Declare the whole topology again on the declare channel, while
- * consuming (an operator may have deleted a queue). WARREN_OK, or the
- * error with err set; a timeout has then lost the connection, which is
- * out of step. */
-int wr_sup_redeclare(wr_sup *s, char *err, size_t errlen);
-
-/* Send h's waiting acks now. */
-void wr_sup_flush_acks(wr_sup *s, wr_handler_rt *h);
 
 #endif

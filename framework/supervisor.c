@@ -84,16 +84,6 @@ static void release_job(void *ctx, wr_job *job) {
   wr_deliver_free(&job->env);
 }
 
-void wr_sup_flush_acks(wr_sup *s, wr_handler_rt *h) {
-  if (!h->acks.n || !s->session.conn) return;
-  /* Acks stay below the lowest tag held and not finished (acks.h). */
-  wr_ack_plan p = wr_acks_take(
-      &h->acks, wr_ledger_lowest_open(&s->ledger, h->index, s->session.gen));
-  if (p.upto && wr_session_ack(&s->session, h->ch, p.upto, 1) != 0) return;
-  for (size_t i = 0; i < p.n_single; i++)
-    if (wr_session_ack(&s->session, h->ch, p.single[i], 0) != 0) return;
-}
-
 /* What the handler added to the job (extras.h): parsed into job->extras
  * for its span and follow-ups. Malformed, it is dropped, and said once. */
 static void take_extras(const wr_handler_rt *h, wr_job *job) {
@@ -114,15 +104,15 @@ void wr_sup_done(wr_sup *s, wr_handler_rt *h, wr_job *job, int result,
   if (job->xbuf && !job->extras) take_extras(h, job);
   if (result == WARREN_ACK) {
     if ((job->extras && job->extras->nfollow) || wr_settle_wants_reply(job))
-      wr_settle_followups(s, h, job);
+      wr_settle_followups(&s->settle, h->index, job);
     else
-      wr_settle_finish(s, h, job, WR_OUT_ACKED, NULL);
+      wr_settle_finish(&s->settle, h->index, job, WR_OUT_ACKED, NULL);
     return;
   }
   char text[WR_IPC_MAX_ERROR + 64];
   if (result == WR_IPC_BAD_BODY) {
     wr_sigcheck_body_refused(job, text, sizeof text);
-    wr_settle_finish(s, h, job, WR_OUT_SIGNATURE, text);
+    wr_settle_finish(&s->settle, h->index, job, WR_OUT_SIGNATURE, text);
     return;
   }
   /* Only failures carry a text: formatting it for every ack cost 14% of
@@ -132,7 +122,7 @@ void wr_sup_done(wr_sup *s, wr_handler_rt *h, wr_job *job, int result,
   else
     snprintf(text, sizeof text, "handler returned %s",
              result == WARREN_REJECT ? "reject" : "retry");
-  wr_settle_finish(s, h, job,
+  wr_settle_finish(&s->settle, h->index, job,
                    result == WARREN_REJECT ? WR_OUT_REJECTED : WR_OUT_FAILED,
                    text);
 }
@@ -162,14 +152,14 @@ static void on_lost(void *ctx, wr_pool *p, wr_job *job, const char *why,
     return;
   }
   if (job->revoked) { /* stopped by a revoke: not a crash (revoked.h) */
-    wr_settle_finish(h->sup, h, job, WR_OUT_REVOKED,
+    wr_settle_finish(&h->sup->settle, h->index, job, WR_OUT_REVOKED,
                      "stopped while running by warren revoke --terminate");
     return;
   }
   char err[192];
   snprintf(err, sizeof err, timed_out ? "job %s" : "worker %s", why);
-  wr_settle_finish(h->sup, h, job, timed_out ? WR_OUT_TIMEOUT : WR_OUT_CRASHED,
-                   err);
+  wr_settle_finish(&h->sup->settle, h->index, job,
+                   timed_out ? WR_OUT_TIMEOUT : WR_OUT_CRASHED, err);
 }
 
 /* Queued to a worker that never started it: back to the front of the
@@ -282,8 +272,6 @@ static void on_lost_connection(void *ctx) {
   drop_pending(s);
   for (size_t i = 0; i < s->nh; i++) {
     wr_handler_rt *h = &s->h[i];
-    size_t n = wr_acks_forget(&h->acks);
-    if (n) WR_NOTIFY(&s->obs, dropped, h->index, n);
     /* Jobs queued to workers and not started would run for nothing (their
      * acks cannot count) and run again when redelivered: only the running
      * ones are left to finish. */
@@ -294,7 +282,7 @@ static void on_lost_connection(void *ctx) {
           "broker delivers them again",
           h->cfg->name, r);
   }
-  wr_settle_forget(s);
+  wr_settle_forget(&s->settle);
 }
 
 /* Does a job queued to one of h's workers, or running there, match? */
@@ -331,7 +319,7 @@ static int revoke_held(wr_sup *s, wr_handler_rt *h, int terminate, double now) {
     if (wr_revoked_has(r, j, now)) {
       wr_info("handler %s: job %s revoked before it started; dead-lettered",
               h->cfg->name, wr_revoked_id(j, id, sizeof id));
-      wr_settle_finish(s, h, j, WR_OUT_REVOKED,
+      wr_settle_finish(&s->settle, h->index, j, WR_OUT_REVOKED,
                        "revoked by warren revoke before it started");
       n++;
     }
@@ -346,7 +334,7 @@ static int revoke_held(wr_sup *s, wr_handler_rt *h, int terminate, double now) {
           "handler %s: job %s revoked while held for its tenant; "
           "dead-lettered",
           h->cfg->name, wr_revoked_id(j, id, sizeof id));
-      wr_settle_finish(s, h, j, WR_OUT_REVOKED,
+      wr_settle_finish(&s->settle, h->index, j, WR_OUT_REVOKED,
                        "revoked by warren revoke before it started");
       n++;
     }
@@ -416,7 +404,7 @@ static void on_delivery(void *ctx, wr_job *job) {
   wr_outcome o;
   char why[160];
   if (wr_intake_decide(&s->intake, h->index, job, &o, why, sizeof why))
-    wr_settle_finish(s, h, job, o, why);
+    wr_settle_finish(&s->settle, h->index, job, o, why);
   else
     wr_ledger_move(&s->ledger, job, WR_JOB_WAITING);
 }
@@ -441,7 +429,8 @@ static void on_undecodable(void *ctx, amqp_channel_t ch, uint64_t tag,
 }
 
 static void on_published(void *ctx, const wr_pub_event *ev) {
-  wr_settle_published(ctx, ev);
+  wr_sup *s = ctx;
+  wr_settle_published(&s->settle, ev);
 }
 
 static void on_cancelled(void *ctx, amqp_channel_t ch) {
@@ -468,23 +457,13 @@ static void on_cancelled(void *ctx, amqp_channel_t ch) {
 /* Consume h's queue again after a cancel: declare the topology (the queue
  * may have been deleted), then basic.consume on the channel, still open,
  * so the jobs it holds keep their tags. */
-int wr_sup_redeclare(wr_sup *s, char *err, size_t errlen) {
-  amqp_connection_state_t c = s->session.conn;
-  int rc = wr_topology_declare(c, s->cfg, s->declare_ch, err, errlen);
-  if (rc == WARREN_OK)
-    amqp_channel_close(c, s->declare_ch, AMQP_REPLY_SUCCESS);
-  else if (rc == WARREN_BROKER_TIMEOUT)
-    wr_session_lost(&s->session, err, 0);
-  return rc;
-}
-
 static void resume_consumer(wr_sup *s, wr_handler_rt *h, double now) {
   char err[512];
   if (h->breaker && !h->consuming) { /* its open breaker cancelled it */
     h->resume_at = 0;
     return;
   }
-  int rc = wr_sup_redeclare(s, err, sizeof err);
+  int rc = wr_settle_redeclare(&s->settle, err, sizeof err);
   if (rc == WARREN_OK) {
     rc = wr_topology_resume(s->session.conn, h->ch, h->cfg, h->tag, err,
                             sizeof err);
@@ -830,17 +809,16 @@ static int readiness(const wr_sup *s) {
   if (s->draining) return WR_NR_DRAINING;
   if (!s->session.conn) return WR_NR_BROKER;
   if (s->session.blocked) return WR_NR_BLOCKED;
-  for (size_t i = 0; i < s->nh; i++)
-    if (s->h[i].refusing) return WR_NR_COPIES;
+  if (wr_settle_refusing(&s->settle)) return WR_NR_COPIES;
   return wr_monitor_failing(s->monitor) ? WR_NR_CHECK : WR_READY;
 }
 
 /* Nothing delivered is held: no job waits, runs, or awaits a confirm, and
  * every ack is sent. */
 static int holds_nothing(const wr_sup *s) {
-  if (!wr_settle_idle(s) || wr_session_buffered(&s->session)) return 0;
+  if (!wr_settle_idle(&s->settle) || wr_session_buffered(&s->session)) return 0;
   for (size_t i = 0; i < s->nh; i++)
-    if (s->h[i].pool.busy || s->h[i].acks.n) return 0;
+    if (s->h[i].pool.busy || wr_settle_unacked(&s->settle, i)) return 0;
   if (wr_ledger_held(&s->ledger)) return 0;
   return 1;
 }
@@ -879,9 +857,9 @@ static double prepare(void *ctx, double now) {
   wr_sup *s = ctx;
   atomic_store_explicit(&s->hs.tick_ms, (long long)(now * 1000),
                         memory_order_relaxed);
-  if ((s->draining &&
-       ((busy_total(s) == 0 && (wr_settle_idle(s) || !s->session.conn)) ||
-        now >= s->drain_deadline)) ||
+  if ((s->draining && ((busy_total(s) == 0 &&
+                        (wr_settle_idle(&s->settle) || !s->session.conn)) ||
+                       now >= s->drain_deadline)) ||
       s->session.gave_up) {
     wr_loop_stop(s->loop);
     return 0;
@@ -890,7 +868,7 @@ static double prepare(void *ctx, double now) {
   if (s->draining) due = earliest(due, s->drain_deadline);
   for (size_t i = 0; i < s->nh; i++)
     due = earliest(due, wr_pool_tick(&s->h[i].pool, now));
-  due = earliest(due, wr_settle_tick(s, now));
+  due = earliest(due, wr_settle_tick(&s->settle, now, s->draining));
   burst_check(s, now);
   for (size_t i = 0; i < s->nh; i++) {
     wr_handler_rt *h = &s->h[i];
@@ -913,7 +891,7 @@ static double prepare(void *ctx, double now) {
 static int idle(void *ctx) {
   wr_sup *s = ctx;
   int no_sleep = 0;
-  for (size_t i = 0; i < s->nh; i++) wr_sup_flush_acks(s, &s->h[i]);
+  for (size_t i = 0; i < s->nh; i++) wr_settle_flush(&s->settle, i);
   for (size_t i = 0; i < s->nh; i++)
     if (wr_pool_sleep(&s->h[i].pool)) no_sleep = 1; /* results already in */
   return no_sleep || wr_session_buffered(&s->session);
@@ -1023,16 +1001,14 @@ static void check(void *ctx, double now) {
   for (size_t i = 0; i < s->nh; i++) wr_pool_collect(&s->h[i].pool);
   wr_session_check(&s->session, now);
   dispatch(s);
-  for (size_t i = 0; i < s->nh; i++)
-    if (wr_acks_overdue(&s->h[i].acks, now, ACK_DELAY_S))
-      wr_sup_flush_acks(s, &s->h[i]);
+  wr_settle_flush_overdue(&s->settle, now, ACK_DELAY_S);
 }
 
 static const wr_loop_phase turn = {prepare, idle, check};
 
 int wr_sup_run(wr_sup *s) {
   int rc = wr_loop_run(s->loop);
-  for (size_t i = 0; i < s->nh; i++) wr_sup_flush_acks(s, &s->h[i]);
+  for (size_t i = 0; i < s->nh; i++) wr_settle_flush(&s->settle, i);
   wr_info("stopping workers");
   s->stopping = 1;
   for (size_t i = 0; i < s->nh; i++) wr_pool_stop(&s->h[i].pool, WORKER_STOP_S);
@@ -1040,7 +1016,7 @@ int wr_sup_run(wr_sup *s) {
     atomic_store(&s->hs.ready, 0);
     drop_pending(s);
     /* of jobs the stop just settled */
-    for (size_t i = 0; i < s->nh; i++) wr_sup_flush_acks(s, &s->h[i]);
+    for (size_t i = 0; i < s->nh; i++) wr_settle_flush(&s->settle, i);
     wr_session_close(&s->session);
   } else {
     wr_session_close(&s->session); /* a set-up under way is abandoned */
@@ -1062,15 +1038,10 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
   h->ch = (amqp_channel_t)(i + 1);
   snprintf(h->tag, sizeof h->tag, "warren.%s.%s.%d", h->cfg->name, s->host,
            (int)getpid());
-  wr_backoff_init(&h->refusal, WR_REFUSAL_MIN_S, WR_REFUSAL_MAX_S, 0.2);
   wr_backoff_init(&h->resume, 0.5, 30, 0.2);
-  /* prefetch 1 acks at once; larger prefetch acks in runs of half of it,
-   * so the broker always has room to send the next ones. Finished jobs of
-   * an older connection can add up to concurrency. */
-  size_t batch = (size_t)(h->cfg->prefetch / 2 > 1 ? h->cfg->prefetch / 2 : 1);
-  size_t most = (size_t)(h->cfg->prefetch + h->cfg->concurrency);
   if (h->cfg->tenant_header) { /* jobs held beyond the prefetch */
-    most += (size_t)h->cfg->tenant_hold;
+    size_t most =
+        (size_t)(h->cfg->prefetch + h->cfg->concurrency + h->cfg->tenant_hold);
     if (wr_tenants_init(
             &s->tenants.h[i], h->cfg->tenant_header,
             (uint32_t)h->cfg->tenant_concurrency, (uint32_t)h->cfg->tenant_hold,
@@ -1079,7 +1050,6 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
       return WARREN_NOMEM;
     s->tenants.h[i].tag = h->tag;
   }
-  if (wr_acks_init(&h->acks, most, batch) != WARREN_OK) return WARREN_NOMEM;
   /* Without shared memory (a sandbox denying memfd), bodies use malloc. */
   h->arena = wr_arena_open(h->cfg->name);
   if (!h->arena)
@@ -1243,6 +1213,9 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
                   cfg->reconnect_min, cfg->reconnect_max, s->loop,
                   &session_events, s);
   s->session.max_refused_logins = cfg->exit_after_refused_logins;
+  wr_settle_env senv = {cfg,     &s->session, &s->ledger, &s->obs,
+                        &s->sig, &s->intake,  s->host,    s->declare_ch};
+  rc = wr_settle_init(&s->settle, &senv);
   /* Before any handler code runs: a write to a closed socket or pipe is
    * an EPIPE error, in the supervisor and in the workers (pool.c). */
   signal(SIGPIPE, SIG_IGN);
@@ -1327,7 +1300,6 @@ void wr_sup_destroy(wr_sup *s) {
     wr_handler_rt *h = &s->h[i];
     wr_inproc_shutdown(&h->inproc);
     wr_plugin_unload(&h->plugin);
-    wr_acks_free(&h->acks);
     free(h->refs);
     free(h->breaker);
     wr_arena_close(h->arena);
@@ -1336,6 +1308,7 @@ void wr_sup_destroy(wr_sup *s) {
   wr_loop_destroy(s->loop);
   wr_notify_destroy(s->notify); /* its phase went with the loop */
   wr_sigcheck_free(&s->sig);
+  wr_settle_free(&s->settle);
   wr_revoked_free(&s->revoked);
   wr_monitor_destroy(s->monitor); /* observers are not called any more */
   wr_spans_destroy(s->spans, SPAN_FLUSH_S);
