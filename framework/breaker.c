@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "snapshot.h"
 
 static void forget(wr_breaker *b) {
   b->n = b->next = b->failures = b->slow = 0;
@@ -203,3 +204,19 @@ static void on_settled(void *ctx, size_t h, const wr_job *job, wr_outcome o,
 }
 
 const wr_job_events wr_breaker_events = {.settled = on_settled};
+
+void wr_breaker_status(const wr_breaker *b, wr_snap_handler *o, double now) {
+  int64_t unix_now = wr_unix_ms();
+  o->breaker.on = 1;
+  o->breaker.state = b->state;
+  o->breaker.reason = wr_breaker_why_name(b->why);
+  wr_breaker_describe(b, o->breaker.message, sizeof o->breaker.message);
+  o->breaker.since_ms = unix_now - (int64_t)((now - b->since) * 1000);
+  if (b->state == WR_BREAKER_OPEN)
+    o->breaker.trials_at_ms =
+        unix_now + (int64_t)((wr_breaker_due(b) - now) * 1000);
+  o->breaker.opened = b->opened;
+  o->breaker.returned = b->returned;
+  o->breaker.trials_passed = b->passed;
+  o->breaker.trial_jobs = b->cfg->trial_jobs;
+}

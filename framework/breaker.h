@@ -105,6 +105,12 @@ const char *wr_breaker_why_name(wr_breaker_why why);
  * jobs") into buf; returns buf. */
 char *wr_breaker_describe(const wr_breaker *b, char *buf, size_t len);
 
+/* b's state into a status snapshot's handler (snapshot.h), its times as
+ * unix ms; now: monotonic seconds. */
+struct wr_snap_handler;
+void wr_breaker_status(const wr_breaker *b, struct wr_snap_handler *o,
+                       double now);
+
 /* The observer (lifecycle.h) that records each settled attempt in its
  * handler's breaker. ctx: a wr_breakers. */
 typedef struct wr_breakers {

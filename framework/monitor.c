@@ -7,13 +7,14 @@
 
 #include <warren/status.h>
 
+#include "../config/cfg.h"
 #include "clock.h"
 #include "events.h"
+#include "report.h"
 #include "live.h"
 #include "log.h"
+#include "names.h"
 #include "spans.h"
-#include "sup_private.h"
-#include "utf8.h"
 
 #define CRASH_WINDOW_S 60.0
 #define CRASH_SAMPLES 64  /* self-checks remembered per handler */
@@ -39,7 +40,9 @@ typedef struct crash_ring {
 } crash_ring;
 
 struct wr_monitor {
-  wr_sup *s;
+  wr_monitor_env env;
+  uint64_t gen;           /* the session's connection at the last turn */
+  unsigned char *missing; /* per handler: wr_monitor_take_missing */
   wr_metrics metrics;
   wr_snap_store store;
   probe_q *q;
@@ -93,7 +96,7 @@ enum { P_NONE, P_OPENING, P_IDLE, P_DECLARING, P_CLOSED_CHANNEL };
 
 static void probe_close(wr_monitor *m) {
   if (m->pc) {
-    wr_loop_unwatch(m->s->loop, m->pfd, m);
+    wr_loop_unwatch(m->env.loop, m->pfd, m);
     amqp_destroy_connection(m->pc);
   }
   m->pc = NULL;
@@ -113,24 +116,22 @@ static void probe_send(wr_monitor *m, amqp_method_number_t id, void *method,
 /* The answer to the probe in flight. */
 static void probe_answer(wr_monitor *m, const amqp_queue_declare_ok_t *ok) {
   probe_q *q = &m->q[m->inflight];
-  q->gen = m->s->session.gen;
+  q->gen = m->gen;
   q->at_ms = wr_unix_ms();
   q->messages = ok ? (long long)ok->message_count : -1;
   q->consumers = ok ? (long long)ok->consumer_count : -1;
   m->rtt_ms = (wr_now() - m->sent_at) * 1000.0;
   m->rtt_at_ms = q->at_ms;
-  /* A work queue gone or without a consumer while connected: the broker
-   * dropped the consumer without the cancel notification (a queue deleted
-   * behind a partition, a node lost). Declare and consume it again, as
-   * after a cancel (supervisor.c). */
-  wr_sup *s = m->s;
-  wr_handler_rt *h = &s->h[q->handler];
-  if (q->kind == Q_WORK && q->consumers <= 0 && s->session.conn &&
-      !s->draining && !h->resume_at && !(h->breaker && !h->consuming)) {
-    wr_warn("handler %s: queue %s %s; declaring and consuming it again",
-            h->cfg->name, q->name, ok ? "has no consumer" : "does not exist");
-    h->resume_at = wr_now();
-  }
+  /* A work queue gone or without a consumer while connected: the
+   * supervisor hears of it (wr_monitor_take_missing). */
+  if (q->kind == Q_WORK && q->consumers <= 0)
+    m->missing[q->handler] = ok ? 1 : 2;
+}
+
+int wr_monitor_take_missing(wr_monitor *m, size_t h) {
+  int r = m->missing[h];
+  m->missing[h] = 0;
+  return r;
 }
 
 static void on_probe_io(void *ctx, int fd, short revents) {
@@ -174,11 +175,11 @@ static void on_probe_io(void *ctx, int fd, short revents) {
 }
 
 /* Connect when needed, then send the next step if one is due. */
-static void probe_step(wr_monitor *m, double now) {
+static void probe_step(wr_monitor *m, double now, const wr_monitor_facts *f) {
   char err[512];
   if (!m->pc) {
     /* The node the session uses (a cluster's nodes: session.h). */
-    wr_conn_params p = m->s->session.cur;
+    wr_conn_params p = *f->node;
     p.heartbeat = 0; /* idle between probes; a dead socket fails the next */
     if (p.connect_timeout > PROBE_TIMEOUT_S)
       p.connect_timeout = PROBE_TIMEOUT_S;
@@ -189,7 +190,7 @@ static void probe_step(wr_monitor *m, double now) {
     struct timeval tv = {PROBE_TIMEOUT_S, 0}; /* closing it, at the end */
     amqp_set_rpc_timeout(m->pc, &tv);
     m->pfd = amqp_get_sockfd(m->pc);
-    if (wr_loop_watch(m->s->loop, m->pfd, POLLIN, on_probe_io, m) != 0) {
+    if (wr_loop_watch(m->env.loop, m->pfd, POLLIN, on_probe_io, m) != 0) {
       amqp_destroy_connection(m->pc);
       m->pc = NULL;
       return;
@@ -215,100 +216,19 @@ static void probe_step(wr_monitor *m, double now) {
 
 /* ---- the snapshot ------------------------------------------------------ */
 
-static const char *state_name(wr_child_state st) {
-  static const char *const names[] = {"down", "starting", "idle", "busy",
-                                      "exiting"};
-  return (unsigned)st < sizeof names / sizeof *names ? names[st] : "unknown";
-}
-
-/* Handler h's circuit breaker, with its times as unix ms. */
-static void snap_breaker(const wr_handler_rt *h, wr_snap_handler *o,
-                         double now) {
-  const wr_breaker *b = h->breaker;
-  if (!b) return;
-  int64_t unix_now = wr_unix_ms();
-  o->breaker.on = 1;
-  o->breaker.state = b->state;
-  o->breaker.reason = wr_breaker_why_name(b->why);
-  wr_breaker_describe(b, o->breaker.message, sizeof o->breaker.message);
-  o->breaker.since_ms = unix_now - (int64_t)((now - b->since) * 1000);
-  if (b->state == WR_BREAKER_OPEN)
-    o->breaker.trials_at_ms =
-        unix_now + (int64_t)((wr_breaker_due(b) - now) * 1000);
-  o->breaker.opened = b->opened;
-  o->breaker.returned = b->returned;
-  o->breaker.trials_passed = b->passed;
-  o->breaker.trial_jobs = b->cfg->trial_jobs;
-}
-
-/* Changes of every breaker so far: a change is published at once. */
-static uint64_t breaker_changes(const wr_sup *s) {
-  uint64_t n = 0;
-  for (size_t i = 0; i < s->breakers.n; i++)
-    if (s->h[i].breaker) n += s->h[i].breaker->changes;
-  return n;
-}
-
+/* The monitor's part of handler i's status. */
 static void snap_handler(wr_monitor *m, size_t i, wr_snap_handler *o,
-                         double now) {
-  wr_sup *s = m->s;
-  wr_handler_rt *h = &s->h[i];
-  o->name = h->cfg->name;
-  o->queue = h->cfg->queue;
-  o->prefetch = h->cfg->prefetch;
-  o->concurrency = h->cfg->concurrency;
-  o->isolated = h->cfg->isolated;
-  o->quorum = h->cfg->quorum;
-  o->durable = h->cfg->durable;
-  o->running = s->session.conn && !s->draining;
-  o->st = s->stats[i];
+                         const wr_monitor_facts *f) {
+  const wr_handler_cfg *hc = &m->env.cfg->handlers[i];
+  o->name = hc->name;
+  o->queue = hc->queue;
+  o->prefetch = hc->prefetch;
+  o->concurrency = hc->concurrency;
+  o->isolated = hc->isolated;
+  o->quorum = hc->quorum;
+  o->durable = hc->durable;
+  o->running = f->connected && !f->draining;
   o->m = m->metrics.h[i];
-  o->pending = (long)wr_sup_waiting(s, i)->n;
-  for (const wr_job *j = wr_ledger_line(&s->ledger, WR_JOB_CONFIRMING, 0)->head;
-       j; j = j->next)
-    o->awaiting_copy += j->handler == i;
-  for (const wr_job *j = wr_ledger_line(&s->ledger, WR_JOB_PARKED, 0)->head; j;
-       j = j->next)
-    o->awaiting_copy += j->handler == i;
-  o->restarts = h->pool.restarts;
-  snprintf(o->version, sizeof o->version, "%s", h->plugin.version);
-  o->reloads = h->reloads;
-  o->reload_failures = h->reload_failures;
-  const wr_tenants *t = wr_sup_tenants(s, i);
-  if (t) {
-    o->tenant_limit = (int)t->limit;
-    o->tenant_held = (long)t->held;
-    o->tenants = (long)t->n;
-    o->tenant_held_total = t->held_total;
-    o->tenant_widened = t->widened;
-    o->tenant_untagged = t->untagged;
-  }
-  o->alive = h->cfg->isolated ? 0 : 1;
-  for (int k = 0; h->cfg->isolated && k < o->nworkers; k++) {
-    wr_pool_worker pw;
-    wr_pool_worker_info(&h->pool, k, &pw);
-    wr_snap_worker *w = &o->w[k];
-    w->pid = (int)pw.pid;
-    w->state = state_name(pw.state);
-    w->uptime_s = pw.pid ? now - pw.spawned : 0;
-    w->jobs = pw.jobs;
-    w->deaths = pw.deaths;
-    snprintf(w->version, sizeof w->version, "%s", pw.version);
-    o->in_workers += pw.queued;
-    o->alive += pw.pid > 0 && pw.state != WR_CHILD_EXITING;
-    if (pw.job && pw.state == WR_CHILD_BUSY) {
-      const amqp_basic_properties_t *p = &pw.job->env.message.properties;
-      w->running = 1;
-      w->job_age_s = now - pw.job->started;
-      o->running_jobs++;
-      /* The publisher's bytes: valid UTF-8, cut between characters. */
-      if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
-        w->job[wr_utf8_copy(w->job, p->message_id.bytes, p->message_id.len,
-                            sizeof w->job - 1)] = '\0';
-    }
-  }
-  snap_breaker(h, o, now);
-  o->in_flight = o->pending + o->tenant_held + o->in_workers + o->awaiting_copy;
   o->work = o->dlq = (wr_snap_queue){-1, -1, 0};
   o->retrying = 0;
   for (size_t k = 0; k < m->nq; k++) {
@@ -327,36 +247,38 @@ static void snap_handler(wr_monitor *m, size_t i, wr_snap_handler *o,
   }
 }
 
-static void snapshot(wr_monitor *m, double now) {
-  wr_sup *s = m->s;
-  wr_snap *n = wr_snap_alloc(s->nh, m->nworkers);
-  if (!n) return; /* the previous one stays */
+wr_snap *wr_monitor_snapshot(wr_monitor *m, double now,
+                             const wr_monitor_facts *f) {
+  if (now < m->next_snap && f->why == m->published_why &&
+      m->failing == m->published_failing &&
+      f->breaker_changes == m->published_breakers)
+    return NULL;
+  m->next_snap = now + m->env.cfg->snapshot_interval;
+  size_t nh = m->env.cfg->n_handlers;
+  wr_snap *n = wr_snap_alloc(nh, m->nworkers);
+  if (!n) return NULL; /* the previous one stays */
   n->at_ms = wr_unix_ms();
   n->started_ms = m->started_ms;
   n->uptime_s = now - m->started;
-  n->connected = s->session.conn != NULL;
-  n->blocked = s->session.blocked;
-  snprintf(n->blocked_why, sizeof n->blocked_why, "%s", s->session.blocked_why);
-  n->blocked_s = wr_session_blocked_s(&s->session, now);
-  n->blocked_n = s->session.blocked_n;
-  n->not_ready = atomic_load_explicit(&s->hs.why, memory_order_relaxed);
+  n->connected = f->connected;
+  n->not_ready = f->why;
   n->ready = n->not_ready == WR_READY;
-  n->draining = s->draining;
+  n->draining = f->draining;
   n->check_ok = !m->failing;
   n->check_at_ms = m->check_at_ms;
   snprintf(n->check_why, sizeof n->check_why, "%s", m->why);
-  n->host = s->session.cur.host;
-  n->port = s->session.cur.port;
-  n->vhost = s->cfg->broker.vhost;
+  n->host = f->node->host;
+  n->port = f->node->port;
+  n->vhost = m->env.cfg->broker.vhost;
   memcpy(n->node, m->node, sizeof n->node);
   memcpy(n->version, m->version, sizeof n->version);
   memcpy(n->product, m->product, sizeof n->product);
   n->rtt_ms = m->rtt_at_ms ? m->rtt_ms : -1;
   n->rtt_at_ms = m->rtt_at_ms;
-  for (size_t i = 0; i < s->nh; i++) snap_handler(m, i, &n->h[i], now);
-  if (s->spans) {
+  for (size_t i = 0; i < nh; i++) snap_handler(m, i, &n->h[i], f);
+  if (m->env.spans) {
     wr_spans_counters c;
-    wr_spans_counters_get(s->spans, &c);
+    wr_spans_counters_get(m->env.spans, &c);
     n->tracing = 1;
     n->trace.invalid_context = c.invalid_context;
     n->trace.sampled = c.sampled;
@@ -367,9 +289,9 @@ static void snapshot(wr_monitor *m, double now) {
     n->trace.export_errors = c.export_errors;
     n->trace.queued = c.queued;
   }
-  if (s->live) {
+  if (m->env.live) {
     wr_live_counters c;
-    wr_live_counters_get(s->live, &c);
+    wr_live_counters_get(m->env.live, &c);
     n->stream = 1;
     n->st.clients = c.clients;
     n->st.accepted = c.accepted;
@@ -377,9 +299,9 @@ static void snapshot(wr_monitor *m, double now) {
     n->st.dropped = c.dropped;
     n->st.sent = c.sent;
   }
-  if (s->events && s->cfg->events.enabled) {
+  if (m->env.events && m->env.cfg->events.enabled) {
     wr_events_counters c;
-    wr_events_counters_get(s->events, &c);
+    wr_events_counters_get(m->env.events, &c);
     n->events = 1;
     n->ev.published = c.published;
     n->ev.messages = c.messages;
@@ -388,22 +310,16 @@ static void snapshot(wr_monitor *m, double now) {
     n->ev.connected = c.connected;
   }
   m->published_why = n->not_ready;
-  m->published_breakers = breaker_changes(s);
+  m->published_breakers = f->breaker_changes;
   m->published_failing = m->failing;
+  return n;
+}
+
+void wr_monitor_publish(wr_monitor *m, wr_snap *n) {
   wr_snap_publish(&m->store, n);
 }
 
 /* ---- the self-check and the queue log ------------------------------------ */
-
-static unsigned long deaths_of(const wr_pool *p) {
-  unsigned long d = 0;
-  for (int k = 0; k < p->n; k++) {
-    wr_pool_worker pw;
-    wr_pool_worker_info(p, k, &pw);
-    d += pw.deaths;
-  }
-  return d;
-}
 
 /* Unplanned exits within the last CRASH_WINDOW_S; sample: remember this
  * count (once per check interval, so the ring spans the window). */
@@ -422,36 +338,38 @@ static unsigned long crashes_lately(crash_ring *r, double now,
   return deaths - oldest;
 }
 
-/* due: the check interval is over (log, and sample the crash counts);
- * otherwise a failing check is only looked at again, so readiness comes
- * back as soon as the cause is gone. */
-static void self_check(wr_monitor *m, double now, int due) {
-  wr_sup *s = m->s;
+/* The check interval is over (log, and sample the crash counts), or a
+ * failing check is looked at again, so readiness comes back as soon as
+ * the cause is gone. */
+void wr_monitor_check(wr_monitor *m, double now, const wr_monitor_facts *f,
+                      const wr_monitor_handler *hf) {
+  const wr_cfg *cfg = m->env.cfg;
+  int due = now >= m->next_check;
+  if (due) m->next_check = now + cfg->check_interval;
   char why[sizeof m->why + 256] = "";
-  if (!s->session.conn && !s->draining)
-    snprintf(why, sizeof why, "broker %s:%d unreachable", s->session.cur.host,
-             s->session.cur.port);
-  for (size_t k = 0; !why[0] && s->session.conn && !s->draining && k < m->nq;
+  if (!f->connected && !f->draining)
+    snprintf(why, sizeof why, "broker %s:%d unreachable", f->node->host,
+             f->node->port);
+  for (size_t k = 0; !why[0] && f->connected && !f->draining && k < m->nq;
        k++) {
     const probe_q *q = &m->q[k];
-    /* Only a probe of this connection says anything of its consumers. */
-    /* An open breaker cancelled its handler's consumer on purpose. */
-    const wr_handler_rt *h = &s->h[q->handler];
-    if (q->kind == Q_WORK && q->gen == s->session.gen && q->consumers == 0 &&
-        !(h->breaker && (!h->consuming || q->at_ms <= h->consumed_ms)))
+    /* Only a probe of this connection says anything of its consumers.
+     * An open breaker cancelled its handler's consumer on purpose. */
+    const wr_monitor_handler *h = &hf[q->handler];
+    if (q->kind == Q_WORK && q->gen == f->gen && q->consumers == 0 &&
+        !h->consumer_off && q->at_ms > h->consumed_ms)
       snprintf(why, sizeof why,
                "handler %s: no consumer registered on queue %s",
-               s->h[q->handler].cfg->name, q->name);
+               cfg->handlers[q->handler].name, q->name);
   }
-  for (size_t i = 0; i < s->nh; i++) {
-    if (!s->h[i].cfg->isolated) continue;
-    unsigned long n =
-        crashes_lately(&m->crashes[i], now, deaths_of(&s->h[i].pool), due);
+  for (size_t i = 0; i < cfg->n_handlers; i++) {
+    if (!cfg->handlers[i].isolated) continue;
+    unsigned long n = crashes_lately(&m->crashes[i], now, hf[i].deaths, due);
     if (!why[0] && n >= WR_MONITOR_CRASH_LOOP)
       snprintf(why, sizeof why,
                "handler %s: workers crash-looping (%lu unplanned exits in "
                "%.0f s)",
-               s->h[i].cfg->name, n, CRASH_WINDOW_S);
+               cfg->handlers[i].name, n, CRASH_WINDOW_S);
   }
   int was = m->failing;
   m->failing = why[0] != 0;
@@ -485,49 +403,38 @@ static double earliest(double a, double b) {
   return !a ? b : !b ? a : a < b ? a : b;
 }
 
-static double prepare(void *ctx, double now) {
-  wr_monitor *m = ctx;
-  wr_sup *s = m->s;
-  const wr_cfg *cfg = s->cfg;
-  if (!s->session.conn) {
+int wr_monitor_turn(wr_monitor *m, double now, const wr_monitor_facts *f) {
+  const wr_cfg *cfg = m->env.cfg;
+  m->gen = f->gen;
+  if (!f->connected) {
     if (m->pc) probe_close(m); /* the broker is gone for the worker too */
   } else if ((m->pstate == P_OPENING || m->pstate == P_DECLARING) &&
              now - m->sent_at > PROBE_TIMEOUT_S) {
     wr_debug("status probe: no answer in %d s", PROBE_TIMEOUT_S);
     probe_close(m);
   } else if (now >= m->next_probe || m->pstate == P_CLOSED_CHANNEL) {
-    probe_step(m, now);
+    probe_step(m, now, f);
     /* A channel being opened sends the declare once it is open. */
     if (m->pstate != P_OPENING)
       m->next_probe = now + cfg->probe_interval / (double)m->nq;
-  }
-  if (now >= m->next_check) {
-    self_check(m, now, 1);
-    m->next_check = now + cfg->check_interval;
-  } else if (m->failing) {
-    self_check(m, now, 0);
-  }
-  int why = atomic_load_explicit(&s->hs.why, memory_order_relaxed);
-  if (now >= m->next_snap || why != m->published_why ||
-      m->failing != m->published_failing ||
-      (s->breakers.n && breaker_changes(s) != m->published_breakers)) {
-    snapshot(m, now);
-    m->next_snap = now + cfg->snapshot_interval;
   }
   if (cfg->queue_log_interval > 0 && now >= m->next_qlog) {
     if (m->next_qlog) queue_log(m); /* not at start: nothing probed yet */
     m->next_qlog = now + cfg->queue_log_interval;
   }
+  return now >= m->next_check || m->failing;
+}
+
+double wr_monitor_due(const wr_monitor *m, const wr_monitor_facts *f) {
+  const wr_cfg *cfg = m->env.cfg;
   double due = earliest(m->next_snap, m->next_check);
   if (cfg->queue_log_interval > 0) due = earliest(due, m->next_qlog);
-  if (!s->session.conn) return due;
+  if (!f->connected) return due;
   /* While an answer is awaited, its socket wakes the loop. */
   if (m->pstate == P_OPENING || m->pstate == P_DECLARING)
     return earliest(due, m->sent_at + PROBE_TIMEOUT_S + 0.01);
   return earliest(due, m->next_probe);
 }
-
-static const wr_loop_phase phase = {prepare, NULL, NULL};
 
 /* ---- life ------------------------------------------------------------- */
 
@@ -542,26 +449,27 @@ static int add_queue(wr_monitor *m, size_t h, int kind, const char *name) {
   return 0;
 }
 
-int wr_monitor_create(wr_sup *s, wr_monitor **out) {
+int wr_monitor_create(const wr_monitor_env *env, wr_monitor **out) {
   wr_monitor *m = calloc(1, sizeof *m);
   if (!m) return WARREN_NOMEM;
-  size_t cap = 0;
-  for (size_t i = 0; i < s->nh; i++)
-    cap += 2 + (size_t)s->cfg->handlers[i].retry.n_backoff;
-  m->s = s;
-  m->q = calloc(cap, sizeof *m->q);
-  m->crashes = calloc(s->nh, sizeof *m->crashes);
-  m->nworkers = calloc(s->nh, sizeof *m->nworkers);
+  const wr_cfg *cfg = env->cfg;
+  size_t nh = cfg->n_handlers, cap = 0;
+  for (size_t i = 0; i < nh; i++)
+    cap += 2 + (size_t)cfg->handlers[i].retry.n_backoff;
+  m->env = *env;
+  m->q = calloc(cap ? cap : 1, sizeof *m->q);
+  m->crashes = calloc(nh ? nh : 1, sizeof *m->crashes);
+  m->nworkers = calloc(nh ? nh : 1, sizeof *m->nworkers);
+  m->missing = calloc(nh ? nh : 1, 1);
   wr_snap_store_init(&m->store);
-  if (!m->q || !m->crashes || !m->nworkers ||
-      wr_metrics_init(&m->metrics, s->nh, s->ledger.slots, s->ledger.n) !=
-          WARREN_OK) {
+  if (!m->q || !m->crashes || !m->nworkers || !m->missing ||
+      wr_metrics_init(&m->metrics, nh, env->slots, env->nslots) != WARREN_OK) {
     wr_monitor_destroy(m);
     return WARREN_NOMEM;
   }
   char name[300];
-  for (size_t i = 0; i < s->nh; i++) {
-    const wr_handler_cfg *h = &s->cfg->handlers[i];
+  for (size_t i = 0; i < nh; i++) {
+    const wr_handler_cfg *h = &cfg->handlers[i];
     m->nworkers[i] = h->isolated ? h->concurrency : 0;
     add_queue(m, i, Q_WORK, h->queue);
     add_queue(m, i, Q_DLQ, wr_name_dlq(h->queue, name, sizeof name));
@@ -573,14 +481,11 @@ int wr_monitor_create(wr_sup *s, wr_monitor **out) {
   m->rtt_ms = -1;
   m->started = wr_now();
   m->started_ms = wr_unix_ms();
-  m->next_check = m->started + s->cfg->check_interval;
+  m->next_check = m->started + cfg->check_interval;
   m->published_why = -1;
-  int rc = wr_observe(&s->obs, &wr_metrics_events, &m->metrics) == 0
-               ? wr_loop_add_phase(s->loop, &phase, m)
-               : WARREN_NOMEM;
-  if (rc != WARREN_OK) {
+  if (wr_observe(env->obs, &wr_metrics_events, &m->metrics) != 0) {
     wr_monitor_destroy(m);
-    return rc;
+    return WARREN_NOMEM;
   }
   *out = m;
   return WARREN_OK;
@@ -594,6 +499,7 @@ void wr_monitor_destroy(wr_monitor *m) {
   free(m->q);
   free(m->crashes);
   free(m->nworkers);
+  free(m->missing);
   free(m);
 }
 

@@ -756,3 +756,13 @@ void wr_pool_free(wr_pool *p) {
   free(p->children);
   p->children = NULL;
 }
+
+unsigned long wr_pool_deaths(const wr_pool *p) {
+  unsigned long d = 0;
+  for (int k = 0; k < p->n; k++) {
+    wr_pool_worker pw;
+    wr_pool_worker_info(p, k, &pw);
+    d += pw.deaths;
+  }
+  return d;
+}

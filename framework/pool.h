@@ -215,4 +215,7 @@ void wr_pool_replace(wr_pool *p, const warren_handler *def,
 /* Worker k (0..p->n-1) of p. */
 void wr_pool_worker_info(const wr_pool *p, int k, wr_pool_worker *out);
 
+/* Unplanned worker exits of p so far, every slot's. */
+unsigned long wr_pool_deaths(const wr_pool *p);
+
 #endif

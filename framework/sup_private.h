@@ -2,8 +2,7 @@
  * The supervisor's own state: the handlers' runtime and what it owns and
  * lends to its step modules. Each step module keeps its part in its own
  * struct and gets what it works with lent at its init (settle.h's
- * wr_settle_env, for one); only supervisor.c and monitor.c include this
- * header.
+ * wr_settle_env, for one); only supervisor.c includes this header.
  */
 #ifndef WR_SUP_PRIVATE_H
 #define WR_SUP_PRIVATE_H
@@ -68,7 +67,9 @@ struct wr_sup {
   wr_health_state hs;      /* read by the health thread */
   wr_health *health;
   struct wr_monitor *monitor; /* probes, snapshots, self-check (monitor.h) */
-  struct wr_notify *notify;   /* the service manager (notify.h); NULL: none */
+  struct wr_monitor_handler *watch; /* per handler: what the self-check is
+                                       told (monitor.h) */
+  struct wr_notify *notify; /* the service manager (notify.h); NULL: none */
   int draining;
   int stopping;     /* the loop is over: workers are being stopped */
   int burst;        /* --burst: stop once the queues are empty */

@@ -24,6 +24,7 @@
 #include "spans.h"
 #include "sup_private.h"
 #include "topology.h"
+#include "utf8.h"
 #include "worker.h"
 
 #define WORKER_START_S 30.0 /* time init() gets at start */
@@ -853,6 +854,121 @@ static double earliest(double a, double b) {
   return !a ? b : !b ? a : a < b ? a : b;
 }
 
+/* ---- what the monitor is told (monitor.h) ------------------------------ */
+
+static const char *state_name(wr_child_state st) {
+  static const char *const names[] = {"down", "starting", "idle", "busy",
+                                      "exiting"};
+  return (unsigned)st < sizeof names / sizeof *names ? names[st] : "unknown";
+}
+
+/* Changes of every breaker so far: a change is published at once. */
+static uint64_t breaker_changes(const wr_sup *s) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < s->breakers.n; i++)
+    if (s->h[i].breaker) n += s->h[i].breaker->changes;
+  return n;
+}
+
+/* The runtime part of handler i's status; the monitor filled the rest. */
+static void status_of(wr_sup *s, size_t i, wr_snap_handler *o, double now) {
+  wr_handler_rt *h = &s->h[i];
+  o->st = s->stats[i];
+  o->pending = (long)wr_sup_waiting(s, i)->n;
+  for (const wr_job *j = wr_ledger_line(&s->ledger, WR_JOB_CONFIRMING, 0)->head;
+       j; j = j->next)
+    o->awaiting_copy += j->handler == i;
+  for (const wr_job *j = wr_ledger_line(&s->ledger, WR_JOB_PARKED, 0)->head; j;
+       j = j->next)
+    o->awaiting_copy += j->handler == i;
+  o->restarts = h->pool.restarts;
+  snprintf(o->version, sizeof o->version, "%s", h->plugin.version);
+  o->reloads = h->reloads;
+  o->reload_failures = h->reload_failures;
+  const wr_tenants *t = wr_sup_tenants(s, i);
+  if (t) {
+    o->tenant_limit = (int)t->limit;
+    o->tenant_held = (long)t->held;
+    o->tenants = (long)t->n;
+    o->tenant_held_total = t->held_total;
+    o->tenant_widened = t->widened;
+    o->tenant_untagged = t->untagged;
+  }
+  o->alive = h->cfg->isolated ? 0 : 1;
+  for (int k = 0; h->cfg->isolated && k < o->nworkers; k++) {
+    wr_pool_worker pw;
+    wr_pool_worker_info(&h->pool, k, &pw);
+    wr_snap_worker *w = &o->w[k];
+    w->pid = (int)pw.pid;
+    w->state = state_name(pw.state);
+    w->uptime_s = pw.pid ? now - pw.spawned : 0;
+    w->jobs = pw.jobs;
+    w->deaths = pw.deaths;
+    snprintf(w->version, sizeof w->version, "%s", pw.version);
+    o->in_workers += pw.queued;
+    o->alive += pw.pid > 0 && pw.state != WR_CHILD_EXITING;
+    if (pw.job && pw.state == WR_CHILD_BUSY) {
+      const amqp_basic_properties_t *p = &pw.job->env.message.properties;
+      w->running = 1;
+      w->job_age_s = now - pw.job->started;
+      o->running_jobs++;
+      /* The publisher's bytes: valid UTF-8, cut between characters. */
+      if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+        w->job[wr_utf8_copy(w->job, p->message_id.bytes, p->message_id.len,
+                            sizeof w->job - 1)] = '\0';
+    }
+  }
+  if (h->breaker) wr_breaker_status(h->breaker, o, now);
+  o->in_flight = o->pending + o->tenant_held + o->in_workers + o->awaiting_copy;
+}
+
+/* A probe found a work queue without its consumer, or gone (monitor.h):
+ * consume it again, as after a cancel, unless that is under way or an
+ * open breaker cancelled it on purpose. */
+static void consume_missing(wr_sup *s, double now) {
+  for (size_t i = 0; i < s->nh; i++) {
+    wr_handler_rt *h = &s->h[i];
+    int r = wr_monitor_take_missing(s->monitor, i);
+    if (!r || !s->session.conn || s->draining || h->resume_at ||
+        (h->breaker && !h->consuming))
+      continue;
+    wr_warn("handler %s: queue %s %s; declaring and consuming it again",
+            h->cfg->name, h->cfg->queue,
+            r == 1 ? "has no consumer" : "does not exist");
+    h->resume_at = now;
+  }
+}
+
+/* The monitor's turn: it is told the worker's state and asks for the
+ * self-check's facts and a snapshot's runtime part. Returns when it is
+ * next due. why: readiness now. */
+static double watch(wr_sup *s, double now, int why) {
+  wr_monitor *m = s->monitor;
+  wr_monitor_facts f = {
+      s->session.conn != NULL, s->session.gen,    s->draining, why,
+      &s->session.cur,         breaker_changes(s)};
+  if (wr_monitor_turn(m, now, &f)) {
+    for (size_t i = 0; i < s->nh; i++) {
+      const wr_handler_rt *h = &s->h[i];
+      s->watch[i] = (wr_monitor_handler){
+          h->cfg->isolated ? wr_pool_deaths(&h->pool) : 0,
+          h->breaker && !h->consuming, h->breaker ? h->consumed_ms : 0};
+    }
+    wr_monitor_check(m, now, &f, s->watch);
+  }
+  wr_snap *n = wr_monitor_snapshot(m, now, &f);
+  if (n) {
+    n->blocked = s->session.blocked;
+    snprintf(n->blocked_why, sizeof n->blocked_why, "%s",
+             s->session.blocked_why);
+    n->blocked_s = wr_session_blocked_s(&s->session, now);
+    n->blocked_n = s->session.blocked_n;
+    for (size_t i = 0; i < s->nh; i++) status_of(s, i, &n->h[i], now);
+    wr_monitor_publish(m, n);
+  }
+  return wr_monitor_due(m, &f);
+}
+
 static double prepare(void *ctx, double now) {
   wr_sup *s = ctx;
   atomic_store_explicit(&s->hs.tick_ms, (long long)(now * 1000),
@@ -870,6 +986,7 @@ static double prepare(void *ctx, double now) {
     due = earliest(due, wr_pool_tick(&s->h[i].pool, now));
   due = earliest(due, wr_settle_tick(&s->settle, now, s->draining));
   burst_check(s, now);
+  consume_missing(s, now);
   for (size_t i = 0; i < s->nh; i++) {
     wr_handler_rt *h = &s->h[i];
     if (!h->resume_at) continue;
@@ -885,7 +1002,7 @@ static double prepare(void *ctx, double now) {
   int why = readiness(s);
   atomic_store_explicit(&s->hs.why, why, memory_order_relaxed);
   atomic_store_explicit(&s->hs.ready, why == WR_READY, memory_order_relaxed);
-  return due;
+  return earliest(due, watch(s, now, why));
 }
 
 static int idle(void *ctx) {
@@ -1120,6 +1237,7 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   s->nh = cfg->n_handlers;
   s->h = calloc(s->nh, sizeof *s->h);
   s->stats = calloc(s->nh, sizeof *s->stats);
+  s->watch = calloc(s->nh, sizeof *s->watch);
   size_t nslots = 0, ntenants = 0;
   for (size_t i = 0; i < s->nh; i++) {
     /* Pending plus running jobs of the current connection stay within
@@ -1135,7 +1253,7 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
     s->tenants.nh = s->tenants.h ? s->nh : 0;
   }
   /* One more for a control message (revoked.h). */
-  int rc = s->h && s->stats && (!ntenants || s->tenants.h)
+  int rc = s->h && s->stats && s->watch && (!ntenants || s->tenants.h)
                ? wr_ledger_init(&s->ledger, nslots + 1, s->nh, release_job, s)
                : WARREN_NOMEM;
   if (rc == WARREN_OK && ntenants)
@@ -1240,7 +1358,9 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
     if (s->h[i].cfg->isolated)
       rc = wr_pool_start(&s->h[i].pool, WORKER_START_S, err, errlen);
   if (rc == WARREN_OK) rc = wr_loop_add_phase(s->loop, &turn, s);
-  if (rc == WARREN_OK) rc = wr_monitor_create(s, &s->monitor);
+  wr_monitor_env menv = {cfg,         s->loop,  &s->obs, s->ledger.slots,
+                         s->ledger.n, s->spans, s->live, s->events};
+  if (rc == WARREN_OK) rc = wr_monitor_create(&menv, &s->monitor);
   if (rc == WARREN_OK) rc = wr_notify_create(s->loop, &s->notify);
   atomic_store(&s->hs.tick_ms, wr_now_ms());
   atomic_store(&s->hs.why, WR_NR_BROKER);
@@ -1316,6 +1436,7 @@ void wr_sup_destroy(wr_sup *s) {
   wr_live_destroy(s->live); /* its clients left with the HTTP side */
   free(s->h);
   free(s->stats);
+  free(s->watch);
   free(s->breakers.b);
   free(s);
 }
