@@ -18,11 +18,17 @@ static wr_conn_params node_;
 static wr_monitor *m_;
 
 static void setup(void) {
-  handler_ = (wr_handler_cfg){.name = "h", .queue = "q", .concurrency = 2,
-                              .prefetch = 2, .isolated = 1};
-  cfg_ = (wr_cfg){.handlers = &handler_, .n_handlers = 1,
-                  .snapshot_interval = 1, .probe_interval = 5,
-                  .check_interval = 10, .queue_log_interval = 0};
+  handler_ = (wr_handler_cfg){.name = "h",
+                              .queue = "q",
+                              .concurrency = 2,
+                              .prefetch = 2,
+                              .isolated = 1};
+  cfg_ = (wr_cfg){.handlers = &handler_,
+                  .n_handlers = 1,
+                  .snapshot_interval = 1,
+                  .probe_interval = 5,
+                  .check_interval = 10,
+                  .queue_log_interval = 0};
   cfg_.broker.vhost = "/";
   memset(&obs_, 0, sizeof obs_);
   node_ = (wr_conn_params){.host = "127.0.0.1", .port = 1};
