@@ -48,7 +48,7 @@ extern const wr_intake_check wr_intake_headers;
 
 /* Refuses a body over the handler's max_body as WR_OUT_TOO_LARGE
  * (dead-lettered, reason too_large) before any worker sees it. ctx: the
- * wr_cfg. */
+ * wr_intake itself. */
 extern const wr_intake_check wr_intake_size;
 
 /* The verdict on handler's delivery job: 0, admitted; 1, refused, with
