@@ -609,6 +609,26 @@ Test(health, a_crash_loop_fails_the_self_check_and_readiness) {
   tw_delete_queue("it.h.loop");
 }
 
+/* Liveness: a loop that has not turned for 10 s (health.c's STALL_MS;
+ * here an in-process handler that sleeps 11 s blocks it) answers 503 on
+ * /healthz, so an orchestrator restarts a stuck worker, and 200 again
+ * once it turns. */
+Test(health, a_stalled_loop_fails_liveness_and_recovers, .timeout = 90) {
+  pid_t w =
+      start("it.h.stall", "", "", "isolation = false;", "sleep_ms = 11000;");
+  cr_assert_eq(wait_code("/healthz", 200, 10), 200);
+  cr_assert_eq(tw_publish_raw("it.h.stall", "slow", NULL), 0);
+  cr_assert_eq(wait_code("/healthz", 503, 20), 503, "%s", body_);
+  cJSON *j = cJSON_Parse(body_);
+  cr_assert(j, "%s", body_);
+  cr_assert_str_eq(str(j, "status"), "event loop stalled");
+  cr_assert_geq(num(j, "loop_idle_seconds"), 10, "%s", body_);
+  cJSON_Delete(j);
+  cr_assert_eq(wait_code("/healthz", 200, 20), 200, "alive again: %s", body_);
+  tw_warren_stop(w, SIGTERM, 10);
+  tw_delete_queue("it.h.stall");
+}
+
 /* log_format = "json": every line parses, and a message id with a
  * newline, quotes and an escape sequence stays inside its field. */
 Test(health, json_log_lines_parse_and_a_hostile_id_stays_in_its_field) {
