@@ -609,6 +609,30 @@ Test(health, a_crash_loop_fails_the_self_check_and_readiness) {
   tw_delete_queue("it.h.loop");
 }
 
+/* A worker whose dead-letter copies the broker refuses is not ready (its
+ * failed jobs cannot be carried on), and says why. */
+Test(health, readiness_goes_503_while_copies_are_refused) {
+  cr_assert_eq(tw_own_queues("it.h.refuse", "it.h.refuse.dlq", NULL), 0);
+  cr_assert_eq(tw_declare_refusing("it.h.refuse.dlq"), 0);
+  char settings[400];
+  snprintf(settings, sizeof settings, "reject_unless = \"%s/never\";",
+           tw_dir());
+  pid_t w = start("it.h.refuse", "", "",
+                  "queue_type = \"classic\"; retry = { max_attempts = 1; };",
+                  settings);
+  cr_assert_eq(wait_code("/readyz", 200, 10), 200);
+  cr_assert_eq(tw_publish_raw("it.h.refuse", "job", NULL), 0);
+  cr_assert(tw_wait_text(log_, "refused the dead-letter copy", 30));
+  cr_assert_eq(wait_code("/readyz", 503, 10), 503, "%s", body_);
+  cJSON *j = cJSON_Parse(body_);
+  cr_assert(j, "%s", body_);
+  cr_assert(strstr(str(j, "reason"),
+                   "retry or dead-letter copies refused by the broker"),
+            "%s", body_);
+  cJSON_Delete(j);
+  tw_warren_stop(w, SIGKILL, 10);
+}
+
 /* Liveness: a loop that has not turned for 10 s (health.c's STALL_MS;
  * here an in-process handler that sleeps 11 s blocks it) answers 503 on
  * /healthz, so an orchestrator restarts a stuck worker, and 200 again
