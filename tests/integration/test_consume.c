@@ -100,6 +100,39 @@ Test(consume, coalesced_acks_never_cover_a_running_job, .timeout = 120) {
    * timing (a slow build's worker may have taken job1 alone). */
 }
 
+/* Jobs queued to a worker behind the one it runs when the connection is
+ * lost are taken back: their acks could not count, so the broker delivers
+ * them again and they run then, once. Only the job that was running (and
+ * at most one whose ack the loss overtook) may run twice. */
+Test(consume, jobs_queued_to_a_worker_at_a_lost_connection_run_once,
+     .timeout = 120) {
+  enum { N = 12 };
+  char log[300], rec[300], q[64], out[512];
+  snprintf(q, sizeof q, "it.takeback.%d", (int)getpid());
+  pid_t w = tw_start_record(q, "prefetch = 20; concurrency = 1;",
+                            "sleep_ms = 400;", log, rec);
+  cr_assert_gt(w, 0, "worker did not start");
+  cr_assert_eq(tw_publish(q, N, "job"), 0);
+  cr_assert(tw_wait_text(rec, "start job2 ", 30), "job2 never started");
+  usleep(100 * 1000); /* job2 runs; the rest wait behind it */
+  cr_assert_eq(tw_ctl(out, sizeof out, "close_all_connections 'take back'"), 0,
+               "%s", out);
+  cr_assert_eq(tw_wait_count(rec, "end", "job", N, N, 60), N, "a job is lost");
+  usleep(1000 * 1000); /* anything run twice would have started by now */
+  static int starts[N + 1];
+  tw_count(rec, "start", "job", starts, N);
+  int twice = 0;
+  for (int i = 1; i <= N; i++) {
+    cr_assert_geq(starts[i], 1, "job%d never ran", i);
+    twice += starts[i] - 1;
+  }
+  cr_assert_leq(twice, 2, "%d runs of jobs queued behind the running one",
+                twice);
+  cr_assert(tw_wait_text(log, "taken back", 5), "nothing was queued behind");
+  tw_warren_stop(w, SIGTERM, 30);
+  tw_delete_queue(q);
+}
+
 typedef struct ev {
   long long t;
   int d;
