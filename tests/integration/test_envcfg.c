@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "clock.h"
 #include "support.h"
 
 TW_SUITE(envcfg, 120);
@@ -92,6 +94,46 @@ Test(envcfg, a_node_list_skips_a_node_that_is_down) {
   cr_assert(tw_wait_text(log, want, 20), "on the node that is up");
   cr_assert(tw_wait_text(log, "consuming 1 queue(s)", 10));
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+}
+
+/* After a failed connect the next attempt goes to the next node, never
+ * the same one again (which node comes first is this process's shuffle,
+ * so both nodes are down here and the log tells each step). */
+Test(envcfg, a_failed_node_is_followed_by_the_next) {
+  int a = tw_free_port(), b = tw_free_port();
+  char broker[300];
+  snprintf(broker, sizeof broker,
+           "broker = { nodes = [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]; };\n", a,
+           b);
+  char log[300], text[1024];
+  snprintf(log, sizeof log, "%s/warren.log", tw_dir());
+  snprintf(text, sizeof text,
+           "handlers = ( { name = \"h\"; queue = \"it.env.rotate\";\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";\n  settings = { log = \"%s/rec\"; }; } );\n",
+           tw_dir());
+  pid_t w = tw_warren_start_broker(tw_dir(), broker, text);
+  cr_assert_gt(w, 0);
+  double until = wr_now() + 20;
+  while (tw_occurrences(log, "; next: node ") < 3 && wr_now() < until)
+    usleep(50 * 1000);
+  cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
+  FILE *f = fopen(log, "r");
+  cr_assert(f);
+  char line[1024];
+  int steps = 0;
+  while (fgets(line, sizeof line, f)) {
+    const char *at = strstr(line, "broker 127.0.0.1:"),
+               *next = strstr(line, "; next: node 127.0.0.1:");
+    if (!at || !next) continue;
+    int was = atoi(at + strlen("broker 127.0.0.1:")),
+        to = atoi(next + strlen("; next: node 127.0.0.1:"));
+    cr_assert(was != to, "node %d failed and was tried again: %s", was, line);
+    cr_assert((was == a || was == b) && (to == a || to == b), "%s", line);
+    steps++;
+  }
+  fclose(f);
+  cr_assert_geq(steps, 3, "three failed connects in 20 s");
 }
 
 /* warren-publish --node, repeated: a node that does not answer is skipped
