@@ -357,7 +357,10 @@ Test(breaker, a_slow_percentile_opens_it_and_it_stays_open_across_a_reconnect,
   int starts = lines("start");
   cr_assert_eq(lines("end"), starts, "a job still runs");
   cr_assert_lt(starts, N);
-  /* A reconnect keeps it open: no consumer, no job. */
+  /* A reconnect keeps it open: no consumer, no job, and nothing delivered
+   * to be given back (the new connection does not consume at all). */
+  double given_back =
+      metric("warren_breaker_jobs_given_back_total{handler=\"h\"}");
   char out[4096];
   cr_assert_eq(tw_ctl(out, sizeof out, "close_all_connections 'breaker test'"),
                0, "%s", out);
@@ -372,6 +375,8 @@ Test(breaker, a_slow_percentile_opens_it_and_it_stays_open_across_a_reconnect,
   cr_assert_null(strstr(out, q), "consumed again while open:\n%s", out);
   cr_assert_eq(tw_queue_len(q), N - starts, "the queue keeps every job");
   cr_assert_eq(metric("warren_breaker_state{handler=\"h\"}"), 1);
+  cr_assert_eq(metric("warren_breaker_jobs_given_back_total{handler=\"h\"}"),
+               given_back, "jobs were delivered after the reconnect");
   cJSON_Delete(get("/readyz", 200));
   /* A stop while open is clean; the jobs stay queued. */
   cr_assert_eq(tw_warren_stop(w, SIGTERM, 30), 0);
