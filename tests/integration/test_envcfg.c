@@ -74,6 +74,19 @@ Test(envcfg, a_bad_variable_stops_the_start_naming_it) {
             "the error names the variable");
 }
 
+/* A worker with the broker section `broker` and one record handler on
+ * queue q; its log's path into log (300 bytes). */
+static pid_t start_on(const char *broker, const char *q, char *log) {
+  char text[1024];
+  snprintf(log, 300, "%s/warren.log", tw_dir());
+  snprintf(text, sizeof text,
+           "handlers = ( { name = \"h\"; queue = \"%s\";\n"
+           "  plugin = \"" TEST_HANDLER_DIR
+           "/record.so\";\n  settings = { log = \"%s/rec\"; }; } );\n",
+           q, tw_dir());
+  return tw_warren_start_broker(tw_dir(), broker, text);
+}
+
 /* broker.nodes: a node that does not answer is skipped for the next. */
 Test(envcfg, a_node_list_skips_a_node_that_is_down) {
   char broker[300];
@@ -81,14 +94,8 @@ Test(envcfg, a_node_list_skips_a_node_that_is_down) {
            "broker = { nodes = [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]; "
            "heartbeat = 5; };\n",
            tw_free_port(), tw_port());
-  char log[300], text[1024];
-  snprintf(log, sizeof log, "%s/warren.log", tw_dir());
-  snprintf(text, sizeof text,
-           "handlers = ( { name = \"h\"; queue = \"it.env.nodes\";\n"
-           "  plugin = \"" TEST_HANDLER_DIR
-           "/record.so\";\n  settings = { log = \"%s/rec\"; }; } );\n",
-           tw_dir());
-  pid_t w = tw_warren_start_broker(tw_dir(), broker, text);
+  char log[300];
+  pid_t w = start_on(broker, "it.env.nodes", log);
   char want[64];
   snprintf(want, sizeof want, "connected to 127.0.0.1:%d", tw_port());
   cr_assert(tw_wait_text(log, want, 20), "on the node that is up");
@@ -105,14 +112,8 @@ Test(envcfg, a_failed_node_is_followed_by_the_next) {
   snprintf(broker, sizeof broker,
            "broker = { nodes = [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]; };\n", a,
            b);
-  char log[300], text[1024];
-  snprintf(log, sizeof log, "%s/warren.log", tw_dir());
-  snprintf(text, sizeof text,
-           "handlers = ( { name = \"h\"; queue = \"it.env.rotate\";\n"
-           "  plugin = \"" TEST_HANDLER_DIR
-           "/record.so\";\n  settings = { log = \"%s/rec\"; }; } );\n",
-           tw_dir());
-  pid_t w = tw_warren_start_broker(tw_dir(), broker, text);
+  char log[300];
+  pid_t w = start_on(broker, "it.env.rotate", log);
   cr_assert_gt(w, 0);
   double until = wr_now() + 20;
   while (tw_occurrences(log, "; next: node ") < 3 && wr_now() < until)
