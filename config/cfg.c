@@ -1594,3 +1594,8 @@ int wr_cfg_print(const wr_cfg *cfg, FILE *out) {
   }
   return 0;
 }
+
+size_t wr_cfg_held_most(const wr_handler_cfg *hc) {
+  size_t n = (size_t)hc->prefetch + (size_t)hc->concurrency;
+  return hc->tenant_header ? n + (size_t)hc->tenant_hold : n;
+}

@@ -177,6 +177,13 @@ typedef struct wr_cfg {
 int wr_cfg_load(const char *path, wr_cfg **out, char *err, size_t errlen);
 void wr_cfg_free(wr_cfg *cfg);
 
+/* The most jobs of handler hc Warren holds at once: the prefetch (waiting
+ * and running jobs of the current connection), running jobs of an older
+ * connection (up to concurrency), and jobs held for their tenant beyond
+ * the prefetch (up to tenant_hold, tenant.h). Sizes the job slots, the
+ * coalesced acks and the tenants' tables. */
+size_t wr_cfg_held_most(const wr_handler_cfg *hc);
+
 /* `warren --print-config`: every effective setting, one per line, with
  * where its value came from (file, environment or default); secrets are
  * masked. Returns 0. */

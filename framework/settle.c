@@ -855,13 +855,9 @@ int wr_settle_init(wr_settle *st, const wr_settle_env *env) {
     h->ch = (amqp_channel_t)(i + 1);
     wr_backoff_init(&h->refusal, WR_REFUSAL_MIN_S, WR_REFUSAL_MAX_S, 0.2);
     /* prefetch 1 acks at once; larger prefetch acks in runs of half of
-     * it, so the broker always has room to send the next ones. Finished
-     * jobs of an older connection can add up to concurrency, and jobs
-     * held for their tenant (tenant.h) sit beyond the prefetch. */
+     * it, so the broker always has room to send the next ones. */
     size_t batch = (size_t)(hc->prefetch / 2 > 1 ? hc->prefetch / 2 : 1);
-    size_t most = (size_t)(hc->prefetch + hc->concurrency);
-    if (hc->tenant_header) most += (size_t)hc->tenant_hold;
-    if (wr_acks_init(&h->acks, most, batch) != WARREN_OK) {
+    if (wr_acks_init(&h->acks, wr_cfg_held_most(hc), batch) != WARREN_OK) {
       wr_settle_free(st);
       return WARREN_NOMEM;
     }

@@ -1157,8 +1157,7 @@ static int start_handler(wr_sup *s, size_t i, char *err, size_t errlen) {
            (int)getpid());
   wr_backoff_init(&h->resume, 0.5, 30, 0.2);
   if (h->cfg->tenant_header) { /* jobs held beyond the prefetch */
-    size_t most =
-        (size_t)(h->cfg->prefetch + h->cfg->concurrency + h->cfg->tenant_hold);
+    size_t most = wr_cfg_held_most(h->cfg);
     if (wr_tenants_init(
             &s->tenants.h[i], h->cfg->tenant_header,
             (uint32_t)h->cfg->tenant_concurrency, (uint32_t)h->cfg->tenant_hold,
@@ -1240,13 +1239,9 @@ int wr_sup_create(wr_cfg *cfg, wr_sup **out, char *err, size_t errlen) {
   s->watch = calloc(s->nh, sizeof *s->watch);
   size_t nslots = 0, ntenants = 0;
   for (size_t i = 0; i < s->nh; i++) {
-    /* Pending plus running jobs of the current connection stay within
-     * prefetch; running jobs of an older connection add up to concurrency;
-     * jobs held for their tenant beyond the prefetch, up to tenant_hold
-     * (tenant.h). */
     const wr_handler_cfg *hc = &cfg->handlers[i];
-    nslots += (size_t)hc->prefetch + (size_t)hc->concurrency;
-    if (hc->tenant_header) nslots += (size_t)hc->tenant_hold, ntenants++;
+    nslots += wr_cfg_held_most(hc);
+    if (hc->tenant_header) ntenants++;
   }
   if (ntenants && s->h) {
     s->tenants.h = calloc(s->nh, sizeof *s->tenants.h);
